@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Every target compiles in Swift 6 language mode (set package-wide below).
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcHTTP2 = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
+let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let histogram = Target.Dependency.product(name: "Histogram", package: "hdrhistogram-swift")
+
+/// One library (RPC handlers, store, builder) and one small executable per service, so tests build
+/// exactly what production runs.
+let services: [(name: String, folder: String, executable: String)] = [
+  ("CustomerService", "Customer", "rapport-customer"),
+  ("OrderService", "Order", "rapport-order"),
+  ("SupportService", "Support", "rapport-support"),
+  ("AnalyticsService", "Analytics", "rapport-analytics"),
+  ("GatewayService", "Gateway", "rapport-gateway"),
+]
+
+let serviceTargets: [Target] = services.flatMap { service -> [Target] in
+  [
+    .target(
+      name: service.name,
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, postgres, logging],
+      path: "Services/\(service.folder)/Sources"
+    ),
+    .executableTarget(
+      name: service.executable,
+      dependencies: [.target(name: service.name), "RapportCore"],
+      path: "Services/\(service.folder)/Main"
+    ),
+  ]
+}
+
+let package = Package(
+  name: "rapport",
+  platforms: [.macOS(.v15)],
+  products: services.map { .executable(name: $0.executable, targets: [$0.executable]) } + [
+    .executable(name: "rapport", targets: ["rapport"])
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+  ],
+  targets: serviceTargets + [
+    .target(
+      name: "RapportProtos",
+      dependencies: [grpcCore, grpcProtobuf, swiftProtobuf],
+      path: "Shared/RapportProtos",
+      exclude: ["protos.sha256"]
+    ),
+    .target(
+      name: "RapportCore",
+      dependencies: ["RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging],
+      path: "Shared/RapportCore"
+    ),
+    .target(
+      name: "RapportTesting",
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging],
+      path: "Shared/RapportTesting"
+    ),
+    .executableTarget(
+      name: "rapport",
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, argumentParser, histogram, logging, lifecycle],
+      path: "Services/CLI"
+    ),
+    .testTarget(
+      name: "ServiceTests",
+      dependencies: [
+        "CustomerService", "OrderService", "SupportService", "AnalyticsService", "GatewayService",
+        "RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2, postgres,
+      ],
+      path: "Tests/ServiceTests"
+    ),
+    .testTarget(
+      name: "EndToEndTests",
+      dependencies: ["RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2],
+      path: "Tests/EndToEndTests"
+    ),
+  ],
+  swiftLanguageModes: [.v6]
+)

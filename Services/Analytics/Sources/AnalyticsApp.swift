@@ -1,0 +1,42 @@
+import GRPCCore
+import Logging
+import PostgresNIO
+import RapportCore
+
+/// Builds the analytics service process; `main` and the tests both call this.
+public enum AnalyticsApp {
+  public static let defaultPort = 50054
+
+  /// Reads the common settings plus `order-addr` and `support-addr` (the feeds it consumes).
+  public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
+    try build(
+      config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
+      orderAddress: settings.address("order-addr", default: "127.0.0.1:50052"),
+      supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"), logger: logger)
+  }
+
+  public static func build(
+    config: CommonConfig, orderAddress: HostPort, supportAddress: HostPort, logger: Logger
+  ) throws -> ServiceApp {
+    guard let url = config.databaseURL else { throw ConfigurationError("analytics needs a database URL") }
+    let postgres = PostgresClient(
+      configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
+    let store = AnalyticsStore(client: postgres, logger: logger)
+    let sources = [
+      ("order", try GRPCClientService.plaintext(to: orderAddress), ["OrderPlaced"]),
+      ("support", try GRPCClientService.plaintext(to: supportAddress), ["TicketOpened"]),
+    ]
+    let subscriptions = sources.map { source, client, types in
+      EventSubscription(
+        source: source, client: client, types: types, logger: logger,
+        cursor: { try await store.cursor(source: source) },
+        apply: { event in try await store.apply(event, from: source) })
+    }
+    return ServiceApp(
+      config: config, postgres: postgres,
+      migrator: Migrator(schema: AnalyticsMigrations.schema, migrations: AnalyticsMigrations.all),
+      rpcServices: [AnalyticsRPCs(store: store, logger: logger)],
+      serviceNames: ["rapport.analytics.v1.AnalyticsService"],
+      clients: sources.map(\.1), workers: subscriptions, logger: logger)
+  }
+}

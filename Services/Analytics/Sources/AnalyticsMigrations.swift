@@ -1,0 +1,35 @@
+import RapportCore
+
+/// The analytics service's schema, applied at start-up as role `rapport_analytics`.
+enum AnalyticsMigrations {
+  static let schema = "analytics"
+
+  static let all: [Migration] = [
+    Migration(
+      1, "customer metrics and feed cursors",
+      [
+        """
+        CREATE TABLE analytics.customer_metrics (
+          customer_id uuid PRIMARY KEY,
+          order_count bigint NOT NULL DEFAULT 0,
+          first_order_at timestamptz,
+          last_order_at timestamptz,
+          open_tickets bigint NOT NULL DEFAULT 0,
+          as_of timestamptz NOT NULL)
+        """,
+        """
+        CREATE TABLE analytics.customer_revenue (
+          customer_id uuid NOT NULL,
+          currency char(3) NOT NULL,
+          amount_minor bigint NOT NULL,
+          PRIMARY KEY (customer_id, currency))
+        """,
+        """
+        CREATE TABLE analytics.feed_cursors (
+          source text PRIMARY KEY,
+          last_sequence bigint NOT NULL,
+          updated_at timestamptz NOT NULL DEFAULT now())
+        """,
+      ]),
+  ]
+}

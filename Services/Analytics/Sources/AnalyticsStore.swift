@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RapportCore
+import RapportProtos
+
+/// Analytics SQL: per-customer metrics and the cursor of each consumed feed.
+struct AnalyticsStore: Sendable {
+  let client: PostgresClient
+  let logger: Logger
+
+  /// The last sequence applied from `source` (0 before the first event).
+  func cursor(source: String) async throws -> Int64 {
+    let rows = try await client.query(
+      "SELECT last_sequence FROM analytics.feed_cursors WHERE source = \(source)", logger: logger)
+    for try await sequence in rows.decode(Int64.self) { return sequence }
+    return 0
+  }
+
+  /// Applies one event and advances the source's cursor in one transaction. An event at or below the
+  /// cursor (a redelivery) changes nothing. Returns whether the event was applied.
+  @discardableResult
+  func apply(_ event: Rapport_Events_V1_Event, from source: String) async throws -> Bool {
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query(
+        "INSERT INTO analytics.feed_cursors (source, last_sequence) VALUES (\(source), 0) ON CONFLICT DO NOTHING",
+        logger: logger)
+      let rows = try await connection.query(
+        "SELECT last_sequence FROM analytics.feed_cursors WHERE source = \(source) FOR UPDATE", logger: logger)
+      var last: Int64 = 0
+      for try await sequence in rows.decode(Int64.self) { last = sequence }
+      guard event.sequence > last else { return false }
+      try await applyEffect(event, on: connection)
+      try await connection.query(
+        "UPDATE analytics.feed_cursors SET last_sequence = \(event.sequence), updated_at = now() WHERE source = \(source)",
+        logger: logger)
+      return true
+    }
+  }
+
+  private func applyEffect(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
+    let occurred = event.occurredAt.date
+    switch event.payload {
+    case .orderPlaced(let order)?:
+      guard let customer = UUID(uuidString: order.customerID) else { return }
+      let placed = order.placedAt.date
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of)
+        VALUES (\(customer), 1, \(placed), \(placed), \(occurred))
+        ON CONFLICT (customer_id) DO UPDATE SET
+          order_count = customer_metrics.order_count + 1,
+          first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+          last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
+          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
+        """, logger: logger)
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
+        VALUES (\(customer), \(order.total.currency), \(order.total.amountMinor))
+        ON CONFLICT (customer_id, currency) DO UPDATE
+        SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
+        """, logger: logger)
+    case .ticketOpened(let ticket)?:
+      guard let customer = UUID(uuidString: ticket.customerID) else { return }
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
+        VALUES (\(customer), 1, \(occurred))
+        ON CONFLICT (customer_id) DO UPDATE SET
+          open_tickets = customer_metrics.open_tickets + 1,
+          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
+        """, logger: logger)
+    case .customerCreated?, nil:
+      return
+    }
+  }
+
+  /// A customer's metrics; zeros when no event mentioned the customer yet.
+  func metrics(customerID: UUID) async throws -> Rapport_Analytics_V1_CustomerMetrics {
+    var metrics = Rapport_Analytics_V1_CustomerMetrics()
+    metrics.customerID = customerID.uuidString.lowercased()
+    let rows = try await client.query(
+      """
+      SELECT order_count, first_order_at, last_order_at, open_tickets, as_of
+      FROM analytics.customer_metrics WHERE customer_id = \(customerID)
+      """, logger: logger)
+    for try await (count, first, last, tickets, asOf) in rows.decode((Int64, Date?, Date?, Int64, Date).self) {
+      metrics.orderCount = count
+      if let first { metrics.firstOrderTime = .init(microsecondsOf: first) }
+      if let last { metrics.lastOrderTime = .init(microsecondsOf: last) }
+      metrics.openTicketCount = tickets
+      metrics.asOf = .init(microsecondsOf: asOf)
+    }
+    let revenue = try await client.query(
+      """
+      SELECT currency, amount_minor FROM analytics.customer_revenue
+      WHERE customer_id = \(customerID) ORDER BY currency
+      """, logger: logger)
+    for try await (currency, amount) in revenue.decode((String, Int64).self) {
+      metrics.revenue.append(.with {
+        $0.currency = currency
+        $0.amountMinor = amount
+      })
+    }
+    return metrics
+  }
+}

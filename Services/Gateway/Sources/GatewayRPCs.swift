@@ -1,0 +1,141 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RapportCore
+import RapportProtos
+import SwiftProtobuf
+
+/// `rapport.gateway.v1.PartnerGateway`: composes the 360° view from the four services, in parallel, each
+/// under the caller's remaining deadline. It holds no copy of the data.
+struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
+  let customers: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>
+  let orders: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
+  let support: Rapport_Support_V1_SupportService.Client<HTTP2ClientTransport.Posix>
+  let analytics: Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>
+  /// Budget when the caller sent no deadline, and the most any view may take.
+  let defaultBudget: Duration
+  let maximumBudget: Duration
+  let logger: Logger
+
+  func getCustomerView(
+    request: ServerRequest<Rapport_Gateway_V1_GetCustomerViewRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse> {
+    let budget = CallBudget(metadata: request.metadata, default: defaultBudget, maximum: maximumBudget)
+    let message = request.message
+    let view = try await serving(logger) {
+      let limit = try Validate.pageSize(message.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
+      switch message.customer {
+      case .customerID(let raw):
+        let id = try Validate.uuid(raw, field: "customer_id")
+        return try await compose(id: id.uuidString.lowercased(), known: nil, limit: limit, budget: budget)
+      case .email(let raw):
+        let email = try Validate.email(raw)
+        let found = try await section("customer", budget) {
+          try await customers.findCustomer(.with { $0.email = email }, options: $0).customer
+        }
+        guard let customer = found.value else { throw resolutionFailure(found.status) }
+        return try await compose(id: customer.id, known: found, limit: limit, budget: budget)
+      case nil:
+        throw RPCFailure.invalid("customer", "customer_id or email is required")
+      }
+    }
+    return ServerResponse(message: .with { $0.view = view })
+  }
+
+  /// Fills every section in parallel; `known` is the customer section when resolution already read it.
+  private func compose(
+    id: String, known: SectionResult<Rapport_Customer_V1_Customer>?, limit: Int, budget: CallBudget
+  ) async throws -> Rapport_Gateway_V1_CustomerView {
+    async let customerSection = customerSection(id: id, known: known, budget: budget)
+    async let orderSection = section("orders", budget) {
+      try await orders.listOrders(.with {
+        $0.customerID = id
+        $0.pageSize = Int32(limit)
+      }, options: $0).orders
+    }
+    async let ticketSection = section("tickets", budget) {
+      try await support.listTickets(.with {
+        $0.customerID = id
+        $0.onlyOpen = true
+        $0.pageSize = 50
+      }, options: $0).tickets
+    }
+    async let metricSection = section("metrics", budget) {
+      try await analytics.getCustomerMetrics(.with { $0.customerID = id }, options: $0).metrics
+    }
+    let (customer, recent, tickets, metrics) = await (customerSection, orderSection, ticketSection, metricSection)
+    if customer.status.code == RPCError.Code.notFound.rawValue { throw RPCFailure.notFound("customer", id) }
+    var view = Rapport_Gateway_V1_CustomerView()
+    if let value = customer.value { view.customer = value }
+    view.recentOrders = recent.value ?? []
+    view.openTickets = tickets.value ?? []
+    if let value = metrics.value { view.metrics = value }
+    view.sections = [customer.status, recent.status, tickets.status, metrics.status]
+    return view
+  }
+
+  private func customerSection(
+    id: String, known: SectionResult<Rapport_Customer_V1_Customer>?, budget: CallBudget
+  ) async -> SectionResult<Rapport_Customer_V1_Customer> {
+    if let known { return known }
+    return await section("customer", budget) {
+      try await customers.getCustomer(.with { $0.customerID = id }, options: $0).customer
+    }
+  }
+
+  /// Calls one service under the remaining budget; never throws: a failure becomes the section's status.
+  private func section<Value: Sendable>(
+    _ name: String, _ budget: CallBudget, _ call: @Sendable (CallOptions) async throws -> Value
+  ) async -> SectionResult<Value> {
+    var options = CallOptions.defaults
+    options.timeout = budget.remaining()
+    options.waitForReady = false
+    var status = Rapport_Gateway_V1_Section()
+    status.name = name
+    do {
+      let value = try await call(options)
+      status.code = 0
+      status.asOf = Google_Protobuf_Timestamp(date: Date())
+      return SectionResult(value: value, status: status)
+    } catch let error as RPCError {
+      status.code = Int32(error.code.rawValue)
+      status.message = Self.safeMessage(name, error.code)
+      if error.code != .notFound && error.code != .invalidArgument {
+        logger.warning("view section failed", metadata: ["section": "\(name)", "code": "\(error.code)"])
+      }
+      return SectionResult(value: nil, status: status)
+    } catch {
+      status.code = Int32(RPCError.Code.unknown.rawValue)
+      status.message = "\(name) could not be read"
+      return SectionResult(value: nil, status: status)
+    }
+  }
+
+  /// A section message that says what happened without any service internals.
+  static func safeMessage(_ name: String, _ code: RPCError.Code) -> String {
+    switch code {
+    case .deadlineExceeded: "\(name) did not answer within the deadline"
+    case .unavailable: "\(name) is unavailable"
+    case .permissionDenied: "not permitted to read \(name)"
+    case .notFound: "\(name) not found"
+    default: "\(name) could not be read"
+    }
+  }
+
+  /// Why a customer could not be resolved by email, as the status of the whole view.
+  private func resolutionFailure(_ status: Rapport_Gateway_V1_Section) -> RPCError {
+    switch Int(status.code) {
+    case RPCError.Code.notFound.rawValue: RPCError(code: .notFound, message: "no customer has this email")
+    case RPCError.Code.deadlineExceeded.rawValue:
+      RPCError(code: .deadlineExceeded, message: "customer lookup did not finish in time")
+    default: RPCError(code: .unavailable, message: "customer service unavailable; retry later")
+    }
+  }
+}
+
+/// One section's value (nil when the call failed) and its status entry.
+struct SectionResult<Value: Sendable>: Sendable {
+  let value: Value?
+  let status: Rapport_Gateway_V1_Section
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RapportCore
+import RapportProtos
+
+/// A ticket as stored.
+struct TicketRecord: Sendable {
+  var id: UUID
+  var requestID: String?
+  var customerID: UUID
+  var subject: String
+  var body: String
+  var priority: Int
+  var status: Int
+  var channel: Int
+  var createdAt: Date
+
+  var proto: Rapport_Support_V1_Ticket {
+    .with {
+      $0.id = id.uuidString.lowercased()
+      $0.customerID = customerID.uuidString.lowercased()
+      $0.subject = subject
+      $0.body = body
+      $0.priority = .init(rawValue: priority) ?? .unspecified
+      $0.status = .init(rawValue: status) ?? .unspecified
+      $0.channel = .init(rawValue: channel) ?? .unspecified
+      $0.createTime = .init(microsecondsOf: createdAt)
+    }
+  }
+
+  /// Statuses that count as open.
+  static let closedStatuses = [Rapport_Support_V1_TicketStatus.solved.rawValue, Rapport_Support_V1_TicketStatus.closed.rawValue]
+}
+
+/// Ticket SQL; nothing else in the service touches the database.
+struct SupportStore: Sendable {
+  enum Opening: Sendable {
+    case created(TicketRecord)
+    case replayed(TicketRecord)
+    case requestConflict
+  }
+
+  let client: PostgresClient
+  let logger: Logger
+  private let outbox = SupportMigrations.outbox
+  private static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
+
+  /// Inserts the ticket and `TicketOpened` in one transaction; a known request id replays.
+  func open(_ ticket: TicketRecord, requestBytes: [UInt8]) async throws -> Opening {
+    try await client.transaction(logger: logger) { connection in
+      let inserted = try await connection.query(
+        """
+        INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash)
+        VALUES (\(ticket.id), \(ticket.requestID), \(ticket.customerID), \(ticket.subject), \(ticket.body),
+                \(ticket.priority), \(ticket.status), \(ticket.channel), \(ticket.createdAt), sha256(\(requestBytes.bytea)))
+        ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
+        RETURNING created_at
+        """, logger: logger)
+      var ticket = ticket
+      var created = false
+      for try await stored in inserted.decode(Date.self) {
+        ticket.createdAt = stored
+        created = true
+      }
+      guard created else {
+        // Only a request id can conflict: replay the stored ticket if it was the same request.
+        let rows = try await connection.query(
+          """
+          SELECT \(unescaped: Self.columns), request_hash = sha256(\(requestBytes.bytea))
+          FROM support.tickets WHERE request_id = \(ticket.requestID)
+          """, logger: logger)
+        for try await row in rows.decode((UUID, String?, UUID, String, String, Int, Int, Int, Date, Bool).self) {
+          guard row.9 else { return .requestConflict }
+          return .replayed(record((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8)))
+        }
+        throw RPCFailure.internal("request id conflict without a stored ticket")
+      }
+      let proto = ticket.proto
+      let event = Outbox.event(
+        aggregateType: "ticket", aggregateID: proto.id, occurredAt: ticket.createdAt,
+        .ticketOpened(.with {
+          $0.ticketID = proto.id
+          $0.customerID = proto.customerID
+          $0.priority = Int32(ticket.priority)
+          $0.channel = proto.channel
+          $0.openedAt = proto.createTime
+        }))
+      try await outbox.append(event, on: connection, logger: logger)
+      return .created(ticket)
+    }
+  }
+
+  func get(id: UUID) async throws -> TicketRecord? {
+    let rows = try await client.query("SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id)", logger: logger)
+    for try await row in rows.decode(Row.self) { return record(row) }
+    return nil
+  }
+
+  /// A customer's tickets, newest first, after the page token's position.
+  func list(customerID: UUID, onlyOpen: Bool, after token: PageToken?, limit: Int) async throws -> [TicketRecord] {
+    let excluded = onlyOpen ? TicketRecord.closedStatuses : []
+    let rows = try await client.query(
+      """
+      SELECT \(unescaped: Self.columns) FROM support.tickets
+      WHERE customer_id = \(customerID) AND NOT (status = ANY(\(excluded)))
+        AND (\(token == nil) OR (created_at, id) < (\(token?.date ?? Date()), \(token?.id ?? UUID())))
+      ORDER BY created_at DESC, id DESC LIMIT \(limit)
+      """, logger: logger)
+    var tickets: [TicketRecord] = []
+    for try await row in rows.decode(Row.self) { tickets.append(record(row)) }
+    return tickets
+  }
+
+  private typealias Row = (UUID, String?, UUID, String, String, Int, Int, Int, Date)
+
+  private func record(_ row: Row) -> TicketRecord {
+    TicketRecord(
+      id: row.0, requestID: row.1, customerID: row.2, subject: row.3, body: row.4, priority: row.5,
+      status: row.6, channel: row.7, createdAt: row.8)
+  }
+}

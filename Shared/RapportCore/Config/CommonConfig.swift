@@ -1,0 +1,43 @@
+/// What every service process needs: where to listen, which database, and its limits.
+public struct CommonConfig: Sendable {
+  /// Short service name, e.g. `customer`; also the log label.
+  public var name: String
+  /// Address the gRPC server binds; port 0 picks a free port (printed at start-up).
+  public var listen: HostPort
+  /// `postgres://user[:password]@host[:port]/database`; nil for a service without a database.
+  public var databaseURL: DatabaseURL?
+  /// Most connections the service's pool opens.
+  public var maxDatabaseConnections: Int
+  /// HTTP/2 streams one client connection may have open at once.
+  public var maxConcurrentStreams: Int
+  /// Largest request message accepted, in bytes.
+  public var maxRequestBytes: Int
+
+  public init(
+    name: String, listen: HostPort, databaseURL: DatabaseURL?, maxDatabaseConnections: Int = 10,
+    maxConcurrentStreams: Int = 256, maxRequestBytes: Int = 4 * 1024 * 1024
+  ) {
+    self.name = name
+    self.listen = listen
+    self.databaseURL = databaseURL
+    self.maxDatabaseConnections = maxDatabaseConnections
+    self.maxConcurrentStreams = maxConcurrentStreams
+    self.maxRequestBytes = maxRequestBytes
+  }
+
+  /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams` for a service.
+  public init(settings: Settings, name: String, defaultPort: Int, needsDatabase: Bool = true) throws {
+    let url = settings.string("database-url")
+    if needsDatabase && url == nil {
+      throw ConfigurationError(
+        "no database: pass --database-url or set RAPPORT_\(settings.service)_DATABASE_URL")
+    }
+    self.init(
+      name: name,
+      listen: try settings.address("addr", default: "127.0.0.1:\(defaultPort)"),
+      databaseURL: try url.map(DatabaseURL.init(parsing:)),
+      maxDatabaseConnections: try settings.int("db-pool-size", default: 10),
+      maxConcurrentStreams: try settings.int("max-streams", default: 256)
+    )
+  }
+}

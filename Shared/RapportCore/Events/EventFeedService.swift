@@ -1,0 +1,50 @@
+import GRPCCore
+import Logging
+import PostgresNIO
+import RapportProtos
+
+/// `rapport.events.v1.EventFeed` over a service's outbox: the backlog after the cursor in sequence order,
+/// then live events as LISTEN/NOTIFY wakes the stream. Ends when the client cancels or the server drains.
+public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtocol {
+  let client: PostgresClient
+  let outbox: Outbox
+  let notifier: OutboxNotifier
+  let logger: Logger
+  /// Events read per query.
+  let batchSize = 256
+
+  public init(client: PostgresClient, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
+    self.client = client
+    self.outbox = outbox
+    self.notifier = notifier
+    self.logger = logger
+  }
+
+  public func subscribe(
+    request: Rapport_Events_V1_SubscribeRequest,
+    response: RPCWriter<Rapport_Events_V1_Event>,
+    context: ServerContext
+  ) async throws {
+    guard request.afterSequence >= 0 else { throw RPCFailure.invalid("after_sequence", "must not be negative") }
+    guard request.types.count <= 64 else { throw RPCFailure.invalid("types", "must list at most 64 types") }
+    let waiter = notifier.makeWaiter()
+    defer { notifier.remove(waiter) }
+    try await serving(logger) {
+      try await withRPCCancellationHandler {
+        var cursor = request.afterSequence
+        while !notifier.isFinished(waiter) {
+          let generation = notifier.generation
+          let events = try await outbox.read(
+            after: cursor, types: request.types, limit: batchSize, from: client, logger: logger)
+          for event in events {
+            try await response.write(event)
+            cursor = event.sequence
+          }
+          if events.count < batchSize { await notifier.wait(beyond: generation, waiter: waiter) }
+        }
+      } onCancelRPC: {
+        notifier.cancel(waiter)
+      }
+    }
+  }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Synchronization
+
+/// A service executable started as a child process. Its output goes to a log file; start-up waits for
+/// its "listening on host:port" line, so port 0 (any free port) works.
+public final class ChildProcess: Sendable {
+  public let name: String
+  public let logPath: String
+  private let process: Mutex<Process?>
+  private let scanner = AnnouncementScanner()
+
+  /// Starts `executable` and waits (up to `timeout`) until it announces its address; returns it.
+  public init(
+    name: String, executable: String, arguments: [String] = [], environment: [String: String],
+    logPath: String
+  ) throws {
+    self.name = name
+    self.logPath = logPath
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    FileManager.default.createFile(atPath: logPath, contents: nil)
+    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = log
+    process.standardInput = FileHandle.nullDevice
+    self.process = Mutex(process)
+    let scanner = self.scanner
+    pipe.fileHandleForReading.readabilityHandler = { handle in
+      let data = handle.availableData
+      if data.isEmpty {
+        handle.readabilityHandler = nil
+        return
+      }
+      log.write(data)
+      scanner.consume(data)
+    }
+    try process.run()
+  }
+
+  /// Waits until the process printed its address, or fails when it exits first or time runs out.
+  public func address(timeout: Duration = .seconds(60)) async throws -> HostPort {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if let text = scanner.address { return try HostPort(parsing: text) }
+      if !isRunning {
+        throw ShellError(description: "\(name) exited (\(exitStatus ?? -1)); see \(logPath):\n\(logTail())")
+      }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    throw ShellError(description: "\(name) did not start within \(timeout); see \(logPath)")
+  }
+
+  public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+  public var exitStatus: Int32? { process.withLock { $0.flatMap { $0.isRunning ? nil : $0.terminationStatus } } }
+  public var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
+
+  /// Sends SIGTERM and waits up to `grace` for the process to drain; then SIGKILL.
+  public func stop(grace: Duration = .seconds(10)) async {
+    signal(SIGTERM)
+    let deadline = ContinuousClock.now + grace
+    while isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+    if isRunning { signal(SIGKILL) }
+    while isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+  }
+
+  /// Sends a signal (SIGKILL for crash tests).
+  public func signal(_ number: Int32) {
+    let pid = self.pid
+    if pid > 0 && isRunning { kill(pid, number) }
+  }
+
+  /// The last lines of the log, for error messages.
+  public func logTail(lines: Int = 20) -> String {
+    let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+  }
+}
+
+/// Scans a child's output for its "… listening on host:port" line.
+final class AnnouncementScanner: Sendable {
+  private let state = Mutex<(buffer: Data, address: String?)>((Data(), nil))
+
+  var address: String? { state.withLock { $0.address } }
+
+  func consume(_ data: Data) {
+    state.withLock { state in
+      state.buffer.append(data)
+      while let newline = state.buffer.firstIndex(of: 0x0A) {
+        let line = String(decoding: state.buffer[state.buffer.startIndex..<newline], as: UTF8.self)
+        state.buffer.removeSubrange(state.buffer.startIndex...newline)
+        if let range = line.range(of: " listening on ") { state.address = String(line[range.upperBound...]) }
+      }
+    }
+  }
+}

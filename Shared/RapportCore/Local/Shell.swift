@@ -1,0 +1,71 @@
+import Foundation
+
+/// Runs local tools (initdb, pg_ctl, child services) for `rapport up` and the test harness.
+public enum Shell {
+  /// Runs a program to completion; throws with its output when it fails.
+  ///
+  /// Uses posix_spawn and waitpid rather than Foundation's Process: Process notices a child's exit
+  /// through a pipe the child inherits, so a daemon it leaves behind (pg_ctl starting postgres) would
+  /// make it wait for ever. Output goes to a file for the same reason.
+  @discardableResult
+  public static func run(_ program: String, _ arguments: [String], asUser user: String? = nil) throws -> String {
+    var command = [program] + arguments
+    if let user, getuid() == 0 { command = [try which("runuser"), "-u", user, "--"] + command }
+    let outputPath = NSTemporaryDirectory() + "rapport-shell-\(UUID().uuidString).log"
+    defer { try? FileManager.default.removeItem(atPath: outputPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = command.map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, command[0], &actions, nil, argv, environ)
+    guard spawned == 0 else { throw ShellError(description: "could not start \(command[0]): errno \(spawned)") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    let exited = status & 0x7f == 0
+    let code = (status >> 8) & 0xff
+    guard exited && code == 0 else {
+      throw ShellError(description: "\(command.joined(separator: " ")) failed (status \(status)): \(text)")
+    }
+    return text
+  }
+
+  /// The full path of a program on PATH.
+  public static func which(_ name: String) throws -> String {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for directory in path.split(separator: ":") {
+      let candidate = "\(directory)/\(name)"
+      if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw ShellError(description: "\(name) not found on PATH")
+  }
+
+  /// A TCP port on 127.0.0.1 that was free a moment ago.
+  public static func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw ShellError(description: "socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+        bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+      }
+    }
+    guard bound else { throw ShellError(description: "bind() failed") }
+    return Int(UInt16(bigEndian: address.sin_port))
+  }
+}
+
+/// A local tool failed; the message includes its output.
+public struct ShellError: Error, CustomStringConvertible {
+  public let description: String
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RapportProtos
+import SwiftProtobuf
+
+/// A service's transactional outbox: `<schema>.outbox`, with Debezium outbox-router columns (`id`,
+/// `aggregate_type`, `aggregate_id`, `type`, `payload`) plus a monotonic `sequence` and `occurred_at`.
+///
+/// Writers append inside the transaction that makes the change. Appends take a schema-wide advisory lock
+/// held to commit, so sequence order is commit order and a reader that has seen sequence N can never
+/// later find a committed event below N. The cost is that outbox-writing transactions commit one at a
+/// time (see docs/ARCHITECTURE.md).
+public struct Outbox: Sendable {
+  public let schema: String
+  /// The LISTEN/NOTIFY channel woken on every append.
+  public var channel: String { "\(schema)_outbox" }
+
+  public init(schema: String) {
+    precondition(Migrator.isIdentifier(schema))
+    self.schema = schema
+  }
+
+  /// The statements that create the outbox; include them in the service's first migration.
+  public var migrationStatements: [String] {
+    [
+      """
+      CREATE TABLE \(schema).outbox (
+        id uuid PRIMARY KEY,
+        sequence bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        aggregate_type text NOT NULL,
+        aggregate_id text NOT NULL,
+        type text NOT NULL,
+        payload bytea NOT NULL,
+        occurred_at timestamptz NOT NULL)
+      """,
+      "CREATE INDEX outbox_type_sequence ON \(schema).outbox (type, sequence)",
+    ]
+  }
+
+  /// Builds an event envelope with a fresh id, the payload's type name and the current time.
+  public static func event(
+    aggregateType: String, aggregateID: String, occurredAt: Date = Date(),
+    _ payload: Rapport_Events_V1_Event.OneOf_Payload
+  ) -> Rapport_Events_V1_Event {
+    var event = Rapport_Events_V1_Event()
+    event.id = UUID().uuidString.lowercased()
+    event.aggregateType = aggregateType
+    event.aggregateID = aggregateID
+    event.type = payload.typeName
+    event.occurredAt = Google_Protobuf_Timestamp(microsecondsOf: occurredAt)
+    event.payload = payload
+    return event
+  }
+
+  /// Appends `event` in the caller's transaction and returns its sequence number.
+  @discardableResult
+  public func append(
+    _ event: Rapport_Events_V1_Event, on connection: PostgresConnection, logger: Logger
+  ) async throws -> Int64 {
+    var stored = event
+    stored.sequence = 0
+    let payload: [UInt8] = try stored.serializedBytes()
+    let id = UUID(uuidString: event.id) ?? UUID()
+    let rows = try await connection.query(
+      """
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(Migrator.lockKey(channel))))
+      INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
+      SELECT \(id), \(event.aggregateType), \(event.aggregateID), \(event.type), \(payload.bytea), \(event.occurredAt.date)
+      FROM lock
+      RETURNING sequence, pg_notify(\(channel), '')::text
+      """, logger: logger)
+    for try await (sequence, _) in rows.decode((Int64, String?).self) { return sequence }
+    throw RPCFailure.internal("outbox append returned no row")
+  }
+
+  /// Reads up to `limit` events after `sequence`, in order; `types` empty means every type.
+  public func read(
+    after sequence: Int64, types: [String], limit: Int, from client: PostgresClient, logger: Logger
+  ) async throws -> [Rapport_Events_V1_Event] {
+    let rows = try await client.query(
+      """
+      SELECT sequence, payload FROM \(unescaped: schema).outbox
+      WHERE sequence > \(sequence) AND (cardinality(\(types)::text[]) = 0 OR type = ANY(\(types)))
+      ORDER BY sequence LIMIT \(limit)
+      """, logger: logger)
+    var events: [Rapport_Events_V1_Event] = []
+    for try await (sequence, payload) in rows.decode((Int64, ByteBuffer).self) {
+      var event = try Rapport_Events_V1_Event(serializedBytes: Array(payload.readableBytesView))
+      event.sequence = sequence
+      events.append(event)
+    }
+    return events
+  }
+}
+
+extension Rapport_Events_V1_Event.OneOf_Payload {
+  /// The event type name stored in the outbox `type` column: the payload message's name.
+  public var typeName: String {
+    switch self {
+    case .customerCreated: "CustomerCreated"
+    case .orderPlaced: "OrderPlaced"
+    case .ticketOpened: "TicketOpened"
+    }
+  }
+}

@@ -1,0 +1,42 @@
+import Foundation
+
+/// An opaque keyset page token: the sort key (a timestamp in microseconds and an id) of the last row
+/// returned. Rows inserted while a client pages never shift the pages it has not read yet.
+public struct PageToken: Sendable, Equatable {
+  public var micros: Int64
+  public var id: UUID
+
+  public init(micros: Int64, id: UUID) {
+    self.micros = micros
+    self.id = id
+  }
+
+  public init(date: Date, id: UUID) {
+    self.init(micros: Int64((date.timeIntervalSince1970 * 1_000_000).rounded()), id: id)
+  }
+
+  /// The timestamp as a date.
+  public var date: Date { Date(timeIntervalSince1970: Double(micros) / 1_000_000) }
+
+  /// Decodes a client's token; empty means the first page. INVALID_ARGUMENT for anything else malformed.
+  public static func decode(_ token: String, field: String = "page_token") throws -> PageToken? {
+    if token.isEmpty { return nil }
+    var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+    guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8) else {
+      throw RPCFailure.invalid(field, "is not a token this service issued")
+    }
+    let parts = text.split(separator: "|")
+    guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
+      throw RPCFailure.invalid(field, "is not a token this service issued")
+    }
+    return PageToken(micros: micros, id: id)
+  }
+
+  /// The token's URL-safe text.
+  public var encoded: String {
+    Data("\(micros)|\(id.uuidString.lowercased())".utf8).base64EncodedString()
+      .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+  }
+}

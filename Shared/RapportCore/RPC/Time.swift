@@ -1,0 +1,19 @@
+import Foundation
+import SwiftProtobuf
+
+extension Date {
+  /// Now, on the microsecond grid PostgreSQL stores, so what a write returns equals what a read returns.
+  public static var databaseNow: Date {
+    Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1_000_000).rounded(.down) / 1_000_000)
+  }
+}
+
+extension Google_Protobuf_Timestamp {
+  /// A timestamp of `date` rounded to whole microseconds (the precision of stored times; a `Date` is a
+  /// floating-point number whose last digits differ by the path it took).
+  public init(microsecondsOf date: Date) {
+    let micros = Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+    self.init(seconds: seconds, nanos: Int32(micros - seconds * 1_000_000) * 1000)
+  }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import GRPCProtobuf
+import RapportProtos
+import SwiftProtobuf
+/// Request validation helpers; each throws INVALID_ARGUMENT naming the field.
+public enum Validate {
+  /// A required UUID string; returns it parsed.
+  public static func uuid(_ value: String, field: String) throws -> UUID {
+    guard !value.isEmpty else { throw RPCFailure.invalid(field, "is required") }
+    guard let id = UUID(uuidString: value) else { throw RPCFailure.invalid(field, "must be a UUID") }
+    return id
+  }
+
+  /// A required string of 1...max characters (after trimming white space); returns it trimmed.
+  public static func required(_ value: String, field: String, max: Int) throws -> String {
+    let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !trimmed.isEmpty else { throw RPCFailure.invalid(field, "is required") }
+    return try optional(trimmed, field: field, max: max)
+  }
+
+  /// An optional string of at most `max` characters; returns it trimmed.
+  public static func optional(_ value: String, field: String, max: Int) throws -> String {
+    let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard trimmed.count <= max else { throw RPCFailure.invalid(field, "must be at most \(max) characters") }
+    return trimmed
+  }
+
+  /// A required email address; returns it normalised (trimmed, lower-case).
+  public static func email(_ value: String, field: String = "email") throws -> String {
+    let email = try required(value, field: field, max: 254).lowercased()
+    let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+    guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."),
+      !parts[1].hasSuffix("."), !email.contains(where: { $0.isWhitespace })
+    else { throw RPCFailure.invalid(field, "must be an email address") }
+    return email
+  }
+
+  /// A required ISO-4217 currency code; returns it.
+  public static func currency(_ value: String, field: String = "currency") throws -> String {
+    guard !value.isEmpty else { throw RPCFailure.invalid(field, "is required") }
+    guard ISO4217.codes.contains(value) else {
+      throw RPCFailure.invalid(field, "must be an ISO-4217 currency code such as EUR")
+    }
+    return value
+  }
+
+  /// A known enum value other than the zero `…_UNSPECIFIED`.
+  public static func specified<E: SwiftProtobuf.Enum & CaseIterable>(_ value: E, field: String) throws -> E {
+    guard value.rawValue != 0 else { throw RPCFailure.invalid(field, "is required") }
+    return try known(value, field: field)
+  }
+
+  /// A known enum value, the zero value allowed.
+  public static func known<E: SwiftProtobuf.Enum & CaseIterable>(_ value: E, field: String) throws -> E {
+    guard E.allCases.contains(where: { $0.rawValue == value.rawValue }) else {
+      throw RPCFailure.invalid(field, "has an unknown value \(value.rawValue)")
+    }
+    return value
+  }
+
+  /// A page size: 0 means `default`, otherwise 1...max.
+  public static func pageSize(_ value: Int32, field: String = "page_size", default fallback: Int = 20, max: Int = 100) throws -> Int {
+    if value == 0 { return fallback }
+    guard value > 0, value <= max else { throw RPCFailure.invalid(field, "must be between 1 and \(max)") }
+    return Int(value)
+  }
+}
+

@@ -1,0 +1,161 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import PostgresNIO
+import RapportProtos
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// A service process as one `ServiceGroup`: the Postgres pool, outbound gRPC clients, then the
+/// application (migrations → listener + workers). SIGTERM drains in reverse order: the server stops
+/// taking RPCs (health NOT_SERVING, open streams end), workers stop, clients close, the pool closes.
+public final class ServiceApp: Sendable {
+  public let config: CommonConfig
+  public let logger: Logger
+  public let health = HealthState()
+  /// The service's database pool; nil for a service without a database.
+  public let postgres: PostgresClient?
+  private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
+  private let application: ApplicationService
+  private let group = Mutex<ServiceGroup?>(nil)
+
+  /// - Parameters:
+  ///   - schema/migrations: applied before the listener opens.
+  ///   - rpcServices: the service's RPCs; the health service is added here.
+  ///   - workers: background loops started after migrations; they must end on cancellation.
+  public init(
+    config: CommonConfig, postgres: PostgresClient?, migrator: Migrator?,
+    rpcServices: [any RegistrableRPCService], serviceNames: Set<String>,
+    clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], workers: [any Service] = [],
+    notifier: OutboxNotifier? = nil, logger: Logger
+  ) {
+    self.config = config
+    self.logger = logger
+    self.postgres = postgres
+    self.clients = clients
+    var workers = workers
+    if let postgres {
+      let probe = DatabaseProbe(client: postgres, health: health, logger: logger)
+      workers.append(ClosureService { try await probe.run() })
+    }
+    let transport = HTTP2ServerTransport.Posix(
+      address: .ipv4(host: config.listen.host, port: config.listen.port),
+      transportSecurity: .plaintext,
+      config: .defaults {
+        $0.http2.maxConcurrentStreams = config.maxConcurrentStreams
+        $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
+      })
+    let server = GRPCServer(
+      transport: transport,
+      services: rpcServices + [HealthService(state: health, services: serviceNames)])
+    self.application = ApplicationService(
+      name: config.name, server: server, transport: transport, postgres: postgres, migrator: migrator, workers: workers,
+      health: health, notifier: notifier, logger: logger)
+  }
+
+  /// The services to run, in dependency order.
+  public var services: [any Service] {
+    var services: [any Service] = []
+    if let postgres { services.append(postgres) }
+    services += clients.map(GRPCClientService.init(client:))
+    services.append(application)
+    return services
+  }
+
+  /// The address the server listens on, once it does.
+  public func listeningAddress() async throws -> HostPort { try await application.listeningAddress() }
+
+  /// Runs until SIGTERM/SIGINT (or, with `signals: []`, until the task is cancelled).
+  public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+    let group = ServiceGroup(
+      configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+    self.group.withLock { $0 = group }
+    try await group.run()
+  }
+
+  /// Drains and stops the process as SIGTERM would.
+  public func shutdown() async {
+    await group.withLock { $0 }?.triggerGracefulShutdown()
+  }
+}
+
+/// Migrations, then the gRPC server and the workers side by side.
+final class ApplicationService: Service {
+  let name: String
+  let server: GRPCServer<HTTP2ServerTransport.Posix>
+  let transport: HTTP2ServerTransport.Posix
+  let postgres: PostgresClient?
+  let migrator: Migrator?
+  let workers: [any Service]
+  let health: HealthState
+  let notifier: OutboxNotifier?
+  let logger: Logger
+
+  init(
+    name: String, server: GRPCServer<HTTP2ServerTransport.Posix>,
+    transport: HTTP2ServerTransport.Posix, postgres: PostgresClient?,
+    migrator: Migrator?, workers: [any Service], health: HealthState, notifier: OutboxNotifier?,
+    logger: Logger
+  ) {
+    self.name = name
+    self.server = server
+    self.transport = transport
+    self.postgres = postgres
+    self.migrator = migrator
+    self.workers = workers
+    self.health = health
+    self.notifier = notifier
+    self.logger = logger
+  }
+
+  func listeningAddress() async throws -> HostPort {
+    guard let address = try await transport.listeningAddress.ipv4 else {
+      throw RPCFailure.internal("server is not listening on IPv4")
+    }
+    return HostPort(host: address.host, port: address.port)
+  }
+
+  func run() async throws {
+    if let postgres, let migrator { try await migrate(postgres, migrator) }
+    try await withGracefulShutdownHandler {
+      try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { try await self.server.serve() }
+        group.addTask {
+          // serve() reports a failed bind itself; this only announces success.
+          if let address = try? await self.listeningAddress() {
+            self.logger.info("listening", metadata: ["address": "\(address)"])
+            FileHandle.standardOutput.write(Data("rapport-\(self.name) listening on \(address)\n".utf8))
+          }
+        }
+        for worker in workers {
+          group.addTask { try await cancelWhenGracefulShutdown { try await worker.run() } }
+        }
+      }
+    } onGracefulShutdown: {
+      self.logger.info("draining")
+      self.health.beginDraining()
+      self.notifier?.close()
+      self.server.beginGracefulShutdown()
+    }
+  }
+
+  /// Applies migrations, retrying while the database is not reachable yet (up to 60 s).
+  private func migrate(_ postgres: PostgresClient, _ migrator: Migrator) async throws {
+    var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+      do {
+        try await migrator.apply(on: postgres, logger: logger)
+        return
+      } catch let error as PSQLError where error.code == .server {
+        throw error
+      } catch {
+        guard ContinuousClock.now < deadline else { throw error }
+        logger.warning("database not reachable yet; retrying migrations", metadata: ["error": "\(error)"])
+        try await Task.sleep(for: backoff.next())
+      }
+    }
+  }
+}

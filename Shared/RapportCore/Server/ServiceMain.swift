@@ -1,0 +1,20 @@
+import Foundation
+import Logging
+
+/// The body of every service's `main`: build, run, and on any error log it and exit non-zero (an uncaught
+/// error at top level would end the process with SIGILL).
+public enum ServiceMain {
+  public static func run(_ name: String, build: (Settings, Logger) throws -> ServiceApp) async -> Never {
+    var logger = Logger(label: "rapport-\(name)")
+    logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
+    do {
+      let app = try build(Settings(service: name), logger)
+      try await app.run()
+      exit(0)
+    } catch {
+      logger.critical("rapport-\(name) stopped: \(error)")
+      FileHandle.standardError.write(Data("rapport-\(name): \(error)\n".utf8))
+      exit(1)
+    }
+  }
+}

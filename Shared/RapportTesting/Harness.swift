@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RapportCore
+
+/// One throwaway PostgreSQL cluster per test process, started on first use and stopped at exit. Each
+/// test gets its own database, cloned from a template that already holds `deploy/sql/bootstrap.sql`,
+/// so tests run in parallel without seeing each other's rows.
+public enum TestDatabase {
+  static let logger = Logger(label: "rapport-test-db")
+
+  private static let cluster: Task<LocalPostgres, any Error> = Task {
+    let directory = "/tmp/rapport-test-\(getpid())"
+    cleanUpStaleClusters()
+    let postgres = try LocalPostgres.start(directory: directory, ephemeral: true, maxConnections: 400)
+    clusterDirectory = directory
+    atexit {
+      if let directory = clusterDirectory {
+        try? LocalPostgres(directory: directory, port: 0).stop(mode: "immediate")
+        try? FileManager.default.removeItem(atPath: directory)
+      }
+    }
+    try await Bootstrap.prepare(database: "rapport_template", server: postgres.adminURL, logger: logger)
+    return postgres
+  }
+
+  nonisolated(unsafe) private static var clusterDirectory: String?
+
+  /// A new, empty database with every service's schema and role; returns its superuser URL.
+  public static func create() async throws -> DatabaseURL {
+    let postgres = try await cluster.value
+    let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+    try await Bootstrap.execute(
+      "CREATE DATABASE \(name) TEMPLATE rapport_template", on: postgres.adminURL, logger: logger)
+    return postgres.adminURL.with(database: name)
+  }
+
+  /// Stops clusters left behind by test processes that were killed.
+  private static func cleanUpStaleClusters() {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+    for entry in entries where entry.hasPrefix("rapport-test-") {
+      guard let pid = Int32(entry.dropFirst("rapport-test-".count)), kill(pid, 0) != 0 else { continue }
+      try? LocalPostgres(directory: "/tmp/\(entry)", port: 0).stop(mode: "immediate")
+      try? FileManager.default.removeItem(atPath: "/tmp/\(entry)")
+    }
+  }
+}
+
+extension DatabaseURL {
+  /// The URL a service uses: its own login role (see `Bootstrap.roles`).
+  public func role(of service: String) -> DatabaseURL {
+    with(user: Bootstrap.roles[service] ?? service)
+  }
+}
+
+extension TestDatabase {
+  /// Runs a query as the superuser and returns the single integer it selects (row counts in tests).
+  public static func scalar(_ sql: String, on url: DatabaseURL) async throws -> Int {
+    let connection = try await PostgresConnection.connect(
+      configuration: .init(host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: .disable),
+      id: 1, logger: logger)
+    defer { Task { try? await connection.close() } }
+    let rows = try await connection.query("\(unescaped: sql)", logger: logger)
+    for try await value in rows.decode(Int.self) { return value }
+    throw TestFailure("no row from \(sql)")
+  }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RapportCore
+
+/// Runs a service built by its real builder inside the test process, listening on a free loopback port,
+/// for the duration of `body`; then drains it as SIGTERM would.
+public func withRunningService<Result: Sendable>(
+  _ app: ServiceApp, _ body: @Sendable (HostPort) async throws -> Result
+) async throws -> Result {
+  try await withThrowingTaskGroup(of: Result?.self) { group in
+    group.addTask {
+      try await app.run(signals: [])
+      return nil
+    }
+    let address = try await withDeadline(.seconds(30), "service did not start listening") {
+      try await app.listeningAddress()
+    }
+    do {
+      let result = try await body(address)
+      await app.shutdown()
+      while let _ = try await group.next() {}
+      return result
+    } catch {
+      await app.shutdown()
+      group.cancelAll()
+      throw error
+    }
+  }
+}
+
+/// A plaintext HTTP/2 client to `address`, running for the duration of `body`.
+public func withClient<Result: Sendable>(
+  to address: HostPort, _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+) async throws -> Result {
+  let transport = try HTTP2ClientTransport.Posix(
+    target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext)
+  return try await withGRPCClient(transport: transport) { client in try await body(client) }
+}
+
+/// A logger for services under test: warnings and worse only, unless RAPPORT_TEST_LOG=debug.
+public func testLogger(_ label: String) -> Logger {
+  var logger = Logger(label: label)
+  logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_TEST_LOG"] ?? "warning") ?? .warning
+  return logger
+}
+
+/// Fails with `message` when `body` does not finish within `limit`.
+public func withDeadline<Result: Sendable>(
+  _ limit: Duration, _ message: String, _ body: @escaping @Sendable () async throws -> Result
+) async throws -> Result {
+  try await withThrowingTaskGroup(of: Result?.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: limit)
+      return nil
+    }
+    defer { group.cancelAll() }
+    guard let first = try await group.next(), let result = first else { throw TestFailure(message) }
+    return result
+  }
+}
+
+/// Polls `condition` until it holds or `limit` passes; for effects that arrive asynchronously (events).
+public func eventually(
+  within limit: Duration = .seconds(10), _ message: String, _ condition: @Sendable () async throws -> Bool
+) async throws {
+  let deadline = ContinuousClock.now + limit
+  while ContinuousClock.now < deadline {
+    if (try? await condition()) == true { return }
+    try await Task.sleep(for: .milliseconds(50))
+  }
+  throw TestFailure("not within \(limit): \(message)")
+}
+
+/// A harness-level failure (timeouts, processes that would not start).
+public struct TestFailure: Error, CustomStringConvertible {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,127 @@
+import CustomerService
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RapportCore
+import RapportProtos
+import RapportTesting
+import Testing
+
+typealias CustomerClient = Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>
+
+/// Runs the customer service on a fresh database and hands a client to `body`.
+func withCustomerService(
+  _ body: @Sendable (CustomerClient, DatabaseURL, HostPort) async throws -> Void
+) async throws {
+  let database = try await TestDatabase.create()
+  let app = try CustomerApp.build(config: testConfig("customer", database), logger: testLogger("customer"))
+  try await withRunningService(app) { address in
+    try await withClient(to: address) { client in
+      try await body(CustomerClient(wrapping: client), database, address)
+    }
+  }
+}
+
+@Suite struct CustomerServiceTests {
+  @Test func createdCustomerCanBeReadByIdAndByEmail() async throws {
+    try await withCustomerService { customers, _, _ in
+      let created = try await customers.createCustomer(.with {
+        $0.email = "  Ada.Lovelace@Example.COM "
+        $0.givenName = "Ada"
+        $0.familyName = "Lovelace"
+        $0.channel = .web
+      }).customer
+      #expect(created.email == "ada.lovelace@example.com")
+      #expect(UUID(uuidString: created.id) != nil)
+      let byID = try await customers.getCustomer(.with { $0.customerID = created.id }).customer
+      #expect(byID == created)
+      let byEmail = try await customers.findCustomer(.with { $0.email = "ADA.lovelace@example.com" }).customer
+      #expect(byEmail.id == created.id)
+      #expect(byEmail.givenName == "Ada")
+      #expect(byEmail.channel == .web)
+    }
+  }
+
+  @Test func aSecondCustomerWithTheSameEmailIsRefused() async throws {
+    try await withCustomerService { customers, database, _ in
+      _ = try await customers.createCustomer(.with { $0.email = "grace@example.com" })
+      await expectStatus(.alreadyExists) {
+        try await customers.createCustomer(.with { $0.email = "GRACE@example.com" })
+      }
+      let observed1 = try await count("customer.customers", database)
+      #expect(observed1 == 1)
+      let observed2 = try await count("customer.outbox", database)
+      #expect(observed2 == 1)
+    }
+  }
+
+  @Test func concurrentCreatesOfOneEmailYieldOneCustomer() async throws {
+    try await withCustomerService { customers, database, _ in
+      let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+        for _ in 0..<8 {
+          group.addTask { (try? await customers.createCustomer(.with { $0.email = "race@example.com" })) != nil }
+        }
+        return try await group.reduce(into: [Bool]()) { $0.append($1) }
+      }
+      #expect(outcomes.filter { $0 }.count == 1)
+      let observed3 = try await count("customer.customers", database)
+      #expect(observed3 == 1)
+    }
+  }
+
+  @Test(arguments: [
+    ("email", Rapport_Customer_V1_CreateCustomerRequest.with { $0.email = "" }),
+    ("email", .with { $0.email = "not-an-email" }),
+    ("email", .with { $0.email = "a@b" }),
+    ("email", .with { $0.email = String(repeating: "a", count: 250) + "@example.com" }),
+    ("given_name", .with {
+      $0.email = "x@example.com"
+      $0.givenName = String(repeating: "g", count: 201)
+    }),
+    ("phone", .with {
+      $0.email = "x@example.com"
+      $0.phone = "call me maybe"
+    }),
+    ("channel", .with {
+      $0.email = "x@example.com"
+      $0.channel = .UNRECOGNIZED(99)
+    }),
+  ])
+  func invalidCreateRequestsNameTheFieldAndStoreNothing(
+    field: String, request: Rapport_Customer_V1_CreateCustomerRequest
+  ) async throws {
+    try await withCustomerService { customers, database, _ in
+      await expectStatus(.invalidArgument, field: field) { try await customers.createCustomer(request) }
+      let observed4 = try await count("customer.customers", database)
+      #expect(observed4 == 0)
+      let observed5 = try await count("customer.outbox", database)
+      #expect(observed5 == 0)
+    }
+  }
+
+  @Test func unknownAndMalformedIdsGetPreciseStatuses() async throws {
+    try await withCustomerService { customers, _, _ in
+      await expectStatus(.notFound) {
+        try await customers.getCustomer(.with { $0.customerID = UUID().uuidString })
+      }
+      await expectStatus(.invalidArgument, field: "customer_id") {
+        try await customers.getCustomer(.with { $0.customerID = "42" })
+      }
+      await expectStatus(.notFound) { try await customers.findCustomer(.with { $0.email = "nobody@example.com" }) }
+      await expectStatus(.invalidArgument, field: "email") { try await customers.findCustomer(.with { $0.email = "" }) }
+    }
+  }
+
+  @Test func healthIsServing() async throws {
+    try await withCustomerService { _, _, address in
+      try await withClient(to: address) { client in
+        let health = Grpc_Health_V1_Health.Client(wrapping: client)
+        let observed6 = try await health.check(.init()).status
+        #expect(observed6 == .serving)
+        let observed7 = try await health.check(.with { $0.service = "rapport.customer.v1.CustomerService" }).status
+        #expect(observed7 == .serving)
+        await expectStatus(.notFound) { try await health.check(.with { $0.service = "nope" }) }
+      }
+    }
+  }
+}

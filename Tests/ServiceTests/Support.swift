@@ -1,0 +1,39 @@
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import RapportCore
+import RapportTesting
+import Testing
+
+/// Configuration for a service under test: loopback, any free port, its own role on `database`.
+func testConfig(_ name: String, _ database: DatabaseURL, port: Int = 0) -> CommonConfig {
+  CommonConfig(
+    name: name, listen: HostPort(host: "127.0.0.1", port: port),
+    databaseURL: name == "gateway" ? nil : database.role(of: name), maxDatabaseConnections: 4)
+}
+
+/// Expects `body` to fail with `code`; with `field`, expects the message and the BadRequest detail to
+/// name that field.
+func expectStatus<T: Sendable>(
+  _ code: RPCError.Code, field: String? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+  _ body: () async throws -> T
+) async {
+  do {
+    let value = try await body()
+    Issue.record("expected \(code), got \(value)", sourceLocation: sourceLocation)
+  } catch let error as RPCError {
+    #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    if let field {
+      #expect(error.message.hasPrefix("\(field):"), "message: \(error.message)", sourceLocation: sourceLocation)
+      let details = try? error.unpackGoogleRPCStatus()
+      #expect(details?.details.first?.badRequest?.violations.first?.field == field, sourceLocation: sourceLocation)
+    }
+  } catch {
+    Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
+  }
+}
+
+/// Row count of a table, read as the superuser.
+func count(_ table: String, _ database: DatabaseURL) async throws -> Int {
+  try await TestDatabase.scalar("SELECT count(*)::bigint FROM \(table)", on: database)
+}
