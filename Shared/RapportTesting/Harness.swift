@@ -46,12 +46,6 @@ public enum TestDatabase {
   }
 }
 
-extension DatabaseURL {
-  /// The URL a service uses: its own login role (see `Bootstrap.roles`).
-  public func role(of service: String) -> DatabaseURL {
-    with(user: Bootstrap.roles[service] ?? service)
-  }
-}
 
 extension TestDatabase {
   /// Runs a query as the superuser and returns the single integer it selects (row counts in tests).

@@ -63,3 +63,10 @@ public enum Bootstrap {
     try apply(file: try sqlFile(), on: server.with(database: database))
   }
 }
+
+extension DatabaseURL {
+  /// The URL a service uses: the same server and database as its own login role (see `Bootstrap.roles`).
+  public func role(of service: String) -> DatabaseURL {
+    with(user: Bootstrap.roles[service] ?? service)
+  }
+}

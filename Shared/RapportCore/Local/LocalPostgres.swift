@@ -17,13 +17,22 @@ public struct LocalPostgres: Sendable {
 
   /// Initialises (if new) and starts the cluster in `directory`; reuses it when it is already running.
   /// - Parameter ephemeral: trade durability for speed (fsync off), for throwaway test clusters.
-  public static func start(directory: String, ephemeral: Bool = false, maxConnections: Int = 200) throws -> LocalPostgres {
+  /// When we are root and the `postgres` user cannot reach `directory` (a checkout under /root, say), the
+  /// cluster lives in /var/tmp/rapport/<hash of directory> instead; `directory` in the result says where.
+  public static func start(directory requested: String, ephemeral: Bool = false, maxConnections: Int = 200) throws -> LocalPostgres {
     let initdb = try binary("initdb")
     let pgctl = try binary("pg_ctl")
     let user: String? = getuid() == 0 ? runAs : nil
     let files = FileManager.default
+    let parent = URL(fileURLWithPath: requested).deletingLastPathComponent().path
+    try files.createDirectory(atPath: parent, withIntermediateDirectories: true)
+    var directory = requested
+    if let user, (try? Shell.run(try Shell.which("test"), ["-x", parent], asUser: user)) == nil {
+      directory = "/var/tmp/rapport/\(Migrator.lockKey(requested).magnitude)"
+      try files.createDirectory(atPath: "/var/tmp/rapport", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+    }
     if !files.fileExists(atPath: "\(directory)/PG_VERSION") {
-      try files.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      try files.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
       if user != nil { try Shell.run(try Shell.which("chown"), ["-R", runAs, directory]) }
       try Shell.run(
         initdb, ["-D", directory, "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-N"],

@@ -68,4 +68,5 @@ public enum Shell {
 /// A local tool failed; the message includes its output.
 public struct ShellError: Error, CustomStringConvertible {
   public let description: String
+  public init(description: String) { self.description = description }
 }

@@ -1,0 +1,253 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Histogram
+import Logging
+import RapportCore
+import RapportProtos
+
+/// `rapport bench`: starts its own stack on a fresh embedded database, seeds it, drives GetCustomer,
+/// FindCustomer, PlaceOrder and GetCustomerView over HTTP/2, then runs pgbench on the equivalent SQL in
+/// the same run, and prints one Markdown table. Only responses with gRPC status OK count.
+struct Bench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Measure RPC latency/throughput against pgbench.")
+
+  @Option(help: "Concurrent requests in flight (one HTTP/2 connection per service).")
+  var concurrency = 16
+
+  @Option(help: "Seconds per measurement.")
+  var duration = 10
+
+  @Option(help: "Customers to seed.")
+  var customers = 2000
+
+  @Option(help: "Scratch data folder (deleted first).")
+  var dataDir = ".rapport/bench"
+
+  @Option(help: "Also write the table to this file.")
+  var out: String?
+
+  func run() async throws {
+    var logger = Logger(label: "rapport-bench")
+    logger.logLevel = .warning
+    let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+    try? FileManager.default.removeItem(atPath: directory)
+    let ports = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, 0) })
+    let stack = try await Stack.start(
+      dataDirectory: directory, databaseURL: nil, ports: ports, logger: logger, say: { _ in })
+    do {
+      let rows = try await measure(stack)
+      await stack.stop()
+      let table = Self.table(rows, concurrency: concurrency, duration: duration, customers: customers)
+      print(table)
+      if let out { try table.write(toFile: out, atomically: true, encoding: .utf8) }
+    } catch {
+      await stack.stop()
+      throw error
+    }
+  }
+
+  private func measure(_ stack: Stack) async throws -> [Row] {
+    try await withPlaintextClient(stack.address("customer")) { customerClient in
+      try await withPlaintextClient(stack.address("order")) { orderClient in
+        try await withPlaintextClient(stack.address("gateway")) { gatewayClient in
+          let customersAPI = Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient)
+          let ordersAPI = Rapport_Order_V1_OrderService.Client(wrapping: orderClient)
+          let gateway = Rapport_Gateway_V1_PartnerGateway.Client(wrapping: gatewayClient)
+          print("seeding \(customers) customers")
+          let ids = try await seed(customersAPI, ordersAPI)
+          let count = ids.count
+          var rows: [Row] = []
+          let services = stack.processes.map(\.process)
+          rows.append(try await load("GetCustomer", services) { n in
+            _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
+          })
+          rows.append(try await load("FindCustomer", services) { n in
+            _ = try await customersAPI.findCustomer(.with { $0.email = "bench-\(n % count)@example.com" })
+          })
+          rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
+          let run = UUID().uuidString.prefix(8)
+          rows.append(try await load("PlaceOrder (2 lines, new key)", services) { n in
+            _ = try await ordersAPI.placeOrder(Self.order(key: "bench-\(run)-\(n)", customer: ids[n % count]))
+          })
+          rows.append(try await pgbench("pgbench: order + 2 lines + outbox transaction", stack, Self.orderScript))
+          rows.append(try await load("GetCustomerView (4 services)", services) { n in
+            _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
+          })
+          return rows
+        }
+      }
+    }
+  }
+
+  /// Creates the customers (and one order each for the first 200, so views have content).
+  private func seed(
+    _ customersAPI: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>,
+    _ ordersAPI: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
+  ) async throws -> [String] {
+    let total = customers
+    return try await withThrowingTaskGroup(of: [(Int, String)].self) { group in
+      for worker in 0..<8 {
+        group.addTask {
+          var made: [(Int, String)] = []
+          for n in stride(from: worker, to: total, by: 8) {
+            let id = try await customersAPI.createCustomer(.with { $0.email = "bench-\(n)@example.com" }).customer.id
+            if n < 200 { _ = try await ordersAPI.placeOrder(Self.order(key: "seed-\(n)", customer: id)) }
+            made.append((n, id))
+          }
+          return made
+        }
+      }
+      var all: [(Int, String)] = []
+      for try await part in group { all += part }
+      return all.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+  }
+
+  static func order(key: String, customer: String) -> Rapport_Order_V1_PlaceOrderRequest {
+    .with {
+      $0.idempotencyKey = key
+      $0.customerID = customer
+      $0.channel = .web
+      $0.currency = "EUR"
+      $0.lines = [
+        .with { $0.sku = "TEA-EARL-250"; $0.title = "Earl Grey"; $0.quantity = 2; $0.unitPriceMinor = 1290 },
+        .with { $0.sku = "MUG-STONE"; $0.title = "Mug"; $0.quantity = 1; $0.unitPriceMinor = 1850 },
+      ]
+    }
+  }
+
+  /// Runs `call` from `concurrency` tasks for `duration` seconds.
+  private func load(
+    _ name: String, _ services: [ChildProcess], _ call: @escaping @Sendable (Int) async throws -> Void
+  ) async throws -> Row {
+    print("measuring \(name)")
+    let cpuBefore = (Self.ownCPU(), services.map { Self.processCPU($0.pid) })
+    let start = ContinuousClock.now
+    let end = start + .seconds(duration)
+    let parts = try await withThrowingTaskGroup(of: (Histogram<UInt64>, Int).self) { group in
+      for worker in 0..<concurrency {
+        group.addTask {
+          var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+          var errors = 0
+          var n = worker
+          while ContinuousClock.now < end {
+            let began = ContinuousClock.now
+            do {
+              try await call(n)
+              let elapsed = ContinuousClock.now - began
+              _ = histogram.record(UInt64(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000))
+            } catch {
+              errors += 1
+            }
+            n += self.concurrency
+          }
+          return (histogram, errors)
+        }
+      }
+      var all: [(Histogram<UInt64>, Int)] = []
+      for try await part in group { all.append(part) }
+      return all
+    }
+    let wall = Self.seconds(ContinuousClock.now - start)
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    for part in parts { histogram.add(part.0) }
+    let serverCPU = zip(services.map { Self.processCPU($0.pid) }, cpuBefore.1).map { $0 - $1 }.reduce(0, +)
+    return Row(
+      name: name, ok: Int(histogram.totalCount), errors: parts.map(\.1).reduce(0, +), seconds: wall,
+      p50: histogram.valueAtPercentile(50), p90: histogram.valueAtPercentile(90),
+      p99: histogram.valueAtPercentile(99), max: histogram.max,
+      benchCPU: (Self.ownCPU() - cpuBefore.0) / wall, serverCPU: serverCPU / wall)
+  }
+
+  /// Runs pgbench with `script` against the stack's database, as the superuser, same concurrency.
+  private func pgbench(_ name: String, _ stack: Stack, _ script: String) async throws -> Row {
+    print("measuring \(name)")
+    let path = NSTemporaryDirectory() + "rapport-bench-\(UUID().uuidString).sql"
+    try script.write(toFile: path, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let url = stack.databaseURL
+    let output = try Shell.run(
+      try LocalPostgres.binary("pgbench"),
+      ["-n", "-c", "\(concurrency)", "-j", "2", "-T", "\(duration)", "-D", "customers=\(customers)", "-r",
+       "-h", url.host, "-p", "\(url.port)", "-U", url.user, "-f", path, url.database])
+    func number(after label: String) -> Double {
+      guard let line = output.split(separator: "\n").first(where: { $0.contains(label) }),
+        let value = line.split(separator: "=").last?.split(separator: " ").first
+      else { return 0 }
+      return Double(value) ?? 0
+    }
+    let tps = number(after: "tps =")
+    let latency = number(after: "latency average")
+    let failed = Int(number(after: "number of failed transactions"))
+    return Row(
+      name: name, ok: Int(tps * Double(duration)), errors: failed, seconds: Double(duration),
+      p50: nil, p90: nil, p99: nil, max: nil, benchCPU: nil, serverCPU: nil, averageMs: latency)
+  }
+
+  static let selectScript = """
+    \\set n random(0, :customers - 1)
+    SELECT id, email, given_name, family_name, phone, channel, created_at, updated_at FROM customer.customers WHERE email = 'bench-' || :n || '@example.com';
+    """
+
+  static let orderScript = """
+    \\set k random(1, 999999999999)
+    SELECT id, request_hash = sha256('\\x01'::bytea) FROM orders.orders WHERE channel = 1 AND idempotency_key = 'pgb-' || :k;
+    BEGIN;
+    INSERT INTO orders.orders (id, customer_id, channel, idempotency_key, request_hash, status, currency, total_minor, created_at) VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:k), 12, '0'))::uuid, '00000000-0000-4000-8000-000000000001', 1, 'pgb-' || :k, sha256('\\x01'::bytea), 1, 'EUR', 4430, now()) ON CONFLICT (channel, idempotency_key) DO NOTHING RETURNING created_at;
+    INSERT INTO orders.order_lines (order_id, line_no, sku, title, quantity, unit_price_minor) SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(:k), 12, '0'))::uuid, n, sku, title, q, p FROM unnest(ARRAY[1,2], ARRAY['TEA-EARL-250','MUG-STONE'], ARRAY['Earl Grey','Mug'], ARRAY[2,1]::bigint[], ARRAY[1290,1850]::bigint[]) AS l(n, sku, title, q, p);
+    WITH lock AS (SELECT pg_advisory_xact_lock(42)) INSERT INTO orders.outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at) SELECT gen_random_uuid(), 'order', :k::text, 'OrderPlaced', '\\x0a0b0c'::bytea, now() FROM lock RETURNING sequence, pg_notify('orders_outbox_bench', '')::text;
+    COMMIT;
+    """
+
+  struct Row {
+    var name: String
+    var ok: Int
+    var errors: Int
+    var seconds: Double
+    var p50, p90, p99, max: UInt64?
+    var benchCPU, serverCPU: Double?
+    var averageMs: Double? = nil
+  }
+
+  static func table(_ rows: [Row], concurrency: Int, duration: Int, customers: Int) -> String {
+    func ms(_ micros: UInt64?) -> String { micros.map { String(format: "%.2f", Double($0) / 1000) } ?? "—" }
+    func percent(_ value: Double?) -> String { value.map { String(format: "%.0f %%", $0 * 100) } ?? "—" }
+    var lines = [
+      "| what | OK/s | errors | p50 ms | p90 ms | p99 ms | max ms | avg ms | bench CPU | services CPU |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows {
+      let rate = String(format: "%.0f", Double(row.ok) / row.seconds)
+      let average = row.averageMs.map { String(format: "%.2f", $0) } ?? "—"
+      lines.append(
+        "| \(row.name) | \(rate) | \(row.errors) | \(ms(row.p50)) | \(ms(row.p90)) | \(ms(row.p99)) | \(ms(row.max)) | \(average) | \(percent(row.benchCPU)) | \(percent(row.serverCPU)) |")
+    }
+    lines.append("")
+    lines.append("concurrency \(concurrency), \(duration) s per row, \(customers) customers; CPU as a share of one core")
+    return lines.joined(separator: "\n")
+  }
+
+  static func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+  }
+
+  /// This process's user + system CPU seconds.
+  static func ownCPU() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+      + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+  }
+
+  /// Another process's user + system CPU seconds, from /proc.
+  static func processCPU(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = stat.lastIndex(of: ")")
+    else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+  }
+}

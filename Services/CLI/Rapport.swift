@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The operator/developer CLI.
+@main
+struct Rapport: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rapport",
+    abstract: "Run, inspect and measure a Rapport installation.",
+    subcommands: [Up.self, View.self, StatusCommand.self, Bench.self])
+}

@@ -1,0 +1,112 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RapportCore
+import RapportProtos
+
+/// The five service executables started as child processes against one database: what `rapport up` and
+/// `rapport bench` run, and what the end-to-end tests start.
+final class Stack: Sendable {
+  /// Start order: each service only needs the ones before it.
+  static let order = ["customer", "order", "support", "analytics", "gateway"]
+  static let defaultPorts = ["gateway": 50050, "customer": 50051, "order": 50052, "support": 50053, "analytics": 50054]
+
+  let postgres: LocalPostgres?
+  let databaseURL: DatabaseURL
+  let processes: [(name: String, process: ChildProcess, address: HostPort)]
+
+  private init(postgres: LocalPostgres?, databaseURL: DatabaseURL, processes: [(String, ChildProcess, HostPort)]) {
+    self.postgres = postgres
+    self.databaseURL = databaseURL
+    self.processes = processes.map { (name: $0.0, process: $0.1, address: $0.2) }
+  }
+
+  func address(_ name: String) -> HostPort { processes.first { $0.name == name }!.address }
+
+  /// Starts the embedded database (unless `databaseURL` is given) and the five services; waits until
+  /// each reports SERVING.
+  static func start(
+    dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int], logger: Logger,
+    say: (String) -> Void
+  ) async throws -> Stack {
+    var postgres: LocalPostgres?
+    let server: DatabaseURL
+    if let given {
+      server = given
+    } else {
+      let local = try LocalPostgres.start(directory: "\(dataDirectory)/postgres")
+      say("PostgreSQL \(local.adminURL.host):\(local.port), data in \(local.directory)")
+      postgres = local
+      server = local.adminURL.with(database: "rapport")
+    }
+    try await Bootstrap.prepare(database: server.database, server: server, logger: logger)
+    let binaries = try binaryDirectory()
+    var started: [(String, ChildProcess, HostPort)] = []
+    do {
+      for name in order {
+        var environment = [
+          "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(ports[name] ?? 0)",
+          "RAPPORT_LOG_LEVEL": ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info",
+        ]
+        if name != "gateway" { environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = server.role(of: name).urlString }
+        for (upstream, _, address) in started { environment["RAPPORT_\(name.uppercased())_\(upstream.uppercased())_ADDR"] = "\(address)" }
+        try FileManager.default.createDirectory(atPath: "\(dataDirectory)/logs", withIntermediateDirectories: true)
+        let process = try ChildProcess(
+          name: "rapport-\(name)", executable: "\(binaries)/rapport-\(name)", environment: environment,
+          logPath: "\(dataDirectory)/logs/\(name).log")
+        started.append((name, process, HostPort(host: "127.0.0.1", port: 0)))
+        let address = try await process.address()
+        started[started.count - 1].2 = address
+        try await waitUntilServing(address)
+        say("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)  (log: \(dataDirectory)/logs/\(name).log)")
+      }
+    } catch {
+      for (_, process, _) in started.reversed() { await process.stop() }
+      try? postgres?.stop()
+      throw error
+    }
+    return Stack(postgres: postgres, databaseURL: server, processes: started)
+  }
+
+  /// Stops the services in reverse order (each drains on SIGTERM), then the embedded database.
+  func stop() async {
+    for entry in processes.reversed() { await entry.process.stop() }
+    try? postgres?.stop()
+  }
+
+  /// The first service that exited on its own, if any.
+  var exited: String? { processes.first { !$0.process.isRunning }?.name }
+
+  /// Polls `grpc.health.v1.Health/Check` until SERVING (30 s at most).
+  static func waitUntilServing(_ address: HostPort) async throws {
+    try await withPlaintextClient(address) { client in
+      let health = Grpc_Health_V1_Health.Client(wrapping: client)
+      let deadline = ContinuousClock.now + .seconds(30)
+      while ContinuousClock.now < deadline {
+        if (try? await health.check(.init()).status) == .serving { return }
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      throw ShellError(description: "\(address) did not report SERVING within 30 s")
+    }
+  }
+
+  /// Where the service executables are: next to this binary.
+  static func binaryDirectory() throws -> String {
+    let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let directory = URL(fileURLWithPath: me).deletingLastPathComponent().path
+    for name in order where !FileManager.default.isExecutableFile(atPath: "\(directory)/rapport-\(name)") {
+      throw ShellError(description: "\(directory)/rapport-\(name) is missing: run `swift build` (or `swift build -c release`) first")
+    }
+    return directory
+  }
+}
+
+/// A plaintext client to `address` for the duration of `body`.
+func withPlaintextClient<Result: Sendable>(
+  _ address: HostPort, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+) async throws -> Result {
+  let transport = try HTTP2ClientTransport.Posix(
+    target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+  return try await withGRPCClient(transport: transport) { client in try await body(client) }
+}

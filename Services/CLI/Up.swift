@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RapportCore
+import UnixSignals
+
+/// `rapport up`: the whole suite on this machine.
+struct Up: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Start an embedded PostgreSQL and the five services; Ctrl-C stops them all.")
+
+  @Option(help: "Project data folder (database cluster, logs).")
+  var dataDir = ".rapport"
+
+  @Option(help: "Use this PostgreSQL (a superuser URL) instead of the embedded one.")
+  var databaseURL: String?
+
+  @Flag(help: "Load a small demo data set (customers, orders, tickets).")
+  var demo = false
+
+  func run() async throws {
+    var logger = Logger(label: "rapport")
+    logger.logLevel = .warning
+    let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+    say("Rapport: starting")
+    let stack = try await Stack.start(
+      dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
+      ports: Stack.defaultPorts, logger: logger, say: say)
+    if demo {
+      let emails = try await Demo.load(stack)
+      say("demo data loaded; try: .build/debug/rapport view \(emails[0])")
+    }
+    say("Rapport is up: gateway at \(stack.address("gateway")). Ctrl-C stops everything.")
+    let reason = await waitForStop(stack)
+    say("stopping (\(reason))")
+    await stack.stop()
+    say("stopped")
+  }
+
+  /// Waits for SIGINT/SIGTERM or for a service to exit on its own.
+  private func waitForStop(_ stack: Stack) async -> String {
+    await withTaskGroup(of: String.self) { group in
+      group.addTask {
+        for await signal in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return "\(signal)" }
+        return "signal"
+      }
+      group.addTask {
+        while !Task.isCancelled {
+          if let name = stack.exited { return "rapport-\(name) exited; see its log" }
+          try? await Task.sleep(for: .milliseconds(500))
+        }
+        return "cancelled"
+      }
+      let first = await group.next() ?? "stop"
+      group.cancelAll()
+      return first
+    }
+  }
+}
+
+/// Prints a line unbuffered, so a log file shows progress as it happens.
+func say(_ line: String) {
+  FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
