@@ -34,9 +34,7 @@ public func withRunningService<Result: Sendable>(
 public func withClient<Result: Sendable>(
   to address: HostPort, _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
-  let transport = try HTTP2ClientTransport.Posix(
-    target: .ipv4(address: address.host, port: address.port), transportSecurity: .plaintext)
-  return try await withGRPCClient(transport: transport) { client in try await body(client) }
+  try await withPlaintextClient(address, body)
 }
 
 /// A logger for services under test: warnings and worse only, unless RAPPORT_TEST_LOG=debug.

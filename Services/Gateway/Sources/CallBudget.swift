@@ -3,20 +3,26 @@ import GRPCCore
 /// The time a request may take: the caller's `grpc-timeout`, capped, or a default when it sent none.
 struct CallBudget: Sendable {
   let deadline: ContinuousClock.Instant
+  /// Kept back from the upstream calls for composing and sending the response: 10 % of the budget,
+  /// between 20 and 200 ms.
+  let margin: Duration
 
   init(metadata: Metadata, default fallback: Duration, maximum: Duration) {
     let requested = metadata[stringValues: "grpc-timeout"].first(where: { _ in true }).flatMap(Self.parse)
-    deadline = ContinuousClock.now + min(requested ?? fallback, maximum)
+    let total = min(requested ?? fallback, maximum)
+    deadline = ContinuousClock.now + total
+    margin = min(max(total / 10, .milliseconds(20)), .milliseconds(200))
   }
 
-  /// What remains, less a margin for composing and sending the response.
-  func remaining(margin: Duration = .milliseconds(5)) -> Duration {
+  /// What remains for upstream calls.
+  func remaining() -> Duration {
     max(deadline - ContinuousClock.now - margin, .milliseconds(1))
   }
 
-  /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+  /// Parses a `grpc-timeout` value: digits (the spec says at most 8; longer values are accepted) and a
+  /// unit (H, M, S, m, u, n).
   static func parse(_ text: String) -> Duration? {
-    guard let unit = text.last, text.count >= 2, text.count <= 9, let value = Int64(text.dropLast()), value >= 0
+    guard let unit = text.last, text.count >= 2, text.count <= 19, let value = Int64(text.dropLast()), value >= 0
     else { return nil }
     switch unit {
     case "H": return .seconds(value * 3600)

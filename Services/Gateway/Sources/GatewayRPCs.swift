@@ -22,6 +22,7 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     request: ServerRequest<Rapport_Gateway_V1_GetCustomerViewRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse> {
     let budget = CallBudget(metadata: request.metadata, default: defaultBudget, maximum: maximumBudget)
+    logger.debug("view budget", metadata: ["remaining": "\(budget.remaining())"])
     let message = request.message
     let view = try await serving(logger) {
       let limit = try Validate.pageSize(message.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
@@ -85,27 +86,42 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
   }
 
   /// Calls one service under the remaining budget; never throws: a failure becomes the section's status.
+  /// The budget is enforced here as well as by the call's timeout, because a call still waiting for its
+  /// connection (a peer that accepts TCP and never answers) is not bound by the RPC timeout.
   private func section<Value: Sendable>(
-    _ name: String, _ budget: CallBudget, _ call: @Sendable (CallOptions) async throws -> Value
+    _ name: String, _ budget: CallBudget, _ call: @escaping @Sendable (CallOptions) async throws -> Value
   ) async -> SectionResult<Value> {
     var options = CallOptions.defaults
-    options.timeout = budget.remaining()
+    let limit = budget.remaining()
+    options.timeout = limit
     options.waitForReady = false
+    let outcome: Result<Value, any Error> = await withTaskGroup(of: Result<Value, any Error>?.self) { group in
+      group.addTask { [options] in
+        do { return .success(try await call(options)) } catch { return .failure(error) }
+      }
+      group.addTask {
+        try? await Task.sleep(for: limit)
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first ?? .failure(RPCError(code: .deadlineExceeded, message: "deadline"))
+    }
     var status = Rapport_Gateway_V1_Section()
     status.name = name
-    do {
-      let value = try await call(options)
+    switch outcome {
+    case .success(let value):
       status.code = 0
-      status.asOf = Google_Protobuf_Timestamp(date: Date())
+      status.asOf = Google_Protobuf_Timestamp(microsecondsOf: Date())
       return SectionResult(value: value, status: status)
-    } catch let error as RPCError {
+    case .failure(let error as RPCError):
       status.code = Int32(error.code.rawValue)
       status.message = Self.safeMessage(name, error.code)
       if error.code != .notFound && error.code != .invalidArgument {
         logger.warning("view section failed", metadata: ["section": "\(name)", "code": "\(error.code)"])
       }
       return SectionResult(value: nil, status: status)
-    } catch {
+    case .failure:
       status.code = Int32(RPCError.Code.unknown.rawValue)
       status.message = "\(name) could not be read"
       return SectionResult(value: nil, status: status)

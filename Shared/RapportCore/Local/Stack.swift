@@ -2,19 +2,19 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
-import RapportCore
 import RapportProtos
 
 /// The five service executables started as child processes against one database: what `rapport up` and
 /// `rapport bench` run, and what the end-to-end tests start.
-final class Stack: Sendable {
+public final class Stack: Sendable {
   /// Start order: each service only needs the ones before it.
-  static let order = ["customer", "order", "support", "analytics", "gateway"]
-  static let defaultPorts = ["gateway": 50050, "customer": 50051, "order": 50052, "support": 50053, "analytics": 50054]
+  public static let order = ["customer", "order", "support", "analytics", "gateway"]
+  public static let defaultPorts = ["gateway": 50050, "customer": 50051, "order": 50052, "support": 50053, "analytics": 50054]
 
-  let postgres: LocalPostgres?
-  let databaseURL: DatabaseURL
-  let processes: [(name: String, process: ChildProcess, address: HostPort)]
+  public let postgres: LocalPostgres?
+  /// The superuser URL of the database the services use.
+  public let databaseURL: DatabaseURL
+  public let processes: [(name: String, process: ChildProcess, address: HostPort)]
 
   private init(postgres: LocalPostgres?, databaseURL: DatabaseURL, processes: [(String, ChildProcess, HostPort)]) {
     self.postgres = postgres
@@ -22,13 +22,13 @@ final class Stack: Sendable {
     self.processes = processes.map { (name: $0.0, process: $0.1, address: $0.2) }
   }
 
-  func address(_ name: String) -> HostPort { processes.first { $0.name == name }!.address }
+  public func address(_ name: String) -> HostPort { processes.first { $0.name == name }!.address }
 
   /// Starts the embedded database (unless `databaseURL` is given) and the five services; waits until
   /// each reports SERVING.
-  static func start(
+  public static func start(
     dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int], logger: Logger,
-    say: (String) -> Void
+    say: (String) -> Void = { _ in }
   ) async throws -> Stack {
     var postgres: LocalPostgres?
     let server: DatabaseURL
@@ -70,16 +70,16 @@ final class Stack: Sendable {
   }
 
   /// Stops the services in reverse order (each drains on SIGTERM), then the embedded database.
-  func stop() async {
+  public func stop() async {
     for entry in processes.reversed() { await entry.process.stop() }
     try? postgres?.stop()
   }
 
   /// The first service that exited on its own, if any.
-  var exited: String? { processes.first { !$0.process.isRunning }?.name }
+  public var exited: String? { processes.first { !$0.process.isRunning }?.name }
 
   /// Polls `grpc.health.v1.Health/Check` until SERVING (30 s at most).
-  static func waitUntilServing(_ address: HostPort) async throws {
+  public static func waitUntilServing(_ address: HostPort) async throws {
     try await withPlaintextClient(address) { client in
       let health = Grpc_Health_V1_Health.Client(wrapping: client)
       let deadline = ContinuousClock.now + .seconds(30)
@@ -92,7 +92,7 @@ final class Stack: Sendable {
   }
 
   /// Where the service executables are: next to this binary.
-  static func binaryDirectory() throws -> String {
+  public static func binaryDirectory() throws -> String {
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     let directory = URL(fileURLWithPath: me).deletingLastPathComponent().path
     for name in order where !FileManager.default.isExecutableFile(atPath: "\(directory)/rapport-\(name)") {
@@ -103,10 +103,15 @@ final class Stack: Sendable {
 }
 
 /// A plaintext client to `address` for the duration of `body`.
-func withPlaintextClient<Result: Sendable>(
+public func withPlaintextClient<Result: Sendable>(
   _ address: HostPort, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   let transport = try HTTP2ClientTransport.Posix(
     target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
   return try await withGRPCClient(transport: transport) { client in try await body(client) }
+}
+
+extension Stack {
+  /// The child process of one service.
+  public func process(_ name: String) -> ChildProcess { processes.first { $0.name == name }!.process }
 }

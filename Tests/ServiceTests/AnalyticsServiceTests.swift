@@ -1,0 +1,89 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import OrderService
+import RapportCore
+import RapportProtos
+import RapportTesting
+import SupportService
+import Testing
+
+@testable import AnalyticsService
+
+@Suite struct AnalyticsServiceTests {
+  @Test func metricsCatchUpFromFeedsThatStartLaterAndReplaysChangeNothing() async throws {
+    try await withCustomerService { customers, database, customerAt in
+      let customer = try await customers.createCustomer(.with { $0.email = "metrics@example.com" }).customer.id
+      // Analytics starts first, pointed at order and support services that are not up yet.
+      let orderPort = try Shell.freePort()
+      let supportPort = try Shell.freePort()
+      let analytics = try AnalyticsApp.build(
+        config: testConfig("analytics", database),
+        orderAddress: HostPort(host: "127.0.0.1", port: orderPort),
+        supportAddress: HostPort(host: "127.0.0.1", port: supportPort), logger: testLogger("analytics"))
+      try await withRunningService(analytics) { analyticsAt in
+        let orderApp = try OrderApp.build(
+          config: testConfig("order", database, port: orderPort), customerAddress: customerAt, logger: testLogger("order"))
+        let supportApp = try SupportApp.build(config: testConfig("support", database, port: supportPort), logger: testLogger("support"))
+        try await withRunningService(orderApp) { orderAt in
+          try await withRunningService(supportApp) { supportAt in
+            try await withClient(to: orderAt) { client in
+              let orders = Rapport_Order_V1_OrderService.Client(wrapping: client)
+              _ = try await orders.placeOrder(order("a", customer: customer))
+              var gbp = order("b", customer: customer, lines: 1)
+              gbp.currency = "GBP"
+              _ = try await orders.placeOrder(gbp)
+            }
+            try await withClient(to: supportAt) { client in
+              _ = try await Rapport_Support_V1_SupportService.Client(wrapping: client).openTicket(ticket(customer))
+            }
+            let metrics = try await withClient(to: analyticsAt) { client in
+              let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+              try await eventually("analytics consumed 2 orders and 1 ticket") {
+                let m = try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
+                return m.orderCount == 2 && m.openTicketCount == 1
+              }
+              return try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
+            }
+            #expect(metrics.revenue.map(\.currency) == ["EUR", "GBP"])
+            #expect(metrics.revenue.map(\.amountMinor) == [1250 * 3, 1250])
+            #expect(metrics.hasFirstOrderTime && metrics.hasLastOrderTime && metrics.hasAsOf)
+
+            // A redelivered event (at or below the stored cursor) changes nothing.
+            let store = AnalyticsStore(client: try #require(analytics.postgres), logger: testLogger("replay"))
+            var replay = Rapport_Events_V1_Event()
+            replay.sequence = 1
+            replay.payload = .orderPlaced(.with {
+              $0.customerID = customer
+              $0.total = .with { $0.currency = "EUR"; $0.amountMinor = 999 }
+            })
+            let applied = try await store.apply(replay, from: "order")
+            #expect(!applied)
+            let after = try await store.metrics(customerID: try #require(UUID(uuidString: customer)))
+            #expect(after.orderCount == 2)
+            #expect(after.revenue.map(\.amountMinor) == [1250 * 3, 1250])
+          }
+        }
+      }
+    }
+  }
+
+  @Test func aCustomerWithoutEventsHasZeroMetricsAndBadIdsAreRefused() async throws {
+    let database = try await TestDatabase.create()
+    let closed = HostPort(host: "127.0.0.1", port: try Shell.freePort())
+    let analytics = try AnalyticsApp.build(
+      config: testConfig("analytics", database), orderAddress: closed, supportAddress: closed, logger: testLogger("analytics"))
+    try await withRunningService(analytics) { address in
+      try await withClient(to: address) { client in
+        let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+        let id = UUID().uuidString.lowercased()
+        let metrics = try await api.getCustomerMetrics(.with { $0.customerID = id }).metrics
+        #expect(metrics.customerID == id)
+        #expect(metrics.orderCount == 0 && metrics.revenue.isEmpty && !metrics.hasAsOf)
+        await expectStatus(.invalidArgument, field: "customer_id") {
+          try await api.getCustomerMetrics(.with { $0.customerID = "x" })
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+import AnalyticsService
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GatewayService
+import OrderService
+import RapportCore
+import RapportProtos
+import RapportTesting
+import SupportService
+import Testing
+
+typealias GatewayClient = Rapport_Gateway_V1_PartnerGateway.Client<HTTP2ClientTransport.Posix>
+
+/// All five services in-process on one database; `replace` swaps an upstream address (a dead or silent one).
+func withGateway(
+  replacing replace: [String: HostPort] = [:],
+  _ body: @Sendable (GatewayClient, CustomerClient, OrderClient, SupportClient) async throws -> Void
+) async throws {
+  try await withCustomerService { customers, database, customerAt in
+    let order = try OrderApp.build(config: testConfig("order", database), customerAddress: customerAt, logger: testLogger("order"))
+    try await withRunningService(order) { orderAt in
+      let support = try SupportApp.build(config: testConfig("support", database), logger: testLogger("support"))
+      try await withRunningService(support) { supportAt in
+        let analytics = try AnalyticsApp.build(
+          config: testConfig("analytics", database), orderAddress: orderAt, supportAddress: supportAt,
+          logger: testLogger("analytics"))
+        try await withRunningService(analytics) { analyticsAt in
+          let upstreams = GatewayApp.Upstreams(
+            customer: replace["customer"] ?? customerAt, order: replace["order"] ?? orderAt,
+            support: replace["support"] ?? supportAt, analytics: replace["analytics"] ?? analyticsAt)
+          let gateway = try GatewayApp.build(
+            config: testConfig("gateway", database), upstreams: upstreams, logger: testLogger("gateway"))
+          try await withRunningService(gateway) { gatewayAt in
+            try await withClient(to: gatewayAt) { g in
+              try await withClient(to: orderAt) { o in
+                try await withClient(to: supportAt) { s in
+                  try await body(GatewayClient(wrapping: g), customers, OrderClient(wrapping: o), SupportClient(wrapping: s))
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// A TCP port that accepts connections and never answers: calls to it can only time out.
+final class SilentListener: Sendable {
+  let fd: Int32
+  let port: Int
+
+  init() throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    self.fd = fd
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard ok, listen(fd, 16) == 0 else { throw TestFailure("silent listener could not bind") }
+    port = Int(UInt16(bigEndian: address.sin_port))
+  }
+
+  /// Closes the socket: pending connections are reset, so clients stuck connecting can shut down.
+  func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+}
+
+@Suite struct GatewayTests {
+  @Test func theViewComposesAllFourServicesByEmailAndById() async throws {
+    try await withGateway { gateway, customers, orders, support in
+      let customer = try await customers.createCustomer(.with {
+        $0.email = "view@example.com"
+        $0.givenName = "Vera"
+      }).customer
+      let placed = try await orders.placeOrder(order("v1", customer: customer.id))
+      let opened = try await support.openTicket(ticket(customer.id))
+      try await eventually("metrics include the order") {
+        let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }).view
+        return view.metrics.orderCount == 1 && view.metrics.openTicketCount == 1
+      }
+      let view = try await gateway.getCustomerView(.with { $0.email = "VIEW@example.com" }).view
+      #expect(view.customer == customer)
+      #expect(view.recentOrders.map(\.id) == [placed.order.id])
+      #expect(view.openTickets.map(\.id) == [opened.ticket.id])
+      #expect(view.sections.map(\.name) == ["customer", "orders", "tickets", "metrics"])
+      #expect(view.sections.allSatisfy { $0.code == 0 && $0.hasAsOf })
+    }
+  }
+
+  @Test func unknownOrMissingCustomersGetPreciseStatuses() async throws {
+    try await withGateway { gateway, _, _, _ in
+      await expectStatus(.notFound) { try await gateway.getCustomerView(.with { $0.customerID = UUID().uuidString }) }
+      await expectStatus(.notFound) { try await gateway.getCustomerView(.with { $0.email = "ghost@example.com" }) }
+      await expectStatus(.invalidArgument, field: "customer") { try await gateway.getCustomerView(.init()) }
+      await expectStatus(.invalidArgument, field: "email") { try await gateway.getCustomerView(.with { $0.email = "nope" }) }
+      await expectStatus(.invalidArgument, field: "recent_order_limit") {
+        try await gateway.getCustomerView(.with {
+          $0.customerID = UUID().uuidString
+          $0.recentOrderLimit = 500
+        })
+      }
+    }
+  }
+
+  @Test func aDownServiceLeavesItsSectionUnavailableAndASilentOneTimesOut() async throws {
+    let silent = try SilentListener()
+    let down = HostPort(host: "127.0.0.1", port: try Shell.freePort())
+    try await withGateway(replacing: ["support": down, "analytics": HostPort(host: "127.0.0.1", port: silent.port)]) {
+      gateway, customers, orders, _ in
+      let customer = try await customers.createCustomer(.with { $0.email = "partial@example.com" }).customer
+      _ = try await orders.placeOrder(order("p1", customer: customer.id))
+      var options = CallOptions.defaults
+      options.timeout = .milliseconds(800)
+      let started = ContinuousClock.now
+      let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
+      #expect(ContinuousClock.now - started < .milliseconds(800))
+      let codes = Dictionary(uniqueKeysWithValues: view.sections.map { ($0.name, $0.code) })
+      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4])
+      #expect(view.customer.id == customer.id)
+      #expect(view.recentOrders.count == 1)
+      #expect(view.sections.first { $0.name == "tickets" }?.message == "tickets is unavailable")
+      // A client still handshaking with a silent peer cannot drain; release it before shutdown.
+      silent.stop()
+    }
+  }
+}
