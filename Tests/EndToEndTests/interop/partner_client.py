@@ -1,0 +1,59 @@
+"""A partner in another language: generates Python stubs from Protos/ with grpcio-tools and calls the
+customer service and the gateway over HTTP/2. Prints one JSON object with what it saw.
+
+usage: partner_client.py PROTOS_DIR GATEWAY_ADDR CUSTOMER_ADDR EMAIL
+"""
+import json
+import os
+import sys
+import tempfile
+
+import grpc
+import grpc_tools
+from grpc_tools import protoc
+
+
+def generate(protos_dir):
+    out = tempfile.mkdtemp(prefix="rapport-py-")
+    protos = []
+    for folder, _, files in os.walk(protos_dir):
+        protos += [os.path.relpath(os.path.join(folder, f), protos_dir) for f in files if f.endswith(".proto")]
+    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    status = protoc.main(["protoc", f"-I{protos_dir}", f"-I{include}", f"--python_out={out}",
+                          f"--grpc_python_out={out}", *sorted(protos)])
+    if status != 0:
+        sys.exit(f"protoc failed with {status}")
+    sys.path.insert(0, out)
+
+
+def main():
+    protos_dir, gateway_addr, customer_addr, email = sys.argv[1:5]
+    generate(protos_dir)
+    from rapport.customer.v1 import customer_pb2, customer_pb2_grpc
+    from rapport.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+    customers = customer_pb2_grpc.CustomerServiceStub(grpc.insecure_channel(customer_addr))
+    found = customers.FindCustomer(customer_pb2.FindCustomerRequest(email=email.upper()), timeout=5).customer
+    created = customers.CreateCustomer(
+        customer_pb2.CreateCustomerRequest(email="python.partner@example.com", given_name="Py"), timeout=5).customer
+    try:
+        customers.CreateCustomer(customer_pb2.CreateCustomerRequest(email="not-an-email"), timeout=5)
+        bad = {"code": "OK"}
+    except grpc.RpcError as error:
+        bad = {"code": error.code().name, "details": error.details()}
+
+    gateway = gateway_pb2_grpc.PartnerGatewayStub(grpc.insecure_channel(gateway_addr))
+    view = gateway.GetCustomerView(gateway_pb2.GetCustomerViewRequest(email=email), timeout=5).view
+    print(json.dumps({
+        "found_id": found.id,
+        "created_email": created.email,
+        "created_year": created.create_time.ToDatetime().year,
+        "bad_request": bad,
+        "view_customer_id": view.customer.id,
+        "view_order_totals": [o.total.amount_minor for o in view.recent_orders],
+        "view_sections": {s.name: s.code for s in view.sections},
+    }))
+
+
+if __name__ == "__main__":
+    main()
