@@ -49,35 +49,31 @@ struct Bench: AsyncParsableCommand {
   }
 
   private func measure(_ stack: Stack) async throws -> [Row] {
-    try await withPlaintextClient(stack.address("customer")) { customerClient in
-      try await withPlaintextClient(stack.address("order")) { orderClient in
-        try await withPlaintextClient(stack.address("gateway")) { gatewayClient in
-          let customersAPI = Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient)
-          let ordersAPI = Rapport_Order_V1_OrderService.Client(wrapping: orderClient)
-          let gateway = Rapport_Gateway_V1_PartnerGateway.Client(wrapping: gatewayClient)
-          print("seeding \(customers) customers")
-          let ids = try await seed(customersAPI, ordersAPI)
-          let count = ids.count
-          var rows: [Row] = []
-          let services = stack.processes.map(\.process)
-          rows.append(try await load("GetCustomer", services) { n in
-            _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
-          })
-          rows.append(try await load("FindCustomer", services) { n in
-            _ = try await customersAPI.findCustomer(.with { $0.email = "bench-\(n % count)@example.com" })
-          })
-          rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
-          let run = UUID().uuidString.prefix(8)
-          rows.append(try await load("PlaceOrder (2 lines, new key)", services) { n in
-            _ = try await ordersAPI.placeOrder(Self.order(key: "bench-\(run)-\(n)", customer: ids[n % count]))
-          })
-          rows.append(try await pgbench("pgbench: order + 2 lines + outbox transaction", stack, Self.orderScript))
-          rows.append(try await load("GetCustomerView (4 services)", services) { n in
-            _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
-          })
-          return rows
-        }
-      }
+    try await stack.withClients { clients in
+      let customersAPI = clients.customers
+      let ordersAPI = clients.orders
+      let gateway = clients.gateway
+      print("seeding \(customers) customers")
+      let ids = try await seed(customersAPI, ordersAPI)
+      let count = ids.count
+      var rows: [Row] = []
+      let services = stack.processes.map(\.process)
+      rows.append(try await load("GetCustomer", services) { n in
+        _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
+      })
+      rows.append(try await load("FindCustomer", services) { n in
+        _ = try await customersAPI.findCustomer(.with { $0.email = "bench-\(n % count)@example.com" })
+      })
+      rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
+      let run = UUID().uuidString.prefix(8)
+      rows.append(try await load("PlaceOrder (2 lines, new key)", services) { n in
+        _ = try await ordersAPI.placeOrder(Self.order(key: "bench-\(run)-\(n)", customer: ids[n % count]))
+      })
+      rows.append(try await pgbench("pgbench: order + 2 lines + outbox transaction", stack, Self.orderScript))
+      rows.append(try await load("GetCustomerView (4 services)", services) { n in
+        _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
+      })
+      return rows
     }
   }
 

@@ -21,55 +21,51 @@ enum Demo {
 
   /// Loads the data set; returns the customers' emails.
   static func load(_ stack: Stack) async throws -> [String] {
-    try await withPlaintextClient(stack.address("customer")) { customerClient in
-      try await withPlaintextClient(stack.address("order")) { orderClient in
-        try await withPlaintextClient(stack.address("support")) { supportClient in
-          let customers = Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient)
-          let orders = Rapport_Order_V1_OrderService.Client(wrapping: orderClient)
-          let support = Rapport_Support_V1_SupportService.Client(wrapping: supportClient)
-          for (index, person) in Self.customers.enumerated() {
-            let id: String
-            do {
-              id = try await customers.findCustomer(.with { $0.email = person.email }).customer.id
-            } catch let error as RPCError where error.code == .notFound {
-              id = try await customers.createCustomer(.with {
-                $0.email = person.email
-                $0.givenName = person.given
-                $0.familyName = person.family
-                $0.channel = person.channel
-              }).customer.id
+    try await stack.withClients { clients in
+      let customers = clients.customers
+      let orders = clients.orders
+      let support = clients.support
+      for (index, person) in Self.customers.enumerated() {
+        let id: String
+        do {
+          id = try await customers.findCustomer(.with { $0.email = person.email }).customer.id
+        } catch let error as RPCError where error.code == .notFound {
+          id = try await customers.createCustomer(.with {
+            $0.email = person.email
+            $0.givenName = person.given
+            $0.familyName = person.family
+            $0.channel = person.channel
+          }).customer.id
+        }
+        for number in 0...(index % 3) {
+          _ = try await orders.placeOrder(.with {
+            $0.idempotencyKey = "demo-\(index)-\(number)"
+            $0.customerID = id
+            $0.channel = person.channel == .b2B ? .b2B : .web
+            $0.currency = index == 2 ? "GBP" : "EUR"
+            $0.lines = (0...number).map { line in
+              let item = catalogue[(index + line) % catalogue.count]
+              return .with {
+                $0.sku = item.sku
+                $0.title = item.title
+                $0.quantity = Int64(1 + line)
+                $0.unitPriceMinor = item.price
+              }
             }
-            for number in 0...(index % 3) {
-              _ = try await orders.placeOrder(.with {
-                $0.idempotencyKey = "demo-\(index)-\(number)"
-                $0.customerID = id
-                $0.channel = person.channel == .b2B ? .b2B : .web
-                $0.currency = index == 2 ? "GBP" : "EUR"
-                $0.lines = (0...number).map { line in
-                  let item = catalogue[(index + line) % catalogue.count]
-                  return .with {
-                    $0.sku = item.sku
-                    $0.title = item.title
-                    $0.quantity = Int64(1 + line)
-                    $0.unitPriceMinor = item.price
-                  }
-                }
-              })
-            }
-            if index % 2 == 0 {
-              _ = try await support.openTicket(.with {
-                $0.requestID = "demo-ticket-\(index)"
-                $0.customerID = id
-                $0.subject = "Where is my parcel?"
-                $0.body = "Hello, my order has not arrived yet. Could you check the tracking, please?"
-                $0.priority = index == 0 ? .high : .normal
-                $0.channel = .email
-              })
-            }
-          }
-          return Self.customers.map(\.email)
+          })
+        }
+        if index % 2 == 0 {
+          _ = try await support.openTicket(.with {
+            $0.requestID = "demo-ticket-\(index)"
+            $0.customerID = id
+            $0.subject = "Where is my parcel?"
+            $0.body = "Hello, my order has not arrived yet. Could you check the tracking, please?"
+            $0.priority = index == 0 ? .high : .normal
+            $0.channel = .email
+          })
         }
       }
+      return Self.customers.map(\.email)
     }
   }
 }

@@ -27,67 +27,58 @@ import Testing
   }
 
   private func exercise(_ stack: Stack) async throws {
-    try await withPlaintextClient(stack.address("customer")) { customerClient in
-      try await withPlaintextClient(stack.address("order")) { orderClient in
-        try await withPlaintextClient(stack.address("support")) { supportClient in
-          try await withPlaintextClient(stack.address("gateway")) { gatewayClient in
-            let customers = Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient)
-            let orders = Rapport_Order_V1_OrderService.Client(wrapping: orderClient)
-            let support = Rapport_Support_V1_SupportService.Client(wrapping: supportClient)
-            let gateway = Rapport_Gateway_V1_PartnerGateway.Client(wrapping: gatewayClient)
+    try await stack.withClients { clients in
+      let (customers, orders, support, gateway) = (clients.customers, clients.orders, clients.support, clients.gateway)
 
-            let customer = try await customers.createCustomer(.with {
-              $0.email = "e2e@example.com"
-              $0.givenName = "Edith"
-            }).customer
-            let request = Rapport_Order_V1_PlaceOrderRequest.with {
-              $0.idempotencyKey = "shop-order-1001"
-              $0.customerID = customer.id
-              $0.channel = .web
-              $0.currency = "EUR"
-              $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 3; $0.unitPriceMinor = 499 }]
-            }
-            let first = try await orders.placeOrder(request)
-            let retry = try await orders.placeOrder(request)
-            #expect(retry.replayed && retry.order.id == first.order.id)
-            let ticket = try await support.openTicket(.with {
-              $0.customerID = customer.id
-              $0.subject = "Damaged tin"
-              $0.body = "The tin arrived dented."
-            }).ticket
-
-            // The view shows them, and the analytics metrics catch up from the event feeds.
-            try await eventually(within: .seconds(10), "metrics show one order and one ticket") {
-              let metrics = try await gateway.getCustomerView(.with { $0.email = "e2e@example.com" }).view.metrics
-              return metrics.orderCount == 1 && metrics.openTicketCount == 1
-            }
-            let view = try await gateway.getCustomerView(.with { $0.email = "e2e@example.com" }).view
-            #expect(view.customer.id == customer.id)
-            #expect(view.recentOrders.map(\.id) == [first.order.id])
-            #expect(view.openTickets.map(\.id) == [ticket.id])
-            #expect(view.metrics.revenue.map(\.amountMinor) == [1497])
-
-            // A partner in another language calls the gateway and the customer service.
-            let partner = try interop(stack, email: "e2e@example.com")
-            #expect(partner["found_id"] as? String == customer.id)
-            #expect(partner["view_customer_id"] as? String == customer.id)
-            #expect(partner["created_email"] as? String == "python.partner@example.com")
-            #expect((partner["bad_request"] as? [String: Any])?["code"] as? String == "INVALID_ARGUMENT")
-            #expect(partner["view_order_totals"] as? [Int] == [1497])
-
-            // With the support service gone, the view still answers in time, tickets UNAVAILABLE.
-            await stack.process("support").stop()
-            var options = CallOptions.defaults
-            options.timeout = .seconds(1)
-            let started = ContinuousClock.now
-            let partial = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
-            #expect(ContinuousClock.now - started < .seconds(1))
-            let codes = Dictionary(uniqueKeysWithValues: partial.sections.map { ($0.name, $0.code) })
-            #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 0])
-            #expect(partial.recentOrders.count == 1)
-          }
-        }
+      let customer = try await customers.createCustomer(.with {
+        $0.email = "e2e@example.com"
+        $0.givenName = "Edith"
+      }).customer
+      let request = Rapport_Order_V1_PlaceOrderRequest.with {
+        $0.idempotencyKey = "shop-order-1001"
+        $0.customerID = customer.id
+        $0.channel = .web
+        $0.currency = "EUR"
+        $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 3; $0.unitPriceMinor = 499 }]
       }
+      let first = try await orders.placeOrder(request)
+      let retry = try await orders.placeOrder(request)
+      #expect(retry.replayed && retry.order.id == first.order.id)
+      let ticket = try await support.openTicket(.with {
+        $0.customerID = customer.id
+        $0.subject = "Damaged tin"
+        $0.body = "The tin arrived dented."
+      }).ticket
+
+      // The view shows them, and the analytics metrics catch up from the event feeds.
+      try await eventually(within: .seconds(10), "metrics show one order and one ticket") {
+        let metrics = try await gateway.getCustomerView(.with { $0.email = "e2e@example.com" }).view.metrics
+        return metrics.orderCount == 1 && metrics.openTicketCount == 1
+      }
+      let view = try await gateway.getCustomerView(.with { $0.email = "e2e@example.com" }).view
+      #expect(view.customer.id == customer.id)
+      #expect(view.recentOrders.map(\.id) == [first.order.id])
+      #expect(view.openTickets.map(\.id) == [ticket.id])
+      #expect(view.metrics.revenue.map(\.amountMinor) == [1497])
+
+      // A partner in another language calls the gateway and the customer service.
+      let partner = try interop(stack, email: "e2e@example.com")
+      #expect(partner["found_id"] as? String == customer.id)
+      #expect(partner["view_customer_id"] as? String == customer.id)
+      #expect(partner["created_email"] as? String == "python.partner@example.com")
+      #expect((partner["bad_request"] as? [String: Any])?["code"] as? String == "INVALID_ARGUMENT")
+      #expect(partner["view_order_totals"] as? [Int] == [1497])
+
+      // With the support service gone, the view still answers in time, tickets UNAVAILABLE.
+      await stack.process("support").stop()
+      var options = CallOptions.defaults
+      options.timeout = .seconds(1)
+      let started = ContinuousClock.now
+      let partial = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
+      #expect(ContinuousClock.now - started < .seconds(1))
+      let codes = Dictionary(uniqueKeysWithValues: partial.sections.map { ($0.name, $0.code) })
+      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 0])
+      #expect(partial.recentOrders.count == 1)
     }
   }
 

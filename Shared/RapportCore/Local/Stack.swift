@@ -115,3 +115,29 @@ extension Stack {
   /// The child process of one service.
   public func process(_ name: String) -> ChildProcess { processes.first { $0.name == name }!.process }
 }
+
+/// Typed clients for the services of a running stack, one HTTP/2 connection each.
+public struct StackClients: Sendable {
+  public let customers: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>
+  public let orders: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
+  public let support: Rapport_Support_V1_SupportService.Client<HTTP2ClientTransport.Posix>
+  public let gateway: Rapport_Gateway_V1_PartnerGateway.Client<HTTP2ClientTransport.Posix>
+}
+
+extension Stack {
+  /// Runs `body` with clients to the customer, order, support and gateway services.
+  public func withClients<Result: Sendable>(_ body: (StackClients) async throws -> Result) async throws -> Result {
+    try await withPlaintextClient(address("customer")) { customer in
+      try await withPlaintextClient(address("order")) { order in
+        try await withPlaintextClient(address("support")) { support in
+          try await withPlaintextClient(address("gateway")) { gateway in
+            try await body(
+              StackClients(
+                customers: .init(wrapping: customer), orders: .init(wrapping: order),
+                support: .init(wrapping: support), gateway: .init(wrapping: gateway)))
+          }
+        }
+      }
+    }
+  }
+}
