@@ -27,7 +27,9 @@ let serviceTargets: [Target] = services.flatMap { service -> [Target] in
   [
     .target(
       name: service.name,
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, postgres, logging],
+      dependencies: [
+        "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, logging,
+      ],
       path: "Services/\(service.folder)/Sources"
     ),
     .executableTarget(
@@ -81,7 +83,7 @@ let package = Package(
       name: "ServiceTests",
       dependencies: [
         "CustomerService", "OrderService", "SupportService", "AnalyticsService", "GatewayService",
-        "RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2, postgres,
+        "RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2, postgres, swiftProtobuf,
       ],
       path: "Tests/ServiceTests"
     ),

@@ -61,11 +61,291 @@ public enum Rapport_Customer_V1_CustomerService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ResolveCustomer" metadata.
+        public enum ResolveCustomer: Sendable {
+            /// Request type for "ResolveCustomer".
+            public typealias Input = Rapport_Customer_V1_ResolveCustomerRequest
+            /// Response type for "ResolveCustomer".
+            public typealias Output = Rapport_Customer_V1_ResolveCustomerResponse
+            /// Descriptor for "ResolveCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ResolveCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpdateCustomer" metadata.
+        public enum UpdateCustomer: Sendable {
+            /// Request type for "UpdateCustomer".
+            public typealias Input = Rapport_Customer_V1_UpdateCustomerRequest
+            /// Response type for "UpdateCustomer".
+            public typealias Output = Rapport_Customer_V1_UpdateCustomerResponse
+            /// Descriptor for "UpdateCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "UpdateCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddIdentity" metadata.
+        public enum AddIdentity: Sendable {
+            /// Request type for "AddIdentity".
+            public typealias Input = Rapport_Customer_V1_AddIdentityRequest
+            /// Response type for "AddIdentity".
+            public typealias Output = Rapport_Customer_V1_AddIdentityResponse
+            /// Descriptor for "AddIdentity".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "AddIdentity",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveIdentity" metadata.
+        public enum RemoveIdentity: Sendable {
+            /// Request type for "RemoveIdentity".
+            public typealias Input = Rapport_Customer_V1_RemoveIdentityRequest
+            /// Response type for "RemoveIdentity".
+            public typealias Output = Rapport_Customer_V1_RemoveIdentityResponse
+            /// Descriptor for "RemoveIdentity".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "RemoveIdentity",
+                type: .unary
+            )
+        }
+        /// Namespace for "SearchCustomers" metadata.
+        public enum SearchCustomers: Sendable {
+            /// Request type for "SearchCustomers".
+            public typealias Input = Rapport_Customer_V1_SearchCustomersRequest
+            /// Response type for "SearchCustomers".
+            public typealias Output = Rapport_Customer_V1_SearchCustomersResponse
+            /// Descriptor for "SearchCustomers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "SearchCustomers",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetConsent" metadata.
+        public enum SetConsent: Sendable {
+            /// Request type for "SetConsent".
+            public typealias Input = Rapport_Customer_V1_SetConsentRequest
+            /// Response type for "SetConsent".
+            public typealias Output = Rapport_Customer_V1_SetConsentResponse
+            /// Descriptor for "SetConsent".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "SetConsent",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetConsent" metadata.
+        public enum GetConsent: Sendable {
+            /// Request type for "GetConsent".
+            public typealias Input = Rapport_Customer_V1_GetConsentRequest
+            /// Response type for "GetConsent".
+            public typealias Output = Rapport_Customer_V1_GetConsentResponse
+            /// Descriptor for "GetConsent".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "GetConsent",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordInteraction" metadata.
+        public enum RecordInteraction: Sendable {
+            /// Request type for "RecordInteraction".
+            public typealias Input = Rapport_Customer_V1_RecordInteractionRequest
+            /// Response type for "RecordInteraction".
+            public typealias Output = Rapport_Customer_V1_RecordInteractionResponse
+            /// Descriptor for "RecordInteraction".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "RecordInteraction",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListInteractions" metadata.
+        public enum ListInteractions: Sendable {
+            /// Request type for "ListInteractions".
+            public typealias Input = Rapport_Customer_V1_ListInteractionsRequest
+            /// Response type for "ListInteractions".
+            public typealias Output = Rapport_Customer_V1_ListInteractionsResponse
+            /// Descriptor for "ListInteractions".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ListInteractions",
+                type: .unary
+            )
+        }
+        /// Namespace for "MergeCustomers" metadata.
+        public enum MergeCustomers: Sendable {
+            /// Request type for "MergeCustomers".
+            public typealias Input = Rapport_Customer_V1_MergeCustomersRequest
+            /// Response type for "MergeCustomers".
+            public typealias Output = Rapport_Customer_V1_MergeCustomersResponse
+            /// Descriptor for "MergeCustomers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "MergeCustomers",
+                type: .unary
+            )
+        }
+        /// Namespace for "EraseCustomer" metadata.
+        public enum EraseCustomer: Sendable {
+            /// Request type for "EraseCustomer".
+            public typealias Input = Rapport_Customer_V1_EraseCustomerRequest
+            /// Response type for "EraseCustomer".
+            public typealias Output = Rapport_Customer_V1_EraseCustomerResponse
+            /// Descriptor for "EraseCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "EraseCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "ExportCustomer" metadata.
+        public enum ExportCustomer: Sendable {
+            /// Request type for "ExportCustomer".
+            public typealias Input = Rapport_Customer_V1_ExportCustomerRequest
+            /// Response type for "ExportCustomer".
+            public typealias Output = Rapport_Customer_V1_ExportCustomerResponse
+            /// Descriptor for "ExportCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ExportCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "ImportCustomers" metadata.
+        public enum ImportCustomers: Sendable {
+            /// Request type for "ImportCustomers".
+            public typealias Input = Rapport_Customer_V1_ImportCustomersRequest
+            /// Response type for "ImportCustomers".
+            public typealias Output = Rapport_Customer_V1_ImportCustomersResponse
+            /// Descriptor for "ImportCustomers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ImportCustomers",
+                type: .clientStreaming
+            )
+        }
+        /// Namespace for "CreateCompany" metadata.
+        public enum CreateCompany: Sendable {
+            /// Request type for "CreateCompany".
+            public typealias Input = Rapport_Customer_V1_CreateCompanyRequest
+            /// Response type for "CreateCompany".
+            public typealias Output = Rapport_Customer_V1_CreateCompanyResponse
+            /// Descriptor for "CreateCompany".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "CreateCompany",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCompany" metadata.
+        public enum GetCompany: Sendable {
+            /// Request type for "GetCompany".
+            public typealias Input = Rapport_Customer_V1_GetCompanyRequest
+            /// Response type for "GetCompany".
+            public typealias Output = Rapport_Customer_V1_GetCompanyResponse
+            /// Descriptor for "GetCompany".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "GetCompany",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpdateCompany" metadata.
+        public enum UpdateCompany: Sendable {
+            /// Request type for "UpdateCompany".
+            public typealias Input = Rapport_Customer_V1_UpdateCompanyRequest
+            /// Response type for "UpdateCompany".
+            public typealias Output = Rapport_Customer_V1_UpdateCompanyResponse
+            /// Descriptor for "UpdateCompany".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "UpdateCompany",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListCompanies" metadata.
+        public enum ListCompanies: Sendable {
+            /// Request type for "ListCompanies".
+            public typealias Input = Rapport_Customer_V1_ListCompaniesRequest
+            /// Response type for "ListCompanies".
+            public typealias Output = Rapport_Customer_V1_ListCompaniesResponse
+            /// Descriptor for "ListCompanies".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ListCompanies",
+                type: .unary
+            )
+        }
+        /// Namespace for "LinkContact" metadata.
+        public enum LinkContact: Sendable {
+            /// Request type for "LinkContact".
+            public typealias Input = Rapport_Customer_V1_LinkContactRequest
+            /// Response type for "LinkContact".
+            public typealias Output = Rapport_Customer_V1_LinkContactResponse
+            /// Descriptor for "LinkContact".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "LinkContact",
+                type: .unary
+            )
+        }
+        /// Namespace for "UnlinkContact" metadata.
+        public enum UnlinkContact: Sendable {
+            /// Request type for "UnlinkContact".
+            public typealias Input = Rapport_Customer_V1_UnlinkContactRequest
+            /// Response type for "UnlinkContact".
+            public typealias Output = Rapport_Customer_V1_UnlinkContactResponse
+            /// Descriptor for "UnlinkContact".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "UnlinkContact",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListCompanyContacts" metadata.
+        public enum ListCompanyContacts: Sendable {
+            /// Request type for "ListCompanyContacts".
+            public typealias Input = Rapport_Customer_V1_ListCompanyContactsRequest
+            /// Response type for "ListCompanyContacts".
+            public typealias Output = Rapport_Customer_V1_ListCompanyContactsResponse
+            /// Descriptor for "ListCompanyContacts".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "ListCompanyContacts",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.customer.v1.CustomerService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateCustomer.descriptor,
             GetCustomer.descriptor,
-            FindCustomer.descriptor
+            FindCustomer.descriptor,
+            ResolveCustomer.descriptor,
+            UpdateCustomer.descriptor,
+            AddIdentity.descriptor,
+            RemoveIdentity.descriptor,
+            SearchCustomers.descriptor,
+            SetConsent.descriptor,
+            GetConsent.descriptor,
+            RecordInteraction.descriptor,
+            ListInteractions.descriptor,
+            MergeCustomers.descriptor,
+            EraseCustomer.descriptor,
+            ExportCustomer.descriptor,
+            ImportCustomers.descriptor,
+            CreateCompany.descriptor,
+            GetCompany.descriptor,
+            UpdateCompany.descriptor,
+            ListCompanies.descriptor,
+            LinkContact.descriptor,
+            UnlinkContact.descriptor,
+            ListCompanyContacts.descriptor
         ]
     }
 }
@@ -114,7 +394,8 @@ extension Rapport_Customer_V1_CustomerService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one customer by id. NOT_FOUND when there is none.
+        /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+        /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Customer_V1_GetCustomerRequest` messages.
@@ -145,6 +426,362 @@ extension Rapport_Customer_V1_CustomerService {
             request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse>
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+        /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+        /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+        /// > Concurrent resolutions of one new identity yield one customer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        func resolveCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>
+
+        /// Handle the "UpdateCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+        /// > otherwise ABORTED and nothing changes.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_UpdateCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_UpdateCustomerResponse` messages.
+        func updateCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UpdateCustomerResponse>
+
+        /// Handle the "AddIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_AddIdentityRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_AddIdentityResponse` messages.
+        func addIdentity(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_AddIdentityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_AddIdentityResponse>
+
+        /// Handle the "RemoveIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_RemoveIdentityRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_RemoveIdentityResponse` messages.
+        func removeIdentity(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_RemoveIdentityResponse>
+
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        func searchCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SearchCustomersResponse>
+
+        /// Handle the "SetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_SetConsentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_SetConsentResponse` messages.
+        func setConsent(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SetConsentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SetConsentResponse>
+
+        /// Handle the "GetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Current consent per purpose and channel, plus the full history, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_GetConsentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_GetConsentResponse` messages.
+        func getConsent(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetConsentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetConsentResponse>
+
+        /// Handle the "RecordInteraction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_RecordInteractionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_RecordInteractionResponse` messages.
+        func recordInteraction(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_RecordInteractionResponse>
+
+        /// Handle the "ListInteractions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The customer's timeline, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ListInteractionsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ListInteractionsResponse` messages.
+        func listInteractions(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListInteractionsResponse>
+
+        /// Handle the "MergeCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+        /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+        /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_MergeCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_MergeCustomersResponse` messages.
+        func mergeCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_MergeCustomersResponse>
+
+        /// Handle the "EraseCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_EraseCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_EraseCustomerResponse` messages.
+        func eraseCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_EraseCustomerResponse>
+
+        /// Handle the "ExportCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything this service holds about one customer (GDPR access request).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ExportCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ExportCustomerResponse` messages.
+        func exportCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ExportCustomerResponse>
+
+        /// Handle the "ImportCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+        /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+        /// > row is reported in `errors` and never aborts the others.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ImportCustomersResponse` messages.
+        func importCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ImportCustomersResponse>
+
+        /// Handle the "CreateCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_CreateCompanyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_CreateCompanyResponse` messages.
+        func createCompany(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_CreateCompanyResponse>
+
+        /// Handle the "GetCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_GetCompanyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_GetCompanyResponse` messages.
+        func getCompany(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCompanyResponse>
+
+        /// Handle the "UpdateCompany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_UpdateCompanyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_UpdateCompanyResponse` messages.
+        func updateCompany(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UpdateCompanyResponse>
+
+        /// Handle the "ListCompanies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Companies, oldest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ListCompaniesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ListCompaniesResponse` messages.
+        func listCompanies(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListCompaniesResponse>
+
+        /// Handle the "LinkContact" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_LinkContactRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_LinkContactResponse` messages.
+        func linkContact(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_LinkContactRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_LinkContactResponse>
+
+        /// Handle the "UnlinkContact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_UnlinkContactRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_UnlinkContactResponse` messages.
+        func unlinkContact(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UnlinkContactResponse>
+
+        /// Handle the "ListCompanyContacts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A company's contacts, oldest link first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ListCompanyContactsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ListCompanyContactsResponse` messages.
+        func listCompanyContacts(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListCompanyContactsResponse>
     }
 
     /// Service protocol for the "rapport.customer.v1.CustomerService" service.
@@ -177,7 +814,8 @@ extension Rapport_Customer_V1_CustomerService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one customer by id. NOT_FOUND when there is none.
+        /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+        /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
@@ -208,6 +846,362 @@ extension Rapport_Customer_V1_CustomerService {
             request: GRPCCore.ServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse>
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+        /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+        /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+        /// > Concurrent resolutions of one new identity yield one customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ResolveCustomerResponse` message.
+        func resolveCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>
+
+        /// Handle the "UpdateCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+        /// > otherwise ABORTED and nothing changes.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_UpdateCustomerResponse` message.
+        func updateCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCustomerResponse>
+
+        /// Handle the "AddIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_AddIdentityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_AddIdentityResponse` message.
+        func addIdentity(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_AddIdentityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_AddIdentityResponse>
+
+        /// Handle the "RemoveIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RemoveIdentityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_RemoveIdentityResponse` message.
+        func removeIdentity(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_RemoveIdentityResponse>
+
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_SearchCustomersResponse` message.
+        func searchCustomers(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse>
+
+        /// Handle the "SetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SetConsentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_SetConsentResponse` message.
+        func setConsent(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_SetConsentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SetConsentResponse>
+
+        /// Handle the "GetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Current consent per purpose and channel, plus the full history, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetConsentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_GetConsentResponse` message.
+        func getConsent(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetConsentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetConsentResponse>
+
+        /// Handle the "RecordInteraction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RecordInteractionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_RecordInteractionResponse` message.
+        func recordInteraction(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_RecordInteractionResponse>
+
+        /// Handle the "ListInteractions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The customer's timeline, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListInteractionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ListInteractionsResponse` message.
+        func listInteractions(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListInteractionsResponse>
+
+        /// Handle the "MergeCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+        /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+        /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_MergeCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_MergeCustomersResponse` message.
+        func mergeCustomers(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_MergeCustomersResponse>
+
+        /// Handle the "EraseCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_EraseCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_EraseCustomerResponse` message.
+        func eraseCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_EraseCustomerResponse>
+
+        /// Handle the "ExportCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything this service holds about one customer (GDPR access request).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ExportCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ExportCustomerResponse` message.
+        func exportCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ExportCustomerResponse>
+
+        /// Handle the "ImportCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+        /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+        /// > row is reported in `errors` and never aborts the others.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ImportCustomersResponse` message.
+        func importCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ImportCustomersResponse>
+
+        /// Handle the "CreateCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_CreateCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_CreateCompanyResponse` message.
+        func createCompany(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_CreateCompanyResponse>
+
+        /// Handle the "GetCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_GetCompanyResponse` message.
+        func getCompany(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCompanyResponse>
+
+        /// Handle the "UpdateCompany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_UpdateCompanyResponse` message.
+        func updateCompany(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCompanyResponse>
+
+        /// Handle the "ListCompanies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Companies, oldest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompaniesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ListCompaniesResponse` message.
+        func listCompanies(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompaniesResponse>
+
+        /// Handle the "LinkContact" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_LinkContactRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_LinkContactResponse` message.
+        func linkContact(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_LinkContactRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_LinkContactResponse>
+
+        /// Handle the "UnlinkContact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UnlinkContactRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_UnlinkContactResponse` message.
+        func unlinkContact(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UnlinkContactResponse>
+
+        /// Handle the "ListCompanyContacts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A company's contacts, oldest link first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompanyContactsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ListCompanyContactsResponse` message.
+        func listCompanyContacts(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompanyContactsResponse>
     }
 
     /// Simple service protocol for the "rapport.customer.v1.CustomerService" service.
@@ -238,7 +1232,8 @@ extension Rapport_Customer_V1_CustomerService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one customer by id. NOT_FOUND when there is none.
+        /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+        /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Customer_V1_GetCustomerRequest` message.
@@ -269,6 +1264,362 @@ extension Rapport_Customer_V1_CustomerService {
             request: Rapport_Customer_V1_FindCustomerRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Customer_V1_FindCustomerResponse
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+        /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+        /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+        /// > Concurrent resolutions of one new identity yield one customer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ResolveCustomerResponse` to respond with.
+        func resolveCustomer(
+            request: Rapport_Customer_V1_ResolveCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ResolveCustomerResponse
+
+        /// Handle the "UpdateCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+        /// > otherwise ABORTED and nothing changes.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_UpdateCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_UpdateCustomerResponse` to respond with.
+        func updateCustomer(
+            request: Rapport_Customer_V1_UpdateCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_UpdateCustomerResponse
+
+        /// Handle the "AddIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_AddIdentityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_AddIdentityResponse` to respond with.
+        func addIdentity(
+            request: Rapport_Customer_V1_AddIdentityRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_AddIdentityResponse
+
+        /// Handle the "RemoveIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_RemoveIdentityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_RemoveIdentityResponse` to respond with.
+        func removeIdentity(
+            request: Rapport_Customer_V1_RemoveIdentityRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_RemoveIdentityResponse
+
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_SearchCustomersResponse` to respond with.
+        func searchCustomers(
+            request: Rapport_Customer_V1_SearchCustomersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_SearchCustomersResponse
+
+        /// Handle the "SetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_SetConsentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_SetConsentResponse` to respond with.
+        func setConsent(
+            request: Rapport_Customer_V1_SetConsentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_SetConsentResponse
+
+        /// Handle the "GetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Current consent per purpose and channel, plus the full history, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_GetConsentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_GetConsentResponse` to respond with.
+        func getConsent(
+            request: Rapport_Customer_V1_GetConsentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_GetConsentResponse
+
+        /// Handle the "RecordInteraction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_RecordInteractionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_RecordInteractionResponse` to respond with.
+        func recordInteraction(
+            request: Rapport_Customer_V1_RecordInteractionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_RecordInteractionResponse
+
+        /// Handle the "ListInteractions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The customer's timeline, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ListInteractionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ListInteractionsResponse` to respond with.
+        func listInteractions(
+            request: Rapport_Customer_V1_ListInteractionsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ListInteractionsResponse
+
+        /// Handle the "MergeCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+        /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+        /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_MergeCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_MergeCustomersResponse` to respond with.
+        func mergeCustomers(
+            request: Rapport_Customer_V1_MergeCustomersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_MergeCustomersResponse
+
+        /// Handle the "EraseCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_EraseCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_EraseCustomerResponse` to respond with.
+        func eraseCustomer(
+            request: Rapport_Customer_V1_EraseCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_EraseCustomerResponse
+
+        /// Handle the "ExportCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything this service holds about one customer (GDPR access request).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ExportCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ExportCustomerResponse` to respond with.
+        func exportCustomer(
+            request: Rapport_Customer_V1_ExportCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ExportCustomerResponse
+
+        /// Handle the "ImportCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+        /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+        /// > row is reported in `errors` and never aborts the others.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ImportCustomersResponse` to respond with.
+        func importCustomers(
+            request: GRPCCore.RPCAsyncSequence<Rapport_Customer_V1_ImportCustomersRequest, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ImportCustomersResponse
+
+        /// Handle the "CreateCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_CreateCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_CreateCompanyResponse` to respond with.
+        func createCompany(
+            request: Rapport_Customer_V1_CreateCompanyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_CreateCompanyResponse
+
+        /// Handle the "GetCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_GetCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_GetCompanyResponse` to respond with.
+        func getCompany(
+            request: Rapport_Customer_V1_GetCompanyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_GetCompanyResponse
+
+        /// Handle the "UpdateCompany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_UpdateCompanyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_UpdateCompanyResponse` to respond with.
+        func updateCompany(
+            request: Rapport_Customer_V1_UpdateCompanyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_UpdateCompanyResponse
+
+        /// Handle the "ListCompanies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Companies, oldest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ListCompaniesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ListCompaniesResponse` to respond with.
+        func listCompanies(
+            request: Rapport_Customer_V1_ListCompaniesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ListCompaniesResponse
+
+        /// Handle the "LinkContact" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_LinkContactRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_LinkContactResponse` to respond with.
+        func linkContact(
+            request: Rapport_Customer_V1_LinkContactRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_LinkContactResponse
+
+        /// Handle the "UnlinkContact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_UnlinkContactRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_UnlinkContactResponse` to respond with.
+        func unlinkContact(
+            request: Rapport_Customer_V1_UnlinkContactRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_UnlinkContactResponse
+
+        /// Handle the "ListCompanyContacts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A company's contacts, oldest link first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ListCompanyContactsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ListCompanyContactsResponse` to respond with.
+        func listCompanyContacts(
+            request: Rapport_Customer_V1_ListCompanyContactsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ListCompanyContactsResponse
     }
 }
 
@@ -309,6 +1660,226 @@ extension Rapport_Customer_V1_CustomerService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ResolveCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ResolveCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ResolveCustomerResponse>(),
+            handler: { request, context in
+                try await self.resolveCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.UpdateCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UpdateCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UpdateCustomerResponse>(),
+            handler: { request, context in
+                try await self.updateCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.AddIdentity.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_AddIdentityRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_AddIdentityResponse>(),
+            handler: { request, context in
+                try await self.addIdentity(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.RemoveIdentity.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_RemoveIdentityRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_RemoveIdentityResponse>(),
+            handler: { request, context in
+                try await self.removeIdentity(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.SearchCustomers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SearchCustomersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SearchCustomersResponse>(),
+            handler: { request, context in
+                try await self.searchCustomers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.SetConsent.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SetConsentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SetConsentResponse>(),
+            handler: { request, context in
+                try await self.setConsent(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.GetConsent.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetConsentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetConsentResponse>(),
+            handler: { request, context in
+                try await self.getConsent(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.RecordInteraction.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_RecordInteractionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_RecordInteractionResponse>(),
+            handler: { request, context in
+                try await self.recordInteraction(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ListInteractions.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListInteractionsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListInteractionsResponse>(),
+            handler: { request, context in
+                try await self.listInteractions(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.MergeCustomers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_MergeCustomersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_MergeCustomersResponse>(),
+            handler: { request, context in
+                try await self.mergeCustomers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.EraseCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_EraseCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_EraseCustomerResponse>(),
+            handler: { request, context in
+                try await self.eraseCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ExportCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ExportCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ExportCustomerResponse>(),
+            handler: { request, context in
+                try await self.exportCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ImportCustomers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ImportCustomersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ImportCustomersResponse>(),
+            handler: { request, context in
+                try await self.importCustomers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.CreateCompany.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_CreateCompanyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_CreateCompanyResponse>(),
+            handler: { request, context in
+                try await self.createCompany(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.GetCompany.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetCompanyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetCompanyResponse>(),
+            handler: { request, context in
+                try await self.getCompany(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.UpdateCompany.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UpdateCompanyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UpdateCompanyResponse>(),
+            handler: { request, context in
+                try await self.updateCompany(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ListCompanies.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListCompaniesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListCompaniesResponse>(),
+            handler: { request, context in
+                try await self.listCompanies(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.LinkContact.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_LinkContactRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_LinkContactResponse>(),
+            handler: { request, context in
+                try await self.linkContact(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.UnlinkContact.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UnlinkContactRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UnlinkContactResponse>(),
+            handler: { request, context in
+                try await self.unlinkContact(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.ListCompanyContacts.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListCompanyContactsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListCompanyContactsResponse>(),
+            handler: { request, context in
+                try await self.listCompanyContacts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -342,6 +1913,226 @@ extension Rapport_Customer_V1_CustomerService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
         let response = try await self.findCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func resolveCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ResolveCustomerResponse> {
+        let response = try await self.resolveCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UpdateCustomerResponse> {
+        let response = try await self.updateCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addIdentity(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_AddIdentityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_AddIdentityResponse> {
+        let response = try await self.addIdentity(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeIdentity(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_RemoveIdentityResponse> {
+        let response = try await self.removeIdentity(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func searchCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SearchCustomersResponse> {
+        let response = try await self.searchCustomers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setConsent(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SetConsentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SetConsentResponse> {
+        let response = try await self.setConsent(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getConsent(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetConsentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetConsentResponse> {
+        let response = try await self.getConsent(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordInteraction(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_RecordInteractionResponse> {
+        let response = try await self.recordInteraction(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listInteractions(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListInteractionsResponse> {
+        let response = try await self.listInteractions(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func mergeCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_MergeCustomersResponse> {
+        let response = try await self.mergeCustomers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func eraseCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_EraseCustomerResponse> {
+        let response = try await self.eraseCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func exportCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ExportCustomerResponse> {
+        let response = try await self.exportCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func importCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ImportCustomersResponse> {
+        let response = try await self.importCustomers(
+            request: request,
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createCompany(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_CreateCompanyResponse> {
+        let response = try await self.createCompany(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCompany(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCompanyResponse> {
+        let response = try await self.getCompany(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateCompany(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UpdateCompanyResponse> {
+        let response = try await self.updateCompany(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listCompanies(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListCompaniesResponse> {
+        let response = try await self.listCompanies(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func linkContact(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_LinkContactRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_LinkContactResponse> {
+        let response = try await self.linkContact(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func unlinkContact(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_UnlinkContactResponse> {
+        let response = try await self.unlinkContact(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listCompanyContacts(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ListCompanyContactsResponse> {
+        let response = try await self.listCompanyContacts(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -390,6 +2181,266 @@ extension Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func resolveCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>(
+            message: try await self.resolveCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCustomerResponse>(
+            message: try await self.updateCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addIdentity(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_AddIdentityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_AddIdentityResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_AddIdentityResponse>(
+            message: try await self.addIdentity(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeIdentity(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_RemoveIdentityResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_RemoveIdentityResponse>(
+            message: try await self.removeIdentity(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func searchCustomers(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse>(
+            message: try await self.searchCustomers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setConsent(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_SetConsentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SetConsentResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_SetConsentResponse>(
+            message: try await self.setConsent(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getConsent(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetConsentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetConsentResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_GetConsentResponse>(
+            message: try await self.getConsent(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordInteraction(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_RecordInteractionResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_RecordInteractionResponse>(
+            message: try await self.recordInteraction(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listInteractions(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListInteractionsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ListInteractionsResponse>(
+            message: try await self.listInteractions(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func mergeCustomers(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_MergeCustomersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_MergeCustomersResponse>(
+            message: try await self.mergeCustomers(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func eraseCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_EraseCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_EraseCustomerResponse>(
+            message: try await self.eraseCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func exportCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ExportCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ExportCustomerResponse>(
+            message: try await self.exportCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func importCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ImportCustomersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ImportCustomersResponse>(
+            message: try await self.importCustomers(
+                request: request.messages,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createCompany(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_CreateCompanyResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_CreateCompanyResponse>(
+            message: try await self.createCompany(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCompany(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCompanyResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_GetCompanyResponse>(
+            message: try await self.getCompany(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func updateCompany(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCompanyResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_UpdateCompanyResponse>(
+            message: try await self.updateCompany(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listCompanies(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompaniesResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompaniesResponse>(
+            message: try await self.listCompanies(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func linkContact(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_LinkContactRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_LinkContactResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_LinkContactResponse>(
+            message: try await self.linkContact(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func unlinkContact(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_UnlinkContactResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_UnlinkContactResponse>(
+            message: try await self.unlinkContact(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listCompanyContacts(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompanyContactsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ListCompanyContactsResponse>(
+            message: try await self.listCompanyContacts(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: rapport.customer.v1.CustomerService (client)
@@ -428,7 +2479,8 @@ extension Rapport_Customer_V1_CustomerService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one customer by id. NOT_FOUND when there is none.
+        /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+        /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
@@ -468,6 +2520,462 @@ extension Rapport_Customer_V1_CustomerService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_FindCustomerResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+        /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+        /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+        /// > Concurrent resolutions of one new identity yield one customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resolveCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ResolveCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+        /// > otherwise ABORTED and nothing changes.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UpdateCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UpdateCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UpdateCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UpdateCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_AddIdentityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_AddIdentityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_AddIdentityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addIdentity<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_AddIdentityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_AddIdentityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_AddIdentityResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_AddIdentityResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RemoveIdentityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_RemoveIdentityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_RemoveIdentityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeIdentity<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_RemoveIdentityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_RemoveIdentityResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RemoveIdentityResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func searchCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SearchCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SearchCustomersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SetConsentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SetConsentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SetConsentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setConsent<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SetConsentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SetConsentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SetConsentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SetConsentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Current consent per purpose and channel, plus the full history, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetConsentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetConsentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetConsentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getConsent<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetConsentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetConsentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetConsentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetConsentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordInteraction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RecordInteractionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_RecordInteractionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_RecordInteractionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordInteraction<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_RecordInteractionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_RecordInteractionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RecordInteractionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListInteractions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The customer's timeline, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListInteractionsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListInteractionsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListInteractionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listInteractions<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListInteractionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListInteractionsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListInteractionsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "MergeCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+        /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+        /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_MergeCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_MergeCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_MergeCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func mergeCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_MergeCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_MergeCustomersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_MergeCustomersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "EraseCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_EraseCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_EraseCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_EraseCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func eraseCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_EraseCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_EraseCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_EraseCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExportCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything this service holds about one customer (GDPR access request).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ExportCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ExportCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ExportCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func exportCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ExportCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ExportCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ExportCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+        /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+        /// > row is reported in `errors` and never aborts the others.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ImportCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importCustomers<Result>(
+            request: GRPCCore.StreamingClientRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ImportCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ImportCustomersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ImportCustomersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_CreateCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_CreateCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_CreateCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_CreateCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_CreateCompanyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_CreateCompanyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetCompanyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCompanyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateCompany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UpdateCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UpdateCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UpdateCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UpdateCompanyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCompanyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListCompanies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Companies, oldest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompaniesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListCompaniesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListCompaniesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listCompanies<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListCompaniesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListCompaniesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompaniesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LinkContact" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_LinkContactRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_LinkContactRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_LinkContactResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func linkContact<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_LinkContactRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_LinkContactRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_LinkContactResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_LinkContactResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UnlinkContact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UnlinkContactRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UnlinkContactRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UnlinkContactResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unlinkContact<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UnlinkContactRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UnlinkContactResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UnlinkContactResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListCompanyContacts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A company's contacts, oldest link first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompanyContactsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListCompanyContactsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListCompanyContactsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listCompanyContacts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListCompanyContactsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompanyContactsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -525,7 +3033,8 @@ extension Rapport_Customer_V1_CustomerService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one customer by id. NOT_FOUND when there is none.
+        /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+        /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
@@ -588,6 +3097,682 @@ extension Rapport_Customer_V1_CustomerService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+        /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+        /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+        /// > Concurrent resolutions of one new identity yield one customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resolveCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ResolveCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ResolveCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+        /// > otherwise ABORTED and nothing changes.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UpdateCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UpdateCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UpdateCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UpdateCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.UpdateCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_AddIdentityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_AddIdentityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_AddIdentityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addIdentity<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_AddIdentityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_AddIdentityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_AddIdentityResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_AddIdentityResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.AddIdentity.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveIdentity" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RemoveIdentityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_RemoveIdentityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_RemoveIdentityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeIdentity<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_RemoveIdentityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_RemoveIdentityResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RemoveIdentityResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.RemoveIdentity.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func searchCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SearchCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SearchCustomersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.SearchCustomers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SetConsentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SetConsentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SetConsentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setConsent<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SetConsentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SetConsentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SetConsentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SetConsentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.SetConsent.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetConsent" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Current consent per purpose and channel, plus the full history, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetConsentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetConsentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetConsentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getConsent<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetConsentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetConsentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetConsentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetConsentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.GetConsent.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordInteraction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_RecordInteractionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_RecordInteractionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_RecordInteractionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordInteraction<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_RecordInteractionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_RecordInteractionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RecordInteractionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.RecordInteraction.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListInteractions" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The customer's timeline, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListInteractionsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListInteractionsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListInteractionsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listInteractions<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListInteractionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListInteractionsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListInteractionsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ListInteractions.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "MergeCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+        /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+        /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_MergeCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_MergeCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_MergeCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func mergeCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_MergeCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_MergeCustomersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_MergeCustomersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.MergeCustomers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "EraseCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_EraseCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_EraseCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_EraseCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func eraseCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_EraseCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_EraseCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_EraseCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.EraseCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExportCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Everything this service holds about one customer (GDPR access request).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ExportCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ExportCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ExportCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func exportCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ExportCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ExportCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ExportCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ExportCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ImportCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+        /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+        /// > row is reported in `errors` and never aborts the others.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ImportCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ImportCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func importCustomers<Result>(
+            request: GRPCCore.StreamingClientRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ImportCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ImportCustomersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ImportCustomersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ImportCustomers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_CreateCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_CreateCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_CreateCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_CreateCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_CreateCompanyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_CreateCompanyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.CreateCompany.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCompany" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetCompanyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCompanyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.GetCompany.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpdateCompany" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCompanyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UpdateCompanyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UpdateCompanyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateCompany<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UpdateCompanyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UpdateCompanyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCompanyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.UpdateCompany.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListCompanies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Companies, oldest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompaniesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListCompaniesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListCompaniesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listCompanies<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListCompaniesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListCompaniesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompaniesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ListCompanies.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LinkContact" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_LinkContactRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_LinkContactRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_LinkContactResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func linkContact<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_LinkContactRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_LinkContactRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_LinkContactResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_LinkContactResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.LinkContact.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UnlinkContact" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_UnlinkContactRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_UnlinkContactRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_UnlinkContactResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unlinkContact<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_UnlinkContactRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_UnlinkContactResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UnlinkContactResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.UnlinkContact.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListCompanyContacts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A company's contacts, oldest link first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ListCompanyContactsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ListCompanyContactsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ListCompanyContactsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listCompanyContacts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ListCompanyContactsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ListCompanyContactsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompanyContactsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.ListCompanyContacts.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -627,7 +3812,8 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one customer by id. NOT_FOUND when there is none.
+    /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+    /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
@@ -680,6 +3866,582 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "ResolveCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+    /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+    /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+    /// > Concurrent resolutions of one new identity yield one customer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resolveCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ResolveCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+    /// > otherwise ABORTED and nothing changes.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UpdateCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UpdateCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddIdentity" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_AddIdentityRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addIdentity<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_AddIdentityRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_AddIdentityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addIdentity(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_AddIdentityRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_AddIdentityResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveIdentity" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_RemoveIdentityRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeIdentity<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_RemoveIdentityRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RemoveIdentityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeIdentity(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_RemoveIdentityRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_RemoveIdentityResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SearchCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func searchCustomers<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.searchCustomers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SearchCustomersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SearchCustomersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetConsent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_SetConsentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setConsent<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_SetConsentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SetConsentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setConsent(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SetConsentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SetConsentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetConsent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Current consent per purpose and channel, plus the full history, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_GetConsentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getConsent<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetConsentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetConsentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getConsent(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetConsentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetConsentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordInteraction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_RecordInteractionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordInteraction<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_RecordInteractionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RecordInteractionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordInteraction(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_RecordInteractionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_RecordInteractionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInteractions" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The customer's timeline, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ListInteractionsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInteractions<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListInteractionsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListInteractionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listInteractions(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListInteractionsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListInteractionsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MergeCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+    /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+    /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_MergeCustomersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func mergeCustomers<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_MergeCustomersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_MergeCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.mergeCustomers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_MergeCustomersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_MergeCustomersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "EraseCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_EraseCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func eraseCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_EraseCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_EraseCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.eraseCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_EraseCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_EraseCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Everything this service holds about one customer (GDPR access request).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ExportCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ExportCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ExportCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.exportCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ExportCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ExportCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+    /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+    /// > row is reported in `errors` and never aborts the others.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Rapport_Customer_V1_ImportCustomersRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importCustomers<Result>(
+        request: GRPCCore.StreamingClientRequest<Rapport_Customer_V1_ImportCustomersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ImportCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.importCustomers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ImportCustomersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ImportCustomersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateCompany" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_CreateCompanyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createCompany<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_CreateCompanyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_CreateCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createCompany(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_CreateCompanyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_CreateCompanyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCompany" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_GetCompanyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCompany<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCompanyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCompany(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetCompanyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetCompanyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateCompany" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_UpdateCompanyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateCompany<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCompanyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateCompany(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UpdateCompanyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UpdateCompanyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCompanies" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Companies, oldest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ListCompaniesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCompanies<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompaniesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompaniesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listCompanies(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListCompaniesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListCompaniesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LinkContact" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_LinkContactRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func linkContact<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_LinkContactRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_LinkContactResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.linkContact(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_LinkContactRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_LinkContactResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnlinkContact" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_UnlinkContactRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unlinkContact<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_UnlinkContactRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UnlinkContactResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unlinkContact(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_UnlinkContactRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_UnlinkContactResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCompanyContacts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A company's contacts, oldest link first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ListCompanyContactsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCompanyContacts<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompanyContactsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompanyContactsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listCompanyContacts(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ListCompanyContactsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ListCompanyContactsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
@@ -722,7 +4484,8 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one customer by id. NOT_FOUND when there is none.
+    /// > Returns one customer by id. A merged id answers with the survivor and says so in `merged_from`;
+    /// > an erased customer comes back with state ERASED and no personal data. NOT_FOUND when there is none.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -778,6 +4541,663 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
             metadata: metadata
         )
         return try await self.findCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Finds the customer owning any of the given identities, or creates one with them and the profile
+    /// > hints; `created` says which. Identities the found customer lacks and nobody else owns are added to
+    /// > it; identities owned by another customer are left there and listed in `conflicts` (merge candidates).
+    /// > Concurrent resolutions of one new identity yield one customer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveCustomer<Result>(
+        _ message: Rapport_Customer_V1_ResolveCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resolveCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the profile fields named in `update_mask` when `expected_version` is the current version;
+    /// > otherwise ABORTED and nothing changes.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateCustomer<Result>(
+        _ message: Rapport_Customer_V1_UpdateCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddIdentity" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds an identity to a customer. ALREADY_EXISTS when another customer owns it; idempotent otherwise.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addIdentity<Result>(
+        _ message: Rapport_Customer_V1_AddIdentityRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_AddIdentityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_AddIdentityRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addIdentity(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveIdentity" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Removes an identity from a customer. NOT_FOUND when the customer does not own it.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeIdentity<Result>(
+        _ message: Rapport_Customer_V1_RemoveIdentityRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RemoveIdentityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_RemoveIdentityRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeIdentity(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SearchCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Searches live customers, newest first, by name/email fragment, tag, company, channel and created range.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func searchCustomers<Result>(
+        _ message: Rapport_Customer_V1_SearchCustomersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.searchCustomers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetConsent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a consent decision; the newest decision (by `decide_time`) per purpose and channel is current.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setConsent<Result>(
+        _ message: Rapport_Customer_V1_SetConsentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SetConsentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_SetConsentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setConsent(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetConsent" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Current consent per purpose and channel, plus the full history, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getConsent<Result>(
+        _ message: Rapport_Customer_V1_GetConsentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetConsentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_GetConsentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getConsent(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordInteraction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a touchpoint on the customer's timeline; idempotent by (channel, external_reference).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordInteraction<Result>(
+        _ message: Rapport_Customer_V1_RecordInteractionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_RecordInteractionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_RecordInteractionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordInteraction(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListInteractions" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The customer's timeline, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listInteractions<Result>(
+        _ message: Rapport_Customer_V1_ListInteractionsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListInteractionsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ListInteractionsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listInteractions(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MergeCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves the duplicate's identities, interactions, company links and consent to the survivor in one
+    /// > transaction; the duplicate becomes a tombstone pointing at the survivor. Emits CustomerMerged.
+    /// > FAILED_PRECONDITION when either side is merged or erased, or when both are the same customer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func mergeCustomers<Result>(
+        _ message: Rapport_Customer_V1_MergeCustomersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_MergeCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_MergeCustomersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.mergeCustomers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "EraseCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Irreversibly removes the customer's personal data and emits CustomerErased. Idempotent.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func eraseCustomer<Result>(
+        _ message: Rapport_Customer_V1_EraseCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_EraseCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_EraseCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.eraseCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExportCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Everything this service holds about one customer (GDPR access request).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func exportCustomer<Result>(
+        _ message: Rapport_Customer_V1_ExportCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ExportCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ExportCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.exportCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import: one message per row, any number of rows. Idempotent by identity (a row whose email,
+    /// > phone or external id already belongs to a customer changes nothing and counts as `existing`). A bad
+    /// > row is reported in `errors` and never aborts the others.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importCustomers<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Rapport_Customer_V1_ImportCustomersRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ImportCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Rapport_Customer_V1_ImportCustomersRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.importCustomers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateCompany" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createCompany<Result>(
+        _ message: Rapport_Customer_V1_CreateCompanyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_CreateCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_CreateCompanyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createCompany(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCompany" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCompany<Result>(
+        _ message: Rapport_Customer_V1_GetCompanyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_GetCompanyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCompany(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateCompany" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes the fields named in `update_mask` when `expected_version` is current; ABORTED otherwise.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateCompany<Result>(
+        _ message: Rapport_Customer_V1_UpdateCompanyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UpdateCompanyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_UpdateCompanyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateCompany(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCompanies" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Companies, oldest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCompanies<Result>(
+        _ message: Rapport_Customer_V1_ListCompaniesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompaniesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompaniesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listCompanies(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LinkContact" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Links a customer to a company as a contact with a role (idempotent; a new role replaces the old).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func linkContact<Result>(
+        _ message: Rapport_Customer_V1_LinkContactRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_LinkContactResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_LinkContactRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.linkContact(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UnlinkContact" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unlinkContact<Result>(
+        _ message: Rapport_Customer_V1_UnlinkContactRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_UnlinkContactResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_UnlinkContactRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unlinkContact(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListCompanyContacts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A company's contacts, oldest link first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listCompanyContacts<Result>(
+        _ message: Rapport_Customer_V1_ListCompanyContactsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ListCompanyContactsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ListCompanyContactsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listCompanyContacts(
             request: request,
             options: options,
             onResponse: handleResponse

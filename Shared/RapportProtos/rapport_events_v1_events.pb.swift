@@ -93,12 +93,102 @@ public nonisolated struct Rapport_Events_V1_Event: Sendable {
     set {payload = .ticketOpened(newValue)}
   }
 
+  public var customerUpdated: Rapport_Events_V1_CustomerUpdated {
+    get {
+      if case .customerUpdated(let v)? = payload {return v}
+      return Rapport_Events_V1_CustomerUpdated()
+    }
+    set {payload = .customerUpdated(newValue)}
+  }
+
+  public var customerMerged: Rapport_Events_V1_CustomerMerged {
+    get {
+      if case .customerMerged(let v)? = payload {return v}
+      return Rapport_Events_V1_CustomerMerged()
+    }
+    set {payload = .customerMerged(newValue)}
+  }
+
+  public var customerErased: Rapport_Events_V1_CustomerErased {
+    get {
+      if case .customerErased(let v)? = payload {return v}
+      return Rapport_Events_V1_CustomerErased()
+    }
+    set {payload = .customerErased(newValue)}
+  }
+
+  public var consentChanged: Rapport_Events_V1_ConsentChanged {
+    get {
+      if case .consentChanged(let v)? = payload {return v}
+      return Rapport_Events_V1_ConsentChanged()
+    }
+    set {payload = .consentChanged(newValue)}
+  }
+
+  public var companyCreated: Rapport_Events_V1_CompanyCreated {
+    get {
+      if case .companyCreated(let v)? = payload {return v}
+      return Rapport_Events_V1_CompanyCreated()
+    }
+    set {payload = .companyCreated(newValue)}
+  }
+
+  public var companyUpdated: Rapport_Events_V1_CompanyUpdated {
+    get {
+      if case .companyUpdated(let v)? = payload {return v}
+      return Rapport_Events_V1_CompanyUpdated()
+    }
+    set {payload = .companyUpdated(newValue)}
+  }
+
+  public var companyContactLinked: Rapport_Events_V1_CompanyContactLinked {
+    get {
+      if case .companyContactLinked(let v)? = payload {return v}
+      return Rapport_Events_V1_CompanyContactLinked()
+    }
+    set {payload = .companyContactLinked(newValue)}
+  }
+
+  public var companyContactUnlinked: Rapport_Events_V1_CompanyContactUnlinked {
+    get {
+      if case .companyContactUnlinked(let v)? = payload {return v}
+      return Rapport_Events_V1_CompanyContactUnlinked()
+    }
+    set {payload = .companyContactUnlinked(newValue)}
+  }
+
+  public var interactionRecorded: Rapport_Events_V1_InteractionRecorded {
+    get {
+      if case .interactionRecorded(let v)? = payload {return v}
+      return Rapport_Events_V1_InteractionRecorded()
+    }
+    set {payload = .interactionRecorded(newValue)}
+  }
+
+  public var customerIdentityChanged: Rapport_Events_V1_CustomerIdentityChanged {
+    get {
+      if case .customerIdentityChanged(let v)? = payload {return v}
+      return Rapport_Events_V1_CustomerIdentityChanged()
+    }
+    set {payload = .customerIdentityChanged(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Payload: Equatable, Sendable {
     case customerCreated(Rapport_Events_V1_CustomerCreated)
     case orderPlaced(Rapport_Events_V1_OrderPlaced)
     case ticketOpened(Rapport_Events_V1_TicketOpened)
+    case customerUpdated(Rapport_Events_V1_CustomerUpdated)
+    case customerMerged(Rapport_Events_V1_CustomerMerged)
+    case customerErased(Rapport_Events_V1_CustomerErased)
+    case consentChanged(Rapport_Events_V1_ConsentChanged)
+    case companyCreated(Rapport_Events_V1_CompanyCreated)
+    case companyUpdated(Rapport_Events_V1_CompanyUpdated)
+    case companyContactLinked(Rapport_Events_V1_CompanyContactLinked)
+    case companyContactUnlinked(Rapport_Events_V1_CompanyContactUnlinked)
+    case interactionRecorded(Rapport_Events_V1_InteractionRecorded)
+    case customerIdentityChanged(Rapport_Events_V1_CustomerIdentityChanged)
 
   }
 
@@ -189,6 +279,194 @@ public nonisolated struct Rapport_Events_V1_TicketOpened: Sendable {
   fileprivate var _openedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// A customer's profile changed (UpdateCustomer). Read the customer for the new values.
+public nonisolated struct Rapport_Events_V1_CustomerUpdated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  /// The update_mask paths that changed.
+  public var changedFields: [String] = []
+
+  public var version: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// `duplicate_id` was merged into `survivor_id`: every service re-points rows of the duplicate.
+public nonisolated struct Rapport_Events_V1_CustomerMerged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var survivorID: String = String()
+
+  public var duplicateID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The customer's personal data was erased: every service drops its personal fields for the customer
+/// (addresses, names, free text) and keeps anonymous facts (amounts, states, timings).
+public nonisolated struct Rapport_Events_V1_CustomerErased: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_ConsentChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  public var purpose: Rapport_Customer_V1_ConsentPurpose = .unspecified
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  public var granted: Bool = false
+
+  public var source: String = String()
+
+  public var decideTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_decideTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_decideTime = newValue}
+  }
+  /// Returns true if `decideTime` has been explicitly set.
+  public var hasDecideTime: Bool {self._decideTime != nil}
+  /// Clears the value of `decideTime`. Subsequent reads from it will return its default value.
+  public mutating func clearDecideTime() {self._decideTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _decideTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_CompanyCreated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var companyID: String = String()
+
+  public var legalName: String = String()
+
+  public var tier: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_CompanyUpdated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var companyID: String = String()
+
+  public var changedFields: [String] = []
+
+  public var version: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_CompanyContactLinked: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var companyID: String = String()
+
+  public var customerID: String = String()
+
+  public var role: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_CompanyContactUnlinked: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var companyID: String = String()
+
+  public var customerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_InteractionRecorded: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var interactionID: String = String()
+
+  public var customerID: String = String()
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  public var kind: Rapport_Customer_V1_InteractionKind = .unspecified
+
+  public var occurTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_occurTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_occurTime = newValue}
+  }
+  /// Returns true if `occurTime` has been explicitly set.
+  public var hasOccurTime: Bool {self._occurTime != nil}
+  /// Clears the value of `occurTime`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurTime() {self._occurTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _occurTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// An identity was added to or removed from a customer (AddIdentity, RemoveIdentity, ResolveCustomer).
+public nonisolated struct Rapport_Events_V1_CustomerIdentityChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  public var kind: Rapport_Customer_V1_IdentityKind = .unspecified
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  public var added: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
@@ -230,7 +508,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -283,6 +561,136 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
           self.payload = .ticketOpened(v)
         }
       }()
+      case 13: try {
+        var v: Rapport_Events_V1_CustomerUpdated?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .customerUpdated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .customerUpdated(v)
+        }
+      }()
+      case 14: try {
+        var v: Rapport_Events_V1_CustomerMerged?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .customerMerged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .customerMerged(v)
+        }
+      }()
+      case 15: try {
+        var v: Rapport_Events_V1_CustomerErased?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .customerErased(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .customerErased(v)
+        }
+      }()
+      case 16: try {
+        var v: Rapport_Events_V1_ConsentChanged?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .consentChanged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .consentChanged(v)
+        }
+      }()
+      case 17: try {
+        var v: Rapport_Events_V1_CompanyCreated?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .companyCreated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .companyCreated(v)
+        }
+      }()
+      case 18: try {
+        var v: Rapport_Events_V1_CompanyUpdated?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .companyUpdated(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .companyUpdated(v)
+        }
+      }()
+      case 19: try {
+        var v: Rapport_Events_V1_CompanyContactLinked?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .companyContactLinked(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .companyContactLinked(v)
+        }
+      }()
+      case 20: try {
+        var v: Rapport_Events_V1_CompanyContactUnlinked?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .companyContactUnlinked(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .companyContactUnlinked(v)
+        }
+      }()
+      case 21: try {
+        var v: Rapport_Events_V1_InteractionRecorded?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .interactionRecorded(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .interactionRecorded(v)
+        }
+      }()
+      case 22: try {
+        var v: Rapport_Events_V1_CustomerIdentityChanged?
+        var hadOneofValue = false
+        if let current = self.payload {
+          hadOneofValue = true
+          if case .customerIdentityChanged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.payload = .customerIdentityChanged(v)
+        }
+      }()
       default: break
       }
     }
@@ -323,6 +731,46 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
     case .ticketOpened?: try {
       guard case .ticketOpened(let v)? = self.payload else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .customerUpdated?: try {
+      guard case .customerUpdated(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .customerMerged?: try {
+      guard case .customerMerged(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .customerErased?: try {
+      guard case .customerErased(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .consentChanged?: try {
+      guard case .consentChanged(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .companyCreated?: try {
+      guard case .companyCreated(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .companyUpdated?: try {
+      guard case .companyUpdated(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .companyContactLinked?: try {
+      guard case .companyContactLinked(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .companyContactUnlinked?: try {
+      guard case .companyContactUnlinked(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .interactionRecorded?: try {
+      guard case .interactionRecorded(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .customerIdentityChanged?: try {
+      guard case .customerIdentityChanged(let v)? = self.payload else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
     }()
     case nil: break
     }
@@ -485,6 +933,424 @@ nonisolated extension Rapport_Events_V1_TicketOpened: SwiftProtobuf.Message, Swi
     if lhs.priority != rhs.priority {return false}
     if lhs.channel != rhs.channel {return false}
     if lhs._openedAt != rhs._openedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CustomerUpdated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CustomerUpdated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}changed_fields\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.changedFields) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if !self.changedFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.changedFields, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt64Field(value: self.version, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CustomerUpdated, rhs: Rapport_Events_V1_CustomerUpdated) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.changedFields != rhs.changedFields {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CustomerMerged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CustomerMerged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}survivor_id\0\u{3}duplicate_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.survivorID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.duplicateID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.survivorID.isEmpty {
+      try visitor.visitSingularStringField(value: self.survivorID, fieldNumber: 1)
+    }
+    if !self.duplicateID.isEmpty {
+      try visitor.visitSingularStringField(value: self.duplicateID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CustomerMerged, rhs: Rapport_Events_V1_CustomerMerged) -> Bool {
+    if lhs.survivorID != rhs.survivorID {return false}
+    if lhs.duplicateID != rhs.duplicateID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CustomerErased: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CustomerErased"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CustomerErased, rhs: Rapport_Events_V1_CustomerErased) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_ConsentChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConsentChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}purpose\0\u{1}channel\0\u{1}granted\0\u{1}source\0\u{3}decide_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.purpose) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.granted) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._decideTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if self.purpose != .unspecified {
+      try visitor.visitSingularEnumField(value: self.purpose, fieldNumber: 2)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
+    }
+    if self.granted != false {
+      try visitor.visitSingularBoolField(value: self.granted, fieldNumber: 4)
+    }
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 5)
+    }
+    try { if let v = self._decideTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_ConsentChanged, rhs: Rapport_Events_V1_ConsentChanged) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.purpose != rhs.purpose {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.granted != rhs.granted {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs._decideTime != rhs._decideTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CompanyCreated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompanyCreated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}company_id\0\u{3}legal_name\0\u{1}tier\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.legalName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tier) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 1)
+    }
+    if !self.legalName.isEmpty {
+      try visitor.visitSingularStringField(value: self.legalName, fieldNumber: 2)
+    }
+    if !self.tier.isEmpty {
+      try visitor.visitSingularStringField(value: self.tier, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CompanyCreated, rhs: Rapport_Events_V1_CompanyCreated) -> Bool {
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.legalName != rhs.legalName {return false}
+    if lhs.tier != rhs.tier {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CompanyUpdated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompanyUpdated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}company_id\0\u{3}changed_fields\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.changedFields) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 1)
+    }
+    if !self.changedFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.changedFields, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt64Field(value: self.version, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CompanyUpdated, rhs: Rapport_Events_V1_CompanyUpdated) -> Bool {
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.changedFields != rhs.changedFields {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CompanyContactLinked: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompanyContactLinked"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}company_id\0\u{3}customer_id\0\u{1}role\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CompanyContactLinked, rhs: Rapport_Events_V1_CompanyContactLinked) -> Bool {
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CompanyContactUnlinked: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CompanyContactUnlinked"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}company_id\0\u{3}customer_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CompanyContactUnlinked, rhs: Rapport_Events_V1_CompanyContactUnlinked) -> Bool {
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_InteractionRecorded: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InteractionRecorded"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}interaction_id\0\u{3}customer_id\0\u{1}channel\0\u{1}kind\0\u{3}occur_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.interactionID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._occurTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.interactionID.isEmpty {
+      try visitor.visitSingularStringField(value: self.interactionID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 4)
+    }
+    try { if let v = self._occurTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_InteractionRecorded, rhs: Rapport_Events_V1_InteractionRecorded) -> Bool {
+    if lhs.interactionID != rhs.interactionID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs._occurTime != rhs._occurTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CustomerIdentityChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CustomerIdentityChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}kind\0\u{1}channel\0\u{1}added\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.added) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
+    }
+    if self.added != false {
+      try visitor.visitSingularBoolField(value: self.added, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CustomerIdentityChanged, rhs: Rapport_Events_V1_CustomerIdentityChanged) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.added != rhs.added {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -50,12 +50,21 @@ public enum TestDatabase {
 extension TestDatabase {
   /// Runs a query as the superuser and returns the single integer it selects (row counts in tests).
   public static func scalar(_ sql: String, on url: DatabaseURL) async throws -> Int {
+    guard let value = try await column(sql, as: Int.self, on: url).first else { throw TestFailure("no row from \(sql)") }
+    return value
+  }
+
+  /// The first column of every row of `sql`, run as the superuser.
+  public static func column<Value: PostgresDecodable & Sendable>(
+    _ sql: String, as type: Value.Type = String.self, on url: DatabaseURL
+  ) async throws -> [Value] {
     let connection = try await PostgresConnection.connect(
       configuration: .init(host: url.host, port: url.port, username: url.user, password: url.password, database: url.database, tls: .disable),
       id: 1, logger: logger)
     defer { Task { try? await connection.close() } }
     let rows = try await connection.query("\(unescaped: sql)", logger: logger)
-    for try await value in rows.decode(Int.self) { return value }
-    throw TestFailure("no row from \(sql)")
+    var values: [Value] = []
+    for try await value in rows.decode(Value.self) { values.append(value) }
+    return values
   }
 }

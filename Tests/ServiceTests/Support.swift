@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCProtobuf
 import RapportCore
 import RapportTesting
+import SwiftProtobuf
 import Testing
 
 /// Configuration for a service under test: loopback, any free port, its own role on `database`.
@@ -36,4 +37,18 @@ func expectStatus<T: Sendable>(
 /// Row count of a table, read as the superuser.
 func count(_ table: String, _ database: DatabaseURL) async throws -> Int {
   try await TestDatabase.scalar("SELECT count(*)::bigint FROM \(table)", on: database)
+}
+
+/// The event types in a service's outbox, in sequence order.
+func eventTypes(_ schema: String, _ database: DatabaseURL) async throws -> [String] {
+  try await TestDatabase.column("SELECT type FROM \(schema).outbox ORDER BY sequence", on: database)
+}
+
+extension SwiftProtobuf.Message {
+  /// A copy with `change` applied.
+  func changed(_ change: (inout Self) -> Void) -> Self {
+    var copy = self
+    change(&copy)
+    return copy
+  }
 }

@@ -20,6 +20,13 @@ $$;
 -- Nobody but a schema's owner may create objects; PUBLIC keeps no rights on public.
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 
+-- Extensions live in their own schema, usable by every service role: pg_trgm backs the customer
+-- service's name/email fragment search.
+CREATE SCHEMA IF NOT EXISTS extensions;
+CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA extensions;
+GRANT USAGE ON SCHEMA extensions TO rapport_customer, rapport_order, rapport_support, rapport_analytics,
+  rapport_gateway;
+
 CREATE SCHEMA IF NOT EXISTS customer AUTHORIZATION rapport_customer;
 CREATE SCHEMA IF NOT EXISTS orders AUTHORIZATION rapport_order;
 CREATE SCHEMA IF NOT EXISTS support AUTHORIZATION rapport_support;

@@ -24,12 +24,6 @@ enum AnalyticsMigrations {
           amount_minor bigint NOT NULL,
           PRIMARY KEY (customer_id, currency))
         """,
-        """
-        CREATE TABLE analytics.feed_cursors (
-          source text PRIMARY KEY,
-          last_sequence bigint NOT NULL,
-          updated_at timestamptz NOT NULL DEFAULT now())
-        """,
-      ]),
+      ] + FeedCursors(schema: schema).migrationStatements),
   ]
 }

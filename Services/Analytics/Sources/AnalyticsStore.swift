@@ -9,32 +9,18 @@ struct AnalyticsStore: Sendable {
   let client: PostgresClient
   let logger: Logger
 
+  private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
+
   /// The last sequence applied from `source` (0 before the first event).
   func cursor(source: String) async throws -> Int64 {
-    let rows = try await client.query(
-      "SELECT last_sequence FROM analytics.feed_cursors WHERE source = \(source)", logger: logger)
-    for try await sequence in rows.decode(Int64.self) { return sequence }
-    return 0
+    try await cursors.cursor(source: source, client: client, logger: logger)
   }
 
-  /// Applies one event and advances the source's cursor in one transaction. An event at or below the
-  /// cursor (a redelivery) changes nothing. Returns whether the event was applied.
+  /// Applies one event and advances the source's cursor in one transaction; a redelivery changes nothing.
   @discardableResult
   func apply(_ event: Rapport_Events_V1_Event, from source: String) async throws -> Bool {
-    try await client.transaction(logger: logger) { connection in
-      try await connection.query(
-        "INSERT INTO analytics.feed_cursors (source, last_sequence) VALUES (\(source), 0) ON CONFLICT DO NOTHING",
-        logger: logger)
-      let rows = try await connection.query(
-        "SELECT last_sequence FROM analytics.feed_cursors WHERE source = \(source) FOR UPDATE", logger: logger)
-      var last: Int64 = 0
-      for try await sequence in rows.decode(Int64.self) { last = sequence }
-      guard event.sequence > last else { return false }
+    try await cursors.apply(event, from: source, client: client, logger: logger) { connection in
       try await applyEffect(event, on: connection)
-      try await connection.query(
-        "UPDATE analytics.feed_cursors SET last_sequence = \(event.sequence), updated_at = now() WHERE source = \(source)",
-        logger: logger)
-      return true
     }
   }
 
@@ -71,7 +57,7 @@ struct AnalyticsStore: Sendable {
           open_tickets = customer_metrics.open_tickets + 1,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
-    case .customerCreated?, nil:
+    default:
       return
     }
   }

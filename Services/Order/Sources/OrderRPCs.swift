@@ -55,11 +55,10 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
       let limit = try Validate.pageSize(request.pageSize)
       let token = try PageToken.decode(request.pageToken)
       let orders = try await store.list(customerID: customerID, after: token, limit: limit + 1)
+      let page = PageToken.page(orders, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
       return .with {
-        $0.orders = orders.prefix(limit).map(\.proto)
-        if orders.count > limit, let last = orders.prefix(limit).last {
-          $0.nextPageToken = PageToken(date: last.createdAt, id: last.id).encoded
-        }
+        $0.orders = page.rows.map(\.proto)
+        $0.nextPageToken = page.nextPageToken
       }
     }
   }

@@ -54,11 +54,10 @@ struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
       let limit = try Validate.pageSize(request.pageSize)
       let token = try PageToken.decode(request.pageToken)
       let tickets = try await store.list(customerID: customerID, onlyOpen: request.onlyOpen, after: token, limit: limit + 1)
+      let page = PageToken.page(tickets, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
       return .with {
-        $0.tickets = tickets.prefix(limit).map(\.proto)
-        if tickets.count > limit, let last = tickets.prefix(limit).last {
-          $0.nextPageToken = PageToken(date: last.createdAt, id: last.id).encoded
-        }
+        $0.tickets = page.rows.map(\.proto)
+        $0.nextPageToken = page.nextPageToken
       }
     }
   }

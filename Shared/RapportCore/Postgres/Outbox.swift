@@ -74,6 +74,37 @@ public struct Outbox: Sendable {
     throw RPCFailure.internal("outbox append returned no row")
   }
 
+  /// Appends many events in the caller's transaction with one statement (bulk imports).
+  public func append(contentsOf events: [Rapport_Events_V1_Event], on connection: PostgresConnection, logger: Logger)
+    async throws
+  {
+    guard !events.isEmpty else { return }
+    var ids: [UUID] = [], aggregateTypes: [String] = [], aggregateIDs: [String] = [], types: [String] = []
+    var payloads: [ByteBuffer] = [], times: [Date] = []
+    for event in events {
+      var stored = event
+      stored.sequence = 0
+      let bytes: [UInt8] = try stored.serializedBytes()
+      ids.append(UUID(uuidString: event.id) ?? UUID())
+      aggregateTypes.append(event.aggregateType)
+      aggregateIDs.append(event.aggregateID)
+      types.append(event.type)
+      payloads.append(ByteBuffer(bytes: bytes))
+      times.append(event.occurredAt.date)
+    }
+    try await connection.query(
+      """
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(Migrator.lockKey(channel)))),
+      rows AS (
+        INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at FROM lock, unnest(\(ids), \(aggregateTypes), \(aggregateIDs), \(types), \(payloads), \(times))
+          WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
+        ORDER BY e.n
+        RETURNING 1)
+      SELECT pg_notify(\(channel), '') FROM (SELECT count(*) FROM rows) AS done
+      """, logger: logger)
+  }
+
   /// Reads up to `limit` events after `sequence`, in order; `types` empty means every type.
   public func read(
     after sequence: Int64, types: [String], limit: Int, from client: PostgresClient, logger: Logger
@@ -99,6 +130,16 @@ extension Rapport_Events_V1_Event.OneOf_Payload {
   public var typeName: String {
     switch self {
     case .customerCreated: "CustomerCreated"
+    case .customerUpdated: "CustomerUpdated"
+    case .customerMerged: "CustomerMerged"
+    case .customerErased: "CustomerErased"
+    case .customerIdentityChanged: "CustomerIdentityChanged"
+    case .consentChanged: "ConsentChanged"
+    case .companyCreated: "CompanyCreated"
+    case .companyUpdated: "CompanyUpdated"
+    case .companyContactLinked: "CompanyContactLinked"
+    case .companyContactUnlinked: "CompanyContactUnlinked"
+    case .interactionRecorded: "InteractionRecorded"
     case .orderPlaced: "OrderPlaced"
     case .ticketOpened: "TicketOpened"
     }

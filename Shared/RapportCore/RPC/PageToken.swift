@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 
 /// An opaque keyset page token: the sort key (a timestamp in microseconds and an id) of the last row
 /// returned. Rows inserted while a client pages never shift the pages it has not read yet.
@@ -38,5 +39,23 @@ public struct PageToken: Sendable, Equatable {
     Data("\(micros)|\(id.uuidString.lowercased())".utf8).base64EncodedString()
       .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
       .replacingOccurrences(of: "=", with: "")
+  }
+}
+
+extension PageToken {
+  /// Splits rows fetched with `limit + 1` into the page to return and the next page's token (empty on
+  /// the last page): the sort key of the page's last row.
+  public static func page<Row>(
+    _ rows: [Row], limit: Int, key: (Row) -> PageToken?
+  ) -> (rows: [Row], nextPageToken: String) {
+    let page = Array(rows.prefix(limit))
+    guard rows.count > limit, let last = page.last, let token = key(last) else { return (page, "") }
+    return (page, token.encoded)
+  }
+
+  /// The token of a row keyed by a proto timestamp and a UUID string.
+  public init?(_ time: Google_Protobuf_Timestamp, _ id: String) {
+    guard let id = UUID(uuidString: id) else { return nil }
+    self.init(date: time.date, id: id)
   }
 }

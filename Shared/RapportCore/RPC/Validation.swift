@@ -66,3 +66,32 @@ public enum Validate {
   }
 }
 
+
+extension Validate {
+  /// A required, non-empty field mask whose paths are all in `allowed`; returns the paths, deduplicated.
+  public static func mask(
+    _ mask: Google_Protobuf_FieldMask, allowed: Set<String>, field: String = "update_mask"
+  ) throws -> [String] {
+    guard !mask.paths.isEmpty else { throw RPCFailure.invalid(field, "must name at least one field") }
+    if let unknown = mask.paths.first(where: { !allowed.contains($0) }) {
+      throw RPCFailure.invalid(field, "cannot update '\(unknown)'; allowed: \(allowed.sorted().joined(separator: ", "))")
+    }
+    var seen = Set<String>()
+    return mask.paths.filter { seen.insert($0).inserted }
+  }
+
+  /// A required positive version a client read before changing a record.
+  public static func version(_ value: Int64, field: String = "expected_version") throws -> Int64 {
+    guard value > 0 else { throw RPCFailure.invalid(field, "is required: the version you read") }
+    return value
+  }
+
+  /// An optional time: unset means `nil`; set must be a valid timestamp.
+  public static func time(_ value: Google_Protobuf_Timestamp, isSet: Bool, field: String) throws -> Date? {
+    guard isSet else { return nil }
+    // The range of google.protobuf.Timestamp: 0001-01-01 to 9999-12-31, nanos within a second.
+    guard (-62_135_596_800...253_402_300_799).contains(value.seconds), (0..<1_000_000_000).contains(value.nanos)
+    else { throw RPCFailure.invalid(field, "is not a valid timestamp") }
+    return value.date
+  }
+}

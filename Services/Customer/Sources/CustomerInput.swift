@@ -1,0 +1,168 @@
+import Foundation
+import RapportCore
+import RapportProtos
+
+/// One identity as stored: kind, scope channel (only for external ids, else 0) and normalised value.
+struct IdentityKey: Hashable, Sendable, Comparable {
+  var kind: Int
+  var channel: Int
+  var value: String
+
+  var proto: Rapport_Customer_V1_Identity {
+    .with {
+      $0.kind = Rapport_Customer_V1_IdentityKind(rawValue: kind) ?? .unspecified
+      $0.channel = Rapport_Common_V1_Channel(rawValue: channel) ?? .unspecified
+      $0.value = value
+    }
+  }
+
+  static func < (a: IdentityKey, b: IdentityKey) -> Bool {
+    (a.kind, a.channel, a.value) < (b.kind, b.channel, b.value)
+  }
+
+  /// The stored `kind` numbers (the `IdentityKind` enum values).
+  enum Kind {
+    static let email = Rapport_Customer_V1_IdentityKind.email.rawValue
+    static let phone = Rapport_Customer_V1_IdentityKind.phone.rawValue
+    static let external = Rapport_Customer_V1_IdentityKind.externalID.rawValue
+  }
+
+  static func email(_ value: String) -> IdentityKey { IdentityKey(kind: Kind.email, channel: 0, value: value) }
+  static func phone(_ value: String) -> IdentityKey { IdentityKey(kind: Kind.phone, channel: 0, value: value) }
+}
+
+/// Validation and normalisation of customer-service input; each failure names the field.
+enum CustomerInput {
+  static let nameLimit = 200
+  static let maxTags = 50
+  static let maxAttributes = 100
+  static let maxAddresses = 20
+  static let maxIdentities = 10
+
+  /// A phone number in E.164: "+" then 8–15 digits, the first not 0. Spaces, dots, dashes and parentheses
+  /// are dropped; a leading "00" means "+".
+  static func phone(_ raw: String, field: String = "phone") throws -> String {
+    var text = try Validate.required(raw, field: field, max: 32)
+    text.removeAll { " .-()/".contains($0) }
+    if text.hasPrefix("00") { text = "+" + text.dropFirst(2) }
+    guard text.hasPrefix("+") else {
+      throw RPCFailure.invalid(field, "must be in international format starting with + and the country code")
+    }
+    let digits = text.dropFirst()
+    guard (8...15).contains(digits.count), digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+      digits.first != "0"
+    else { throw RPCFailure.invalid(field, "must be an E.164 number: + and 8 to 15 digits") }
+    return text
+  }
+
+  /// A validated, normalised identity.
+  static func identity(_ identity: Rapport_Customer_V1_Identity, field: String) throws -> IdentityKey {
+    switch identity.kind {
+    case .email:
+      return .email(try Validate.email(identity.value, field: "\(field).value"))
+    case .phone:
+      return .phone(try phone(identity.value, field: "\(field).value"))
+    case .externalID:
+      let channel = try Validate.specified(identity.channel, field: "\(field).channel")
+      let value = try Validate.required(identity.value, field: "\(field).value", max: 128)
+      return IdentityKey(kind: identity.kind.rawValue, channel: channel.rawValue, value: value)
+    case .unspecified:
+      throw RPCFailure.invalid("\(field).kind", "is required")
+    case .UNRECOGNIZED(let raw):
+      throw RPCFailure.invalid("\(field).kind", "has an unknown value \(raw)")
+    }
+  }
+
+  /// 1 to `maxIdentities` identities, deduplicated, in request order.
+  static func identities(_ list: [Rapport_Customer_V1_Identity], field: String = "identities") throws -> [IdentityKey] {
+    guard !list.isEmpty else { throw RPCFailure.invalid(field, "needs at least one identity") }
+    guard list.count <= maxIdentities else { throw RPCFailure.invalid(field, "at most \(maxIdentities) identities") }
+    var seen = Set<IdentityKey>()
+    return try list.enumerated().compactMap { index, identity in
+      let key = try self.identity(identity, field: "\(field)[\(index)]")
+      return seen.insert(key).inserted ? key : nil
+    }
+  }
+
+  static func name(_ value: String, field: String) throws -> String {
+    try Validate.optional(value, field: field, max: nameLimit)
+  }
+
+  /// Lower-case, deduplicated, sorted tags.
+  static func tags(_ tags: [String], field: String = "tags") throws -> [String] {
+    guard tags.count <= maxTags else { throw RPCFailure.invalid(field, "at most \(maxTags) tags") }
+    let normalised = try tags.map { try tag($0, field: field) }
+    return Array(Set(normalised)).sorted()
+  }
+
+  static func tag(_ raw: String, field: String) throws -> String {
+    let tag = raw.trimmingCharacters(in: .whitespaces).lowercased()
+    guard (1...64).contains(tag.count),
+      tag.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_:".contains($0)) })
+    else { throw RPCFailure.invalid(field, "tags are 1-64 characters of letters, digits, - _ :") }
+    return tag
+  }
+
+  /// An optional BCP-47 language tag such as "de" or "pt-BR".
+  static func language(_ raw: String, field: String) throws -> String {
+    let value = raw.trimmingCharacters(in: .whitespaces)
+    if value.isEmpty { return "" }
+    let parts = value.split(separator: "-", omittingEmptySubsequences: false)
+    guard value.count <= 35, let first = parts.first, (2...3).contains(first.count),
+      first.allSatisfy({ $0.isASCII && $0.isLetter }),
+      parts.dropFirst().allSatisfy({ (1...8).contains($0.count) && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } })
+    else { throw RPCFailure.invalid(field, "must be a BCP-47 language tag such as de or pt-BR") }
+    return value
+  }
+
+  static func preferences(_ p: Rapport_Customer_V1_Preferences, field: String) throws -> Rapport_Customer_V1_Preferences {
+    var result = Rapport_Customer_V1_Preferences()
+    result.language = try language(p.language, field: "\(field).language")
+    result.currency = p.currency.isEmpty ? "" : try Validate.currency(p.currency, field: "\(field).currency")
+    result.contactChannel = try Validate.known(p.contactChannel, field: "\(field).contact_channel")
+    return result
+  }
+
+  static func addresses(_ list: [Rapport_Customer_V1_Address], field: String) throws -> [Rapport_Customer_V1_Address] {
+    guard list.count <= maxAddresses else { throw RPCFailure.invalid(field, "at most \(maxAddresses) addresses") }
+    return try list.enumerated().map { index, address in
+      let f = "\(field)[\(index)]"
+      var result = Rapport_Customer_V1_Address()
+      result.kind = try Validate.specified(address.kind, field: "\(f).kind")
+      result.label = try Validate.optional(address.label, field: "\(f).label", max: 64)
+      result.line1 = try Validate.required(address.line1, field: "\(f).line1", max: 200)
+      result.line2 = try Validate.optional(address.line2, field: "\(f).line2", max: 200)
+      result.city = try Validate.optional(address.city, field: "\(f).city", max: 100)
+      result.region = try Validate.optional(address.region, field: "\(f).region", max: 100)
+      result.postalCode = try Validate.optional(address.postalCode, field: "\(f).postal_code", max: 32)
+      guard ISO3166.codes.contains(address.country) else {
+        throw RPCFailure.invalid("\(f).country", "must be an ISO-3166-1 alpha-2 code such as DE")
+      }
+      result.country = address.country
+      return result
+    }
+  }
+
+  static func attributes(
+    _ map: [String: Rapport_Customer_V1_AttributeValue], field: String
+  ) throws -> [String: Rapport_Customer_V1_AttributeValue] {
+    guard map.count <= maxAttributes else { throw RPCFailure.invalid(field, "at most \(maxAttributes) attributes") }
+    for (key, value) in map {
+      guard (1...64).contains(key.count), key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "_.".contains($0)) })
+      else { throw RPCFailure.invalid(field, "keys are 1-64 characters of letters, digits, _ and .") }
+      switch value.value {
+      case .stringValue(let text)?:
+        guard text.count <= 1000 else { throw RPCFailure.invalid("\(field).\(key)", "must be at most 1000 characters") }
+      case .moneyValue(let money)?:
+        _ = try Validate.currency(money.currency, field: "\(field).\(key).currency")
+      case .doubleValue(let number)?:
+        guard number.isFinite else { throw RPCFailure.invalid("\(field).\(key)", "must be a finite number") }
+      case nil:
+        throw RPCFailure.invalid("\(field).\(key)", "needs a value")
+      case .intValue?, .boolValue?, .timeValue?:
+        break
+      }
+    }
+    return map
+  }
+}

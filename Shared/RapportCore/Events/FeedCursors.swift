@@ -1,0 +1,63 @@
+import Logging
+import PostgresNIO
+import RapportProtos
+
+/// A consumer's `<schema>.feed_cursors` table: the last sequence applied from each source feed, advanced
+/// in the same transaction as each event's effect so an effect is applied exactly once.
+public struct FeedCursors: Sendable {
+  public let schema: String
+
+  public init(schema: String) {
+    precondition(Migrator.isIdentifier(schema))
+    self.schema = schema
+  }
+
+  /// The statement that creates the table; include it in a migration.
+  public var migrationStatements: [String] {
+    [
+      """
+      CREATE TABLE \(schema).feed_cursors (
+        source text PRIMARY KEY,
+        last_sequence bigint NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now())
+      """
+    ]
+  }
+
+  /// The last sequence applied from `source` (0 before the first event).
+  public func cursor(source: String, client: PostgresClient, logger: Logger) async throws -> Int64 {
+    let rows = try await client.query(
+      "SELECT last_sequence FROM \(unescaped: schema).feed_cursors WHERE source = \(source)", logger: logger)
+    for try await sequence in rows.decode(Int64.self) { return sequence }
+    return 0
+  }
+
+  /// Runs `effect` and advances the source's cursor in one transaction. An event at or below the cursor
+  /// (a redelivery) changes nothing. Returns whether the event was applied.
+  @discardableResult
+  public func apply(
+    _ event: Rapport_Events_V1_Event, from source: String, client: PostgresClient, logger: Logger,
+    effect: (PostgresConnection) async throws -> Void
+  ) async throws -> Bool {
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query(
+        """
+        INSERT INTO \(unescaped: schema).feed_cursors (source, last_sequence) VALUES (\(source), 0)
+        ON CONFLICT DO NOTHING
+        """, logger: logger)
+      let rows = try await connection.query(
+        "SELECT last_sequence FROM \(unescaped: schema).feed_cursors WHERE source = \(source) FOR UPDATE",
+        logger: logger)
+      var last: Int64 = 0
+      for try await sequence in rows.decode(Int64.self) { last = sequence }
+      guard event.sequence > last else { return false }
+      try await effect(connection)
+      try await connection.query(
+        """
+        UPDATE \(unescaped: schema).feed_cursors SET last_sequence = \(event.sequence), updated_at = now()
+        WHERE source = \(source)
+        """, logger: logger)
+      return true
+    }
+  }
+}
