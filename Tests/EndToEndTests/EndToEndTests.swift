@@ -11,12 +11,17 @@ import Testing
 /// database, called over HTTP/2 — from Swift, and from Python as a partner would.
 @Suite(.serialized) struct EndToEndTests {
   @Test func customerOrderTicketFlowThroughTheViewAndSurvivesALostService() async throws {
+    try await withStack(exercise)
+  }
+
+  /// Starts the five executables on a fresh database for `body`; prints their logs when it fails.
+  private func withStack(_ body: (Stack) async throws -> Void) async throws {
     let database = try await TestDatabase.create()
     let directory = NSTemporaryDirectory() + "rapport-e2e-\(UUID().uuidString)"
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: database, ports: [:], logger: testLogger("e2e"))
     do {
-      try await exercise(stack)
+      try await body(stack)
       await stack.stop()
       try? FileManager.default.removeItem(atPath: directory)
     } catch {
@@ -79,6 +84,101 @@ import Testing
       let codes = Dictionary(uniqueKeysWithValues: partial.sections.map { ($0.name, $0.code) })
       #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 0])
       #expect(partial.recentOrders.count == 1)
+    }
+  }
+
+  @Test func mergeAndErasePropagateToOrdersTicketsMetricsAndTheView() async throws {
+    try await withStack(mergeThenErase)
+  }
+
+  private func mergeThenErase(_ stack: Stack) async throws {
+    try await stack.withClients { clients in
+      let (customers, orders, support, gateway) = (clients.customers, clients.orders, clients.support, clients.gateway)
+      let survivor = try await customers.createCustomer(.with {
+        $0.email = "mary@example.com"
+        $0.givenName = "Mary"
+      }).customer
+      let duplicate = try await customers.createCustomer(.with {
+        $0.email = "m.shelley@example.org"
+        $0.familyName = "Shelley"
+      }).customer
+      func order(_ customer: String, _ key: String) async throws -> String {
+        try await orders.placeOrder(.with {
+          $0.idempotencyKey = key
+          $0.customerID = customer
+          $0.channel = .web
+          $0.currency = "GBP"
+          $0.lines = [.with { $0.sku = "BOOK"; $0.quantity = 1; $0.unitPriceMinor = 1200 }]
+        }).order.id
+      }
+      let orderIDs = [try await order(survivor.id, "o-1"), try await order(duplicate.id, "o-2")]
+      var opened: [String] = []
+      for customer in [survivor.id, duplicate.id] {
+        opened.append(try await support.openTicket(.with {
+          $0.customerID = customer
+          $0.subject = "Where is my book, Mary Shelley asks"
+          $0.body = "Please send it to 1 Polidori Lane."
+        }).ticket.id)
+      }
+      let ticketIDs = opened
+      try await eventually(within: .seconds(10), "analytics saw both customers' orders") {
+        let a = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view.metrics.orderCount
+        let b = try await gateway.getCustomerView(.with { $0.customerID = duplicate.id }).view.metrics.orderCount
+        return a == 1 && b == 1
+      }
+
+      _ = try await customers.mergeCustomers(.with {
+        $0.survivorID = survivor.id
+        $0.duplicateID = duplicate.id
+      })
+      // Order, support and analytics consume CustomerMerged and re-point their rows.
+      try await eventually(within: .seconds(10), "the survivor's view shows every order and ticket") {
+        let view = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view
+        return Set(view.recentOrders.map(\.id)) == Set(orderIDs) && Set(view.openTickets.map(\.id)) == Set(ticketIDs)
+          && view.metrics.orderCount == 2 && view.metrics.revenue.map(\.amountMinor) == [2400]
+      }
+      // The duplicate's id and email both lead to the survivor's view.
+      let viaID = try await gateway.getCustomerView(.with { $0.customerID = duplicate.id }).view
+      #expect(viaID.customer.id == survivor.id && viaID.recentOrders.count == 2)
+      // An order placed with the merged id lands on the survivor.
+      let late = try await orders.placeOrder(.with {
+        $0.idempotencyKey = "o-3"
+        $0.customerID = duplicate.id
+        $0.channel = .web
+        $0.currency = "GBP"
+        $0.lines = [.with { $0.sku = "PEN"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+      }).order
+      #expect(late.customerID == survivor.id)
+      // `rapport view` by the duplicate's email shows the survivor with all of it.
+      let cli = try Shell.run(
+        try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])
+      #expect(cli.contains("id \(survivor.id)"))
+      #expect(cli.contains("Recent orders (3)") && cli.contains("Open tickets (2)"))
+      for id in orderIDs + ticketIDs { #expect(cli.contains(id)) }
+
+      _ = try await customers.eraseCustomer(.with {
+        $0.customerID = survivor.id
+        $0.reason = "GDPR request 42"
+      })
+      try await eventually(within: .seconds(10), "support redacted the tickets") {
+        let tickets = try await support.listTickets(.with { $0.customerID = survivor.id }).tickets
+        return tickets.count == 2 && tickets.allSatisfy { $0.subject == "[erased]" && $0.body.isEmpty }
+      }
+      let view = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view
+      #expect(view.customer.state == .erased && view.customer.email.isEmpty && view.customer.givenName.isEmpty)
+      #expect(view.recentOrders.count == 3)
+      do {
+        _ = try await orders.placeOrder(.with {
+          $0.idempotencyKey = "o-4"
+          $0.customerID = survivor.id
+          $0.channel = .web
+          $0.currency = "GBP"
+          $0.lines = [.with { $0.sku = "PEN"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+        })
+        Issue.record("an order for an erased customer was accepted")
+      } catch let error as RPCError {
+        #expect(error.code == .failedPrecondition)
+      }
     }
   }
 

@@ -7,25 +7,30 @@ import RapportCore
 public enum AnalyticsApp {
   public static let defaultPort = 50054
 
-  /// Reads the common settings plus `order-addr` and `support-addr` (the feeds it consumes).
+  /// Reads the common settings plus `customer-addr`, `order-addr` and `support-addr` (the feeds it consumes).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
+      customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"),
       orderAddress: settings.address("order-addr", default: "127.0.0.1:50052"),
       supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"), logger: logger)
   }
 
   public static func build(
-    config: CommonConfig, orderAddress: HostPort, supportAddress: HostPort, logger: Logger
+    config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
+    logger: Logger
   ) throws -> ServiceApp {
     guard let url = config.databaseURL else { throw ConfigurationError("analytics needs a database URL") }
     let postgres = PostgresClient(
       configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
     let store = AnalyticsStore(client: postgres, logger: logger)
-    let sources = [
+    var sources = [
       ("order", try GRPCClientService.plaintext(to: orderAddress), ["OrderPlaced"]),
       ("support", try GRPCClientService.plaintext(to: supportAddress), ["TicketOpened"]),
     ]
+    if let customerAddress {
+      sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), ["CustomerMerged"]))
+    }
     let subscriptions = sources.map { source, client, types in
       EventSubscription(
         source: source, client: client, types: types, logger: logger,

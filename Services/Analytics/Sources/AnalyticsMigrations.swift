@@ -25,5 +25,6 @@ enum AnalyticsMigrations {
           PRIMARY KEY (customer_id, currency))
         """,
       ] + FeedCursors(schema: schema).migrationStatements),
+    Migration(2, "merged-customer aliases", CustomerAliases(schema: schema).migrationStatements),
   ]
 }

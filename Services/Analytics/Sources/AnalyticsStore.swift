@@ -28,7 +28,8 @@ struct AnalyticsStore: Sendable {
     let occurred = event.occurredAt.date
     switch event.payload {
     case .orderPlaced(let order)?:
-      guard let customer = UUID(uuidString: order.customerID) else { return }
+      guard let id = UUID(uuidString: order.customerID) else { return }
+      let customer = try await aliases.canonical(id, on: connection, logger: logger)
       let placed = order.placedAt.date
       try await connection.query(
         """
@@ -48,7 +49,8 @@ struct AnalyticsStore: Sendable {
         SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
         """, logger: logger)
     case .ticketOpened(let ticket)?:
-      guard let customer = UUID(uuidString: ticket.customerID) else { return }
+      guard let id = UUID(uuidString: ticket.customerID) else { return }
+      let customer = try await aliases.canonical(id, on: connection, logger: logger)
       try await connection.query(
         """
         INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
@@ -57,10 +59,40 @@ struct AnalyticsStore: Sendable {
           open_tickets = customer_metrics.open_tickets + 1,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
+    case .customerMerged(let merge)?:
+      guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
+      else { return }
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, open_tickets, as_of)
+        SELECT \(survivor), order_count, first_order_at, last_order_at, open_tickets, GREATEST(as_of, \(occurred))
+        FROM analytics.customer_metrics WHERE customer_id = \(duplicate)
+        ON CONFLICT (customer_id) DO UPDATE SET
+          order_count = customer_metrics.order_count + EXCLUDED.order_count,
+          first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+          last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
+          open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
+          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
+        """, logger: logger)
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
+        SELECT \(survivor), currency, amount_minor FROM analytics.customer_revenue WHERE customer_id = \(duplicate)
+        ON CONFLICT (customer_id, currency) DO UPDATE
+        SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
+        """, logger: logger)
+      try await connection.query(
+        "DELETE FROM analytics.customer_revenue WHERE customer_id = \(duplicate)", logger: logger)
+      try await connection.query(
+        "DELETE FROM analytics.customer_metrics WHERE customer_id = \(duplicate)", logger: logger)
     default:
+      // CustomerErased: metrics are keyed by an opaque id and hold no personal data; they stay as
+      // anonymous aggregates.
       return
     }
   }
+
+  private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
 
   /// A customer's metrics; zeros when no event mentioned the customer yet.
   func metrics(customerID: UUID) async throws -> Rapport_Analytics_V1_CustomerMetrics {

@@ -67,6 +67,10 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     }
     let (customer, recent, tickets, metrics) = await (customerSection, orderSection, ticketSection, metricSection)
     if customer.status.code == RPCError.Code.notFound.rawValue { throw RPCFailure.notFound("customer", id) }
+    // A merged id resolved to its survivor: the other services hold the rows under the survivor's id.
+    if let survivor = customer.value, survivor.id != id {
+      return try await compose(id: survivor.id, known: customer, limit: limit, budget: budget)
+    }
     var view = Rapport_Gateway_V1_CustomerView()
     if let value = customer.value { view.customer = value }
     view.recentOrders = recent.value ?? []

@@ -21,7 +21,14 @@ public enum OrderApp {
     let customerClient = try GRPCClientService.plaintext(to: customerAddress)
     return try .publishing(
       config: config, schema: OrderMigrations.schema, migrations: OrderMigrations.all,
-      serviceName: "rapport.order.v1.OrderService", clients: [customerClient], logger: logger
+      serviceName: "rapport.order.v1.OrderService", clients: [customerClient], logger: logger,
+      workers: { postgres in
+        let store = OrderStore(client: postgres, logger: logger)
+        return [
+          EventSubscription.customerLifecycle(
+            client: customerClient, schema: OrderMigrations.schema, postgres: postgres, logger: logger, effect: store.applyCustomerEvent)
+        ]
+      }
     ) { postgres in
       [
         OrderRPCs(

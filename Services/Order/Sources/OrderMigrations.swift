@@ -34,5 +34,8 @@ enum OrderMigrations {
           PRIMARY KEY (order_id, line_no))
         """,
       ] + outbox.migrationStatements),
+    Migration(
+      2, "customer feed cursor and merged-customer aliases",
+      FeedCursors(schema: schema).migrationStatements + CustomerAliases(schema: schema).migrationStatements),
   ]
 }

@@ -32,8 +32,9 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
       {
         return try response(earlier)
       }
-      try await confirmCustomer(request.customerID)
-      return try response(try await store.place(order, requestBytes: requestBytes))
+      var confirmed = order
+      confirmed.customerID = try await confirmCustomer(request.customerID)
+      return try response(try await store.place(confirmed, requestBytes: requestBytes))
     }
   }
 
@@ -77,18 +78,24 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     }
   }
 
-  /// NOT_FOUND when the customer does not exist; UNAVAILABLE when the customer service cannot tell in time.
-  private func confirmCustomer(_ id: String) async throws {
+  /// The id to store the order under: the customer's, or its survivor's when it was merged. NOT_FOUND
+  /// when the customer does not exist, FAILED_PRECONDITION when it was erased, UNAVAILABLE when the
+  /// customer service cannot tell in time.
+  private func confirmCustomer(_ id: String) async throws -> UUID {
     var options = CallOptions.defaults
     options.timeout = customerTimeout
+    let customer: Rapport_Customer_V1_Customer
     do {
-      _ = try await customers.getCustomer(.with { $0.customerID = id }, options: options)
+      customer = try await customers.getCustomer(.with { $0.customerID = id }, options: options).customer
     } catch let error as RPCError where error.code == .notFound {
       throw RPCFailure.notFound("customer", id)
     } catch {
       logger.warning("customer service could not confirm a customer", metadata: ["error": "\(error)"])
       throw RPCFailure.unavailable("customer service unavailable; the order was not stored, retry later")
     }
+    guard customer.state != .erased else { throw RPCFailure.failedPrecondition("customer '\(id)' was erased") }
+    guard let canonical = UUID(uuidString: customer.id) else { throw RPCFailure.internal("customer without id") }
+    return canonical
   }
 
   private func validate(_ request: Rapport_Order_V1_PlaceOrderRequest) throws -> OrderRecord {

@@ -57,14 +57,28 @@ struct OrderStore: Sendable {
     return try await placement(rows)
   }
 
+  private let aliases = CustomerAliases(schema: OrderMigrations.schema)
+
+  /// Applies a customer-feed event in the caller's (cursor) transaction: `CustomerMerged` moves the
+  /// duplicate's orders to the survivor. `CustomerErased` has nothing to drop yet: orders hold no
+  /// personal fields (no address snapshots) so far.
+  func applyCustomerEvent(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
+    guard case .customerMerged(let merge)? = event.payload,
+      let (survivor, duplicate) = try await aliases.record(merge, at: event.occurredAt.date, on: connection, logger: logger)
+    else { return }
+    try await connection.query(
+      "UPDATE orders.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
+  }
+
   /// Inserts the order, its lines and `OrderPlaced` in one transaction. A concurrent request with the same
   /// key waits on the unique index and then replays (or conflicts with) the winner.
   func place(_ order: OrderRecord, requestBytes: [UInt8]) async throws -> Placement {
     let outcome = try await insert(order, requestBytes: requestBytes)
     switch outcome {
-    case .created(let stored):
+    case .created(let stored, let customer):
       var order = order
       order.createdAt = stored
+      order.customerID = customer
       return .created(order)
     case .existing(_, sameRequest: false): return .keyConflict
     case .existing(let id, sameRequest: true):
@@ -75,12 +89,14 @@ struct OrderStore: Sendable {
   }
 
   private enum Insertion: Sendable {
-    case created(Date)
+    case created(Date, customer: UUID)
     case existing(UUID, sameRequest: Bool)
   }
 
   private func insert(_ order: OrderRecord, requestBytes: [UInt8]) async throws -> Insertion {
     try await client.transaction(logger: logger) { connection in
+      var order = order
+      order.customerID = try await aliases.canonical(order.customerID, on: connection, logger: logger)
       let inserted = try await connection.query(
         """
         INSERT INTO orders.orders (\(unescaped: Self.columns), request_hash)
@@ -121,7 +137,7 @@ struct OrderStore: Sendable {
           $0.placedAt = proto.createTime
         }))
       try await outbox.append(event, on: connection, logger: logger)
-      return .created(stored)
+      return .created(stored, customer: order.customerID)
     }
   }
 

@@ -25,5 +25,8 @@ enum SupportMigrations {
         "CREATE UNIQUE INDEX tickets_request_id ON support.tickets (request_id) WHERE request_id IS NOT NULL",
         "CREATE INDEX tickets_customer_recent ON support.tickets (customer_id, created_at DESC, id DESC)",
       ] + outbox.migrationStatements),
+    Migration(
+      2, "customer feed cursor and merged-customer aliases",
+      FeedCursors(schema: schema).migrationStatements + CustomerAliases(schema: schema).migrationStatements),
   ]
 }

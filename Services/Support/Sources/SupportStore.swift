@@ -46,9 +46,36 @@ struct SupportStore: Sendable {
   private let outbox = SupportMigrations.outbox
   private static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
 
+  private let aliases = CustomerAliases(schema: SupportMigrations.schema)
+
+  /// Applies a customer-feed event in the caller's (cursor) transaction: `CustomerMerged` moves the
+  /// duplicate's tickets to the survivor; `CustomerErased` redacts the free text of the customer's
+  /// tickets (subject, body) and keeps priorities, states and timings.
+  func applyCustomerEvent(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
+    switch event.payload {
+    case .customerMerged(let merge)?:
+      guard let (survivor, duplicate) = try await aliases.record(
+        merge, at: event.occurredAt.date, on: connection, logger: logger)
+      else { return }
+      try await connection.query(
+        "UPDATE support.tickets SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
+    case .customerErased(let erased)?:
+      guard let id = UUID(uuidString: erased.customerID) else { return }
+      try await connection.query(
+        "UPDATE support.tickets SET subject = \(Self.redacted), body = '' WHERE customer_id = \(id)", logger: logger)
+    default:
+      return
+    }
+  }
+
+  /// What an erased customer's ticket subjects read.
+  static let redacted = "[erased]"
+
   /// Inserts the ticket and `TicketOpened` in one transaction; a known request id replays.
   func open(_ ticket: TicketRecord, requestBytes: [UInt8]) async throws -> Opening {
     try await client.transaction(logger: logger) { connection in
+      var ticket = ticket
+      ticket.customerID = try await aliases.canonical(ticket.customerID, on: connection, logger: logger)
       let inserted = try await connection.query(
         """
         INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash)
@@ -57,7 +84,6 @@ struct SupportStore: Sendable {
         ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING created_at
         """, logger: logger)
-      var ticket = ticket
       var created = false
       for try await stored in inserted.decode(Date.self) {
         ticket.createdAt = stored
