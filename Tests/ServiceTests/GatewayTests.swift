@@ -114,10 +114,11 @@ final class SilentListener: Sendable {
       let customer = try await customers.createCustomer(.with { $0.email = "partial@example.com" }).customer
       _ = try await orders.placeOrder(order("p1", customer: customer.id))
       var options = CallOptions.defaults
-      options.timeout = .milliseconds(800)
+      // Generous for a loaded 2-core CI machine; what matters is that the view beats the deadline.
+      options.timeout = .seconds(2)
       let started = ContinuousClock.now
       let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
-      #expect(ContinuousClock.now - started < .milliseconds(800))
+      #expect(ContinuousClock.now - started < .seconds(2))
       let codes = Dictionary(uniqueKeysWithValues: view.sections.map { ($0.name, $0.code) })
       #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4])
       #expect(view.customer.id == customer.id)

@@ -19,7 +19,7 @@ func withOrderService(
     let customer = try await customers.createCustomer(.with { $0.email = "buyer@example.com" }).customer
     let app = try OrderApp.build(
       config: testConfig("order", database), customerAddress: customerAddress ?? customerAt,
-      customerTimeout: .milliseconds(500), logger: testLogger("order"))
+      customerTimeout: .seconds(3), logger: testLogger("order"))
     try await withRunningService(app) { address in
       try await withClient(to: address) { client in
         try await body(OrderClient(wrapping: client), customer.id, database)
