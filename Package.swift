@@ -51,6 +51,7 @@ let package = Package(
     .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
     .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -76,7 +77,10 @@ let package = Package(
     ),
     .executableTarget(
       name: "rapport",
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, argumentParser, histogram, logging, lifecycle],
+      dependencies: [
+        "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, argumentParser, histogram, logging, lifecycle,
+        swiftProtobuf, .product(name: "CSV", package: "CSV.swift"),
+      ],
       path: "Services/CLI"
     ),
     .testTarget(

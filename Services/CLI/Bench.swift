@@ -29,6 +29,16 @@ struct Bench: AsyncParsableCommand {
   var out: String?
 
   func run() async throws {
+    try await Self.onScratchStack(dataDir: dataDir, out: out) { stack, _ in
+      Self.table(try await measure(stack), concurrency: concurrency, duration: duration, customers: customers)
+    }
+  }
+
+  /// Starts the five release executables on a fresh embedded database under `dataDir` (deleted first),
+  /// runs `body`, stops everything, prints the report `body` returns and writes it to `out` if given.
+  static func onScratchStack(
+    dataDir: String, out: String?, _ body: (Stack, String) async throws -> String
+  ) async throws {
     var logger = Logger(label: "rapport-bench")
     logger.logLevel = .warning
     let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
@@ -37,11 +47,10 @@ struct Bench: AsyncParsableCommand {
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: nil, ports: ports, logger: logger, say: { _ in })
     do {
-      let rows = try await measure(stack)
+      let report = try await body(stack, directory)
       await stack.stop()
-      let table = Self.table(rows, concurrency: concurrency, duration: duration, customers: customers)
-      print(table)
-      if let out { try table.write(toFile: out, atomically: true, encoding: .utf8) }
+      print(report)
+      if let out { try report.write(toFile: out, atomically: true, encoding: .utf8) }
     } catch {
       await stack.stop()
       throw error
@@ -184,7 +193,7 @@ struct Bench: AsyncParsableCommand {
 
   static let selectScript = """
     \\set n random(0, :customers - 1)
-    SELECT id, email, given_name, family_name, phone, channel, created_at, updated_at FROM customer.customers WHERE email = 'bench-' || :n || '@example.com';
+    SELECT c.id, c.given_name, c.family_name, c.channel, c.state, c.merged_into, c.version, c.language, c.currency, c.contact_channel, c.tags, c.extras::text, c.created_at, c.updated_at, (SELECT coalesce(json_agg(json_build_object('k', i.kind, 'c', i.channel, 'v', i.value) ORDER BY i.added_at, i.kind, i.value), '[]') FROM customer.identities i WHERE i.customer_id = c.id)::text, (SELECT coalesce(json_agg(json_build_object('id', l.company_id, 'r', l.role, 't', (extract(epoch FROM l.linked_at) * 1000000)::bigint) ORDER BY l.linked_at, l.company_id), '[]') FROM customer.company_contacts l WHERE l.customer_id = c.id)::text FROM customer.customers c JOIN customer.identities x ON x.customer_id = c.id WHERE x.kind = 1 AND x.channel = 0 AND x.value = 'bench-' || :n || '@example.com';
     """
 
   static let orderScript = """

@@ -6,5 +6,5 @@ struct Rapport: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "rapport",
     abstract: "Run, inspect and measure a Rapport installation.",
-    subcommands: [Up.self, View.self, StatusCommand.self, Bench.self])
+    subcommands: [Up.self, View.self, StatusCommand.self, Import.self, Bench.self, BenchCustomers.self])
 }

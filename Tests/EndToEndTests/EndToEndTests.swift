@@ -149,6 +149,22 @@ import Testing
         $0.lines = [.with { $0.sku = "PEN"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
       }).order
       #expect(late.customerID == survivor.id)
+      // `rapport import customers` streams a CSV file and prints a summary; a bad row does not stop it.
+      let csv = NSTemporaryDirectory() + "rapport-import-\(UUID().uuidString).csv"
+      try """
+        email,given_name,family_name,channel,tags
+        percy@example.com,Percy,Shelley,store,poet;vip
+        "not an email",Claire,Clairmont,web,
+        MARY@example.com,Mary,,web,
+        """.write(toFile: csv, atomically: true, encoding: .utf8)
+      defer { try? FileManager.default.removeItem(atPath: csv) }
+      let imported = try Shell.run(
+        try Stack.binaryDirectory() + "/rapport", ["import", "customers", csv, "--customer", "\(stack.address("customer"))"])
+      #expect(imported.contains("3 rows") && imported.contains("1 created, 1 already known, 1 failed"))
+      #expect(imported.contains("row 3: email: must be an email address"))
+      let percy = try await customers.findCustomer(.with { $0.email = "percy@example.com" }).customer
+      #expect(percy.tags == ["poet", "vip"] && percy.channel == .store)
+
       // `rapport view` by the duplicate's email shows the survivor with all of it.
       let cli = try Shell.run(
         try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])

@@ -43,12 +43,3 @@ func count(_ table: String, _ database: DatabaseURL) async throws -> Int {
 func eventTypes(_ schema: String, _ database: DatabaseURL) async throws -> [String] {
   try await TestDatabase.column("SELECT type FROM \(schema).outbox ORDER BY sequence", on: database)
 }
-
-extension SwiftProtobuf.Message {
-  /// A copy with `change` applied.
-  func changed(_ change: (inout Self) -> Void) -> Self {
-    var copy = self
-    change(&copy)
-    return copy
-  }
-}

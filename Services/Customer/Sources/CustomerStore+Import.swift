@@ -19,6 +19,7 @@ extension CustomerStore {
   func importBatch(_ rows: [ImportRow]) async throws -> (created: Int, existing: Int) {
     guard !rows.isEmpty else { return (0, 0) }
     return try await retryingTransaction { connection in
+      try await analyzeIfSmall(comparedTo: rows.count, on: connection)
       let all = Array(Set(rows.flatMap(\.identities)))
       var claimed = Set(try await owners(of: all, on: connection).keys)
       var fresh: [ImportRow] = []
@@ -60,5 +61,19 @@ extension CustomerStore {
         }, on: connection, logger: logger)
       return (fresh.count, rows.count - fresh.count)
     }
+  }
+
+  /// Refreshes the planner's statistics while the customer table is small next to the batches written
+  /// into it. The first import into an empty database otherwise runs on "empty table" statistics until
+  /// autovacuum catches up, and the per-batch search-column refresh gets a plan that slows with every
+  /// batch (measured: 1,000 rows/s instead of 5,000 for the first 100k rows). ANALYZE of a small table
+  /// takes milliseconds; from 20 batches' worth of rows on, autovacuum's statistics are good enough.
+  private func analyzeIfSmall(comparedTo batch: Int, on connection: PostgresConnection) async throws {
+    let rows = try await connection.query(
+      "SELECT reltuples::bigint FROM pg_class WHERE oid = 'customer.customers'::regclass", logger: logger)
+    var estimate: Int64 = 0
+    for try await value in rows.decode(Int64.self) { estimate = value }
+    guard estimate < Int64(batch) * 20 else { return }
+    try await connection.query("ANALYZE customer.customers, customer.identities", logger: logger)
   }
 }
