@@ -90,7 +90,7 @@ extension CustomerStore {
     try await companies(
       """
       \(unescaped: Self.companySelect)
-      WHERE (\(token?.date)::timestamptz IS NULL OR (created_at, id) > (\(token?.date), \(token?.id)))
+      WHERE (\(token?.micros)::bigint IS NULL OR (created_at, id) > ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
       ORDER BY created_at, id LIMIT \(limit)
       """)
   }
@@ -181,7 +181,7 @@ extension CustomerStore {
       """
       \(unescaped: CustomerRows.select) JOIN customer.company_contacts k ON k.customer_id = c.id
       WHERE k.company_id = \(companyID)
-        AND (\(token?.date)::timestamptz IS NULL OR (k.linked_at, k.customer_id) > (\(token?.date), \(token?.id)))
+        AND (\(token?.micros)::bigint IS NULL OR (k.linked_at, k.customer_id) > ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
       ORDER BY k.linked_at, k.customer_id LIMIT \(limit)
       """, logger: logger)
     var result: [Rapport_Customer_V1_CompanyContact] = []

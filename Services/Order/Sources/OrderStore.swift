@@ -154,7 +154,7 @@ struct OrderStore: Sendable {
       rows = try await client.query(
         """
         SELECT \(unescaped: Self.columns) FROM orders.orders
-        WHERE customer_id = \(customerID) AND (created_at, id) < (\(token.date), \(token.id))
+        WHERE customer_id = \(customerID) AND (created_at, id) < ('epoch'::timestamptz + \(token.micros) * interval '1 microsecond', \(token.id))
         ORDER BY created_at DESC, id DESC LIMIT \(limit)
         """, logger: logger)
     } else {

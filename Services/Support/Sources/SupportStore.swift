@@ -130,7 +130,7 @@ struct SupportStore: Sendable {
       """
       SELECT \(unescaped: Self.columns) FROM support.tickets
       WHERE customer_id = \(customerID) AND NOT (status = ANY(\(excluded)))
-        AND (\(token == nil) OR (created_at, id) < (\(token?.date ?? Date()), \(token?.id ?? UUID())))
+        AND (\(token == nil) OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros ?? 0) * interval '1 microsecond', \(token?.id ?? UUID())))
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
     var tickets: [TicketRecord] = []

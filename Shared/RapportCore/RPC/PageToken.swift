@@ -2,7 +2,10 @@ import Foundation
 import SwiftProtobuf
 
 /// An opaque keyset page token: the sort key (a timestamp in microseconds and an id) of the last row
-/// returned. Rows inserted while a client pages never shift the pages it has not read yet.
+/// returned. Rows inserted while a client pages never shift the pages it has not read yet. Queries
+/// compare against `'epoch'::timestamptz + micros * interval '1 microsecond'`, never a bound `Date`: a
+/// `Date` is a binary floating-point number and postgres-nio truncates it to whole microseconds, so a
+/// bound `Date` can land one microsecond early and repeat the last row of the previous page.
 public struct PageToken: Sendable, Equatable {
   public var micros: Int64
   public var id: UUID
@@ -56,6 +59,6 @@ extension PageToken {
   /// The token of a row keyed by a proto timestamp and a UUID string.
   public init?(_ time: Google_Protobuf_Timestamp, _ id: String) {
     guard let id = UUID(uuidString: id) else { return nil }
-    self.init(date: time.date, id: id)
+    self.init(micros: time.seconds * 1_000_000 + Int64(time.nanos / 1000), id: id)
   }
 }
