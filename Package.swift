@@ -28,7 +28,7 @@ let serviceTargets: [Target] = services.flatMap { service -> [Target] in
     .target(
       name: service.name,
       dependencies: [
-        "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, logging,
+        "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, logging, lifecycle,
       ],
       path: "Services/\(service.folder)/Sources"
     ),

@@ -106,7 +106,7 @@ struct BenchCustomers: AsyncParsableCommand {
   /// Writes `count` synthetic customers starting at number `start`: unique emails, a phone for every
   /// third, a marketplace id for every fourth, tags vip (1 %) and newsletter (1 in 7).
   static func writeCSV(_ path: String, from start: Int, count: Int) throws {
-    FileManager.default.createFile(atPath: path, contents: nil)
+    _ = FileManager.default.createFile(atPath: path, contents: nil)
     guard let handle = FileHandle(forWritingAtPath: path) else { throw ValidationError("cannot write \(path)") }
     defer { try? handle.close() }
     var chunk = "email,phone,given_name,family_name,channel,external_id,tags,language\n"

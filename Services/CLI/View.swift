@@ -54,6 +54,12 @@ struct View: AsyncParsableCommand {
     for order in view.recentOrders {
       out.append("  \(day(order.createTime))  \(money(order.total).padding(toLength: 14, withPad: " ", startingAt: 0)) \(name(order.status))  \(order.lines.count) line(s)  \(order.id)")
     }
+    let summary = view.orderSummary
+    if summary.orderCount > 0 {
+      out.append(
+        "  \(summary.orderCount) order(s), \(summary.openOrderCount) open; totals \(summary.totals.map(money).joined(separator: ", "))"
+          + (summary.refunded.isEmpty ? "" : "; refunded \(summary.refunded.map(money).joined(separator: ", "))"))
+    }
     out.append("")
     out.append("Open tickets (\(view.openTickets.count))")
     for ticket in view.openTickets {
@@ -69,7 +75,7 @@ struct View: AsyncParsableCommand {
     for section in view.sections {
       let status = section.code == 0 ? "OK" : "\(codeName(section.code)) — \(section.message)"
       let asOf = section.hasAsOf ? "  as of \(ISO8601DateFormatter().string(from: section.asOf.date))" : ""
-      out.append("  \(section.name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(status)\(asOf)")
+      out.append("  \(section.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(status)\(asOf)")
     }
     return out.joined(separator: "\n")
   }

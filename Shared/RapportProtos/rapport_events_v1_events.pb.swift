@@ -38,139 +38,229 @@ public nonisolated struct Rapport_Events_V1_SubscribeRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Rapport_Events_V1_Event: Sendable {
+public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Position in the publishing service's outbox; strictly increasing, may have gaps.
-  public var sequence: Int64 = 0
+  public var sequence: Int64 {
+    get {_storage._sequence}
+    set {_uniqueStorage()._sequence = newValue}
+  }
 
   /// Unique event id (UUID).
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
   /// The kind of aggregate the event is about, e.g. "order".
-  public var aggregateType: String = String()
+  public var aggregateType: String {
+    get {_storage._aggregateType}
+    set {_uniqueStorage()._aggregateType = newValue}
+  }
 
   /// The aggregate's id.
-  public var aggregateID: String = String()
+  public var aggregateID: String {
+    get {_storage._aggregateID}
+    set {_uniqueStorage()._aggregateID = newValue}
+  }
 
   /// Type name, equal to the payload's message name, e.g. "OrderPlaced".
-  public var type: String = String()
+  public var type: String {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
 
   public var occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_occurredAt = newValue}
+    get {_storage._occurredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._occurredAt = newValue}
   }
   /// Returns true if `occurredAt` has been explicitly set.
-  public var hasOccurredAt: Bool {self._occurredAt != nil}
+  public var hasOccurredAt: Bool {_storage._occurredAt != nil}
   /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
-  public mutating func clearOccurredAt() {self._occurredAt = nil}
+  public mutating func clearOccurredAt() {_uniqueStorage()._occurredAt = nil}
 
-  public var payload: Rapport_Events_V1_Event.OneOf_Payload? = nil
+  public var payload: OneOf_Payload? {
+    get {return _storage._payload}
+    set {_uniqueStorage()._payload = newValue}
+  }
 
   public var customerCreated: Rapport_Events_V1_CustomerCreated {
     get {
-      if case .customerCreated(let v)? = payload {return v}
+      if case .customerCreated(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CustomerCreated()
     }
-    set {payload = .customerCreated(newValue)}
+    set {_uniqueStorage()._payload = .customerCreated(newValue)}
   }
 
   public var orderPlaced: Rapport_Events_V1_OrderPlaced {
     get {
-      if case .orderPlaced(let v)? = payload {return v}
+      if case .orderPlaced(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_OrderPlaced()
     }
-    set {payload = .orderPlaced(newValue)}
+    set {_uniqueStorage()._payload = .orderPlaced(newValue)}
   }
 
   public var ticketOpened: Rapport_Events_V1_TicketOpened {
     get {
-      if case .ticketOpened(let v)? = payload {return v}
+      if case .ticketOpened(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_TicketOpened()
     }
-    set {payload = .ticketOpened(newValue)}
+    set {_uniqueStorage()._payload = .ticketOpened(newValue)}
   }
 
   public var customerUpdated: Rapport_Events_V1_CustomerUpdated {
     get {
-      if case .customerUpdated(let v)? = payload {return v}
+      if case .customerUpdated(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CustomerUpdated()
     }
-    set {payload = .customerUpdated(newValue)}
+    set {_uniqueStorage()._payload = .customerUpdated(newValue)}
   }
 
   public var customerMerged: Rapport_Events_V1_CustomerMerged {
     get {
-      if case .customerMerged(let v)? = payload {return v}
+      if case .customerMerged(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CustomerMerged()
     }
-    set {payload = .customerMerged(newValue)}
+    set {_uniqueStorage()._payload = .customerMerged(newValue)}
   }
 
   public var customerErased: Rapport_Events_V1_CustomerErased {
     get {
-      if case .customerErased(let v)? = payload {return v}
+      if case .customerErased(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CustomerErased()
     }
-    set {payload = .customerErased(newValue)}
+    set {_uniqueStorage()._payload = .customerErased(newValue)}
   }
 
   public var consentChanged: Rapport_Events_V1_ConsentChanged {
     get {
-      if case .consentChanged(let v)? = payload {return v}
+      if case .consentChanged(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_ConsentChanged()
     }
-    set {payload = .consentChanged(newValue)}
+    set {_uniqueStorage()._payload = .consentChanged(newValue)}
   }
 
   public var companyCreated: Rapport_Events_V1_CompanyCreated {
     get {
-      if case .companyCreated(let v)? = payload {return v}
+      if case .companyCreated(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CompanyCreated()
     }
-    set {payload = .companyCreated(newValue)}
+    set {_uniqueStorage()._payload = .companyCreated(newValue)}
   }
 
   public var companyUpdated: Rapport_Events_V1_CompanyUpdated {
     get {
-      if case .companyUpdated(let v)? = payload {return v}
+      if case .companyUpdated(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CompanyUpdated()
     }
-    set {payload = .companyUpdated(newValue)}
+    set {_uniqueStorage()._payload = .companyUpdated(newValue)}
   }
 
   public var companyContactLinked: Rapport_Events_V1_CompanyContactLinked {
     get {
-      if case .companyContactLinked(let v)? = payload {return v}
+      if case .companyContactLinked(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CompanyContactLinked()
     }
-    set {payload = .companyContactLinked(newValue)}
+    set {_uniqueStorage()._payload = .companyContactLinked(newValue)}
   }
 
   public var companyContactUnlinked: Rapport_Events_V1_CompanyContactUnlinked {
     get {
-      if case .companyContactUnlinked(let v)? = payload {return v}
+      if case .companyContactUnlinked(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CompanyContactUnlinked()
     }
-    set {payload = .companyContactUnlinked(newValue)}
+    set {_uniqueStorage()._payload = .companyContactUnlinked(newValue)}
   }
 
   public var interactionRecorded: Rapport_Events_V1_InteractionRecorded {
     get {
-      if case .interactionRecorded(let v)? = payload {return v}
+      if case .interactionRecorded(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_InteractionRecorded()
     }
-    set {payload = .interactionRecorded(newValue)}
+    set {_uniqueStorage()._payload = .interactionRecorded(newValue)}
   }
 
   public var customerIdentityChanged: Rapport_Events_V1_CustomerIdentityChanged {
     get {
-      if case .customerIdentityChanged(let v)? = payload {return v}
+      if case .customerIdentityChanged(let v)? = _storage._payload {return v}
       return Rapport_Events_V1_CustomerIdentityChanged()
     }
-    set {payload = .customerIdentityChanged(newValue)}
+    set {_uniqueStorage()._payload = .customerIdentityChanged(newValue)}
+  }
+
+  public var orderPaid: Rapport_Events_V1_OrderPaid {
+    get {
+      if case .orderPaid(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderPaid()
+    }
+    set {_uniqueStorage()._payload = .orderPaid(newValue)}
+  }
+
+  public var orderFulfilled: Rapport_Events_V1_OrderFulfilled {
+    get {
+      if case .orderFulfilled(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderFulfilled()
+    }
+    set {_uniqueStorage()._payload = .orderFulfilled(newValue)}
+  }
+
+  public var orderDelivered: Rapport_Events_V1_OrderDelivered {
+    get {
+      if case .orderDelivered(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderDelivered()
+    }
+    set {_uniqueStorage()._payload = .orderDelivered(newValue)}
+  }
+
+  public var orderCancelled: Rapport_Events_V1_OrderCancelled {
+    get {
+      if case .orderCancelled(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderCancelled()
+    }
+    set {_uniqueStorage()._payload = .orderCancelled(newValue)}
+  }
+
+  public var orderRefunded: Rapport_Events_V1_OrderRefunded {
+    get {
+      if case .orderRefunded(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderRefunded()
+    }
+    set {_uniqueStorage()._payload = .orderRefunded(newValue)}
+  }
+
+  public var paymentRecorded: Rapport_Events_V1_PaymentRecorded {
+    get {
+      if case .paymentRecorded(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_PaymentRecorded()
+    }
+    set {_uniqueStorage()._payload = .paymentRecorded(newValue)}
+  }
+
+  public var orderPaymentOverdue: Rapport_Events_V1_OrderPaymentOverdue {
+    get {
+      if case .orderPaymentOverdue(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_OrderPaymentOverdue()
+    }
+    set {_uniqueStorage()._payload = .orderPaymentOverdue(newValue)}
+  }
+
+  public var cartAbandoned: Rapport_Events_V1_CartAbandoned {
+    get {
+      if case .cartAbandoned(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_CartAbandoned()
+    }
+    set {_uniqueStorage()._payload = .cartAbandoned(newValue)}
+  }
+
+  public var cartRecovered: Rapport_Events_V1_CartRecovered {
+    get {
+      if case .cartRecovered(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_CartRecovered()
+    }
+    set {_uniqueStorage()._payload = .cartRecovered(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -189,12 +279,21 @@ public nonisolated struct Rapport_Events_V1_Event: Sendable {
     case companyContactUnlinked(Rapport_Events_V1_CompanyContactUnlinked)
     case interactionRecorded(Rapport_Events_V1_InteractionRecorded)
     case customerIdentityChanged(Rapport_Events_V1_CustomerIdentityChanged)
+    case orderPaid(Rapport_Events_V1_OrderPaid)
+    case orderFulfilled(Rapport_Events_V1_OrderFulfilled)
+    case orderDelivered(Rapport_Events_V1_OrderDelivered)
+    case orderCancelled(Rapport_Events_V1_OrderCancelled)
+    case orderRefunded(Rapport_Events_V1_OrderRefunded)
+    case paymentRecorded(Rapport_Events_V1_PaymentRecorded)
+    case orderPaymentOverdue(Rapport_Events_V1_OrderPaymentOverdue)
+    case cartAbandoned(Rapport_Events_V1_CartAbandoned)
+    case cartRecovered(Rapport_Events_V1_CartRecovered)
 
   }
 
   public init() {}
 
-  fileprivate var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Rapport_Events_V1_CustomerCreated: Sendable {
@@ -211,7 +310,132 @@ public nonisolated struct Rapport_Events_V1_CustomerCreated: Sendable {
   public init() {}
 }
 
-public nonisolated struct Rapport_Events_V1_OrderPlaced: Sendable {
+/// Order events carry what a notification or analytics consumer needs without calling back, except
+/// personal data (addresses): the outbox is an append-only history that erasure cannot rewrite.
+public nonisolated struct Rapport_Events_V1_OrderPlaced: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String {
+    get {_storage._orderID}
+    set {_uniqueStorage()._orderID = newValue}
+  }
+
+  public var customerID: String {
+    get {_storage._customerID}
+    set {_uniqueStorage()._customerID = newValue}
+  }
+
+  public var channel: Rapport_Common_V1_Channel {
+    get {_storage._channel}
+    set {_uniqueStorage()._channel = newValue}
+  }
+
+  public var total: Rapport_Common_V1_Money {
+    get {_storage._total ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {_storage._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {_uniqueStorage()._total = nil}
+
+  public var lineCount: Int32 {
+    get {_storage._lineCount}
+    set {_uniqueStorage()._lineCount = newValue}
+  }
+
+  public var placedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._placedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._placedAt = newValue}
+  }
+  /// Returns true if `placedAt` has been explicitly set.
+  public var hasPlacedAt: Bool {_storage._placedAt != nil}
+  /// Clears the value of `placedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearPlacedAt() {_uniqueStorage()._placedAt = nil}
+
+  public var lines: [Rapport_Order_V1_OrderLine] {
+    get {_storage._lines}
+    set {_uniqueStorage()._lines = newValue}
+  }
+
+  public var subtotal: Rapport_Common_V1_Money {
+    get {_storage._subtotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._subtotal = newValue}
+  }
+  /// Returns true if `subtotal` has been explicitly set.
+  public var hasSubtotal: Bool {_storage._subtotal != nil}
+  /// Clears the value of `subtotal`. Subsequent reads from it will return its default value.
+  public mutating func clearSubtotal() {_uniqueStorage()._subtotal = nil}
+
+  public var discountTotal: Rapport_Common_V1_Money {
+    get {_storage._discountTotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._discountTotal = newValue}
+  }
+  /// Returns true if `discountTotal` has been explicitly set.
+  public var hasDiscountTotal: Bool {_storage._discountTotal != nil}
+  /// Clears the value of `discountTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearDiscountTotal() {_uniqueStorage()._discountTotal = nil}
+
+  public var taxTotal: Rapport_Common_V1_Money {
+    get {_storage._taxTotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._taxTotal = newValue}
+  }
+  /// Returns true if `taxTotal` has been explicitly set.
+  public var hasTaxTotal: Bool {_storage._taxTotal != nil}
+  /// Clears the value of `taxTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearTaxTotal() {_uniqueStorage()._taxTotal = nil}
+
+  public var shipping: Rapport_Common_V1_Money {
+    get {_storage._shipping ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._shipping = newValue}
+  }
+  /// Returns true if `shipping` has been explicitly set.
+  public var hasShipping: Bool {_storage._shipping != nil}
+  /// Clears the value of `shipping`. Subsequent reads from it will return its default value.
+  public mutating func clearShipping() {_uniqueStorage()._shipping = nil}
+
+  public var channelOrderReference: String {
+    get {_storage._channelOrderReference}
+    set {_uniqueStorage()._channelOrderReference = newValue}
+  }
+
+  /// B2B orders only.
+  public var companyID: String {
+    get {_storage._companyID}
+    set {_uniqueStorage()._companyID = newValue}
+  }
+
+  public var purchaseOrderNumber: String {
+    get {_storage._purchaseOrderNumber}
+    set {_uniqueStorage()._purchaseOrderNumber = newValue}
+  }
+
+  public var paymentDueTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._paymentDueTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._paymentDueTime = newValue}
+  }
+  /// Returns true if `paymentDueTime` has been explicitly set.
+  public var hasPaymentDueTime: Bool {_storage._paymentDueTime != nil}
+  /// Clears the value of `paymentDueTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPaymentDueTime() {_uniqueStorage()._paymentDueTime = nil}
+
+  /// The cart the order converted, if any.
+  public var cartID: String {
+    get {_storage._cartID}
+    set {_uniqueStorage()._cartID = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The order is fully paid (status PAID, or still FULFILLED/DELIVERED for orders shipped on terms).
+public nonisolated struct Rapport_Events_V1_OrderPaid: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -219,8 +443,6 @@ public nonisolated struct Rapport_Events_V1_OrderPlaced: Sendable {
   public var orderID: String = String()
 
   public var customerID: String = String()
-
-  public var channel: Rapport_Common_V1_Channel = .unspecified
 
   public var total: Rapport_Common_V1_Money {
     get {_total ?? Rapport_Common_V1_Money()}
@@ -231,23 +453,352 @@ public nonisolated struct Rapport_Events_V1_OrderPlaced: Sendable {
   /// Clears the value of `total`. Subsequent reads from it will return its default value.
   public mutating func clearTotal() {self._total = nil}
 
-  public var lineCount: Int32 = 0
-
-  public var placedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_placedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_placedAt = newValue}
+  public var paidAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_paidAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_paidAt = newValue}
   }
-  /// Returns true if `placedAt` has been explicitly set.
-  public var hasPlacedAt: Bool {self._placedAt != nil}
-  /// Clears the value of `placedAt`. Subsequent reads from it will return its default value.
-  public mutating func clearPlacedAt() {self._placedAt = nil}
+  /// Returns true if `paidAt` has been explicitly set.
+  public var hasPaidAt: Bool {self._paidAt != nil}
+  /// Clears the value of `paidAt`. Subsequent reads from it will return its default value.
+  public mutating func clearPaidAt() {self._paidAt = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _total: Rapport_Common_V1_Money? = nil
-  fileprivate var _placedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _paidAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_OrderFulfilled: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var carrier: String = String()
+
+  public var trackingNumber: String = String()
+
+  public var shippedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_shippedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_shippedAt = newValue}
+  }
+  /// Returns true if `shippedAt` has been explicitly set.
+  public var hasShippedAt: Bool {self._shippedAt != nil}
+  /// Clears the value of `shippedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearShippedAt() {self._shippedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _shippedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_OrderDelivered: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var deliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_deliveredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_deliveredAt = newValue}
+  }
+  /// Returns true if `deliveredAt` has been explicitly set.
+  public var hasDeliveredAt: Bool {self._deliveredAt != nil}
+  /// Clears the value of `deliveredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDeliveredAt() {self._deliveredAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _deliveredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_OrderCancelled: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var previousStatus: Rapport_Order_V1_OrderStatus = .unspecified
+
+  public var reason: String = String()
+
+  public var total: Rapport_Common_V1_Money {
+    get {_total ?? Rapport_Common_V1_Money()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  /// Captured so far (to be refunded).
+  public var amountPaid: Rapport_Common_V1_Money {
+    get {_amountPaid ?? Rapport_Common_V1_Money()}
+    set {_amountPaid = newValue}
+  }
+  /// Returns true if `amountPaid` has been explicitly set.
+  public var hasAmountPaid: Bool {self._amountPaid != nil}
+  /// Clears the value of `amountPaid`. Subsequent reads from it will return its default value.
+  public mutating func clearAmountPaid() {self._amountPaid = nil}
+
+  public var cancelledAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_cancelledAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_cancelledAt = newValue}
+  }
+  /// Returns true if `cancelledAt` has been explicitly set.
+  public var hasCancelledAt: Bool {self._cancelledAt != nil}
+  /// Clears the value of `cancelledAt`. Subsequent reads from it will return its default value.
+  public mutating func clearCancelledAt() {self._cancelledAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Rapport_Common_V1_Money? = nil
+  fileprivate var _amountPaid: Rapport_Common_V1_Money? = nil
+  fileprivate var _cancelledAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_OrderRefunded: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var refundID: String = String()
+
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  /// All refunds of the order so far, this one included.
+  public var amountRefunded: Rapport_Common_V1_Money {
+    get {_amountRefunded ?? Rapport_Common_V1_Money()}
+    set {_amountRefunded = newValue}
+  }
+  /// Returns true if `amountRefunded` has been explicitly set.
+  public var hasAmountRefunded: Bool {self._amountRefunded != nil}
+  /// Clears the value of `amountRefunded`. Subsequent reads from it will return its default value.
+  public mutating func clearAmountRefunded() {self._amountRefunded = nil}
+
+  /// True when everything captured is now refunded (status REFUNDED).
+  public var full: Bool = false
+
+  public var reason: String = String()
+
+  public var refundedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_refundedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_refundedAt = newValue}
+  }
+  /// Returns true if `refundedAt` has been explicitly set.
+  public var hasRefundedAt: Bool {self._refundedAt != nil}
+  /// Clears the value of `refundedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRefundedAt() {self._refundedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+  fileprivate var _amountRefunded: Rapport_Common_V1_Money? = nil
+  fileprivate var _refundedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_PaymentRecorded: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var paymentID: String = String()
+
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  public var method: Rapport_Order_V1_PaymentMethod = .unspecified
+
+  public var provider: String = String()
+
+  public var providerReference: String = String()
+
+  /// All payments of the order so far, this one included.
+  public var amountPaid: Rapport_Common_V1_Money {
+    get {_amountPaid ?? Rapport_Common_V1_Money()}
+    set {_amountPaid = newValue}
+  }
+  /// Returns true if `amountPaid` has been explicitly set.
+  public var hasAmountPaid: Bool {self._amountPaid != nil}
+  /// Clears the value of `amountPaid`. Subsequent reads from it will return its default value.
+  public mutating func clearAmountPaid() {self._amountPaid = nil}
+
+  public var outstanding: Rapport_Common_V1_Money {
+    get {_outstanding ?? Rapport_Common_V1_Money()}
+    set {_outstanding = newValue}
+  }
+  /// Returns true if `outstanding` has been explicitly set.
+  public var hasOutstanding: Bool {self._outstanding != nil}
+  /// Clears the value of `outstanding`. Subsequent reads from it will return its default value.
+  public mutating func clearOutstanding() {self._outstanding = nil}
+
+  public var paidAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_paidAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_paidAt = newValue}
+  }
+  /// Returns true if `paidAt` has been explicitly set.
+  public var hasPaidAt: Bool {self._paidAt != nil}
+  /// Clears the value of `paidAt`. Subsequent reads from it will return its default value.
+  public mutating func clearPaidAt() {self._paidAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+  fileprivate var _amountPaid: Rapport_Common_V1_Money? = nil
+  fileprivate var _outstanding: Rapport_Common_V1_Money? = nil
+  fileprivate var _paidAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// A B2B order's due date passed while money was outstanding; emitted once per order.
+public nonisolated struct Rapport_Events_V1_OrderPaymentOverdue: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var orderID: String = String()
+
+  public var customerID: String = String()
+
+  public var companyID: String = String()
+
+  public var purchaseOrderNumber: String = String()
+
+  public var outstanding: Rapport_Common_V1_Money {
+    get {_outstanding ?? Rapport_Common_V1_Money()}
+    set {_outstanding = newValue}
+  }
+  /// Returns true if `outstanding` has been explicitly set.
+  public var hasOutstanding: Bool {self._outstanding != nil}
+  /// Clears the value of `outstanding`. Subsequent reads from it will return its default value.
+  public mutating func clearOutstanding() {self._outstanding = nil}
+
+  public var dueTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_dueTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_dueTime = newValue}
+  }
+  /// Returns true if `dueTime` has been explicitly set.
+  public var hasDueTime: Bool {self._dueTime != nil}
+  /// Clears the value of `dueTime`. Subsequent reads from it will return its default value.
+  public mutating func clearDueTime() {self._dueTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _outstanding: Rapport_Common_V1_Money? = nil
+  fileprivate var _dueTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// A cart with a known customer sat idle past the threshold without becoming an order; emitted once.
+public nonisolated struct Rapport_Events_V1_CartAbandoned: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cartID: String = String()
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  public var customerID: String = String()
+
+  public var lines: [Rapport_Order_V1_OrderLine] = []
+
+  public var total: Rapport_Common_V1_Money {
+    get {_total ?? Rapport_Common_V1_Money()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  public var lastActivityAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastActivityAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastActivityAt = newValue}
+  }
+  /// Returns true if `lastActivityAt` has been explicitly set.
+  public var hasLastActivityAt: Bool {self._lastActivityAt != nil}
+  /// Clears the value of `lastActivityAt`. Subsequent reads from it will return its default value.
+  public mutating func clearLastActivityAt() {self._lastActivityAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Rapport_Common_V1_Money? = nil
+  fileprivate var _lastActivityAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// An abandoned cart became an order after all.
+public nonisolated struct Rapport_Events_V1_CartRecovered: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cartID: String = String()
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  public var customerID: String = String()
+
+  public var orderID: String = String()
+
+  public var recoveredAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_recoveredAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_recoveredAt = newValue}
+  }
+  /// Returns true if `recoveredAt` has been explicitly set.
+  public var hasRecoveredAt: Bool {self._recoveredAt != nil}
+  /// Clears the value of `recoveredAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRecoveredAt() {self._recoveredAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _recoveredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Rapport_Events_V1_TicketOpened: Sendable {
@@ -508,283 +1059,484 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0")
+
+  fileprivate class _StorageClass {
+    var _sequence: Int64 = 0
+    var _id: String = String()
+    var _aggregateType: String = String()
+    var _aggregateID: String = String()
+    var _type: String = String()
+    var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _payload: Rapport_Events_V1_Event.OneOf_Payload?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _sequence = source._sequence
+      _id = source._id
+      _aggregateType = source._aggregateType
+      _aggregateID = source._aggregateID
+      _type = source._type
+      _occurredAt = source._occurredAt
+      _payload = source._payload
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.aggregateType) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.aggregateID) }()
-      case 5: try { try decoder.decodeSingularStringField(value: &self.type) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._occurredAt) }()
-      case 10: try {
-        var v: Rapport_Events_V1_CustomerCreated?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .customerCreated(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt64Field(value: &_storage._sequence) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._aggregateType) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._aggregateID) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._type) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._occurredAt) }()
+        case 10: try {
+          var v: Rapport_Events_V1_CustomerCreated?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .customerCreated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .customerCreated(v)
+          }
+        }()
+        case 11: try {
+          var v: Rapport_Events_V1_OrderPlaced?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderPlaced(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderPlaced(v)
+          }
+        }()
+        case 12: try {
+          var v: Rapport_Events_V1_TicketOpened?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketOpened(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketOpened(v)
+          }
+        }()
+        case 13: try {
+          var v: Rapport_Events_V1_CustomerUpdated?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .customerUpdated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .customerUpdated(v)
+          }
+        }()
+        case 14: try {
+          var v: Rapport_Events_V1_CustomerMerged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .customerMerged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .customerMerged(v)
+          }
+        }()
+        case 15: try {
+          var v: Rapport_Events_V1_CustomerErased?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .customerErased(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .customerErased(v)
+          }
+        }()
+        case 16: try {
+          var v: Rapport_Events_V1_ConsentChanged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .consentChanged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .consentChanged(v)
+          }
+        }()
+        case 17: try {
+          var v: Rapport_Events_V1_CompanyCreated?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .companyCreated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .companyCreated(v)
+          }
+        }()
+        case 18: try {
+          var v: Rapport_Events_V1_CompanyUpdated?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .companyUpdated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .companyUpdated(v)
+          }
+        }()
+        case 19: try {
+          var v: Rapport_Events_V1_CompanyContactLinked?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .companyContactLinked(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .companyContactLinked(v)
+          }
+        }()
+        case 20: try {
+          var v: Rapport_Events_V1_CompanyContactUnlinked?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .companyContactUnlinked(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .companyContactUnlinked(v)
+          }
+        }()
+        case 21: try {
+          var v: Rapport_Events_V1_InteractionRecorded?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .interactionRecorded(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .interactionRecorded(v)
+          }
+        }()
+        case 22: try {
+          var v: Rapport_Events_V1_CustomerIdentityChanged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .customerIdentityChanged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .customerIdentityChanged(v)
+          }
+        }()
+        case 23: try {
+          var v: Rapport_Events_V1_OrderPaid?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderPaid(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderPaid(v)
+          }
+        }()
+        case 24: try {
+          var v: Rapport_Events_V1_OrderFulfilled?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderFulfilled(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderFulfilled(v)
+          }
+        }()
+        case 25: try {
+          var v: Rapport_Events_V1_OrderDelivered?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderDelivered(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderDelivered(v)
+          }
+        }()
+        case 26: try {
+          var v: Rapport_Events_V1_OrderCancelled?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderCancelled(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderCancelled(v)
+          }
+        }()
+        case 27: try {
+          var v: Rapport_Events_V1_OrderRefunded?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderRefunded(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderRefunded(v)
+          }
+        }()
+        case 28: try {
+          var v: Rapport_Events_V1_PaymentRecorded?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .paymentRecorded(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .paymentRecorded(v)
+          }
+        }()
+        case 29: try {
+          var v: Rapport_Events_V1_OrderPaymentOverdue?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .orderPaymentOverdue(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .orderPaymentOverdue(v)
+          }
+        }()
+        case 30: try {
+          var v: Rapport_Events_V1_CartAbandoned?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .cartAbandoned(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .cartAbandoned(v)
+          }
+        }()
+        case 31: try {
+          var v: Rapport_Events_V1_CartRecovered?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .cartRecovered(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .cartRecovered(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .customerCreated(v)
-        }
-      }()
-      case 11: try {
-        var v: Rapport_Events_V1_OrderPlaced?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .orderPlaced(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .orderPlaced(v)
-        }
-      }()
-      case 12: try {
-        var v: Rapport_Events_V1_TicketOpened?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .ticketOpened(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .ticketOpened(v)
-        }
-      }()
-      case 13: try {
-        var v: Rapport_Events_V1_CustomerUpdated?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .customerUpdated(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .customerUpdated(v)
-        }
-      }()
-      case 14: try {
-        var v: Rapport_Events_V1_CustomerMerged?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .customerMerged(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .customerMerged(v)
-        }
-      }()
-      case 15: try {
-        var v: Rapport_Events_V1_CustomerErased?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .customerErased(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .customerErased(v)
-        }
-      }()
-      case 16: try {
-        var v: Rapport_Events_V1_ConsentChanged?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .consentChanged(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .consentChanged(v)
-        }
-      }()
-      case 17: try {
-        var v: Rapport_Events_V1_CompanyCreated?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .companyCreated(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .companyCreated(v)
-        }
-      }()
-      case 18: try {
-        var v: Rapport_Events_V1_CompanyUpdated?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .companyUpdated(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .companyUpdated(v)
-        }
-      }()
-      case 19: try {
-        var v: Rapport_Events_V1_CompanyContactLinked?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .companyContactLinked(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .companyContactLinked(v)
-        }
-      }()
-      case 20: try {
-        var v: Rapport_Events_V1_CompanyContactUnlinked?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .companyContactUnlinked(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .companyContactUnlinked(v)
-        }
-      }()
-      case 21: try {
-        var v: Rapport_Events_V1_InteractionRecorded?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .interactionRecorded(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .interactionRecorded(v)
-        }
-      }()
-      case 22: try {
-        var v: Rapport_Events_V1_CustomerIdentityChanged?
-        var hadOneofValue = false
-        if let current = self.payload {
-          hadOneofValue = true
-          if case .customerIdentityChanged(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.payload = .customerIdentityChanged(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.sequence != 0 {
-      try visitor.visitSingularInt64Field(value: self.sequence, fieldNumber: 1)
-    }
-    if !self.id.isEmpty {
-      try visitor.visitSingularStringField(value: self.id, fieldNumber: 2)
-    }
-    if !self.aggregateType.isEmpty {
-      try visitor.visitSingularStringField(value: self.aggregateType, fieldNumber: 3)
-    }
-    if !self.aggregateID.isEmpty {
-      try visitor.visitSingularStringField(value: self.aggregateID, fieldNumber: 4)
-    }
-    if !self.type.isEmpty {
-      try visitor.visitSingularStringField(value: self.type, fieldNumber: 5)
-    }
-    try { if let v = self._occurredAt {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    switch self.payload {
-    case .customerCreated?: try {
-      guard case .customerCreated(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .orderPlaced?: try {
-      guard case .orderPlaced(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .ticketOpened?: try {
-      guard case .ticketOpened(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .customerUpdated?: try {
-      guard case .customerUpdated(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .customerMerged?: try {
-      guard case .customerMerged(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .customerErased?: try {
-      guard case .customerErased(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-    }()
-    case .consentChanged?: try {
-      guard case .consentChanged(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
-    }()
-    case .companyCreated?: try {
-      guard case .companyCreated(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
-    }()
-    case .companyUpdated?: try {
-      guard case .companyUpdated(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-    }()
-    case .companyContactLinked?: try {
-      guard case .companyContactLinked(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-    }()
-    case .companyContactUnlinked?: try {
-      guard case .companyContactUnlinked(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .interactionRecorded?: try {
-      guard case .interactionRecorded(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .customerIdentityChanged?: try {
-      guard case .customerIdentityChanged(let v)? = self.payload else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._sequence != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._sequence, fieldNumber: 1)
+      }
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 2)
+      }
+      if !_storage._aggregateType.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._aggregateType, fieldNumber: 3)
+      }
+      if !_storage._aggregateID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._aggregateID, fieldNumber: 4)
+      }
+      if !_storage._type.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._type, fieldNumber: 5)
+      }
+      try { if let v = _storage._occurredAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      switch _storage._payload {
+      case .customerCreated?: try {
+        guard case .customerCreated(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .orderPlaced?: try {
+        guard case .orderPlaced(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .ticketOpened?: try {
+        guard case .ticketOpened(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .customerUpdated?: try {
+        guard case .customerUpdated(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .customerMerged?: try {
+        guard case .customerMerged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .customerErased?: try {
+        guard case .customerErased(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .consentChanged?: try {
+        guard case .consentChanged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      }()
+      case .companyCreated?: try {
+        guard case .companyCreated(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      }()
+      case .companyUpdated?: try {
+        guard case .companyUpdated(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      }()
+      case .companyContactLinked?: try {
+        guard case .companyContactLinked(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      }()
+      case .companyContactUnlinked?: try {
+        guard case .companyContactUnlinked(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .interactionRecorded?: try {
+        guard case .interactionRecorded(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .customerIdentityChanged?: try {
+        guard case .customerIdentityChanged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .orderPaid?: try {
+        guard case .orderPaid(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .orderFulfilled?: try {
+        guard case .orderFulfilled(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      }()
+      case .orderDelivered?: try {
+        guard case .orderDelivered(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+      }()
+      case .orderCancelled?: try {
+        guard case .orderCancelled(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      }()
+      case .orderRefunded?: try {
+        guard case .orderRefunded(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+      }()
+      case .paymentRecorded?: try {
+        guard case .paymentRecorded(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+      }()
+      case .orderPaymentOverdue?: try {
+        guard case .orderPaymentOverdue(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+      }()
+      case .cartAbandoned?: try {
+        guard case .cartAbandoned(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .cartRecovered?: try {
+        guard case .cartRecovered(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Events_V1_Event, rhs: Rapport_Events_V1_Event) -> Bool {
-    if lhs.sequence != rhs.sequence {return false}
-    if lhs.id != rhs.id {return false}
-    if lhs.aggregateType != rhs.aggregateType {return false}
-    if lhs.aggregateID != rhs.aggregateID {return false}
-    if lhs.type != rhs.type {return false}
-    if lhs._occurredAt != rhs._occurredAt {return false}
-    if lhs.payload != rhs.payload {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._sequence != rhs_storage._sequence {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._aggregateType != rhs_storage._aggregateType {return false}
+        if _storage._aggregateID != rhs_storage._aggregateID {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._occurredAt != rhs_storage._occurredAt {return false}
+        if _storage._payload != rhs_storage._payload {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -827,7 +1579,182 @@ nonisolated extension Rapport_Events_V1_CustomerCreated: SwiftProtobuf.Message, 
 
 nonisolated extension Rapport_Events_V1_OrderPlaced: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OrderPlaced"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{1}channel\0\u{1}total\0\u{3}line_count\0\u{3}placed_at\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{1}channel\0\u{1}total\0\u{3}line_count\0\u{3}placed_at\0\u{1}lines\0\u{1}subtotal\0\u{3}discount_total\0\u{3}tax_total\0\u{1}shipping\0\u{3}channel_order_reference\0\u{3}company_id\0\u{3}purchase_order_number\0\u{3}payment_due_time\0\u{3}cart_id\0")
+
+  fileprivate class _StorageClass {
+    var _orderID: String = String()
+    var _customerID: String = String()
+    var _channel: Rapport_Common_V1_Channel = .unspecified
+    var _total: Rapport_Common_V1_Money? = nil
+    var _lineCount: Int32 = 0
+    var _placedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lines: [Rapport_Order_V1_OrderLine] = []
+    var _subtotal: Rapport_Common_V1_Money? = nil
+    var _discountTotal: Rapport_Common_V1_Money? = nil
+    var _taxTotal: Rapport_Common_V1_Money? = nil
+    var _shipping: Rapport_Common_V1_Money? = nil
+    var _channelOrderReference: String = String()
+    var _companyID: String = String()
+    var _purchaseOrderNumber: String = String()
+    var _paymentDueTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _cartID: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _orderID = source._orderID
+      _customerID = source._customerID
+      _channel = source._channel
+      _total = source._total
+      _lineCount = source._lineCount
+      _placedAt = source._placedAt
+      _lines = source._lines
+      _subtotal = source._subtotal
+      _discountTotal = source._discountTotal
+      _taxTotal = source._taxTotal
+      _shipping = source._shipping
+      _channelOrderReference = source._channelOrderReference
+      _companyID = source._companyID
+      _purchaseOrderNumber = source._purchaseOrderNumber
+      _paymentDueTime = source._paymentDueTime
+      _cartID = source._cartID
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._orderID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._customerID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._channel) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._total) }()
+        case 5: try { try decoder.decodeSingularInt32Field(value: &_storage._lineCount) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._placedAt) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._lines) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._subtotal) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._discountTotal) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._taxTotal) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._shipping) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._channelOrderReference) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._companyID) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._purchaseOrderNumber) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._paymentDueTime) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._cartID) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._orderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._orderID, fieldNumber: 1)
+      }
+      if !_storage._customerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customerID, fieldNumber: 2)
+      }
+      if _storage._channel != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._channel, fieldNumber: 3)
+      }
+      try { if let v = _storage._total {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._lineCount != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._lineCount, fieldNumber: 5)
+      }
+      try { if let v = _storage._placedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._lines.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._lines, fieldNumber: 7)
+      }
+      try { if let v = _storage._subtotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._discountTotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._taxTotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._shipping {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._channelOrderReference.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._channelOrderReference, fieldNumber: 12)
+      }
+      if !_storage._companyID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._companyID, fieldNumber: 13)
+      }
+      if !_storage._purchaseOrderNumber.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._purchaseOrderNumber, fieldNumber: 14)
+      }
+      try { if let v = _storage._paymentDueTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._cartID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cartID, fieldNumber: 16)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderPlaced, rhs: Rapport_Events_V1_OrderPlaced) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._orderID != rhs_storage._orderID {return false}
+        if _storage._customerID != rhs_storage._customerID {return false}
+        if _storage._channel != rhs_storage._channel {return false}
+        if _storage._total != rhs_storage._total {return false}
+        if _storage._lineCount != rhs_storage._lineCount {return false}
+        if _storage._placedAt != rhs_storage._placedAt {return false}
+        if _storage._lines != rhs_storage._lines {return false}
+        if _storage._subtotal != rhs_storage._subtotal {return false}
+        if _storage._discountTotal != rhs_storage._discountTotal {return false}
+        if _storage._taxTotal != rhs_storage._taxTotal {return false}
+        if _storage._shipping != rhs_storage._shipping {return false}
+        if _storage._channelOrderReference != rhs_storage._channelOrderReference {return false}
+        if _storage._companyID != rhs_storage._companyID {return false}
+        if _storage._purchaseOrderNumber != rhs_storage._purchaseOrderNumber {return false}
+        if _storage._paymentDueTime != rhs_storage._paymentDueTime {return false}
+        if _storage._cartID != rhs_storage._cartID {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderPaid: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderPaid"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{1}total\0\u{3}paid_at\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -837,10 +1764,8 @@ nonisolated extension Rapport_Events_V1_OrderPlaced: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._total) }()
-      case 5: try { try decoder.decodeSingularInt32Field(value: &self.lineCount) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._placedAt) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._paidAt) }()
       default: break
       }
     }
@@ -857,28 +1782,502 @@ nonisolated extension Rapport_Events_V1_OrderPlaced: SwiftProtobuf.Message, Swif
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
     }
-    if self.channel != .unspecified {
-      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
-    }
     try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._paidAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
-    if self.lineCount != 0 {
-      try visitor.visitSingularInt32Field(value: self.lineCount, fieldNumber: 5)
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderPaid, rhs: Rapport_Events_V1_OrderPaid) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs._total != rhs._total {return false}
+    if lhs._paidAt != rhs._paidAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderFulfilled: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderFulfilled"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{1}carrier\0\u{3}tracking_number\0\u{3}shipped_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.carrier) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.trackingNumber) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._shippedAt) }()
+      default: break
+      }
     }
-    try { if let v = self._placedAt {
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.carrier.isEmpty {
+      try visitor.visitSingularStringField(value: self.carrier, fieldNumber: 3)
+    }
+    if !self.trackingNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.trackingNumber, fieldNumber: 4)
+    }
+    try { if let v = self._shippedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderFulfilled, rhs: Rapport_Events_V1_OrderFulfilled) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.carrier != rhs.carrier {return false}
+    if lhs.trackingNumber != rhs.trackingNumber {return false}
+    if lhs._shippedAt != rhs._shippedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderDelivered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderDelivered"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{3}delivered_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._deliveredAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    try { if let v = self._deliveredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderDelivered, rhs: Rapport_Events_V1_OrderDelivered) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs._deliveredAt != rhs._deliveredAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderCancelled: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderCancelled"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{3}previous_status\0\u{1}reason\0\u{1}total\0\u{3}amount_paid\0\u{3}cancelled_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.previousStatus) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._amountPaid) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._cancelledAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if self.previousStatus != .unspecified {
+      try visitor.visitSingularEnumField(value: self.previousStatus, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._amountPaid {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._cancelledAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderCancelled, rhs: Rapport_Events_V1_OrderCancelled) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.previousStatus != rhs.previousStatus {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._total != rhs._total {return false}
+    if lhs._amountPaid != rhs._amountPaid {return false}
+    if lhs._cancelledAt != rhs._cancelledAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderRefunded: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderRefunded"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{3}refund_id\0\u{1}amount\0\u{3}amount_refunded\0\u{1}full\0\u{1}reason\0\u{3}refunded_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.refundID) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._amountRefunded) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.full) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._refundedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.refundID.isEmpty {
+      try visitor.visitSingularStringField(value: self.refundID, fieldNumber: 3)
+    }
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._amountRefunded {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if self.full != false {
+      try visitor.visitSingularBoolField(value: self.full, fieldNumber: 6)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 7)
+    }
+    try { if let v = self._refundedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_OrderRefunded, rhs: Rapport_Events_V1_OrderRefunded) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.refundID != rhs.refundID {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs._amountRefunded != rhs._amountRefunded {return false}
+    if lhs.full != rhs.full {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._refundedAt != rhs._refundedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_PaymentRecorded: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PaymentRecorded"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{3}payment_id\0\u{1}amount\0\u{1}method\0\u{1}provider\0\u{3}provider_reference\0\u{3}amount_paid\0\u{1}outstanding\0\u{3}paid_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.paymentID) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.method) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.providerReference) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._amountPaid) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._outstanding) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._paidAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.paymentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.paymentID, fieldNumber: 3)
+    }
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.method != .unspecified {
+      try visitor.visitSingularEnumField(value: self.method, fieldNumber: 5)
+    }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 6)
+    }
+    if !self.providerReference.isEmpty {
+      try visitor.visitSingularStringField(value: self.providerReference, fieldNumber: 7)
+    }
+    try { if let v = self._amountPaid {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._outstanding {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._paidAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_PaymentRecorded, rhs: Rapport_Events_V1_PaymentRecorded) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.paymentID != rhs.paymentID {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.provider != rhs.provider {return false}
+    if lhs.providerReference != rhs.providerReference {return false}
+    if lhs._amountPaid != rhs._amountPaid {return false}
+    if lhs._outstanding != rhs._outstanding {return false}
+    if lhs._paidAt != rhs._paidAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_OrderPaymentOverdue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderPaymentOverdue"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}customer_id\0\u{3}company_id\0\u{3}purchase_order_number\0\u{1}outstanding\0\u{3}due_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.purchaseOrderNumber) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._outstanding) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._dueTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 3)
+    }
+    if !self.purchaseOrderNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.purchaseOrderNumber, fieldNumber: 4)
+    }
+    try { if let v = self._outstanding {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._dueTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Rapport_Events_V1_OrderPlaced, rhs: Rapport_Events_V1_OrderPlaced) -> Bool {
+  public static func ==(lhs: Rapport_Events_V1_OrderPaymentOverdue, rhs: Rapport_Events_V1_OrderPaymentOverdue) -> Bool {
     if lhs.orderID != rhs.orderID {return false}
     if lhs.customerID != rhs.customerID {return false}
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.purchaseOrderNumber != rhs.purchaseOrderNumber {return false}
+    if lhs._outstanding != rhs._outstanding {return false}
+    if lhs._dueTime != rhs._dueTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CartAbandoned: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CartAbandoned"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cart_id\0\u{1}channel\0\u{3}customer_id\0\u{1}lines\0\u{1}total\0\u{3}last_activity_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cartID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._lastActivityAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.cartID.isEmpty {
+      try visitor.visitSingularStringField(value: self.cartID, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 3)
+    }
+    if !self.lines.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 4)
+    }
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._lastActivityAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CartAbandoned, rhs: Rapport_Events_V1_CartAbandoned) -> Bool {
+    if lhs.cartID != rhs.cartID {return false}
     if lhs.channel != rhs.channel {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.lines != rhs.lines {return false}
     if lhs._total != rhs._total {return false}
-    if lhs.lineCount != rhs.lineCount {return false}
-    if lhs._placedAt != rhs._placedAt {return false}
+    if lhs._lastActivityAt != rhs._lastActivityAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_CartRecovered: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CartRecovered"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cart_id\0\u{1}channel\0\u{3}customer_id\0\u{3}order_id\0\u{3}recovered_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cartID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._recoveredAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.cartID.isEmpty {
+      try visitor.visitSingularStringField(value: self.cartID, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 3)
+    }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 4)
+    }
+    try { if let v = self._recoveredAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_CartRecovered, rhs: Rapport_Events_V1_CartRecovered) -> Bool {
+    if lhs.cartID != rhs.cartID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs._recoveredAt != rhs._recoveredAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -96,44 +96,62 @@ public nonisolated struct Rapport_Gateway_V1_Section: Sendable {
   fileprivate var _asOf: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-public nonisolated struct Rapport_Gateway_V1_CustomerView: Sendable {
+public nonisolated struct Rapport_Gateway_V1_CustomerView: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var customer: Rapport_Customer_V1_Customer {
-    get {_customer ?? Rapport_Customer_V1_Customer()}
-    set {_customer = newValue}
+    get {_storage._customer ?? Rapport_Customer_V1_Customer()}
+    set {_uniqueStorage()._customer = newValue}
   }
   /// Returns true if `customer` has been explicitly set.
-  public var hasCustomer: Bool {self._customer != nil}
+  public var hasCustomer: Bool {_storage._customer != nil}
   /// Clears the value of `customer`. Subsequent reads from it will return its default value.
-  public mutating func clearCustomer() {self._customer = nil}
+  public mutating func clearCustomer() {_uniqueStorage()._customer = nil}
 
   /// Newest first.
-  public var recentOrders: [Rapport_Order_V1_Order] = []
+  public var recentOrders: [Rapport_Order_V1_Order] {
+    get {_storage._recentOrders}
+    set {_uniqueStorage()._recentOrders = newValue}
+  }
 
   /// Tickets that are not solved or closed, newest first.
-  public var openTickets: [Rapport_Support_V1_Ticket] = []
+  public var openTickets: [Rapport_Support_V1_Ticket] {
+    get {_storage._openTickets}
+    set {_uniqueStorage()._openTickets = newValue}
+  }
 
   public var metrics: Rapport_Analytics_V1_CustomerMetrics {
-    get {_metrics ?? Rapport_Analytics_V1_CustomerMetrics()}
-    set {_metrics = newValue}
+    get {_storage._metrics ?? Rapport_Analytics_V1_CustomerMetrics()}
+    set {_uniqueStorage()._metrics = newValue}
   }
   /// Returns true if `metrics` has been explicitly set.
-  public var hasMetrics: Bool {self._metrics != nil}
+  public var hasMetrics: Bool {_storage._metrics != nil}
   /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
-  public mutating func clearMetrics() {self._metrics = nil}
+  public mutating func clearMetrics() {_uniqueStorage()._metrics = nil}
 
-  /// One entry per section, in the order customer, orders, tickets, metrics.
-  public var sections: [Rapport_Gateway_V1_Section] = []
+  /// One entry per section, in the order customer, orders, tickets, metrics, order_summary.
+  public var sections: [Rapport_Gateway_V1_Section] {
+    get {_storage._sections}
+    set {_uniqueStorage()._sections = newValue}
+  }
+
+  /// Order count, totals per currency, first/last and open orders (from the order service).
+  public var orderSummary: Rapport_Order_V1_OrderSummary {
+    get {_storage._orderSummary ?? Rapport_Order_V1_OrderSummary()}
+    set {_uniqueStorage()._orderSummary = newValue}
+  }
+  /// Returns true if `orderSummary` has been explicitly set.
+  public var hasOrderSummary: Bool {_storage._orderSummary != nil}
+  /// Clears the value of `orderSummary`. Subsequent reads from it will return its default value.
+  public mutating func clearOrderSummary() {_uniqueStorage()._orderSummary = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _customer: Rapport_Customer_V1_Customer? = nil
-  fileprivate var _metrics: Rapport_Analytics_V1_CustomerMetrics? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Rapport_Gateway_V1_GetCustomerViewResponse: Sendable {
@@ -274,53 +292,104 @@ nonisolated extension Rapport_Gateway_V1_Section: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CustomerView"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{3}recent_orders\0\u{3}open_tickets\0\u{1}metrics\0\u{1}sections\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{3}recent_orders\0\u{3}open_tickets\0\u{1}metrics\0\u{1}sections\0\u{3}order_summary\0")
+
+  fileprivate class _StorageClass {
+    var _customer: Rapport_Customer_V1_Customer? = nil
+    var _recentOrders: [Rapport_Order_V1_Order] = []
+    var _openTickets: [Rapport_Support_V1_Ticket] = []
+    var _metrics: Rapport_Analytics_V1_CustomerMetrics? = nil
+    var _sections: [Rapport_Gateway_V1_Section] = []
+    var _orderSummary: Rapport_Order_V1_OrderSummary? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _customer = source._customer
+      _recentOrders = source._recentOrders
+      _openTickets = source._openTickets
+      _metrics = source._metrics
+      _sections = source._sections
+      _orderSummary = source._orderSummary
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._customer) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.recentOrders) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.openTickets) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._metrics) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.sections) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._customer) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._recentOrders) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._openTickets) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._metrics) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._sections) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._orderSummary) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._customer {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if !self.recentOrders.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.recentOrders, fieldNumber: 2)
-    }
-    if !self.openTickets.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.openTickets, fieldNumber: 3)
-    }
-    try { if let v = self._metrics {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if !self.sections.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.sections, fieldNumber: 5)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._customer {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._recentOrders.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._recentOrders, fieldNumber: 2)
+      }
+      if !_storage._openTickets.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._openTickets, fieldNumber: 3)
+      }
+      try { if let v = _storage._metrics {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._sections.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sections, fieldNumber: 5)
+      }
+      try { if let v = _storage._orderSummary {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Gateway_V1_CustomerView, rhs: Rapport_Gateway_V1_CustomerView) -> Bool {
-    if lhs._customer != rhs._customer {return false}
-    if lhs.recentOrders != rhs.recentOrders {return false}
-    if lhs.openTickets != rhs.openTickets {return false}
-    if lhs._metrics != rhs._metrics {return false}
-    if lhs.sections != rhs.sections {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._customer != rhs_storage._customer {return false}
+        if _storage._recentOrders != rhs_storage._recentOrders {return false}
+        if _storage._openTickets != rhs_storage._openTickets {return false}
+        if _storage._metrics != rhs_storage._metrics {return false}
+        if _storage._sections != rhs_storage._sections {return false}
+        if _storage._orderSummary != rhs_storage._orderSummary {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

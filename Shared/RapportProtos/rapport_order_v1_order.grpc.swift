@@ -1,4 +1,5 @@
-/// The order service: idempotent order ingest and order queries.
+/// The order service: idempotent order ingest from any shop, the order lifecycle (payments, fulfilment,
+/// delivery, cancellation, refunds), B2B payment terms, carts and abandoned carts.
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -61,11 +62,123 @@ public enum Rapport_Order_V1_OrderService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RecordPayment" metadata.
+        public enum RecordPayment: Sendable {
+            /// Request type for "RecordPayment".
+            public typealias Input = Rapport_Order_V1_RecordPaymentRequest
+            /// Response type for "RecordPayment".
+            public typealias Output = Rapport_Order_V1_RecordPaymentResponse
+            /// Descriptor for "RecordPayment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "RecordPayment",
+                type: .unary
+            )
+        }
+        /// Namespace for "FulfillOrder" metadata.
+        public enum FulfillOrder: Sendable {
+            /// Request type for "FulfillOrder".
+            public typealias Input = Rapport_Order_V1_FulfillOrderRequest
+            /// Response type for "FulfillOrder".
+            public typealias Output = Rapport_Order_V1_FulfillOrderResponse
+            /// Descriptor for "FulfillOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "FulfillOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeliverOrder" metadata.
+        public enum DeliverOrder: Sendable {
+            /// Request type for "DeliverOrder".
+            public typealias Input = Rapport_Order_V1_DeliverOrderRequest
+            /// Response type for "DeliverOrder".
+            public typealias Output = Rapport_Order_V1_DeliverOrderResponse
+            /// Descriptor for "DeliverOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "DeliverOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "CancelOrder" metadata.
+        public enum CancelOrder: Sendable {
+            /// Request type for "CancelOrder".
+            public typealias Input = Rapport_Order_V1_CancelOrderRequest
+            /// Response type for "CancelOrder".
+            public typealias Output = Rapport_Order_V1_CancelOrderResponse
+            /// Descriptor for "CancelOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "CancelOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "RefundOrder" metadata.
+        public enum RefundOrder: Sendable {
+            /// Request type for "RefundOrder".
+            public typealias Input = Rapport_Order_V1_RefundOrderRequest
+            /// Response type for "RefundOrder".
+            public typealias Output = Rapport_Order_V1_RefundOrderResponse
+            /// Descriptor for "RefundOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "RefundOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "UpsertCart" metadata.
+        public enum UpsertCart: Sendable {
+            /// Request type for "UpsertCart".
+            public typealias Input = Rapport_Order_V1_UpsertCartRequest
+            /// Response type for "UpsertCart".
+            public typealias Output = Rapport_Order_V1_UpsertCartResponse
+            /// Descriptor for "UpsertCart".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "UpsertCart",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCart" metadata.
+        public enum GetCart: Sendable {
+            /// Request type for "GetCart".
+            public typealias Input = Rapport_Order_V1_GetCartRequest
+            /// Response type for "GetCart".
+            public typealias Output = Rapport_Order_V1_GetCartResponse
+            /// Descriptor for "GetCart".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "GetCart",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCustomerOrderSummary" metadata.
+        public enum GetCustomerOrderSummary: Sendable {
+            /// Request type for "GetCustomerOrderSummary".
+            public typealias Input = Rapport_Order_V1_GetCustomerOrderSummaryRequest
+            /// Response type for "GetCustomerOrderSummary".
+            public typealias Output = Rapport_Order_V1_GetCustomerOrderSummaryResponse
+            /// Descriptor for "GetCustomerOrderSummary".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "GetCustomerOrderSummary",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.order.v1.OrderService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             PlaceOrder.descriptor,
             GetOrder.descriptor,
-            ListOrders.descriptor
+            ListOrders.descriptor,
+            RecordPayment.descriptor,
+            FulfillOrder.descriptor,
+            DeliverOrder.descriptor,
+            CancelOrder.descriptor,
+            RefundOrder.descriptor,
+            UpsertCart.descriptor,
+            GetCart.descriptor,
+            GetCustomerOrderSummary.descriptor
         ]
     }
 }
@@ -96,9 +209,12 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-        /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-        /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+        /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+        /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+        /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+        /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+        /// > or the cart was already converted.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Order_V1_PlaceOrderRequest` messages.
@@ -116,7 +232,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one order by id. NOT_FOUND when there is none.
+        /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Order_V1_GetOrderRequest` messages.
@@ -134,7 +250,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's orders, newest first.
+        /// > Lists orders newest first, filtered by customer, status, channel and creation time.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Order_V1_ListOrdersRequest` messages.
@@ -147,6 +263,154 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ListOrdersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ListOrdersResponse>
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+        /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+        /// > amount exceeds what is outstanding.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_RecordPaymentResponse` messages.
+        func recordPayment(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RecordPaymentResponse>
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_FulfillOrderResponse` messages.
+        func fulfillOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_FulfillOrderResponse>
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > FULFILLED → DELIVERED.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_DeliverOrderResponse` messages.
+        func deliverOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_DeliverOrderResponse>
+
+        /// Handle the "CancelOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_CancelOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_CancelOrderResponse` messages.
+        func cancelOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_CancelOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_CancelOrderResponse>
+
+        /// Handle the "RefundOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+        /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+        /// > REFUNDED.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_RefundOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_RefundOrderResponse` messages.
+        func refundOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RefundOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RefundOrderResponse>
+
+        /// Handle the "UpsertCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_UpsertCartRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_UpsertCartResponse` messages.
+        func upsertCart(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_UpsertCartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_UpsertCartResponse>
+
+        /// Handle the "GetCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns one cart. NOT_FOUND when there is none.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_GetCartRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_GetCartResponse` messages.
+        func getCart(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCartResponse>
+
+        /// Handle the "GetCustomerOrderSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_GetCustomerOrderSummaryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_GetCustomerOrderSummaryResponse` messages.
+        func getCustomerOrderSummary(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>
     }
 
     /// Service protocol for the "rapport.order.v1.OrderService" service.
@@ -161,9 +425,12 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-        /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-        /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+        /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+        /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+        /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+        /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+        /// > or the cart was already converted.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
@@ -181,7 +448,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one order by id. NOT_FOUND when there is none.
+        /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
@@ -199,7 +466,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's orders, newest first.
+        /// > Lists orders newest first, filtered by customer, status, channel and creation time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
@@ -212,6 +479,154 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.ServerRequest<Rapport_Order_V1_ListOrdersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_ListOrdersResponse>
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+        /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+        /// > amount exceeds what is outstanding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_RecordPaymentResponse` message.
+        func recordPayment(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse>
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_FulfillOrderResponse` message.
+        func fulfillOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse>
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > FULFILLED → DELIVERED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_DeliverOrderResponse` message.
+        func deliverOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse>
+
+        /// Handle the "CancelOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_CancelOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_CancelOrderResponse` message.
+        func cancelOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_CancelOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_CancelOrderResponse>
+
+        /// Handle the "RefundOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+        /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+        /// > REFUNDED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RefundOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_RefundOrderResponse` message.
+        func refundOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_RefundOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RefundOrderResponse>
+
+        /// Handle the "UpsertCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_UpsertCartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_UpsertCartResponse` message.
+        func upsertCart(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_UpsertCartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_UpsertCartResponse>
+
+        /// Handle the "GetCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns one cart. NOT_FOUND when there is none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_GetCartResponse` message.
+        func getCart(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCartRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCartResponse>
+
+        /// Handle the "GetCustomerOrderSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_GetCustomerOrderSummaryResponse` message.
+        func getCustomerOrderSummary(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>
     }
 
     /// Simple service protocol for the "rapport.order.v1.OrderService" service.
@@ -224,9 +639,12 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-        /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-        /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+        /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+        /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+        /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+        /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+        /// > or the cart was already converted.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Order_V1_PlaceOrderRequest` message.
@@ -244,7 +662,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one order by id. NOT_FOUND when there is none.
+        /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Order_V1_GetOrderRequest` message.
@@ -262,7 +680,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's orders, newest first.
+        /// > Lists orders newest first, filtered by customer, status, channel and creation time.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Order_V1_ListOrdersRequest` message.
@@ -275,6 +693,154 @@ extension Rapport_Order_V1_OrderService {
             request: Rapport_Order_V1_ListOrdersRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Order_V1_ListOrdersResponse
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+        /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+        /// > amount exceeds what is outstanding.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_RecordPaymentResponse` to respond with.
+        func recordPayment(
+            request: Rapport_Order_V1_RecordPaymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_RecordPaymentResponse
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_FulfillOrderResponse` to respond with.
+        func fulfillOrder(
+            request: Rapport_Order_V1_FulfillOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_FulfillOrderResponse
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > FULFILLED → DELIVERED.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_DeliverOrderResponse` to respond with.
+        func deliverOrder(
+            request: Rapport_Order_V1_DeliverOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_DeliverOrderResponse
+
+        /// Handle the "CancelOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_CancelOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_CancelOrderResponse` to respond with.
+        func cancelOrder(
+            request: Rapport_Order_V1_CancelOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_CancelOrderResponse
+
+        /// Handle the "RefundOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+        /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+        /// > REFUNDED.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_RefundOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_RefundOrderResponse` to respond with.
+        func refundOrder(
+            request: Rapport_Order_V1_RefundOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_RefundOrderResponse
+
+        /// Handle the "UpsertCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_UpsertCartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_UpsertCartResponse` to respond with.
+        func upsertCart(
+            request: Rapport_Order_V1_UpsertCartRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_UpsertCartResponse
+
+        /// Handle the "GetCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns one cart. NOT_FOUND when there is none.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_GetCartRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_GetCartResponse` to respond with.
+        func getCart(
+            request: Rapport_Order_V1_GetCartRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_GetCartResponse
+
+        /// Handle the "GetCustomerOrderSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_GetCustomerOrderSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_GetCustomerOrderSummaryResponse` to respond with.
+        func getCustomerOrderSummary(
+            request: Rapport_Order_V1_GetCustomerOrderSummaryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_GetCustomerOrderSummaryResponse
     }
 }
 
@@ -315,6 +881,94 @@ extension Rapport_Order_V1_OrderService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.RecordPayment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RecordPaymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RecordPaymentResponse>(),
+            handler: { request, context in
+                try await self.recordPayment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.FulfillOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_FulfillOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_FulfillOrderResponse>(),
+            handler: { request, context in
+                try await self.fulfillOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.DeliverOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_DeliverOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_DeliverOrderResponse>(),
+            handler: { request, context in
+                try await self.deliverOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.CancelOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_CancelOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_CancelOrderResponse>(),
+            handler: { request, context in
+                try await self.cancelOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.RefundOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RefundOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RefundOrderResponse>(),
+            handler: { request, context in
+                try await self.refundOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.UpsertCart.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_UpsertCartRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_UpsertCartResponse>(),
+            handler: { request, context in
+                try await self.upsertCart(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.GetCart.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCartRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCartResponse>(),
+            handler: { request, context in
+                try await self.getCart(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.GetCustomerOrderSummary.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>(),
+            handler: { request, context in
+                try await self.getCustomerOrderSummary(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -348,6 +1002,94 @@ extension Rapport_Order_V1_OrderService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ListOrdersResponse> {
         let response = try await self.listOrders(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordPayment(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+        let response = try await self.recordPayment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func fulfillOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+        let response = try await self.fulfillOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deliverOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+        let response = try await self.deliverOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cancelOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_CancelOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_CancelOrderResponse> {
+        let response = try await self.cancelOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func refundOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RefundOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RefundOrderResponse> {
+        let response = try await self.refundOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func upsertCart(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_UpsertCartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_UpsertCartResponse> {
+        let response = try await self.upsertCart(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCart(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCartResponse> {
+        let response = try await self.getCart(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCustomerOrderSummary(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse> {
+        let response = try await self.getCustomerOrderSummary(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -396,6 +1138,110 @@ extension Rapport_Order_V1_OrderService.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func recordPayment(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse>(
+            message: try await self.recordPayment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func fulfillOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse>(
+            message: try await self.fulfillOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deliverOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse>(
+            message: try await self.deliverOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cancelOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_CancelOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_CancelOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_CancelOrderResponse>(
+            message: try await self.cancelOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func refundOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_RefundOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RefundOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_RefundOrderResponse>(
+            message: try await self.refundOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func upsertCart(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_UpsertCartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_UpsertCartResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_UpsertCartResponse>(
+            message: try await self.upsertCart(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCart(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCartRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCartResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_GetCartResponse>(
+            message: try await self.getCart(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomerOrderSummary(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>(
+            message: try await self.getCustomerOrderSummary(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
 // MARK: rapport.order.v1.OrderService (client)
@@ -411,9 +1257,12 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-        /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-        /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+        /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+        /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+        /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+        /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+        /// > or the cart was already converted.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
@@ -436,7 +1285,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one order by id. NOT_FOUND when there is none.
+        /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
@@ -459,7 +1308,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's orders, newest first.
+        /// > Lists orders newest first, filtered by customer, status, channel and creation time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
@@ -476,6 +1325,194 @@ extension Rapport_Order_V1_OrderService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_ListOrdersResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ListOrdersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordPayment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+        /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+        /// > amount exceeds what is outstanding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RecordPaymentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordPayment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RecordPaymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RecordPaymentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "FulfillOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_FulfillOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fulfillOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_FulfillOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_FulfillOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeliverOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > FULFILLED → DELIVERED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_DeliverOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deliverOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_DeliverOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_DeliverOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CancelOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_CancelOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_CancelOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_CancelOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cancelOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_CancelOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_CancelOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_CancelOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_CancelOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RefundOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+        /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+        /// > REFUNDED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RefundOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RefundOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RefundOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func refundOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RefundOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RefundOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RefundOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RefundOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpsertCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_UpsertCartRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_UpsertCartRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_UpsertCartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func upsertCart<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_UpsertCartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_UpsertCartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_UpsertCartResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_UpsertCartResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns one cart. NOT_FOUND when there is none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCartRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCartRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCart<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCartResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCartResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomerOrderSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCustomerOrderSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCustomerOrderSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomerOrderSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -499,9 +1536,12 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-        /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-        /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+        /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+        /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+        /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+        /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+        /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+        /// > or the cart was already converted.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
@@ -535,7 +1575,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Returns one order by id. NOT_FOUND when there is none.
+        /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
@@ -569,7 +1609,7 @@ extension Rapport_Order_V1_OrderService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's orders, newest first.
+        /// > Lists orders newest first, filtered by customer, status, channel and creation time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
@@ -598,6 +1638,282 @@ extension Rapport_Order_V1_OrderService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RecordPayment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+        /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+        /// > amount exceeds what is outstanding.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RecordPaymentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordPayment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RecordPaymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RecordPaymentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.RecordPayment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "FulfillOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_FulfillOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fulfillOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_FulfillOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_FulfillOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.FulfillOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeliverOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > FULFILLED → DELIVERED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_DeliverOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deliverOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_DeliverOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_DeliverOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.DeliverOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CancelOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_CancelOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_CancelOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_CancelOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cancelOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_CancelOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_CancelOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_CancelOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_CancelOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.CancelOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RefundOrder" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+        /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+        /// > REFUNDED.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RefundOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RefundOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RefundOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func refundOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RefundOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RefundOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RefundOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RefundOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.RefundOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "UpsertCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_UpsertCartRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_UpsertCartRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_UpsertCartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func upsertCart<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_UpsertCartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_UpsertCartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_UpsertCartResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_UpsertCartResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.UpsertCart.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCart" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Returns one cart. NOT_FOUND when there is none.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCartRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCartRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCartResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCart<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCartRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCartRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCartResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCartResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.GetCart.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCustomerOrderSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCustomerOrderSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCustomerOrderSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomerOrderSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.GetCustomerOrderSummary.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -608,9 +1924,12 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-    /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-    /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+    /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+    /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+    /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+    /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+    /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+    /// > or the cart was already converted.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
@@ -639,7 +1958,7 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one order by id. NOT_FOUND when there is none.
+    /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
@@ -668,7 +1987,7 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Lists a customer's orders, newest first.
+    /// > Lists orders newest first, filtered by customer, status, channel and creation time.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
@@ -692,6 +2011,242 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "RecordPayment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+    /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+    /// > amount exceeds what is outstanding.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPayment<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordPayment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RecordPaymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RecordPaymentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FulfillOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fulfillOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fulfillOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_FulfillOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_FulfillOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeliverOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > FULFILLED → DELIVERED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deliverOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_DeliverOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_DeliverOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_CancelOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_CancelOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_CancelOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cancelOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_CancelOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_CancelOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RefundOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+    /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+    /// > REFUNDED.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_RefundOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func refundOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_RefundOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RefundOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.refundOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RefundOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RefundOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpsertCart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_UpsertCartRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func upsertCart<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_UpsertCartRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_UpsertCartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.upsertCart(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_UpsertCartRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_UpsertCartResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Returns one cart. NOT_FOUND when there is none.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_GetCartRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCart<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCartRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCart(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCartRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCartResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerOrderSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderSummaryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerOrderSummary<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomerOrderSummary(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderSummaryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
@@ -701,9 +2256,12 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order; the
-    /// > same key with a different request gets FAILED_PRECONDITION. UNAVAILABLE (nothing stored) when the
-    /// > customer service cannot confirm the customer; NOT_FOUND when the customer does not exist.
+    /// > Places an order. Idempotent by (channel, idempotency_key): a retry returns the first order with
+    /// > `replayed`; the same key with a different request gets FAILED_PRECONDITION. The customer is given by
+    /// > id or by identities (resolved through CustomerService.ResolveCustomer under a deadline). UNAVAILABLE
+    /// > (nothing stored) when the customer service cannot confirm the customer in time; NOT_FOUND when the
+    /// > customer, the company or the cart does not exist; FAILED_PRECONDITION when the customer was erased
+    /// > or the cart was already converted.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -736,7 +2294,7 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Returns one order by id. NOT_FOUND when there is none.
+    /// > Returns one order with its status history, payments and refunds. NOT_FOUND when there is none.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -769,7 +2327,7 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Lists a customer's orders, newest first.
+    /// > Lists orders newest first, filtered by customer, status, channel and creation time.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -792,6 +2350,274 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listOrders(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPayment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records a captured payment. Idempotent by (provider, provider_reference). Payments accumulate; the
+    /// > order becomes PAID when fully paid. FAILED_PRECONDITION on a cancelled or refunded order, or when the
+    /// > amount exceeds what is outstanding.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPayment<Result>(
+        _ message: Rapport_Order_V1_RecordPaymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordPayment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FulfillOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > PAID → FULFILLED (shipped). A PENDING order may ship only when it has B2B payment terms.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fulfillOrder<Result>(
+        _ message: Rapport_Order_V1_FulfillOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fulfillOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeliverOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > FULFILLED → DELIVERED.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverOrder<Result>(
+        _ message: Rapport_Order_V1_DeliverOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deliverOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CancelOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > PENDING or PAID → CANCELLED (before shipment). Captured money stays until refunded.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cancelOrder<Result>(
+        _ message: Rapport_Order_V1_CancelOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_CancelOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_CancelOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cancelOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RefundOrder" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Refunds part or all of the captured money; never more than captured minus already refunded.
+    /// > Idempotent by (order_id, refund_reference). When everything captured is refunded the order becomes
+    /// > REFUNDED.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func refundOrder<Result>(
+        _ message: Rapport_Order_V1_RefundOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RefundOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_RefundOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.refundOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpsertCart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a cart (its lines and owner). FAILED_PRECONDITION once the cart became an order.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func upsertCart<Result>(
+        _ message: Rapport_Order_V1_UpsertCartRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_UpsertCartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_UpsertCartRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.upsertCart(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCart" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Returns one cart. NOT_FOUND when there is none.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCart<Result>(
+        _ message: Rapport_Order_V1_GetCartRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCartResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_GetCartRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCart(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerOrderSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's order count, totals per currency, first/last order and open orders (the gateway's view).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerOrderSummary<Result>(
+        _ message: Rapport_Order_V1_GetCustomerOrderSummaryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomerOrderSummary(
             request: request,
             options: options,
             onResponse: handleResponse

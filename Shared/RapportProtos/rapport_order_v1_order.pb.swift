@@ -8,7 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The order service: idempotent order ingest and order queries.
+/// The order service: idempotent order ingest from any shop, the order lifecycle (payments, fulfilment,
+/// delivery, cancellation, refunds), B2B payment terms, carts and abandoned carts.
 
 import SwiftProtobuf
 
@@ -22,6 +23,9 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// The order's lifecycle state. Transitions: PENDING → PAID (fully paid) → FULFILLED → DELIVERED;
+/// PENDING → FULFILLED for orders with B2B payment terms; PENDING/PAID → CANCELLED; any state with money
+/// captured → REFUNDED once all of it is refunded.
 public nonisolated enum Rapport_Order_V1_OrderStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case unspecified // = 0
@@ -30,6 +34,7 @@ public nonisolated enum Rapport_Order_V1_OrderStatus: SwiftProtobuf.Enum, Swift.
   case fulfilled // = 3
   case delivered // = 4
   case cancelled // = 5
+  case refunded // = 6
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -44,6 +49,7 @@ public nonisolated enum Rapport_Order_V1_OrderStatus: SwiftProtobuf.Enum, Swift.
     case 3: self = .fulfilled
     case 4: self = .delivered
     case 5: self = .cancelled
+    case 6: self = .refunded
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -56,6 +62,7 @@ public nonisolated enum Rapport_Order_V1_OrderStatus: SwiftProtobuf.Enum, Swift.
     case .fulfilled: return 3
     case .delivered: return 4
     case .cancelled: return 5
+    case .refunded: return 6
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -68,11 +75,112 @@ public nonisolated enum Rapport_Order_V1_OrderStatus: SwiftProtobuf.Enum, Swift.
     .fulfilled,
     .delivered,
     .cancelled,
+    .refunded,
   ]
 
 }
 
-/// One line of an order.
+public nonisolated enum Rapport_Order_V1_PaymentMethod: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case card // = 1
+  case bankTransfer // = 2
+  case wallet // = 3
+  case cash // = 4
+  case giftCard // = 5
+  case other // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .card
+    case 2: self = .bankTransfer
+    case 3: self = .wallet
+    case 4: self = .cash
+    case 5: self = .giftCard
+    case 6: self = .other
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .card: return 1
+    case .bankTransfer: return 2
+    case .wallet: return 3
+    case .cash: return 4
+    case .giftCard: return 5
+    case .other: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Order_V1_PaymentMethod] = [
+    .unspecified,
+    .card,
+    .bankTransfer,
+    .wallet,
+    .cash,
+    .giftCard,
+    .other,
+  ]
+
+}
+
+public nonisolated enum Rapport_Order_V1_CartState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case active // = 1
+
+  /// Idle past the abandonment threshold with a reachable customer; CartAbandoned was emitted.
+  case abandoned // = 2
+
+  /// An order was placed from it.
+  case converted // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .active
+    case 2: self = .abandoned
+    case 3: self = .converted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .active: return 1
+    case .abandoned: return 2
+    case .converted: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Order_V1_CartState] = [
+    .unspecified,
+    .active,
+    .abandoned,
+    .converted,
+  ]
+
+}
+
+/// One line of an order or cart. Amounts are in the order currency's minor unit.
 public nonisolated struct Rapport_Order_V1_OrderLine: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -87,86 +195,552 @@ public nonisolated struct Rapport_Order_V1_OrderLine: Sendable {
   /// Required, 1 to 100000.
   public var quantity: Int64 = 0
 
-  /// Unit price in the order currency's minor unit; zero or more.
+  /// Unit price, 0 to 10^12.
   public var unitPriceMinor: Int64 = 0
+
+  /// Discount on the whole line, 0 to quantity × unit price.
+  public var discountMinor: Int64 = 0
+
+  /// Tax on the whole line, 0 to 10^12.
+  public var taxMinor: Int64 = 0
+
+  /// Optional. When set it must equal the order's currency (mixed currencies are refused).
+  public var currency: String = String()
+
+  /// Output only: quantity × unit price − discount + tax.
+  public var totalMinor: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct Rapport_Order_V1_Order: Sendable {
+/// A postal address as it was when the order was placed (a snapshot; later profile changes do not alter it).
+public nonisolated struct Rapport_Order_V1_PostalAddress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Recipient name, at most 200 characters.
+  public var name: String = String()
+
+  /// Company name, at most 200 characters.
+  public var company: String = String()
+
+  /// Required first line, at most 200 characters.
+  public var line1: String = String()
+
+  /// At most 200 characters.
+  public var line2: String = String()
+
+  /// At most 100 characters.
+  public var city: String = String()
+
+  /// At most 100 characters.
+  public var region: String = String()
+
+  /// At most 32 characters.
+  public var postalCode: String = String()
+
+  /// Required ISO-3166-1 alpha-2 code, upper case, e.g. "DE".
+  public var country: String = String()
+
+  /// At most 32 characters.
+  public var phone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Terms of an order placed for a B2B company.
+public nonisolated struct Rapport_Order_V1_B2BTerms: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: the company's id in the customer service.
+  public var companyID: String = String()
+
+  /// The buyer's purchase-order number, at most 64 characters.
+  public var purchaseOrderNumber: String = String()
+
+  /// Days after placement the invoice is due (0–365). Unset: the company's payment terms.
+  public var paymentTermsNetDays: Int32 {
+    get {_paymentTermsNetDays ?? 0}
+    set {_paymentTermsNetDays = newValue}
+  }
+  /// Returns true if `paymentTermsNetDays` has been explicitly set.
+  public var hasPaymentTermsNetDays: Bool {self._paymentTermsNetDays != nil}
+  /// Clears the value of `paymentTermsNetDays`. Subsequent reads from it will return its default value.
+  public mutating func clearPaymentTermsNetDays() {self._paymentTermsNetDays = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _paymentTermsNetDays: Int32? = nil
+}
+
+/// Shipment details recorded by FulfillOrder.
+public nonisolated struct Rapport_Order_V1_Shipment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var carrier: String = String()
+
+  public var trackingNumber: String = String()
+
+  public var shipTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_shipTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_shipTime = newValue}
+  }
+  /// Returns true if `shipTime` has been explicitly set.
+  public var hasShipTime: Bool {self._shipTime != nil}
+  /// Clears the value of `shipTime`. Subsequent reads from it will return its default value.
+  public mutating func clearShipTime() {self._shipTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _shipTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// One entry of an order's status history.
+public nonisolated struct Rapport_Order_V1_StatusChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: Rapport_Order_V1_OrderStatus = .unspecified
+
+  public var to: Rapport_Order_V1_OrderStatus = .unspecified
+
+  public var changeTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_changeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_changeTime = newValue}
+  }
+  /// Returns true if `changeTime` has been explicitly set.
+  public var hasChangeTime: Bool {self._changeTime != nil}
+  /// Clears the value of `changeTime`. Subsequent reads from it will return its default value.
+  public mutating func clearChangeTime() {self._changeTime = nil}
+
+  /// Who made the change (an agent, a shop integration, "system").
+  public var actor: String = String()
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_Payment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  public var method: Rapport_Order_V1_PaymentMethod = .unspecified
+
+  /// The payment provider, e.g. "stripe"; at most 64 characters.
+  public var provider: String = String()
+
+  /// The provider's id of this payment, unique per provider; at most 128 characters.
+  public var providerReference: String = String()
+
+  public var paymentTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_paymentTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_paymentTime = newValue}
+  }
+  /// Returns true if `paymentTime` has been explicitly set.
+  public var hasPaymentTime: Bool {self._paymentTime != nil}
+  /// Clears the value of `paymentTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPaymentTime() {self._paymentTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+  fileprivate var _paymentTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_Refund: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// The caller's id of this refund, unique per order; at most 128 characters.
+  public var refundReference: String = String()
+
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  public var reason: String = String()
+
+  public var actor: String = String()
+
+  public var refundTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_refundTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_refundTime = newValue}
+  }
+  /// Returns true if `refundTime` has been explicitly set.
+  public var hasRefundTime: Bool {self._refundTime != nil}
+  /// Clears the value of `refundTime`. Subsequent reads from it will return its default value.
+  public mutating func clearRefundTime() {self._refundTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+  fileprivate var _refundTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_Order: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Server-assigned UUID.
-  public var id: String = String()
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
-  /// The customer who placed the order.
-  public var customerID: String = String()
+  /// The customer who placed the order (the survivor's id after a merge).
+  public var customerID: String {
+    get {_storage._customerID}
+    set {_uniqueStorage()._customerID = newValue}
+  }
 
   /// Channel the order came from.
-  public var channel: Rapport_Common_V1_Channel = .unspecified
+  public var channel: Rapport_Common_V1_Channel {
+    get {_storage._channel}
+    set {_uniqueStorage()._channel = newValue}
+  }
 
   /// The shop's idempotency key for this order, unique per channel.
-  public var idempotencyKey: String = String()
+  public var idempotencyKey: String {
+    get {_storage._idempotencyKey}
+    set {_uniqueStorage()._idempotencyKey = newValue}
+  }
 
-  public var status: Rapport_Order_V1_OrderStatus = .unspecified
+  public var status: Rapport_Order_V1_OrderStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
-  public var lines: [Rapport_Order_V1_OrderLine] = []
+  public var lines: [Rapport_Order_V1_OrderLine] {
+    get {_storage._lines}
+    set {_uniqueStorage()._lines = newValue}
+  }
 
-  /// Sum of quantity × unit price over the lines, computed by the service.
+  /// subtotal − discounts + tax + shipping, computed by the service.
   public var total: Rapport_Common_V1_Money {
-    get {_total ?? Rapport_Common_V1_Money()}
-    set {_total = newValue}
+    get {_storage._total ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._total = newValue}
   }
   /// Returns true if `total` has been explicitly set.
-  public var hasTotal: Bool {self._total != nil}
+  public var hasTotal: Bool {_storage._total != nil}
   /// Clears the value of `total`. Subsequent reads from it will return its default value.
-  public mutating func clearTotal() {self._total = nil}
+  public mutating func clearTotal() {_uniqueStorage()._total = nil}
 
   /// When the order was placed (UTC).
   public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_createTime = newValue}
+    get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createTime = newValue}
   }
   /// Returns true if `createTime` has been explicitly set.
-  public var hasCreateTime: Bool {self._createTime != nil}
+  public var hasCreateTime: Bool {_storage._createTime != nil}
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
-  public mutating func clearCreateTime() {self._createTime = nil}
+  public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
+
+  /// The shop's own order number, at most 64 characters.
+  public var channelOrderReference: String {
+    get {_storage._channelOrderReference}
+    set {_uniqueStorage()._channelOrderReference = newValue}
+  }
+
+  /// Sum of quantity × unit price.
+  public var subtotal: Rapport_Common_V1_Money {
+    get {_storage._subtotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._subtotal = newValue}
+  }
+  /// Returns true if `subtotal` has been explicitly set.
+  public var hasSubtotal: Bool {_storage._subtotal != nil}
+  /// Clears the value of `subtotal`. Subsequent reads from it will return its default value.
+  public mutating func clearSubtotal() {_uniqueStorage()._subtotal = nil}
+
+  public var discountTotal: Rapport_Common_V1_Money {
+    get {_storage._discountTotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._discountTotal = newValue}
+  }
+  /// Returns true if `discountTotal` has been explicitly set.
+  public var hasDiscountTotal: Bool {_storage._discountTotal != nil}
+  /// Clears the value of `discountTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearDiscountTotal() {_uniqueStorage()._discountTotal = nil}
+
+  public var taxTotal: Rapport_Common_V1_Money {
+    get {_storage._taxTotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._taxTotal = newValue}
+  }
+  /// Returns true if `taxTotal` has been explicitly set.
+  public var hasTaxTotal: Bool {_storage._taxTotal != nil}
+  /// Clears the value of `taxTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearTaxTotal() {_uniqueStorage()._taxTotal = nil}
+
+  public var shipping: Rapport_Common_V1_Money {
+    get {_storage._shipping ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._shipping = newValue}
+  }
+  /// Returns true if `shipping` has been explicitly set.
+  public var hasShipping: Bool {_storage._shipping != nil}
+  /// Clears the value of `shipping`. Subsequent reads from it will return its default value.
+  public mutating func clearShipping() {_uniqueStorage()._shipping = nil}
+
+  /// Empty after the customer's data was erased.
+  public var shippingAddress: Rapport_Order_V1_PostalAddress {
+    get {_storage._shippingAddress ?? Rapport_Order_V1_PostalAddress()}
+    set {_uniqueStorage()._shippingAddress = newValue}
+  }
+  /// Returns true if `shippingAddress` has been explicitly set.
+  public var hasShippingAddress: Bool {_storage._shippingAddress != nil}
+  /// Clears the value of `shippingAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearShippingAddress() {_uniqueStorage()._shippingAddress = nil}
+
+  /// Empty after the customer's data was erased.
+  public var billingAddress: Rapport_Order_V1_PostalAddress {
+    get {_storage._billingAddress ?? Rapport_Order_V1_PostalAddress()}
+    set {_uniqueStorage()._billingAddress = newValue}
+  }
+  /// Returns true if `billingAddress` has been explicitly set.
+  public var hasBillingAddress: Bool {_storage._billingAddress != nil}
+  /// Clears the value of `billingAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearBillingAddress() {_uniqueStorage()._billingAddress = nil}
+
+  /// Set for B2B orders; payment_terms_net_days is always set here.
+  public var b2B: Rapport_Order_V1_B2BTerms {
+    get {_storage._b2B ?? Rapport_Order_V1_B2BTerms()}
+    set {_uniqueStorage()._b2B = newValue}
+  }
+  /// Returns true if `b2B` has been explicitly set.
+  public var hasB2B: Bool {_storage._b2B != nil}
+  /// Clears the value of `b2B`. Subsequent reads from it will return its default value.
+  public mutating func clearB2B() {_uniqueStorage()._b2B = nil}
+
+  /// create_time + net days, for B2B orders.
+  public var paymentDueTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._paymentDueTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._paymentDueTime = newValue}
+  }
+  /// Returns true if `paymentDueTime` has been explicitly set.
+  public var hasPaymentDueTime: Bool {_storage._paymentDueTime != nil}
+  /// Clears the value of `paymentDueTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPaymentDueTime() {_uniqueStorage()._paymentDueTime = nil}
+
+  public var amountPaid: Rapport_Common_V1_Money {
+    get {_storage._amountPaid ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._amountPaid = newValue}
+  }
+  /// Returns true if `amountPaid` has been explicitly set.
+  public var hasAmountPaid: Bool {_storage._amountPaid != nil}
+  /// Clears the value of `amountPaid`. Subsequent reads from it will return its default value.
+  public mutating func clearAmountPaid() {_uniqueStorage()._amountPaid = nil}
+
+  public var amountRefunded: Rapport_Common_V1_Money {
+    get {_storage._amountRefunded ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._amountRefunded = newValue}
+  }
+  /// Returns true if `amountRefunded` has been explicitly set.
+  public var hasAmountRefunded: Bool {_storage._amountRefunded != nil}
+  /// Clears the value of `amountRefunded`. Subsequent reads from it will return its default value.
+  public mutating func clearAmountRefunded() {_uniqueStorage()._amountRefunded = nil}
+
+  public var shipment: Rapport_Order_V1_Shipment {
+    get {_storage._shipment ?? Rapport_Order_V1_Shipment()}
+    set {_uniqueStorage()._shipment = newValue}
+  }
+  /// Returns true if `shipment` has been explicitly set.
+  public var hasShipment: Bool {_storage._shipment != nil}
+  /// Clears the value of `shipment`. Subsequent reads from it will return its default value.
+  public mutating func clearShipment() {_uniqueStorage()._shipment = nil}
+
+  public var deliverTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._deliverTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._deliverTime = newValue}
+  }
+  /// Returns true if `deliverTime` has been explicitly set.
+  public var hasDeliverTime: Bool {_storage._deliverTime != nil}
+  /// Clears the value of `deliverTime`. Subsequent reads from it will return its default value.
+  public mutating func clearDeliverTime() {_uniqueStorage()._deliverTime = nil}
+
+  /// Oldest first. Filled by GetOrder and the lifecycle RPCs; empty in ListOrders.
+  public var history: [Rapport_Order_V1_StatusChange] {
+    get {_storage._history}
+    set {_uniqueStorage()._history = newValue}
+  }
+
+  /// Filled by GetOrder and the lifecycle RPCs; empty in ListOrders.
+  public var payments: [Rapport_Order_V1_Payment] {
+    get {_storage._payments}
+    set {_uniqueStorage()._payments = newValue}
+  }
+
+  /// Filled by GetOrder and the lifecycle RPCs; empty in ListOrders.
+  public var refunds: [Rapport_Order_V1_Refund] {
+    get {_storage._refunds}
+    set {_uniqueStorage()._refunds = newValue}
+  }
+
+  /// The cart this order converted, if any.
+  public var cartID: String {
+    get {_storage._cartID}
+    set {_uniqueStorage()._cartID = newValue}
+  }
+
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _total: Rapport_Common_V1_Money? = nil
-  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Rapport_Order_V1_PlaceOrderRequest: Sendable {
+public nonisolated struct Rapport_Order_V1_PlaceOrderRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Required. Chosen by the shop; 1 to 128 characters; scoped per channel.
-  public var idempotencyKey: String = String()
+  public var idempotencyKey: String {
+    get {_storage._idempotencyKey}
+    set {_uniqueStorage()._idempotencyKey = newValue}
+  }
 
-  /// Required. The customer's id.
-  public var customerID: String = String()
+  /// The customer's id; or leave empty and give customer_identities.
+  public var customerID: String {
+    get {_storage._customerID}
+    set {_uniqueStorage()._customerID = newValue}
+  }
 
   /// Required. Not CHANNEL_UNSPECIFIED.
-  public var channel: Rapport_Common_V1_Channel = .unspecified
+  public var channel: Rapport_Common_V1_Channel {
+    get {_storage._channel}
+    set {_uniqueStorage()._channel = newValue}
+  }
 
-  /// Required. ISO-4217 code of every line's price.
-  public var currency: String = String()
+  /// Required. ISO-4217 code of every amount in the order.
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
+  }
 
   /// Required. 1 to 100 lines.
-  public var lines: [Rapport_Order_V1_OrderLine] = []
+  public var lines: [Rapport_Order_V1_OrderLine] {
+    get {_storage._lines}
+    set {_uniqueStorage()._lines = newValue}
+  }
+
+  /// When customer_id is empty: 1 to 10 identities (email, phone, external id) resolved through the
+  /// customer service, which creates the customer if none matches.
+  public var customerIdentities: [Rapport_Customer_V1_Identity] {
+    get {_storage._customerIdentities}
+    set {_uniqueStorage()._customerIdentities = newValue}
+  }
+
+  /// The shop's own order number, at most 64 characters.
+  public var channelOrderReference: String {
+    get {_storage._channelOrderReference}
+    set {_uniqueStorage()._channelOrderReference = newValue}
+  }
+
+  public var shippingAddress: Rapport_Order_V1_PostalAddress {
+    get {_storage._shippingAddress ?? Rapport_Order_V1_PostalAddress()}
+    set {_uniqueStorage()._shippingAddress = newValue}
+  }
+  /// Returns true if `shippingAddress` has been explicitly set.
+  public var hasShippingAddress: Bool {_storage._shippingAddress != nil}
+  /// Clears the value of `shippingAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearShippingAddress() {_uniqueStorage()._shippingAddress = nil}
+
+  public var billingAddress: Rapport_Order_V1_PostalAddress {
+    get {_storage._billingAddress ?? Rapport_Order_V1_PostalAddress()}
+    set {_uniqueStorage()._billingAddress = newValue}
+  }
+  /// Returns true if `billingAddress` has been explicitly set.
+  public var hasBillingAddress: Bool {_storage._billingAddress != nil}
+  /// Clears the value of `billingAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearBillingAddress() {_uniqueStorage()._billingAddress = nil}
+
+  /// Shipping charge, 0 to 10^12.
+  public var shippingMinor: Int64 {
+    get {_storage._shippingMinor}
+    set {_uniqueStorage()._shippingMinor = newValue}
+  }
+
+  /// Optional. The total the shop computed; refused (INVALID_ARGUMENT) when it differs from the service's.
+  public var expectedTotal: Rapport_Common_V1_Money {
+    get {_storage._expectedTotal ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._expectedTotal = newValue}
+  }
+  /// Returns true if `expectedTotal` has been explicitly set.
+  public var hasExpectedTotal: Bool {_storage._expectedTotal != nil}
+  /// Clears the value of `expectedTotal`. Subsequent reads from it will return its default value.
+  public mutating func clearExpectedTotal() {_uniqueStorage()._expectedTotal = nil}
+
+  /// For orders placed on behalf of a B2B company.
+  public var b2B: Rapport_Order_V1_B2BTerms {
+    get {_storage._b2B ?? Rapport_Order_V1_B2BTerms()}
+    set {_uniqueStorage()._b2B = newValue}
+  }
+  /// Returns true if `b2B` has been explicitly set.
+  public var hasB2B: Bool {_storage._b2B != nil}
+  /// Clears the value of `b2B`. Subsequent reads from it will return its default value.
+  public mutating func clearB2B() {_uniqueStorage()._b2B = nil}
+
+  /// The cart (same channel) this order converts; NOT_FOUND when unknown.
+  public var cartID: String {
+    get {_storage._cartID}
+    set {_uniqueStorage()._cartID = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Rapport_Order_V1_PlaceOrderResponse: Sendable {
@@ -232,7 +806,7 @@ public nonisolated struct Rapport_Order_V1_ListOrdersRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Required. The customer whose orders to list.
+  /// The customer whose orders to list; empty lists every customer's.
   public var customerID: String = String()
 
   /// 1 to 100; 0 means 20.
@@ -241,9 +815,38 @@ public nonisolated struct Rapport_Order_V1_ListOrdersRequest: Sendable {
   /// Opaque token from a previous response's next_page_token.
   public var pageToken: String = String()
 
+  /// Only orders in one of these states; empty means any.
+  public var statuses: [Rapport_Order_V1_OrderStatus] = []
+
+  /// Only orders from this channel; unspecified means any.
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// Only orders created at or after this time.
+  public var createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAfter = newValue}
+  }
+  /// Returns true if `createdAfter` has been explicitly set.
+  public var hasCreatedAfter: Bool {self._createdAfter != nil}
+  /// Clears the value of `createdAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAfter() {self._createdAfter = nil}
+
+  /// Only orders created before this time.
+  public var createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdBefore = newValue}
+  }
+  /// Returns true if `createdBefore` has been explicitly set.
+  public var hasCreatedBefore: Bool {self._createdBefore != nil}
+  /// Clears the value of `createdBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedBefore() {self._createdBefore = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Rapport_Order_V1_ListOrdersResponse: Sendable {
@@ -261,17 +864,533 @@ public nonisolated struct Rapport_Order_V1_ListOrdersResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Rapport_Order_V1_RecordPaymentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var orderID: String = String()
+
+  /// Required; positive, in the order's currency.
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  /// Required.
+  public var method: Rapport_Order_V1_PaymentMethod = .unspecified
+
+  /// Required, at most 64 characters.
+  public var provider: String = String()
+
+  /// Required, at most 128 characters; a retry with the same provider and reference returns the first
+  /// payment.
+  public var providerReference: String = String()
+
+  /// When the provider captured it; unset means now.
+  public var paymentTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_paymentTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_paymentTime = newValue}
+  }
+  /// Returns true if `paymentTime` has been explicitly set.
+  public var hasPaymentTime: Bool {self._paymentTime != nil}
+  /// Clears the value of `paymentTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPaymentTime() {self._paymentTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+  fileprivate var _paymentTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_RecordPaymentResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var order: Rapport_Order_V1_Order {
+    get {_order ?? Rapport_Order_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  public var payment: Rapport_Order_V1_Payment {
+    get {_payment ?? Rapport_Order_V1_Payment()}
+    set {_payment = newValue}
+  }
+  /// Returns true if `payment` has been explicitly set.
+  public var hasPayment: Bool {self._payment != nil}
+  /// Clears the value of `payment`. Subsequent reads from it will return its default value.
+  public mutating func clearPayment() {self._payment = nil}
+
+  /// True when this call replayed an earlier one with the same provider reference.
+  public var replayed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_Order? = nil
+  fileprivate var _payment: Rapport_Order_V1_Payment? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_FulfillOrderRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var orderID: String = String()
+
+  /// Required, at most 64 characters.
+  public var carrier: String = String()
+
+  /// Required, at most 128 characters.
+  public var trackingNumber: String = String()
+
+  /// Who shipped it, at most 128 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_FulfillOrderResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var order: Rapport_Order_V1_Order {
+    get {_order ?? Rapport_Order_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_Order? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_DeliverOrderRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var orderID: String = String()
+
+  /// At most 128 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_DeliverOrderResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var order: Rapport_Order_V1_Order {
+    get {_order ?? Rapport_Order_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_Order? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_CancelOrderRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var orderID: String = String()
+
+  /// Required, at most 500 characters.
+  public var reason: String = String()
+
+  /// At most 128 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_CancelOrderResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var order: Rapport_Order_V1_Order {
+    get {_order ?? Rapport_Order_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_Order? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_RefundOrderRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var orderID: String = String()
+
+  /// Required, at most 128 characters; a retry with the same reference returns the first refund.
+  public var refundReference: String = String()
+
+  /// Required; positive, in the order's currency.
+  public var amount: Rapport_Common_V1_Money {
+    get {_amount ?? Rapport_Common_V1_Money()}
+    set {_amount = newValue}
+  }
+  /// Returns true if `amount` has been explicitly set.
+  public var hasAmount: Bool {self._amount != nil}
+  /// Clears the value of `amount`. Subsequent reads from it will return its default value.
+  public mutating func clearAmount() {self._amount = nil}
+
+  /// Required, at most 500 characters.
+  public var reason: String = String()
+
+  /// At most 128 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _amount: Rapport_Common_V1_Money? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_RefundOrderResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var order: Rapport_Order_V1_Order {
+    get {_order ?? Rapport_Order_V1_Order()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  public var refund: Rapport_Order_V1_Refund {
+    get {_refund ?? Rapport_Order_V1_Refund()}
+    set {_refund = newValue}
+  }
+  /// Returns true if `refund` has been explicitly set.
+  public var hasRefund: Bool {self._refund != nil}
+  /// Clears the value of `refund`. Subsequent reads from it will return its default value.
+  public mutating func clearRefund() {self._refund = nil}
+
+  public var replayed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_Order? = nil
+  fileprivate var _refund: Rapport_Order_V1_Refund? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_Cart: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The shop's cart id, unique per channel.
+  public var cartID: String = String()
+
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// The customer, when known; a cart without one is anonymous and never counts as abandoned.
+  public var customerID: String = String()
+
+  /// The shop's anonymous visitor id (cookie, device), when there is no customer.
+  public var anonymousID: String = String()
+
+  public var currency: String = String()
+
+  public var lines: [Rapport_Order_V1_OrderLine] = []
+
+  public var total: Rapport_Common_V1_Money {
+    get {_total ?? Rapport_Common_V1_Money()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  public var state: Rapport_Order_V1_CartState = .unspecified
+
+  /// The order it became, once converted.
+  public var orderID: String = String()
+
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {self._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {self._createTime = nil}
+
+  /// The last change; idle time counts from here.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {self._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {self._updateTime = nil}
+
+  public var abandonTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_abandonTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_abandonTime = newValue}
+  }
+  /// Returns true if `abandonTime` has been explicitly set.
+  public var hasAbandonTime: Bool {self._abandonTime != nil}
+  /// Clears the value of `abandonTime`. Subsequent reads from it will return its default value.
+  public mutating func clearAbandonTime() {self._abandonTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Rapport_Common_V1_Money? = nil
+  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _abandonTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_UpsertCartRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required, 1 to 128 characters.
+  public var cartID: String = String()
+
+  /// Required. Not CHANNEL_UNSPECIFIED.
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// The customer's id, when known.
+  public var customerID: String = String()
+
+  /// Instead of customer_id: identities resolved through the customer service (email captured at checkout).
+  public var customerIdentities: [Rapport_Customer_V1_Identity] = []
+
+  /// The shop's anonymous visitor id, at most 128 characters.
+  public var anonymousID: String = String()
+
+  /// Required ISO-4217 code.
+  public var currency: String = String()
+
+  /// 0 to 100 lines; they replace the cart's lines.
+  public var lines: [Rapport_Order_V1_OrderLine] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_UpsertCartResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cart: Rapport_Order_V1_Cart {
+    get {_cart ?? Rapport_Order_V1_Cart()}
+    set {_cart = newValue}
+  }
+  /// Returns true if `cart` has been explicitly set.
+  public var hasCart: Bool {self._cart != nil}
+  /// Clears the value of `cart`. Subsequent reads from it will return its default value.
+  public mutating func clearCart() {self._cart = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _cart: Rapport_Order_V1_Cart? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_GetCartRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// Required.
+  public var cartID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_GetCartResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cart: Rapport_Order_V1_Cart {
+    get {_cart ?? Rapport_Order_V1_Cart()}
+    set {_cart = newValue}
+  }
+  /// Returns true if `cart` has been explicitly set.
+  public var hasCart: Bool {self._cart != nil}
+  /// Clears the value of `cart`. Subsequent reads from it will return its default value.
+  public mutating func clearCart() {self._cart = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _cart: Rapport_Order_V1_Cart? = nil
+}
+
+/// What the gateway's 360° view shows of a customer's orders.
+public nonisolated struct Rapport_Order_V1_OrderSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  /// Orders placed, cancelled ones included.
+  public var orderCount: Int64 = 0
+
+  /// Sum of the totals of orders not cancelled, per currency.
+  public var totals: [Rapport_Common_V1_Money] = []
+
+  /// Sum refunded, per currency.
+  public var refunded: [Rapport_Common_V1_Money] = []
+
+  public var firstOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_firstOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_firstOrderTime = newValue}
+  }
+  /// Returns true if `firstOrderTime` has been explicitly set.
+  public var hasFirstOrderTime: Bool {self._firstOrderTime != nil}
+  /// Clears the value of `firstOrderTime`. Subsequent reads from it will return its default value.
+  public mutating func clearFirstOrderTime() {self._firstOrderTime = nil}
+
+  public var lastOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastOrderTime = newValue}
+  }
+  /// Returns true if `lastOrderTime` has been explicitly set.
+  public var hasLastOrderTime: Bool {self._lastOrderTime != nil}
+  /// Clears the value of `lastOrderTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLastOrderTime() {self._lastOrderTime = nil}
+
+  /// Orders PENDING, PAID or FULFILLED.
+  public var openOrderCount: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _firstOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_GetCustomerOrderSummaryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var customerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_GetCustomerOrderSummaryResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var summary: Rapport_Order_V1_OrderSummary {
+    get {_summary ?? Rapport_Order_V1_OrderSummary()}
+    set {_summary = newValue}
+  }
+  /// Returns true if `summary` has been explicitly set.
+  public var hasSummary: Bool {self._summary != nil}
+  /// Clears the value of `summary`. Subsequent reads from it will return its default value.
+  public mutating func clearSummary() {self._summary = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _summary: Rapport_Order_V1_OrderSummary? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.order.v1"
 
 nonisolated extension Rapport_Order_V1_OrderStatus: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ORDER_STATUS_UNSPECIFIED\0\u{1}ORDER_STATUS_PENDING\0\u{1}ORDER_STATUS_PAID\0\u{1}ORDER_STATUS_FULFILLED\0\u{1}ORDER_STATUS_DELIVERED\0\u{1}ORDER_STATUS_CANCELLED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ORDER_STATUS_UNSPECIFIED\0\u{1}ORDER_STATUS_PENDING\0\u{1}ORDER_STATUS_PAID\0\u{1}ORDER_STATUS_FULFILLED\0\u{1}ORDER_STATUS_DELIVERED\0\u{1}ORDER_STATUS_CANCELLED\0\u{1}ORDER_STATUS_REFUNDED\0")
+}
+
+nonisolated extension Rapport_Order_V1_PaymentMethod: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PAYMENT_METHOD_UNSPECIFIED\0\u{1}PAYMENT_METHOD_CARD\0\u{1}PAYMENT_METHOD_BANK_TRANSFER\0\u{1}PAYMENT_METHOD_WALLET\0\u{1}PAYMENT_METHOD_CASH\0\u{1}PAYMENT_METHOD_GIFT_CARD\0\u{1}PAYMENT_METHOD_OTHER\0")
+}
+
+nonisolated extension Rapport_Order_V1_CartState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CART_STATE_UNSPECIFIED\0\u{1}CART_STATE_ACTIVE\0\u{1}CART_STATE_ABANDONED\0\u{1}CART_STATE_CONVERTED\0")
 }
 
 nonisolated extension Rapport_Order_V1_OrderLine: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OrderLine"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sku\0\u{1}title\0\u{1}quantity\0\u{3}unit_price_minor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sku\0\u{1}title\0\u{1}quantity\0\u{3}unit_price_minor\0\u{3}discount_minor\0\u{3}tax_minor\0\u{1}currency\0\u{3}total_minor\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -283,6 +1402,10 @@ nonisolated extension Rapport_Order_V1_OrderLine: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.title) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.quantity) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.unitPriceMinor) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.discountMinor) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.taxMinor) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.totalMinor) }()
       default: break
       }
     }
@@ -301,6 +1424,18 @@ nonisolated extension Rapport_Order_V1_OrderLine: SwiftProtobuf.Message, SwiftPr
     if self.unitPriceMinor != 0 {
       try visitor.visitSingularInt64Field(value: self.unitPriceMinor, fieldNumber: 4)
     }
+    if self.discountMinor != 0 {
+      try visitor.visitSingularInt64Field(value: self.discountMinor, fieldNumber: 5)
+    }
+    if self.taxMinor != 0 {
+      try visitor.visitSingularInt64Field(value: self.taxMinor, fieldNumber: 6)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 7)
+    }
+    if self.totalMinor != 0 {
+      try visitor.visitSingularInt64Field(value: self.totalMinor, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -309,14 +1444,230 @@ nonisolated extension Rapport_Order_V1_OrderLine: SwiftProtobuf.Message, SwiftPr
     if lhs.title != rhs.title {return false}
     if lhs.quantity != rhs.quantity {return false}
     if lhs.unitPriceMinor != rhs.unitPriceMinor {return false}
+    if lhs.discountMinor != rhs.discountMinor {return false}
+    if lhs.taxMinor != rhs.taxMinor {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.totalMinor != rhs.totalMinor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Rapport_Order_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".Order"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}channel\0\u{3}idempotency_key\0\u{1}status\0\u{1}lines\0\u{1}total\0\u{3}create_time\0")
+nonisolated extension Rapport_Order_V1_PostalAddress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PostalAddress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}company\0\u{1}line1\0\u{1}line2\0\u{1}city\0\u{1}region\0\u{3}postal_code\0\u{1}country\0\u{1}phone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.company) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.line1) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.line2) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.city) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.region) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.postalCode) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.country) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.phone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.company.isEmpty {
+      try visitor.visitSingularStringField(value: self.company, fieldNumber: 2)
+    }
+    if !self.line1.isEmpty {
+      try visitor.visitSingularStringField(value: self.line1, fieldNumber: 3)
+    }
+    if !self.line2.isEmpty {
+      try visitor.visitSingularStringField(value: self.line2, fieldNumber: 4)
+    }
+    if !self.city.isEmpty {
+      try visitor.visitSingularStringField(value: self.city, fieldNumber: 5)
+    }
+    if !self.region.isEmpty {
+      try visitor.visitSingularStringField(value: self.region, fieldNumber: 6)
+    }
+    if !self.postalCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.postalCode, fieldNumber: 7)
+    }
+    if !self.country.isEmpty {
+      try visitor.visitSingularStringField(value: self.country, fieldNumber: 8)
+    }
+    if !self.phone.isEmpty {
+      try visitor.visitSingularStringField(value: self.phone, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_PostalAddress, rhs: Rapport_Order_V1_PostalAddress) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.company != rhs.company {return false}
+    if lhs.line1 != rhs.line1 {return false}
+    if lhs.line2 != rhs.line2 {return false}
+    if lhs.city != rhs.city {return false}
+    if lhs.region != rhs.region {return false}
+    if lhs.postalCode != rhs.postalCode {return false}
+    if lhs.country != rhs.country {return false}
+    if lhs.phone != rhs.phone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_B2BTerms: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".B2BTerms"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}company_id\0\u{3}purchase_order_number\0\u{3}payment_terms_net_days\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.companyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.purchaseOrderNumber) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self._paymentTermsNetDays) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.companyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.companyID, fieldNumber: 1)
+    }
+    if !self.purchaseOrderNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.purchaseOrderNumber, fieldNumber: 2)
+    }
+    try { if let v = self._paymentTermsNetDays {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_B2BTerms, rhs: Rapport_Order_V1_B2BTerms) -> Bool {
+    if lhs.companyID != rhs.companyID {return false}
+    if lhs.purchaseOrderNumber != rhs.purchaseOrderNumber {return false}
+    if lhs._paymentTermsNetDays != rhs._paymentTermsNetDays {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_Shipment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Shipment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}carrier\0\u{3}tracking_number\0\u{3}ship_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.carrier) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.trackingNumber) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._shipTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.carrier.isEmpty {
+      try visitor.visitSingularStringField(value: self.carrier, fieldNumber: 1)
+    }
+    if !self.trackingNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.trackingNumber, fieldNumber: 2)
+    }
+    try { if let v = self._shipTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_Shipment, rhs: Rapport_Order_V1_Shipment) -> Bool {
+    if lhs.carrier != rhs.carrier {return false}
+    if lhs.trackingNumber != rhs.trackingNumber {return false}
+    if lhs._shipTime != rhs._shipTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_StatusChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{3}change_time\0\u{1}actor\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.from) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._changeTime) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.from != .unspecified {
+      try visitor.visitSingularEnumField(value: self.from, fieldNumber: 1)
+    }
+    if self.to != .unspecified {
+      try visitor.visitSingularEnumField(value: self.to, fieldNumber: 2)
+    }
+    try { if let v = self._changeTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_StatusChange, rhs: Rapport_Order_V1_StatusChange) -> Bool {
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs._changeTime != rhs._changeTime {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_Payment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Payment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}amount\0\u{1}method\0\u{1}provider\0\u{3}provider_reference\0\u{3}payment_time\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -325,13 +1676,11 @@ nonisolated extension Rapport_Order_V1_Order: SwiftProtobuf.Message, SwiftProtob
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.status) }()
-      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._total) }()
-      case 8: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.method) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.providerReference) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._paymentTime) }()
       default: break
       }
     }
@@ -345,47 +1694,39 @@ nonisolated extension Rapport_Order_V1_Order: SwiftProtobuf.Message, SwiftProtob
     if !self.id.isEmpty {
       try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
-    if !self.customerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
-    }
-    if self.channel != .unspecified {
-      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
-    }
-    if !self.idempotencyKey.isEmpty {
-      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 4)
-    }
-    if self.status != .unspecified {
-      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 5)
-    }
-    if !self.lines.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 6)
-    }
-    try { if let v = self._total {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
-    try { if let v = self._createTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    if self.method != .unspecified {
+      try visitor.visitSingularEnumField(value: self.method, fieldNumber: 3)
+    }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 4)
+    }
+    if !self.providerReference.isEmpty {
+      try visitor.visitSingularStringField(value: self.providerReference, fieldNumber: 5)
+    }
+    try { if let v = self._paymentTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Rapport_Order_V1_Order, rhs: Rapport_Order_V1_Order) -> Bool {
+  public static func ==(lhs: Rapport_Order_V1_Payment, rhs: Rapport_Order_V1_Payment) -> Bool {
     if lhs.id != rhs.id {return false}
-    if lhs.customerID != rhs.customerID {return false}
-    if lhs.channel != rhs.channel {return false}
-    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs.lines != rhs.lines {return false}
-    if lhs._total != rhs._total {return false}
-    if lhs._createTime != rhs._createTime {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.provider != rhs.provider {return false}
+    if lhs.providerReference != rhs.providerReference {return false}
+    if lhs._paymentTime != rhs._paymentTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Rapport_Order_V1_PlaceOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".PlaceOrderRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{3}customer_id\0\u{1}channel\0\u{1}currency\0\u{1}lines\0")
+nonisolated extension Rapport_Order_V1_Refund: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Refund"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}refund_reference\0\u{1}amount\0\u{1}reason\0\u{1}actor\0\u{3}refund_time\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -393,41 +1734,449 @@ nonisolated extension Rapport_Order_V1_PlaceOrderRequest: SwiftProtobuf.Message,
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.idempotencyKey) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.currency) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.refundReference) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._refundTime) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.idempotencyKey.isEmpty {
-      try visitor.visitSingularStringField(value: self.idempotencyKey, fieldNumber: 1)
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
-    if !self.customerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    if !self.refundReference.isEmpty {
+      try visitor.visitSingularStringField(value: self.refundReference, fieldNumber: 2)
     }
-    if self.channel != .unspecified {
-      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
     }
-    if !self.currency.isEmpty {
-      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 4)
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 5)
     }
-    if !self.lines.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 5)
+    try { if let v = self._refundTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_Refund, rhs: Rapport_Order_V1_Refund) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.refundReference != rhs.refundReference {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs._refundTime != rhs._refundTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_Order: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Order"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}channel\0\u{3}idempotency_key\0\u{1}status\0\u{1}lines\0\u{1}total\0\u{3}create_time\0\u{3}channel_order_reference\0\u{1}subtotal\0\u{3}discount_total\0\u{3}tax_total\0\u{1}shipping\0\u{3}shipping_address\0\u{3}billing_address\0\u{1}b2b\0\u{3}payment_due_time\0\u{3}amount_paid\0\u{3}amount_refunded\0\u{1}shipment\0\u{3}deliver_time\0\u{1}history\0\u{1}payments\0\u{1}refunds\0\u{3}cart_id\0\u{3}update_time\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _customerID: String = String()
+    var _channel: Rapport_Common_V1_Channel = .unspecified
+    var _idempotencyKey: String = String()
+    var _status: Rapport_Order_V1_OrderStatus = .unspecified
+    var _lines: [Rapport_Order_V1_OrderLine] = []
+    var _total: Rapport_Common_V1_Money? = nil
+    var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _channelOrderReference: String = String()
+    var _subtotal: Rapport_Common_V1_Money? = nil
+    var _discountTotal: Rapport_Common_V1_Money? = nil
+    var _taxTotal: Rapport_Common_V1_Money? = nil
+    var _shipping: Rapport_Common_V1_Money? = nil
+    var _shippingAddress: Rapport_Order_V1_PostalAddress? = nil
+    var _billingAddress: Rapport_Order_V1_PostalAddress? = nil
+    var _b2B: Rapport_Order_V1_B2BTerms? = nil
+    var _paymentDueTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _amountPaid: Rapport_Common_V1_Money? = nil
+    var _amountRefunded: Rapport_Common_V1_Money? = nil
+    var _shipment: Rapport_Order_V1_Shipment? = nil
+    var _deliverTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _history: [Rapport_Order_V1_StatusChange] = []
+    var _payments: [Rapport_Order_V1_Payment] = []
+    var _refunds: [Rapport_Order_V1_Refund] = []
+    var _cartID: String = String()
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _customerID = source._customerID
+      _channel = source._channel
+      _idempotencyKey = source._idempotencyKey
+      _status = source._status
+      _lines = source._lines
+      _total = source._total
+      _createTime = source._createTime
+      _channelOrderReference = source._channelOrderReference
+      _subtotal = source._subtotal
+      _discountTotal = source._discountTotal
+      _taxTotal = source._taxTotal
+      _shipping = source._shipping
+      _shippingAddress = source._shippingAddress
+      _billingAddress = source._billingAddress
+      _b2B = source._b2B
+      _paymentDueTime = source._paymentDueTime
+      _amountPaid = source._amountPaid
+      _amountRefunded = source._amountRefunded
+      _shipment = source._shipment
+      _deliverTime = source._deliverTime
+      _history = source._history
+      _payments = source._payments
+      _refunds = source._refunds
+      _cartID = source._cartID
+      _updateTime = source._updateTime
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._customerID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._channel) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._idempotencyKey) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._lines) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._total) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._channelOrderReference) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._subtotal) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._discountTotal) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._taxTotal) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._shipping) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._shippingAddress) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._billingAddress) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._b2B) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._paymentDueTime) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._amountPaid) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._amountRefunded) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._shipment) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._deliverTime) }()
+        case 22: try { try decoder.decodeRepeatedMessageField(value: &_storage._history) }()
+        case 23: try { try decoder.decodeRepeatedMessageField(value: &_storage._payments) }()
+        case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._refunds) }()
+        case 25: try { try decoder.decodeSingularStringField(value: &_storage._cartID) }()
+        case 26: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._customerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customerID, fieldNumber: 2)
+      }
+      if _storage._channel != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._channel, fieldNumber: 3)
+      }
+      if !_storage._idempotencyKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._idempotencyKey, fieldNumber: 4)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 5)
+      }
+      if !_storage._lines.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._lines, fieldNumber: 6)
+      }
+      try { if let v = _storage._total {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._createTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._channelOrderReference.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._channelOrderReference, fieldNumber: 9)
+      }
+      try { if let v = _storage._subtotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._discountTotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._taxTotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._shipping {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._shippingAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._billingAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+      try { if let v = _storage._b2B {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._paymentDueTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._amountPaid {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._amountRefunded {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._shipment {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      try { if let v = _storage._deliverTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      } }()
+      if !_storage._history.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._history, fieldNumber: 22)
+      }
+      if !_storage._payments.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._payments, fieldNumber: 23)
+      }
+      if !_storage._refunds.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._refunds, fieldNumber: 24)
+      }
+      if !_storage._cartID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cartID, fieldNumber: 25)
+      }
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_Order, rhs: Rapport_Order_V1_Order) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._customerID != rhs_storage._customerID {return false}
+        if _storage._channel != rhs_storage._channel {return false}
+        if _storage._idempotencyKey != rhs_storage._idempotencyKey {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._lines != rhs_storage._lines {return false}
+        if _storage._total != rhs_storage._total {return false}
+        if _storage._createTime != rhs_storage._createTime {return false}
+        if _storage._channelOrderReference != rhs_storage._channelOrderReference {return false}
+        if _storage._subtotal != rhs_storage._subtotal {return false}
+        if _storage._discountTotal != rhs_storage._discountTotal {return false}
+        if _storage._taxTotal != rhs_storage._taxTotal {return false}
+        if _storage._shipping != rhs_storage._shipping {return false}
+        if _storage._shippingAddress != rhs_storage._shippingAddress {return false}
+        if _storage._billingAddress != rhs_storage._billingAddress {return false}
+        if _storage._b2B != rhs_storage._b2B {return false}
+        if _storage._paymentDueTime != rhs_storage._paymentDueTime {return false}
+        if _storage._amountPaid != rhs_storage._amountPaid {return false}
+        if _storage._amountRefunded != rhs_storage._amountRefunded {return false}
+        if _storage._shipment != rhs_storage._shipment {return false}
+        if _storage._deliverTime != rhs_storage._deliverTime {return false}
+        if _storage._history != rhs_storage._history {return false}
+        if _storage._payments != rhs_storage._payments {return false}
+        if _storage._refunds != rhs_storage._refunds {return false}
+        if _storage._cartID != rhs_storage._cartID {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_PlaceOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlaceOrderRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}idempotency_key\0\u{3}customer_id\0\u{1}channel\0\u{1}currency\0\u{1}lines\0\u{3}customer_identities\0\u{3}channel_order_reference\0\u{3}shipping_address\0\u{3}billing_address\0\u{3}shipping_minor\0\u{3}expected_total\0\u{1}b2b\0\u{3}cart_id\0")
+
+  fileprivate class _StorageClass {
+    var _idempotencyKey: String = String()
+    var _customerID: String = String()
+    var _channel: Rapport_Common_V1_Channel = .unspecified
+    var _currency: String = String()
+    var _lines: [Rapport_Order_V1_OrderLine] = []
+    var _customerIdentities: [Rapport_Customer_V1_Identity] = []
+    var _channelOrderReference: String = String()
+    var _shippingAddress: Rapport_Order_V1_PostalAddress? = nil
+    var _billingAddress: Rapport_Order_V1_PostalAddress? = nil
+    var _shippingMinor: Int64 = 0
+    var _expectedTotal: Rapport_Common_V1_Money? = nil
+    var _b2B: Rapport_Order_V1_B2BTerms? = nil
+    var _cartID: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _idempotencyKey = source._idempotencyKey
+      _customerID = source._customerID
+      _channel = source._channel
+      _currency = source._currency
+      _lines = source._lines
+      _customerIdentities = source._customerIdentities
+      _channelOrderReference = source._channelOrderReference
+      _shippingAddress = source._shippingAddress
+      _billingAddress = source._billingAddress
+      _shippingMinor = source._shippingMinor
+      _expectedTotal = source._expectedTotal
+      _b2B = source._b2B
+      _cartID = source._cartID
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._idempotencyKey) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._customerID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._channel) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._lines) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._customerIdentities) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._channelOrderReference) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._shippingAddress) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._billingAddress) }()
+        case 10: try { try decoder.decodeSingularInt64Field(value: &_storage._shippingMinor) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._expectedTotal) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._b2B) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._cartID) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._idempotencyKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._idempotencyKey, fieldNumber: 1)
+      }
+      if !_storage._customerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customerID, fieldNumber: 2)
+      }
+      if _storage._channel != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._channel, fieldNumber: 3)
+      }
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 4)
+      }
+      if !_storage._lines.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._lines, fieldNumber: 5)
+      }
+      if !_storage._customerIdentities.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._customerIdentities, fieldNumber: 6)
+      }
+      if !_storage._channelOrderReference.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._channelOrderReference, fieldNumber: 7)
+      }
+      try { if let v = _storage._shippingAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._billingAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      if _storage._shippingMinor != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._shippingMinor, fieldNumber: 10)
+      }
+      try { if let v = _storage._expectedTotal {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._b2B {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      if !_storage._cartID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._cartID, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Order_V1_PlaceOrderRequest, rhs: Rapport_Order_V1_PlaceOrderRequest) -> Bool {
-    if lhs.idempotencyKey != rhs.idempotencyKey {return false}
-    if lhs.customerID != rhs.customerID {return false}
-    if lhs.channel != rhs.channel {return false}
-    if lhs.currency != rhs.currency {return false}
-    if lhs.lines != rhs.lines {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._idempotencyKey != rhs_storage._idempotencyKey {return false}
+        if _storage._customerID != rhs_storage._customerID {return false}
+        if _storage._channel != rhs_storage._channel {return false}
+        if _storage._currency != rhs_storage._currency {return false}
+        if _storage._lines != rhs_storage._lines {return false}
+        if _storage._customerIdentities != rhs_storage._customerIdentities {return false}
+        if _storage._channelOrderReference != rhs_storage._channelOrderReference {return false}
+        if _storage._shippingAddress != rhs_storage._shippingAddress {return false}
+        if _storage._billingAddress != rhs_storage._billingAddress {return false}
+        if _storage._shippingMinor != rhs_storage._shippingMinor {return false}
+        if _storage._expectedTotal != rhs_storage._expectedTotal {return false}
+        if _storage._b2B != rhs_storage._b2B {return false}
+        if _storage._cartID != rhs_storage._cartID {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -538,7 +2287,7 @@ nonisolated extension Rapport_Order_V1_GetOrderResponse: SwiftProtobuf.Message, 
 
 nonisolated extension Rapport_Order_V1_ListOrdersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListOrdersRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}page_size\0\u{3}page_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}page_size\0\u{3}page_token\0\u{1}statuses\0\u{1}channel\0\u{3}created_after\0\u{3}created_before\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -549,12 +2298,20 @@ nonisolated extension Rapport_Order_V1_ListOrdersRequest: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 4: try { try decoder.decodeRepeatedEnumField(value: &self.statuses) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._createdAfter) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._createdBefore) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
     }
@@ -564,6 +2321,18 @@ nonisolated extension Rapport_Order_V1_ListOrdersRequest: SwiftProtobuf.Message,
     if !self.pageToken.isEmpty {
       try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 3)
     }
+    if !self.statuses.isEmpty {
+      try visitor.visitPackedEnumField(value: self.statuses, fieldNumber: 4)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 5)
+    }
+    try { if let v = self._createdAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._createdBefore {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -571,6 +2340,10 @@ nonisolated extension Rapport_Order_V1_ListOrdersRequest: SwiftProtobuf.Message,
     if lhs.customerID != rhs.customerID {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.statuses != rhs.statuses {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs._createdAfter != rhs._createdAfter {return false}
+    if lhs._createdBefore != rhs._createdBefore {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -606,6 +2379,809 @@ nonisolated extension Rapport_Order_V1_ListOrdersResponse: SwiftProtobuf.Message
   public static func ==(lhs: Rapport_Order_V1_ListOrdersResponse, rhs: Rapport_Order_V1_ListOrdersResponse) -> Bool {
     if lhs.orders != rhs.orders {return false}
     if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_RecordPaymentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordPaymentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}amount\0\u{1}method\0\u{1}provider\0\u{3}provider_reference\0\u{3}payment_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.method) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.provider) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.providerReference) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._paymentTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.method != .unspecified {
+      try visitor.visitSingularEnumField(value: self.method, fieldNumber: 3)
+    }
+    if !self.provider.isEmpty {
+      try visitor.visitSingularStringField(value: self.provider, fieldNumber: 4)
+    }
+    if !self.providerReference.isEmpty {
+      try visitor.visitSingularStringField(value: self.providerReference, fieldNumber: 5)
+    }
+    try { if let v = self._paymentTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_RecordPaymentRequest, rhs: Rapport_Order_V1_RecordPaymentRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.provider != rhs.provider {return false}
+    if lhs.providerReference != rhs.providerReference {return false}
+    if lhs._paymentTime != rhs._paymentTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_RecordPaymentResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RecordPaymentResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}order\0\u{1}payment\0\u{1}replayed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._payment) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.replayed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._payment {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.replayed != false {
+      try visitor.visitSingularBoolField(value: self.replayed, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_RecordPaymentResponse, rhs: Rapport_Order_V1_RecordPaymentResponse) -> Bool {
+    if lhs._order != rhs._order {return false}
+    if lhs._payment != rhs._payment {return false}
+    if lhs.replayed != rhs.replayed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_FulfillOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FulfillOrderRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}carrier\0\u{3}tracking_number\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.carrier) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.trackingNumber) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.carrier.isEmpty {
+      try visitor.visitSingularStringField(value: self.carrier, fieldNumber: 2)
+    }
+    if !self.trackingNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.trackingNumber, fieldNumber: 3)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_FulfillOrderRequest, rhs: Rapport_Order_V1_FulfillOrderRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.carrier != rhs.carrier {return false}
+    if lhs.trackingNumber != rhs.trackingNumber {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_FulfillOrderResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FulfillOrderResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}order\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_FulfillOrderResponse, rhs: Rapport_Order_V1_FulfillOrderResponse) -> Bool {
+    if lhs._order != rhs._order {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_DeliverOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliverOrderRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_DeliverOrderRequest, rhs: Rapport_Order_V1_DeliverOrderRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_DeliverOrderResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeliverOrderResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}order\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_DeliverOrderResponse, rhs: Rapport_Order_V1_DeliverOrderResponse) -> Bool {
+    if lhs._order != rhs._order {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_CancelOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelOrderRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{1}reason\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_CancelOrderRequest, rhs: Rapport_Order_V1_CancelOrderRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_CancelOrderResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelOrderResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}order\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_CancelOrderResponse, rhs: Rapport_Order_V1_CancelOrderResponse) -> Bool {
+    if lhs._order != rhs._order {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_RefundOrderRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RefundOrderRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}order_id\0\u{3}refund_reference\0\u{1}amount\0\u{1}reason\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.refundReference) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._amount) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 1)
+    }
+    if !self.refundReference.isEmpty {
+      try visitor.visitSingularStringField(value: self.refundReference, fieldNumber: 2)
+    }
+    try { if let v = self._amount {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_RefundOrderRequest, rhs: Rapport_Order_V1_RefundOrderRequest) -> Bool {
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.refundReference != rhs.refundReference {return false}
+    if lhs._amount != rhs._amount {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_RefundOrderResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RefundOrderResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}order\0\u{1}refund\0\u{1}replayed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._refund) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.replayed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._refund {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.replayed != false {
+      try visitor.visitSingularBoolField(value: self.replayed, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_RefundOrderResponse, rhs: Rapport_Order_V1_RefundOrderResponse) -> Bool {
+    if lhs._order != rhs._order {return false}
+    if lhs._refund != rhs._refund {return false}
+    if lhs.replayed != rhs.replayed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_Cart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Cart"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cart_id\0\u{1}channel\0\u{3}customer_id\0\u{3}anonymous_id\0\u{1}currency\0\u{1}lines\0\u{1}total\0\u{1}state\0\u{3}order_id\0\u{3}create_time\0\u{3}update_time\0\u{3}abandon_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cartID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.anonymousID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 11: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._abandonTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.cartID.isEmpty {
+      try visitor.visitSingularStringField(value: self.cartID, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 3)
+    }
+    if !self.anonymousID.isEmpty {
+      try visitor.visitSingularStringField(value: self.anonymousID, fieldNumber: 4)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 5)
+    }
+    if !self.lines.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 6)
+    }
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 8)
+    }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 9)
+    }
+    try { if let v = self._createTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
+    try { if let v = self._updateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    } }()
+    try { if let v = self._abandonTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_Cart, rhs: Rapport_Order_V1_Cart) -> Bool {
+    if lhs.cartID != rhs.cartID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.anonymousID != rhs.anonymousID {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.lines != rhs.lines {return false}
+    if lhs._total != rhs._total {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs._createTime != rhs._createTime {return false}
+    if lhs._updateTime != rhs._updateTime {return false}
+    if lhs._abandonTime != rhs._abandonTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_UpsertCartRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpsertCartRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cart_id\0\u{1}channel\0\u{3}customer_id\0\u{3}customer_identities\0\u{3}anonymous_id\0\u{1}currency\0\u{1}lines\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.cartID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.customerIdentities) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.anonymousID) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.lines) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cartID.isEmpty {
+      try visitor.visitSingularStringField(value: self.cartID, fieldNumber: 1)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 3)
+    }
+    if !self.customerIdentities.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.customerIdentities, fieldNumber: 4)
+    }
+    if !self.anonymousID.isEmpty {
+      try visitor.visitSingularStringField(value: self.anonymousID, fieldNumber: 5)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 6)
+    }
+    if !self.lines.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lines, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_UpsertCartRequest, rhs: Rapport_Order_V1_UpsertCartRequest) -> Bool {
+    if lhs.cartID != rhs.cartID {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.customerIdentities != rhs.customerIdentities {return false}
+    if lhs.anonymousID != rhs.anonymousID {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.lines != rhs.lines {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_UpsertCartResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpsertCartResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cart\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._cart) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._cart {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_UpsertCartResponse, rhs: Rapport_Order_V1_UpsertCartResponse) -> Bool {
+    if lhs._cart != rhs._cart {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_GetCartRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCartRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}channel\0\u{3}cart_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.cartID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 1)
+    }
+    if !self.cartID.isEmpty {
+      try visitor.visitSingularStringField(value: self.cartID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_GetCartRequest, rhs: Rapport_Order_V1_GetCartRequest) -> Bool {
+    if lhs.channel != rhs.channel {return false}
+    if lhs.cartID != rhs.cartID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_GetCartResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCartResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cart\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._cart) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._cart {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_GetCartResponse, rhs: Rapport_Order_V1_GetCartResponse) -> Bool {
+    if lhs._cart != rhs._cart {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_OrderSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OrderSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}order_count\0\u{1}totals\0\u{1}refunded\0\u{3}first_order_time\0\u{3}last_order_time\0\u{3}open_order_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.orderCount) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.totals) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.refunded) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._firstOrderTime) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._lastOrderTime) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.openOrderCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if self.orderCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.orderCount, fieldNumber: 2)
+    }
+    if !self.totals.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.totals, fieldNumber: 3)
+    }
+    if !self.refunded.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.refunded, fieldNumber: 4)
+    }
+    try { if let v = self._firstOrderTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._lastOrderTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.openOrderCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.openOrderCount, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_OrderSummary, rhs: Rapport_Order_V1_OrderSummary) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.orderCount != rhs.orderCount {return false}
+    if lhs.totals != rhs.totals {return false}
+    if lhs.refunded != rhs.refunded {return false}
+    if lhs._firstOrderTime != rhs._firstOrderTime {return false}
+    if lhs._lastOrderTime != rhs._lastOrderTime {return false}
+    if lhs.openOrderCount != rhs.openOrderCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_GetCustomerOrderSummaryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerOrderSummaryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_GetCustomerOrderSummaryRequest, rhs: Rapport_Order_V1_GetCustomerOrderSummaryRequest) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_GetCustomerOrderSummaryResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerOrderSummaryResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}summary\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._summary) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._summary {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_GetCustomerOrderSummaryResponse, rhs: Rapport_Order_V1_GetCustomerOrderSummaryResponse) -> Bool {
+    if lhs._summary != rhs._summary {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

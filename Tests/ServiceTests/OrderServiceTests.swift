@@ -10,22 +10,63 @@ import Testing
 
 typealias OrderClient = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
 
+/// What an order-service test works with: both clients, a customer, the database, the services' clock.
+struct OrderEnv: Sendable {
+  let orders: OrderClient
+  let customers: CustomerClient
+  let customerID: String
+  let database: DatabaseURL
+  let clock: ManualClock
+
+  /// The service's order as GetOrder returns it.
+  func get(_ id: String) async throws -> Rapport_Order_V1_Order {
+    try await orders.getOrder(.with { $0.orderID = id }).order
+  }
+
+  /// Places a fresh order (key `key`) for the env's customer.
+  func place(_ key: String, lines: Int = 2) async throws -> Rapport_Order_V1_Order {
+    try await orders.placeOrder(order(key, customer: customerID, lines: lines)).order
+  }
+
+  /// Events of `type` in the order outbox, in sequence order.
+  func events(_ type: String) async throws -> [Rapport_Events_V1_Event] {
+    try await outboxEvents("orders", type: type, database)
+  }
+}
+
+/// Runs customer and order services on one fresh database; the order service reads time from a
+/// `ManualClock` the test moves (or, with `realTime`, the system clock) and scans carts and due dates
+/// every 50 ms.
+func withOrders(
+  customerAddress: HostPort? = nil, abandonCartAfter: Duration = .seconds(3600), realTime: Bool = false,
+  _ body: @Sendable (OrderEnv) async throws -> Void
+) async throws {
+  try await withCustomerService { customers, database, customerAt in
+    let customer = try await customers.createCustomer(.with { $0.email = "buyer@example.com" }).customer
+    let clock = ManualClock()
+    let app = try OrderApp.build(
+      config: testConfig("order", database), customerAddress: customerAddress ?? customerAt,
+      customerTimeout: .seconds(3),
+      timing: .init(
+        abandonCartAfter: abandonCartAfter, scanInterval: .milliseconds(50), clock: realTime ? .system : clock.wallClock),
+      logger: testLogger("order"))
+    try await withRunningService(app) { address in
+      try await withClient(to: address) { client in
+        try await body(
+          OrderEnv(
+            orders: OrderClient(wrapping: client), customers: customers, customerID: customer.id, database: database,
+            clock: clock))
+      }
+    }
+  }
+}
+
 /// Runs customer and order services on one fresh database; hands `body` an order client and a customer id.
 func withOrderService(
   customerAddress: HostPort? = nil,
   _ body: @Sendable (OrderClient, String, DatabaseURL) async throws -> Void
 ) async throws {
-  try await withCustomerService { customers, database, customerAt in
-    let customer = try await customers.createCustomer(.with { $0.email = "buyer@example.com" }).customer
-    let app = try OrderApp.build(
-      config: testConfig("order", database), customerAddress: customerAddress ?? customerAt,
-      customerTimeout: .seconds(3), logger: testLogger("order"))
-    try await withRunningService(app) { address in
-      try await withClient(to: address) { client in
-        try await body(OrderClient(wrapping: client), customer.id, database)
-      }
-    }
-  }
+  try await withOrders(customerAddress: customerAddress, realTime: true) { env in try await body(env.orders, env.customerID, env.database) }
 }
 
 func order(_ key: String, customer: String, lines: Int = 2) -> Rapport_Order_V1_PlaceOrderRequest {

@@ -135,10 +135,7 @@ enum CustomerInput {
       result.city = try Validate.optional(address.city, field: "\(f).city", max: 100)
       result.region = try Validate.optional(address.region, field: "\(f).region", max: 100)
       result.postalCode = try Validate.optional(address.postalCode, field: "\(f).postal_code", max: 32)
-      guard ISO3166.codes.contains(address.country) else {
-        throw RPCFailure.invalid("\(f).country", "must be an ISO-3166-1 alpha-2 code such as DE")
-      }
-      result.country = address.country
+      result.country = try Validate.country(address.country, field: "\(f).country")
       return result
     }
   }

@@ -65,7 +65,12 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     async let metricSection = section("metrics", budget) {
       try await analytics.getCustomerMetrics(.with { $0.customerID = id }, options: $0).metrics
     }
-    let (customer, recent, tickets, metrics) = await (customerSection, orderSection, ticketSection, metricSection)
+    async let summarySection = section("order_summary", budget) {
+      try await orders.getCustomerOrderSummary(.with { $0.customerID = id }, options: $0).summary
+    }
+    let (customer, recent, tickets, metrics, summary) = await (
+      customerSection, orderSection, ticketSection, metricSection, summarySection
+    )
     if customer.status.code == RPCError.Code.notFound.rawValue { throw RPCFailure.notFound("customer", id) }
     // A merged id resolved to its survivor: the other services hold the rows under the survivor's id.
     if let survivor = customer.value, survivor.id != id {
@@ -76,7 +81,8 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     view.recentOrders = recent.value ?? []
     view.openTickets = tickets.value ?? []
     if let value = metrics.value { view.metrics = value }
-    view.sections = [customer.status, recent.status, tickets.status, metrics.status]
+    if let value = summary.value { view.orderSummary = value }
+    view.sections = [customer.status, recent.status, tickets.status, metrics.status, summary.status]
     return view
   }
 

@@ -7,16 +7,38 @@ import RapportProtos
 public enum OrderApp {
   public static let defaultPort = 50052
 
-  /// Reads the common settings plus `customer-addr` and `customer-timeout-ms`.
+  /// Timed work of the order service.
+  public struct Timing: Sendable {
+    /// A cart idle this long, with a customer and no order, is abandoned.
+    public var abandonCartAfter: Duration = .seconds(3600)
+    /// How often carts and due dates are scanned.
+    public var scanInterval: Duration = .seconds(60)
+    /// Where "now" comes from (tests move it).
+    public var clock: WallClock = .system
+
+    public init(abandonCartAfter: Duration = .seconds(3600), scanInterval: Duration = .seconds(60), clock: WallClock = .system) {
+      self.abandonCartAfter = abandonCartAfter
+      self.scanInterval = scanInterval
+      self.clock = clock
+    }
+  }
+
+  /// Reads the common settings plus `customer-addr`, `customer-timeout-ms`, `cart-abandon-after-s`
+  /// (default 3600) and `scan-interval-ms` (default 60000).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "order", defaultPort: defaultPort),
       customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"),
-      customerTimeout: settings.milliseconds("customer-timeout-ms", default: 1000), logger: logger)
+      customerTimeout: settings.milliseconds("customer-timeout-ms", default: 1000),
+      timing: Timing(
+        abandonCartAfter: .seconds(try settings.int("cart-abandon-after-s", default: 3600)),
+        scanInterval: settings.milliseconds("scan-interval-ms", default: 60_000)),
+      logger: logger)
   }
 
   public static func build(
-    config: CommonConfig, customerAddress: HostPort, customerTimeout: Duration = .seconds(1), logger: Logger
+    config: CommonConfig, customerAddress: HostPort, customerTimeout: Duration = .seconds(1), timing: Timing = Timing(),
+    logger: Logger
   ) throws -> ServiceApp {
     let customerClient = try GRPCClientService.plaintext(to: customerAddress)
     return try .publishing(
@@ -26,15 +48,21 @@ public enum OrderApp {
         let store = OrderStore(client: postgres, logger: logger)
         return [
           EventSubscription.customerLifecycle(
-            client: customerClient, schema: OrderMigrations.schema, postgres: postgres, logger: logger, effect: store.applyCustomerEvent)
+            client: customerClient, schema: OrderMigrations.schema, postgres: postgres, logger: logger,
+            effect: store.applyCustomerEvent),
+          OrderScanner(
+            store: store, clock: timing.clock, interval: timing.scanInterval, abandonAfter: timing.abandonCartAfter,
+            logger: logger),
         ]
       }
     ) { postgres in
       [
         OrderRPCs(
           store: OrderStore(client: postgres, logger: logger),
-          customers: Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient),
-          customerTimeout: customerTimeout, logger: logger)
+          customers: CustomerDirectory(
+            client: Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient), timeout: customerTimeout,
+            logger: logger),
+          clock: timing.clock, logger: logger)
       ]
     }
   }

@@ -1,40 +1,63 @@
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import RapportCore
 import RapportProtos
 
 /// `rapport.order.v1.OrderService`: validate → (replay | confirm customer → store) → proto.
 struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
-  /// Lines one order may have.
-  static let maxLines = 100
-  /// Largest quantity of one line.
-  static let maxQuantity: Int64 = 100_000
-  /// Largest unit price, in minor units (10^12: far above any real price, far below overflow).
-  static let maxUnitPrice: Int64 = 1_000_000_000_000
-
   let store: OrderStore
-  let customers: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>
-  /// Time allowed for the customer service to confirm a customer.
-  let customerTimeout: Duration
+  let customers: CustomerDirectory
+  let clock: WallClock
   let logger: Logger
 
   func placeOrder(
     request: Rapport_Order_V1_PlaceOrderRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_PlaceOrderResponse {
     try await serving(logger) {
-      let order = try validate(request)
-      let requestBytes: [UInt8] = try request.serializedBytes()
-      // A replay is answered from the store alone, even while the customer service is down.
-      if let earlier = try await store.existing(
-        channel: order.channel, key: order.idempotencyKey, requestBytes: requestBytes)
-      {
+      let draft = try OrderInput.draft(request)
+      let bytes: [UInt8] = try request.serializedBytes()
+      let channel = draft.channel.rawValue
+      // When placing needs the customer service, a replay is answered first, from the store alone, so it
+      // succeeds even while the customer service is down. (With a customer id the insert itself detects
+      // a replay.)
+      var needsLookup = draft.company != nil
+      if case .identities = draft.customer { needsLookup = true }
+      if needsLookup, let earlier = try await store.existing(channel: channel, key: draft.key, requestBytes: bytes) {
         return try response(earlier)
       }
-      var confirmed = order
-      confirmed.customerID = try await confirmCustomer(request.customerID)
-      return try response(try await store.place(confirmed, requestBytes: requestBytes))
+      let now = clock.now
+      var customerID: UUID
+      switch draft.customer {
+      case .id(let id): customerID = id
+      case .identities(let identities):
+        customerID = try await customers.resolve(
+          identities, channel: draft.channel, name: draft.billingAddress ?? draft.shippingAddress)
+        try await store.remember(customerID, as: .active, at: now)
+      }
+      var terms: OrderRecord.Terms?
+      if let company = draft.company {
+        // The company must exist even when the request states its own terms.
+        let companyTerms = try await customers.paymentTerms(company: company.id)
+        let net = company.netDays ?? companyTerms
+        terms = .init(
+          companyID: company.id, purchaseOrderNumber: company.purchaseOrderNumber, netDays: net,
+          dueAt: now.addingTimeInterval(Double(net) * 86_400))
+      }
+      for _ in 0..<4 {
+        let order = OrderRecord(draft, customerID: customerID, terms: terms, now: now)
+        switch try await store.place(order, requestBytes: bytes, events: placementEvents(order)) {
+        case .customerNotActive:
+          customerID = try await activeCustomer(customerID)
+        case .cartMissing:
+          throw RPCFailure.notFound("cart", draft.cartID ?? "")
+        case .cartConverted(let other):
+          throw RPCFailure.failedPrecondition("cart_id: the cart was already converted to order \(other.uuidString.lowercased())")
+        case let placement:
+          return try response(placement)
+        }
+      }
+      throw RPCFailure.unavailable("the order could not be stored; retry")
     }
   }
 
@@ -43,7 +66,7 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
   ) async throws -> Rapport_Order_V1_GetOrderResponse {
     try await serving(logger) {
       let id = try Validate.uuid(request.orderID, field: "order_id")
-      guard let order = try await store.get(id: id) else { throw RPCFailure.notFound("order", request.orderID) }
+      guard let order = try await store.get(id: id, full: true) else { throw RPCFailure.notFound("order", request.orderID) }
       return .with { $0.order = order.proto }
     }
   }
@@ -52,14 +75,56 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     request: Rapport_Order_V1_ListOrdersRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_ListOrdersResponse {
     try await serving(logger) {
-      let customerID = try Validate.uuid(request.customerID, field: "customer_id")
+      var filter = OrderStore.Filter()
+      if !request.customerID.isEmpty { filter.customerID = try Validate.uuid(request.customerID, field: "customer_id") }
+      for (index, status) in request.statuses.enumerated() {
+        filter.statuses.append(try Validate.specified(status, field: "statuses[\(index)]").rawValue)
+      }
+      filter.channel = try Validate.known(request.channel, field: "channel").rawValue
+      filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
+      filter.createdBefore = try Validate.time(
+        request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
       let limit = try Validate.pageSize(request.pageSize)
       let token = try PageToken.decode(request.pageToken)
-      let orders = try await store.list(customerID: customerID, after: token, limit: limit + 1)
+      let orders = try await store.list(filter, after: token, limit: limit + 1)
       let page = PageToken.page(orders, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
       return .with {
         $0.orders = page.rows.map(\.proto)
         $0.nextPageToken = page.nextPageToken
+      }
+    }
+  }
+
+  func getCustomerOrderSummary(
+    request: Rapport_Order_V1_GetCustomerOrderSummaryRequest, context: ServerContext
+  ) async throws -> Rapport_Order_V1_GetCustomerOrderSummaryResponse {
+    try await serving(logger) {
+      let id = try Validate.uuid(request.customerID, field: "customer_id")
+      let summary = try await store.summary(customerID: id)
+      return .with { $0.summary = summary }
+    }
+  }
+
+  /// The id to store a customer's rows under, as this service knows it or as the customer service
+  /// confirms it: the survivor of a merge; FAILED_PRECONDITION when erased; NOT_FOUND when unknown;
+  /// UNAVAILABLE when the customer service cannot tell in time.
+  func activeCustomer(_ id: UUID, hops: Int = 0) async throws -> UUID {
+    let raw = id.uuidString.lowercased()
+    switch try await store.customerRef(id) {
+    case .active?:
+      return id
+    case .merged(let survivor)? where hops < 8:
+      return try await activeCustomer(survivor, hops: hops + 1)
+    case .erased?:
+      throw RPCFailure.failedPrecondition("customer '\(raw)' was erased")
+    case .merged?, nil:
+      switch try await customers.confirm(id) {
+      case .erased:
+        try await store.remember(id, as: .erased, at: clock.now)
+        throw RPCFailure.failedPrecondition("customer '\(raw)' was erased")
+      case .active(let canonical):
+        try await store.remember(canonical, as: .active, at: clock.now)
+        return canonical
       }
     }
   }
@@ -72,62 +137,70 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
         $0.order = order.proto
         $0.replayed = true
       }
-    case .keyConflict:
-      throw RPCFailure.failedPrecondition(
-        "idempotency_key: already used on this channel for a different request")
+    default:
+      throw RPCFailure.failedPrecondition("idempotency_key: already used on this channel for a different request")
     }
   }
 
-  /// The id to store the order under: the customer's, or its survivor's when it was merged. NOT_FOUND
-  /// when the customer does not exist, FAILED_PRECONDITION when it was erased, UNAVAILABLE when the
-  /// customer service cannot tell in time.
-  private func confirmCustomer(_ id: String) async throws -> UUID {
-    var options = CallOptions.defaults
-    options.timeout = customerTimeout
-    let customer: Rapport_Customer_V1_Customer
-    do {
-      customer = try await customers.getCustomer(.with { $0.customerID = id }, options: options).customer
-    } catch let error as RPCError where error.code == .notFound {
-      throw RPCFailure.notFound("customer", id)
-    } catch {
-      logger.warning("customer service could not confirm a customer", metadata: ["error": "\(error)"])
-      throw RPCFailure.unavailable("customer service unavailable; the order was not stored, retry later")
+  /// `OrderPlaced`, `OrderPaid` for an order with nothing to pay, and `CartRecovered` (published only if
+  /// the converted cart had been marked abandoned).
+  private func placementEvents(_ order: OrderRecord) -> [Rapport_Events_V1_Event] {
+    let proto = order.proto
+    var payloads: [Rapport_Events_V1_Event.OneOf_Payload] = [
+      .orderPlaced(.with {
+        $0.orderID = proto.id
+        $0.customerID = proto.customerID
+        $0.channel = proto.channel
+        $0.total = proto.total
+        $0.lineCount = Int32(order.lines.count)
+        $0.placedAt = proto.createTime
+        $0.lines = proto.lines
+        $0.subtotal = proto.subtotal
+        $0.discountTotal = proto.discountTotal
+        $0.taxTotal = proto.taxTotal
+        $0.shipping = proto.shipping
+        $0.channelOrderReference = proto.channelOrderReference
+        $0.companyID = proto.b2B.companyID
+        $0.purchaseOrderNumber = proto.b2B.purchaseOrderNumber
+        if proto.hasPaymentDueTime { $0.paymentDueTime = proto.paymentDueTime }
+        $0.cartID = proto.cartID
+      })
+    ]
+    if order.status == .paid { payloads.append(OrderLifecycle.paid(order, at: order.createdAt)) }
+    if let cart = order.cartID {
+      payloads.append(.cartRecovered(.with {
+        $0.cartID = cart
+        $0.channel = proto.channel
+        $0.customerID = proto.customerID
+        $0.orderID = proto.id
+        $0.recoveredAt = proto.createTime
+      }))
     }
-    guard customer.state != .erased else { throw RPCFailure.failedPrecondition("customer '\(id)' was erased") }
-    guard let canonical = UUID(uuidString: customer.id) else { throw RPCFailure.internal("customer without id") }
-    return canonical
+    return payloads.map { Outbox.event(aggregateType: "order", aggregateID: proto.id, occurredAt: order.createdAt, $0) }
   }
+}
 
-  private func validate(_ request: Rapport_Order_V1_PlaceOrderRequest) throws -> OrderRecord {
-    let key = try Validate.required(request.idempotencyKey, field: "idempotency_key", max: 128)
-    let customerID = try Validate.uuid(request.customerID, field: "customer_id")
-    let channel = try Validate.specified(request.channel, field: "channel")
-    let currency = try Validate.currency(request.currency)
-    guard !request.lines.isEmpty else { throw RPCFailure.invalid("lines", "at least one line is required") }
-    guard request.lines.count <= Self.maxLines else {
-      throw RPCFailure.invalid("lines", "at most \(Self.maxLines) lines")
-    }
-    var total: Int64 = 0
-    var lines: [Rapport_Order_V1_OrderLine] = []
-    for (index, line) in request.lines.enumerated() {
-      let field = "lines[\(index)]"
-      var clean = line
-      clean.sku = try Validate.required(line.sku, field: "\(field).sku", max: 64)
-      clean.title = try Validate.optional(line.title, field: "\(field).title", max: 200)
-      guard (1...Self.maxQuantity).contains(line.quantity) else {
-        throw RPCFailure.invalid("\(field).quantity", "must be between 1 and \(Self.maxQuantity)")
+extension OrderRecord {
+  /// A new order from a validated request: PENDING, or PAID when there is nothing to pay.
+  init(_ draft: OrderDraft, customerID: UUID, terms: Terms?, now: Date) {
+    self.init(
+      id: UUID(), customerID: customerID, channel: draft.channel.rawValue, idempotencyKey: draft.key,
+      status: draft.amounts.total == 0 ? .paid : .pending, currency: draft.currency, createdAt: now)
+    lines = draft.lines
+    amounts = draft.amounts
+    channelOrderReference = draft.channelOrderReference
+    shippingAddress = draft.shippingAddress
+    billingAddress = draft.billingAddress
+    self.terms = terms
+    cartID = draft.cartID
+    history = [
+      .with {
+        $0.from = .unspecified
+        $0.to = status
+        $0.changeTime = .init(microsecondsOf: now)
+        $0.actor = "shop"
+        $0.reason = "placed"
       }
-      guard (0...Self.maxUnitPrice).contains(line.unitPriceMinor) else {
-        throw RPCFailure.invalid("\(field).unit_price_minor", "must be between 0 and \(Self.maxUnitPrice)")
-      }
-      let (amount, overflow1) = line.quantity.multipliedReportingOverflow(by: line.unitPriceMinor)
-      let (sum, overflow2) = total.addingReportingOverflow(amount)
-      guard !overflow1, !overflow2 else { throw RPCFailure.invalid("lines", "order total is too large") }
-      total = sum
-      lines.append(clean)
-    }
-    return OrderRecord(
-      id: UUID(), customerID: customerID, channel: channel.rawValue, idempotencyKey: key, status: .pending,
-      currency: currency, totalMinor: total, createdAt: .databaseNow, lines: lines)
+    ]
   }
 }

@@ -4,214 +4,237 @@ import PostgresNIO
 import RapportCore
 import RapportProtos
 
-/// An order as stored, with its lines.
-struct OrderRecord: Sendable {
-  var id: UUID
-  var customerID: UUID
-  var channel: Int
-  var idempotencyKey: String
-  var status: Rapport_Order_V1_OrderStatus
-  var currency: String
-  var totalMinor: Int64
-  var createdAt: Date
-  var lines: [Rapport_Order_V1_OrderLine]
-
-  var proto: Rapport_Order_V1_Order {
-    .with {
-      $0.id = id.uuidString.lowercased()
-      $0.customerID = customerID.uuidString.lowercased()
-      $0.channel = Rapport_Common_V1_Channel(rawValue: channel) ?? .unspecified
-      $0.idempotencyKey = idempotencyKey
-      $0.status = status
-      $0.lines = lines
-      $0.total = .with {
-        $0.amountMinor = totalMinor
-        $0.currency = currency
-      }
-      $0.createTime = .init(microsecondsOf: createdAt)
-    }
-  }
-}
-
 /// Order SQL; nothing else in the service touches the database.
 struct OrderStore: Sendable {
+  /// What placing an order came to.
   enum Placement: Sendable {
     case created(OrderRecord)
     case replayed(OrderRecord)
+    /// The key was used on this channel for a different request.
     case keyConflict
+    /// The customer is not known here as ACTIVE (never confirmed, merged or erased): confirm and retry.
+    case customerNotActive
+    case cartMissing
+    case cartConverted(orderID: UUID)
   }
 
   let client: PostgresClient
   let logger: Logger
-  private let outbox = OrderMigrations.outbox
-  private static let columns =
-    "id, customer_id, channel, idempotency_key, status, currency, total_minor, created_at"
+  let outbox = OrderMigrations.outbox
 
   /// The order an earlier request with this key created, and whether `requestBytes` is that request.
   func existing(channel: Int, key: String, requestBytes: [UInt8]) async throws -> Placement? {
     let rows = try await client.query(
       """
-      SELECT \(unescaped: Self.columns), request_hash = sha256(\(requestBytes.bytea))
+      SELECT id, request_hash = sha256(\(requestBytes.bytea))
       FROM orders.orders WHERE channel = \(channel) AND idempotency_key = \(key)
       """, logger: logger)
-    return try await placement(rows)
-  }
-
-  private let aliases = CustomerAliases(schema: OrderMigrations.schema)
-
-  /// Applies a customer-feed event in the caller's (cursor) transaction: `CustomerMerged` moves the
-  /// duplicate's orders to the survivor. `CustomerErased` has nothing to drop yet: orders hold no
-  /// personal fields (no address snapshots) so far.
-  func applyCustomerEvent(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
-    guard case .customerMerged(let merge)? = event.payload,
-      let (survivor, duplicate) = try await aliases.record(merge, at: event.occurredAt.date, on: connection, logger: logger)
-    else { return }
-    try await connection.query(
-      "UPDATE orders.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
-  }
-
-  /// Inserts the order, its lines and `OrderPlaced` in one transaction. A concurrent request with the same
-  /// key waits on the unique index and then replays (or conflicts with) the winner.
-  func place(_ order: OrderRecord, requestBytes: [UInt8]) async throws -> Placement {
-    let outcome = try await insert(order, requestBytes: requestBytes)
-    switch outcome {
-    case .created(let stored, let customer):
-      var order = order
-      order.createdAt = stored
-      order.customerID = customer
-      return .created(order)
-    case .existing(_, sameRequest: false): return .keyConflict
-    case .existing(let id, sameRequest: true):
-      // Read after the transaction: a pool connection is never held while waiting for another.
-      guard let earlier = try await get(id: id) else { throw RPCFailure.internal("replayed order vanished") }
-      return .replayed(earlier)
-    }
-  }
-
-  private enum Insertion: Sendable {
-    case created(Date, customer: UUID)
-    case existing(UUID, sameRequest: Bool)
-  }
-
-  private func insert(_ order: OrderRecord, requestBytes: [UInt8]) async throws -> Insertion {
-    try await client.transaction(logger: logger) { connection in
-      var order = order
-      order.customerID = try await aliases.canonical(order.customerID, on: connection, logger: logger)
-      let inserted = try await connection.query(
-        """
-        INSERT INTO orders.orders (\(unescaped: Self.columns), request_hash)
-        VALUES (\(order.id), \(order.customerID), \(order.channel), \(order.idempotencyKey),
-                \(order.status.rawValue), \(order.currency), \(order.totalMinor), \(order.createdAt),
-                sha256(\(requestBytes.bytea)))
-        ON CONFLICT (channel, idempotency_key) DO NOTHING
-        RETURNING created_at
-        """, logger: logger)
-      var stored: Date?
-      for try await createdAt in inserted.decode(Date.self) { stored = createdAt }
-      guard let stored else {
-        let rows = try await connection.query(
-          """
-          SELECT id, request_hash = sha256(\(requestBytes.bytea))
-          FROM orders.orders WHERE channel = \(order.channel) AND idempotency_key = \(order.idempotencyKey)
-          """, logger: logger)
-        for try await (id, same) in rows.decode((UUID, Bool).self) { return .existing(id, sameRequest: same) }
-        throw RPCFailure.internal("idempotency conflict without a stored order")
-      }
-      try await connection.query(
-        """
-        INSERT INTO orders.order_lines (order_id, line_no, sku, title, quantity, unit_price_minor)
-        SELECT \(order.id), n, sku, title, quantity, price
-        FROM unnest(\(Array(1...order.lines.count)), \(order.lines.map(\.sku)), \(order.lines.map(\.title)),
-                    \(order.lines.map(\.quantity)), \(order.lines.map(\.unitPriceMinor)))
-             AS l(n, sku, title, quantity, price)
-        """, logger: logger)
-      let proto = order.proto
-      let event = Outbox.event(
-        aggregateType: "order", aggregateID: proto.id, occurredAt: order.createdAt,
-        .orderPlaced(.with {
-          $0.orderID = proto.id
-          $0.customerID = proto.customerID
-          $0.channel = proto.channel
-          $0.total = proto.total
-          $0.lineCount = Int32(order.lines.count)
-          $0.placedAt = proto.createTime
-        }))
-      try await outbox.append(event, on: connection, logger: logger)
-      return .created(stored, customer: order.customerID)
-    }
-  }
-
-  func get(id: UUID) async throws -> OrderRecord? {
-    let rows = try await client.query(
-      "SELECT \(unescaped: Self.columns) FROM orders.orders WHERE id = \(id)", logger: logger)
-    return try await withLines(decode(rows)).first
-  }
-
-  /// A customer's orders, newest first, after the page token's position.
-  func list(customerID: UUID, after token: PageToken?, limit: Int) async throws -> [OrderRecord] {
-    let rows: PostgresRowSequence
-    if let token {
-      rows = try await client.query(
-        """
-        SELECT \(unescaped: Self.columns) FROM orders.orders
-        WHERE customer_id = \(customerID) AND (created_at, id) < ('epoch'::timestamptz + \(token.micros) * interval '1 microsecond', \(token.id))
-        ORDER BY created_at DESC, id DESC LIMIT \(limit)
-        """, logger: logger)
-    } else {
-      rows = try await client.query(
-        """
-        SELECT \(unescaped: Self.columns) FROM orders.orders WHERE customer_id = \(customerID)
-        ORDER BY created_at DESC, id DESC LIMIT \(limit)
-        """, logger: logger)
-    }
-    return try await withLines(decode(rows))
-  }
-
-  private typealias Row = (UUID, UUID, Int, String, Int, String, Int64, Date)
-
-  private func record(_ row: Row) -> OrderRecord {
-    OrderRecord(
-      id: row.0, customerID: row.1, channel: row.2, idempotencyKey: row.3,
-      status: Rapport_Order_V1_OrderStatus(rawValue: row.4) ?? .unspecified, currency: row.5,
-      totalMinor: row.6, createdAt: row.7, lines: [])
-  }
-
-  private func decode(_ rows: PostgresRowSequence) async throws -> [OrderRecord] {
-    var records: [OrderRecord] = []
-    for try await row in rows.decode(Row.self) { records.append(record(row)) }
-    return records
-  }
-
-  private func placement(_ rows: PostgresRowSequence) async throws -> Placement? {
-    for try await row in rows.decode((UUID, UUID, Int, String, Int, String, Int64, Date, Bool).self) {
-      guard row.8 else { return .keyConflict }
-      let order = record((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7))
-      return .replayed(try await withLines([order])[0])
+    for try await (id, same) in rows.decode((UUID, Bool).self) {
+      guard same else { return .keyConflict }
+      guard let order = try await get(id: id, full: true) else { return nil }
+      return .replayed(order)
     }
     return nil
   }
 
+  /// Places `order` (with its lines, first history entry and events) in ONE statement, which PostgreSQL
+  /// runs as one transaction. The outbox lock is taken inside it, so it is held only while the backend
+  /// finishes the statement and commits — never across a round trip to this process. The insert happens
+  /// only if the customer is ACTIVE in `customer_refs` (share-locked, so a concurrent merge or erase
+  /// waits for it or is seen by it) and, with a cart, if the cart exists unconverted (locked and marked
+  /// converted in the same statement).
+  /// The first history entry is `order.history[0]`.
+  func place(_ order: OrderRecord, requestBytes: [UInt8], events: [Rapport_Events_V1_Event]) async throws -> Placement {
+    let rows = try Outbox.Rows(events)
+    let placed = order.history.first ?? .init()
+    let lines = order.lines
+    let terms = order.terms
+    let cart = order.cartID ?? ""
+    let result = try await client.query(
+      """
+      WITH ref AS (
+        SELECT customer_id FROM orders.customer_refs
+        WHERE customer_id = \(order.customerID) AND state = 1 FOR SHARE),
+      cart AS (
+        SELECT abandoned_at FROM orders.carts
+        WHERE channel = \(order.channel) AND cart_id = \(cart) AND order_id IS NULL FOR UPDATE),
+      ok AS (SELECT 1 FROM ref WHERE \(cart) = '' OR EXISTS (SELECT 1 FROM cart)),
+      o AS (
+        INSERT INTO orders.orders (
+          id, customer_id, channel, idempotency_key, request_hash, status, currency, total_minor, created_at,
+          updated_at, subtotal_minor, discount_minor, tax_minor, shipping_minor, channel_order_reference,
+          shipping_address, billing_address, company_id, purchase_order_number, payment_terms_net_days,
+          payment_due_at, cart_id)
+        SELECT \(order.id), \(order.customerID), \(order.channel), \(order.idempotencyKey),
+          sha256(\(requestBytes.bytea)), \(order.status.rawValue), \(order.currency), \(order.totalMinor),
+          \(order.createdAt), \(order.createdAt), \(order.amounts.subtotal), \(order.amounts.discount),
+          \(order.amounts.tax), \(order.amounts.shipping), \(order.channelOrderReference),
+          \(order.shippingAddress?.stored)::jsonb, \(order.billingAddress?.stored)::jsonb, \(terms?.companyID),
+          \(terms?.purchaseOrderNumber), \(terms?.netDays), \(terms?.dueAt), NULLIF(\(cart), '')
+        FROM ok
+        ON CONFLICT (channel, idempotency_key) DO NOTHING
+        RETURNING id),
+      l AS (
+        INSERT INTO orders.order_lines (order_id, line_no, sku, title, quantity, unit_price_minor, discount_minor, tax_minor)
+        SELECT o.id, l.n, l.sku, l.title, l.quantity, l.price, l.discount, l.tax
+        FROM o, unnest(\(lines.map(\.sku)), \(lines.map(\.title)), \(lines.map(\.quantity)),
+                       \(lines.map(\.unitPriceMinor)), \(lines.map(\.discountMinor)), \(lines.map(\.taxMinor)))
+                WITH ORDINALITY AS l(sku, title, quantity, price, discount, tax, n)),
+      h AS (
+        INSERT INTO orders.status_history (order_id, from_status, to_status, changed_at, actor, reason)
+        SELECT o.id, 0, \(order.status.rawValue), \(order.createdAt), \(placed.actor), \(placed.reason) FROM o),
+      c AS (
+        UPDATE orders.carts SET order_id = o.id,
+          recovered_at = CASE WHEN carts.abandoned_at IS NULL THEN NULL ELSE \(order.createdAt) END
+        FROM o WHERE carts.channel = \(order.channel) AND carts.cart_id = \(cart)
+        RETURNING carts.abandoned_at IS NOT NULL AS recovered),
+      lock AS (SELECT pg_advisory_xact_lock(\(outbox.lockKey)) FROM o),
+      e AS (
+        INSERT INTO orders.outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at
+        FROM lock, unnest(\(rows.ids), \(rows.aggregateTypes), \(rows.aggregateIDs), \(rows.types), \(rows.payloads), \(rows.times))
+               WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
+        WHERE e.type <> 'CartRecovered' OR EXISTS (SELECT 1 FROM c WHERE c.recovered)
+        ORDER BY e.n
+        RETURNING pg_notify(\(outbox.channel), ''))
+      SELECT (SELECT count(*) FROM o), (SELECT count(*) FROM ref), (SELECT count(*) FROM cart), (SELECT count(*) FROM e)
+      """, logger: logger)
+    var inserted: Int64 = 0, active: Int64 = 0, cartFree: Int64 = 0
+    for try await (o, r, c, _) in result.decode((Int64, Int64, Int64, Int64).self) {
+      (inserted, active, cartFree) = (o, r, c)
+    }
+    if inserted == 1 { return .created(order) }
+    if let earlier = try await existing(channel: order.channel, key: order.idempotencyKey, requestBytes: requestBytes) {
+      return earlier
+    }
+    if active == 0 { return .customerNotActive }
+    if cartFree == 0, let cartID = order.cartID {
+      let cart = try await self.cart(channel: order.channel, id: cartID)
+      if let converted = cart?.orderID { return .cartConverted(orderID: converted) }
+      return .cartMissing
+    }
+    throw RPCFailure.unavailable("the order could not be stored; retry")
+  }
+
+  /// One order; with `full`, its history, payments and refunds too.
+  func get(id: UUID, full: Bool = false) async throws -> OrderRecord? {
+    let rows = try await client.query(
+      "SELECT \(unescaped: OrderRecord.columns) FROM orders.orders WHERE id = \(id)", logger: logger)
+    guard var order = try await withLines(decode(rows)).first else { return nil }
+    if full { try await loadActivity(&order) }
+    return order
+  }
+
+  /// Filters of `list`.
+  struct Filter: Sendable {
+    var customerID: UUID?
+    var statuses: [Int] = []
+    var channel: Int = 0
+    var createdAfter: Date?
+    var createdBefore: Date?
+  }
+
+  /// Orders newest first, after the page token's position.
+  func list(_ filter: Filter, after token: PageToken?, limit: Int) async throws -> [OrderRecord] {
+    let rows = try await client.query(
+      """
+      SELECT \(unescaped: OrderRecord.columns) FROM orders.orders
+      WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+        AND (cardinality(\(filter.statuses)::integer[]) = 0 OR status = ANY(\(filter.statuses)))
+        AND (\(filter.channel) = 0 OR channel = \(filter.channel))
+        AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
+        AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
+        AND (\(token?.micros)::bigint IS NULL
+             OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+      ORDER BY created_at DESC, id DESC LIMIT \(limit)
+      """, logger: logger)
+    return try await withLines(decode(rows))
+  }
+
+  /// A customer's order count, totals and refunds per currency, first/last and open orders.
+  func summary(customerID: UUID) async throws -> Rapport_Order_V1_OrderSummary {
+    var summary = Rapport_Order_V1_OrderSummary()
+    summary.customerID = customerID.uuidString.lowercased()
+    let rows = try await client.query(
+      """
+      SELECT currency, count(*), coalesce(sum(total_minor) FILTER (WHERE status <> \(cancelled)), 0)::bigint,
+             sum(refunded_minor)::bigint, min(created_at), max(created_at),
+             count(*) FILTER (WHERE status = ANY(\(Self.openStatuses)))
+      FROM orders.orders WHERE customer_id = \(customerID) GROUP BY currency ORDER BY currency
+      """, logger: logger)
+    var first: Date?, last: Date?
+    for try await (currency, count, total, refunded, earliest, latest, open) in rows.decode(
+      (String, Int64, Int64, Int64, Date, Date, Int64).self)
+    {
+      summary.orderCount += count
+      summary.openOrderCount += open
+      summary.totals.append(.with {
+        $0.currency = currency
+        $0.amountMinor = total
+      })
+      if refunded > 0 {
+        summary.refunded.append(.with {
+          $0.currency = currency
+          $0.amountMinor = refunded
+        })
+      }
+      first = min(first ?? earliest, earliest)
+      last = max(last ?? latest, latest)
+    }
+    if let first { summary.firstOrderTime = .init(microsecondsOf: first) }
+    if let last { summary.lastOrderTime = .init(microsecondsOf: last) }
+    return summary
+  }
+
+  private var cancelled: Int { Rapport_Order_V1_OrderStatus.cancelled.rawValue }
+  /// PENDING, PAID, FULFILLED: orders still in progress.
+  static let openStatuses: [Int] = [1, 2, 3]
+
+  func decode(_ rows: PostgresRowSequence) async throws -> [OrderRecord] {
+    var records: [OrderRecord] = []
+    for try await row in rows { records.append(try OrderRecord(row: row)) }
+    return records
+  }
+
   /// Loads the lines of `orders` in one query.
-  private func withLines(_ orders: [OrderRecord]) async throws -> [OrderRecord] {
+  func withLines(_ orders: [OrderRecord]) async throws -> [OrderRecord] {
     guard !orders.isEmpty else { return [] }
     let rows = try await client.query(
       """
-      SELECT order_id, sku, title, quantity, unit_price_minor FROM orders.order_lines
+      SELECT order_id, sku, title, quantity, unit_price_minor, discount_minor, tax_minor FROM orders.order_lines
       WHERE order_id = ANY(\(orders.map(\.id))) ORDER BY order_id, line_no
       """, logger: logger)
+    let currencies = Dictionary(orders.map { ($0.id, $0.currency) }, uniquingKeysWith: { a, _ in a })
     var lines: [UUID: [Rapport_Order_V1_OrderLine]] = [:]
-    for try await (orderID, sku, title, quantity, price) in rows.decode((UUID, String, String, Int64, Int64).self) {
-      lines[orderID, default: []].append(.with {
-        $0.sku = sku
-        $0.title = title
-        $0.quantity = quantity
-        $0.unitPriceMinor = price
-      })
+    for try await (orderID, sku, title, quantity, price, discount, tax) in rows.decode(
+      (UUID, String, String, Int64, Int64, Int64, Int64).self)
+    {
+      lines[orderID, default: []].append(
+        .line(sku: sku, title: title, quantity: quantity, price: price, discount: discount, tax: tax,
+              currency: currencies[orderID] ?? ""))
     }
     return orders.map { order in
       var order = order
       order.lines = lines[order.id] ?? []
       return order
+    }
+  }
+}
+
+extension Rapport_Order_V1_OrderLine {
+  /// A stored line with its total.
+  static func line(
+    sku: String, title: String, quantity: Int64, price: Int64, discount: Int64, tax: Int64, currency: String
+  ) -> Self {
+    .with {
+      $0.sku = sku
+      $0.title = title
+      $0.quantity = quantity
+      $0.unitPriceMinor = price
+      $0.discountMinor = discount
+      $0.taxMinor = tax
+      $0.currency = currency
+      $0.totalMinor = quantity * price - discount + tax
     }
   }
 }

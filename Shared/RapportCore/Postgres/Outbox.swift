@@ -64,7 +64,7 @@ public struct Outbox: Sendable {
     let id = UUID(uuidString: event.id) ?? UUID()
     let rows = try await connection.query(
       """
-      WITH lock AS (SELECT pg_advisory_xact_lock(\(Migrator.lockKey(channel))))
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey)))
       INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
       SELECT \(id), \(event.aggregateType), \(event.aggregateID), \(event.type), \(payload.bytea), \(event.occurredAt.date)
       FROM lock
@@ -79,30 +79,42 @@ public struct Outbox: Sendable {
     async throws
   {
     guard !events.isEmpty else { return }
-    var ids: [UUID] = [], aggregateTypes: [String] = [], aggregateIDs: [String] = [], types: [String] = []
-    var payloads: [ByteBuffer] = [], times: [Date] = []
-    for event in events {
-      var stored = event
-      stored.sequence = 0
-      let bytes: [UInt8] = try stored.serializedBytes()
-      ids.append(UUID(uuidString: event.id) ?? UUID())
-      aggregateTypes.append(event.aggregateType)
-      aggregateIDs.append(event.aggregateID)
-      types.append(event.type)
-      payloads.append(ByteBuffer(bytes: bytes))
-      times.append(event.occurredAt.date)
-    }
+    let rows = try Rows(events)
     try await connection.query(
       """
-      WITH lock AS (SELECT pg_advisory_xact_lock(\(Migrator.lockKey(channel)))),
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey))),
       rows AS (
         INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
-        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at FROM lock, unnest(\(ids), \(aggregateTypes), \(aggregateIDs), \(types), \(payloads), \(times))
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at FROM lock, unnest(\(rows.ids), \(rows.aggregateTypes), \(rows.aggregateIDs), \(rows.types), \(rows.payloads), \(rows.times))
           WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
         ORDER BY e.n
         RETURNING 1)
       SELECT pg_notify(\(channel), '') FROM (SELECT count(*) FROM rows) AS done
       """, logger: logger)
+  }
+
+  /// The advisory lock every append holds until commit (see the type's comment). A statement that
+  /// appends on its own must take it before the outbox rows get their sequence numbers.
+  public var lockKey: Int64 { Migrator.lockKey(channel) }
+
+  /// Events as column arrays, to bind into one `unnest(…)` (bulk appends, single-statement writes).
+  public struct Rows: Sendable {
+    public var ids: [UUID] = [], aggregateTypes: [String] = [], aggregateIDs: [String] = [], types: [String] = []
+    public var payloads: [ByteBuffer] = [], times: [Date] = []
+
+    public init(_ events: [Rapport_Events_V1_Event]) throws {
+      for event in events {
+        var stored = event
+        stored.sequence = 0
+        let bytes: [UInt8] = try stored.serializedBytes()
+        ids.append(UUID(uuidString: event.id) ?? UUID())
+        aggregateTypes.append(event.aggregateType)
+        aggregateIDs.append(event.aggregateID)
+        types.append(event.type)
+        payloads.append(ByteBuffer(bytes: bytes))
+        times.append(event.occurredAt.date)
+      }
+    }
   }
 
   /// Reads up to `limit` events after `sequence`, in order; `types` empty means every type.
@@ -142,6 +154,15 @@ extension Rapport_Events_V1_Event.OneOf_Payload {
     case .interactionRecorded: "InteractionRecorded"
     case .orderPlaced: "OrderPlaced"
     case .ticketOpened: "TicketOpened"
+    case .orderPaid: "OrderPaid"
+    case .orderFulfilled: "OrderFulfilled"
+    case .orderDelivered: "OrderDelivered"
+    case .orderCancelled: "OrderCancelled"
+    case .orderRefunded: "OrderRefunded"
+    case .paymentRecorded: "PaymentRecorded"
+    case .orderPaymentOverdue: "OrderPaymentOverdue"
+    case .cartAbandoned: "CartAbandoned"
+    case .cartRecovered: "CartRecovered"
     }
   }
 }

@@ -3,9 +3,7 @@ import SwiftProtobuf
 
 extension Date {
   /// Now, on the microsecond grid PostgreSQL stores, so what a write returns equals what a read returns.
-  public static var databaseNow: Date {
-    Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1_000_000).rounded(.down) / 1_000_000)
-  }
+  public static var databaseNow: Date { WallClock.system.now }
 }
 
 extension Google_Protobuf_Timestamp {

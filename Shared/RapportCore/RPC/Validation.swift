@@ -44,6 +44,14 @@ public enum Validate {
     return value
   }
 
+  /// A required ISO-3166-1 alpha-2 country code, upper case; returns it.
+  public static func country(_ value: String, field: String) throws -> String {
+    guard ISO3166.codes.contains(value) else {
+      throw RPCFailure.invalid(field, "must be an ISO-3166-1 alpha-2 code such as DE")
+    }
+    return value
+  }
+
   /// A known enum value other than the zero `…_UNSPECIFIED`.
   public static func specified<E: SwiftProtobuf.Enum & CaseIterable>(_ value: E, field: String) throws -> E {
     guard value.rawValue != 0 else { throw RPCFailure.invalid(field, "is required") }

@@ -1,0 +1,168 @@
+import Foundation
+import PostgresNIO
+import RapportCore
+import RapportProtos
+import SwiftProtobuf
+
+/// An order as stored. `history`, `payments` and `refunds` are loaded only for single-order reads.
+struct OrderRecord: Sendable {
+  var id: UUID
+  var customerID: UUID
+  var channel: Int
+  var idempotencyKey: String
+  var status: Rapport_Order_V1_OrderStatus
+  var currency: String
+  var createdAt: Date
+  var updatedAt: Date
+  var lines: [Rapport_Order_V1_OrderLine] = []
+  var amounts = OrderAmounts()
+  var channelOrderReference = ""
+  var shippingAddress: Rapport_Order_V1_PostalAddress?
+  var billingAddress: Rapport_Order_V1_PostalAddress?
+  var terms: Terms?
+  var paidMinor: Int64 = 0
+  var refundedMinor: Int64 = 0
+  var carrier: String?
+  var trackingNumber: String?
+  var shippedAt: Date?
+  var deliveredAt: Date?
+  var cartID: String?
+  var history: [Rapport_Order_V1_StatusChange] = []
+  var payments: [Rapport_Order_V1_Payment] = []
+  var refunds: [Rapport_Order_V1_Refund] = []
+
+  /// B2B terms with the net days resolved.
+  struct Terms: Sendable {
+    var companyID: UUID
+    var purchaseOrderNumber: String
+    var netDays: Int
+    var dueAt: Date
+  }
+
+  var totalMinor: Int64 { amounts.total }
+  var outstandingMinor: Int64 { amounts.total - paidMinor }
+  var aggregateID: String { id.uuidString.lowercased() }
+  var customer: String { customerID.uuidString.lowercased() }
+
+  func money(_ minor: Int64) -> Rapport_Common_V1_Money {
+    .with {
+      $0.amountMinor = minor
+      $0.currency = currency
+    }
+  }
+
+  var proto: Rapport_Order_V1_Order {
+    .with {
+      $0.id = aggregateID
+      $0.customerID = customer
+      $0.channel = Rapport_Common_V1_Channel(rawValue: channel) ?? .unspecified
+      $0.idempotencyKey = idempotencyKey
+      $0.status = status
+      $0.lines = lines
+      $0.total = money(amounts.total)
+      $0.subtotal = money(amounts.subtotal)
+      $0.discountTotal = money(amounts.discount)
+      $0.taxTotal = money(amounts.tax)
+      $0.shipping = money(amounts.shipping)
+      $0.createTime = .init(microsecondsOf: createdAt)
+      $0.updateTime = .init(microsecondsOf: updatedAt)
+      $0.channelOrderReference = channelOrderReference
+      if let shippingAddress { $0.shippingAddress = shippingAddress }
+      if let billingAddress { $0.billingAddress = billingAddress }
+      if let terms {
+        $0.b2B = .with {
+          $0.companyID = terms.companyID.uuidString.lowercased()
+          $0.purchaseOrderNumber = terms.purchaseOrderNumber
+          $0.paymentTermsNetDays = Int32(terms.netDays)
+        }
+        $0.paymentDueTime = .init(microsecondsOf: terms.dueAt)
+      }
+      $0.amountPaid = money(paidMinor)
+      $0.amountRefunded = money(refundedMinor)
+      if let carrier, let trackingNumber, let shippedAt {
+        $0.shipment = .with {
+          $0.carrier = carrier
+          $0.trackingNumber = trackingNumber
+          $0.shipTime = .init(microsecondsOf: shippedAt)
+        }
+      }
+      if let deliveredAt { $0.deliverTime = .init(microsecondsOf: deliveredAt) }
+      $0.cartID = cartID ?? ""
+      $0.history = history
+      $0.payments = payments
+      $0.refunds = refunds
+    }
+  }
+
+  /// The columns `init(row:)` reads, in a SELECT list.
+  static let columns = """
+    id, customer_id, channel, idempotency_key, status, currency, created_at, updated_at, subtotal_minor,
+    discount_minor, tax_minor, shipping_minor, total_minor, channel_order_reference,
+    shipping_address::text, billing_address::text, company_id, purchase_order_number, payment_terms_net_days,
+    payment_due_at, paid_minor, refunded_minor, carrier, tracking_number, shipped_at, delivered_at, cart_id
+    """
+
+  init(
+    id: UUID, customerID: UUID, channel: Int, idempotencyKey: String, status: Rapport_Order_V1_OrderStatus,
+    currency: String, createdAt: Date
+  ) {
+    self.id = id
+    self.customerID = customerID
+    self.channel = channel
+    self.idempotencyKey = idempotencyKey
+    self.status = status
+    self.currency = currency
+    self.createdAt = createdAt
+    self.updatedAt = createdAt
+  }
+
+  /// Decodes a row selected with `columns`.
+  init(row: PostgresRow) throws {
+    let r = row.makeRandomAccess()
+    self.init(
+      id: try r["id"].decode(UUID.self), customerID: try r["customer_id"].decode(UUID.self),
+      channel: try r["channel"].decode(Int.self), idempotencyKey: try r["idempotency_key"].decode(String.self),
+      status: Rapport_Order_V1_OrderStatus(rawValue: try r["status"].decode(Int.self)) ?? .unspecified,
+      currency: try r["currency"].decode(String.self), createdAt: try r["created_at"].decode(Date.self))
+    updatedAt = try r["updated_at"].decode(Date.self)
+    amounts = OrderAmounts(
+      subtotal: try r["subtotal_minor"].decode(Int64.self), discount: try r["discount_minor"].decode(Int64.self),
+      tax: try r["tax_minor"].decode(Int64.self), shipping: try r["shipping_minor"].decode(Int64.self))
+    channelOrderReference = try r["channel_order_reference"].decode(String.self)
+    shippingAddress = try Self.address(r["shipping_address"].decode(String?.self))
+    billingAddress = try Self.address(r["billing_address"].decode(String?.self))
+    if let company = try r["company_id"].decode(UUID?.self), let due = try r["payment_due_at"].decode(Date?.self) {
+      terms = Terms(
+        companyID: company, purchaseOrderNumber: try r["purchase_order_number"].decode(String?.self) ?? "",
+        netDays: try r["payment_terms_net_days"].decode(Int?.self) ?? 0, dueAt: due)
+    }
+    paidMinor = try r["paid_minor"].decode(Int64.self)
+    refundedMinor = try r["refunded_minor"].decode(Int64.self)
+    carrier = try r["carrier"].decode(String?.self)
+    trackingNumber = try r["tracking_number"].decode(String?.self)
+    shippedAt = try r["shipped_at"].decode(Date?.self)
+    deliveredAt = try r["delivered_at"].decode(Date?.self)
+    cartID = try r["cart_id"].decode(String?.self)
+    let stored = try r["total_minor"].decode(Int64.self)
+    if stored != amounts.total { throw RPCFailure.internal("stored order total disagrees with its parts") }
+  }
+
+  private static func address(_ json: String?) throws -> Rapport_Order_V1_PostalAddress? {
+    guard let json else { return nil }
+    return try Rapport_Order_V1_PostalAddress(jsonString: json)
+  }
+}
+
+/// An order's money, all in its currency's minor unit; `total` is derived.
+struct OrderAmounts: Sendable, Equatable {
+  var subtotal: Int64 = 0
+  var discount: Int64 = 0
+  var tax: Int64 = 0
+  var shipping: Int64 = 0
+  var total: Int64 { subtotal - discount + tax + shipping }
+}
+
+extension Rapport_Order_V1_PostalAddress {
+  /// The snapshot as stored (jsonb).
+  var stored: String? { try? jsonString() }
+}
