@@ -41,24 +41,13 @@ public final class Stack: Sendable {
       server = local.adminURL.with(database: "rapport")
     }
     try await Bootstrap.prepare(database: server.database, server: server, logger: logger)
-    let binaries = try binaryDirectory()
     var started: [(String, ChildProcess, HostPort)] = []
     do {
       for name in order {
-        var environment = [
-          "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(ports[name] ?? 0)",
-          "RAPPORT_LOG_LEVEL": ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info",
-        ]
-        if name != "gateway" { environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = server.role(of: name).urlString }
-        for (upstream, _, address) in started { environment["RAPPORT_\(name.uppercased())_\(upstream.uppercased())_ADDR"] = "\(address)" }
-        try FileManager.default.createDirectory(atPath: "\(dataDirectory)/logs", withIntermediateDirectories: true)
-        let process = try ChildProcess(
-          name: "rapport-\(name)", executable: "\(binaries)/rapport-\(name)", environment: environment,
-          logPath: "\(dataDirectory)/logs/\(name).log")
-        started.append((name, process, HostPort(host: "127.0.0.1", port: 0)))
-        let address = try await process.address()
-        started[started.count - 1].2 = address
-        try await waitUntilServing(address)
+        let (process, address) = try await launch(
+          name, port: ports[name] ?? 0, database: server, upstream: started.map { ($0.0, $0.2) },
+          dataDirectory: dataDirectory)
+        started.append((name, process, address))
         say("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)  (log: \(dataDirectory)/logs/\(name).log)")
       }
     } catch {
@@ -67,6 +56,31 @@ public final class Stack: Sendable {
       throw error
     }
     return Stack(postgres: postgres, databaseURL: server, processes: started)
+  }
+
+  /// Starts one service executable against `database` (its own role), told where its `upstream` services
+  /// listen; waits until it reports SERVING. A process that does not get there is stopped.
+  public static func launch(
+    _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String
+  ) async throws -> (ChildProcess, HostPort) {
+    var environment = [
+      "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(port)",
+      "RAPPORT_LOG_LEVEL": ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info",
+    ]
+    if name != "gateway" { environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = database.role(of: name).urlString }
+    for (other, address) in upstream { environment["RAPPORT_\(name.uppercased())_\(other.uppercased())_ADDR"] = "\(address)" }
+    try FileManager.default.createDirectory(atPath: "\(dataDirectory)/logs", withIntermediateDirectories: true)
+    let process = try ChildProcess(
+      name: "rapport-\(name)", executable: "\(try binaryDirectory())/rapport-\(name)", environment: environment,
+      logPath: "\(dataDirectory)/logs/\(name).log")
+    do {
+      let address = try await process.address()
+      try await waitUntilServing(address)
+      return (process, address)
+    } catch {
+      await process.stop()
+      throw error
+    }
   }
 
   /// Stops the services in reverse order (each drains on SIGTERM), then the embedded database.
