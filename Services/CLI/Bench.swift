@@ -19,6 +19,9 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "Seconds per measurement.")
   var duration = 10
 
+  @Option(help: "Seconds each RPC row runs unmeasured first (connections, caches, autovacuum after seeding).")
+  var warmup = 2
+
   @Option(help: "Customers to seed.")
   var customers = 2000
 
@@ -75,10 +78,19 @@ struct Bench: AsyncParsableCommand {
       })
       rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
       let run = UUID().uuidString.prefix(8)
-      rows.append(try await load("PlaceOrder (2 lines, new key)", services) { n in
+      let place = try await load("PlaceOrder (2 lines, new key)", services) { n in
         _ = try await ordersAPI.placeOrder(Self.order(key: "bench-\(run)-\(n)", customer: ids[n % count]))
+      }
+      rows.append(place)
+      try await Bootstrap.execute(Self.orderSetup, on: stack.databaseURL, logger: Logger(label: "bench"))
+      let reference = try await pgbench("pgbench: PlaceOrder's statement (order, lines, history, outbox)", stack, Self.orderScript)
+      rows.append(reference)
+      let half = Double(place.ok) / place.seconds / 2
+      try await settle(stack)
+      rows.append(try await load("PlaceOrder paced at half the rate above", services, rate: half) { n in
+        _ = try await ordersAPI.placeOrder(Self.order(key: "paced-\(run)-\(n)", customer: ids[n % count]))
       })
-      rows.append(try await pgbench("pgbench: order + 2 lines + outbox transaction", stack, Self.orderScript))
+      try await settle(stack)
       rows.append(try await load("GetCustomerView (4 services)", services) { n in
         _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
       })
@@ -86,7 +98,8 @@ struct Bench: AsyncParsableCommand {
     }
   }
 
-  /// Creates the customers (and one order each for the first 200, so views have content).
+  /// Creates the customers and one order each (so views have content and the order service has
+  /// confirmed every customer once, as it would have in steady state).
   private func seed(
     _ customersAPI: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>,
     _ ordersAPI: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
@@ -98,7 +111,7 @@ struct Bench: AsyncParsableCommand {
           var made: [(Int, String)] = []
           for n in stride(from: worker, to: total, by: 8) {
             let id = try await customersAPI.createCustomer(.with { $0.email = "bench-\(n)@example.com" }).customer.id
-            if n < 200 { _ = try await ordersAPI.placeOrder(Self.order(key: "seed-\(n)", customer: id)) }
+            _ = try await ordersAPI.placeOrder(Self.order(key: "seed-\(n)", customer: id))
             made.append((n, id))
           }
           return made
@@ -123,11 +136,29 @@ struct Bench: AsyncParsableCommand {
     }
   }
 
-  /// Runs `call` from `concurrency` tasks for `duration` seconds.
+  /// Runs `call` from `concurrency` tasks for `duration` seconds: back to back, or with `rate`, open-loop
+  /// at that many calls per second in all, each latency counted from the call's scheduled start (so a
+  /// call that had to wait for an earlier one counts its wait).
   private func load(
-    _ name: String, _ services: [ChildProcess], _ call: @escaping @Sendable (Int) async throws -> Void
+    _ name: String, _ services: [ChildProcess], rate: Double? = nil,
+    _ call: @escaping @Sendable (Int) async throws -> Void
   ) async throws -> Row {
-    print("measuring \(name)")
+    print("measuring \(name)" + (rate.map { String(format: " at %.0f/s", $0) } ?? ""))
+    if warmup > 0 {
+      let warm = ContinuousClock.now + .seconds(warmup)
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for worker in 0..<concurrency {
+          group.addTask {
+            var n = 1_000_000_000 + worker
+            while ContinuousClock.now < warm {
+              try? await call(n)
+              n += self.concurrency
+            }
+          }
+        }
+        try await group.waitForAll()
+      }
+    }
     let cpuBefore = (Self.ownCPU(), services.map { Self.processCPU($0.pid) })
     let start = ContinuousClock.now
     let end = start + .seconds(duration)
@@ -138,7 +169,13 @@ struct Bench: AsyncParsableCommand {
           var errors = 0
           var n = worker
           while ContinuousClock.now < end {
-            let began = ContinuousClock.now
+            var began = ContinuousClock.now
+            if let rate {
+              let scheduled = start + .nanoseconds(Int64(Double(n) / rate * 1e9))
+              if scheduled >= end { break }
+              if scheduled > began { try await Task.sleep(until: scheduled) }
+              began = scheduled
+            }
             do {
               try await call(n)
               let elapsed = ContinuousClock.now - began
@@ -164,6 +201,29 @@ struct Bench: AsyncParsableCommand {
       p50: histogram.valueAtPercentile(50), p90: histogram.valueAtPercentile(90),
       p99: histogram.valueAtPercentile(99), max: histogram.max,
       benchCPU: (Self.ownCPU() - cpuBefore.0) / wall, serverCPU: serverCPU / wall)
+  }
+
+  /// Waits (up to 120 s) until analytics has applied every OrderPlaced the order service published, so a
+  /// row measures the steady state rather than a consumer digesting the previous row's burst; prints the
+  /// wait.
+  private func settle(_ stack: Stack) async throws {
+    let url = stack.databaseURL
+    let started = ContinuousClock.now
+    let sql = """
+      SELECT (SELECT coalesce(max(sequence), 0) FROM orders.outbox WHERE type = 'OrderPlaced')
+        - (SELECT coalesce(max(last_sequence), 0) FROM analytics.feed_cursors WHERE source = 'order')
+      """
+    while ContinuousClock.now - started < .seconds(120) {
+      let behind = try Shell.run(
+        try LocalPostgres.binary("psql"),
+        ["-tAc", sql, "-h", url.host, "-p", "\(url.port)", "-U", url.user, url.database])
+      if Int(behind.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 1 <= 0 {
+        print(String(format: "analytics caught up with the order feed after %.1f s", Self.seconds(ContinuousClock.now - started)))
+        return
+      }
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    print("analytics did not catch up with the order feed within 120 s")
   }
 
   /// Runs pgbench with `script` against the stack's database, as the superuser, same concurrency.
@@ -196,14 +256,18 @@ struct Bench: AsyncParsableCommand {
     SELECT c.id, c.given_name, c.family_name, c.channel, c.state, c.merged_into, c.version, c.language, c.currency, c.contact_channel, c.tags, c.extras::text, c.created_at, c.updated_at, (SELECT coalesce(json_agg(json_build_object('k', i.kind, 'c', i.channel, 'v', i.value) ORDER BY i.added_at, i.kind, i.value), '[]') FROM customer.identities i WHERE i.customer_id = c.id)::text, (SELECT coalesce(json_agg(json_build_object('id', l.company_id, 'r', l.role, 't', (extract(epoch FROM l.linked_at) * 1000000)::bigint) ORDER BY l.linked_at, l.company_id), '[]') FROM customer.company_contacts l WHERE l.customer_id = c.id)::text FROM customer.customers c JOIN customer.identities x ON x.customer_id = c.id WHERE x.kind = 1 AND x.channel = 0 AND x.value = 'bench-' || :n || '@example.com';
     """
 
+  /// The customer pgbench's orders belong to, known to the order service as ACTIVE.
+  static let orderSetup = """
+    INSERT INTO orders.customer_refs (customer_id, state, updated_at)
+    VALUES ('00000000-0000-4000-8000-000000000001', 1, now()) ON CONFLICT DO NOTHING
+    """
+
+  /// PlaceOrder's single statement (OrderStore.place) with literal values: the same locks, rows, indexes
+  /// and outbox append (a ~240-byte payload like a real OrderPlaced), one implicit transaction. Its
+  /// events get a type no service consumes, so they cannot disturb the rows measured after it.
   static let orderScript = """
     \\set k random(1, 999999999999)
-    SELECT id, request_hash = sha256('\\x01'::bytea) FROM orders.orders WHERE channel = 1 AND idempotency_key = 'pgb-' || :k;
-    BEGIN;
-    INSERT INTO orders.orders (id, customer_id, channel, idempotency_key, request_hash, status, currency, total_minor, created_at) VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:k), 12, '0'))::uuid, '00000000-0000-4000-8000-000000000001', 1, 'pgb-' || :k, sha256('\\x01'::bytea), 1, 'EUR', 4430, now()) ON CONFLICT (channel, idempotency_key) DO NOTHING RETURNING created_at;
-    INSERT INTO orders.order_lines (order_id, line_no, sku, title, quantity, unit_price_minor) SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(:k), 12, '0'))::uuid, n, sku, title, q, p FROM unnest(ARRAY[1,2], ARRAY['TEA-EARL-250','MUG-STONE'], ARRAY['Earl Grey','Mug'], ARRAY[2,1]::bigint[], ARRAY[1290,1850]::bigint[]) AS l(n, sku, title, q, p);
-    WITH lock AS (SELECT pg_advisory_xact_lock(42)) INSERT INTO orders.outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at) SELECT gen_random_uuid(), 'order', :k::text, 'OrderPlaced', '\\x0a0b0c'::bytea, now() FROM lock RETURNING sequence, pg_notify('orders_outbox_bench', '')::text;
-    COMMIT;
+    WITH ref AS (SELECT customer_id FROM orders.customer_refs WHERE customer_id = '00000000-0000-4000-8000-000000000001' AND state = 1 FOR SHARE), cart AS (SELECT abandoned_at FROM orders.carts WHERE channel = 1 AND cart_id = '' AND order_id IS NULL FOR UPDATE), ok AS (SELECT 1 FROM ref WHERE '' = '' OR EXISTS (SELECT 1 FROM cart)), o AS (INSERT INTO orders.orders (id, customer_id, channel, idempotency_key, request_hash, status, currency, total_minor, created_at, updated_at, subtotal_minor, discount_minor, tax_minor, shipping_minor, channel_order_reference, shipping_address, billing_address, company_id, purchase_order_number, payment_terms_net_days, payment_due_at, cart_id) SELECT gen_random_uuid(), '00000000-0000-4000-8000-000000000001', 1, 'pgb-' || :k, sha256('\\x01'::bytea), 1, 'EUR', 4430, now(), now(), 4430, 0, 0, 0, '', NULL, NULL, NULL, NULL, NULL, NULL, NULLIF('', '') FROM ok ON CONFLICT (channel, idempotency_key) DO NOTHING RETURNING id), l AS (INSERT INTO orders.order_lines (order_id, line_no, sku, title, quantity, unit_price_minor, discount_minor, tax_minor) SELECT o.id, l.n, l.sku, l.title, l.quantity, l.price, l.discount, l.tax FROM o, unnest(ARRAY['TEA-EARL-250','MUG-STONE'], ARRAY['Earl Grey','Mug'], ARRAY[2,1]::bigint[], ARRAY[1290,1850]::bigint[], ARRAY[0,0]::bigint[], ARRAY[0,0]::bigint[]) WITH ORDINALITY AS l(sku, title, quantity, price, discount, tax, n)), h AS (INSERT INTO orders.status_history (order_id, from_status, to_status, changed_at, actor, reason) SELECT o.id, 0, 1, now(), 'shop', 'placed' FROM o), c AS (UPDATE orders.carts SET order_id = o.id FROM o WHERE carts.channel = 1 AND carts.cart_id = '' RETURNING carts.abandoned_at IS NOT NULL AS recovered), lock AS (SELECT pg_advisory_xact_lock(42) FROM o), e AS (INSERT INTO orders.outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at) SELECT gen_random_uuid(), 'order', o.id::text, 'PgbenchOrderPlaced', decode(repeat('0a', 240), 'hex'), now() FROM lock, o RETURNING pg_notify('orders_outbox_bench', '')) SELECT (SELECT count(*) FROM o), (SELECT count(*) FROM ref), (SELECT count(*) FROM cart), (SELECT count(*) FROM e);
     """
 
   struct Row {

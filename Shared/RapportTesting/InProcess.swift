@@ -20,6 +20,11 @@ public func withRunningService<Result: Sendable>(
     do {
       let result = try await body(address)
       await app.shutdown()
+      let watchdog = Task {
+        try await Task.sleep(for: .seconds(20))
+        print("rapport-\(app.config.name) has not drained 20 s after shutdown (test harness watchdog)")
+      }
+      defer { watchdog.cancel() }
       while let _ = try await group.next() {}
       return result
     } catch {

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import RapportCore
 import RapportProtos
 import RapportTesting
+import Synchronization
 import Testing
 
 typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
@@ -32,7 +33,7 @@ typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.P
       }
       let acknowledged = outcomes.flatMap(\.acknowledged)
       let attempted = outcomes.flatMap(\.attempted)
-      #expect(acknowledged.count > 20, "the load placed only \(acknowledged.count) orders before the kill")
+      #expect(acknowledged.count >= 50, "the load placed only \(acknowledged.count) orders before the kill")
       #expect(attempted.count > acknowledged.count, "no request was interrupted by the kill")
 
       let orders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
@@ -74,10 +75,11 @@ typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.P
     try? FileManager.default.removeItem(atPath: directory)
   }
 
-  /// Eight workers place orders with fresh keys; the order process is killed after 800 ms; each worker
-  /// stops at its first failure after the kill. Returns what each acknowledged and attempted.
+  /// Eight workers place orders with fresh keys; the order process is killed once 50 orders were
+  /// acknowledged (mid-load however fast the machine is); each worker stops at its first failure after
+  /// the kill. Returns what each acknowledged and attempted.
   private func load(_ api: OrderAPI, customer: String, killing process: ChildProcess) async throws -> [Outcome] {
-    let killAt = ContinuousClock.now + .milliseconds(800)
+    let placed = Counter()
     return try await withThrowingTaskGroup(of: Outcome.self) { group in
       for worker in 0..<8 {
         group.addTask {
@@ -88,8 +90,9 @@ typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.P
             var options = CallOptions.defaults
             options.timeout = .seconds(5)
             do {
-              let placed = try await api.placeOrder(crashOrder(key, customer: customer), options: options)
-              outcome.acknowledged.append((key, placed.order.id))
+              let response = try await api.placeOrder(crashOrder(key, customer: customer), options: options)
+              outcome.acknowledged.append((key, response.order.id))
+              placed.increment()
             } catch {
               if !process.isRunning { break }
             }
@@ -98,12 +101,19 @@ typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.P
         }
       }
       group.addTask {
-        try await Task.sleep(until: killAt)
+        let giveUp = ContinuousClock.now + .seconds(60)
+        while placed.value < 50 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
         process.signal(SIGKILL)
         return Outcome()
       }
       return try await group.reduce(into: []) { $0.append($1) }
     }
+  }
+
+  private final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
   }
 
   private struct Outcome: Sendable {

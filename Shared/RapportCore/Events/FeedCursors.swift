@@ -34,12 +34,18 @@ public struct FeedCursors: Sendable {
 
   /// Runs `effect` and advances the source's cursor in one transaction. An event at or below the cursor
   /// (a redelivery) changes nothing. Returns whether the event was applied.
+  ///
+  /// The transaction commits with `synchronous_commit = off`: it holds only state derived from the
+  /// source feed together with the cursor, so a commit lost in a crash before its WAL reached disk
+  /// loses both at once, and the event is simply applied again from the (durable) source. Producers
+  /// keep synchronous commits.
   @discardableResult
   public func apply(
     _ event: Rapport_Events_V1_Event, from source: String, client: PostgresClient, logger: Logger,
     effect: (PostgresConnection) async throws -> Void
   ) async throws -> Bool {
     try await client.transaction(logger: logger) { connection in
+      try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
       try await connection.query(
         """
         INSERT INTO \(unescaped: schema).feed_cursors (source, last_sequence) VALUES (\(source), 0)

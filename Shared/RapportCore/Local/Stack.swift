@@ -116,13 +116,39 @@ public final class Stack: Sendable {
   }
 }
 
-/// A plaintext client to `address` for the duration of `body`.
+/// A plaintext client to `address` for the duration of `body`. Afterwards the client drains gracefully
+/// for up to 5 s, then its connections are cancelled: a graceful client shutdown in grpc-swift-nio-transport
+/// 2.9.2 was seen to stall now and then on a loaded machine after every RPC had finished, which hung
+/// whatever waited for it (a test run, the CLI).
 public func withPlaintextClient<Result: Sendable>(
   _ address: HostPort, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   let transport = try HTTP2ClientTransport.Posix(
     target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
-  return try await withGRPCClient(transport: transport) { client in try await body(client) }
+  let client = GRPCClient(transport: transport)
+  return try await withThrowingTaskGroup(of: Bool.self) { group in
+    group.addTask {
+      try await client.runConnections()
+      return true
+    }
+    let result: Result
+    do {
+      result = try await body(client)
+    } catch {
+      group.cancelAll()
+      throw error
+    }
+    client.beginGracefulShutdown()
+    group.addTask {
+      try? await Task.sleep(for: .seconds(5))
+      return false
+    }
+    if try await group.next() == false {
+      FileHandle.standardError.write(Data("client to \(address) did not drain within 5 s; closing it\n".utf8))
+    }
+    group.cancelAll()
+    return result
+  }
 }
 
 extension Stack {
