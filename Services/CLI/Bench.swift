@@ -90,6 +90,7 @@ struct Bench: AsyncParsableCommand {
       rows.append(try await load("PlaceOrder paced at half the rate above", services, rate: half) { n in
         _ = try await ordersAPI.placeOrder(Self.order(key: "paced-\(run)-\(n)", customer: ids[n % count]))
       })
+      rows.append(try await pgbench("pgbench: the same statement paced at that rate", stack, Self.orderScript, rate: half))
       try await settle(stack)
       rows.append(try await load("GetCustomerView (4 services)", services) { n in
         _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
@@ -227,16 +228,35 @@ struct Bench: AsyncParsableCommand {
   }
 
   /// Runs pgbench with `script` against the stack's database, as the superuser, same concurrency.
-  private func pgbench(_ name: String, _ stack: Stack, _ script: String) async throws -> Row {
-    print("measuring \(name)")
-    let path = NSTemporaryDirectory() + "rapport-bench-\(UUID().uuidString).sql"
+  /// With `rate`, pgbench paces transactions (`-R`) and logs each one (`-l`); the row then reports
+  /// percentiles of time + schedule lag, the same open-loop latency the paced RPC row measures.
+  private func pgbench(_ name: String, _ stack: Stack, _ script: String, rate: Double? = nil) async throws -> Row {
+    print("measuring \(name)" + (rate.map { String(format: " at %.0f/s", $0) } ?? ""))
+    let scratch = NSTemporaryDirectory() + "rapport-bench-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+    let path = scratch + "/script.sql"
     try script.write(toFile: path, atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(atPath: path) }
     let url = stack.databaseURL
-    let output = try Shell.run(
-      try LocalPostgres.binary("pgbench"),
-      ["-n", "-c", "\(concurrency)", "-j", "2", "-T", "\(duration)", "-D", "customers=\(customers)", "-r",
-       "-h", url.host, "-p", "\(url.port)", "-U", url.user, "-f", path, url.database])
+    var arguments = [
+      "-n", "-c", "\(concurrency)", "-j", "2", "-T", "\(duration)", "-D", "customers=\(customers)", "-r",
+      "-h", url.host, "-p", "\(url.port)", "-U", url.user, "-f", path,
+    ]
+    if let rate { arguments += ["-R", String(format: "%.0f", rate), "-l", "--log-prefix=\(scratch)/tx"] }
+    let output = try Shell.run(try LocalPostgres.binary("pgbench"), arguments + [url.database])
+    var histogram: Histogram<UInt64>?
+    if rate != nil {
+      var paced = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+      for file in try FileManager.default.contentsOfDirectory(atPath: scratch) where file.hasPrefix("tx") {
+        // client transaction_no time(µs) script_no epoch epoch_µs schedule_lag(µs)
+        for line in try String(contentsOfFile: "\(scratch)/\(file)", encoding: .utf8).split(separator: "\n") {
+          let fields = line.split(separator: " ")
+          guard fields.count >= 7, let time = UInt64(fields[2]), let lag = UInt64(fields[6]) else { continue }
+          _ = paced.record(time + lag)
+        }
+      }
+      histogram = paced
+    }
     func number(after label: String) -> Double {
       guard let line = output.split(separator: "\n").first(where: { $0.contains(label) }),
         let value = line.split(separator: "=").last?.split(separator: " ").first
@@ -248,7 +268,8 @@ struct Bench: AsyncParsableCommand {
     let failed = Int(number(after: "number of failed transactions"))
     return Row(
       name: name, ok: Int(tps * Double(duration)), errors: failed, seconds: Double(duration),
-      p50: nil, p90: nil, p99: nil, max: nil, benchCPU: nil, serverCPU: nil, averageMs: latency)
+      p50: histogram?.valueAtPercentile(50), p90: histogram?.valueAtPercentile(90),
+      p99: histogram?.valueAtPercentile(99), max: histogram?.max, benchCPU: nil, serverCPU: nil, averageMs: latency)
   }
 
   static let selectScript = """
