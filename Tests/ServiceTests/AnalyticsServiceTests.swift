@@ -57,8 +57,8 @@ import Testing
               $0.customerID = customer
               $0.total = .with { $0.currency = "EUR"; $0.amountMinor = 999 }
             })
-            let applied = try await store.apply(replay, from: "order")
-            #expect(!applied)
+            let applied = try await store.apply([replay], from: "order")
+            #expect(applied == 0)
             let after = try await store.metrics(customerID: try #require(UUID(uuidString: customer)))
             #expect(after.orderCount == 2)
             #expect(after.revenue.map(\.amountMinor) == [1250 * 3, 1250])

@@ -35,7 +35,7 @@ public enum AnalyticsApp {
       EventSubscription(
         source: source, client: client, types: types, logger: logger,
         cursor: { try await store.cursor(source: source) },
-        apply: { event in try await store.apply(event, from: source) })
+        apply: { batch in try await store.apply(batch, from: source) })
     }
     return ServiceApp(
       config: config, postgres: postgres,

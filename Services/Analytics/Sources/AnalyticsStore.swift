@@ -16,10 +16,11 @@ struct AnalyticsStore: Sendable {
     try await cursors.cursor(source: source, client: client, logger: logger)
   }
 
-  /// Applies one event and advances the source's cursor in one transaction; a redelivery changes nothing.
+  /// Applies a batch of events and advances the source's cursor in one transaction; redeliveries change
+  /// nothing. Returns how many events took effect.
   @discardableResult
-  func apply(_ event: Rapport_Events_V1_Event, from source: String) async throws -> Bool {
-    try await cursors.apply(event, from: source, client: client, logger: logger) { connection in
+  func apply(_ batch: [Rapport_Events_V1_Event], from source: String) async throws -> Int {
+    try await cursors.apply(batch, from: source, client: client, logger: logger) { event, connection in
       try await applyEffect(event, on: connection)
     }
   }

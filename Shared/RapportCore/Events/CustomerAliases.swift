@@ -69,10 +69,8 @@ extension EventSubscription {
     EventSubscription(
       source: source, client: client, types: types, logger: logger,
       cursor: { try await cursors.cursor(source: source, client: postgres, logger: logger) },
-      apply: { event in
-        try await cursors.apply(event, from: source, client: postgres, logger: logger) { connection in
-          try await effect(event, connection)
-        }
+      apply: { batch in
+        try await cursors.apply(batch, from: source, client: postgres, logger: logger, effect: effect)
       })
   }
 }

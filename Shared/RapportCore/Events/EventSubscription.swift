@@ -3,27 +3,32 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RapportProtos
 import ServiceLifecycle
+import Synchronization
 
 /// Consumes another service's `EventFeed` from a durable cursor, reconnecting with backoff while the
-/// source is down. The consumer stores the cursor in the same transaction as each event's effect, so
-/// delivery is at-least-once and the effect exactly-once.
+/// source is down. The consumer stores the cursor in the same transaction as the events' effects, so
+/// delivery is at-least-once and the effect exactly-once. Events are applied in batches: whatever has
+/// arrived while the previous batch was being applied (up to `maxBatch`) goes into one transaction, so a
+/// burst costs a few commits instead of one per event, and a quiet feed still applies each event at once.
 public struct EventSubscription: Service {
   /// Name of the source, e.g. `order`; the key of the stored cursor.
   public let source: String
   let feed: Rapport_Events_V1_EventFeed.Client<HTTP2ClientTransport.Posix>
   let types: [String]
   let cursor: @Sendable () async throws -> Int64
-  let apply: @Sendable (Rapport_Events_V1_Event) async throws -> Void
+  let apply: @Sendable ([Rapport_Events_V1_Event]) async throws -> Void
+  /// Most events applied in one transaction.
+  public static let maxBatch = 500
   let logger: Logger
 
   /// - Parameters:
   ///   - cursor: reads the last applied sequence for `source` from the consumer's store.
-  ///   - apply: applies one event and advances the cursor, in one transaction; must ignore an event at
-  ///     or below the stored cursor.
+  ///   - apply: applies a batch of events (in sequence order) and advances the cursor, in one
+  ///     transaction; must ignore events at or below the stored cursor.
   public init(
     source: String, client: GRPCClient<HTTP2ClientTransport.Posix>, types: [String], logger: Logger,
     cursor: @escaping @Sendable () async throws -> Int64,
-    apply: @escaping @Sendable (Rapport_Events_V1_Event) async throws -> Void
+    apply: @escaping @Sendable ([Rapport_Events_V1_Event]) async throws -> Void
   ) {
     self.source = source
     self.feed = Rapport_Events_V1_EventFeed.Client(wrapping: client)
@@ -41,12 +46,7 @@ public struct EventSubscription: Service {
         request.afterSequence = try await cursor()
         request.types = types
         let applied = try await feed.subscribe(request) { response in
-          var applied = 0
-          for try await event in response.messages {
-            try await apply(event)
-            applied += 1
-          }
-          return applied
+          try await applyInBatches(response.messages)
         }
         if applied > 0 { backoff.reset() }
       } catch {
@@ -56,6 +56,35 @@ public struct EventSubscription: Service {
           metadata: ["source": "\(source)", "error": "\(error)"])
       }
       try? await Task.sleep(for: backoff.next())
+    }
+  }
+
+  /// Reads `messages` in one task and applies what has accumulated in another; the reader pauses while
+  /// the buffer holds `maxBatch` × 4 events. Returns how many events were applied.
+  private func applyInBatches(_ messages: RPCAsyncSequence<Rapport_Events_V1_Event, any Error>) async throws -> Int {
+    let buffer = EventBuffer()
+    return try await withThrowingTaskGroup(of: Int.self) { group in
+      group.addTask {
+        do {
+          for try await event in messages {
+            while buffer.count >= Self.maxBatch * 4 { try await Task.sleep(for: .milliseconds(1)) }
+            buffer.push(event)
+          }
+          buffer.finish(nil)
+        } catch {
+          buffer.finish(error)
+        }
+        return 0
+      }
+      group.addTask {
+        var applied = 0
+        while let batch = try await buffer.next(max: Self.maxBatch) {
+          try await apply(batch)
+          applied += batch.count
+        }
+        return applied
+      }
+      return try await group.reduce(0, +)
     }
   }
 }

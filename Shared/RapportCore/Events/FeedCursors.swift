@@ -32,19 +32,21 @@ public struct FeedCursors: Sendable {
     return 0
   }
 
-  /// Runs `effect` and advances the source's cursor in one transaction. An event at or below the cursor
-  /// (a redelivery) changes nothing. Returns whether the event was applied.
+  /// Runs `effect` for each event of `batch` above the stored cursor and advances the cursor to the last
+  /// one, in one transaction. Events at or below the cursor (redeliveries) change nothing. Returns how
+  /// many events took effect.
   ///
   /// The transaction commits with `synchronous_commit = off`: it holds only state derived from the
   /// source feed together with the cursor, so a commit lost in a crash before its WAL reached disk
-  /// loses both at once, and the event is simply applied again from the (durable) source. Producers
+  /// loses both at once, and the events are simply applied again from the (durable) source. Producers
   /// keep synchronous commits.
   @discardableResult
   public func apply(
-    _ event: Rapport_Events_V1_Event, from source: String, client: PostgresClient, logger: Logger,
-    effect: (PostgresConnection) async throws -> Void
-  ) async throws -> Bool {
-    try await client.transaction(logger: logger) { connection in
+    _ batch: [Rapport_Events_V1_Event], from source: String, client: PostgresClient, logger: Logger,
+    effect: (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
+  ) async throws -> Int {
+    guard !batch.isEmpty else { return 0 }
+    return try await client.transaction(logger: logger) { connection in
       try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
       try await connection.query(
         """
@@ -56,14 +58,19 @@ public struct FeedCursors: Sendable {
         logger: logger)
       var last: Int64 = 0
       for try await sequence in rows.decode(Int64.self) { last = sequence }
-      guard event.sequence > last else { return false }
-      try await effect(connection)
+      var applied = 0
+      for event in batch where event.sequence > last {
+        try await effect(event, connection)
+        last = event.sequence
+        applied += 1
+      }
+      guard applied > 0 else { return 0 }
       try await connection.query(
         """
-        UPDATE \(unescaped: schema).feed_cursors SET last_sequence = \(event.sequence), updated_at = now()
+        UPDATE \(unescaped: schema).feed_cursors SET last_sequence = \(last), updated_at = now()
         WHERE source = \(source)
         """, logger: logger)
-      return true
+      return applied
     }
   }
 }
