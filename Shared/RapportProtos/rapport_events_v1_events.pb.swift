@@ -263,6 +263,30 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._payload = .cartRecovered(newValue)}
   }
 
+  public var ticketMessageAdded: Rapport_Events_V1_TicketMessageAdded {
+    get {
+      if case .ticketMessageAdded(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_TicketMessageAdded()
+    }
+    set {_uniqueStorage()._payload = .ticketMessageAdded(newValue)}
+  }
+
+  public var ticketStatusChanged: Rapport_Events_V1_TicketStatusChanged {
+    get {
+      if case .ticketStatusChanged(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_TicketStatusChanged()
+    }
+    set {_uniqueStorage()._payload = .ticketStatusChanged(newValue)}
+  }
+
+  public var ticketRated: Rapport_Events_V1_TicketRated {
+    get {
+      if case .ticketRated(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_TicketRated()
+    }
+    set {_uniqueStorage()._payload = .ticketRated(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Payload: Equatable, Sendable {
@@ -288,6 +312,9 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     case orderPaymentOverdue(Rapport_Events_V1_OrderPaymentOverdue)
     case cartAbandoned(Rapport_Events_V1_CartAbandoned)
     case cartRecovered(Rapport_Events_V1_CartRecovered)
+    case ticketMessageAdded(Rapport_Events_V1_TicketMessageAdded)
+    case ticketStatusChanged(Rapport_Events_V1_TicketStatusChanged)
+    case ticketRated(Rapport_Events_V1_TicketRated)
 
   }
 
@@ -1018,6 +1045,97 @@ public nonisolated struct Rapport_Events_V1_CustomerIdentityChanged: Sendable {
   public init() {}
 }
 
+/// A reply or note was added to a ticket (no body: the outbox cannot be rewritten by an erasure).
+public nonisolated struct Rapport_Events_V1_TicketMessageAdded: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var messageID: String = String()
+
+  public var authorKind: Int32 = 0
+
+  public var `internal`: Bool = false
+
+  /// True when this was the first public agent reply.
+  public var firstResponse: Bool = false
+
+  public var addedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_addedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_addedAt = newValue}
+  }
+  /// Returns true if `addedAt` has been explicitly set.
+  public var hasAddedAt: Bool {self._addedAt != nil}
+  /// Clears the value of `addedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearAddedAt() {self._addedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _addedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_TicketStatusChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var from: Int32 = 0
+
+  public var to: Int32 = 0
+
+  public var changedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_changedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_changedAt = newValue}
+  }
+  /// Returns true if `changedAt` has been explicitly set.
+  public var hasChangedAt: Bool {self._changedAt != nil}
+  /// Clears the value of `changedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearChangedAt() {self._changedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_TicketRated: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var rating: Int32 = 0
+
+  public var ratedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_ratedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_ratedAt = newValue}
+  }
+  /// Returns true if `ratedAt` has been explicitly set.
+  public var hasRatedAt: Bool {self._ratedAt != nil}
+  /// Clears the value of `ratedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearRatedAt() {self._ratedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ratedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
@@ -1059,7 +1177,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0")
 
   fileprivate class _StorageClass {
     var _sequence: Int64 = 0
@@ -1396,6 +1514,45 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
             _storage._payload = .cartRecovered(v)
           }
         }()
+        case 32: try {
+          var v: Rapport_Events_V1_TicketMessageAdded?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketMessageAdded(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketMessageAdded(v)
+          }
+        }()
+        case 33: try {
+          var v: Rapport_Events_V1_TicketStatusChanged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketStatusChanged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketStatusChanged(v)
+          }
+        }()
+        case 34: try {
+          var v: Rapport_Events_V1_TicketRated?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketRated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketRated(v)
+          }
+        }()
         default: break
         }
       }
@@ -1514,6 +1671,18 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       case .cartRecovered?: try {
         guard case .cartRecovered(let v)? = _storage._payload else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .ticketMessageAdded?: try {
+        guard case .ticketMessageAdded(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .ticketStatusChanged?: try {
+        guard case .ticketStatusChanged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .ticketRated?: try {
+        guard case .ticketRated(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
       }()
       case nil: break
       }
@@ -2750,6 +2919,173 @@ nonisolated extension Rapport_Events_V1_CustomerIdentityChanged: SwiftProtobuf.M
     if lhs.kind != rhs.kind {return false}
     if lhs.channel != rhs.channel {return false}
     if lhs.added != rhs.added {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_TicketMessageAdded: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketMessageAdded"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{3}message_id\0\u{3}author_kind\0\u{1}internal\0\u{3}first_response\0\u{3}added_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.messageID) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.authorKind) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.`internal`) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.firstResponse) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._addedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.messageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.messageID, fieldNumber: 3)
+    }
+    if self.authorKind != 0 {
+      try visitor.visitSingularInt32Field(value: self.authorKind, fieldNumber: 4)
+    }
+    if self.`internal` != false {
+      try visitor.visitSingularBoolField(value: self.`internal`, fieldNumber: 5)
+    }
+    if self.firstResponse != false {
+      try visitor.visitSingularBoolField(value: self.firstResponse, fieldNumber: 6)
+    }
+    try { if let v = self._addedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_TicketMessageAdded, rhs: Rapport_Events_V1_TicketMessageAdded) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.messageID != rhs.messageID {return false}
+    if lhs.authorKind != rhs.authorKind {return false}
+    if lhs.`internal` != rhs.`internal` {return false}
+    if lhs.firstResponse != rhs.firstResponse {return false}
+    if lhs._addedAt != rhs._addedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_TicketStatusChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketStatusChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{1}from\0\u{1}to\0\u{3}changed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.from) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.to) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._changedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if self.from != 0 {
+      try visitor.visitSingularInt32Field(value: self.from, fieldNumber: 3)
+    }
+    if self.to != 0 {
+      try visitor.visitSingularInt32Field(value: self.to, fieldNumber: 4)
+    }
+    try { if let v = self._changedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_TicketStatusChanged, rhs: Rapport_Events_V1_TicketStatusChanged) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs._changedAt != rhs._changedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_TicketRated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketRated"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{1}rating\0\u{3}rated_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.rating) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._ratedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if self.rating != 0 {
+      try visitor.visitSingularInt32Field(value: self.rating, fieldNumber: 3)
+    }
+    try { if let v = self._ratedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_TicketRated, rhs: Rapport_Events_V1_TicketRated) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.rating != rhs.rating {return false}
+    if lhs._ratedAt != rhs._ratedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -61,11 +61,53 @@ public enum Rapport_Support_V1_SupportService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "AddMessage" metadata.
+        public enum AddMessage: Sendable {
+            /// Request type for "AddMessage".
+            public typealias Input = Rapport_Support_V1_AddMessageRequest
+            /// Response type for "AddMessage".
+            public typealias Output = Rapport_Support_V1_AddMessageResponse
+            /// Descriptor for "AddMessage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "AddMessage",
+                type: .unary
+            )
+        }
+        /// Namespace for "ChangeTicketStatus" metadata.
+        public enum ChangeTicketStatus: Sendable {
+            /// Request type for "ChangeTicketStatus".
+            public typealias Input = Rapport_Support_V1_ChangeTicketStatusRequest
+            /// Response type for "ChangeTicketStatus".
+            public typealias Output = Rapport_Support_V1_ChangeTicketStatusResponse
+            /// Descriptor for "ChangeTicketStatus".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "ChangeTicketStatus",
+                type: .unary
+            )
+        }
+        /// Namespace for "RateTicket" metadata.
+        public enum RateTicket: Sendable {
+            /// Request type for "RateTicket".
+            public typealias Input = Rapport_Support_V1_RateTicketRequest
+            /// Response type for "RateTicket".
+            public typealias Output = Rapport_Support_V1_RateTicketResponse
+            /// Descriptor for "RateTicket".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "RateTicket",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.support.v1.SupportService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             OpenTicket.descriptor,
             GetTicket.descriptor,
-            ListTickets.descriptor
+            ListTickets.descriptor,
+            AddMessage.descriptor,
+            ChangeTicketStatus.descriptor,
+            RateTicket.descriptor
         ]
     }
 }
@@ -145,6 +187,63 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListTicketsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListTicketsResponse>
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds a public reply or an internal note. The first public agent reply records the first response
+        /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+        /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_AddMessageResponse` messages.
+        func addMessage(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AddMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AddMessageResponse>
+
+        /// Handle the "ChangeTicketStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+        /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_ChangeTicketStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_ChangeTicketStatusResponse` messages.
+        func changeTicketStatus(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ChangeTicketStatusResponse>
+
+        /// Handle the "RateTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_RateTicketRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_RateTicketResponse` messages.
+        func rateTicket(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_RateTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_RateTicketResponse>
     }
 
     /// Service protocol for the "rapport.support.v1.SupportService" service.
@@ -208,6 +307,63 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.ServerRequest<Rapport_Support_V1_ListTicketsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds a public reply or an internal note. The first public agent reply records the first response
+        /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+        /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_AddMessageResponse` message.
+        func addMessage(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_AddMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse>
+
+        /// Handle the "ChangeTicketStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+        /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_ChangeTicketStatusResponse` message.
+        func changeTicketStatus(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketStatusResponse>
+
+        /// Handle the "RateTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_RateTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_RateTicketResponse` message.
+        func rateTicket(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_RateTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse>
     }
 
     /// Simple service protocol for the "rapport.support.v1.SupportService" service.
@@ -269,6 +425,63 @@ extension Rapport_Support_V1_SupportService {
             request: Rapport_Support_V1_ListTicketsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_ListTicketsResponse
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds a public reply or an internal note. The first public agent reply records the first response
+        /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+        /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_AddMessageResponse` to respond with.
+        func addMessage(
+            request: Rapport_Support_V1_AddMessageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_AddMessageResponse
+
+        /// Handle the "ChangeTicketStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+        /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_ChangeTicketStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_ChangeTicketStatusResponse` to respond with.
+        func changeTicketStatus(
+            request: Rapport_Support_V1_ChangeTicketStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_ChangeTicketStatusResponse
+
+        /// Handle the "RateTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_RateTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_RateTicketResponse` to respond with.
+        func rateTicket(
+            request: Rapport_Support_V1_RateTicketRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_RateTicketResponse
     }
 }
 
@@ -304,6 +517,39 @@ extension Rapport_Support_V1_SupportService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListTicketsResponse>(),
             handler: { request, context in
                 try await self.listTickets(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.AddMessage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AddMessageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AddMessageResponse>(),
+            handler: { request, context in
+                try await self.addMessage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.ChangeTicketStatus.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketStatusResponse>(),
+            handler: { request, context in
+                try await self.changeTicketStatus(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.RateTicket.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_RateTicketRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_RateTicketResponse>(),
+            handler: { request, context in
+                try await self.rateTicket(
                     request: request,
                     context: context
                 )
@@ -347,6 +593,39 @@ extension Rapport_Support_V1_SupportService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func addMessage(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AddMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AddMessageResponse> {
+        let response = try await self.addMessage(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func changeTicketStatus(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ChangeTicketStatusResponse> {
+        let response = try await self.changeTicketStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func rateTicket(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_RateTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_RateTicketResponse> {
+        let response = try await self.rateTicket(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -384,6 +663,45 @@ extension Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>(
             message: try await self.listTickets(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addMessage(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_AddMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse>(
+            message: try await self.addMessage(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func changeTicketStatus(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketStatusResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketStatusResponse>(
+            message: try await self.changeTicketStatus(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func rateTicket(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_RateTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse>(
+            message: try await self.rateTicket(
                 request: request.message,
                 context: context
             ),
@@ -468,6 +786,78 @@ extension Rapport_Support_V1_SupportService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListTicketsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds a public reply or an internal note. The first public agent reply records the first response
+        /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+        /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AddMessageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addMessage<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AddMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AddMessageResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ChangeTicketStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+        /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketStatusRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ChangeTicketStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ChangeTicketStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func changeTicketStatus<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ChangeTicketStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RateTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_RateTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_RateTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_RateTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func rateTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_RateTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_RateTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_RateTicketResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_RateTicketResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -588,6 +978,111 @@ extension Rapport_Support_V1_SupportService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "AddMessage" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Adds a public reply or an internal note. The first public agent reply records the first response
+        /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+        /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AddMessageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addMessage<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AddMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AddMessageResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.AddMessage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ChangeTicketStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+        /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketStatusRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ChangeTicketStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ChangeTicketStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func changeTicketStatus<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ChangeTicketStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ChangeTicketStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.ChangeTicketStatus.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RateTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_RateTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_RateTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_RateTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func rateTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_RateTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_RateTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_RateTicketResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_RateTicketResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.RateTicket.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -676,6 +1171,96 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListTicketsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListTicketsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds a public reply or an internal note. The first public agent reply records the first response
+    /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+    /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMessage<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addMessage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AddMessageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AddMessageResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeTicketStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+    /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeTicketStatus<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.changeTicketStatus(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RateTicket" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_RateTicketRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rateTicket<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_RateTicketRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_RateTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.rateTicket(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_RateTicketRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_RateTicketResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -778,6 +1363,108 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listTickets(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMessage" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Adds a public reply or an internal note. The first public agent reply records the first response
+    /// > (and opens a NEW ticket); a public customer reply reopens a SOLVED or PENDING ticket. Idempotent by
+    /// > request_id. FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMessage<Result>(
+        _ message: Rapport_Support_V1_AddMessageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addMessage(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeTicketStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves a ticket to OPEN, PENDING (waiting on the customer), ON_HOLD, SOLVED or CLOSED (only from
+    /// > SOLVED). CLOSED is final: FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeTicketStatus<Result>(
+        _ message: Rapport_Support_V1_ChangeTicketStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.changeTicketStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RateTicket" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the customer's satisfaction (1–5) once, on a SOLVED or CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rateTicket<Result>(
+        _ message: Rapport_Support_V1_RateTicketRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_RateTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_RateTicketRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.rateTicket(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -5,28 +5,58 @@ import Logging
 import RapportCore
 
 /// Runs a service built by its real builder inside the test process, listening on a free loopback port,
-/// for the duration of `body`; then drains it as SIGTERM would.
+/// for the duration of `body`; then drains it as SIGTERM would. If the service stops on its own while
+/// `body` runs, `body` is cancelled and the test fails naming the service (instead of waiting on a
+/// service that is gone).
 public func withRunningService<Result: Sendable>(
   _ app: ServiceApp, _ body: @Sendable (HostPort) async throws -> Result
 ) async throws -> Result {
-  try await withThrowingTaskGroup(of: Result?.self) { group in
+  // The body runs as a child task of a group that ends before this function returns.
+  try await withoutActuallyEscaping(body) { body in
+    try await race(app, body)
+  }
+}
+
+private func race<Result: Sendable>(
+  _ app: ServiceApp, _ body: @escaping @Sendable (HostPort) async throws -> Result
+) async throws -> Result {
+  try await withThrowingTaskGroup(of: ServiceOutcome<Result>.self) { group in
     group.addTask {
-      try await app.run(signals: [])
-      return nil
-    }
-    let address = try await withDeadline(.seconds(30), "service did not start listening") {
-      try await app.listeningAddress()
-    }
-    do {
-      let result = try await body(address)
-      await app.shutdown()
-      let watchdog = Task {
-        try await Task.sleep(for: .seconds(20))
-        print("rapport-\(app.config.name) has not drained 20 s after shutdown (test harness watchdog)")
+      do {
+        try await app.run(signals: [])
+        return .serviceEnded(nil)
+      } catch {
+        return .serviceEnded(error)
       }
-      defer { watchdog.cancel() }
-      while let _ = try await group.next() {}
-      return result
+    }
+    let address: HostPort
+    do {
+      address = try await withDeadline(.seconds(30), "service did not start listening") {
+        try await app.listeningAddress()
+      }
+    } catch {
+      await app.shutdown()
+      group.cancelAll()
+      throw error
+    }
+    group.addTask { .body(try await body(address)) }
+    do {
+      switch try await group.next() {
+      case .body(let result)?:
+        await app.shutdown()
+        let watchdog = Task {
+          try await Task.sleep(for: .seconds(20))
+          print("rapport-\(app.config.name) has not drained 20 s after shutdown (test harness watchdog)")
+        }
+        defer { watchdog.cancel() }
+        while let _ = try await group.next() {}
+        return result
+      case .serviceEnded(let error)?:
+        group.cancelAll()
+        throw TestFailure("rapport-\(app.config.name) stopped while the test was running: \(String(describing: error))")
+      case nil:
+        throw TestFailure("rapport-\(app.config.name): no outcome")
+      }
     } catch {
       await app.shutdown()
       group.cancelAll()
@@ -35,11 +65,17 @@ public func withRunningService<Result: Sendable>(
   }
 }
 
+/// What finished first under `withRunningService`: the service (it should not) or the test's body.
+enum ServiceOutcome<Result: Sendable>: Sendable {
+  case serviceEnded((any Error)?)
+  case body(Result)
+}
+
 /// A plaintext HTTP/2 client to `address`, running for the duration of `body`.
 public func withClient<Result: Sendable>(
   to address: HostPort, _ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
-  try await withPlaintextClient(address, body)
+  try await withPlaintextClient(address, timeout: .seconds(30), body)
 }
 
 /// A logger for services under test: warnings and worse only, unless RAPPORT_TEST_LOG=debug.

@@ -4,7 +4,7 @@ import GRPCNIOTransportHTTP2
 import RapportCore
 import RapportProtos
 import RapportTesting
-import SupportService
+@testable import SupportService
 import Testing
 
 typealias SupportClient = Rapport_Support_V1_SupportService.Client<HTTP2ClientTransport.Posix>

@@ -28,5 +28,37 @@ enum SupportMigrations {
     Migration(
       2, "customer feed cursor and merged-customer aliases",
       FeedCursors(schema: schema).migrationStatements + CustomerAliases(schema: schema).migrationStatements),
+    Migration(
+      3, "threads, first response, solve time, CSAT",
+      [
+        """
+        ALTER TABLE support.tickets
+          ADD COLUMN first_response_at timestamptz,
+          ADD COLUMN solved_at timestamptz,
+          ADD COLUMN csat_rating integer CHECK (csat_rating BETWEEN 1 AND 5),
+          ADD COLUMN csat_comment text,
+          ADD COLUMN updated_at timestamptz
+        """,
+        "UPDATE support.tickets SET updated_at = created_at",
+        "ALTER TABLE support.tickets ALTER COLUMN updated_at SET NOT NULL",
+        """
+        CREATE TABLE support.ticket_messages (
+          id uuid PRIMARY KEY,
+          recorded bigint GENERATED ALWAYS AS IDENTITY,
+          ticket_id uuid NOT NULL REFERENCES support.tickets (id),
+          request_id text,
+          author_kind integer NOT NULL,
+          author text NOT NULL,
+          body text NOT NULL,
+          internal boolean NOT NULL,
+          attachments bytea NOT NULL,
+          created_at timestamptz NOT NULL)
+        """,
+        "CREATE INDEX ticket_messages_ticket ON support.ticket_messages (ticket_id, recorded)",
+        """
+        CREATE UNIQUE INDEX ticket_messages_request ON support.ticket_messages (ticket_id, request_id)
+          WHERE request_id IS NOT NULL
+        """,
+      ]),
   ]
 }

@@ -15,6 +15,18 @@ struct TicketRecord: Sendable {
   var status: Int
   var channel: Int
   var createdAt: Date
+  var firstResponseAt: Date? = nil
+  var solvedAt: Date? = nil
+  var csatRating: Int? = nil
+  var csatComment: String? = nil
+  var updatedAt: Date? = nil
+  /// Loaded only for single-ticket reads.
+  var messages: [Rapport_Support_V1_TicketMessage] = []
+
+  var status_: Rapport_Support_V1_TicketStatus {
+    get { .init(rawValue: status) ?? .unspecified }
+    set { status = newValue.rawValue }
+  }
 
   var proto: Rapport_Support_V1_Ticket {
     .with {
@@ -26,6 +38,12 @@ struct TicketRecord: Sendable {
       $0.status = .init(rawValue: status) ?? .unspecified
       $0.channel = .init(rawValue: channel) ?? .unspecified
       $0.createTime = .init(microsecondsOf: createdAt)
+      $0.updateTime = .init(microsecondsOf: updatedAt ?? createdAt)
+      if let firstResponseAt { $0.firstResponseTime = .init(microsecondsOf: firstResponseAt) }
+      if let solvedAt { $0.solveTime = .init(microsecondsOf: solvedAt) }
+      $0.csatRating = Int32(csatRating ?? 0)
+      $0.csatComment = csatComment ?? ""
+      $0.messages = messages
     }
   }
 
@@ -43,8 +61,9 @@ struct SupportStore: Sendable {
 
   let client: PostgresClient
   let logger: Logger
-  private let outbox = SupportMigrations.outbox
-  private static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
+  let outbox = SupportMigrations.outbox
+  static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
+  static let lifecycleColumns = "first_response_at, solved_at, csat_rating, csat_comment, updated_at"
 
   private let aliases = CustomerAliases(schema: SupportMigrations.schema)
 
@@ -62,7 +81,14 @@ struct SupportStore: Sendable {
     case .customerErased(let erased)?:
       guard let id = UUID(uuidString: erased.customerID) else { return }
       try await connection.query(
-        "UPDATE support.tickets SET subject = \(Self.redacted), body = '' WHERE customer_id = \(id)", logger: logger)
+        "UPDATE support.tickets SET subject = \(Self.redacted), body = '', csat_comment = NULL WHERE customer_id = \(id)",
+        logger: logger)
+      try await connection.query(
+        """
+        UPDATE support.ticket_messages SET body = '', attachments = ''::bytea,
+          author = CASE WHEN author_kind = \(Rapport_Support_V1_AuthorKind.customer.rawValue) THEN '' ELSE author END
+        WHERE ticket_id IN (SELECT id FROM support.tickets WHERE customer_id = \(id))
+        """, logger: logger)
     default:
       return
     }
@@ -78,9 +104,10 @@ struct SupportStore: Sendable {
       ticket.customerID = try await aliases.canonical(ticket.customerID, on: connection, logger: logger)
       let inserted = try await connection.query(
         """
-        INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash)
+        INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash, updated_at)
         VALUES (\(ticket.id), \(ticket.requestID), \(ticket.customerID), \(ticket.subject), \(ticket.body),
-                \(ticket.priority), \(ticket.status), \(ticket.channel), \(ticket.createdAt), sha256(\(requestBytes.bytea)))
+                \(ticket.priority), \(ticket.status), \(ticket.channel), \(ticket.createdAt), sha256(\(requestBytes.bytea)),
+                \(ticket.createdAt))
         ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING created_at
         """, logger: logger)
@@ -98,7 +125,9 @@ struct SupportStore: Sendable {
           """, logger: logger)
         for try await row in rows.decode((UUID, String?, UUID, String, String, Int, Int, Int, Date, Bool).self) {
           guard row.9 else { return .requestConflict }
-          return .replayed(record((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8)))
+          var earlier = record((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8))
+          try await loadLifecycle(&earlier, on: connection)
+          return .replayed(earlier)
         }
         throw RPCFailure.internal("request id conflict without a stored ticket")
       }
@@ -117,10 +146,18 @@ struct SupportStore: Sendable {
     }
   }
 
+  /// One ticket with its lifecycle fields and its thread.
   func get(id: UUID) async throws -> TicketRecord? {
-    let rows = try await client.query("SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id)", logger: logger)
-    for try await row in rows.decode(Row.self) { return record(row) }
-    return nil
+    try await client.withConnection { connection in
+      let rows = try await connection.query(
+        "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id)", logger: logger)
+      var found: TicketRecord?
+      for try await row in rows.decode(Row.self) { found = record(row) }
+      guard var ticket = found else { return nil }
+      try await loadLifecycle(&ticket, on: connection)
+      try await loadMessages(&ticket, on: connection)
+      return ticket
+    }
   }
 
   /// A customer's tickets, newest first, after the page token's position.
@@ -138,9 +175,9 @@ struct SupportStore: Sendable {
     return tickets
   }
 
-  private typealias Row = (UUID, String?, UUID, String, String, Int, Int, Int, Date)
+  typealias Row = (UUID, String?, UUID, String, String, Int, Int, Int, Date)
 
-  private func record(_ row: Row) -> TicketRecord {
+  func record(_ row: Row) -> TicketRecord {
     TicketRecord(
       id: row.0, requestID: row.1, customerID: row.2, subject: row.3, body: row.4, priority: row.5,
       status: row.6, channel: row.7, createdAt: row.8)

@@ -120,11 +120,15 @@ public final class Stack: Sendable {
 /// for up to 5 s, then its connections are cancelled: a graceful client shutdown in grpc-swift-nio-transport
 /// 2.9.2 was seen to stall now and then on a loaded machine after every RPC had finished, which hung
 /// whatever waited for it (a test run, the CLI).
+/// With `timeout`, every RPC without its own deadline gets that one.
 public func withPlaintextClient<Result: Sendable>(
-  _ address: HostPort, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+  _ address: HostPort, timeout: Duration? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
+  var serviceConfig = ServiceConfig()
+  if let timeout { serviceConfig.methodConfig = [MethodConfig(names: [.init(service: "")], timeout: timeout)] }
   let transport = try HTTP2ClientTransport.Posix(
-    target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext)
+    target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext,
+    serviceConfig: serviceConfig)
   let client = GRPCClient(transport: transport)
   return try await withThrowingTaskGroup(of: Bool.self) { group in
     group.addTask {

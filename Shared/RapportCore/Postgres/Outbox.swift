@@ -163,6 +163,9 @@ extension Rapport_Events_V1_Event.OneOf_Payload {
     case .orderPaymentOverdue: "OrderPaymentOverdue"
     case .cartAbandoned: "CartAbandoned"
     case .cartRecovered: "CartRecovered"
+    case .ticketMessageAdded: "TicketMessageAdded"
+    case .ticketStatusChanged: "TicketStatusChanged"
+    case .ticketRated: "TicketRated"
     }
   }
 }

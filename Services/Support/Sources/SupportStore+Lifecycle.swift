@@ -1,0 +1,99 @@
+import Foundation
+import Logging
+import PostgresNIO
+import RapportCore
+import RapportProtos
+
+extension SupportStore {
+  /// Loads first response, solve time, CSAT and update time.
+  func loadLifecycle(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
+    let rows = try await connection.query(
+      "SELECT \(unescaped: Self.lifecycleColumns) FROM support.tickets WHERE id = \(ticket.id)", logger: logger)
+    for try await (first, solved, rating, comment, updated) in rows.decode((Date?, Date?, Int?, String?, Date).self) {
+      (ticket.firstResponseAt, ticket.solvedAt, ticket.csatRating, ticket.csatComment, ticket.updatedAt) =
+        (first, solved, rating, comment, updated)
+    }
+  }
+
+  /// Loads the thread, in the order it was written.
+  func loadMessages(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
+    let rows = try await connection.query(
+      """
+      SELECT id, author_kind, author, body, internal, attachments, created_at FROM support.ticket_messages
+      WHERE ticket_id = \(ticket.id) ORDER BY recorded
+      """, logger: logger)
+    ticket.messages = []
+    for try await (id, kind, author, body, isInternal, attachments, at) in rows.decode(
+      (UUID, Int, String, String, Bool, ByteBuffer, Date).self)
+    {
+      let files = try Rapport_Support_V1_TicketMessage(serializedBytes: Array(attachments.readableBytesView)).attachments
+      ticket.messages.append(.with {
+        $0.id = id.uuidString.lowercased()
+        $0.authorKind = .init(rawValue: kind) ?? .unspecified
+        $0.author = author
+        $0.body = body
+        $0.internal = isInternal
+        $0.attachments = files
+        $0.createTime = .init(microsecondsOf: at)
+      })
+    }
+  }
+
+  /// Locks the ticket (`FOR UPDATE`: steps on one ticket run one after another), lets `decide` change
+  /// it, then writes the status and lifecycle columns and the events it returns, in one transaction.
+  /// NOT_FOUND when there is no such ticket. Returns the ticket as committed, with its thread.
+  func change<Extra: Sendable>(
+    _ id: UUID, now: Date,
+    _ decide: (inout TicketRecord, PostgresConnection) async throws -> (events: [Rapport_Events_V1_Event.OneOf_Payload], extra: Extra)
+  ) async throws -> (TicketRecord, Extra) {
+    let extra: Extra = try await client.transaction(logger: logger) { connection in
+      let rows = try await connection.query(
+        "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id) FOR UPDATE",
+        logger: logger)
+      var found: TicketRecord?
+      for try await row in rows.decode(Row.self) { found = record(row) }
+      guard var ticket = found else { throw RPCFailure.notFound("ticket", id.uuidString.lowercased()) }
+      try await loadLifecycle(&ticket, on: connection)
+      let (events, extra) = try await decide(&ticket, connection)
+      guard !events.isEmpty else { return extra }
+      try await connection.query(
+        """
+        UPDATE support.tickets SET status = \(ticket.status), first_response_at = \(ticket.firstResponseAt),
+          solved_at = \(ticket.solvedAt), csat_rating = \(ticket.csatRating), csat_comment = \(ticket.csatComment),
+          updated_at = \(now)
+        WHERE id = \(id)
+        """, logger: logger)
+      let aggregate = id.uuidString.lowercased()
+      try await outbox.append(
+        contentsOf: events.map { Outbox.event(aggregateType: "ticket", aggregateID: aggregate, occurredAt: now, $0) },
+        on: connection, logger: logger)
+      return extra
+    }
+    guard let committed = try await get(id: id) else { throw RPCFailure.notFound("ticket", "\(id)") }
+    return (committed, extra)
+  }
+
+  /// Inserts a message unless the ticket already has one with this request id; returns the stored id
+  /// and whether it is new.
+  func insertMessage(
+    _ message: Rapport_Support_V1_TicketMessage, ticketID: UUID, requestID: String?, at time: Date,
+    on connection: PostgresConnection
+  ) async throws -> (id: UUID, inserted: Bool) {
+    let id = UUID(uuidString: message.id) ?? UUID()
+    let attachments: [UInt8] = try Rapport_Support_V1_TicketMessage.with { $0.attachments = message.attachments }
+      .serializedBytes()
+    let rows = try await connection.query(
+      """
+      INSERT INTO support.ticket_messages (id, ticket_id, request_id, author_kind, author, body, internal, attachments, created_at)
+      VALUES (\(id), \(ticketID), \(requestID), \(message.authorKind.rawValue), \(message.author), \(message.body),
+              \(message.internal), \(attachments.bytea), \(time))
+      ON CONFLICT (ticket_id, request_id) WHERE request_id IS NOT NULL DO NOTHING RETURNING id
+      """, logger: logger)
+    for try await _ in rows.decode(UUID.self) { return (id, true) }
+    let earlier = try await connection.query(
+      "SELECT id FROM support.ticket_messages WHERE ticket_id = \(ticketID) AND request_id = \(requestID)",
+      logger: logger)
+    for try await stored in earlier.decode(UUID.self) { return (stored, false) }
+    throw RPCFailure.unavailable("the message could not be stored; retry")
+  }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import GRPCCore
+import RapportCore
+import RapportProtos
+import RapportTesting
+import Testing
+
+@testable import SupportService
+
+func reply(
+  _ ticket: String, _ kind: Rapport_Support_V1_AuthorKind, _ body: String = "Thanks, looking into it.",
+  internal isInternal: Bool = false, requestID: String = ""
+) -> Rapport_Support_V1_AddMessageRequest {
+  .with {
+    $0.ticketID = ticket
+    $0.authorKind = kind
+    $0.author = kind == .agent ? "agent:kim" : "customer"
+    $0.body = body
+    $0.internal = isInternal
+    $0.requestID = requestID
+  }
+}
+
+func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapport_Support_V1_ChangeTicketStatusRequest {
+  .with {
+    $0.ticketID = ticket
+    $0.status = status
+    $0.actor = "agent:kim"
+  }
+}
+
+@Suite struct TicketThreadTests {
+  @Test func theFirstPublicAgentReplyIsTheFirstResponseAndACustomerReplyReopensASolvedTicket() async throws {
+    try await withSupportService { support, database in
+      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+      let note = try await support.addMessage(reply(opened.id, .agent, "Check the carrier first", internal: true))
+      #expect(note.ticket.status == .new && !note.ticket.hasFirstResponseTime)
+      let answered = try await support.addMessage(reply(opened.id, .agent, requestID: "r-1"))
+      #expect(answered.ticket.status == .open && answered.ticket.hasFirstResponseTime)
+      let retry = try await support.addMessage(reply(opened.id, .agent, requestID: "r-1"))
+      #expect(retry.replayed && retry.message.id == answered.message.id)
+      let second = try await support.addMessage(reply(opened.id, .agent, "Any news?"))
+      #expect(second.ticket.firstResponseTime == answered.ticket.firstResponseTime)
+      _ = try await support.changeTicketStatus(status(opened.id, .solved))
+      let reopened = try await support.addMessage(reply(opened.id, .customer, "It still has not arrived."))
+      #expect(reopened.ticket.status == .open && reopened.ticket.hasSolveTime)
+      let thread = try await support.getTicket(.with { $0.ticketID = opened.id }).ticket.messages
+      #expect(thread.map(\.internal) == [true, false, false, false])
+      #expect(thread.map(\.authorKind) == [.agent, .agent, .agent, .customer])
+      let added = try await outboxEvents("support", type: "TicketMessageAdded", database)
+      #expect(added.map(\.ticketMessageAdded.firstResponse) == [false, true, false, false])
+      let changes = try await outboxEvents("support", type: "TicketStatusChanged", database).map(\.ticketStatusChanged)
+      #expect(changes.map { [$0.from, $0.to] } == [[1, 2], [2, 5], [5, 2]])
+    }
+  }
+
+  @Test func illegalStatusChangesNameTheCurrentStatusAndChangeNothing() async throws {
+    try await withSupportService { support, database in
+      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+      await expectStatus(.failedPrecondition, mentioning: "NEW") {
+        try await support.changeTicketStatus(status(opened.id, .closed))
+      }
+      await expectStatus(.invalidArgument, field: "status") { try await support.changeTicketStatus(status(opened.id, .new)) }
+      _ = try await support.changeTicketStatus(status(opened.id, .pending))
+      let customerAnswered = try await support.addMessage(reply(opened.id, .customer, "Here is the photo."))
+      #expect(customerAnswered.ticket.status == .open)
+      _ = try await support.changeTicketStatus(status(opened.id, .solved))
+      _ = try await support.changeTicketStatus(status(opened.id, .closed))
+      await expectStatus(.failedPrecondition, mentioning: "CLOSED") {
+        try await support.changeTicketStatus(status(opened.id, .open))
+      }
+      await expectStatus(.failedPrecondition, mentioning: "CLOSED") {
+        try await support.addMessage(reply(opened.id, .customer, "Hello?"))
+      }
+      let messages = try await count("support.ticket_messages", database)
+      #expect(messages == 1)
+      await expectStatus(.notFound) { try await support.changeTicketStatus(status(UUID().uuidString, .open)) }
+    }
+  }
+
+  @Test func aSolvedTicketIsRatedOnceFromOneToFive() async throws {
+    try await withSupportService { support, database in
+      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+      let rate = Rapport_Support_V1_RateTicketRequest.with {
+        $0.ticketID = opened.id
+        $0.rating = 4
+        $0.comment = "Quick and friendly"
+      }
+      await expectStatus(.failedPrecondition, mentioning: "NEW") { try await support.rateTicket(rate) }
+      _ = try await support.changeTicketStatus(status(opened.id, .solved))
+      await expectStatus(.invalidArgument, field: "rating") {
+        try await support.rateTicket(rate.changed { $0.rating = 6 })
+      }
+      let rated = try await support.rateTicket(rate).ticket
+      #expect(rated.csatRating == 4 && rated.csatComment == "Quick and friendly")
+      await expectStatus(.failedPrecondition, mentioning: "already rated") { try await support.rateTicket(rate) }
+      let events = try await outboxEvents("support", type: "TicketRated", database)
+      #expect(events.map(\.ticketRated.rating) == [4])
+    }
+  }
+
+  @Test func badMessagesNameTheFieldAndStoreNothing() async throws {
+    try await withSupportService { support, database in
+      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+      let file = Rapport_Support_V1_Attachment.with {
+        $0.name = "photo.jpg"
+        $0.contentType = "image/jpeg"
+        $0.sizeBytes = 1000
+        $0.location = "s3://bucket/photo.jpg"
+      }
+      await expectStatus(.invalidArgument, field: "body") { try await support.addMessage(reply(opened.id, .agent, " ")) }
+      await expectStatus(.invalidArgument, field: "author_kind") {
+        try await support.addMessage(reply(opened.id, .unspecified))
+      }
+      await expectStatus(.invalidArgument, field: "attachments") {
+        try await support.addMessage(reply(opened.id, .customer).changed { $0.attachments = Array(repeating: file, count: 11) })
+      }
+      await expectStatus(.invalidArgument, field: "attachments[0].size_bytes") {
+        try await support.addMessage(reply(opened.id, .customer).changed {
+          $0.attachments = [file.changed { $0.sizeBytes = 26 * 1024 * 1024 }]
+        })
+      }
+      await expectStatus(.invalidArgument, field: "attachments[0].location") {
+        try await support.addMessage(reply(opened.id, .customer).changed { $0.attachments = [file.changed { $0.location = "" }] })
+      }
+      let stored = try await count("support.ticket_messages", database)
+      #expect(stored == 0)
+      let withFile = try await support.addMessage(reply(opened.id, .customer).changed { $0.attachments = [file] })
+      #expect(withFile.message.attachments == [file])
+      #expect(try await support.getTicket(.with { $0.ticketID = opened.id }).ticket.messages.first?.attachments == [file])
+    }
+  }
+}
+
+@Suite struct TicketErasureTests {
+  @Test func erasingTheCustomerRedactsTheThreadAndKeepsTheTimings() async throws {
+    let database = try await TestDatabase.create()
+    let app = try SupportApp.build(config: testConfig("support", database), logger: testLogger("support"))
+    try await withRunningService(app) { address in
+      try await withClient(to: address) { client in
+        let support = SupportClient(wrapping: client)
+        let customer = UUID().uuidString.lowercased()
+        let opened = try await support.openTicket(ticket(customer)).ticket
+        _ = try await support.addMessage(reply(opened.id, .customer, "My address is Hauptstraße 1").changed {
+          $0.attachments = [.with {
+            $0.name = "id-card.jpg"
+            $0.location = "s3://b/id-card.jpg"
+          }]
+        })
+        let answered = try await support.addMessage(reply(opened.id, .agent)).ticket
+        let store = SupportStore(client: try #require(app.postgres), logger: testLogger("erase"))
+        var erased = Rapport_Events_V1_Event()
+        erased.sequence = 1
+        erased.payload = .customerErased(.with { $0.customerID = customer })
+        let postgres = try #require(app.postgres)
+        try await FeedCursors(schema: "support").apply(
+          [erased], from: "customer", client: postgres, logger: testLogger("erase"), effect: store.applyCustomerEvent)
+        let after = try await support.getTicket(.with { $0.ticketID = opened.id }).ticket
+        #expect(after.subject == SupportStore.redacted && after.body.isEmpty)
+        #expect(after.messages.map(\.body) == ["", ""])
+        #expect(after.messages[0].attachments.isEmpty && after.messages[0].author.isEmpty)
+        #expect(after.messages[1].author == "agent:kim")
+        #expect(after.firstResponseTime == answered.firstResponseTime)
+      }
+    }
+  }
+}
