@@ -65,6 +65,12 @@ struct View: AsyncParsableCommand {
     for ticket in view.openTickets {
       out.append("  \(day(ticket.createTime))  [\(name(ticket.priority))] \(ticket.subject)  \(ticket.id)")
     }
+    let help = view.supportSummary
+    if help.ticketCount > 0 {
+      out.append(
+        "  \(help.ticketCount) ticket(s), \(help.openCount) open"
+          + (help.ratedCount > 0 ? String(format: ", CSAT %.1f from %d rating(s)", help.averageCsat, help.ratedCount) : ""))
+    }
     out.append("")
     let m = view.metrics
     out.append("Metrics")
@@ -75,7 +81,7 @@ struct View: AsyncParsableCommand {
     for section in view.sections {
       let status = section.code == 0 ? "OK" : "\(codeName(section.code)) — \(section.message)"
       let asOf = section.hasAsOf ? "  as of \(ISO8601DateFormatter().string(from: section.asOf.date))" : ""
-      out.append("  \(section.name.padding(toLength: 13, withPad: " ", startingAt: 0)) \(status)\(asOf)")
+      out.append("  \(section.name.padding(toLength: 15, withPad: " ", startingAt: 0)) \(status)\(asOf)")
     }
     return out.joined(separator: "\n")
   }

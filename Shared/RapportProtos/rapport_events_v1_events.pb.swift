@@ -287,6 +287,14 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._payload = .ticketRated(newValue)}
   }
 
+  public var ticketAssigned: Rapport_Events_V1_TicketAssigned {
+    get {
+      if case .ticketAssigned(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_TicketAssigned()
+    }
+    set {_uniqueStorage()._payload = .ticketAssigned(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Payload: Equatable, Sendable {
@@ -315,6 +323,7 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     case ticketMessageAdded(Rapport_Events_V1_TicketMessageAdded)
     case ticketStatusChanged(Rapport_Events_V1_TicketStatusChanged)
     case ticketRated(Rapport_Events_V1_TicketRated)
+    case ticketAssigned(Rapport_Events_V1_TicketAssigned)
 
   }
 
@@ -1136,6 +1145,35 @@ public nonisolated struct Rapport_Events_V1_TicketRated: Sendable {
   fileprivate var _ratedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+public nonisolated struct Rapport_Events_V1_TicketAssigned: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var team: String = String()
+
+  public var assignee: String = String()
+
+  public var assignedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_assignedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_assignedAt = newValue}
+  }
+  /// Returns true if `assignedAt` has been explicitly set.
+  public var hasAssignedAt: Bool {self._assignedAt != nil}
+  /// Clears the value of `assignedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearAssignedAt() {self._assignedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _assignedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
@@ -1177,7 +1215,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0")
 
   fileprivate class _StorageClass {
     var _sequence: Int64 = 0
@@ -1553,6 +1591,19 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
             _storage._payload = .ticketRated(v)
           }
         }()
+        case 35: try {
+          var v: Rapport_Events_V1_TicketAssigned?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketAssigned(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketAssigned(v)
+          }
+        }()
         default: break
         }
       }
@@ -1683,6 +1734,10 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       case .ticketRated?: try {
         guard case .ticketRated(let v)? = _storage._payload else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .ticketAssigned?: try {
+        guard case .ticketAssigned(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
       }()
       case nil: break
       }
@@ -3086,6 +3141,60 @@ nonisolated extension Rapport_Events_V1_TicketRated: SwiftProtobuf.Message, Swif
     if lhs.customerID != rhs.customerID {return false}
     if lhs.rating != rhs.rating {return false}
     if lhs._ratedAt != rhs._ratedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_TicketAssigned: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketAssigned"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{1}team\0\u{1}assignee\0\u{3}assigned_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._assignedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 3)
+    }
+    if !self.assignee.isEmpty {
+      try visitor.visitSingularStringField(value: self.assignee, fieldNumber: 4)
+    }
+    try { if let v = self._assignedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_TicketAssigned, rhs: Rapport_Events_V1_TicketAssigned) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.assignee != rhs.assignee {return false}
+    if lhs._assignedAt != rhs._assignedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

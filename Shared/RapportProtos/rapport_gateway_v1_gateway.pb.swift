@@ -131,7 +131,8 @@ public nonisolated struct Rapport_Gateway_V1_CustomerView: @unchecked Sendable {
   /// Clears the value of `metrics`. Subsequent reads from it will return its default value.
   public mutating func clearMetrics() {_uniqueStorage()._metrics = nil}
 
-  /// One entry per section, in the order customer, orders, tickets, metrics, order_summary.
+  /// One entry per section, in the order customer, orders, tickets, metrics, order_summary,
+  /// support_summary.
   public var sections: [Rapport_Gateway_V1_Section] {
     get {_storage._sections}
     set {_uniqueStorage()._sections = newValue}
@@ -146,6 +147,16 @@ public nonisolated struct Rapport_Gateway_V1_CustomerView: @unchecked Sendable {
   public var hasOrderSummary: Bool {_storage._orderSummary != nil}
   /// Clears the value of `orderSummary`. Subsequent reads from it will return its default value.
   public mutating func clearOrderSummary() {_uniqueStorage()._orderSummary = nil}
+
+  /// Ticket count, open tickets, last contact and average CSAT (from the support service).
+  public var supportSummary: Rapport_Support_V1_SupportSummary {
+    get {_storage._supportSummary ?? Rapport_Support_V1_SupportSummary()}
+    set {_uniqueStorage()._supportSummary = newValue}
+  }
+  /// Returns true if `supportSummary` has been explicitly set.
+  public var hasSupportSummary: Bool {_storage._supportSummary != nil}
+  /// Clears the value of `supportSummary`. Subsequent reads from it will return its default value.
+  public mutating func clearSupportSummary() {_uniqueStorage()._supportSummary = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -292,7 +303,7 @@ nonisolated extension Rapport_Gateway_V1_Section: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CustomerView"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{3}recent_orders\0\u{3}open_tickets\0\u{1}metrics\0\u{1}sections\0\u{3}order_summary\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}customer\0\u{3}recent_orders\0\u{3}open_tickets\0\u{1}metrics\0\u{1}sections\0\u{3}order_summary\0\u{3}support_summary\0")
 
   fileprivate class _StorageClass {
     var _customer: Rapport_Customer_V1_Customer? = nil
@@ -301,6 +312,7 @@ nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, Sw
     var _metrics: Rapport_Analytics_V1_CustomerMetrics? = nil
     var _sections: [Rapport_Gateway_V1_Section] = []
     var _orderSummary: Rapport_Order_V1_OrderSummary? = nil
+    var _supportSummary: Rapport_Support_V1_SupportSummary? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -317,6 +329,7 @@ nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, Sw
       _metrics = source._metrics
       _sections = source._sections
       _orderSummary = source._orderSummary
+      _supportSummary = source._supportSummary
     }
   }
 
@@ -341,6 +354,7 @@ nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, Sw
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._metrics) }()
         case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._sections) }()
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._orderSummary) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._supportSummary) }()
         default: break
         }
       }
@@ -371,6 +385,9 @@ nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, Sw
       try { if let v = _storage._orderSummary {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
       } }()
+      try { if let v = _storage._supportSummary {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -386,6 +403,7 @@ nonisolated extension Rapport_Gateway_V1_CustomerView: SwiftProtobuf.Message, Sw
         if _storage._metrics != rhs_storage._metrics {return false}
         if _storage._sections != rhs_storage._sections {return false}
         if _storage._orderSummary != rhs_storage._orderSummary {return false}
+        if _storage._supportSummary != rhs_storage._supportSummary {return false}
         return true
       }
       if !storagesAreEqual {return false}

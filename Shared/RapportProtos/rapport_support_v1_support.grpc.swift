@@ -100,6 +100,32 @@ public enum Rapport_Support_V1_SupportService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "AssignTicket" metadata.
+        public enum AssignTicket: Sendable {
+            /// Request type for "AssignTicket".
+            public typealias Input = Rapport_Support_V1_AssignTicketRequest
+            /// Response type for "AssignTicket".
+            public typealias Output = Rapport_Support_V1_AssignTicketResponse
+            /// Descriptor for "AssignTicket".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "AssignTicket",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCustomerSupportSummary" metadata.
+        public enum GetCustomerSupportSummary: Sendable {
+            /// Request type for "GetCustomerSupportSummary".
+            public typealias Input = Rapport_Support_V1_GetCustomerSupportSummaryRequest
+            /// Response type for "GetCustomerSupportSummary".
+            public typealias Output = Rapport_Support_V1_GetCustomerSupportSummaryResponse
+            /// Descriptor for "GetCustomerSupportSummary".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "GetCustomerSupportSummary",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.support.v1.SupportService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             OpenTicket.descriptor,
@@ -107,7 +133,9 @@ public enum Rapport_Support_V1_SupportService: Sendable {
             ListTickets.descriptor,
             AddMessage.descriptor,
             ChangeTicketStatus.descriptor,
-            RateTicket.descriptor
+            RateTicket.descriptor,
+            AssignTicket.descriptor,
+            GetCustomerSupportSummary.descriptor
         ]
     }
 }
@@ -244,6 +272,42 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_RateTicketRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_RateTicketResponse>
+
+        /// Handle the "AssignTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_AssignTicketRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_AssignTicketResponse` messages.
+        func assignTicket(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AssignTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AssignTicketResponse>
+
+        /// Handle the "GetCustomerSupportSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_GetCustomerSupportSummaryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_GetCustomerSupportSummaryResponse` messages.
+        func getCustomerSupportSummary(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
     }
 
     /// Service protocol for the "rapport.support.v1.SupportService" service.
@@ -364,6 +428,42 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.ServerRequest<Rapport_Support_V1_RateTicketRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse>
+
+        /// Handle the "AssignTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AssignTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_AssignTicketResponse` message.
+        func assignTicket(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_AssignTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AssignTicketResponse>
+
+        /// Handle the "GetCustomerSupportSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_GetCustomerSupportSummaryResponse` message.
+        func getCustomerSupportSummary(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
     }
 
     /// Simple service protocol for the "rapport.support.v1.SupportService" service.
@@ -482,6 +582,42 @@ extension Rapport_Support_V1_SupportService {
             request: Rapport_Support_V1_RateTicketRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_RateTicketResponse
+
+        /// Handle the "AssignTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_AssignTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_AssignTicketResponse` to respond with.
+        func assignTicket(
+            request: Rapport_Support_V1_AssignTicketRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_AssignTicketResponse
+
+        /// Handle the "GetCustomerSupportSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_GetCustomerSupportSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_GetCustomerSupportSummaryResponse` to respond with.
+        func getCustomerSupportSummary(
+            request: Rapport_Support_V1_GetCustomerSupportSummaryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_GetCustomerSupportSummaryResponse
     }
 }
 
@@ -555,6 +691,28 @@ extension Rapport_Support_V1_SupportService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.AssignTicket.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AssignTicketRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AssignTicketResponse>(),
+            handler: { request, context in
+                try await self.assignTicket(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.GetCustomerSupportSummary.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(),
+            handler: { request, context in
+                try await self.getCustomerSupportSummary(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -621,6 +779,28 @@ extension Rapport_Support_V1_SupportService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_RateTicketResponse> {
         let response = try await self.rateTicket(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func assignTicket(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AssignTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AssignTicketResponse> {
+        let response = try await self.assignTicket(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCustomerSupportSummary(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
+        let response = try await self.getCustomerSupportSummary(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -702,6 +882,32 @@ extension Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_RateTicketResponse>(
             message: try await self.rateTicket(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func assignTicket(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_AssignTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AssignTicketResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_AssignTicketResponse>(
+            message: try await self.assignTicket(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomerSupportSummary(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(
+            message: try await self.getCustomerSupportSummary(
                 request: request.message,
                 context: context
             ),
@@ -858,6 +1064,52 @@ extension Rapport_Support_V1_SupportService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_RateTicketResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_RateTicketResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AssignTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AssignTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AssignTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AssignTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func assignTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AssignTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AssignTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AssignTicketResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AssignTicketResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomerSupportSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetCustomerSupportSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetCustomerSupportSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomerSupportSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1083,6 +1335,74 @@ extension Rapport_Support_V1_SupportService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "AssignTicket" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AssignTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AssignTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AssignTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func assignTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AssignTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AssignTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AssignTicketResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AssignTicketResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.AssignTicket.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCustomerSupportSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetCustomerSupportSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetCustomerSupportSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomerSupportSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.GetCustomerSupportSummary.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1261,6 +1581,64 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_RateTicketRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_RateTicketResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AssignTicket" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_AssignTicketRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func assignTicket<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_AssignTicketRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AssignTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.assignTicket(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AssignTicketRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AssignTicketResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerSupportSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportSummaryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerSupportSummary<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomerSupportSummary(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetCustomerSupportSummaryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1465,6 +1843,72 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             metadata: metadata
         )
         return try await self.rateTicket(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AssignTicket" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Assigns a ticket to a team and/or an agent. FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func assignTicket<Result>(
+        _ message: Rapport_Support_V1_AssignTicketRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AssignTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_AssignTicketRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.assignTicket(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerSupportSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's ticket count, open tickets, last contact and average CSAT (the gateway's view).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerSupportSummary<Result>(
+        _ message: Rapport_Support_V1_GetCustomerSupportSummaryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomerSupportSummary(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -320,6 +320,18 @@ public nonisolated struct Rapport_Support_V1_Ticket: @unchecked Sendable {
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
+  /// The team the ticket is assigned to, if any.
+  public var team: String {
+    get {_storage._team}
+    set {_uniqueStorage()._team = newValue}
+  }
+
+  /// The agent the ticket is assigned to, if any.
+  public var assignee: String {
+    get {_storage._assignee}
+    set {_uniqueStorage()._assignee = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -591,6 +603,117 @@ public nonisolated struct Rapport_Support_V1_RateTicketResponse: Sendable {
   fileprivate var _ticket: Rapport_Support_V1_Ticket? = nil
 }
 
+public nonisolated struct Rapport_Support_V1_AssignTicketRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var ticketID: String = String()
+
+  /// At most 64 characters; team or assignee (or both) is required.
+  public var team: String = String()
+
+  /// An agent id or email, at most 200 characters.
+  public var assignee: String = String()
+
+  /// Who assigned it, at most 200 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_AssignTicketResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticket: Rapport_Support_V1_Ticket {
+    get {_ticket ?? Rapport_Support_V1_Ticket()}
+    set {_ticket = newValue}
+  }
+  /// Returns true if `ticket` has been explicitly set.
+  public var hasTicket: Bool {self._ticket != nil}
+  /// Clears the value of `ticket`. Subsequent reads from it will return its default value.
+  public mutating func clearTicket() {self._ticket = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ticket: Rapport_Support_V1_Ticket? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_SupportSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  public var ticketCount: Int64 = 0
+
+  /// Tickets not SOLVED or CLOSED.
+  public var openCount: Int64 = 0
+
+  /// The newest ticket opened or public message written by the customer.
+  public var lastContactTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastContactTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastContactTime = newValue}
+  }
+  /// Returns true if `lastContactTime` has been explicitly set.
+  public var hasLastContactTime: Bool {self._lastContactTime != nil}
+  /// Clears the value of `lastContactTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLastContactTime() {self._lastContactTime = nil}
+
+  /// Average of the ratings given; 0 when none.
+  public var averageCsat: Double = 0
+
+  public var ratedCount: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastContactTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_GetCustomerSupportSummaryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var customerID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_GetCustomerSupportSummaryResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var summary: Rapport_Support_V1_SupportSummary {
+    get {_summary ?? Rapport_Support_V1_SupportSummary()}
+    set {_summary = newValue}
+  }
+  /// Returns true if `summary` has been explicitly set.
+  public var hasSummary: Bool {self._summary != nil}
+  /// Clears the value of `summary`. Subsequent reads from it will return its default value.
+  public mutating func clearSummary() {self._summary = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _summary: Rapport_Support_V1_SupportSummary? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.support.v1"
@@ -718,7 +841,7 @@ nonisolated extension Rapport_Support_V1_TicketMessage: SwiftProtobuf.Message, S
 
 nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ticket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0\u{1}team\0\u{1}assignee\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -735,6 +858,8 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
     var _csatRating: Int32 = 0
     var _csatComment: String = String()
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _team: String = String()
+    var _assignee: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -759,6 +884,8 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       _csatRating = source._csatRating
       _csatComment = source._csatComment
       _updateTime = source._updateTime
+      _team = source._team
+      _assignee = source._assignee
     }
   }
 
@@ -791,6 +918,8 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         case 12: try { try decoder.decodeSingularInt32Field(value: &_storage._csatRating) }()
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._csatComment) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._team) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._assignee) }()
         default: break
         }
       }
@@ -845,6 +974,12 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       try { if let v = _storage._updateTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
       } }()
+      if !_storage._team.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._team, fieldNumber: 15)
+      }
+      if !_storage._assignee.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._assignee, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -868,6 +1003,8 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         if _storage._csatRating != rhs_storage._csatRating {return false}
         if _storage._csatComment != rhs_storage._csatComment {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
+        if _storage._team != rhs_storage._team {return false}
+        if _storage._assignee != rhs_storage._assignee {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1362,6 +1499,208 @@ nonisolated extension Rapport_Support_V1_RateTicketResponse: SwiftProtobuf.Messa
 
   public static func ==(lhs: Rapport_Support_V1_RateTicketResponse, rhs: Rapport_Support_V1_RateTicketResponse) -> Bool {
     if lhs._ticket != rhs._ticket {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_AssignTicketRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AssignTicketRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{1}team\0\u{1}assignee\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 2)
+    }
+    if !self.assignee.isEmpty {
+      try visitor.visitSingularStringField(value: self.assignee, fieldNumber: 3)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_AssignTicketRequest, rhs: Rapport_Support_V1_AssignTicketRequest) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.assignee != rhs.assignee {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_AssignTicketResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AssignTicketResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ticket\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._ticket) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._ticket {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_AssignTicketResponse, rhs: Rapport_Support_V1_AssignTicketResponse) -> Bool {
+    if lhs._ticket != rhs._ticket {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_SupportSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SupportSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}ticket_count\0\u{3}open_count\0\u{3}last_contact_time\0\u{3}average_csat\0\u{3}rated_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.ticketCount) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.openCount) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._lastContactTime) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.averageCsat) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.ratedCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if self.ticketCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.ticketCount, fieldNumber: 2)
+    }
+    if self.openCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.openCount, fieldNumber: 3)
+    }
+    try { if let v = self._lastContactTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.averageCsat.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.averageCsat, fieldNumber: 5)
+    }
+    if self.ratedCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.ratedCount, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SupportSummary, rhs: Rapport_Support_V1_SupportSummary) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.ticketCount != rhs.ticketCount {return false}
+    if lhs.openCount != rhs.openCount {return false}
+    if lhs._lastContactTime != rhs._lastContactTime {return false}
+    if lhs.averageCsat != rhs.averageCsat {return false}
+    if lhs.ratedCount != rhs.ratedCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetCustomerSupportSummaryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerSupportSummaryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportSummaryRequest, rhs: Rapport_Support_V1_GetCustomerSupportSummaryRequest) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetCustomerSupportSummaryResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerSupportSummaryResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}summary\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._summary) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._summary {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse, rhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse) -> Bool {
+    if lhs._summary != rhs._summary {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

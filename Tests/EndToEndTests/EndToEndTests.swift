@@ -82,7 +82,7 @@ import Testing
       let partial = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
       #expect(ContinuousClock.now - started < .seconds(1))
       let codes = Dictionary(uniqueKeysWithValues: partial.sections.map { ($0.name, $0.code) })
-      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 0, "order_summary": 0])
+      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 0, "order_summary": 0, "support_summary": 14])
       #expect(partial.recentOrders.count == 1)
     }
   }

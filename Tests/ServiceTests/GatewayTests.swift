@@ -86,7 +86,7 @@ final class SilentListener: Sendable {
       #expect(view.customer == customer)
       #expect(view.recentOrders.map(\.id) == [placed.order.id])
       #expect(view.openTickets.map(\.id) == [opened.ticket.id])
-      #expect(view.sections.map(\.name) == ["customer", "orders", "tickets", "metrics", "order_summary"])
+      #expect(view.sections.map(\.name) == ["customer", "orders", "tickets", "metrics", "order_summary", "support_summary"])
       #expect(view.sections.allSatisfy { $0.code == 0 && $0.hasAsOf })
     }
   }
@@ -120,7 +120,7 @@ final class SilentListener: Sendable {
       let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
       #expect(ContinuousClock.now - started < .seconds(2))
       let codes = Dictionary(uniqueKeysWithValues: view.sections.map { ($0.name, $0.code) })
-      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4, "order_summary": 0])
+      #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4, "order_summary": 0, "support_summary": 14])
       #expect(view.orderSummary.orderCount == 1)
       #expect(view.customer.id == customer.id)
       #expect(view.recentOrders.count == 1)

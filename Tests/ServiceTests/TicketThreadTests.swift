@@ -165,3 +165,53 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
     }
   }
 }
+
+@Suite struct TicketAssignmentAndSummaryTests {
+  @Test func ticketsAreAssignedToATeamAndAnAgentUntilClosed() async throws {
+    try await withSupportService { support, database in
+      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+      let assign = Rapport_Support_V1_AssignTicketRequest.with {
+        $0.ticketID = opened.id
+        $0.team = "returns"
+        $0.assignee = "agent:kim"
+      }
+      let assigned = try await support.assignTicket(assign).ticket
+      #expect(assigned.team == "returns" && assigned.assignee == "agent:kim")
+      _ = try await support.assignTicket(assign)  // the same assignment: no new event
+      let teamOnly = try await support.assignTicket(assign.changed { $0.assignee = "" }).ticket
+      #expect(teamOnly.team == "returns" && teamOnly.assignee.isEmpty)
+      let events = try await outboxEvents("support", type: "TicketAssigned", database).map(\.ticketAssigned)
+      #expect(events.map(\.assignee) == ["agent:kim", ""])
+      await expectStatus(.invalidArgument, field: "team") {
+        try await support.assignTicket(.with { $0.ticketID = opened.id })
+      }
+      _ = try await support.changeTicketStatus(status(opened.id, .solved))
+      _ = try await support.changeTicketStatus(status(opened.id, .closed))
+      await expectStatus(.failedPrecondition, mentioning: "CLOSED") { try await support.assignTicket(assign) }
+    }
+  }
+
+  @Test func theSummaryCountsOpenTicketsLastContactAndAverageCSAT() async throws {
+    try await withSupportService { support, _ in
+      let customer = UUID().uuidString.lowercased()
+      let empty = try await support.getCustomerSupportSummary(.with { $0.customerID = customer }).summary
+      #expect(empty.ticketCount == 0 && !empty.hasLastContactTime && empty.averageCsat == 0)
+      let first = try await support.openTicket(ticket(customer)).ticket
+      let second = try await support.openTicket(ticket(customer, subject: "Wrong size")).ticket
+      _ = try await support.openTicket(ticket(customer, subject: "Invoice"))
+      for (id, rating) in [(first.id, 5), (second.id, 2)] {
+        _ = try await support.changeTicketStatus(status(id, .solved))
+        _ = try await support.rateTicket(.with {
+          $0.ticketID = id
+          $0.rating = Int32(rating)
+        })
+      }
+      let note = try await support.addMessage(reply(first.id, .customer, "Thanks again!")).message
+      let summary = try await support.getCustomerSupportSummary(.with { $0.customerID = customer }).summary
+      #expect(summary.ticketCount == 3)
+      #expect(summary.openCount == 2)  // the customer's reply reopened the first ticket
+      #expect(summary.averageCsat == 3.5 && summary.ratedCount == 2)
+      #expect(summary.lastContactTime == note.createTime)
+    }
+  }
+}

@@ -68,8 +68,11 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     async let summarySection = section("order_summary", budget) {
       try await orders.getCustomerOrderSummary(.with { $0.customerID = id }, options: $0).summary
     }
-    let (customer, recent, tickets, metrics, summary) = await (
-      customerSection, orderSection, ticketSection, metricSection, summarySection
+    async let supportSection = section("support_summary", budget) {
+      try await support.getCustomerSupportSummary(.with { $0.customerID = id }, options: $0).summary
+    }
+    let (customer, recent, tickets, metrics, summary, supportSummary) = await (
+      customerSection, orderSection, ticketSection, metricSection, summarySection, supportSection
     )
     if customer.status.code == RPCError.Code.notFound.rawValue { throw RPCFailure.notFound("customer", id) }
     // A merged id resolved to its survivor: the other services hold the rows under the survivor's id.
@@ -82,7 +85,10 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     view.openTickets = tickets.value ?? []
     if let value = metrics.value { view.metrics = value }
     if let value = summary.value { view.orderSummary = value }
-    view.sections = [customer.status, recent.status, tickets.status, metrics.status, summary.status]
+    if let value = supportSummary.value { view.supportSummary = value }
+    view.sections = [
+      customer.status, recent.status, tickets.status, metrics.status, summary.status, supportSummary.status,
+    ]
     return view
   }
 

@@ -60,5 +60,11 @@ enum SupportMigrations {
           WHERE request_id IS NOT NULL
         """,
       ]),
+    Migration(
+      4, "assignment",
+      [
+        "ALTER TABLE support.tickets ADD COLUMN team text, ADD COLUMN assignee text",
+        "CREATE INDEX tickets_assignee ON support.tickets (assignee, created_at DESC) WHERE assignee IS NOT NULL",
+      ]),
   ]
 }

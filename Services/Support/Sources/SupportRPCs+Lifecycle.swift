@@ -81,4 +81,34 @@ extension SupportRPCs {
       return .with { $0.ticket = ticket.proto }
     }
   }
+
+  func assignTicket(
+    request: Rapport_Support_V1_AssignTicketRequest, context: ServerContext
+  ) async throws -> Rapport_Support_V1_AssignTicketResponse {
+    try await serving(logger) {
+      let id = try Validate.uuid(request.ticketID, field: "ticket_id")
+      let team = try Validate.optional(request.team, field: "team", max: 64)
+      let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
+      guard !team.isEmpty || !assignee.isEmpty else { throw RPCFailure.invalid("team", "team or assignee is required") }
+      _ = try Validate.optional(request.actor, field: "actor", max: 200)
+      let now = WallClock.system.now
+      let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
+        (
+          try TicketLifecycle.assign(
+            &ticket, team: team.isEmpty ? nil : team, assignee: assignee.isEmpty ? nil : assignee, at: now), ()
+        )
+      }
+      return .with { $0.ticket = ticket.proto }
+    }
+  }
+
+  func getCustomerSupportSummary(
+    request: Rapport_Support_V1_GetCustomerSupportSummaryRequest, context: ServerContext
+  ) async throws -> Rapport_Support_V1_GetCustomerSupportSummaryResponse {
+    try await serving(logger) {
+      let id = try Validate.uuid(request.customerID, field: "customer_id")
+      let summary = try await store.summary(customerID: id)
+      return .with { $0.summary = summary }
+    }
+  }
 }

@@ -9,9 +9,12 @@ extension SupportStore {
   func loadLifecycle(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
     let rows = try await connection.query(
       "SELECT \(unescaped: Self.lifecycleColumns) FROM support.tickets WHERE id = \(ticket.id)", logger: logger)
-    for try await (first, solved, rating, comment, updated) in rows.decode((Date?, Date?, Int?, String?, Date).self) {
+    for try await (first, solved, rating, comment, updated, team, assignee) in rows.decode(
+      (Date?, Date?, Int?, String?, Date, String?, String?).self)
+    {
       (ticket.firstResponseAt, ticket.solvedAt, ticket.csatRating, ticket.csatComment, ticket.updatedAt) =
         (first, solved, rating, comment, updated)
+      (ticket.team, ticket.assignee) = (team, assignee)
     }
   }
 
@@ -60,7 +63,7 @@ extension SupportStore {
         """
         UPDATE support.tickets SET status = \(ticket.status), first_response_at = \(ticket.firstResponseAt),
           solved_at = \(ticket.solvedAt), csat_rating = \(ticket.csatRating), csat_comment = \(ticket.csatComment),
-          updated_at = \(now)
+          team = \(ticket.team), assignee = \(ticket.assignee), updated_at = \(now)
         WHERE id = \(id)
         """, logger: logger)
       let aggregate = id.uuidString.lowercased()
@@ -95,5 +98,29 @@ extension SupportStore {
       logger: logger)
     for try await stored in earlier.decode(UUID.self) { return (stored, false) }
     throw RPCFailure.unavailable("the message could not be stored; retry")
+  }
+
+  /// A customer's ticket count, open tickets, last contact and CSAT.
+  func summary(customerID: UUID) async throws -> Rapport_Support_V1_SupportSummary {
+    var summary = Rapport_Support_V1_SupportSummary()
+    summary.customerID = customerID.uuidString.lowercased()
+    let rows = try await client.query(
+      """
+      SELECT count(*), count(*) FILTER (WHERE NOT (status = ANY(\(TicketRecord.closedStatuses)))),
+        greatest(max(t.created_at), (SELECT max(m.created_at) FROM support.ticket_messages m
+          JOIN support.tickets x ON x.id = m.ticket_id
+          WHERE x.customer_id = \(customerID) AND m.author_kind = \(Rapport_Support_V1_AuthorKind.customer.rawValue)
+            AND NOT m.internal)),
+        coalesce(avg(csat_rating), 0)::float8, count(csat_rating)
+      FROM support.tickets t WHERE t.customer_id = \(customerID)
+      """, logger: logger)
+    for try await (count, open, last, average, rated) in rows.decode((Int64, Int64, Date?, Double, Int64).self) {
+      summary.ticketCount = count
+      summary.openCount = open
+      if let last { summary.lastContactTime = .init(microsecondsOf: last) }
+      summary.averageCsat = average
+      summary.ratedCount = rated
+    }
+    return summary
   }
 }

@@ -20,6 +20,8 @@ struct TicketRecord: Sendable {
   var csatRating: Int? = nil
   var csatComment: String? = nil
   var updatedAt: Date? = nil
+  var team: String? = nil
+  var assignee: String? = nil
   /// Loaded only for single-ticket reads.
   var messages: [Rapport_Support_V1_TicketMessage] = []
 
@@ -44,6 +46,8 @@ struct TicketRecord: Sendable {
       $0.csatRating = Int32(csatRating ?? 0)
       $0.csatComment = csatComment ?? ""
       $0.messages = messages
+      $0.team = team ?? ""
+      $0.assignee = assignee ?? ""
     }
   }
 
@@ -63,7 +67,7 @@ struct SupportStore: Sendable {
   let logger: Logger
   let outbox = SupportMigrations.outbox
   static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
-  static let lifecycleColumns = "first_response_at, solved_at, csat_rating, csat_comment, updated_at"
+  static let lifecycleColumns = "first_response_at, solved_at, csat_rating, csat_comment, updated_at, team, assignee"
 
   private let aliases = CustomerAliases(schema: SupportMigrations.schema)
 

@@ -75,6 +75,23 @@ enum TicketLifecycle {
     ]
   }
 
+  /// Assigns the ticket; the same assignment again changes nothing.
+  static func assign(_ ticket: inout TicketRecord, team: String?, assignee: String?, at now: Date) throws -> Events {
+    guard ticket.status_ != .closed else { throw illegal(ticket, "a CLOSED ticket cannot be reassigned") }
+    if ticket.team == team && ticket.assignee == assignee { return [] }
+    ticket.team = team
+    ticket.assignee = assignee
+    return [
+      .ticketAssigned(.with {
+        $0.ticketID = ticket.id.uuidString.lowercased()
+        $0.customerID = ticket.customerID.uuidString.lowercased()
+        $0.team = team ?? ""
+        $0.assignee = assignee ?? ""
+        $0.assignedAt = .init(microsecondsOf: now)
+      })
+    ]
+  }
+
   static func illegal(_ ticket: TicketRecord, _ rule: String) -> Error {
     RPCFailure.failedPrecondition("ticket is \(name(ticket.status_)); \(rule)")
   }

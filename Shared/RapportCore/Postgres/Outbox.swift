@@ -166,6 +166,7 @@ extension Rapport_Events_V1_Event.OneOf_Payload {
     case .ticketMessageAdded: "TicketMessageAdded"
     case .ticketStatusChanged: "TicketStatusChanged"
     case .ticketRated: "TicketRated"
+    case .ticketAssigned: "TicketAssigned"
     }
   }
 }
