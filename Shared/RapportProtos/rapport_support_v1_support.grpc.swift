@@ -202,7 +202,7 @@ extension Rapport_Support_V1_SupportService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's tickets, newest first.
+        /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Support_V1_ListTicketsRequest` messages.
@@ -358,7 +358,7 @@ extension Rapport_Support_V1_SupportService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's tickets, newest first.
+        /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
@@ -512,7 +512,7 @@ extension Rapport_Support_V1_SupportService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's tickets, newest first.
+        /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Support_V1_ListTicketsRequest` message.
@@ -975,7 +975,7 @@ extension Rapport_Support_V1_SupportService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's tickets, newest first.
+        /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
@@ -1201,7 +1201,7 @@ extension Rapport_Support_V1_SupportService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Lists a customer's tickets, newest first.
+        /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
@@ -1471,7 +1471,7 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Lists a customer's tickets, newest first.
+    /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
@@ -1718,7 +1718,7 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Lists a customer's tickets, newest first.
+    /// > Lists tickets newest first, filtered by customer, status, priority, team, assignee and opening time.
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -428,7 +428,7 @@ public nonisolated struct Rapport_Support_V1_ListTicketsRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Required. The customer whose tickets to list.
+  /// The customer whose tickets to list; empty lists every customer's.
   public var customerID: String = String()
 
   /// When true, only tickets that are not solved or closed.
@@ -440,9 +440,44 @@ public nonisolated struct Rapport_Support_V1_ListTicketsRequest: Sendable {
   /// Opaque token from a previous response's next_page_token.
   public var pageToken: String = String()
 
+  /// Only tickets in one of these states; empty means any.
+  public var statuses: [Rapport_Support_V1_TicketStatus] = []
+
+  /// Only tickets of this priority; unspecified means any.
+  public var priority: Rapport_Support_V1_TicketPriority = .unspecified
+
+  /// Only tickets assigned to this team.
+  public var team: String = String()
+
+  /// Only tickets assigned to this agent.
+  public var assignee: String = String()
+
+  /// Only tickets opened at or after this time.
+  public var createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAfter = newValue}
+  }
+  /// Returns true if `createdAfter` has been explicitly set.
+  public var hasCreatedAfter: Bool {self._createdAfter != nil}
+  /// Clears the value of `createdAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAfter() {self._createdAfter = nil}
+
+  /// Only tickets opened before this time.
+  public var createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdBefore = newValue}
+  }
+  /// Returns true if `createdBefore` has been explicitly set.
+  public var hasCreatedBefore: Bool {self._createdBefore != nil}
+  /// Clears the value of `createdBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedBefore() {self._createdBefore = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Rapport_Support_V1_ListTicketsResponse: Sendable {
@@ -1174,7 +1209,7 @@ nonisolated extension Rapport_Support_V1_GetTicketResponse: SwiftProtobuf.Messag
 
 nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListTicketsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}only_open\0\u{3}page_size\0\u{3}page_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}only_open\0\u{3}page_size\0\u{3}page_token\0\u{1}statuses\0\u{1}priority\0\u{1}team\0\u{1}assignee\0\u{3}created_after\0\u{3}created_before\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1186,12 +1221,22 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularBoolField(value: &self.onlyOpen) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 5: try { try decoder.decodeRepeatedEnumField(value: &self.statuses) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._createdAfter) }()
+      case 10: try { try decoder.decodeSingularMessageField(value: &self._createdBefore) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
     }
@@ -1204,6 +1249,24 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
     if !self.pageToken.isEmpty {
       try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 4)
     }
+    if !self.statuses.isEmpty {
+      try visitor.visitPackedEnumField(value: self.statuses, fieldNumber: 5)
+    }
+    if self.priority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.priority, fieldNumber: 6)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 7)
+    }
+    if !self.assignee.isEmpty {
+      try visitor.visitSingularStringField(value: self.assignee, fieldNumber: 8)
+    }
+    try { if let v = self._createdAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._createdBefore {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1212,6 +1275,12 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
     if lhs.onlyOpen != rhs.onlyOpen {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.statuses != rhs.statuses {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.assignee != rhs.assignee {return false}
+    if lhs._createdAfter != rhs._createdAfter {return false}
+    if lhs._createdBefore != rhs._createdBefore {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

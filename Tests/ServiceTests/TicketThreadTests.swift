@@ -3,6 +3,7 @@ import GRPCCore
 import RapportCore
 import RapportProtos
 import RapportTesting
+import SwiftProtobuf
 import Testing
 
 @testable import SupportService
@@ -212,6 +213,55 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
       #expect(summary.openCount == 2)  // the customer's reply reopened the first ticket
       #expect(summary.averageCsat == 3.5 && summary.ratedCount == 2)
       #expect(summary.lastContactTime == note.createTime)
+    }
+  }
+}
+
+@Suite struct TicketListingTests {
+  @Test func ticketsAreListedByStatusPriorityTeamAssigneeAndTimeWithStablePages() async throws {
+    try await withSupportService { support, _ in
+      let alice = UUID().uuidString.lowercased()
+      let bob = UUID().uuidString.lowercased()
+      let before = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-1))
+      var opened: [Rapport_Support_V1_Ticket] = []
+      for (index, customer) in [alice, alice, bob, alice].enumerated() {
+        opened.append(try await support.openTicket(ticket(customer, subject: "T\(index)").changed {
+          $0.priority = index == 1 ? .urgent : .normal
+        }).ticket)
+      }
+      _ = try await support.assignTicket(.with {
+        $0.ticketID = opened[0].id
+        $0.team = "returns"
+        $0.assignee = "agent:kim"
+      })
+      _ = try await support.assignTicket(.with {
+        $0.ticketID = opened[2].id
+        $0.team = "returns"
+      })
+      _ = try await support.changeTicketStatus(status(opened[3].id, .pending))
+      func ids(_ request: Rapport_Support_V1_ListTicketsRequest) async throws -> [String] {
+        var all: [String] = []
+        var request = request
+        request.pageSize = 1
+        repeat {
+          let page = try await support.listTickets(request)
+          all += page.tickets.map(\.id)
+          request.pageToken = page.nextPageToken
+        } while !request.pageToken.isEmpty
+        return all
+      }
+      let newestFirst = opened.map(\.id).reversed()
+      #expect(try await ids(.init()).filter { newestFirst.contains($0) } == Array(newestFirst))
+      #expect(try await ids(.with { $0.customerID = alice }) == [opened[3].id, opened[1].id, opened[0].id])
+      #expect(try await ids(.with { $0.statuses = [.pending] }) == [opened[3].id])
+      #expect(try await ids(.with { $0.priority = .urgent }) == [opened[1].id])
+      #expect(try await ids(.with { $0.team = "returns" }) == [opened[2].id, opened[0].id])
+      #expect(try await ids(.with { $0.assignee = "agent:kim" }) == [opened[0].id])
+      #expect(try await ids(.with { $0.createdAfter = before; $0.customerID = bob }) == [opened[2].id])
+      #expect(try await ids(.with { $0.createdBefore = before; $0.customerID = alice }).isEmpty)
+      await expectStatus(.invalidArgument, field: "statuses[0]") {
+        try await support.listTickets(.with { $0.statuses = [.unspecified] })
+      }
     }
   }
 }

@@ -5,6 +5,7 @@ import Logging
 import RapportCore
 import RapportProtos
 import SwiftProtobuf
+import Synchronization
 
 /// `rapport.gateway.v1.PartnerGateway`: composes the 360° view from the four services, in parallel, each
 /// under the caller's remaining deadline. It holds no copy of the data.
@@ -111,18 +112,7 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     let limit = budget.remaining()
     options.timeout = limit
     options.waitForReady = false
-    let outcome: Result<Value, any Error> = await withTaskGroup(of: Result<Value, any Error>?.self) { group in
-      group.addTask { [options] in
-        do { return .success(try await call(options)) } catch { return .failure(error) }
-      }
-      group.addTask {
-        try? await Task.sleep(for: limit)
-        return nil
-      }
-      let first = await group.next() ?? nil
-      group.cancelAll()
-      return first ?? .failure(RPCError(code: .deadlineExceeded, message: "deadline"))
-    }
+    let outcome = await firstOf(within: limit) { [options] in try await call(options) }
     var status = Rapport_Gateway_V1_Section()
     status.name = name
     switch outcome {
@@ -162,6 +152,36 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     case RPCError.Code.deadlineExceeded.rawValue:
       RPCError(code: .deadlineExceeded, message: "customer lookup did not finish in time")
     default: RPCError(code: .unavailable, message: "customer service unavailable; retry later")
+    }
+  }
+}
+
+/// The result of `body`, or DEADLINE_EXCEEDED once `limit` passes — whichever comes first. The loser is
+/// cancelled but not awaited: a call stuck connecting to a silent peer may take a while to notice its
+/// cancellation, and the view must not wait for that (a task group would).
+func firstOf<Value: Sendable>(
+  within limit: Duration, _ body: @escaping @Sendable () async throws -> Value
+) async -> Result<Value, any Error> {
+  let slot = Mutex<CheckedContinuation<Result<Value, any Error>, Never>?>(nil)
+  let finish: @Sendable (Result<Value, any Error>) -> Void = { result in
+    slot.withLock { continuation -> CheckedContinuation<Result<Value, any Error>, Never>? in
+      defer { continuation = nil }
+      return continuation
+    }?.resume(returning: result)
+  }
+  return await withCheckedContinuation { continuation in
+    slot.withLock { $0 = continuation }
+    let work = Task {
+      do { finish(.success(try await body())) } catch { finish(.failure(error)) }
+    }
+    let timer = Task {
+      do { try await Task.sleep(for: limit) } catch { return }  // cancelled: the call answered first
+      work.cancel()
+      finish(.failure(RPCError(code: .deadlineExceeded, message: "deadline")))
+    }
+    Task {
+      _ = await work.value
+      timer.cancel()
     }
   }
 }

@@ -50,10 +50,23 @@ struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     request: Rapport_Support_V1_ListTicketsRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_ListTicketsResponse {
     try await serving(logger) {
-      let customerID = try Validate.uuid(request.customerID, field: "customer_id")
+      var filter = SupportStore.Filter()
+      if !request.customerID.isEmpty { filter.customerID = try Validate.uuid(request.customerID, field: "customer_id") }
+      filter.onlyOpen = request.onlyOpen
+      for (index, status) in request.statuses.enumerated() {
+        filter.statuses.append(try Validate.specified(status, field: "statuses[\(index)]").rawValue)
+      }
+      filter.priority = try Validate.known(request.priority, field: "priority").rawValue
+      let team = try Validate.optional(request.team, field: "team", max: 64)
+      let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
+      filter.team = team.isEmpty ? nil : team
+      filter.assignee = assignee.isEmpty ? nil : assignee
+      filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
+      filter.createdBefore = try Validate.time(
+        request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
       let limit = try Validate.pageSize(request.pageSize)
       let token = try PageToken.decode(request.pageToken)
-      let tickets = try await store.list(customerID: customerID, onlyOpen: request.onlyOpen, after: token, limit: limit + 1)
+      let tickets = try await store.list(filter, after: token, limit: limit + 1)
       let page = PageToken.page(tickets, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
       return .with {
         $0.tickets = page.rows.map(\.proto)

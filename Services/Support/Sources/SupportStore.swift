@@ -164,13 +164,32 @@ struct SupportStore: Sendable {
     }
   }
 
-  /// A customer's tickets, newest first, after the page token's position.
-  func list(customerID: UUID, onlyOpen: Bool, after token: PageToken?, limit: Int) async throws -> [TicketRecord] {
-    let excluded = onlyOpen ? TicketRecord.closedStatuses : []
+  /// Filters of `list`.
+  struct Filter: Sendable {
+    var customerID: UUID?
+    var onlyOpen = false
+    var statuses: [Int] = []
+    var priority = 0
+    var team: String?
+    var assignee: String?
+    var createdAfter: Date?
+    var createdBefore: Date?
+  }
+
+  /// Tickets newest first, after the page token's position.
+  func list(_ filter: Filter, after token: PageToken?, limit: Int) async throws -> [TicketRecord] {
+    let excluded = filter.onlyOpen ? TicketRecord.closedStatuses : []
     let rows = try await client.query(
       """
       SELECT \(unescaped: Self.columns) FROM support.tickets
-      WHERE customer_id = \(customerID) AND NOT (status = ANY(\(excluded)))
+      WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
+        AND NOT (status = ANY(\(excluded)))
+        AND (cardinality(\(filter.statuses)::integer[]) = 0 OR status = ANY(\(filter.statuses)))
+        AND (\(filter.priority) = 0 OR priority = \(filter.priority))
+        AND (\(filter.team)::text IS NULL OR team = \(filter.team))
+        AND (\(filter.assignee)::text IS NULL OR assignee = \(filter.assignee))
+        AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
+        AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
         AND (\(token == nil) OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros ?? 0) * interval '1 microsecond', \(token?.id ?? UUID())))
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
