@@ -295,6 +295,22 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._payload = .ticketAssigned(newValue)}
   }
 
+  public var slaBreached: Rapport_Events_V1_SlaBreached {
+    get {
+      if case .slaBreached(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_SlaBreached()
+    }
+    set {_uniqueStorage()._payload = .slaBreached(newValue)}
+  }
+
+  public var ticketPriorityChanged: Rapport_Events_V1_TicketPriorityChanged {
+    get {
+      if case .ticketPriorityChanged(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_TicketPriorityChanged()
+    }
+    set {_uniqueStorage()._payload = .ticketPriorityChanged(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Payload: Equatable, Sendable {
@@ -324,6 +340,8 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     case ticketStatusChanged(Rapport_Events_V1_TicketStatusChanged)
     case ticketRated(Rapport_Events_V1_TicketRated)
     case ticketAssigned(Rapport_Events_V1_TicketAssigned)
+    case slaBreached(Rapport_Events_V1_SlaBreached)
+    case ticketPriorityChanged(Rapport_Events_V1_TicketPriorityChanged)
 
   }
 
@@ -1174,6 +1192,77 @@ public nonisolated struct Rapport_Events_V1_TicketAssigned: Sendable {
   fileprivate var _assignedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// An SLA target's due time passed before it was met. Emitted exactly once per target.
+public nonisolated struct Rapport_Events_V1_SlaBreached: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var policy: String = String()
+
+  /// rapport.support.v1.SlaTargetKind.
+  public var kind: Int32 = 0
+
+  public var cycle: Int32 = 0
+
+  /// The due time that passed.
+  public var dueAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_dueAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_dueAt = newValue}
+  }
+  /// Returns true if `dueAt` has been explicitly set.
+  public var hasDueAt: Bool {self._dueAt != nil}
+  /// Clears the value of `dueAt`. Subsequent reads from it will return its default value.
+  public mutating func clearDueAt() {self._dueAt = nil}
+
+  public var priority: Int32 = 0
+
+  public var team: String = String()
+
+  public var assignee: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _dueAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Events_V1_TicketPriorityChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticketID: String = String()
+
+  public var customerID: String = String()
+
+  public var from: Int32 = 0
+
+  public var to: Int32 = 0
+
+  public var slaPolicy: String = String()
+
+  public var changedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_changedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_changedAt = newValue}
+  }
+  /// Returns true if `changedAt` has been explicitly set.
+  public var hasChangedAt: Bool {self._changedAt != nil}
+  /// Clears the value of `changedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearChangedAt() {self._changedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
@@ -1215,7 +1304,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0\u{3}sla_breached\0\u{3}ticket_priority_changed\0")
 
   fileprivate class _StorageClass {
     var _sequence: Int64 = 0
@@ -1604,6 +1693,32 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
             _storage._payload = .ticketAssigned(v)
           }
         }()
+        case 36: try {
+          var v: Rapport_Events_V1_SlaBreached?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .slaBreached(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .slaBreached(v)
+          }
+        }()
+        case 37: try {
+          var v: Rapport_Events_V1_TicketPriorityChanged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .ticketPriorityChanged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .ticketPriorityChanged(v)
+          }
+        }()
         default: break
         }
       }
@@ -1738,6 +1853,14 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       case .ticketAssigned?: try {
         guard case .ticketAssigned(let v)? = _storage._payload else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .slaBreached?: try {
+        guard case .slaBreached(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+      }()
+      case .ticketPriorityChanged?: try {
+        guard case .ticketPriorityChanged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
       }()
       case nil: break
       }
@@ -3195,6 +3318,139 @@ nonisolated extension Rapport_Events_V1_TicketAssigned: SwiftProtobuf.Message, S
     if lhs.team != rhs.team {return false}
     if lhs.assignee != rhs.assignee {return false}
     if lhs._assignedAt != rhs._assignedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_SlaBreached: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SlaBreached"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{1}policy\0\u{1}kind\0\u{1}cycle\0\u{3}due_at\0\u{1}priority\0\u{1}team\0\u{1}assignee\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.policy) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.kind) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.cycle) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._dueAt) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if !self.policy.isEmpty {
+      try visitor.visitSingularStringField(value: self.policy, fieldNumber: 3)
+    }
+    if self.kind != 0 {
+      try visitor.visitSingularInt32Field(value: self.kind, fieldNumber: 4)
+    }
+    if self.cycle != 0 {
+      try visitor.visitSingularInt32Field(value: self.cycle, fieldNumber: 5)
+    }
+    try { if let v = self._dueAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 7)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 8)
+    }
+    if !self.assignee.isEmpty {
+      try visitor.visitSingularStringField(value: self.assignee, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_SlaBreached, rhs: Rapport_Events_V1_SlaBreached) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.policy != rhs.policy {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.cycle != rhs.cycle {return false}
+    if lhs._dueAt != rhs._dueAt {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.assignee != rhs.assignee {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_TicketPriorityChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketPriorityChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{3}customer_id\0\u{1}from\0\u{1}to\0\u{3}sla_policy\0\u{3}changed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.from) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.to) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.slaPolicy) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._changedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
+    }
+    if self.from != 0 {
+      try visitor.visitSingularInt32Field(value: self.from, fieldNumber: 3)
+    }
+    if self.to != 0 {
+      try visitor.visitSingularInt32Field(value: self.to, fieldNumber: 4)
+    }
+    if !self.slaPolicy.isEmpty {
+      try visitor.visitSingularStringField(value: self.slaPolicy, fieldNumber: 5)
+    }
+    try { if let v = self._changedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_TicketPriorityChanged, rhs: Rapport_Events_V1_TicketPriorityChanged) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.slaPolicy != rhs.slaPolicy {return false}
+    if lhs._changedAt != rhs._changedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -126,6 +126,97 @@ public enum Rapport_Support_V1_SupportService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ChangeTicketPriority" metadata.
+        public enum ChangeTicketPriority: Sendable {
+            /// Request type for "ChangeTicketPriority".
+            public typealias Input = Rapport_Support_V1_ChangeTicketPriorityRequest
+            /// Response type for "ChangeTicketPriority".
+            public typealias Output = Rapport_Support_V1_ChangeTicketPriorityResponse
+            /// Descriptor for "ChangeTicketPriority".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "ChangeTicketPriority",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetTicketTags" metadata.
+        public enum SetTicketTags: Sendable {
+            /// Request type for "SetTicketTags".
+            public typealias Input = Rapport_Support_V1_SetTicketTagsRequest
+            /// Response type for "SetTicketTags".
+            public typealias Output = Rapport_Support_V1_SetTicketTagsResponse
+            /// Descriptor for "SetTicketTags".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "SetTicketTags",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutBusinessCalendar" metadata.
+        public enum PutBusinessCalendar: Sendable {
+            /// Request type for "PutBusinessCalendar".
+            public typealias Input = Rapport_Support_V1_PutBusinessCalendarRequest
+            /// Response type for "PutBusinessCalendar".
+            public typealias Output = Rapport_Support_V1_PutBusinessCalendarResponse
+            /// Descriptor for "PutBusinessCalendar".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "PutBusinessCalendar",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutSlaPolicy" metadata.
+        public enum PutSlaPolicy: Sendable {
+            /// Request type for "PutSlaPolicy".
+            public typealias Input = Rapport_Support_V1_PutSlaPolicyRequest
+            /// Response type for "PutSlaPolicy".
+            public typealias Output = Rapport_Support_V1_PutSlaPolicyResponse
+            /// Descriptor for "PutSlaPolicy".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "PutSlaPolicy",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSlaPolicies" metadata.
+        public enum ListSlaPolicies: Sendable {
+            /// Request type for "ListSlaPolicies".
+            public typealias Input = Rapport_Support_V1_ListSlaPoliciesRequest
+            /// Response type for "ListSlaPolicies".
+            public typealias Output = Rapport_Support_V1_ListSlaPoliciesResponse
+            /// Descriptor for "ListSlaPolicies".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "ListSlaPolicies",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutTeam" metadata.
+        public enum PutTeam: Sendable {
+            /// Request type for "PutTeam".
+            public typealias Input = Rapport_Support_V1_PutTeamRequest
+            /// Response type for "PutTeam".
+            public typealias Output = Rapport_Support_V1_PutTeamResponse
+            /// Descriptor for "PutTeam".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "PutTeam",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSlaReport" metadata.
+        public enum GetSlaReport: Sendable {
+            /// Request type for "GetSlaReport".
+            public typealias Input = Rapport_Support_V1_GetSlaReportRequest
+            /// Response type for "GetSlaReport".
+            public typealias Output = Rapport_Support_V1_GetSlaReportResponse
+            /// Descriptor for "GetSlaReport".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "GetSlaReport",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.support.v1.SupportService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             OpenTicket.descriptor,
@@ -135,7 +226,14 @@ public enum Rapport_Support_V1_SupportService: Sendable {
             ChangeTicketStatus.descriptor,
             RateTicket.descriptor,
             AssignTicket.descriptor,
-            GetCustomerSupportSummary.descriptor
+            GetCustomerSupportSummary.descriptor,
+            ChangeTicketPriority.descriptor,
+            SetTicketTags.descriptor,
+            PutBusinessCalendar.descriptor,
+            PutSlaPolicy.descriptor,
+            ListSlaPolicies.descriptor,
+            PutTeam.descriptor,
+            GetSlaReport.descriptor
         ]
     }
 }
@@ -308,6 +406,134 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
+
+        /// Handle the "ChangeTicketPriority" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+        /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_ChangeTicketPriorityRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_ChangeTicketPriorityResponse` messages.
+        func changeTicketPriority(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>
+
+        /// Handle the "SetTicketTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces a ticket's tags.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_SetTicketTagsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_SetTicketTagsResponse` messages.
+        func setTicketTags(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_SetTicketTagsResponse>
+
+        /// Handle the "PutBusinessCalendar" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_PutBusinessCalendarRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_PutBusinessCalendarResponse` messages.
+        func putBusinessCalendar(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutBusinessCalendarResponse>
+
+        /// Handle the "PutSlaPolicy" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+        /// > when their priority last changed).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_PutSlaPolicyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_PutSlaPolicyResponse` messages.
+        func putSlaPolicy(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutSlaPolicyResponse>
+
+        /// Handle the "ListSlaPolicies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every SLA policy and calendar, by name.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_ListSlaPoliciesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_ListSlaPoliciesResponse` messages.
+        func listSlaPolicies(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListSlaPoliciesResponse>
+
+        /// Handle the "PutTeam" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_PutTeamRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_PutTeamResponse` messages.
+        func putTeam(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutTeamRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutTeamResponse>
+
+        /// Handle the "GetSlaReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_GetSlaReportRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_GetSlaReportResponse` messages.
+        func getSlaReport(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetSlaReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetSlaReportResponse>
     }
 
     /// Service protocol for the "rapport.support.v1.SupportService" service.
@@ -464,6 +690,134 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.ServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
+
+        /// Handle the "ChangeTicketPriority" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+        /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketPriorityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_ChangeTicketPriorityResponse` message.
+        func changeTicketPriority(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>
+
+        /// Handle the "SetTicketTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces a ticket's tags.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_SetTicketTagsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_SetTicketTagsResponse` message.
+        func setTicketTags(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_SetTicketTagsResponse>
+
+        /// Handle the "PutBusinessCalendar" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutBusinessCalendarRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_PutBusinessCalendarResponse` message.
+        func putBusinessCalendar(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutBusinessCalendarResponse>
+
+        /// Handle the "PutSlaPolicy" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+        /// > when their priority last changed).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutSlaPolicyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_PutSlaPolicyResponse` message.
+        func putSlaPolicy(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutSlaPolicyResponse>
+
+        /// Handle the "ListSlaPolicies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every SLA policy and calendar, by name.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListSlaPoliciesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_ListSlaPoliciesResponse` message.
+        func listSlaPolicies(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListSlaPoliciesResponse>
+
+        /// Handle the "PutTeam" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutTeamRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_PutTeamResponse` message.
+        func putTeam(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_PutTeamRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutTeamResponse>
+
+        /// Handle the "GetSlaReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetSlaReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_GetSlaReportResponse` message.
+        func getSlaReport(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_GetSlaReportRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetSlaReportResponse>
     }
 
     /// Simple service protocol for the "rapport.support.v1.SupportService" service.
@@ -618,6 +972,134 @@ extension Rapport_Support_V1_SupportService {
             request: Rapport_Support_V1_GetCustomerSupportSummaryRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_GetCustomerSupportSummaryResponse
+
+        /// Handle the "ChangeTicketPriority" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+        /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_ChangeTicketPriorityRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_ChangeTicketPriorityResponse` to respond with.
+        func changeTicketPriority(
+            request: Rapport_Support_V1_ChangeTicketPriorityRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_ChangeTicketPriorityResponse
+
+        /// Handle the "SetTicketTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces a ticket's tags.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_SetTicketTagsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_SetTicketTagsResponse` to respond with.
+        func setTicketTags(
+            request: Rapport_Support_V1_SetTicketTagsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_SetTicketTagsResponse
+
+        /// Handle the "PutBusinessCalendar" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_PutBusinessCalendarRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_PutBusinessCalendarResponse` to respond with.
+        func putBusinessCalendar(
+            request: Rapport_Support_V1_PutBusinessCalendarRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_PutBusinessCalendarResponse
+
+        /// Handle the "PutSlaPolicy" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+        /// > when their priority last changed).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_PutSlaPolicyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_PutSlaPolicyResponse` to respond with.
+        func putSlaPolicy(
+            request: Rapport_Support_V1_PutSlaPolicyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_PutSlaPolicyResponse
+
+        /// Handle the "ListSlaPolicies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every SLA policy and calendar, by name.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_ListSlaPoliciesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_ListSlaPoliciesResponse` to respond with.
+        func listSlaPolicies(
+            request: Rapport_Support_V1_ListSlaPoliciesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_ListSlaPoliciesResponse
+
+        /// Handle the "PutTeam" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_PutTeamRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_PutTeamResponse` to respond with.
+        func putTeam(
+            request: Rapport_Support_V1_PutTeamRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_PutTeamResponse
+
+        /// Handle the "GetSlaReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_GetSlaReportRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_GetSlaReportResponse` to respond with.
+        func getSlaReport(
+            request: Rapport_Support_V1_GetSlaReportRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_GetSlaReportResponse
     }
 }
 
@@ -713,6 +1195,83 @@ extension Rapport_Support_V1_SupportService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.ChangeTicketPriority.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketPriorityRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketPriorityResponse>(),
+            handler: { request, context in
+                try await self.changeTicketPriority(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.SetTicketTags.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_SetTicketTagsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_SetTicketTagsResponse>(),
+            handler: { request, context in
+                try await self.setTicketTags(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.PutBusinessCalendar.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutBusinessCalendarRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutBusinessCalendarResponse>(),
+            handler: { request, context in
+                try await self.putBusinessCalendar(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.PutSlaPolicy.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutSlaPolicyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutSlaPolicyResponse>(),
+            handler: { request, context in
+                try await self.putSlaPolicy(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.ListSlaPolicies.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListSlaPoliciesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListSlaPoliciesResponse>(),
+            handler: { request, context in
+                try await self.listSlaPolicies(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.PutTeam.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutTeamRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutTeamResponse>(),
+            handler: { request, context in
+                try await self.putTeam(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.GetSlaReport.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetSlaReportRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetSlaReportResponse>(),
+            handler: { request, context in
+                try await self.getSlaReport(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -801,6 +1360,83 @@ extension Rapport_Support_V1_SupportService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
         let response = try await self.getCustomerSupportSummary(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func changeTicketPriority(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ChangeTicketPriorityResponse> {
+        let response = try await self.changeTicketPriority(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setTicketTags(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_SetTicketTagsResponse> {
+        let response = try await self.setTicketTags(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putBusinessCalendar(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutBusinessCalendarResponse> {
+        let response = try await self.putBusinessCalendar(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putSlaPolicy(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutSlaPolicyResponse> {
+        let response = try await self.putSlaPolicy(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSlaPolicies(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListSlaPoliciesResponse> {
+        let response = try await self.listSlaPolicies(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putTeam(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_PutTeamRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_PutTeamResponse> {
+        let response = try await self.putTeam(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSlaReport(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetSlaReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetSlaReportResponse> {
+        let response = try await self.getSlaReport(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -908,6 +1544,97 @@ extension Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(
             message: try await self.getCustomerSupportSummary(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func changeTicketPriority(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketPriorityResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>(
+            message: try await self.changeTicketPriority(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setTicketTags(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_SetTicketTagsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_SetTicketTagsResponse>(
+            message: try await self.setTicketTags(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putBusinessCalendar(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutBusinessCalendarResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_PutBusinessCalendarResponse>(
+            message: try await self.putBusinessCalendar(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putSlaPolicy(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutSlaPolicyResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_PutSlaPolicyResponse>(
+            message: try await self.putSlaPolicy(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSlaPolicies(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListSlaPoliciesResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_ListSlaPoliciesResponse>(
+            message: try await self.listSlaPolicies(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putTeam(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_PutTeamRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_PutTeamResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_PutTeamResponse>(
+            message: try await self.putTeam(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSlaReport(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_GetSlaReportRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetSlaReportResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_GetSlaReportResponse>(
+            message: try await self.getSlaReport(
                 request: request.message,
                 context: context
             ),
@@ -1110,6 +1837,169 @@ extension Rapport_Support_V1_SupportService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ChangeTicketPriority" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+        /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketPriorityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ChangeTicketPriorityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ChangeTicketPriorityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func changeTicketPriority<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ChangeTicketPriorityResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetTicketTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces a ticket's tags.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_SetTicketTagsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_SetTicketTagsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_SetTicketTagsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setTicketTags<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_SetTicketTagsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_SetTicketTagsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_SetTicketTagsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutBusinessCalendar" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutBusinessCalendarRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutBusinessCalendarRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutBusinessCalendarResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putBusinessCalendar<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutBusinessCalendarResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutBusinessCalendarResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutSlaPolicy" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+        /// > when their priority last changed).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutSlaPolicyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutSlaPolicyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutSlaPolicyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putSlaPolicy<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutSlaPolicyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutSlaPolicyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutSlaPolicyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSlaPolicies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every SLA policy and calendar, by name.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListSlaPoliciesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ListSlaPoliciesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ListSlaPoliciesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSlaPolicies<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListSlaPoliciesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListSlaPoliciesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutTeam" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutTeamRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutTeamRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutTeamResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putTeam<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutTeamRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutTeamRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutTeamResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutTeamResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSlaReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetSlaReportRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetSlaReportRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetSlaReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSlaReport<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetSlaReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetSlaReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetSlaReportResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetSlaReportResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1403,6 +2293,246 @@ extension Rapport_Support_V1_SupportService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ChangeTicketPriority" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+        /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketPriorityRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ChangeTicketPriorityRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ChangeTicketPriorityResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func changeTicketPriority<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ChangeTicketPriorityResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.ChangeTicketPriority.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetTicketTags" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Replaces a ticket's tags.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_SetTicketTagsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_SetTicketTagsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_SetTicketTagsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setTicketTags<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_SetTicketTagsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_SetTicketTagsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_SetTicketTagsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.SetTicketTags.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutBusinessCalendar" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutBusinessCalendarRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutBusinessCalendarRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutBusinessCalendarResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putBusinessCalendar<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutBusinessCalendarRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutBusinessCalendarResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutBusinessCalendarResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.PutBusinessCalendar.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutSlaPolicy" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+        /// > when their priority last changed).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutSlaPolicyRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutSlaPolicyRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutSlaPolicyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putSlaPolicy<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutSlaPolicyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutSlaPolicyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutSlaPolicyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.PutSlaPolicy.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSlaPolicies" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every SLA policy and calendar, by name.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListSlaPoliciesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ListSlaPoliciesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ListSlaPoliciesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSlaPolicies<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ListSlaPoliciesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListSlaPoliciesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListSlaPoliciesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.ListSlaPolicies.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutTeam" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_PutTeamRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_PutTeamRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_PutTeamResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putTeam<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_PutTeamRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_PutTeamRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_PutTeamResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutTeamResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.PutTeam.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSlaReport" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetSlaReportRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetSlaReportRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetSlaReportResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSlaReport<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetSlaReportRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetSlaReportRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetSlaReportResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetSlaReportResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.GetSlaReport.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1639,6 +2769,211 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetCustomerSupportSummaryRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeTicketPriority" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+    /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_ChangeTicketPriorityRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeTicketPriority<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.changeTicketPriority(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketPriorityRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketPriorityResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetTicketTags" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces a ticket's tags.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_SetTicketTagsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setTicketTags<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_SetTicketTagsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_SetTicketTagsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setTicketTags(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_SetTicketTagsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_SetTicketTagsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutBusinessCalendar" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_PutBusinessCalendarRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putBusinessCalendar<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_PutBusinessCalendarRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutBusinessCalendarResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putBusinessCalendar(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutBusinessCalendarRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutBusinessCalendarResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutSlaPolicy" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+    /// > when their priority last changed).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_PutSlaPolicyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putSlaPolicy<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_PutSlaPolicyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutSlaPolicyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putSlaPolicy(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutSlaPolicyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutSlaPolicyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSlaPolicies" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every SLA policy and calendar, by name.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_ListSlaPoliciesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSlaPolicies<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_ListSlaPoliciesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListSlaPoliciesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSlaPolicies(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListSlaPoliciesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListSlaPoliciesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutTeam" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_PutTeamRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putTeam<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_PutTeamRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutTeamResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putTeam(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_PutTeamRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_PutTeamResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSlaReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_GetSlaReportRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSlaReport<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_GetSlaReportRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetSlaReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSlaReport(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetSlaReportRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetSlaReportResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1909,6 +3244,239 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerSupportSummary(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ChangeTicketPriority" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a ticket's priority: its SLA policy is matched again and the due times of targets still
+    /// > running are recomputed (time already consumed counts). FAILED_PRECONDITION on a CLOSED ticket.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func changeTicketPriority<Result>(
+        _ message: Rapport_Support_V1_ChangeTicketPriorityRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ChangeTicketPriorityResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_ChangeTicketPriorityRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.changeTicketPriority(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetTicketTags" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Replaces a ticket's tags.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setTicketTags<Result>(
+        _ message: Rapport_Support_V1_SetTicketTagsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_SetTicketTagsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_SetTicketTagsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setTicketTags(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutBusinessCalendar" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a business calendar (weekly hours in a time zone, holidays).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putBusinessCalendar<Result>(
+        _ message: Rapport_Support_V1_PutBusinessCalendarRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutBusinessCalendarResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_PutBusinessCalendarRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putBusinessCalendar(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutSlaPolicy" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces an SLA policy. Tickets keep the targets computed when they were opened (or
+    /// > when their priority last changed).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putSlaPolicy<Result>(
+        _ message: Rapport_Support_V1_PutSlaPolicyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutSlaPolicyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_PutSlaPolicyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putSlaPolicy(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSlaPolicies" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every SLA policy and calendar, by name.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSlaPolicies<Result>(
+        _ message: Rapport_Support_V1_ListSlaPoliciesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListSlaPoliciesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_ListSlaPoliciesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSlaPolicies(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutTeam" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates or replaces a team: its agents and whether new tickets for it are assigned round-robin.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putTeam<Result>(
+        _ message: Rapport_Support_V1_PutTeamRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_PutTeamResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_PutTeamRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putTeam(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSlaReport" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Targets achieved, breached and still running, per policy, target and period of ticket opening.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSlaReport<Result>(
+        _ message: Rapport_Support_V1_GetSlaReportRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetSlaReportResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_GetSlaReportRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSlaReport(
             request: request,
             options: options,
             onResponse: handleResponse

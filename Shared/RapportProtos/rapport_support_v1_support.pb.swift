@@ -164,6 +164,150 @@ public nonisolated enum Rapport_Support_V1_TicketStatus: SwiftProtobuf.Enum, Swi
 
 }
 
+public nonisolated enum Rapport_Support_V1_SlaTargetKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Until the first public agent reply.
+  case firstResponse // = 1
+
+  /// From a public customer message (after the first response) until the next public agent reply.
+  case nextResponse // = 2
+
+  /// Until the ticket is SOLVED.
+  case resolution // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .firstResponse
+    case 2: self = .nextResponse
+    case 3: self = .resolution
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .firstResponse: return 1
+    case .nextResponse: return 2
+    case .resolution: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Support_V1_SlaTargetKind] = [
+    .unspecified,
+    .firstResponse,
+    .nextResponse,
+    .resolution,
+  ]
+
+}
+
+public nonisolated enum Rapport_Support_V1_SlaState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Running: due_time is set.
+  case active // = 1
+
+  /// Stopped while the ticket is PENDING (waiting on the customer): no due time.
+  case paused // = 2
+
+  /// Met before its due time.
+  case achieved // = 3
+
+  /// Its due time passed first. Final: a breached target stays breached.
+  case breached // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .active
+    case 2: self = .paused
+    case 3: self = .achieved
+    case 4: self = .breached
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .active: return 1
+    case .paused: return 2
+    case .achieved: return 3
+    case .breached: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Support_V1_SlaState] = [
+    .unspecified,
+    .active,
+    .paused,
+    .achieved,
+    .breached,
+  ]
+
+}
+
+public nonisolated enum Rapport_Support_V1_ReportPeriod: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case day // = 1
+  case week // = 2
+  case month // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .day
+    case 2: self = .week
+    case 3: self = .month
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .day: return 1
+    case .week: return 2
+    case .month: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Support_V1_ReportPeriod] = [
+    .unspecified,
+    .day,
+    .week,
+    .month,
+  ]
+
+}
+
 /// Metadata of a file attached to a message (the file itself lives elsewhere).
 public nonisolated struct Rapport_Support_V1_Attachment: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -332,11 +476,227 @@ public nonisolated struct Rapport_Support_V1_Ticket: @unchecked Sendable {
     set {_uniqueStorage()._assignee = newValue}
   }
 
+  /// The order the ticket is about, if any.
+  public var orderID: String {
+    get {_storage._orderID}
+    set {_uniqueStorage()._orderID = newValue}
+  }
+
+  /// Lower-case tags, sorted.
+  public var tags: [String] {
+    get {_storage._tags}
+    set {_uniqueStorage()._tags = newValue}
+  }
+
+  /// The customer's B2B tier when the ticket was opened (empty for consumers).
+  public var customerTier: String {
+    get {_storage._customerTier}
+    set {_uniqueStorage()._customerTier = newValue}
+  }
+
+  /// The SLA policy matched by priority and tier; empty when none matched.
+  public var slaPolicy: String {
+    get {_storage._slaPolicy}
+    set {_uniqueStorage()._slaPolicy = newValue}
+  }
+
+  /// The SLA targets: first response, each next response (one per customer message awaiting an agent's
+  /// reply), resolution. Filled by GetTicket and every write; empty in ListTickets.
+  public var slaTargets: [Rapport_Support_V1_SlaTarget] {
+    get {_storage._slaTargets}
+    set {_uniqueStorage()._slaTargets = newValue}
+  }
+
+  /// The channel's own id of the message that opened the ticket, if given.
+  public var channelMessageID: String {
+    get {_storage._channelMessageID}
+    set {_uniqueStorage()._channelMessageID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Rapport_Support_V1_SlaTarget: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Rapport_Support_V1_SlaTargetKind = .unspecified
+
+  /// 1 for first response and resolution; counts the next-response targets of a ticket.
+  public var cycle: Int32 = 0
+
+  public var state: Rapport_Support_V1_SlaState = .unspecified
+
+  /// The target in business seconds of the policy's calendar.
+  public var targetSeconds: Int64 = 0
+
+  /// Business seconds consumed so far (up to the last pause, achievement or change).
+  public var consumedSeconds: Int64 = 0
+
+  /// When it is (or was) due; unset while paused.
+  public var dueTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_dueTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_dueTime = newValue}
+  }
+  /// Returns true if `dueTime` has been explicitly set.
+  public var hasDueTime: Bool {self._dueTime != nil}
+  /// Clears the value of `dueTime`. Subsequent reads from it will return its default value.
+  public mutating func clearDueTime() {self._dueTime = nil}
+
+  public var achieveTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_achieveTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_achieveTime = newValue}
+  }
+  /// Returns true if `achieveTime` has been explicitly set.
+  public var hasAchieveTime: Bool {self._achieveTime != nil}
+  /// Clears the value of `achieveTime`. Subsequent reads from it will return its default value.
+  public mutating func clearAchieveTime() {self._achieveTime = nil}
+
+  /// The due time that passed.
+  public var breachTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_breachTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_breachTime = newValue}
+  }
+  /// Returns true if `breachTime` has been explicitly set.
+  public var hasBreachTime: Bool {self._breachTime != nil}
+  /// Clears the value of `breachTime`. Subsequent reads from it will return its default value.
+  public mutating func clearBreachTime() {self._breachTime = nil}
+
+  public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_startTime = newValue}
+  }
+  /// Returns true if `startTime` has been explicitly set.
+  public var hasStartTime: Bool {self._startTime != nil}
+  /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
+  public mutating func clearStartTime() {self._startTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _dueTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _achieveTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _breachTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// Weekly opening hours: one window on one weekday.
+public nonisolated struct Rapport_Support_V1_BusinessHours: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// ISO weekday: 1 = Monday … 7 = Sunday.
+  public var weekday: Int32 = 0
+
+  /// Local time "HH:MM", 00:00 to 23:59.
+  public var start: String = String()
+
+  /// Local time "HH:MM" after start; "24:00" is midnight at the end of the day.
+  public var end: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_BusinessCalendar: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: 1 to 64 characters of letters, digits, "-", "_".
+  public var name: String = String()
+
+  /// Required: an IANA time zone such as Europe/Berlin.
+  public var timeZone: String = String()
+
+  /// At least one window; windows of one weekday must not overlap.
+  public var hours: [Rapport_Support_V1_BusinessHours] = []
+
+  /// Local dates YYYY-MM-DD on which no business time passes; at most 1000.
+  public var holidays: [String] = []
+
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {self._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {self._updateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_SlaPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: 1 to 64 characters of letters, digits, "-", "_".
+  public var name: String = String()
+
+  /// The priority it applies to; unspecified matches every priority.
+  public var priority: Rapport_Support_V1_TicketPriority = .unspecified
+
+  /// The customer tier it applies to (at most 32 characters); empty matches every customer. A ticket
+  /// gets the most specific match: tier and priority, then tier, then priority, then neither (ties by name).
+  public var customerTier: String = String()
+
+  /// Required: the name of an existing business calendar.
+  public var calendar: String = String()
+
+  /// Targets in business minutes, 0 to 525600; 0 means no such target. At least one is required.
+  public var firstResponseMinutes: Int32 = 0
+
+  public var nextResponseMinutes: Int32 = 0
+
+  public var resolutionMinutes: Int32 = 0
+
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {self._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {self._updateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_Team: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: 1 to 64 characters.
+  public var name: String = String()
+
+  /// Agent ids or emails (each at most 200 characters, at most 100, no repeats), in rotation order.
+  public var agents: [String] = []
+
+  /// When true, a ticket opened for (or assigned to) the team without an agent gets the next agent in turn.
+  public var roundRobin: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Rapport_Support_V1_OpenTicketRequest: Sendable {
@@ -360,6 +720,19 @@ public nonisolated struct Rapport_Support_V1_OpenTicketRequest: Sendable {
   public var priority: Rapport_Support_V1_TicketPriority = .unspecified
 
   public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// Optional order the ticket is about: it must exist and belong to the customer (NOT_FOUND otherwise).
+  public var orderID: String = String()
+
+  /// Optional team (at most 64 characters); a round-robin team assigns the next agent.
+  public var team: String = String()
+
+  /// Optional tags: at most 20, each 1 to 64 characters of letters, digits, "-", "_", ":" (stored lower-case).
+  public var tags: [String] = []
+
+  /// Optional id of the opening message in the channel's own system (e-mail Message-ID, chat message id),
+  /// at most 256 characters: a second ticket from the same channel message returns the first ticket.
+  public var channelMessageID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -471,6 +844,12 @@ public nonisolated struct Rapport_Support_V1_ListTicketsRequest: Sendable {
   public var hasCreatedBefore: Bool {self._createdBefore != nil}
   /// Clears the value of `createdBefore`. Subsequent reads from it will return its default value.
   public mutating func clearCreatedBefore() {self._createdBefore = nil}
+
+  /// When true, only tickets with at least one breached SLA target.
+  public var onlyBreached: Bool = false
+
+  /// Only tickets with this tag.
+  public var tag: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -749,6 +1128,319 @@ public nonisolated struct Rapport_Support_V1_GetCustomerSupportSummaryResponse: 
   fileprivate var _summary: Rapport_Support_V1_SupportSummary? = nil
 }
 
+public nonisolated struct Rapport_Support_V1_ChangeTicketPriorityRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var ticketID: String = String()
+
+  /// Required.
+  public var priority: Rapport_Support_V1_TicketPriority = .unspecified
+
+  /// Who changed it, at most 200 characters.
+  public var actor: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_ChangeTicketPriorityResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticket: Rapport_Support_V1_Ticket {
+    get {_ticket ?? Rapport_Support_V1_Ticket()}
+    set {_ticket = newValue}
+  }
+  /// Returns true if `ticket` has been explicitly set.
+  public var hasTicket: Bool {self._ticket != nil}
+  /// Clears the value of `ticket`. Subsequent reads from it will return its default value.
+  public mutating func clearTicket() {self._ticket = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ticket: Rapport_Support_V1_Ticket? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_SetTicketTagsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var ticketID: String = String()
+
+  /// The complete new set (see OpenTicketRequest.tags); empty removes every tag.
+  public var tags: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_SetTicketTagsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticket: Rapport_Support_V1_Ticket {
+    get {_ticket ?? Rapport_Support_V1_Ticket()}
+    set {_ticket = newValue}
+  }
+  /// Returns true if `ticket` has been explicitly set.
+  public var hasTicket: Bool {self._ticket != nil}
+  /// Clears the value of `ticket`. Subsequent reads from it will return its default value.
+  public mutating func clearTicket() {self._ticket = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ticket: Rapport_Support_V1_Ticket? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_PutBusinessCalendarRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var calendar: Rapport_Support_V1_BusinessCalendar {
+    get {_calendar ?? Rapport_Support_V1_BusinessCalendar()}
+    set {_calendar = newValue}
+  }
+  /// Returns true if `calendar` has been explicitly set.
+  public var hasCalendar: Bool {self._calendar != nil}
+  /// Clears the value of `calendar`. Subsequent reads from it will return its default value.
+  public mutating func clearCalendar() {self._calendar = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _calendar: Rapport_Support_V1_BusinessCalendar? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_PutBusinessCalendarResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var calendar: Rapport_Support_V1_BusinessCalendar {
+    get {_calendar ?? Rapport_Support_V1_BusinessCalendar()}
+    set {_calendar = newValue}
+  }
+  /// Returns true if `calendar` has been explicitly set.
+  public var hasCalendar: Bool {self._calendar != nil}
+  /// Clears the value of `calendar`. Subsequent reads from it will return its default value.
+  public mutating func clearCalendar() {self._calendar = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _calendar: Rapport_Support_V1_BusinessCalendar? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_PutSlaPolicyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policy: Rapport_Support_V1_SlaPolicy {
+    get {_policy ?? Rapport_Support_V1_SlaPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _policy: Rapport_Support_V1_SlaPolicy? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_PutSlaPolicyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policy: Rapport_Support_V1_SlaPolicy {
+    get {_policy ?? Rapport_Support_V1_SlaPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _policy: Rapport_Support_V1_SlaPolicy? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_ListSlaPoliciesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_ListSlaPoliciesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policies: [Rapport_Support_V1_SlaPolicy] = []
+
+  public var calendars: [Rapport_Support_V1_BusinessCalendar] = []
+
+  public var teams: [Rapport_Support_V1_Team] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_PutTeamRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var team: Rapport_Support_V1_Team {
+    get {_team ?? Rapport_Support_V1_Team()}
+    set {_team = newValue}
+  }
+  /// Returns true if `team` has been explicitly set.
+  public var hasTeam: Bool {self._team != nil}
+  /// Clears the value of `team`. Subsequent reads from it will return its default value.
+  public mutating func clearTeam() {self._team = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _team: Rapport_Support_V1_Team? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_PutTeamResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var team: Rapport_Support_V1_Team {
+    get {_team ?? Rapport_Support_V1_Team()}
+    set {_team = newValue}
+  }
+  /// Returns true if `team` has been explicitly set.
+  public var hasTeam: Bool {self._team != nil}
+  /// Clears the value of `team`. Subsequent reads from it will return its default value.
+  public mutating func clearTeam() {self._team = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _team: Rapport_Support_V1_Team? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_GetSlaReportRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: tickets opened in [from, to), at most 400 days apart.
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// Required: the period rows are grouped by (UTC; weeks start on Monday).
+  public var period: Rapport_Support_V1_ReportPeriod = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_SlaReportRow: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policy: String = String()
+
+  public var kind: Rapport_Support_V1_SlaTargetKind = .unspecified
+
+  /// The start of the period (UTC) in which the tickets were opened.
+  public var periodStart: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_periodStart ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_periodStart = newValue}
+  }
+  /// Returns true if `periodStart` has been explicitly set.
+  public var hasPeriodStart: Bool {self._periodStart != nil}
+  /// Clears the value of `periodStart`. Subsequent reads from it will return its default value.
+  public mutating func clearPeriodStart() {self._periodStart = nil}
+
+  public var achieved: Int64 = 0
+
+  public var breached: Int64 = 0
+
+  /// Still running or paused.
+  public var `open`: Int64 = 0
+
+  /// achieved / (achieved + breached); 0 when both are 0.
+  public var achievedRatio: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _periodStart: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Support_V1_GetSlaReportResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Ordered by period, policy, kind.
+  public var rows: [Rapport_Support_V1_SlaReportRow] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.support.v1"
@@ -763,6 +1455,18 @@ nonisolated extension Rapport_Support_V1_TicketPriority: SwiftProtobuf._ProtoNam
 
 nonisolated extension Rapport_Support_V1_TicketStatus: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TICKET_STATUS_UNSPECIFIED\0\u{1}TICKET_STATUS_NEW\0\u{1}TICKET_STATUS_OPEN\0\u{1}TICKET_STATUS_PENDING\0\u{1}TICKET_STATUS_ON_HOLD\0\u{1}TICKET_STATUS_SOLVED\0\u{1}TICKET_STATUS_CLOSED\0")
+}
+
+nonisolated extension Rapport_Support_V1_SlaTargetKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SLA_TARGET_KIND_UNSPECIFIED\0\u{1}SLA_TARGET_KIND_FIRST_RESPONSE\0\u{1}SLA_TARGET_KIND_NEXT_RESPONSE\0\u{1}SLA_TARGET_KIND_RESOLUTION\0")
+}
+
+nonisolated extension Rapport_Support_V1_SlaState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SLA_STATE_UNSPECIFIED\0\u{1}SLA_STATE_ACTIVE\0\u{1}SLA_STATE_PAUSED\0\u{1}SLA_STATE_ACHIEVED\0\u{1}SLA_STATE_BREACHED\0")
+}
+
+nonisolated extension Rapport_Support_V1_ReportPeriod: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REPORT_PERIOD_UNSPECIFIED\0\u{1}REPORT_PERIOD_DAY\0\u{1}REPORT_PERIOD_WEEK\0\u{1}REPORT_PERIOD_MONTH\0")
 }
 
 nonisolated extension Rapport_Support_V1_Attachment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -876,7 +1580,7 @@ nonisolated extension Rapport_Support_V1_TicketMessage: SwiftProtobuf.Message, S
 
 nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ticket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0\u{1}team\0\u{1}assignee\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0\u{1}team\0\u{1}assignee\0\u{3}order_id\0\u{1}tags\0\u{3}customer_tier\0\u{3}sla_policy\0\u{3}sla_targets\0\u{3}channel_message_id\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -895,6 +1599,12 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _team: String = String()
     var _assignee: String = String()
+    var _orderID: String = String()
+    var _tags: [String] = []
+    var _customerTier: String = String()
+    var _slaPolicy: String = String()
+    var _slaTargets: [Rapport_Support_V1_SlaTarget] = []
+    var _channelMessageID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -921,6 +1631,12 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       _updateTime = source._updateTime
       _team = source._team
       _assignee = source._assignee
+      _orderID = source._orderID
+      _tags = source._tags
+      _customerTier = source._customerTier
+      _slaPolicy = source._slaPolicy
+      _slaTargets = source._slaTargets
+      _channelMessageID = source._channelMessageID
     }
   }
 
@@ -955,6 +1671,12 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 15: try { try decoder.decodeSingularStringField(value: &_storage._team) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._assignee) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._orderID) }()
+        case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._tags) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._customerTier) }()
+        case 20: try { try decoder.decodeSingularStringField(value: &_storage._slaPolicy) }()
+        case 21: try { try decoder.decodeRepeatedMessageField(value: &_storage._slaTargets) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._channelMessageID) }()
         default: break
         }
       }
@@ -1015,6 +1737,24 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       if !_storage._assignee.isEmpty {
         try visitor.visitSingularStringField(value: _storage._assignee, fieldNumber: 16)
       }
+      if !_storage._orderID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._orderID, fieldNumber: 17)
+      }
+      if !_storage._tags.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._tags, fieldNumber: 18)
+      }
+      if !_storage._customerTier.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customerTier, fieldNumber: 19)
+      }
+      if !_storage._slaPolicy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._slaPolicy, fieldNumber: 20)
+      }
+      if !_storage._slaTargets.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._slaTargets, fieldNumber: 21)
+      }
+      if !_storage._channelMessageID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._channelMessageID, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1040,6 +1780,12 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._team != rhs_storage._team {return false}
         if _storage._assignee != rhs_storage._assignee {return false}
+        if _storage._orderID != rhs_storage._orderID {return false}
+        if _storage._tags != rhs_storage._tags {return false}
+        if _storage._customerTier != rhs_storage._customerTier {return false}
+        if _storage._slaPolicy != rhs_storage._slaPolicy {return false}
+        if _storage._slaTargets != rhs_storage._slaTargets {return false}
+        if _storage._channelMessageID != rhs_storage._channelMessageID {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1049,9 +1795,286 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
   }
 }
 
+nonisolated extension Rapport_Support_V1_SlaTarget: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SlaTarget"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}cycle\0\u{1}state\0\u{3}target_seconds\0\u{3}consumed_seconds\0\u{3}due_time\0\u{3}achieve_time\0\u{3}breach_time\0\u{3}start_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.cycle) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.targetSeconds) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.consumedSeconds) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._dueTime) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._achieveTime) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._breachTime) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if self.cycle != 0 {
+      try visitor.visitSingularInt32Field(value: self.cycle, fieldNumber: 2)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 3)
+    }
+    if self.targetSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.targetSeconds, fieldNumber: 4)
+    }
+    if self.consumedSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.consumedSeconds, fieldNumber: 5)
+    }
+    try { if let v = self._dueTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._achieveTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._breachTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._startTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SlaTarget, rhs: Rapport_Support_V1_SlaTarget) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.cycle != rhs.cycle {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.targetSeconds != rhs.targetSeconds {return false}
+    if lhs.consumedSeconds != rhs.consumedSeconds {return false}
+    if lhs._dueTime != rhs._dueTime {return false}
+    if lhs._achieveTime != rhs._achieveTime {return false}
+    if lhs._breachTime != rhs._breachTime {return false}
+    if lhs._startTime != rhs._startTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_BusinessHours: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BusinessHours"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}weekday\0\u{1}start\0\u{1}end\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.weekday) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.start) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.end) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.weekday != 0 {
+      try visitor.visitSingularInt32Field(value: self.weekday, fieldNumber: 1)
+    }
+    if !self.start.isEmpty {
+      try visitor.visitSingularStringField(value: self.start, fieldNumber: 2)
+    }
+    if !self.end.isEmpty {
+      try visitor.visitSingularStringField(value: self.end, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_BusinessHours, rhs: Rapport_Support_V1_BusinessHours) -> Bool {
+    if lhs.weekday != rhs.weekday {return false}
+    if lhs.start != rhs.start {return false}
+    if lhs.end != rhs.end {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_BusinessCalendar: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BusinessCalendar"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}time_zone\0\u{1}hours\0\u{1}holidays\0\u{3}update_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.hours) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.holidays) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 2)
+    }
+    if !self.hours.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.hours, fieldNumber: 3)
+    }
+    if !self.holidays.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.holidays, fieldNumber: 4)
+    }
+    try { if let v = self._updateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_BusinessCalendar, rhs: Rapport_Support_V1_BusinessCalendar) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.hours != rhs.hours {return false}
+    if lhs.holidays != rhs.holidays {return false}
+    if lhs._updateTime != rhs._updateTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_SlaPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SlaPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}priority\0\u{3}customer_tier\0\u{1}calendar\0\u{3}first_response_minutes\0\u{3}next_response_minutes\0\u{3}resolution_minutes\0\u{3}update_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerTier) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.calendar) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.firstResponseMinutes) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.nextResponseMinutes) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.resolutionMinutes) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.priority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.priority, fieldNumber: 2)
+    }
+    if !self.customerTier.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerTier, fieldNumber: 3)
+    }
+    if !self.calendar.isEmpty {
+      try visitor.visitSingularStringField(value: self.calendar, fieldNumber: 4)
+    }
+    if self.firstResponseMinutes != 0 {
+      try visitor.visitSingularInt32Field(value: self.firstResponseMinutes, fieldNumber: 5)
+    }
+    if self.nextResponseMinutes != 0 {
+      try visitor.visitSingularInt32Field(value: self.nextResponseMinutes, fieldNumber: 6)
+    }
+    if self.resolutionMinutes != 0 {
+      try visitor.visitSingularInt32Field(value: self.resolutionMinutes, fieldNumber: 7)
+    }
+    try { if let v = self._updateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SlaPolicy, rhs: Rapport_Support_V1_SlaPolicy) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.customerTier != rhs.customerTier {return false}
+    if lhs.calendar != rhs.calendar {return false}
+    if lhs.firstResponseMinutes != rhs.firstResponseMinutes {return false}
+    if lhs.nextResponseMinutes != rhs.nextResponseMinutes {return false}
+    if lhs.resolutionMinutes != rhs.resolutionMinutes {return false}
+    if lhs._updateTime != rhs._updateTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_Team: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Team"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}agents\0\u{3}round_robin\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.agents) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.roundRobin) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.agents.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.agents, fieldNumber: 2)
+    }
+    if self.roundRobin != false {
+      try visitor.visitSingularBoolField(value: self.roundRobin, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_Team, rhs: Rapport_Support_V1_Team) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.agents != rhs.agents {return false}
+    if lhs.roundRobin != rhs.roundRobin {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Rapport_Support_V1_OpenTicketRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenTicketRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}channel\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}channel\0\u{3}order_id\0\u{1}team\0\u{1}tags\0\u{3}channel_message_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1065,6 +2088,10 @@ nonisolated extension Rapport_Support_V1_OpenTicketRequest: SwiftProtobuf.Messag
       case 4: try { try decoder.decodeSingularStringField(value: &self.body) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
       case 6: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.orderID) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.tags) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.channelMessageID) }()
       default: break
       }
     }
@@ -1089,6 +2116,18 @@ nonisolated extension Rapport_Support_V1_OpenTicketRequest: SwiftProtobuf.Messag
     if self.channel != .unspecified {
       try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 6)
     }
+    if !self.orderID.isEmpty {
+      try visitor.visitSingularStringField(value: self.orderID, fieldNumber: 7)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 8)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.tags, fieldNumber: 9)
+    }
+    if !self.channelMessageID.isEmpty {
+      try visitor.visitSingularStringField(value: self.channelMessageID, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1099,6 +2138,10 @@ nonisolated extension Rapport_Support_V1_OpenTicketRequest: SwiftProtobuf.Messag
     if lhs.body != rhs.body {return false}
     if lhs.priority != rhs.priority {return false}
     if lhs.channel != rhs.channel {return false}
+    if lhs.orderID != rhs.orderID {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.channelMessageID != rhs.channelMessageID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1209,7 +2252,7 @@ nonisolated extension Rapport_Support_V1_GetTicketResponse: SwiftProtobuf.Messag
 
 nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListTicketsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}only_open\0\u{3}page_size\0\u{3}page_token\0\u{1}statuses\0\u{1}priority\0\u{1}team\0\u{1}assignee\0\u{3}created_after\0\u{3}created_before\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}only_open\0\u{3}page_size\0\u{3}page_token\0\u{1}statuses\0\u{1}priority\0\u{1}team\0\u{1}assignee\0\u{3}created_after\0\u{3}created_before\0\u{3}only_breached\0\u{1}tag\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1227,6 +2270,8 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
       case 8: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._createdAfter) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._createdBefore) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self.onlyBreached) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.tag) }()
       default: break
       }
     }
@@ -1267,6 +2312,12 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
     try { if let v = self._createdBefore {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     } }()
+    if self.onlyBreached != false {
+      try visitor.visitSingularBoolField(value: self.onlyBreached, fieldNumber: 11)
+    }
+    if !self.tag.isEmpty {
+      try visitor.visitSingularStringField(value: self.tag, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1281,6 +2332,8 @@ nonisolated extension Rapport_Support_V1_ListTicketsRequest: SwiftProtobuf.Messa
     if lhs.assignee != rhs.assignee {return false}
     if lhs._createdAfter != rhs._createdAfter {return false}
     if lhs._createdBefore != rhs._createdBefore {return false}
+    if lhs.onlyBreached != rhs.onlyBreached {return false}
+    if lhs.tag != rhs.tag {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1770,6 +2823,550 @@ nonisolated extension Rapport_Support_V1_GetCustomerSupportSummaryResponse: Swif
 
   public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse, rhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse) -> Bool {
     if lhs._summary != rhs._summary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_ChangeTicketPriorityRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChangeTicketPriorityRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{1}priority\0\u{1}actor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if self.priority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.priority, fieldNumber: 2)
+    }
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_ChangeTicketPriorityRequest, rhs: Rapport_Support_V1_ChangeTicketPriorityRequest) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_ChangeTicketPriorityResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChangeTicketPriorityResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ticket\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._ticket) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._ticket {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_ChangeTicketPriorityResponse, rhs: Rapport_Support_V1_ChangeTicketPriorityResponse) -> Bool {
+    if lhs._ticket != rhs._ticket {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_SetTicketTagsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetTicketTagsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ticket_id\0\u{1}tags\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.tags) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ticketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticketID, fieldNumber: 1)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.tags, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SetTicketTagsRequest, rhs: Rapport_Support_V1_SetTicketTagsRequest) -> Bool {
+    if lhs.ticketID != rhs.ticketID {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_SetTicketTagsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetTicketTagsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ticket\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._ticket) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._ticket {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SetTicketTagsResponse, rhs: Rapport_Support_V1_SetTicketTagsResponse) -> Bool {
+    if lhs._ticket != rhs._ticket {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutBusinessCalendarRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutBusinessCalendarRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}calendar\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._calendar) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._calendar {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutBusinessCalendarRequest, rhs: Rapport_Support_V1_PutBusinessCalendarRequest) -> Bool {
+    if lhs._calendar != rhs._calendar {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutBusinessCalendarResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutBusinessCalendarResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}calendar\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._calendar) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._calendar {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutBusinessCalendarResponse, rhs: Rapport_Support_V1_PutBusinessCalendarResponse) -> Bool {
+    if lhs._calendar != rhs._calendar {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutSlaPolicyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutSlaPolicyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutSlaPolicyRequest, rhs: Rapport_Support_V1_PutSlaPolicyRequest) -> Bool {
+    if lhs._policy != rhs._policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutSlaPolicyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutSlaPolicyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutSlaPolicyResponse, rhs: Rapport_Support_V1_PutSlaPolicyResponse) -> Bool {
+    if lhs._policy != rhs._policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_ListSlaPoliciesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSlaPoliciesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_ListSlaPoliciesRequest, rhs: Rapport_Support_V1_ListSlaPoliciesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_ListSlaPoliciesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSlaPoliciesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policies\0\u{1}calendars\0\u{1}teams\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.policies) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.calendars) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.teams) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.policies.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.policies, fieldNumber: 1)
+    }
+    if !self.calendars.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.calendars, fieldNumber: 2)
+    }
+    if !self.teams.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.teams, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_ListSlaPoliciesResponse, rhs: Rapport_Support_V1_ListSlaPoliciesResponse) -> Bool {
+    if lhs.policies != rhs.policies {return false}
+    if lhs.calendars != rhs.calendars {return false}
+    if lhs.teams != rhs.teams {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutTeamRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutTeamRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}team\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._team) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._team {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutTeamRequest, rhs: Rapport_Support_V1_PutTeamRequest) -> Bool {
+    if lhs._team != rhs._team {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_PutTeamResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutTeamResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}team\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._team) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._team {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_PutTeamResponse, rhs: Rapport_Support_V1_PutTeamResponse) -> Bool {
+    if lhs._team != rhs._team {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetSlaReportRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetSlaReportRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}period\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.period) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.period != .unspecified {
+      try visitor.visitSingularEnumField(value: self.period, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetSlaReportRequest, rhs: Rapport_Support_V1_GetSlaReportRequest) -> Bool {
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.period != rhs.period {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_SlaReportRow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SlaReportRow"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0\u{1}kind\0\u{3}period_start\0\u{1}achieved\0\u{1}breached\0\u{1}open\0\u{3}achieved_ratio\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.policy) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._periodStart) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.achieved) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.breached) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.`open`) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.achievedRatio) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.policy.isEmpty {
+      try visitor.visitSingularStringField(value: self.policy, fieldNumber: 1)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
+    }
+    try { if let v = self._periodStart {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.achieved != 0 {
+      try visitor.visitSingularInt64Field(value: self.achieved, fieldNumber: 4)
+    }
+    if self.breached != 0 {
+      try visitor.visitSingularInt64Field(value: self.breached, fieldNumber: 5)
+    }
+    if self.`open` != 0 {
+      try visitor.visitSingularInt64Field(value: self.`open`, fieldNumber: 6)
+    }
+    if self.achievedRatio.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.achievedRatio, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_SlaReportRow, rhs: Rapport_Support_V1_SlaReportRow) -> Bool {
+    if lhs.policy != rhs.policy {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs._periodStart != rhs._periodStart {return false}
+    if lhs.achieved != rhs.achieved {return false}
+    if lhs.breached != rhs.breached {return false}
+    if lhs.`open` != rhs.`open` {return false}
+    if lhs.achievedRatio != rhs.achievedRatio {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetSlaReportResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetSlaReportResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rows\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.rows) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.rows.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rows, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetSlaReportResponse, rhs: Rapport_Support_V1_GetSlaReportResponse) -> Bool {
+    if lhs.rows != rhs.rows {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

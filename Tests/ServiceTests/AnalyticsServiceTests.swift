@@ -24,7 +24,8 @@ import Testing
       try await withRunningService(analytics) { analyticsAt in
         let orderApp = try OrderApp.build(
           config: testConfig("order", database, port: orderPort), customerAddress: customerAt, logger: testLogger("order"))
-        let supportApp = try SupportApp.build(config: testConfig("support", database, port: supportPort), logger: testLogger("support"))
+        let supportApp = try SupportApp.build(
+          config: testConfig("support", database, port: supportPort), customerAddress: customerAt, logger: testLogger("support"))
         try await withRunningService(orderApp) { orderAt in
           try await withRunningService(supportApp) { supportAt in
             try await withClient(to: orderAt) { client in

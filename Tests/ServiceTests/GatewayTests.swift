@@ -20,7 +20,8 @@ func withGateway(
   try await withCustomerService { customers, database, customerAt in
     let order = try OrderApp.build(config: testConfig("order", database), customerAddress: customerAt, logger: testLogger("order"))
     try await withRunningService(order) { orderAt in
-      let support = try SupportApp.build(config: testConfig("support", database), logger: testLogger("support"))
+      let support = try SupportApp.build(
+        config: testConfig("support", database), customerAddress: customerAt, orderAddress: orderAt, logger: testLogger("support"))
       try await withRunningService(support) { supportAt in
         let analytics = try AnalyticsApp.build(
           config: testConfig("analytics", database), orderAddress: orderAt, supportAddress: supportAt,

@@ -32,8 +32,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
 
 @Suite struct TicketThreadTests {
   @Test func theFirstPublicAgentReplyIsTheFirstResponseAndACustomerReplyReopensASolvedTicket() async throws {
-    try await withSupportService { support, database in
-      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+    try await withSupportService { support, database, env in
+      let opened = try await support.openTicket(ticket(try await env.customer())).ticket
       let note = try await support.addMessage(reply(opened.id, .agent, "Check the carrier first", internal: true))
       #expect(note.ticket.status == .new && !note.ticket.hasFirstResponseTime)
       let answered = try await support.addMessage(reply(opened.id, .agent, requestID: "r-1"))
@@ -56,8 +56,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 
   @Test func illegalStatusChangesNameTheCurrentStatusAndChangeNothing() async throws {
-    try await withSupportService { support, database in
-      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+    try await withSupportService { support, database, env in
+      let opened = try await support.openTicket(ticket(try await env.customer())).ticket
       await expectStatus(.failedPrecondition, mentioning: "NEW") {
         try await support.changeTicketStatus(status(opened.id, .closed))
       }
@@ -80,8 +80,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 
   @Test func aSolvedTicketIsRatedOnceFromOneToFive() async throws {
-    try await withSupportService { support, database in
-      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+    try await withSupportService { support, database, env in
+      let opened = try await support.openTicket(ticket(try await env.customer())).ticket
       let rate = Rapport_Support_V1_RateTicketRequest.with {
         $0.ticketID = opened.id
         $0.rating = 4
@@ -101,8 +101,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 
   @Test func badMessagesNameTheFieldAndStoreNothing() async throws {
-    try await withSupportService { support, database in
-      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+    try await withSupportService { support, database, env in
+      let opened = try await support.openTicket(ticket(try await env.customer())).ticket
       let file = Rapport_Support_V1_Attachment.with {
         $0.name = "photo.jpg"
         $0.contentType = "image/jpeg"
@@ -135,42 +135,39 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
 
 @Suite struct TicketErasureTests {
   @Test func erasingTheCustomerRedactsTheThreadAndKeepsTheTimings() async throws {
-    let database = try await TestDatabase.create()
-    let app = try SupportApp.build(config: testConfig("support", database), logger: testLogger("support"))
-    try await withRunningService(app) { address in
-      try await withClient(to: address) { client in
-        let support = SupportClient(wrapping: client)
-        let customer = UUID().uuidString.lowercased()
-        let opened = try await support.openTicket(ticket(customer)).ticket
-        _ = try await support.addMessage(reply(opened.id, .customer, "My address is Hauptstraße 1").changed {
-          $0.attachments = [.with {
-            $0.name = "id-card.jpg"
-            $0.location = "s3://b/id-card.jpg"
-          }]
-        })
-        let answered = try await support.addMessage(reply(opened.id, .agent)).ticket
-        let store = SupportStore(client: try #require(app.postgres), logger: testLogger("erase"))
-        var erased = Rapport_Events_V1_Event()
-        erased.sequence = 1
-        erased.payload = .customerErased(.with { $0.customerID = customer })
-        let postgres = try #require(app.postgres)
-        try await FeedCursors(schema: "support").apply(
-          [erased], from: "customer", client: postgres, logger: testLogger("erase"), effect: store.applyCustomerEvent)
-        let after = try await support.getTicket(.with { $0.ticketID = opened.id }).ticket
-        #expect(after.subject == SupportStore.redacted && after.body.isEmpty)
-        #expect(after.messages.map(\.body) == ["", ""])
-        #expect(after.messages[0].attachments.isEmpty && after.messages[0].author.isEmpty)
-        #expect(after.messages[1].author == "agent:kim")
-        #expect(after.firstResponseTime == answered.firstResponseTime)
+    try await withSupportService { support, _, env in
+      let customer = try await env.customer()
+      let opened = try await support.openTicket(ticket(customer)).ticket
+      _ = try await support.addMessage(reply(opened.id, .customer, "My address is Hauptstraße 1").changed {
+        $0.attachments = [.with {
+          $0.name = "id-card.jpg"
+          $0.location = "s3://b/id-card.jpg"
+        }]
+      })
+      let answered = try await support.addMessage(reply(opened.id, .agent)).ticket
+      // The erasure travels from the customer service over its event feed.
+      _ = try await env.customers.eraseCustomer(.with {
+        $0.customerID = customer
+        $0.reason = "GDPR-1"
+      })
+      try await eventually("the support service applied CustomerErased") {
+        try await support.getTicket(.with { $0.ticketID = opened.id }).ticket.subject == SupportStore.redacted
       }
+      let after = try await support.getTicket(.with { $0.ticketID = opened.id }).ticket
+      #expect(after.body.isEmpty)
+      #expect(after.messages.map(\.body) == ["", ""])
+      #expect(after.messages[0].attachments.isEmpty && after.messages[0].author.isEmpty)
+      #expect(after.messages[1].author == "agent:kim")
+      #expect(after.firstResponseTime == answered.firstResponseTime)
+      await expectStatus(.failedPrecondition) { try await support.openTicket(ticket(customer)) }
     }
   }
 }
 
 @Suite struct TicketAssignmentAndSummaryTests {
   @Test func ticketsAreAssignedToATeamAndAnAgentUntilClosed() async throws {
-    try await withSupportService { support, database in
-      let opened = try await support.openTicket(ticket(UUID().uuidString)).ticket
+    try await withSupportService { support, database, env in
+      let opened = try await support.openTicket(ticket(try await env.customer())).ticket
       let assign = Rapport_Support_V1_AssignTicketRequest.with {
         $0.ticketID = opened.id
         $0.team = "returns"
@@ -193,8 +190,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 
   @Test func theSummaryCountsOpenTicketsLastContactAndAverageCSAT() async throws {
-    try await withSupportService { support, _ in
-      let customer = UUID().uuidString.lowercased()
+    try await withSupportService { support, _, env in
+      let customer = try await env.customer()
       let empty = try await support.getCustomerSupportSummary(.with { $0.customerID = customer }).summary
       #expect(empty.ticketCount == 0 && !empty.hasLastContactTime && empty.averageCsat == 0)
       let first = try await support.openTicket(ticket(customer)).ticket
@@ -219,9 +216,9 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
 
 @Suite struct TicketListingTests {
   @Test func ticketsAreListedByStatusPriorityTeamAssigneeAndTimeWithStablePages() async throws {
-    try await withSupportService { support, _ in
-      let alice = UUID().uuidString.lowercased()
-      let bob = UUID().uuidString.lowercased()
+    try await withSupportService { support, _, env in
+      let alice = try await env.customer()
+      let bob = try await env.customer()
       let before = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-1))
       var opened: [Rapport_Support_V1_Ticket] = []
       for (index, customer) in [alice, alice, bob, alice].enumerated() {

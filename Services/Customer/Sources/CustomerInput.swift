@@ -90,17 +90,7 @@ enum CustomerInput {
 
   /// Lower-case, deduplicated, sorted tags.
   static func tags(_ tags: [String], field: String = "tags") throws -> [String] {
-    guard tags.count <= maxTags else { throw RPCFailure.invalid(field, "at most \(maxTags) tags") }
-    let normalised = try tags.map { try tag($0, field: field) }
-    return Array(Set(normalised)).sorted()
-  }
-
-  static func tag(_ raw: String, field: String) throws -> String {
-    let tag = raw.trimmingCharacters(in: .whitespaces).lowercased()
-    guard (1...64).contains(tag.count),
-      tag.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_:".contains($0)) })
-    else { throw RPCFailure.invalid(field, "tags are 1-64 characters of letters, digits, - _ :") }
-    return tag
+    try Validate.tags(tags, field: field, max: maxTags)
   }
 
   /// An optional BCP-47 language tag such as "de" or "pt-BR".

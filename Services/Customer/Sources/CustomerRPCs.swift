@@ -152,7 +152,7 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
         guard (3...100).contains(query.count) else { throw RPCFailure.invalid("query", "must be 3 to 100 characters") }
         filter.fragment = query
       }
-      if !request.tag.isEmpty { filter.tag = try CustomerInput.tag(request.tag, field: "tag") }
+      if !request.tag.isEmpty { filter.tag = try Validate.tag(request.tag, field: "tag") }
       if !request.companyID.isEmpty { filter.companyID = try Validate.uuid(request.companyID, field: "company_id") }
       filter.channel = try Validate.known(request.channel, field: "channel").rawValue
       filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")

@@ -65,19 +65,6 @@ struct CustomerDirectory: Sendable {
     _ what: String, id: String, field: String = "customer_id",
     _ body: @Sendable (CallOptions) async throws -> Value
   ) async throws -> Value {
-    var options = CallOptions.defaults
-    options.timeout = timeout
-    do {
-      return try await body(options)
-    } catch let error as RPCError where error.code == .notFound {
-      throw RPCFailure.notFound(what, id)
-    } catch let error as RPCError where error.code == .invalidArgument {
-      throw RPCFailure.invalid(field, error.message)
-    } catch let error as RPCError where error.code == .failedPrecondition {
-      throw RPCFailure.failedPrecondition(error.message)
-    } catch {
-      logger.warning("customer service did not answer", metadata: ["error": "\(error)"])
-      throw RPCFailure.unavailable("customer service unavailable; nothing was stored, retry later")
-    }
+    try await Upstream("customer service", timeout: timeout, logger: logger).call(what, id: id, field: field, body)
   }
 }

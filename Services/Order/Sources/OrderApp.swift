@@ -50,7 +50,7 @@ public enum OrderApp {
           EventSubscription.customerLifecycle(
             client: customerClient, schema: OrderMigrations.schema, postgres: postgres, logger: logger,
             effect: store.applyCustomerEvent),
-          OrderScanner(
+          OrderScanner.periodic(
             store: store, clock: timing.clock, interval: timing.scanInterval, abandonAfter: timing.abandonCartAfter,
             logger: logger),
         ]

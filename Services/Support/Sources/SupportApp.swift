@@ -1,34 +1,80 @@
 import Logging
 import RapportCore
+import RapportProtos
 
 /// Builds the support service process; `main` and the tests both call this.
 public enum SupportApp {
   public static let defaultPort = 50053
 
-  /// Reads the common settings plus `customer-addr` (the customer feed it consumes).
+  /// Timed work of the support service.
+  public struct Timing: Sendable {
+    /// How often SLA due times and solved tickets are scanned.
+    public var scanInterval: Duration
+    /// A ticket SOLVED this long ago is closed.
+    public var closeSolvedAfter: Duration
+    /// Where "now" comes from (tests move it).
+    public var clock: WallClock
+
+    public init(scanInterval: Duration = .seconds(15), closeSolvedAfter: Duration = .seconds(7 * 86_400), clock: WallClock = .system) {
+      self.scanInterval = scanInterval
+      self.closeSolvedAfter = closeSolvedAfter
+      self.clock = clock
+    }
+  }
+
+  /// Reads the common settings plus `customer-addr` (customer checks and the customer feed),
+  /// `order-addr` (order checks), `upstream-timeout-ms` (default 1000), `scan-interval-ms` (default
+  /// 15000) and `auto-close-after-days` (default 7).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "support", defaultPort: defaultPort),
-      customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"), logger: logger)
+      customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"),
+      orderAddress: settings.address("order-addr", default: "127.0.0.1:50052"),
+      upstreamTimeout: settings.milliseconds("upstream-timeout-ms", default: 1000),
+      timing: Timing(
+        scanInterval: settings.milliseconds("scan-interval-ms", default: 15_000),
+        closeSolvedAfter: .seconds(86_400 * (try settings.int("auto-close-after-days", default: 7)))),
+      logger: logger)
   }
 
-  /// - Parameter customerAddress: where to consume `CustomerMerged`/`CustomerErased`; nil runs without
-  ///   (tests of the ticket RPCs alone).
-  public static func build(config: CommonConfig, customerAddress: HostPort? = nil, logger: Logger) throws -> ServiceApp {
-    let customerClient = try customerAddress.map { try GRPCClientService.plaintext(to: $0) }
+  /// - Parameter orderAddress: where to check the orders tickets are about; nil refuses tickets with an
+  ///   order (UNAVAILABLE).
+  public static func build(
+    config: CommonConfig, customerAddress: HostPort, orderAddress: HostPort? = nil, upstreamTimeout: Duration = .seconds(1),
+    timing: Timing = Timing(), logger: Logger
+  ) throws -> ServiceApp {
+    let customerClient = try GRPCClientService.plaintext(to: customerAddress)
+    let orderClient = try orderAddress.map { try GRPCClientService.plaintext(to: $0) }
+    let directory = SupportDirectory(
+      customers: .init(wrapping: customerClient), orders: orderClient.map { .init(wrapping: $0) },
+      timeout: upstreamTimeout, logger: logger)
+    let closeAfter = Double(timing.closeSolvedAfter.components.seconds)
     return try .publishing(
       config: config, schema: SupportMigrations.schema, migrations: SupportMigrations.all,
-      serviceName: "rapport.support.v1.SupportService", clients: customerClient.map { [$0] } ?? [], logger: logger,
+      serviceName: "rapport.support.v1.SupportService", clients: [customerClient] + (orderClient.map { [$0] } ?? []),
+      logger: logger,
       workers: { postgres in
-        guard let customerClient else { return [] }
         let store = SupportStore(client: postgres, logger: logger)
+        let clock = timing.clock
         return [
           EventSubscription.customerLifecycle(
-            client: customerClient, schema: SupportMigrations.schema, postgres: postgres, logger: logger, effect: store.applyCustomerEvent)
+            client: customerClient, schema: SupportMigrations.schema, postgres: postgres, logger: logger,
+            effect: store.applyCustomerEvent),
+          Periodic("support scan", every: timing.scanInterval, logger: logger) {
+            while try await store.breachDueTargets(now: clock.now) == SupportStore.scanBatch {}
+            let now = clock.now
+            while try await store.closeSolvedTickets(solvedBefore: now.addingTimeInterval(-closeAfter), now: now)
+              == SupportStore.scanBatch
+            {}
+          },
         ]
       }
     ) { postgres in
-      [SupportRPCs(store: SupportStore(client: postgres, logger: logger), logger: logger)]
+      [
+        SupportRPCs(
+          store: SupportStore(client: postgres, logger: logger), directory: directory, clock: timing.clock,
+          logger: logger)
+      ]
     }
   }
 }

@@ -1,4 +1,5 @@
 import RapportCore
+import RapportProtos
 
 /// The support service's schema, applied at start-up as role `rapport_support`.
 enum SupportMigrations {
@@ -65,6 +66,71 @@ enum SupportMigrations {
       [
         "ALTER TABLE support.tickets ADD COLUMN team text, ADD COLUMN assignee text",
         "CREATE INDEX tickets_assignee ON support.tickets (assignee, created_at DESC) WHERE assignee IS NOT NULL",
+      ]),
+    Migration(
+      5, "SLA policies, calendars, teams, tags, order link, channel message ids",
+      [
+        """
+        ALTER TABLE support.tickets
+          ADD COLUMN order_id uuid,
+          ADD COLUMN tags text[] NOT NULL DEFAULT '{}',
+          ADD COLUMN customer_tier text,
+          ADD COLUMN sla_policy text,
+          ADD COLUMN channel_message_id text
+        """,
+        """
+        CREATE UNIQUE INDEX tickets_channel_message ON support.tickets (channel, channel_message_id)
+          WHERE channel_message_id IS NOT NULL
+        """,
+        "CREATE INDEX tickets_tags ON support.tickets USING gin (tags)",
+        "CREATE INDEX tickets_solved ON support.tickets (solved_at) WHERE status = \(Rapport_Support_V1_TicketStatus.solved.rawValue)",
+        """
+        CREATE TABLE support.calendars (
+          name text PRIMARY KEY,
+          definition bytea NOT NULL,
+          updated_at timestamptz NOT NULL)
+        """,
+        """
+        CREATE TABLE support.sla_policies (
+          name text PRIMARY KEY,
+          priority integer NOT NULL,
+          customer_tier text NOT NULL,
+          calendar text NOT NULL REFERENCES support.calendars (name),
+          first_response_s integer NOT NULL,
+          next_response_s integer NOT NULL,
+          resolution_s integer NOT NULL,
+          updated_at timestamptz NOT NULL)
+        """,
+        """
+        CREATE TABLE support.teams (
+          name text PRIMARY KEY,
+          agents text[] NOT NULL,
+          round_robin boolean NOT NULL,
+          turns bigint NOT NULL DEFAULT 0)
+        """,
+        """
+        CREATE TABLE support.sla_targets (
+          ticket_id uuid NOT NULL REFERENCES support.tickets (id),
+          kind integer NOT NULL,
+          cycle integer NOT NULL,
+          state integer NOT NULL,
+          target_s integer NOT NULL,
+          consumed_s double precision NOT NULL,
+          running_since timestamptz,
+          started_at timestamptz NOT NULL,
+          due_at timestamptz,
+          achieved_at timestamptz,
+          breached_at timestamptz,
+          PRIMARY KEY (ticket_id, kind, cycle))
+        """,
+        """
+        CREATE INDEX sla_targets_due ON support.sla_targets (due_at)
+          WHERE state = \(Rapport_Support_V1_SlaState.active.rawValue)
+        """,
+        """
+        CREATE INDEX sla_targets_breached ON support.sla_targets (ticket_id)
+          WHERE state = \(Rapport_Support_V1_SlaState.breached.rawValue)
+        """,
       ]),
   ]
 }

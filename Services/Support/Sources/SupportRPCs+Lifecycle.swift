@@ -35,7 +35,7 @@ extension SupportRPCs {
         message.attachments.append(clean)
       }
       let requestID = try Validate.optional(request.requestID, field: "request_id", max: 128)
-      let now = WallClock.system.now
+      let now = clock.now
       let (ticket, outcome) = try await store.change(id, now: now) { ticket, connection in
         let stored = try await store.insertMessage(
           message, ticketID: ticket.id, requestID: requestID.isEmpty ? nil : requestID, at: now, on: connection)
@@ -59,7 +59,7 @@ extension SupportRPCs {
       let status = try Validate.specified(request.status, field: "status")
       guard status != .new else { throw RPCFailure.invalid("status", "a ticket cannot be moved back to NEW") }
       _ = try Validate.optional(request.actor, field: "actor", max: 200)
-      let now = WallClock.system.now
+      let now = clock.now
       let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
         (try TicketLifecycle.move(&ticket, to: status, at: now), ())
       }
@@ -74,7 +74,7 @@ extension SupportRPCs {
       let id = try Validate.uuid(request.ticketID, field: "ticket_id")
       guard (1...5).contains(request.rating) else { throw RPCFailure.invalid("rating", "must be between 1 and 5") }
       let comment = try Validate.optional(request.comment, field: "comment", max: 1000)
-      let now = WallClock.system.now
+      let now = clock.now
       let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
         (try TicketLifecycle.rate(&ticket, rating: Int(request.rating), comment: comment, at: now), ())
       }
@@ -91,12 +91,14 @@ extension SupportRPCs {
       let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
       guard !team.isEmpty || !assignee.isEmpty else { throw RPCFailure.invalid("team", "team or assignee is required") }
       _ = try Validate.optional(request.actor, field: "actor", max: 200)
-      let now = WallClock.system.now
-      let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
-        (
-          try TicketLifecycle.assign(
-            &ticket, team: team.isEmpty ? nil : team, assignee: assignee.isEmpty ? nil : assignee, at: now), ()
-        )
+      let now = clock.now
+      let (ticket, _) = try await store.change(id, now: now) { ticket, connection in
+        var agent = assignee.isEmpty ? nil : assignee
+        // A team alone, new to the ticket or without an agent: a round-robin team picks the agent.
+        if agent == nil, !team.isEmpty, ticket.team != team || ticket.assignee == nil {
+          agent = try await store.nextAgent(of: team, on: connection)
+        }
+        return (try TicketLifecycle.assign(&ticket, team: team.isEmpty ? nil : team, assignee: agent, at: now), ())
       }
       return .with { $0.ticket = ticket.proto }
     }

@@ -7,7 +7,12 @@ import RapportProtos
 /// `rapport.support.v1.SupportService`: validate → store → proto.
 struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
   let store: SupportStore
+  let directory: SupportDirectory
+  let clock: WallClock
   let logger: Logger
+
+  /// Tags a ticket may carry.
+  static let maxTags = 20
 
   func openTicket(
     request: Rapport_Support_V1_OpenTicketRequest, context: ServerContext
@@ -19,10 +24,21 @@ struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
       let body = try Validate.required(request.body, field: "body", max: 20_000)
       let priority = try Validate.known(request.priority, field: "priority")
       let channel = try Validate.known(request.channel, field: "channel")
-      let ticket = TicketRecord(
-        id: UUID(), requestID: requestID.isEmpty ? nil : requestID, customerID: customerID, subject: subject,
+      let orderID = try request.orderID.isEmpty ? nil : Validate.uuid(request.orderID, field: "order_id")
+      let team = try Validate.optional(request.team, field: "team", max: 64)
+      let tags = try Validate.tags(request.tags, field: "tags", max: Self.maxTags)
+      let messageID = try Validate.optional(request.channelMessageID, field: "channel_message_id", max: 256)
+      let customer = try await directory.customer(customerID)
+      if let orderID { try await directory.confirm(order: orderID, of: [customerID, customer.id]) }
+      var ticket = TicketRecord(
+        id: UUID(), requestID: requestID.isEmpty ? nil : requestID, customerID: customer.id, subject: subject,
         body: body, priority: (priority == .unspecified ? .normal : priority).rawValue,
-        status: Rapport_Support_V1_TicketStatus.new.rawValue, channel: channel.rawValue, createdAt: .databaseNow)
+        status: Rapport_Support_V1_TicketStatus.new.rawValue, channel: channel.rawValue, createdAt: clock.now)
+      ticket.orderID = orderID
+      ticket.team = team.isEmpty ? nil : team
+      ticket.tags = tags
+      ticket.customerTier = customer.tier
+      ticket.channelMessageID = messageID.isEmpty ? nil : messageID
       switch try await store.open(ticket, requestBytes: try request.serializedBytes()) {
       case .created(let ticket): return .with { $0.ticket = ticket.proto }
       case .replayed(let ticket):
@@ -31,7 +47,7 @@ struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
           $0.replayed = true
         }
       case .requestConflict:
-        throw RPCFailure.failedPrecondition("request_id: already used for a different ticket")
+        throw RPCFailure.failedPrecondition("request_id or channel_message_id: already used for a different ticket")
       }
     }
   }
@@ -64,6 +80,8 @@ struct SupportRPCs: Rapport_Support_V1_SupportService.SimpleServiceProtocol {
       filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
       filter.createdBefore = try Validate.time(
         request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
+      filter.onlyBreached = request.onlyBreached
+      if !request.tag.isEmpty { filter.tag = try Validate.tag(request.tag, field: "tag") }
       let limit = try Validate.pageSize(request.pageSize)
       let token = try PageToken.decode(request.pageToken)
       let tickets = try await store.list(filter, after: token, limit: limit + 1)

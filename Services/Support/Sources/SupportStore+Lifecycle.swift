@@ -5,19 +5,6 @@ import RapportCore
 import RapportProtos
 
 extension SupportStore {
-  /// Loads first response, solve time, CSAT and update time.
-  func loadLifecycle(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
-    let rows = try await connection.query(
-      "SELECT \(unescaped: Self.lifecycleColumns) FROM support.tickets WHERE id = \(ticket.id)", logger: logger)
-    for try await (first, solved, rating, comment, updated, team, assignee) in rows.decode(
-      (Date?, Date?, Int?, String?, Date, String?, String?).self)
-    {
-      (ticket.firstResponseAt, ticket.solvedAt, ticket.csatRating, ticket.csatComment, ticket.updatedAt) =
-        (first, solved, rating, comment, updated)
-      (ticket.team, ticket.assignee) = (team, assignee)
-    }
-  }
-
   /// Loads the thread, in the order it was written.
   func loadMessages(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
     let rows = try await connection.query(
@@ -42,30 +29,35 @@ extension SupportStore {
     }
   }
 
-  /// Locks the ticket (`FOR UPDATE`: steps on one ticket run one after another), lets `decide` change
-  /// it, then writes the status and lifecycle columns and the events it returns, in one transaction.
-  /// NOT_FOUND when there is no such ticket. Returns the ticket as committed, with its thread.
+  /// Locks the ticket (`FOR UPDATE`: steps on one ticket run one after another) and its SLA targets,
+  /// lets `decide` change it, then writes the ticket's columns, its targets and the events it returns
+  /// (plus `SlaBreached` for targets the step found overdue), in one transaction. NOT_FOUND when there
+  /// is no such ticket. Returns the ticket as committed, with its thread.
   func change<Extra: Sendable>(
     _ id: UUID, now: Date,
     _ decide: (inout TicketRecord, PostgresConnection) async throws -> (events: [Rapport_Events_V1_Event.OneOf_Payload], extra: Extra)
   ) async throws -> (TicketRecord, Extra) {
     let extra: Extra = try await client.transaction(logger: logger) { connection in
       let rows = try await connection.query(
-        "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id) FOR UPDATE",
-        logger: logger)
+        "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id) FOR UPDATE", logger: logger)
       var found: TicketRecord?
-      for try await row in rows.decode(Row.self) { found = record(row) }
+      for try await row in rows { found = try record(row) }
       guard var ticket = found else { throw RPCFailure.notFound("ticket", id.uuidString.lowercased()) }
-      try await loadLifecycle(&ticket, on: connection)
-      let (events, extra) = try await decide(&ticket, connection)
-      guard !events.isEmpty else { return extra }
+      try await loadTargets(&ticket, lock: true, on: connection)
+      let before = ticket
+      ticket.sla.settle(at: now)
+      var (events, extra) = try await decide(&ticket, connection)
+      events += TicketLifecycle.breaches(of: ticket)
+      guard !events.isEmpty || ticket.sla.targets != before.sla.targets || ticket.tags != before.tags else { return extra }
       try await connection.query(
         """
-        UPDATE support.tickets SET status = \(ticket.status), first_response_at = \(ticket.firstResponseAt),
-          solved_at = \(ticket.solvedAt), csat_rating = \(ticket.csatRating), csat_comment = \(ticket.csatComment),
-          team = \(ticket.team), assignee = \(ticket.assignee), updated_at = \(now)
+        UPDATE support.tickets SET status = \(ticket.status), priority = \(ticket.priority),
+          first_response_at = \(ticket.firstResponseAt), solved_at = \(ticket.solvedAt), csat_rating = \(ticket.csatRating),
+          csat_comment = \(ticket.csatComment), team = \(ticket.team), assignee = \(ticket.assignee), tags = \(ticket.tags),
+          sla_policy = \(ticket.slaPolicy), updated_at = \(now)
         WHERE id = \(id)
         """, logger: logger)
+      try await saveTargets(of: ticket, replacing: before.sla.targets, on: connection)
       let aggregate = id.uuidString.lowercased()
       try await outbox.append(
         contentsOf: events.map { Outbox.event(aggregateType: "ticket", aggregateID: aggregate, occurredAt: now, $0) },

@@ -22,8 +22,15 @@ struct TicketRecord: Sendable {
   var updatedAt: Date? = nil
   var team: String? = nil
   var assignee: String? = nil
+  var orderID: UUID? = nil
+  var tags: [String] = []
+  var customerTier: String? = nil
+  var slaPolicy: String? = nil
+  var channelMessageID: String? = nil
   /// Loaded only for single-ticket reads.
   var messages: [Rapport_Support_V1_TicketMessage] = []
+  /// The policy and targets; loaded only for single-ticket reads and changes.
+  var sla = SlaTracker(policy: nil, targets: [])
 
   var status_: Rapport_Support_V1_TicketStatus {
     get { .init(rawValue: status) ?? .unspecified }
@@ -48,6 +55,12 @@ struct TicketRecord: Sendable {
       $0.messages = messages
       $0.team = team ?? ""
       $0.assignee = assignee ?? ""
+      $0.orderID = orderID?.uuidString.lowercased() ?? ""
+      $0.tags = tags
+      $0.customerTier = customerTier ?? ""
+      $0.slaPolicy = slaPolicy ?? ""
+      $0.slaTargets = sla.targets.map(\.proto)
+      $0.channelMessageID = channelMessageID ?? ""
     }
   }
 
@@ -66,8 +79,10 @@ struct SupportStore: Sendable {
   let client: PostgresClient
   let logger: Logger
   let outbox = SupportMigrations.outbox
-  static let columns = "id, request_id, customer_id, subject, body, priority, status, channel, created_at"
-  static let lifecycleColumns = "first_response_at, solved_at, csat_rating, csat_comment, updated_at, team, assignee"
+  static let columns = """
+    id, request_id, customer_id, subject, body, priority, status, channel, created_at, first_response_at, solved_at,
+    csat_rating, csat_comment, updated_at, team, assignee, order_id, tags, customer_tier, sla_policy, channel_message_id
+    """
 
   private let aliases = CustomerAliases(schema: SupportMigrations.schema)
 
@@ -101,64 +116,87 @@ struct SupportStore: Sendable {
   /// What an erased customer's ticket subjects read.
   static let redacted = "[erased]"
 
-  /// Inserts the ticket and `TicketOpened` in one transaction; a known request id replays.
+  /// Inserts the ticket, its SLA targets (policy matched by priority and tier), the round-robin agent
+  /// of its team, and `TicketOpened` (plus `TicketAssigned` when assigned) in one transaction. A known
+  /// request id or channel message id replays the stored ticket.
   func open(_ ticket: TicketRecord, requestBytes: [UInt8]) async throws -> Opening {
-    try await client.transaction(logger: logger) { connection in
+    let opening: Opening = try await client.transaction(logger: logger) { connection in
       var ticket = ticket
       ticket.customerID = try await aliases.canonical(ticket.customerID, on: connection, logger: logger)
+      let policy = try await matchPolicy(
+        priority: ticket.priority, tier: ticket.customerTier ?? "", on: connection)
+      ticket.slaPolicy = policy?.name
       let inserted = try await connection.query(
         """
-        INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash, updated_at)
+        INSERT INTO support.tickets (\(unescaped: Self.columns), request_hash)
         VALUES (\(ticket.id), \(ticket.requestID), \(ticket.customerID), \(ticket.subject), \(ticket.body),
-                \(ticket.priority), \(ticket.status), \(ticket.channel), \(ticket.createdAt), sha256(\(requestBytes.bytea)),
-                \(ticket.createdAt))
-        ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
-        RETURNING created_at
+                \(ticket.priority), \(ticket.status), \(ticket.channel), \(ticket.createdAt), NULL, NULL, NULL, NULL,
+                \(ticket.createdAt), NULL, NULL, \(ticket.orderID), \(ticket.tags), \(ticket.customerTier),
+                \(ticket.slaPolicy), \(ticket.channelMessageID), sha256(\(requestBytes.bytea)))
+        ON CONFLICT DO NOTHING
+        RETURNING id
         """, logger: logger)
-      var created = false
-      for try await stored in inserted.decode(Date.self) {
-        ticket.createdAt = stored
-        created = true
-      }
-      guard created else {
-        // Only a request id can conflict: replay the stored ticket if it was the same request.
+      guard try await inserted.decode(UUID.self).first(where: { _ in true }) != nil else {
+        // A request id or channel message id is taken: replay the stored ticket if it was the same request.
         let rows = try await connection.query(
           """
-          SELECT \(unescaped: Self.columns), request_hash = sha256(\(requestBytes.bytea))
-          FROM support.tickets WHERE request_id = \(ticket.requestID)
+          SELECT \(unescaped: Self.columns), request_hash = sha256(\(requestBytes.bytea)) AS same
+          FROM support.tickets
+          WHERE request_id = \(ticket.requestID) OR (channel = \(ticket.channel) AND channel_message_id = \(ticket.channelMessageID))
+          LIMIT 1
           """, logger: logger)
-        for try await row in rows.decode((UUID, String?, UUID, String, String, Int, Int, Int, Date, Bool).self) {
-          guard row.9 else { return .requestConflict }
-          var earlier = record((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8))
-          try await loadLifecycle(&earlier, on: connection)
-          return .replayed(earlier)
+        for try await row in rows {
+          guard try row.makeRandomAccess()["same"].decode(Bool.self) else { return .requestConflict }
+          return .replayed(try record(row))
         }
-        throw RPCFailure.internal("request id conflict without a stored ticket")
+        throw RPCFailure.unavailable("the ticket could not be stored; retry")
       }
+      ticket.sla = SlaTracker(policy: policy, targets: [])
+      ticket.sla.open(at: ticket.createdAt)
+      try await saveTargets(of: ticket, replacing: [], on: connection)
       let proto = ticket.proto
-      let event = Outbox.event(
-        aggregateType: "ticket", aggregateID: proto.id, occurredAt: ticket.createdAt,
+      var events: [Rapport_Events_V1_Event.OneOf_Payload] = [
         .ticketOpened(.with {
           $0.ticketID = proto.id
           $0.customerID = proto.customerID
           $0.priority = Int32(ticket.priority)
           $0.channel = proto.channel
           $0.openedAt = proto.createTime
-        }))
-      try await outbox.append(event, on: connection, logger: logger)
+        })
+      ]
+      if let team = ticket.team {
+        ticket.team = nil
+        let agent = try await nextAgent(of: team, on: connection)
+        events += try TicketLifecycle.assign(&ticket, team: team, assignee: agent, at: ticket.createdAt)
+        try await connection.query(
+          "UPDATE support.tickets SET team = \(ticket.team), assignee = \(ticket.assignee) WHERE id = \(ticket.id)",
+          logger: logger)
+      }
+      try await outbox.append(
+        contentsOf: events.map {
+          Outbox.event(aggregateType: "ticket", aggregateID: proto.id, occurredAt: ticket.createdAt, $0)
+        }, on: connection, logger: logger)
       return .created(ticket)
+    }
+    switch opening {
+    case .created(let ticket), .replayed(let ticket):
+      guard let stored = try await get(id: ticket.id) else { throw RPCFailure.notFound("ticket", "\(ticket.id)") }
+      if case .created = opening { return .created(stored) }
+      return .replayed(stored)
+    case .requestConflict:
+      return opening
     }
   }
 
-  /// One ticket with its lifecycle fields and its thread.
+  /// One ticket with its SLA targets and its thread.
   func get(id: UUID) async throws -> TicketRecord? {
     try await client.withConnection { connection in
       let rows = try await connection.query(
         "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id)", logger: logger)
       var found: TicketRecord?
-      for try await row in rows.decode(Row.self) { found = record(row) }
+      for try await row in rows { found = try record(row) }
       guard var ticket = found else { return nil }
-      try await loadLifecycle(&ticket, on: connection)
+      try await loadTargets(&ticket, lock: false, on: connection)
       try await loadMessages(&ticket, on: connection)
       return ticket
     }
@@ -174,6 +212,8 @@ struct SupportStore: Sendable {
     var assignee: String?
     var createdAfter: Date?
     var createdBefore: Date?
+    var onlyBreached = false
+    var tag: String?
   }
 
   /// Tickets newest first, after the page token's position.
@@ -181,7 +221,7 @@ struct SupportStore: Sendable {
     let excluded = filter.onlyOpen ? TicketRecord.closedStatuses : []
     let rows = try await client.query(
       """
-      SELECT \(unescaped: Self.columns) FROM support.tickets
+      SELECT \(unescaped: Self.columns) FROM support.tickets t
       WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
         AND NOT (status = ANY(\(excluded)))
         AND (cardinality(\(filter.statuses)::integer[]) = 0 OR status = ANY(\(filter.statuses)))
@@ -190,19 +230,39 @@ struct SupportStore: Sendable {
         AND (\(filter.assignee)::text IS NULL OR assignee = \(filter.assignee))
         AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
         AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
+        AND (\(filter.tag)::text IS NULL OR tags @> ARRAY[\(filter.tag)::text])
+        AND (NOT \(filter.onlyBreached) OR EXISTS (
+          SELECT 1 FROM support.sla_targets s
+          WHERE s.ticket_id = t.id AND s.state = \(SlaState.breached.rawValue)))
         AND (\(token == nil) OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros ?? 0) * interval '1 microsecond', \(token?.id ?? UUID())))
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
     var tickets: [TicketRecord] = []
-    for try await row in rows.decode(Row.self) { tickets.append(record(row)) }
+    for try await row in rows { tickets.append(try record(row)) }
     return tickets
   }
 
-  typealias Row = (UUID, String?, UUID, String, String, Int, Int, Int, Date)
-
-  func record(_ row: Row) -> TicketRecord {
-    TicketRecord(
-      id: row.0, requestID: row.1, customerID: row.2, subject: row.3, body: row.4, priority: row.5,
-      status: row.6, channel: row.7, createdAt: row.8)
+  /// A ticket from a row of `columns`.
+  func record(_ row: PostgresRow) throws -> TicketRecord {
+    let cells = row.makeRandomAccess()
+    var ticket = TicketRecord(
+      id: try cells["id"].decode(UUID.self), requestID: try cells["request_id"].decode(String?.self),
+      customerID: try cells["customer_id"].decode(UUID.self), subject: try cells["subject"].decode(String.self),
+      body: try cells["body"].decode(String.self), priority: try cells["priority"].decode(Int.self),
+      status: try cells["status"].decode(Int.self), channel: try cells["channel"].decode(Int.self),
+      createdAt: try cells["created_at"].decode(Date.self))
+    ticket.firstResponseAt = try cells["first_response_at"].decode(Date?.self)
+    ticket.solvedAt = try cells["solved_at"].decode(Date?.self)
+    ticket.csatRating = try cells["csat_rating"].decode(Int?.self)
+    ticket.csatComment = try cells["csat_comment"].decode(String?.self)
+    ticket.updatedAt = try cells["updated_at"].decode(Date.self)
+    ticket.team = try cells["team"].decode(String?.self)
+    ticket.assignee = try cells["assignee"].decode(String?.self)
+    ticket.orderID = try cells["order_id"].decode(UUID?.self)
+    ticket.tags = try cells["tags"].decode([String].self)
+    ticket.customerTier = try cells["customer_tier"].decode(String?.self)
+    ticket.slaPolicy = try cells["sla_policy"].decode(String?.self)
+    ticket.channelMessageID = try cells["channel_message_id"].decode(String?.self)
+    return ticket
   }
 }

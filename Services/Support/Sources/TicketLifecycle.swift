@@ -14,6 +14,7 @@ enum TicketLifecycle {
     guard status != .closed || from == .solved else { throw illegal(ticket, "only SOLVED tickets can be closed") }
     ticket.status_ = status
     if status == .solved { ticket.solvedAt = now }
+    ticket.sla.statusChanged(from: from, to: status, at: now)
     return [
       .ticketStatusChanged(.with {
         $0.ticketID = ticket.id.uuidString.lowercased()
@@ -39,8 +40,10 @@ enum TicketLifecycle {
           first = true
         }
         if ticket.status_ == .new { events += try move(&ticket, to: .open, at: now) }
-      case .customer where ticket.status_ == .solved || ticket.status_ == .pending:
-        events += try move(&ticket, to: .open, at: now)
+        ticket.sla.agentReplied(at: now)
+      case .customer:
+        if ticket.status_ == .solved || ticket.status_ == .pending { events += try move(&ticket, to: .open, at: now) }
+        ticket.sla.customerWrote(at: now, afterFirstResponse: ticket.firstResponseAt != nil)
       default:
         break
       }
@@ -90,6 +93,48 @@ enum TicketLifecycle {
         $0.assignedAt = .init(microsecondsOf: now)
       })
     ]
+  }
+
+  /// A new priority: the policy is matched again (`policy`) and running targets recomputed.
+  static func prioritize(
+    _ ticket: inout TicketRecord, to priority: Rapport_Support_V1_TicketPriority, policy: SlaPolicy?, at now: Date
+  ) throws -> Events {
+    guard ticket.status_ != .closed else { throw illegal(ticket, "a CLOSED ticket cannot change") }
+    let from = ticket.priority
+    guard from != priority.rawValue else { return [] }
+    ticket.priority = priority.rawValue
+    ticket.slaPolicy = policy?.name
+    let done = ticket.status_ == .solved
+    ticket.sla.replace(
+      policy: policy, at: now, needsFirstResponse: ticket.firstResponseAt == nil && !done, needsResolution: !done,
+      paused: ticket.status_ == .pending)
+    return [
+      .ticketPriorityChanged(.with {
+        $0.ticketID = ticket.id.uuidString.lowercased()
+        $0.customerID = ticket.customerID.uuidString.lowercased()
+        $0.from = Int32(from)
+        $0.to = Int32(priority.rawValue)
+        $0.slaPolicy = policy?.name ?? ""
+        $0.changedAt = .init(microsecondsOf: now)
+      })
+    ]
+  }
+
+  /// `SlaBreached` for each target the current step found overdue.
+  static func breaches(of ticket: TicketRecord) -> Events {
+    ticket.sla.breached.map { target in
+      .slaBreached(.with {
+        $0.ticketID = ticket.id.uuidString.lowercased()
+        $0.customerID = ticket.customerID.uuidString.lowercased()
+        $0.policy = ticket.slaPolicy ?? ""
+        $0.kind = Int32(target.kind.rawValue)
+        $0.cycle = Int32(target.cycle)
+        if let due = target.dueAt { $0.dueAt = .init(microsecondsOf: due) }
+        $0.priority = Int32(ticket.priority)
+        $0.team = ticket.team ?? ""
+        $0.assignee = ticket.assignee ?? ""
+      })
+    }
   }
 
   static func illegal(_ ticket: TicketRecord, _ rule: String) -> Error {

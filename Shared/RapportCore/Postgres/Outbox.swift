@@ -167,6 +167,8 @@ extension Rapport_Events_V1_Event.OneOf_Payload {
     case .ticketStatusChanged: "TicketStatusChanged"
     case .ticketRated: "TicketRated"
     case .ticketAssigned: "TicketAssigned"
+    case .slaBreached: "SlaBreached"
+    case .ticketPriorityChanged: "TicketPriorityChanged"
     }
   }
 }

@@ -4,6 +4,16 @@ import SwiftProtobuf
 extension Date {
   /// Now, on the microsecond grid PostgreSQL stores, so what a write returns equals what a read returns.
   public static var databaseNow: Date { WallClock.system.now }
+
+  /// This instant on the microsecond grid PostgreSQL stores: a quarter of a microsecond into its
+  /// microsecond. postgres-nio encodes a `Date` by truncating to whole microseconds and `microsecondsOf`
+  /// rounds; a `Date` exactly on the grid is often a hair below it in binary floating point (Double has
+  /// ~0.12 µs resolution here), which truncation turned into the microsecond before. A quarter in, both
+  /// land on the same microsecond, so what a write returns equals what a later read returns.
+  public var onMicrosecondGrid: Date {
+    let micros = (timeIntervalSince1970 * 1_000_000).rounded(.down)
+    return Date(timeIntervalSince1970: (micros + 0.25) / 1_000_000)
+  }
 }
 
 extension Google_Protobuf_Timestamp {

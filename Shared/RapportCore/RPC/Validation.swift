@@ -25,6 +25,22 @@ public enum Validate {
     return trimmed
   }
 
+  /// At most `max` tags; returns them lower-case, deduplicated and sorted.
+  public static func tags(_ tags: [String], field: String, max: Int) throws -> [String] {
+    guard tags.count <= max else { throw RPCFailure.invalid(field, "at most \(max) tags") }
+    let normalised = try tags.map { try tag($0, field: field) }
+    return Array(Set(normalised)).sorted()
+  }
+
+  /// One tag: 1–64 characters of letters, digits, "-", "_", ":"; returns it trimmed and lower-case.
+  public static func tag(_ raw: String, field: String) throws -> String {
+    let tag = raw.trimmingCharacters(in: .whitespaces).lowercased()
+    guard (1...64).contains(tag.count),
+      tag.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_:".contains($0)) })
+    else { throw RPCFailure.invalid(field, "tags are 1-64 characters of letters, digits, - _ :") }
+    return tag
+  }
+
   /// A required email address; returns it normalised (trimmed, lower-case).
   public static func email(_ value: String, field: String = "email") throws -> String {
     let email = try required(value, field: field, max: 254).lowercased()

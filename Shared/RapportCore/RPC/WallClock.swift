@@ -12,15 +12,8 @@ public struct WallClock: Sendable {
   /// The machine's clock.
   public static let system = WallClock { Date() }
 
-  /// Now, on the microsecond grid PostgreSQL stores: a quarter of a microsecond into the microsecond.
-  /// postgres-nio encodes a `Date` by truncating to whole microseconds and `microsecondsOf` rounds; a
-  /// `Date` exactly on the grid is often a hair below it in binary floating point (Double has ~0.12 µs
-  /// resolution here), which truncation turned into the microsecond before. A quarter in, both land on
-  /// the same microsecond, so what a write returns equals what a later read returns.
-  public var now: Date {
-    let micros = (read().timeIntervalSince1970 * 1_000_000).rounded(.down)
-    return Date(timeIntervalSince1970: (micros + 0.25) / 1_000_000)
-  }
+  /// Now, on the microsecond grid PostgreSQL stores (see `Date.onMicrosecondGrid`).
+  public var now: Date { read().onMicrosecondGrid }
 }
 
 /// A clock that stands still until told to move; share one between a service under test and the test.
