@@ -14,6 +14,8 @@ typealias SupportClient = Rapport_Support_V1_SupportService.Client<HTTP2ClientTr
 /// A support service with the customer service it checks (and, when asked, the order service).
 struct SupportEnv: Sendable {
   let support: SupportClient
+  /// The support service's event feed (same address).
+  let feed: Rapport_Events_V1_EventFeed.Client<HTTP2ClientTransport.Posix>
   let customers: CustomerClient
   let orders: OrderClient?
   let database: DatabaseURL
@@ -48,7 +50,8 @@ func withSupport(
       try await withRunningService(app) { address in
         try await withClient(to: address) { client in
           try await body(
-            SupportEnv(support: SupportClient(wrapping: client), customers: customers, orders: orders, database: database, clock: clock))
+            SupportEnv(
+              support: SupportClient(wrapping: client), feed: .init(wrapping: client), customers: customers, orders: orders, database: database, clock: clock))
         }
       }
     }
