@@ -25,6 +25,30 @@ enum Demo {
       let customers = clients.customers
       let orders = clients.orders
       let support = clients.support
+      // Business hours, a standard SLA and a round-robin team, so demo tickets show targets and agents.
+      _ = try await support.putBusinessCalendar(.with {
+        $0.calendar = .with {
+          $0.name = "office"
+          $0.timeZone = "Europe/Berlin"
+          $0.hours = (1...5).map { day in .with { $0.weekday = Int32(day); $0.start = "09:00"; $0.end = "17:00" } }
+        }
+      })
+      _ = try await support.putSlaPolicy(.with {
+        $0.policy = .with {
+          $0.name = "standard"
+          $0.calendar = "office"
+          $0.firstResponseMinutes = 240
+          $0.nextResponseMinutes = 240
+          $0.resolutionMinutes = 2400
+        }
+      })
+      _ = try await support.putTeam(.with {
+        $0.team = .with {
+          $0.name = "care"
+          $0.agents = ["mia@shop.example", "noah@shop.example"]
+          $0.roundRobin = true
+        }
+      })
       for (index, person) in Self.customers.enumerated() {
         let id: String
         do {
@@ -56,12 +80,14 @@ enum Demo {
         }
         if index % 2 == 0 {
           _ = try await support.openTicket(.with {
-            $0.requestID = "demo-ticket-\(index)"
+            $0.requestID = "demo-ticket-\(index)-v2"
             $0.customerID = id
             $0.subject = "Where is my parcel?"
             $0.body = "Hello, my order has not arrived yet. Could you check the tracking, please?"
             $0.priority = index == 0 ? .high : .normal
             $0.channel = .email
+            $0.team = "care"
+            $0.tags = ["delivery"]
           })
         }
       }

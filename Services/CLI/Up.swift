@@ -27,8 +27,14 @@ struct Up: AsyncParsableCommand {
       dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
       ports: Stack.defaultPorts, logger: logger, say: say)
     if demo {
-      let emails = try await Demo.load(stack)
-      say("demo data loaded; try: .build/debug/rapport view \(emails[0])")
+      do {
+        let emails = try await Demo.load(stack)
+        say("demo data loaded; try: .build/debug/rapport view \(emails[0])")
+      } catch {
+        // Nothing may outlive a failed start: stop the services and the database, then report.
+        await stack.stop()
+        throw error
+      }
     }
     say("Rapport is up: gateway at \(stack.address("gateway")). Ctrl-C stops everything.")
     let reason = await waitForStop(stack)
