@@ -85,6 +85,9 @@ struct Bench: AsyncParsableCommand {
       try await Bootstrap.execute(Self.orderSetup, on: stack.databaseURL, logger: Logger(label: "bench"))
       let reference = try await pgbench("pgbench: PlaceOrder's statement (order, lines, history, outbox)", stack, Self.orderScript)
       rows.append(reference)
+      // For information: the service prepares its statement once per connection; pgbench can too.
+      rows.append(
+        try await pgbench("pgbench: the same statement, prepared (-M prepared)", stack, Self.orderScript, prepared: true))
       let half = Double(place.ok) / place.seconds / 2
       try await settle(stack)
       rows.append(try await load("PlaceOrder paced at half the rate above", services, rate: half) { n in
@@ -230,7 +233,9 @@ struct Bench: AsyncParsableCommand {
   /// Runs pgbench with `script` against the stack's database, as the superuser, same concurrency.
   /// With `rate`, pgbench paces transactions (`-R`) and logs each one (`-l`); the row then reports
   /// percentiles of time + schedule lag, the same open-loop latency the paced RPC row measures.
-  private func pgbench(_ name: String, _ stack: Stack, _ script: String, rate: Double? = nil) async throws -> Row {
+  private func pgbench(
+    _ name: String, _ stack: Stack, _ script: String, rate: Double? = nil, prepared: Bool = false
+  ) async throws -> Row {
     print("measuring \(name)" + (rate.map { String(format: " at %.0f/s", $0) } ?? ""))
     let scratch = NSTemporaryDirectory() + "rapport-bench-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -243,6 +248,7 @@ struct Bench: AsyncParsableCommand {
       "-h", url.host, "-p", "\(url.port)", "-U", url.user, "-f", path,
     ]
     if let rate { arguments += ["-R", String(format: "%.0f", rate), "-l", "--log-prefix=\(scratch)/tx"] }
+    if prepared { arguments += ["-M", "prepared"] }
     let output = try Shell.run(try LocalPostgres.binary("pgbench"), arguments + [url.database])
     var histogram: Histogram<UInt64>?
     if rate != nil {

@@ -71,7 +71,9 @@ import Testing
 
   @Test func aCustomerWithoutEventsHasZeroMetricsAndBadIdsAreRefused() async throws {
     let database = try await TestDatabase.create()
-    let closed = HostPort(host: "127.0.0.1", port: try Shell.freePort())
+    let refusing = try SilentListener(listening: false)
+    defer { refusing.stop() }
+    let closed = HostPort(host: "127.0.0.1", port: refusing.port)
     let analytics = try AnalyticsApp.build(
       config: testConfig("analytics", database), orderAddress: closed, supportAddress: closed, logger: testLogger("analytics"))
     try await withRunningService(analytics) { address in

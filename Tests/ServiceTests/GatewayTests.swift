@@ -47,12 +47,14 @@ func withGateway(
   }
 }
 
-/// A TCP port that accepts connections and never answers: calls to it can only time out.
+/// A TCP port that accepts connections and never answers: calls to it can only time out. With
+/// `listening: false` the port is only bound: connections are refused, and while this object holds it
+/// no other test's server can take the port (a port from `Shell.freePort()` could be).
 final class SilentListener: Sendable {
   let fd: Int32
   let port: Int
 
-  init() throws {
+  init(listening: Bool = true) throws {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     self.fd = fd
     var address = sockaddr_in()
@@ -62,7 +64,7 @@ final class SilentListener: Sendable {
     let ok = withUnsafeMutablePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
     }
-    guard ok, listen(fd, 16) == 0 else { throw TestFailure("silent listener could not bind") }
+    guard ok, !listening || listen(fd, 16) == 0 else { throw TestFailure("silent listener could not bind") }
     port = Int(UInt16(bigEndian: address.sin_port))
   }
 
@@ -109,7 +111,9 @@ final class SilentListener: Sendable {
 
   @Test func aDownServiceLeavesItsSectionUnavailableAndASilentOneTimesOut() async throws {
     let silent = try SilentListener()
-    let down = HostPort(host: "127.0.0.1", port: try Shell.freePort())
+    let refusing = try SilentListener(listening: false)
+    defer { refusing.stop() }
+    let down = HostPort(host: "127.0.0.1", port: refusing.port)
     try await withGateway(replacing: ["support": down, "analytics": HostPort(host: "127.0.0.1", port: silent.port)]) {
       gateway, customers, orders, _ in
       let customer = try await customers.createCustomer(.with { $0.email = "partial@example.com" }).customer

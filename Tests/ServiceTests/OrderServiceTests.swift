@@ -154,7 +154,9 @@ func order(_ key: String, customer: String, lines: Int = 2) -> Rapport_Order_V1_
   }
 
   @Test func withTheCustomerServiceDownTheOrderIsUnavailableAndNotStored() async throws {
-    let closed = HostPort(host: "127.0.0.1", port: try Shell.freePort())
+    let refusing = try SilentListener(listening: false)
+    defer { refusing.stop() }
+    let closed = HostPort(host: "127.0.0.1", port: refusing.port)
     try await withOrderService(customerAddress: closed) { orders, customer, database in
       await expectStatus(.unavailable) { try await orders.placeOrder(order("k-down", customer: customer)) }
       let observed8 = try await count("orders.orders", database)

@@ -20,35 +20,61 @@ struct AnalyticsStore: Sendable {
   /// nothing. Returns how many events took effect.
   @discardableResult
   func apply(_ batch: [Rapport_Events_V1_Event], from source: String) async throws -> Int {
-    try await cursors.apply(batch, from: source, client: client, logger: logger) { event, connection in
-      try await applyEffect(event, on: connection)
+    try await cursors.apply(batch, from: source, client: client, logger: logger) { events, connection in
+      // Runs of OrderPlaced take one statement each; other events apply one by one, in order.
+      var run: [Rapport_Events_V1_Event] = []
+      for event in events {
+        if case .orderPlaced? = event.payload {
+          run.append(event)
+          continue
+        }
+        try await applyOrders(run, on: connection)
+        run = []
+        try await applyEffect(event, on: connection)
+      }
+      try await applyOrders(run, on: connection)
     }
+  }
+
+  /// Adds a run of `OrderPlaced` events to the metrics and revenue of their customers (a merged
+  /// customer's survivor) with one statement: the events are aggregated per customer (and currency)
+  /// first, so each row is written once.
+  private func applyOrders(_ events: [Rapport_Events_V1_Event], on connection: PostgresConnection) async throws {
+    var customers: [UUID] = [], placed: [Date] = [], currencies: [String] = [], amounts: [Int64] = [], occurred: [Date] = []
+    for event in events {
+      guard case .orderPlaced(let order)? = event.payload, let id = UUID(uuidString: order.customerID) else { continue }
+      customers.append(id)
+      placed.append(order.placedAt.date)
+      currencies.append(order.total.currency)
+      amounts.append(order.total.amountMinor)
+      occurred.append(event.occurredAt.date)
+    }
+    guard !customers.isEmpty else { return }
+    try await connection.query(
+      """
+      WITH e AS (
+        SELECT coalesce(a.survivor_id, e.customer_id) AS customer_id, e.placed_at, e.currency, e.amount, e.occurred_at
+        FROM unnest(\(customers)::uuid[], \(placed)::timestamptz[], \(currencies)::text[], \(amounts)::int8[],
+                    \(occurred)::timestamptz[]) AS e(customer_id, placed_at, currency, amount, occurred_at)
+        LEFT JOIN analytics.customer_aliases a ON a.duplicate_id = e.customer_id),
+      metrics AS (
+        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of)
+        SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at) FROM e GROUP BY customer_id
+        ON CONFLICT (customer_id) DO UPDATE SET
+          order_count = customer_metrics.order_count + EXCLUDED.order_count,
+          first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+          last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
+          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of))
+      INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
+      SELECT customer_id, currency, sum(amount) FROM e GROUP BY customer_id, currency
+      ON CONFLICT (customer_id, currency) DO UPDATE
+      SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
+      """, logger: logger)
   }
 
   private func applyEffect(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
     let occurred = event.occurredAt.date
     switch event.payload {
-    case .orderPlaced(let order)?:
-      guard let id = UUID(uuidString: order.customerID) else { return }
-      let customer = try await aliases.canonical(id, on: connection, logger: logger)
-      let placed = order.placedAt.date
-      try await connection.query(
-        """
-        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of)
-        VALUES (\(customer), 1, \(placed), \(placed), \(occurred))
-        ON CONFLICT (customer_id) DO UPDATE SET
-          order_count = customer_metrics.order_count + 1,
-          first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
-          last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
-          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
-        """, logger: logger)
-      try await connection.query(
-        """
-        INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
-        VALUES (\(customer), \(order.total.currency), \(order.total.amountMinor))
-        ON CONFLICT (customer_id, currency) DO UPDATE
-        SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
-        """, logger: logger)
     case .ticketOpened(let ticket)?:
       guard let id = UUID(uuidString: ticket.customerID) else { return }
       let customer = try await aliases.canonical(id, on: connection, logger: logger)

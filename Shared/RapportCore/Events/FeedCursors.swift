@@ -45,6 +45,18 @@ public struct FeedCursors: Sendable {
     _ batch: [Rapport_Events_V1_Event], from source: String, client: PostgresClient, logger: Logger,
     effect: (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
   ) async throws -> Int {
+    try await apply(batch, from: source, client: client, logger: logger) { events, connection in
+      for event in events { try await effect(event, connection) }
+    }
+  }
+
+  /// `apply` with an effect that takes every new event of the batch at once (in sequence order), for
+  /// consumers that apply a batch with set-based statements.
+  @discardableResult
+  public func apply(
+    _ batch: [Rapport_Events_V1_Event], from source: String, client: PostgresClient, logger: Logger,
+    effects: ([Rapport_Events_V1_Event], PostgresConnection) async throws -> Void
+  ) async throws -> Int {
     guard !batch.isEmpty else { return 0 }
     return try await client.transaction(logger: logger) { connection in
       try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
@@ -56,21 +68,22 @@ public struct FeedCursors: Sendable {
       let rows = try await connection.query(
         "SELECT last_sequence FROM \(unescaped: schema).feed_cursors WHERE source = \(source) FOR UPDATE",
         logger: logger)
-      var last: Int64 = 0
-      for try await sequence in rows.decode(Int64.self) { last = sequence }
-      var applied = 0
-      for event in batch where event.sequence > last {
-        try await effect(event, connection)
+      var stored: Int64 = 0
+      for try await sequence in rows.decode(Int64.self) { stored = sequence }
+      var last = stored
+      let fresh = batch.filter { event in
+        guard event.sequence > last else { return false }
         last = event.sequence
-        applied += 1
+        return true
       }
-      guard applied > 0 else { return 0 }
+      guard !fresh.isEmpty else { return 0 }
+      try await effects(fresh, connection)
       try await connection.query(
         """
         UPDATE \(unescaped: schema).feed_cursors SET last_sequence = \(last), updated_at = now()
         WHERE source = \(source)
         """, logger: logger)
-      return applied
+      return fresh.count
     }
   }
 }
