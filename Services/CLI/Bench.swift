@@ -78,22 +78,29 @@ struct Bench: AsyncParsableCommand {
       })
       rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
       let run = UUID().uuidString.prefix(8)
+      // Every write row starts from the same state: consumers caught up, tables vacuumed, checkpoint done.
+      try await settle(stack)
       let place = try await load("PlaceOrder (2 lines, new key)", services) { n in
         _ = try await ordersAPI.placeOrder(Self.order(key: "bench-\(run)-\(n)", customer: ids[n % count]))
       }
       rows.append(place)
       try await Bootstrap.execute(Self.orderSetup, on: stack.databaseURL, logger: Logger(label: "bench"))
+      try await settle(stack)
       let reference = try await pgbench("pgbench: PlaceOrder's statement (order, lines, history, outbox)", stack, Self.orderScript)
       rows.append(reference)
       // For information: the service prepares its statement once per connection; pgbench can too.
+      try await settle(stack)
       rows.append(
         try await pgbench("pgbench: the same statement, prepared (-M prepared)", stack, Self.orderScript, prepared: true))
       let half = Double(place.ok) / place.seconds / 2
       try await settle(stack)
+      let pacedReference = try await pgbench(
+        "pgbench: the same statement paced at that rate", stack, Self.orderScript, rate: half)
+      try await settle(stack)
       rows.append(try await load("PlaceOrder paced at half the rate above", services, rate: half) { n in
         _ = try await ordersAPI.placeOrder(Self.order(key: "paced-\(run)-\(n)", customer: ids[n % count]))
       })
-      rows.append(try await pgbench("pgbench: the same statement paced at that rate", stack, Self.orderScript, rate: half))
+      rows.append(pacedReference)
       try await settle(stack)
       rows.append(try await load("GetCustomerView (4 services)", services) { n in
         _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
@@ -209,8 +216,21 @@ struct Bench: AsyncParsableCommand {
 
   /// Waits (up to 120 s) until analytics has applied every OrderPlaced the order service published, so a
   /// row measures the steady state rather than a consumer digesting the previous row's burst; prints the
-  /// wait.
+  /// wait. Then vacuums the order tables and checkpoints, so the next row does not pay for the vacuum
+  /// and dirty pages the previous rows' inserts left (whichever paced row ran first used to).
   private func settle(_ stack: Stack) async throws {
+    try await catchUp(stack)
+    let url = stack.databaseURL
+    _ = try Shell.run(
+      try LocalPostgres.binary("psql"),
+      [
+        "-v", "ON_ERROR_STOP=1", "-qc",
+        "VACUUM (ANALYZE) orders.orders, orders.order_lines, orders.status_history, orders.outbox, analytics.customer_metrics, analytics.customer_revenue",
+        "-c", "CHECKPOINT", "-h", url.host, "-p", "\(url.port)", "-U", url.user, url.database,
+      ])
+  }
+
+  private func catchUp(_ stack: Stack) async throws {
     let url = stack.databaseURL
     let started = ContinuousClock.now
     let sql = """

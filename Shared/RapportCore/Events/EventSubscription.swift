@@ -10,6 +10,9 @@ import Synchronization
 /// delivery is at-least-once and the effect exactly-once. Events are applied in batches: whatever has
 /// arrived while the previous batch was being applied (up to `maxBatch`) goes into one transaction, so a
 /// burst costs a few commits instead of one per event, and a quiet feed still applies each event at once.
+/// After a batch that was not full the applier waits `linger` before the next one: under a steady stream
+/// (a thousand orders a second) that turns hundreds of tiny transactions a second into at most
+/// 1 / `linger`, at the price of that much more delay for events that arrive during the wait.
 public struct EventSubscription: Service {
   /// Name of the source, e.g. `order`; the key of the stored cursor.
   public let source: String
@@ -19,6 +22,8 @@ public struct EventSubscription: Service {
   let apply: @Sendable ([Rapport_Events_V1_Event]) async throws -> Void
   /// Most events applied in one transaction.
   public static let maxBatch = 500
+  /// The pause after a batch that was not full (measured: see docs/BENCHMARKS.md, issue 4).
+  public static let linger: Duration = .milliseconds(10)
   let logger: Logger
 
   /// - Parameters:
@@ -81,6 +86,7 @@ public struct EventSubscription: Service {
         while let batch = try await buffer.next(max: Self.maxBatch) {
           try await apply(batch)
           applied += batch.count
+          if batch.count < Self.maxBatch { try await Task.sleep(for: Self.linger) }
         }
         return applied
       }
