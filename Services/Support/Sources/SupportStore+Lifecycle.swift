@@ -59,9 +59,13 @@ extension SupportStore {
         """, logger: logger)
       try await saveTargets(of: ticket, replacing: before.sla.targets, on: connection)
       let aggregate = id.uuidString.lowercased()
-      try await outbox.append(
-        contentsOf: events.map { Outbox.event(aggregateType: "ticket", aggregateID: aggregate, occurredAt: now, $0) },
-        on: connection, logger: logger)
+      // A breach happened at its due time, whoever noticed it (the scanner stamps it the same way).
+      let stamped = events.map { payload -> Rapport_Events_V1_Event in
+        var at = now
+        if case .slaBreached(let breach) = payload, breach.hasDueAt { at = breach.dueAt.date }
+        return Outbox.event(aggregateType: "ticket", aggregateID: aggregate, occurredAt: at, payload)
+      }
+      try await outbox.append(contentsOf: stamped, on: connection, logger: logger)
       return extra
     }
     guard let committed = try await get(id: id) else { throw RPCFailure.notFound("ticket", "\(id)") }
