@@ -73,6 +73,27 @@ final class SilentListener: Sendable {
 }
 
 @Suite struct GatewayTests {
+  @Test func theOpenTicketMetricFollowsSolvingReopeningAndClosing() async throws {
+    try await withGateway { gateway, customers, _, support in
+      let customer = try await customers.createCustomer(.with { $0.email = "tickets@example.com" }).customer
+      let first = try await support.openTicket(ticket(customer.id)).ticket
+      _ = try await support.openTicket(ticket(customer.id))
+      @Sendable func openCount() async throws -> Int64 {
+        try await gateway.getCustomerView(.with { $0.customerID = customer.id }).view.metrics.openTicketCount
+      }
+      try await eventually("analytics counted two open tickets") { try await openCount() == 2 }
+      _ = try await support.changeTicketStatus(status(first.id, .solved))
+      try await eventually("solving one left one open") { try await openCount() == 1 }
+      _ = try await support.addMessage(reply(first.id, .customer, "It broke again"))
+      try await eventually("the customer's reply reopened it") { try await openCount() == 2 }
+      _ = try await support.changeTicketStatus(status(first.id, .solved))
+      _ = try await support.changeTicketStatus(status(first.id, .closed))
+      try await eventually("solved and closed counts once") { try await openCount() == 1 }
+      let summary = try await gateway.getCustomerView(.with { $0.customerID = customer.id }).view.supportSummary
+      #expect(summary.openCount == 1)
+    }
+  }
+
   @Test func theViewComposesAllFourServicesByEmailAndById() async throws {
     try await withGateway { gateway, customers, orders, support in
       let customer = try await customers.createCustomer(.with {

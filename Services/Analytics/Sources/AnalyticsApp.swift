@@ -26,7 +26,7 @@ public enum AnalyticsApp {
     let store = AnalyticsStore(client: postgres, logger: logger)
     var sources = [
       ("order", try GRPCClientService.plaintext(to: orderAddress), ["OrderPlaced"]),
-      ("support", try GRPCClientService.plaintext(to: supportAddress), ["TicketOpened"]),
+      ("support", try GRPCClientService.plaintext(to: supportAddress), ["TicketOpened", "TicketStatusChanged"]),
     ]
     if let customerAddress {
       sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), ["CustomerMerged"]))

@@ -86,6 +86,20 @@ struct AnalyticsStore: Sendable {
           open_tickets = customer_metrics.open_tickets + 1,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
+    case .ticketStatusChanged(let change)?:
+      // Open means not SOLVED or CLOSED: solving closes one, a reopening opens it again.
+      let closed = [Rapport_Support_V1_TicketStatus.solved.rawValue, Rapport_Support_V1_TicketStatus.closed.rawValue]
+      let delta = (closed.contains(Int(change.from)) ? 1 : 0) - (closed.contains(Int(change.to)) ? 1 : 0)
+      guard delta != 0, let id = UUID(uuidString: change.customerID) else { return }
+      let customer = try await aliases.canonical(id, on: connection, logger: logger)
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
+        VALUES (\(customer), \(delta), \(occurred))
+        ON CONFLICT (customer_id) DO UPDATE SET
+          open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
+          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
+        """, logger: logger)
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
