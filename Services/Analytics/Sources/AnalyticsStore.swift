@@ -76,30 +76,12 @@ struct AnalyticsStore: Sendable {
     let occurred = event.occurredAt.date
     switch event.payload {
     case .ticketOpened(let ticket)?:
-      guard let id = UUID(uuidString: ticket.customerID) else { return }
-      let customer = try await aliases.canonical(id, on: connection, logger: logger)
-      try await connection.query(
-        """
-        INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
-        VALUES (\(customer), 1, \(occurred))
-        ON CONFLICT (customer_id) DO UPDATE SET
-          open_tickets = customer_metrics.open_tickets + 1,
-          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
-        """, logger: logger)
+      try await addOpenTickets(1, customer: ticket.customerID, at: occurred, on: connection)
     case .ticketStatusChanged(let change)?:
       // Open means not SOLVED or CLOSED: solving closes one, a reopening opens it again.
       let closed = [Rapport_Support_V1_TicketStatus.solved.rawValue, Rapport_Support_V1_TicketStatus.closed.rawValue]
       let delta = (closed.contains(Int(change.from)) ? 1 : 0) - (closed.contains(Int(change.to)) ? 1 : 0)
-      guard delta != 0, let id = UUID(uuidString: change.customerID) else { return }
-      let customer = try await aliases.canonical(id, on: connection, logger: logger)
-      try await connection.query(
-        """
-        INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
-        VALUES (\(customer), \(delta), \(occurred))
-        ON CONFLICT (customer_id) DO UPDATE SET
-          open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
-          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
-        """, logger: logger)
+      if delta != 0 { try await addOpenTickets(delta, customer: change.customerID, at: occurred, on: connection) }
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
@@ -131,6 +113,22 @@ struct AnalyticsStore: Sendable {
       // anonymous aggregates.
       return
     }
+  }
+
+  /// Adds `delta` to the open-ticket count of a customer (a merged one's survivor).
+  private func addOpenTickets(_ delta: Int, customer raw: String, at occurred: Date, on connection: PostgresConnection)
+    async throws
+  {
+    guard let id = UUID(uuidString: raw) else { return }
+    let customer = try await aliases.canonical(id, on: connection, logger: logger)
+    try await connection.query(
+      """
+      INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
+      VALUES (\(customer), \(delta), \(occurred))
+      ON CONFLICT (customer_id) DO UPDATE SET
+        open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
+        as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
+      """, logger: logger)
   }
 
   private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
