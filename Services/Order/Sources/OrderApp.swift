@@ -24,7 +24,7 @@ public enum OrderApp {
   }
 
   /// Reads the common settings plus `customer-addr`, `customer-timeout-ms`, `cart-abandon-after-s`
-  /// (default 3600) and `scan-interval-ms` (default 60000).
+  /// (default 3600), `scan-interval-ms` (default 60000) and `clock-file` (see `Settings.clock`).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "order", defaultPort: defaultPort),
@@ -32,7 +32,7 @@ public enum OrderApp {
       customerTimeout: settings.milliseconds("customer-timeout-ms", default: 1000),
       timing: Timing(
         abandonCartAfter: .seconds(try settings.int("cart-abandon-after-s", default: 3600)),
-        scanInterval: settings.milliseconds("scan-interval-ms", default: 60_000)),
+        scanInterval: settings.milliseconds("scan-interval-ms", default: 60_000), clock: settings.clock),
       logger: logger)
   }
 

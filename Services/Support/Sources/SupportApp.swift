@@ -24,7 +24,7 @@ public enum SupportApp {
 
   /// Reads the common settings plus `customer-addr` (customer checks and the customer feed),
   /// `order-addr` (order checks), `upstream-timeout-ms` (default 1000), `scan-interval-ms` (default
-  /// 15000) and `auto-close-after-days` (default 7).
+  /// 15000), `auto-close-after-days` (default 7) and `clock-file` (see `Settings.clock`).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "support", defaultPort: defaultPort),
@@ -33,7 +33,8 @@ public enum SupportApp {
       upstreamTimeout: settings.milliseconds("upstream-timeout-ms", default: 1000),
       timing: Timing(
         scanInterval: settings.milliseconds("scan-interval-ms", default: 15_000),
-        closeSolvedAfter: .seconds(86_400 * (try settings.int("auto-close-after-days", default: 7)))),
+        closeSolvedAfter: .seconds(86_400 * (try settings.int("auto-close-after-days", default: 7))),
+        clock: settings.clock),
       logger: logger)
   }
 

@@ -47,6 +47,14 @@ public struct Settings: Sendable {
   }
 }
 
+extension Settings {
+  /// The service's clock: the system's, or with `clock-file` the instant written in that file (see
+  /// `WallClock.file`; for rehearsals and end-to-end tests, never production).
+  public var clock: WallClock {
+    string("clock-file").map(WallClock.file) ?? .system
+  }
+}
+
 /// A setting is missing or malformed; the process exits with this message.
 public struct ConfigurationError: Error, CustomStringConvertible {
   public let description: String

@@ -59,9 +59,11 @@ public final class Stack: Sendable {
   }
 
   /// Starts one service executable against `database` (its own role), told where its `upstream` services
-  /// listen; waits until it reports SERVING. A process that does not get there is stopped.
+  /// listen and given `settings` (kebab-case names, passed as `RAPPORT_<SERVICE>_<NAME>`); waits until it
+  /// reports SERVING. A process that does not get there is stopped.
   public static func launch(
-    _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String
+    _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String,
+    settings: [String: String] = [:]
   ) async throws -> (ChildProcess, HostPort) {
     var environment = [
       "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(port)",
@@ -69,6 +71,9 @@ public final class Stack: Sendable {
     ]
     if name != "gateway" { environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = database.role(of: name).urlString }
     for (other, address) in upstream { environment["RAPPORT_\(name.uppercased())_\(other.uppercased())_ADDR"] = "\(address)" }
+    for (setting, value) in settings {
+      environment["RAPPORT_\(name.uppercased())_\(setting.uppercased().replacingOccurrences(of: "-", with: "_"))"] = value
+    }
     try FileManager.default.createDirectory(atPath: "\(dataDirectory)/logs", withIntermediateDirectories: true)
     let process = try ChildProcess(
       name: "rapport-\(name)", executable: "\(try binaryDirectory())/rapport-\(name)", environment: environment,

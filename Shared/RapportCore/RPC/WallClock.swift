@@ -12,6 +12,19 @@ public struct WallClock: Sendable {
   /// The machine's clock.
   public static let system = WallClock { Date() }
 
+  /// "Now" read from a file that holds one RFC 3339 instant (`2026-03-09T09:00:00Z`), re-read on every
+  /// call — a rehearsal and testing aid (`clock-file` setting): run a service's timers (SLA due times,
+  /// abandoned carts) at a chosen time and move it by rewriting the file. An unreadable or malformed file
+  /// reads as the system time.
+  public static func file(_ path: String) -> WallClock {
+    WallClock {
+      guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+        let date = try? Date(text.trimmingCharacters(in: .whitespacesAndNewlines), strategy: .iso8601)
+      else { return Date() }
+      return date
+    }
+  }
+
   /// Now, on the microsecond grid PostgreSQL stores (see `Date.onMicrosecondGrid`).
   public var now: Date { read().onMicrosecondGrid }
 }
