@@ -40,7 +40,9 @@ import Testing
             }
             let metrics = try await withClient(to: analyticsAt) { client in
               let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
-              try await eventually("analytics consumed 2 orders and 1 ticket") {
+              // The feeds reconnect with backoff (up to 5 s, plus the channel's own up to 2 s) after failing
+              // while the sources were down; 10 s was missed once on a saturated 2-core machine.
+              try await eventually(within: .seconds(30), "analytics consumed 2 orders and 1 ticket") {
                 let m = try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
                 return m.orderCount == 2 && m.openTicketCount == 1
               }
