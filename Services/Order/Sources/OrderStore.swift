@@ -259,7 +259,7 @@ struct PlaceOrderStatement: PostgresPreparedStatement {
   static let sql = OrderStore.placeQuery(
     OrderRecord(
       id: UUID(), customerID: UUID(), channel: 0, idempotencyKey: "", status: .pending, currency: "",
-      createdAt: Date()), requestBytes: [], events: try! Outbox.Rows([]), outbox: OrderMigrations.outbox
+      createdAt: Date()), requestBytes: [], events: Outbox.Rows(), outbox: OrderMigrations.outbox
   ).sql
 
   let bindings: PostgresBindings

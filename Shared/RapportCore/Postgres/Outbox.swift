@@ -102,6 +102,9 @@ public struct Outbox: Sendable {
     public var ids: [UUID] = [], aggregateTypes: [String] = [], aggregateIDs: [String] = [], types: [String] = []
     public var payloads: [ByteBuffer] = [], times: [Date] = []
 
+    /// No events.
+    public init() {}
+
     public init(_ events: [Rapport_Events_V1_Event]) throws {
       for event in events {
         var stored = event
