@@ -8,11 +8,11 @@ import RapportProtos
 extension SupportStore {
   // MARK: Ticket targets
 
-  /// Loads the ticket's policy (with its calendar as stored now) and targets; `lock` locks the target
-  /// rows so the scanner skips them until this transaction ends.
+  /// Loads the ticket's targets and, for a change (`lock`), its policy with the calendar as stored now;
+  /// `lock` also locks the target rows so the scanner skips them until this transaction ends.
   func loadTargets(_ ticket: inout TicketRecord, lock: Bool, on connection: PostgresConnection) async throws {
     var policy: SlaPolicy?
-    if let name = ticket.slaPolicy { policy = try await self.policy(named: name, on: connection) }
+    if lock, let name = ticket.slaPolicy { policy = try await self.policy(named: name, on: connection) }
     let rows = try await connection.query(
       """
       SELECT kind, cycle, state, target_s, consumed_s, running_since, started_at, due_at, achieved_at, breached_at
