@@ -109,6 +109,10 @@ func cart(_ id: String, customer: String = "", anonymous: String = "", lines: In
   @Test func anUnpaidB2BOrderIsReportedOverdueOnceWhenItsDueDatePasses() async throws {
     try await withOrders { env in
       let company = try await env.customers.createCompany(.with { $0.company.legalName = "Initech" }).company
+      _ = try await env.customers.linkContact(.with {
+        $0.companyID = company.id
+        $0.customerID = env.customerID
+      })
       func onTerms(_ key: String) -> Rapport_Order_V1_PlaceOrderRequest {
         order(key, customer: env.customerID).changed {
           $0.b2B = .with {

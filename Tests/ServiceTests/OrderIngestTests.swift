@@ -115,7 +115,17 @@ func address(_ name: String, country: String = "DE") -> Rapport_Order_V1_PostalA
           $0.paymentTermsNetDays = 30
         }
       }).company
+      // Only the company's contacts order on its terms.
       var request = order("b2b-1", customer: env.customerID)
+      request.channel = .b2B
+      request.b2B = .with { $0.companyID = company.id }
+      await expectStatus(.failedPrecondition, mentioning: "contact") { try await env.orders.placeOrder(request) }
+      _ = try await env.customers.linkContact(.with {
+        $0.companyID = company.id
+        $0.customerID = env.customerID
+        $0.role = "buyer"
+      })
+      request = order("b2b-1", customer: env.customerID)
       request.channel = .b2B
       request.b2B = .with {
         $0.companyID = company.id

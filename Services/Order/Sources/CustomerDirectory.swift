@@ -21,10 +21,7 @@ struct CustomerDirectory: Sendable {
   }
 
   func confirm(_ id: UUID) async throws -> Confirmation {
-    let raw = id.uuidString.lowercased()
-    let customer = try await call("customer", id: raw) { options in
-      try await client.getCustomer(.with { $0.customerID = raw }, options: options).customer
-    }
+    let customer = try await customer(id)
     if customer.state == .erased { return .erased }
     guard let canonical = UUID(uuidString: customer.id) else { throw RPCFailure.internal("customer without id") }
     return .active(canonical)
@@ -59,6 +56,22 @@ struct CustomerDirectory: Sendable {
       try await client.getCompany(.with { $0.companyID = raw }, options: options).company
     }
     return Int(found.paymentTermsNetDays)
+  }
+
+  /// FAILED_PRECONDITION unless the customer is a contact of the company (orders on a company's terms
+  /// come from its people).
+  func confirmContact(_ id: UUID, of company: UUID) async throws {
+    let found = try await customer(id)
+    guard found.companies.contains(where: { UUID(uuidString: $0.companyID) == company }) else {
+      throw RPCFailure.failedPrecondition("b2b.company_id: the customer is not a contact of this company")
+    }
+  }
+
+  private func customer(_ id: UUID) async throws -> Rapport_Customer_V1_Customer {
+    let raw = id.uuidString.lowercased()
+    return try await call("customer", id: raw) { options in
+      try await client.getCustomer(.with { $0.customerID = raw }, options: options).customer
+    }
   }
 
   private func call<Value: Sendable>(

@@ -39,6 +39,7 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
       if let company = draft.company {
         // The company must exist even when the request states its own terms.
         let companyTerms = try await customers.paymentTerms(company: company.id)
+        try await customers.confirmContact(customerID, of: company.id)
         let net = company.netDays ?? companyTerms
         terms = .init(
           companyID: company.id, purchaseOrderNumber: company.purchaseOrderNumber, netDays: net,
