@@ -2,16 +2,24 @@
 import PackageDescription
 
 /// Every target compiles in Swift 6 language mode (set package-wide below).
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
 let grpcHTTP2 = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
 let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
 let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 let postgres = Target.Dependency.product(name: "PostgresNIO", package: "postgres-nio")
+let connectionPool = Target.Dependency.product(name: "_ConnectionPoolModule", package: "postgres-nio")
 let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let unixSignals = Target.Dependency.product(name: "UnixSignals", package: "swift-service-lifecycle")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
-let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let histogram = Target.Dependency.product(name: "Histogram", package: "hdrhistogram-swift")
+let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
+let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
 
 /// One library (RPC handlers, store, builder) and one small executable per service, so tests build
 /// exactly what production runs.
@@ -34,7 +42,7 @@ let serviceTargets: [Target] = services.flatMap { service -> [Target] in
     ),
     .executableTarget(
       name: service.executable,
-      dependencies: [.target(name: service.name), "RapportCore"],
+      dependencies: [.target(name: service.name), "RapportCore", argumentParser],
       path: "Services/\(service.folder)/Main"
     ),
   ]
@@ -57,6 +65,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
   ],
   targets: serviceTargets + [
     .target(
@@ -67,12 +79,15 @@ let package = Package(
     ),
     .target(
       name: "RapportCore",
-      dependencies: ["RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging],
+      dependencies: [
+        "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
+        metrics, prometheus, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, argumentParser, connectionPool,
+      ],
       path: "Shared/RapportCore"
     ),
     .target(
       name: "RapportTesting",
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging],
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, nioCore, nioPosix, nioHTTP2, nioHPACK],
       path: "Shared/RapportTesting"
     ),
     .executableTarget(

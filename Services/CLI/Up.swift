@@ -25,7 +25,9 @@ struct Up: AsyncParsableCommand {
     say("Rapport: starting")
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
-      ports: Stack.defaultPorts, logger: logger, say: say)
+      ports: Stack.defaultPorts,
+      settings: Stack.defaultMetricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }, logger: logger, say: say)
+    say("metrics: GET http://127.0.0.1:<port>/metrics, ports \(Stack.order.map { "\($0) \(Stack.defaultMetricsPorts[$0]!)" }.joined(separator: ", "))")
     if demo {
       do {
         let emails = try await Demo.load(stack)
@@ -43,7 +45,8 @@ struct Up: AsyncParsableCommand {
     say("stopped")
   }
 
-  /// Waits for SIGINT/SIGTERM or for a service to exit on its own.
+  /// Waits for SIGINT/SIGTERM, supervising meanwhile: a service that exits on its own is reported and
+  /// restarted on its address after a backoff (1 s, doubling to 30 s; back to 1 s once it has run a minute).
   private func waitForStop(_ stack: Stack) async -> String {
     await withTaskGroup(of: String.self) { group in
       group.addTask {
@@ -51,15 +54,36 @@ struct Up: AsyncParsableCommand {
         return "signal"
       }
       group.addTask {
-        while !Task.isCancelled {
-          if let name = stack.exited { return "rapport-\(name) exited; see its log" }
-          try? await Task.sleep(for: .milliseconds(500))
-        }
+        await supervise(stack)
         return "cancelled"
       }
       let first = await group.next() ?? "stop"
       group.cancelAll()
       return first
+    }
+  }
+
+  private func supervise(_ stack: Stack) async {
+    var backoff: [String: Duration] = [:]
+    var started: [String: ContinuousClock.Instant] = [:]
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .milliseconds(500))
+      for entry in stack.processes where !entry.process.isRunning && !Task.isCancelled {
+        if let since = started[entry.name], ContinuousClock.now - since > .seconds(60) { backoff[entry.name] = nil }
+        let delay = backoff[entry.name] ?? .seconds(1)
+        say(
+          "rapport-\(entry.name) exited (status \(entry.process.exitStatus ?? -1)); restarting in \(delay) "
+            + "(log: \(entry.process.logPath))")
+        try? await Task.sleep(for: delay)
+        backoff[entry.name] = min(delay * 2, .seconds(30))
+        do {
+          try await stack.restart(entry.name)
+          started[entry.name] = .now
+          say("rapport-\(entry.name) restarted at \(entry.address)")
+        } catch {
+          say("rapport-\(entry.name) did not restart: \(error)")
+        }
+      }
     }
   }
 }

@@ -71,3 +71,14 @@ extension TestDatabase {
     return values
   }
 }
+
+extension TestDatabase {
+  /// Makes a test database unreachable as a stopped server would be: new connections are refused and the
+  /// open ones are terminated.
+  public static func cutOff(_ url: DatabaseURL) async throws {
+    let admin = url.with(database: "postgres")
+    try await Bootstrap.execute("ALTER DATABASE \(url.database) ALLOW_CONNECTIONS false", on: admin, logger: logger)
+    _ = try await column(
+      "SELECT pg_terminate_backend(pid)::text FROM pg_stat_activity WHERE datname = '\(url.database)'", on: admin)
+  }
+}

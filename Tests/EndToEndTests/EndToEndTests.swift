@@ -11,24 +11,7 @@ import Testing
 /// database, called over HTTP/2 — from Swift, and from Python as a partner would.
 @Suite(.serialized) struct EndToEndTests {
   @Test func customerOrderTicketFlowThroughTheViewAndSurvivesALostService() async throws {
-    try await withStack(exercise)
-  }
-
-  /// Starts the five executables on a fresh database for `body`; prints their logs when it fails.
-  private func withStack(_ body: (Stack) async throws -> Void) async throws {
-    let database = try await TestDatabase.create()
-    let directory = NSTemporaryDirectory() + "rapport-e2e-\(UUID().uuidString)"
-    let stack = try await Stack.start(
-      dataDirectory: directory, databaseURL: database, ports: [:], logger: testLogger("e2e"))
-    do {
-      try await body(stack)
-      await stack.stop()
-      try? FileManager.default.removeItem(atPath: directory)
-    } catch {
-      await stack.stop()
-      for entry in stack.processes { print("--- \(entry.name) log:\n\(entry.process.logTail())") }
-      throw error
-    }
+    try await withStack { try await exercise($0) }
   }
 
   private func exercise(_ stack: Stack) async throws {
@@ -73,6 +56,11 @@ import Testing
       #expect(partner["created_email"] as? String == "python.partner@example.com")
       #expect((partner["bad_request"] as? [String: Any])?["code"] as? String == "INVALID_ARGUMENT")
       #expect(partner["view_order_totals"] as? [Int] == [1497])
+      #expect(partner["too_large"] as? String == "RESOURCE_EXHAUSTED")
+      let nul = partner["nul"] as? [String: Any]
+      #expect(nul?["code"] as? String == "INVALID_ARGUMENT")
+      #expect((nul?["details"] as? String)?.hasPrefix("given_name:") == true)
+      #expect((nul?["request_id"] as? String)?.isEmpty == false)
 
       // With the support service gone, the view still answers in time, tickets UNAVAILABLE.
       await stack.process("support").stop()
@@ -88,7 +76,7 @@ import Testing
   }
 
   @Test func mergeAndErasePropagateToOrdersTicketsMetricsAndTheView() async throws {
-    try await withStack(mergeThenErase)
+    try await withStack { try await mergeThenErase($0) }
   }
 
   private func mergeThenErase(_ stack: Stack) async throws {

@@ -9,34 +9,28 @@ extension CustomerRPCs {
   func mergeCustomers(
     request: Rapport_Customer_V1_MergeCustomersRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_MergeCustomersResponse {
-    try await serving(logger) {
-      let survivor = try Validate.uuid(request.survivorID, field: "survivor_id")
-      let duplicate = try Validate.uuid(request.duplicateID, field: "duplicate_id")
-      guard survivor != duplicate else {
-        throw RPCFailure.invalid("duplicate_id", "must differ from survivor_id: a customer cannot be merged into itself")
-      }
-      let merged = try await store.merge(survivor: survivor, duplicate: duplicate)
-      return .with { $0.survivor = merged }
+    let survivor = try Validate.uuid(request.survivorID, field: "survivor_id")
+    let duplicate = try Validate.uuid(request.duplicateID, field: "duplicate_id")
+    guard survivor != duplicate else {
+      throw RPCFailure.invalid("duplicate_id", "must differ from survivor_id: a customer cannot be merged into itself")
     }
+    let merged = try await store.merge(survivor: survivor, duplicate: duplicate)
+    return .with { $0.survivor = merged }
   }
 
   func eraseCustomer(
     request: Rapport_Customer_V1_EraseCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_EraseCustomerResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let reason = try Validate.optional(request.reason, field: "reason", max: 200)
-      let erased = try await store.erase(id, reason: reason)
-      return .with { $0.customer = erased }
-    }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let reason = try Validate.optional(request.reason, field: "reason", max: 200)
+    let erased = try await store.erase(id, reason: reason)
+    return .with { $0.customer = erased }
   }
 
   func exportCustomer(
     request: Rapport_Customer_V1_ExportCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_ExportCustomerResponse {
-    try await serving(logger) {
-      try await store.export(try Validate.uuid(request.customerID, field: "customer_id"))
-    }
+    try await store.export(try Validate.uuid(request.customerID, field: "customer_id"))
   }
 
   /// Rows per import transaction.
@@ -47,35 +41,33 @@ extension CustomerRPCs {
   func importCustomers(
     request: RPCAsyncSequence<Rapport_Customer_V1_ImportCustomersRequest, any Error>, context: ServerContext
   ) async throws -> Rapport_Customer_V1_ImportCustomersResponse {
-    try await serving(logger) {
-      var response = Rapport_Customer_V1_ImportCustomersResponse()
-      var batch: [CustomerStore.ImportRow] = []
-      func flush() async throws {
-        let (created, existing) = try await store.importBatch(batch)
-        response.created += Int64(created)
-        response.existing += Int64(existing)
-        batch.removeAll(keepingCapacity: true)
-      }
-      for try await row in request {
-        response.rows += 1
-        let number = row.rowNumber > 0 ? row.rowNumber : response.rows
-        do {
-          batch.append(try Self.importRow(row, number: number))
-        } catch let error as GoogleRPCStatus {
-          response.failed += 1
-          if response.errors.count < Self.importErrorLimit {
-            response.errors.append(.with {
-              $0.rowNumber = number
-              $0.field = String(error.message.prefix { $0 != ":" })
-              $0.message = error.message
-            })
-          }
-        }
-        if batch.count >= Self.importBatchSize { try await flush() }
-      }
-      try await flush()
-      return response
+    var response = Rapport_Customer_V1_ImportCustomersResponse()
+    var batch: [CustomerStore.ImportRow] = []
+    func flush() async throws {
+      let (created, existing) = try await store.importBatch(batch)
+      response.created += Int64(created)
+      response.existing += Int64(existing)
+      batch.removeAll(keepingCapacity: true)
     }
+    for try await row in request {
+      response.rows += 1
+      let number = row.rowNumber > 0 ? row.rowNumber : response.rows
+      do {
+        batch.append(try Self.importRow(row, number: number))
+      } catch let error as GoogleRPCStatus {
+        response.failed += 1
+        if response.errors.count < Self.importErrorLimit {
+          response.errors.append(.with {
+            $0.rowNumber = number
+            $0.field = String(error.message.prefix { $0 != ":" })
+            $0.message = error.message
+          })
+        }
+      }
+      if batch.count >= Self.importBatchSize { try await flush() }
+    }
+    try await flush()
+    return response
   }
 
   /// One import row validated into the customer it would create and its identities.

@@ -14,62 +14,54 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
   func createCustomer(
     request: Rapport_Customer_V1_CreateCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_CreateCustomerResponse {
-    try await serving(logger) {
-      var identities = [IdentityKey.email(try Validate.email(request.email))]
-      if !request.phone.isEmpty { identities.append(.phone(try CustomerInput.phone(request.phone))) }
-      var customer = Self.newCustomer(channel: try Validate.known(request.channel, field: "channel"))
-      customer.givenName = try CustomerInput.name(request.givenName, field: "given_name")
-      customer.familyName = try CustomerInput.name(request.familyName, field: "family_name")
-      let created = try await store.create(customer, identities: identities)
-      return .with { $0.customer = created }
-    }
+    var identities = [IdentityKey.email(try Validate.email(request.email))]
+    if !request.phone.isEmpty { identities.append(.phone(try CustomerInput.phone(request.phone))) }
+    var customer = Self.newCustomer(channel: try Validate.known(request.channel, field: "channel"))
+    customer.givenName = try CustomerInput.name(request.givenName, field: "given_name")
+    customer.familyName = try CustomerInput.name(request.familyName, field: "family_name")
+    let created = try await store.create(customer, identities: identities)
+    return .with { $0.customer = created }
   }
 
   func getCustomer(
     request: Rapport_Customer_V1_GetCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_GetCustomerResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      guard let (customer, mergedFrom) = try await store.get(id) else {
-        throw RPCFailure.notFound("customer", request.customerID)
-      }
-      return .with {
-        $0.customer = customer
-        $0.mergedFrom = mergedFrom ?? ""
-      }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    guard let (customer, mergedFrom) = try await store.get(id) else {
+      throw RPCFailure.notFound("customer", request.customerID)
+    }
+    return .with {
+      $0.customer = customer
+      $0.mergedFrom = mergedFrom ?? ""
     }
   }
 
   func findCustomer(
     request: Rapport_Customer_V1_FindCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_FindCustomerResponse {
-    try await serving(logger) {
-      guard let customer = try await store.find(.email(try Validate.email(request.email))) else {
-        throw RPCError(code: .notFound, message: "no customer has this email")
-      }
-      return .with { $0.customer = customer }
+    guard let customer = try await store.find(.email(try Validate.email(request.email))) else {
+      throw RPCError(code: .notFound, message: "no customer has this email")
     }
+    return .with { $0.customer = customer }
   }
 
   func resolveCustomer(
     request: Rapport_Customer_V1_ResolveCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_ResolveCustomerResponse {
-    try await serving(logger) {
-      let identities = try CustomerInput.identities(request.identities)
-      var template = Self.newCustomer(channel: try Validate.known(request.channel, field: "channel"))
-      template.givenName = try CustomerInput.name(request.hints.givenName, field: "hints.given_name")
-      template.familyName = try CustomerInput.name(request.hints.familyName, field: "hints.family_name")
-      template.preferences = try CustomerInput.preferences(request.hints.preferences, field: "hints.preferences")
-      template.tags = try CustomerInput.tags(request.hints.tags, field: "hints.tags")
-      let resolution = try await store.resolve(identities, template: template)
-      return .with {
-        $0.customer = resolution.customer
-        $0.created = resolution.created
-        $0.conflicts = resolution.conflicts.map { key, owner in
-          .with {
-            $0.identity = key.proto
-            $0.customerID = owner.lowercased
-          }
+    let identities = try CustomerInput.identities(request.identities)
+    var template = Self.newCustomer(channel: try Validate.known(request.channel, field: "channel"))
+    template.givenName = try CustomerInput.name(request.hints.givenName, field: "hints.given_name")
+    template.familyName = try CustomerInput.name(request.hints.familyName, field: "hints.family_name")
+    template.preferences = try CustomerInput.preferences(request.hints.preferences, field: "hints.preferences")
+    template.tags = try CustomerInput.tags(request.hints.tags, field: "hints.tags")
+    let resolution = try await store.resolve(identities, template: template)
+    return .with {
+      $0.customer = resolution.customer
+      $0.created = resolution.created
+      $0.conflicts = resolution.conflicts.map { key, owner in
+        .with {
+          $0.identity = key.proto
+          $0.customerID = owner.lowercased
         }
       }
     }
@@ -83,88 +75,80 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
   func updateCustomer(
     request: Rapport_Customer_V1_UpdateCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_UpdateCustomerResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let version = try Validate.version(request.expectedVersion)
-      let paths = try Validate.mask(request.updateMask, allowed: Self.updatablePaths)
-      // Every masked value is validated before the store is touched.
-      let new = request.customer
-      var checked = Rapport_Customer_V1_Customer()
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let version = try Validate.version(request.expectedVersion)
+    let paths = try Validate.mask(request.updateMask, allowed: Self.updatablePaths)
+    // Every masked value is validated before the store is touched.
+    let new = request.customer
+    var checked = Rapport_Customer_V1_Customer()
+    for path in paths {
+      switch path {
+      case "given_name": checked.givenName = try CustomerInput.name(new.givenName, field: "customer.given_name")
+      case "family_name": checked.familyName = try CustomerInput.name(new.familyName, field: "customer.family_name")
+      case "addresses": checked.addresses = try CustomerInput.addresses(new.addresses, field: "customer.addresses")
+      case "tags": checked.tags = try CustomerInput.tags(new.tags, field: "customer.tags")
+      case "attributes": checked.attributes = try CustomerInput.attributes(new.attributes, field: "customer.attributes")
+      default: checked.preferences = try CustomerInput.preferences(new.preferences, field: "customer.preferences")
+      }
+    }
+    let valid = checked
+    let customer = try await store.update(id, expectedVersion: version, paths: paths) { customer in
       for path in paths {
         switch path {
-        case "given_name": checked.givenName = try CustomerInput.name(new.givenName, field: "customer.given_name")
-        case "family_name": checked.familyName = try CustomerInput.name(new.familyName, field: "customer.family_name")
-        case "addresses": checked.addresses = try CustomerInput.addresses(new.addresses, field: "customer.addresses")
-        case "tags": checked.tags = try CustomerInput.tags(new.tags, field: "customer.tags")
-        case "attributes": checked.attributes = try CustomerInput.attributes(new.attributes, field: "customer.attributes")
-        default: checked.preferences = try CustomerInput.preferences(new.preferences, field: "customer.preferences")
+        case "given_name": customer.givenName = valid.givenName
+        case "family_name": customer.familyName = valid.familyName
+        case "addresses": customer.addresses = valid.addresses
+        case "tags": customer.tags = valid.tags
+        case "attributes": customer.attributes = valid.attributes
+        case "preferences": customer.preferences = valid.preferences
+        case "preferences.language": customer.preferences.language = valid.preferences.language
+        case "preferences.currency": customer.preferences.currency = valid.preferences.currency
+        default: customer.preferences.contactChannel = valid.preferences.contactChannel
         }
       }
-      let valid = checked
-      let customer = try await store.update(id, expectedVersion: version, paths: paths) { customer in
-        for path in paths {
-          switch path {
-          case "given_name": customer.givenName = valid.givenName
-          case "family_name": customer.familyName = valid.familyName
-          case "addresses": customer.addresses = valid.addresses
-          case "tags": customer.tags = valid.tags
-          case "attributes": customer.attributes = valid.attributes
-          case "preferences": customer.preferences = valid.preferences
-          case "preferences.language": customer.preferences.language = valid.preferences.language
-          case "preferences.currency": customer.preferences.currency = valid.preferences.currency
-          default: customer.preferences.contactChannel = valid.preferences.contactChannel
-          }
-        }
-      }
-      return .with { $0.customer = customer }
     }
+    return .with { $0.customer = customer }
   }
 
   func addIdentity(
     request: Rapport_Customer_V1_AddIdentityRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_AddIdentityResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let identity = try CustomerInput.identity(request.identity, field: "identity")
-      let customer = try await store.addIdentity(identity, to: id)
-      return .with { $0.customer = customer }
-    }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let identity = try CustomerInput.identity(request.identity, field: "identity")
+    let customer = try await store.addIdentity(identity, to: id)
+    return .with { $0.customer = customer }
   }
 
   func removeIdentity(
     request: Rapport_Customer_V1_RemoveIdentityRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_RemoveIdentityResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let identity = try CustomerInput.identity(request.identity, field: "identity")
-      let customer = try await store.removeIdentity(identity, from: id)
-      return .with { $0.customer = customer }
-    }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let identity = try CustomerInput.identity(request.identity, field: "identity")
+    let customer = try await store.removeIdentity(identity, from: id)
+    return .with { $0.customer = customer }
   }
 
   func searchCustomers(
     request: Rapport_Customer_V1_SearchCustomersRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_SearchCustomersResponse {
-    try await serving(logger) {
-      var filter = CustomerStore.SearchFilter()
-      let query = request.query.trimmingCharacters(in: .whitespaces)
-      if !query.isEmpty {
-        guard (3...100).contains(query.count) else { throw RPCFailure.invalid("query", "must be 3 to 100 characters") }
-        filter.fragment = query
-      }
-      if !request.tag.isEmpty { filter.tag = try Validate.tag(request.tag, field: "tag") }
-      if !request.companyID.isEmpty { filter.companyID = try Validate.uuid(request.companyID, field: "company_id") }
-      filter.channel = try Validate.known(request.channel, field: "channel").rawValue
-      filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
-      filter.createdBefore = try Validate.time(request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
-      let limit = try Validate.pageSize(request.pageSize)
-      let token = try PageToken.decode(request.pageToken)
-      let rows = try await store.search(filter, after: token, limit: limit + 1)
-      let page = PageToken.page(rows, limit: limit) { PageToken($0.createTime, $0.id) }
-      return .with {
-        $0.customers = page.rows
-        $0.nextPageToken = page.nextPageToken
-      }
+    var filter = CustomerStore.SearchFilter()
+    let query = request.query.trimmingCharacters(in: .whitespaces)
+    if !query.isEmpty {
+      guard (3...100).contains(query.count) else { throw RPCFailure.invalid("query", "must be 3 to 100 characters") }
+      filter.fragment = query
+    }
+    if !request.tag.isEmpty { filter.tag = try Validate.tag(request.tag, field: "tag") }
+    if !request.companyID.isEmpty { filter.companyID = try Validate.uuid(request.companyID, field: "company_id") }
+    filter.channel = try Validate.known(request.channel, field: "channel").rawValue
+    filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
+    filter.createdBefore = try Validate.time(request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
+    let limit = try Validate.pageSize(request.pageSize)
+    let token = try PageToken.decode(request.pageToken)
+    let rows = try await store.search(filter, after: token, limit: limit + 1)
+    let page = PageToken.page(rows, limit: limit) { PageToken($0.createTime, $0.id) }
+    return .with {
+      $0.customers = page.rows
+      $0.nextPageToken = page.nextPageToken
     }
   }
 

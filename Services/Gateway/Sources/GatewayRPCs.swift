@@ -24,25 +24,29 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
   ) async throws -> ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse> {
     let budget = CallBudget(metadata: request.metadata, default: defaultBudget, maximum: maximumBudget)
     logger.debug("view budget", metadata: ["remaining": "\(budget.remaining())"])
-    let message = request.message
-    let view = try await serving(logger) {
-      let limit = try Validate.pageSize(message.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
-      switch message.customer {
-      case .customerID(let raw):
-        let id = try Validate.uuid(raw, field: "customer_id")
-        return try await compose(id: id.uuidString.lowercased(), known: nil, limit: limit, budget: budget)
-      case .email(let raw):
-        let email = try Validate.email(raw)
-        let found = try await section("customer", budget) {
-          try await customers.findCustomer(.with { $0.email = email }, options: $0).customer
-        }
-        guard let customer = found.value else { throw resolutionFailure(found.status) }
-        return try await compose(id: customer.id, known: found, limit: limit, budget: budget)
-      case nil:
-        throw RPCFailure.invalid("customer", "customer_id or email is required")
-      }
-    }
+    let view = try await view(for: request.message, budget: budget)
     return ServerResponse(message: .with { $0.view = view })
+  }
+
+  /// Resolves the customer the request names and composes the view.
+  private func view(
+    for message: Rapport_Gateway_V1_GetCustomerViewRequest, budget: CallBudget
+  ) async throws -> Rapport_Gateway_V1_CustomerView {
+    let limit = try Validate.pageSize(message.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
+    switch message.customer {
+    case .customerID(let raw):
+      let id = try Validate.uuid(raw, field: "customer_id")
+      return try await compose(id: id.uuidString.lowercased(), known: nil, limit: limit, budget: budget)
+    case .email(let raw):
+      let email = try Validate.email(raw)
+      let found = try await section("customer", budget) {
+        try await customers.findCustomer(.with { $0.email = email }, options: $0).customer
+      }
+      guard let customer = found.value else { throw resolutionFailure(found.status) }
+      return try await compose(id: customer.id, known: found, limit: limit, budget: budget)
+    case nil:
+      throw RPCFailure.invalid("customer", "customer_id or email is required")
+    }
   }
 
   /// Fills every section in parallel; `known` is the customer section when resolution already read it.

@@ -14,96 +14,88 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
   func placeOrder(
     request: Rapport_Order_V1_PlaceOrderRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_PlaceOrderResponse {
-    try await serving(logger) {
-      let draft = try OrderInput.draft(request)
-      let bytes: [UInt8] = try request.serializedBytes()
-      let channel = draft.channel.rawValue
-      // When placing needs the customer service, a replay is answered first, from the store alone, so it
-      // succeeds even while the customer service is down. (With a customer id the insert itself detects
-      // a replay.)
-      var needsLookup = draft.company != nil
-      if case .identities = draft.customer { needsLookup = true }
-      if needsLookup, let earlier = try await store.existing(channel: channel, key: draft.key, requestBytes: bytes) {
-        return try response(earlier)
-      }
-      let now = clock.now
-      var customerID: UUID
-      switch draft.customer {
-      case .id(let id): customerID = id
-      case .identities(let identities):
-        customerID = try await customers.resolve(
-          identities, channel: draft.channel, name: draft.billingAddress ?? draft.shippingAddress)
-        try await store.remember(customerID, as: .active, at: now)
-      }
-      var terms: OrderRecord.Terms?
-      if let company = draft.company {
-        // The company must exist even when the request states its own terms.
-        let companyTerms = try await customers.paymentTerms(company: company.id)
-        try await customers.confirmContact(customerID, of: company.id)
-        let net = company.netDays ?? companyTerms
-        terms = .init(
-          companyID: company.id, purchaseOrderNumber: company.purchaseOrderNumber, netDays: net,
-          dueAt: now.addingTimeInterval(Double(net) * 86_400))
-      }
-      for _ in 0..<4 {
-        let order = OrderRecord(draft, customerID: customerID, terms: terms, now: now)
-        switch try await store.place(order, requestBytes: bytes, events: placementEvents(order)) {
-        case .customerNotActive:
-          customerID = try await activeCustomer(customerID)
-        case .cartMissing:
-          throw RPCFailure.notFound("cart", draft.cartID ?? "")
-        case .cartConverted(let other):
-          throw RPCFailure.failedPrecondition("cart_id: the cart was already converted to order \(other.uuidString.lowercased())")
-        case let placement:
-          return try response(placement)
-        }
-      }
-      throw RPCFailure.unavailable("the order could not be stored; retry")
+    let draft = try OrderInput.draft(request)
+    let bytes: [UInt8] = try request.serializedBytes()
+    let channel = draft.channel.rawValue
+    // When placing needs the customer service, a replay is answered first, from the store alone, so it
+    // succeeds even while the customer service is down. (With a customer id the insert itself detects
+    // a replay.)
+    var needsLookup = draft.company != nil
+    if case .identities = draft.customer { needsLookup = true }
+    if needsLookup, let earlier = try await store.existing(channel: channel, key: draft.key, requestBytes: bytes) {
+      return try response(earlier)
     }
+    let now = clock.now
+    var customerID: UUID
+    switch draft.customer {
+    case .id(let id): customerID = id
+    case .identities(let identities):
+      customerID = try await customers.resolve(
+        identities, channel: draft.channel, name: draft.billingAddress ?? draft.shippingAddress)
+      try await store.remember(customerID, as: .active, at: now)
+    }
+    var terms: OrderRecord.Terms?
+    if let company = draft.company {
+      // The company must exist even when the request states its own terms.
+      let companyTerms = try await customers.paymentTerms(company: company.id)
+      try await customers.confirmContact(customerID, of: company.id)
+      let net = company.netDays ?? companyTerms
+      terms = .init(
+        companyID: company.id, purchaseOrderNumber: company.purchaseOrderNumber, netDays: net,
+        dueAt: now.addingTimeInterval(Double(net) * 86_400))
+    }
+    for _ in 0..<4 {
+      let order = OrderRecord(draft, customerID: customerID, terms: terms, now: now)
+      switch try await store.place(order, requestBytes: bytes, events: placementEvents(order)) {
+      case .customerNotActive:
+        customerID = try await activeCustomer(customerID)
+      case .cartMissing:
+        throw RPCFailure.notFound("cart", draft.cartID ?? "")
+      case .cartConverted(let other):
+        throw RPCFailure.failedPrecondition("cart_id: the cart was already converted to order \(other.uuidString.lowercased())")
+      case let placement:
+        return try response(placement)
+      }
+    }
+    throw RPCFailure.unavailable("the order could not be stored; retry")
   }
 
   func getOrder(
     request: Rapport_Order_V1_GetOrderRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_GetOrderResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.orderID, field: "order_id")
-      guard let order = try await store.get(id: id, full: true) else { throw RPCFailure.notFound("order", request.orderID) }
-      return .with { $0.order = order.proto }
-    }
+    let id = try Validate.uuid(request.orderID, field: "order_id")
+    guard let order = try await store.get(id: id, full: true) else { throw RPCFailure.notFound("order", request.orderID) }
+    return .with { $0.order = order.proto }
   }
 
   func listOrders(
     request: Rapport_Order_V1_ListOrdersRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_ListOrdersResponse {
-    try await serving(logger) {
-      var filter = OrderStore.Filter()
-      if !request.customerID.isEmpty { filter.customerID = try Validate.uuid(request.customerID, field: "customer_id") }
-      for (index, status) in request.statuses.enumerated() {
-        filter.statuses.append(try Validate.specified(status, field: "statuses[\(index)]").rawValue)
-      }
-      filter.channel = try Validate.known(request.channel, field: "channel").rawValue
-      filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
-      filter.createdBefore = try Validate.time(
-        request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
-      let limit = try Validate.pageSize(request.pageSize)
-      let token = try PageToken.decode(request.pageToken)
-      let orders = try await store.list(filter, after: token, limit: limit + 1)
-      let page = PageToken.page(orders, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
-      return .with {
-        $0.orders = page.rows.map(\.proto)
-        $0.nextPageToken = page.nextPageToken
-      }
+    var filter = OrderStore.Filter()
+    if !request.customerID.isEmpty { filter.customerID = try Validate.uuid(request.customerID, field: "customer_id") }
+    for (index, status) in request.statuses.enumerated() {
+      filter.statuses.append(try Validate.specified(status, field: "statuses[\(index)]").rawValue)
+    }
+    filter.channel = try Validate.known(request.channel, field: "channel").rawValue
+    filter.createdAfter = try Validate.time(request.createdAfter, isSet: request.hasCreatedAfter, field: "created_after")
+    filter.createdBefore = try Validate.time(
+      request.createdBefore, isSet: request.hasCreatedBefore, field: "created_before")
+    let limit = try Validate.pageSize(request.pageSize)
+    let token = try PageToken.decode(request.pageToken)
+    let orders = try await store.list(filter, after: token, limit: limit + 1)
+    let page = PageToken.page(orders, limit: limit) { PageToken(date: $0.createdAt, id: $0.id) }
+    return .with {
+      $0.orders = page.rows.map(\.proto)
+      $0.nextPageToken = page.nextPageToken
     }
   }
 
   func getCustomerOrderSummary(
     request: Rapport_Order_V1_GetCustomerOrderSummaryRequest, context: ServerContext
   ) async throws -> Rapport_Order_V1_GetCustomerOrderSummaryResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let summary = try await store.summary(customerID: id)
-      return .with { $0.summary = summary }
-    }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let summary = try await store.summary(customerID: id)
+    return .with { $0.summary = summary }
   }
 
   /// The id to store a customer's rows under, as this service knows it or as the customer service

@@ -11,106 +11,96 @@ extension SupportRPCs {
   func addMessage(
     request: Rapport_Support_V1_AddMessageRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_AddMessageResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.ticketID, field: "ticket_id")
-      var message = Rapport_Support_V1_TicketMessage()
-      message.id = UUID().uuidString.lowercased()
-      message.authorKind = try Validate.specified(request.authorKind, field: "author_kind")
-      message.author = try Validate.optional(request.author, field: "author", max: 200)
-      message.body = try Validate.required(request.body, field: "body", max: 20_000)
-      message.internal = request.internal
-      guard request.attachments.count <= Self.maxAttachments else {
-        throw RPCFailure.invalid("attachments", "at most \(Self.maxAttachments) attachments")
+    let id = try Validate.uuid(request.ticketID, field: "ticket_id")
+    var message = Rapport_Support_V1_TicketMessage()
+    message.id = UUID().uuidString.lowercased()
+    message.authorKind = try Validate.specified(request.authorKind, field: "author_kind")
+    message.author = try Validate.optional(request.author, field: "author", max: 200)
+    message.body = try Validate.required(request.body, field: "body", max: 20_000)
+    message.internal = request.internal
+    guard request.attachments.count <= Self.maxAttachments else {
+      throw RPCFailure.invalid("attachments", "at most \(Self.maxAttachments) attachments")
+    }
+    for (index, file) in request.attachments.enumerated() {
+      let f = "attachments[\(index)]"
+      var clean = Rapport_Support_V1_Attachment()
+      clean.name = try Validate.required(file.name, field: "\(f).name", max: 255)
+      clean.contentType = try Validate.optional(file.contentType, field: "\(f).content_type", max: 127)
+      clean.location = try Validate.required(file.location, field: "\(f).location", max: 2048)
+      guard (0...Self.maxAttachmentBytes).contains(file.sizeBytes) else {
+        throw RPCFailure.invalid("\(f).size_bytes", "must be between 0 and \(Self.maxAttachmentBytes)")
       }
-      for (index, file) in request.attachments.enumerated() {
-        let f = "attachments[\(index)]"
-        var clean = Rapport_Support_V1_Attachment()
-        clean.name = try Validate.required(file.name, field: "\(f).name", max: 255)
-        clean.contentType = try Validate.optional(file.contentType, field: "\(f).content_type", max: 127)
-        clean.location = try Validate.required(file.location, field: "\(f).location", max: 2048)
-        guard (0...Self.maxAttachmentBytes).contains(file.sizeBytes) else {
-          throw RPCFailure.invalid("\(f).size_bytes", "must be between 0 and \(Self.maxAttachmentBytes)")
-        }
-        clean.sizeBytes = file.sizeBytes
-        message.attachments.append(clean)
-      }
-      let requestID = try Validate.optional(request.requestID, field: "request_id", max: 128)
-      let now = clock.now
-      let (ticket, outcome) = try await store.change(id, now: now) { ticket, connection in
-        let stored = try await store.insertMessage(
-          message, ticketID: ticket.id, requestID: requestID.isEmpty ? nil : requestID, at: now, on: connection)
-        guard stored.inserted else { return ([], (stored.id, true)) }
-        return (try TicketLifecycle.add(message, to: &ticket, at: now), (stored.id, false))
-      }
-      let recorded = outcome.0.uuidString.lowercased()
-      return .with {
-        $0.ticket = ticket.proto
-        $0.message = ticket.messages.first { $0.id == recorded } ?? message
-        $0.replayed = outcome.1
-      }
+      clean.sizeBytes = file.sizeBytes
+      message.attachments.append(clean)
+    }
+    let requestID = try Validate.optional(request.requestID, field: "request_id", max: 128)
+    let now = clock.now
+    let (ticket, outcome) = try await store.change(id, now: now) { ticket, connection in
+      let stored = try await store.insertMessage(
+        message, ticketID: ticket.id, requestID: requestID.isEmpty ? nil : requestID, at: now, on: connection)
+      guard stored.inserted else { return ([], (stored.id, true)) }
+      return (try TicketLifecycle.add(message, to: &ticket, at: now), (stored.id, false))
+    }
+    let recorded = outcome.0.uuidString.lowercased()
+    return .with {
+      $0.ticket = ticket.proto
+      $0.message = ticket.messages.first { $0.id == recorded } ?? message
+      $0.replayed = outcome.1
     }
   }
 
   func changeTicketStatus(
     request: Rapport_Support_V1_ChangeTicketStatusRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_ChangeTicketStatusResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.ticketID, field: "ticket_id")
-      let status = try Validate.specified(request.status, field: "status")
-      guard status != .new else { throw RPCFailure.invalid("status", "a ticket cannot be moved back to NEW") }
-      _ = try Validate.optional(request.actor, field: "actor", max: 200)
-      let now = clock.now
-      let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
-        (try TicketLifecycle.move(&ticket, to: status, at: now), ())
-      }
-      return .with { $0.ticket = ticket.proto }
+    let id = try Validate.uuid(request.ticketID, field: "ticket_id")
+    let status = try Validate.specified(request.status, field: "status")
+    guard status != .new else { throw RPCFailure.invalid("status", "a ticket cannot be moved back to NEW") }
+    _ = try Validate.optional(request.actor, field: "actor", max: 200)
+    let now = clock.now
+    let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
+      (try TicketLifecycle.move(&ticket, to: status, at: now), ())
     }
+    return .with { $0.ticket = ticket.proto }
   }
 
   func rateTicket(
     request: Rapport_Support_V1_RateTicketRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_RateTicketResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.ticketID, field: "ticket_id")
-      guard (1...5).contains(request.rating) else { throw RPCFailure.invalid("rating", "must be between 1 and 5") }
-      let comment = try Validate.optional(request.comment, field: "comment", max: 1000)
-      let now = clock.now
-      let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
-        (try TicketLifecycle.rate(&ticket, rating: Int(request.rating), comment: comment, at: now), ())
-      }
-      return .with { $0.ticket = ticket.proto }
+    let id = try Validate.uuid(request.ticketID, field: "ticket_id")
+    guard (1...5).contains(request.rating) else { throw RPCFailure.invalid("rating", "must be between 1 and 5") }
+    let comment = try Validate.optional(request.comment, field: "comment", max: 1000)
+    let now = clock.now
+    let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
+      (try TicketLifecycle.rate(&ticket, rating: Int(request.rating), comment: comment, at: now), ())
     }
+    return .with { $0.ticket = ticket.proto }
   }
 
   func assignTicket(
     request: Rapport_Support_V1_AssignTicketRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_AssignTicketResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.ticketID, field: "ticket_id")
-      let team = try Validate.optional(request.team, field: "team", max: 64)
-      let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
-      guard !team.isEmpty || !assignee.isEmpty else { throw RPCFailure.invalid("team", "team or assignee is required") }
-      _ = try Validate.optional(request.actor, field: "actor", max: 200)
-      let now = clock.now
-      let (ticket, _) = try await store.change(id, now: now) { ticket, connection in
-        var agent = assignee.isEmpty ? nil : assignee
-        // A team alone, new to the ticket or without an agent: a round-robin team picks the agent.
-        if agent == nil, !team.isEmpty, ticket.team != team || ticket.assignee == nil {
-          agent = try await store.nextAgent(of: team, on: connection)
-        }
-        return (try TicketLifecycle.assign(&ticket, team: team.isEmpty ? nil : team, assignee: agent, at: now), ())
+    let id = try Validate.uuid(request.ticketID, field: "ticket_id")
+    let team = try Validate.optional(request.team, field: "team", max: 64)
+    let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
+    guard !team.isEmpty || !assignee.isEmpty else { throw RPCFailure.invalid("team", "team or assignee is required") }
+    _ = try Validate.optional(request.actor, field: "actor", max: 200)
+    let now = clock.now
+    let (ticket, _) = try await store.change(id, now: now) { ticket, connection in
+      var agent = assignee.isEmpty ? nil : assignee
+      // A team alone, new to the ticket or without an agent: a round-robin team picks the agent.
+      if agent == nil, !team.isEmpty, ticket.team != team || ticket.assignee == nil {
+        agent = try await store.nextAgent(of: team, on: connection)
       }
-      return .with { $0.ticket = ticket.proto }
+      return (try TicketLifecycle.assign(&ticket, team: team.isEmpty ? nil : team, assignee: agent, at: now), ())
     }
+    return .with { $0.ticket = ticket.proto }
   }
 
   func getCustomerSupportSummary(
     request: Rapport_Support_V1_GetCustomerSupportSummaryRequest, context: ServerContext
   ) async throws -> Rapport_Support_V1_GetCustomerSupportSummaryResponse {
-    try await serving(logger) {
-      let id = try Validate.uuid(request.customerID, field: "customer_id")
-      let summary = try await store.summary(customerID: id)
-      return .with { $0.summary = summary }
-    }
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let summary = try await store.summary(customerID: id)
+    return .with { $0.summary = summary }
   }
 }

@@ -10,12 +10,17 @@ public struct CommonConfig: Sendable {
   public var maxDatabaseConnections: Int
   /// HTTP/2 streams one client connection may have open at once.
   public var maxConcurrentStreams: Int
-  /// Largest request message accepted, in bytes.
+  /// Largest request message accepted, in bytes (larger ones: RESOURCE_EXHAUSTED).
   public var maxRequestBytes: Int
+  /// How long a request that is not yet complete may send nothing before it is ended.
+  public var requestIdleTimeout: Duration
+  /// Where `GET /metrics` is served; nil for none.
+  public var metricsAddress: HostPort?
 
   public init(
     name: String, listen: HostPort, databaseURL: DatabaseURL?, maxDatabaseConnections: Int = 10,
-    maxConcurrentStreams: Int = 256, maxRequestBytes: Int = 4 * 1024 * 1024
+    maxConcurrentStreams: Int = 256, maxRequestBytes: Int = 4 * 1024 * 1024,
+    requestIdleTimeout: Duration = .seconds(30), metricsAddress: HostPort? = nil
   ) {
     self.name = name
     self.listen = listen
@@ -23,9 +28,12 @@ public struct CommonConfig: Sendable {
     self.maxDatabaseConnections = maxDatabaseConnections
     self.maxConcurrentStreams = maxConcurrentStreams
     self.maxRequestBytes = maxRequestBytes
+    self.requestIdleTimeout = requestIdleTimeout
+    self.metricsAddress = metricsAddress
   }
 
-  /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams` for a service.
+  /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams`, `max-request-bytes`,
+  /// `request-idle-timeout-ms` and `metrics-addr` for a service (see `CommonOptions`).
   public init(settings: Settings, name: String, defaultPort: Int, needsDatabase: Bool = true) throws {
     let url = settings.string("database-url")
     if needsDatabase && url == nil {
@@ -37,7 +45,10 @@ public struct CommonConfig: Sendable {
       listen: try settings.address("addr", default: "127.0.0.1:\(defaultPort)"),
       databaseURL: try url.map(DatabaseURL.init(parsing:)),
       maxDatabaseConnections: try settings.int("db-pool-size", default: 10),
-      maxConcurrentStreams: try settings.int("max-streams", default: 256)
+      maxConcurrentStreams: try settings.int("max-streams", default: 256),
+      maxRequestBytes: try settings.int("max-request-bytes", default: 4 * 1024 * 1024),
+      requestIdleTimeout: try settings.milliseconds("request-idle-timeout-ms", default: 30_000),
+      metricsAddress: try settings.string("metrics-addr").map(HostPort.init(parsing:))
     )
   }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 import PostgresNIO
 
 /// A PostgreSQL connection URL, `postgres://user[:password]@host[:port]/database[?sslmode=disable]`.
@@ -57,6 +58,13 @@ public struct DatabaseURL: Sendable, Hashable, CustomStringConvertible {
   public var urlString: String {
     let credentials = password.map { "\(user):\($0)" } ?? user
     return "postgres://\(credentials)@\(host):\(port)/\(database)\(tls ? "" : "?sslmode=disable")"
+  }
+
+  /// A single connection's configuration for this URL.
+  public func connectionConfiguration() throws -> PostgresConnection.Configuration {
+    PostgresConnection.Configuration(
+      host: host, port: port, username: user, password: password, database: database,
+      tls: tls ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable)
   }
 
   /// postgres-nio's client configuration for this URL.

@@ -1,30 +1,29 @@
 import Foundation
 
-/// Reads a process's settings: `--name value` / `--name=value` flags first, then the environment
-/// variable `RAPPORT_<SERVICE>_<NAME>`, then `RAPPORT_<NAME>`.
+/// A process's settings after the command line was parsed: a flag given on the command line first, then
+/// the environment variable `RAPPORT_<SERVICE>_<NAME>`, then `RAPPORT_<NAME>`. The command line itself is
+/// parsed by swift-argument-parser (`ServiceCommand`), which refuses unknown flags and answers `--help`
+/// and `--version`; environment variables are how `rapport up`, systemd units and Kubernetes configure
+/// a service.
 public struct Settings: Sendable {
   /// Upper-case service name used in environment variables, e.g. `CUSTOMER`.
   public let service: String
-  private let arguments: [String]
+  private let flags: [String: String]
   private let environment: [String: String]
 
+  /// - Parameter flags: values given on the command line, by kebab-case name (`database-url`).
   public init(
-    service: String,
-    arguments: [String] = CommandLine.arguments,
+    service: String, flags: [String: String] = [:],
     environment: [String: String] = ProcessInfo.processInfo.environment
   ) {
     self.service = service.uppercased()
-    self.arguments = arguments
+    self.flags = flags
     self.environment = environment
   }
 
   /// The value of setting `name` (kebab-case, e.g. `database-url`), if given.
   public func string(_ name: String) -> String? {
-    let flag = "--\(name)"
-    for (index, argument) in arguments.enumerated() {
-      if argument == flag, index + 1 < arguments.count { return arguments[index + 1] }
-      if argument.hasPrefix(flag + "=") { return String(argument.dropFirst(flag.count + 1)) }
-    }
+    if let value = flags[name] { return value }
     let key = name.uppercased().replacingOccurrences(of: "-", with: "_")
     return environment["RAPPORT_\(service)_\(key)"] ?? environment["RAPPORT_\(key)"]
   }

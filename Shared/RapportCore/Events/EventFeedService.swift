@@ -27,24 +27,25 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
   ) async throws {
     guard request.afterSequence >= 0 else { throw RPCFailure.invalid("after_sequence", "must not be negative") }
     guard request.types.count <= 64 else { throw RPCFailure.invalid("types", "must list at most 64 types") }
+    if let index = request.types.firstIndex(where: { $0.utf8.count > 128 }) {
+      throw RPCFailure.invalid("types[\(index)]", "must be at most 128 characters")
+    }
     let waiter = notifier.makeWaiter()
     defer { notifier.remove(waiter) }
-    try await serving(logger) {
-      try await withRPCCancellationHandler {
-        var cursor = request.afterSequence
-        while !notifier.isFinished(waiter) {
-          let generation = notifier.generation
-          let events = try await outbox.read(
-            after: cursor, types: request.types, limit: batchSize, from: client, logger: logger)
-          for event in events {
-            try await response.write(event)
-            cursor = event.sequence
-          }
-          if events.count < batchSize { await notifier.wait(beyond: generation, waiter: waiter) }
+    try await withRPCCancellationHandler {
+      var cursor = request.afterSequence
+      while !notifier.isFinished(waiter) {
+        let generation = notifier.generation
+        let events = try await outbox.read(
+          after: cursor, types: request.types, limit: batchSize, from: client, logger: logger)
+        for event in events {
+          try await response.write(event)
+          cursor = event.sequence
         }
-      } onCancelRPC: {
-        notifier.cancel(waiter)
+        if events.count < batchSize { await notifier.wait(beyond: generation, waiter: waiter) }
       }
+    } onCancelRPC: {
+      notifier.cancel(waiter)
     }
   }
 }

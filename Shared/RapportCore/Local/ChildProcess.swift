@@ -20,8 +20,10 @@ public final class ChildProcess: Sendable {
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    FileManager.default.createFile(atPath: logPath, contents: nil)
+    // A restarted service appends to the log of the process it replaces.
+    if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    try log.seekToEnd()
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = log

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RapportProtos
+import Synchronization
 
 /// The five service executables started as child processes against one database: what `rapport up` and
 /// `rapport bench` run, and what the end-to-end tests start.
@@ -10,25 +11,39 @@ public final class Stack: Sendable {
   /// Start order: each service only needs the ones before it.
   public static let order = ["customer", "order", "support", "analytics", "gateway"]
   public static let defaultPorts = ["gateway": 50050, "customer": 50051, "order": 50052, "support": 50053, "analytics": 50054]
+  /// Where `rapport up` serves each service's `GET /metrics`.
+  public static let defaultMetricsPorts = [
+    "gateway": 9450, "customer": 9451, "order": 9452, "support": 9453, "analytics": 9454,
+  ]
 
   public let postgres: LocalPostgres?
   /// The superuser URL of the database the services use.
   public let databaseURL: DatabaseURL
-  public let processes: [(name: String, process: ChildProcess, address: HostPort)]
+  private let dataDirectory: String
+  private let settings: [String: [String: String]]
+  private let entries: Mutex<[(name: String, process: ChildProcess, address: HostPort)]>
 
-  private init(postgres: LocalPostgres?, databaseURL: DatabaseURL, processes: [(String, ChildProcess, HostPort)]) {
+  /// The running services in start order (a restarted service appears with its new process).
+  public var processes: [(name: String, process: ChildProcess, address: HostPort)] { entries.withLock { $0 } }
+
+  private init(
+    postgres: LocalPostgres?, databaseURL: DatabaseURL, dataDirectory: String,
+    settings: [String: [String: String]], processes: [(String, ChildProcess, HostPort)]
+  ) {
+    self.settings = settings
     self.postgres = postgres
     self.databaseURL = databaseURL
-    self.processes = processes.map { (name: $0.0, process: $0.1, address: $0.2) }
+    self.dataDirectory = dataDirectory
+    self.entries = Mutex(processes.map { (name: $0.0, process: $0.1, address: $0.2) })
   }
 
   public func address(_ name: String) -> HostPort { processes.first { $0.name == name }!.address }
 
-  /// Starts the embedded database (unless `databaseURL` is given) and the five services; waits until
-  /// each reports SERVING.
+  /// Starts the embedded database (unless `databaseURL` is given) and the five services, each with its
+  /// `settings` (see `launch`); waits until each reports SERVING.
   public static func start(
-    dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int], logger: Logger,
-    say: (String) -> Void = { _ in }
+    dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int],
+    settings: [String: [String: String]] = [:], logger: Logger, say: (String) -> Void = { _ in }
   ) async throws -> Stack {
     var postgres: LocalPostgres?
     let server: DatabaseURL
@@ -46,7 +61,7 @@ public final class Stack: Sendable {
       for name in order {
         let (process, address) = try await launch(
           name, port: ports[name] ?? 0, database: server, upstream: started.map { ($0.0, $0.2) },
-          dataDirectory: dataDirectory)
+          dataDirectory: dataDirectory, settings: settings[name] ?? [:])
         started.append((name, process, address))
         say("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)  (log: \(dataDirectory)/logs/\(name).log)")
       }
@@ -55,7 +70,8 @@ public final class Stack: Sendable {
       try? postgres?.stop()
       throw error
     }
-    return Stack(postgres: postgres, databaseURL: server, processes: started)
+    return Stack(
+      postgres: postgres, databaseURL: server, dataDirectory: dataDirectory, settings: settings, processes: started)
   }
 
   /// Starts one service executable against `database` (its own role), told where its `upstream` services
@@ -86,6 +102,17 @@ public final class Stack: Sendable {
       await process.stop()
       throw error
     }
+  }
+
+  /// Starts a new process for service `name` on the address the old one had (which must have exited).
+  public func restart(_ name: String) async throws {
+    let current = processes
+    guard let index = current.firstIndex(where: { $0.name == name }) else { return }
+    let upstream = current.prefix(index).map { ($0.name, $0.address) }
+    let (process, _) = try await Stack.launch(
+      name, port: current[index].address.port, database: databaseURL, upstream: Array(upstream),
+      dataDirectory: dataDirectory, settings: settings[name] ?? [:])
+    entries.withLock { $0[index].process = process }
   }
 
   /// Stops the services in reverse order (each drains on SIGTERM), then the embedded database.

@@ -19,6 +19,9 @@ public struct PageToken: Sendable, Equatable {
     self.init(micros: Int64((date.timeIntervalSince1970 * 1_000_000).rounded()), id: id)
   }
 
+  /// Microseconds since the epoch of 0001-01-01T00:00:00Z through 9999-12-31T23:59:59.999999Z.
+  static let validMicros: ClosedRange<Int64> = -62_135_596_800_000_000...253_402_300_799_999_999
+
   /// The timestamp as a date.
   public var date: Date { Date(timeIntervalSince1970: Double(micros) / 1_000_000) }
 
@@ -31,7 +34,11 @@ public struct PageToken: Sendable, Equatable {
       throw RPCFailure.invalid(field, "is not a token this service issued")
     }
     let parts = text.split(separator: "|")
-    guard parts.count == 2, let micros = Int64(parts[0]), let id = UUID(uuidString: String(parts[1])) else {
+    // Tokens carry times within google.protobuf.Timestamp's range (years 1-9999); anything else was
+    // not issued here and would overflow PostgreSQL's timestamp arithmetic.
+    guard parts.count == 2, let micros = Int64(parts[0]), Self.validMicros.contains(micros),
+      let id = UUID(uuidString: String(parts[1]))
+    else {
       throw RPCFailure.invalid(field, "is not a token this service issued")
     }
     return PageToken(micros: micros, id: id)

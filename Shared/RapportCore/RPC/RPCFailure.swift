@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCProtobuf
 import Logging
 import PostgresNIO
+import _ConnectionPoolModule
 
 /// The one place that turns failures into the status a client sees. Clients get a precise code and a
 /// message that names the field or resource; the detail of unexpected errors goes only to the log.
@@ -41,12 +42,24 @@ public enum RPCFailure {
       return error
     case let error as any RPCErrorConvertible & Error:
       return error
+    case let error as PostgresTransactionError:
+      return map(error.closureError ?? error.commitError ?? error.beginError ?? error.rollbackError ?? error, logger: logger)
     case let error as PSQLError where error.code == .server:
-      logger.error(
-        "database error",
-        metadata: ["sqlstate": "\(error.sqlState ?? "?")", "detail": "\(error.serverInfo?[.message] ?? "")"])
-      return RPCError(code: .internalError, message: "internal error")
-    case is PSQLError, is PostgresNIO.PostgresError:
+      let sqlState = error.sqlState ?? "?"
+      switch DatabaseFailure(sqlState: sqlState) {
+      case .unavailable:
+        logger.warning("database unavailable", metadata: ["sqlstate": "\(sqlState)"])
+        return RPCError(code: .unavailable, message: "database unavailable, retry later")
+      case .conflict:
+        logger.info("transaction conflict", metadata: ["sqlstate": "\(sqlState)"])
+        return RPCError(code: .aborted, message: "concurrent change, retry the request")
+      case .other:
+        logger.error(
+          "database error",
+          metadata: ["sqlstate": "\(sqlState)", "detail": "\(error.serverInfo?[.message] ?? "")"])
+        return RPCError(code: .internalError, message: "internal error")
+      }
+    case is PSQLError, is PostgresNIO.PostgresError, is ConnectionPoolError:
       logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
       return RPCError(code: .unavailable, message: "database unavailable, retry later")
     case is CancellationError:
@@ -58,14 +71,24 @@ public enum RPCFailure {
   }
 }
 
-/// Runs an RPC body, mapping whatever it throws through `RPCFailure.map`.
-public func serving<Result: Sendable>(
-  _ logger: Logger, _ body: () async throws -> Result
-) async throws -> Result {
-  do {
-    return try await body()
-  } catch {
-    throw RPCFailure.map(error, logger: logger)
+/// What a PostgreSQL server error means to a client, by SQLSTATE class.
+enum DatabaseFailure: Equatable {
+  /// The server or the connection went away, is starting or shutting down, or lacks resources: retry.
+  case unavailable
+  /// A serialization failure or deadlock: retry the whole request (ABORTED).
+  case conflict
+  /// Anything else is a bug on our side (INTERNAL).
+  case other
+
+  init(sqlState: String) {
+    switch sqlState {
+    case _ where sqlState.hasPrefix("08"), _ where sqlState.hasPrefix("53"), "57P01", "57P02", "57P03", "57P05":
+      self = .unavailable
+    case "40001", "40P01":
+      self = .conflict
+    default:
+      self = .other
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import Synchronization
 public final class HealthState: Sendable {
   private struct State {
     var databaseUp = true
+    var databaseRefused = false
     var draining = false
     var watchers: [Int: AsyncStream<Grpc_Health_V1_HealthCheckResponse.ServingStatus>.Continuation] = [:]
     var nextWatcher = 0
@@ -19,6 +20,14 @@ public final class HealthState: Sendable {
   public init() {}
 
   public var status: Grpc_Health_V1_HealthCheckResponse.ServingStatus { state.withLock { $0.status } }
+
+  /// True while the last database probe that got an answer was refused (connection refused, the server
+  /// shutting down or starting, the database closed): RPCs are answered UNAVAILABLE at once. A probe that
+  /// merely timed out (a loaded machine) does not change it.
+  public var databaseRefused: Bool { state.withLock { $0.databaseRefused } }
+
+  /// Records that the database refused (or accepted) the last probe's connection.
+  public func setDatabase(refused: Bool) { state.withLock { $0.databaseRefused = refused } }
 
   /// Records whether the database answered the last probe.
   public func setDatabase(up: Bool) { update { $0.databaseUp = up } }
@@ -99,42 +108,71 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
   }
 }
 
-/// Probes the database every `interval` and records the result in the health state.
+/// Probes the database every `interval` over a connection of its own (not through the pool, so a busy
+/// pool is not mistaken for an outage; kept open, so a probe costs one `SELECT 1`, and reopened only
+/// after a failure) and records the result in the health state: NOT_SERVING unless the probe succeeded
+/// in time; "refused" only when the server answered with an error or refused the connection.
 public struct DatabaseProbe: Sendable {
-  let client: PostgresClient
+  let url: DatabaseURL
   let health: HealthState
   let interval: Duration
   let logger: Logger
 
-  public init(client: PostgresClient, health: HealthState, interval: Duration = .seconds(2), logger: Logger) {
-    self.client = client
+  public init(url: DatabaseURL, health: HealthState, interval: Duration = .seconds(2), logger: Logger) {
+    self.url = url
     self.health = health
     self.interval = interval
     self.logger = logger
   }
 
+  enum Outcome: Sendable { case up, refused, timedOut }
+
   public func run() async throws {
+    var connection: PostgresConnection?
+    var attempt = 0
     while !Task.isCancelled {
-      let up = await withTimeout(interval) {
-        _ = try await client.query("SELECT 1", logger: logger)
-      }
-      if !up { logger.warning("database probe failed") }
-      health.setDatabase(up: up)
+      attempt += 1
+      let (outcome, open) = await probe(connection, id: attempt)
+      connection = open
+      if outcome != .up { logger.warning("database probe failed", metadata: ["outcome": "\(outcome)"]) }
+      health.setDatabase(up: outcome == .up)
+      if outcome != .timedOut { health.setDatabase(refused: outcome == .refused) }
       try? await Task.sleep(for: interval)
     }
+    try? await connection?.close()
   }
-}
 
-/// Runs `body` with a time limit; true when it finished without error in time.
-public func withTimeout(_ limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
-  await withTaskGroup(of: Bool.self) { group in
-    group.addTask { (try? await body()) != nil }
-    group.addTask {
-      try? await Task.sleep(for: limit)
-      return false
+  /// One probe on `connection` (opened first if nil); returns the outcome and the connection to reuse.
+  private func probe(_ connection: PostgresConnection?, id: Int) async -> (Outcome, PostgresConnection?) {
+    let url = self.url
+    let logger = self.logger
+    let first = FirstResult<(Outcome, PostgresConnection?)>()
+    let work = Task {
+      var open = connection
+      do {
+        if open == nil {
+          var configuration = try url.connectionConfiguration()
+          configuration.options.connectTimeout = .seconds(2)
+          open = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
+        }
+        _ = try await open!.query("SELECT 1", logger: logger)
+        if !first.finish(.success((.up, open))) { try? await open?.close() }
+      } catch {
+        try? await open?.close()
+        first.finish(.success((Task.isCancelled ? .timedOut : .refused, nil)))
+      }
     }
-    let first = await group.next() ?? false
-    group.cancelAll()
-    return first
+    let timer = Task {
+      try? await Task.sleep(for: interval)
+      work.cancel()
+      first.finish(.success((.timedOut, nil)))
+    }
+    defer { timer.cancel() }
+    return (try? await withTaskCancellationHandler {
+      try await first.value()
+    } onCancel: {
+      work.cancel()
+      first.finish(.success((.timedOut, nil)))
+    }) ?? (.timedOut, nil)
   }
 }

@@ -15,6 +15,8 @@ public final class ServiceApp: Sendable {
   public let config: CommonConfig
   public let logger: Logger
   public let health = HealthState()
+  /// Per-method RPC metrics (served on `config.metricsAddress` when set).
+  public let metrics = RPCMetrics()
   /// The service's database pool; nil for a service without a database.
   public let postgres: PostgresClient?
   private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
@@ -36,20 +38,33 @@ public final class ServiceApp: Sendable {
     self.postgres = postgres
     self.clients = clients
     var workers = workers
-    if let postgres {
-      let probe = DatabaseProbe(client: postgres, health: health, logger: logger)
+    if postgres != nil, let url = config.databaseURL {
+      let probe = DatabaseProbe(url: url, health: health, logger: logger)
       workers.append(ClosureService { try await probe.run() })
     }
+    if let address = config.metricsAddress {
+      workers.append(MetricsEndpoint(address: address, metrics: metrics, logger: logger))
+    }
+    let limits = StreamGuard.Limits(
+      maxMessageBytes: config.maxRequestBytes,
+      requestIdleTimeout: .nanoseconds(Int64(config.requestIdleTimeout.nanoseconds)))
     let transport = HTTP2ServerTransport.Posix(
       address: .ipv4(host: config.listen.host, port: config.listen.port),
       transportSecurity: .plaintext,
       config: .defaults {
         $0.http2.maxConcurrentStreams = config.maxConcurrentStreams
         $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
+        // Every stream's first handler: see StreamGuard for what it refuses before gRPC parses a byte.
+        $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = { channel in
+          channel.pipeline.addHandler(StreamGuard(limits: limits), position: .first)
+        }
       })
     let server = GRPCServer(
       transport: transport,
-      services: rpcServices + [HealthService(state: health, services: serviceNames)])
+      services: rpcServices + [HealthService(state: health, services: serviceNames)],
+      interceptors: [
+        ServingInterceptor(logger: logger, metrics: metrics, health: postgres == nil ? nil : health), RequestBounds(),
+      ])
     self.application = ApplicationService(
       name: config.name, server: server, transport: transport, postgres: postgres, migrator: migrator, workers: workers,
       health: health, notifier: notifier, logger: logger)
@@ -58,7 +73,12 @@ public final class ServiceApp: Sendable {
   /// The services to run, in dependency order.
   public var services: [any Service] {
     var services: [any Service] = []
-    if let postgres { services.append(postgres) }
+    if let postgres {
+      // The pool is the last to stop, when nothing uses it any more: cancel it rather than wait for its
+      // graceful shutdown, which postgres-nio 1.33.2 never finishes while connection attempts fail (a
+      // SIGTERM during a database outage would otherwise hang the process).
+      services.append(ClosureService { try await cancelWhenGracefulShutdown { await postgres.run() } })
+    }
     services += clients.map(GRPCClientService.init(client:))
     services.append(application)
     return services
@@ -67,12 +87,40 @@ public final class ServiceApp: Sendable {
   /// The address the server listens on, once it does.
   public func listeningAddress() async throws -> HostPort { try await application.listeningAddress() }
 
-  /// Runs until SIGTERM/SIGINT (or, with `signals: []`, until the task is cancelled).
+  /// Longest a stop may take once shutdown began: draining RPCs, stopping workers, closing the pool.
+  public static let stopLimit: Duration = .seconds(10)
+
+  /// Runs until SIGTERM/SIGINT (or, with `signals: []`, until the task is cancelled or `shutdown()`).
+  /// Returns at the latest `stopLimit` after shutdown began, even if a service has not stopped: while
+  /// PostgreSQL refuses connections, postgres-nio 1.33.2's pool (and a query waiting on it) was seen
+  /// never to finish its shutdown, which would leave a SIGTERMed process hanging until it is killed.
   public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
     let group = ServiceGroup(
       configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
     self.group.withLock { $0 = group }
-    try await group.run()
+    let outcome = FirstResult<Void>()
+    let running = Task {
+      do {
+        try await group.run()
+        outcome.finish(.success(()))
+      } catch {
+        outcome.finish(.failure(error))
+      }
+    }
+    let logger = self.logger
+    application.onShutdown {
+      Task {
+        try? await Task.sleep(for: Self.stopLimit)
+        if outcome.finish(.success(())) {
+          logger.error("not stopped \(Self.stopLimit) after shutdown began; leaving the rest behind")
+        }
+      }
+    }
+    try await withTaskCancellationHandler {
+      try await outcome.value()
+    } onCancel: {
+      running.cancel()
+    }
   }
 
   /// Drains and stops the process as SIGTERM would.
@@ -92,6 +140,12 @@ final class ApplicationService: Service {
   let health: HealthState
   let notifier: OutboxNotifier?
   let logger: Logger
+  private let shutdownHandlers = Mutex<[@Sendable () -> Void]>([])
+
+  /// Calls `handler` when graceful shutdown begins.
+  func onShutdown(_ handler: @escaping @Sendable () -> Void) {
+    shutdownHandlers.withLock { $0.append(handler) }
+  }
 
   init(
     name: String, server: GRPCServer<HTTP2ServerTransport.Posix>,
@@ -121,7 +175,10 @@ final class ApplicationService: Service {
     if let postgres, let migrator { try await migrate(postgres, migrator) }
     try await withGracefulShutdownHandler {
       try await withThrowingDiscardingTaskGroup { group in
-        group.addTask { try await self.server.serve() }
+        group.addTask {
+          try await self.server.serve()
+          self.logger.debug("gRPC server stopped")
+        }
         group.addTask {
           // serve() reports a failed bind itself; this only announces success.
           if let address = try? await self.listeningAddress() {
@@ -130,11 +187,15 @@ final class ApplicationService: Service {
           }
         }
         for worker in workers {
-          group.addTask { try await cancelWhenGracefulShutdown { try await worker.run() } }
+          group.addTask {
+            try await cancelWhenGracefulShutdown { try await worker.run() }
+            self.logger.debug("worker stopped", metadata: ["worker": "\(type(of: worker))"])
+          }
         }
       }
     } onGracefulShutdown: {
       self.logger.info("draining")
+      for handler in self.shutdownHandlers.withLock({ $0 }) { handler() }
       self.health.beginDraining()
       self.notifier?.close()
       self.server.beginGracefulShutdown()

@@ -1,14 +1,17 @@
 import Foundation
 import Logging
 
-/// The body of every service's `main`: build, run, and on any error log it and exit non-zero (an uncaught
-/// error at top level would end the process with SIGILL).
+/// The body of every service's `run()`: build, run, and on any error log it and exit non-zero (an
+/// uncaught error at top level would end the process with SIGILL).
 public enum ServiceMain {
-  public static func run(_ name: String, build: (Settings, Logger) throws -> ServiceApp) async -> Never {
-    var logger = Logger(label: "rapport-\(name)")
+  /// - Parameter flags: the options given on the command line, by setting name.
+  public static func run(
+    _ name: String, flags: [String: String], build: (Settings, Logger) throws -> ServiceApp
+  ) async -> Never {
+    var logger = Logger(label: "rapport-\(name)", metadataProvider: .requestID)
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
-      let app = try build(Settings(service: name), logger)
+      let app = try build(Settings(service: name, flags: flags), logger)
       try await app.run()
       exit(0)
     } catch {

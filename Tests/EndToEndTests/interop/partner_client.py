@@ -42,6 +42,24 @@ def main():
     except grpc.RpcError as error:
         bad = {"code": error.code().name, "details": error.details()}
 
+    def status_of(call):
+        try:
+            call()
+            return "OK"
+        except grpc.RpcError as error:
+            return error.code().name
+
+    # A 5 MB request is over the 4 MiB limit; a NUL character is refused naming the field.
+    too_large = status_of(lambda: customers.CreateCustomer(
+        customer_pb2.CreateCustomerRequest(email="big@example.com", given_name="x" * 5_000_000), timeout=10))
+    try:
+        customers.CreateCustomer(customer_pb2.CreateCustomerRequest(email="nul@example.com", given_name="A\0da"),
+                                 timeout=5)
+        nul = {"code": "OK"}
+    except grpc.RpcError as error:
+        nul = {"code": error.code().name, "details": error.details(),
+               "request_id": dict(error.trailing_metadata() or ()).get("x-request-id", "")}
+
     gateway = gateway_pb2_grpc.PartnerGatewayStub(grpc.insecure_channel(gateway_addr))
     view = gateway.GetCustomerView(gateway_pb2.GetCustomerViewRequest(email=email), timeout=5).view
     print(json.dumps({
@@ -49,6 +67,8 @@ def main():
         "created_email": created.email,
         "created_year": created.create_time.ToDatetime().year,
         "bad_request": bad,
+        "too_large": too_large,
+        "nul": nul,
         "view_customer_id": view.customer.id,
         "view_order_totals": [o.total.amount_minor for o in view.recent_orders],
         "view_sections": {s.name: s.code for s in view.sections},

@@ -1,0 +1,25 @@
+import ArgumentParser
+import AnalyticsService
+import Logging
+import RapportCore
+
+/// `rapport-analytics`: parses the command line (unknown flags are refused; `--help`, `--version`) and
+/// runs the service that `AnalyticsApp.build` assembles.
+@main
+struct AnalyticsCommand: ServiceCommand {
+  static let service = "analytics"
+  static let configuration = CommandConfiguration.service(service, abstract: "The analytics service: consumes the other services' events.")
+
+  @OptionGroup var common: CommonOptions
+  @Option(name: .customLong("customer-addr"), help: "Customer service, host:port (default 127.0.0.1:50051).") var customerAddr: String?
+  @Option(name: .customLong("order-addr"), help: "Order service, host:port (default 127.0.0.1:50052).") var orderAddr: String?
+  @Option(name: .customLong("support-addr"), help: "Support service, host:port (default 127.0.0.1:50053).") var supportAddr: String?
+
+  var ownFlags: [String: String?] {
+    ["customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr]
+  }
+
+  static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
+    try AnalyticsApp.build(settings: settings, logger: logger)
+  }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Logging
+
+/// Rapport's version, reported by `--version` of every executable.
+public enum RapportVersion {
+  public static let version = "0.11.0"
+}
+
+/// The flags every service executable takes. Each may also come from `RAPPORT_<SERVICE>_<NAME>` or
+/// `RAPPORT_<NAME>` (the flag wins).
+public struct CommonOptions: ParsableArguments {
+  @Option(help: "Address to listen on, host:port (default 127.0.0.1 and the service's port).")
+  var addr: String?
+  @Option(name: .customLong("database-url"), help: "postgres://user[:password]@host[:port]/database[?sslmode=…]")
+  var databaseURL: String?
+  @Option(name: .customLong("db-pool-size"), help: "Most database connections (default 10).")
+  var dbPoolSize: String?
+  @Option(name: .customLong("max-streams"), help: "Concurrent HTTP/2 streams per client connection (default 256).")
+  var maxStreams: String?
+  @Option(name: .customLong("max-request-bytes"), help: "Largest request message (default 4194304).")
+  var maxRequestBytes: String?
+  @Option(
+    name: .customLong("request-idle-timeout-ms"),
+    help: "End a request that sends nothing for this long before it is complete (default 30000).")
+  var requestIdleTimeoutMs: String?
+  @Option(name: .customLong("metrics-addr"), help: "Serve GET /metrics on host:port (default: off).")
+  var metricsAddr: String?
+
+  public init() {}
+
+  /// The given flags by setting name.
+  public var flags: [String: String] {
+    [
+      "addr": addr, "database-url": databaseURL, "db-pool-size": dbPoolSize, "max-streams": maxStreams,
+      "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
+      "metrics-addr": metricsAddr,
+    ].compactMapValues { $0 }
+  }
+}
+
+extension CommandConfiguration {
+  /// The configuration of a service executable `rapport-<name>`.
+  public static func service(_ name: String, abstract: String) -> CommandConfiguration {
+    CommandConfiguration(
+      commandName: "rapport-\(name)", abstract: abstract,
+      discussion: """
+        Every option can also be set as an environment variable: RAPPORT_\(name.uppercased())_<NAME> or \
+        RAPPORT_<NAME>, with NAME the option in upper case and '_' for '-' (for example \
+        RAPPORT_\(name.uppercased())_DATABASE_URL). Log level: RAPPORT_LOG_LEVEL (default info).
+        """,
+      version: RapportVersion.version)
+  }
+}
+
+/// A service executable's command: its options, and how its process is built from the settings they give.
+/// `run()` reads the settings (flags first, then the environment) and runs the process.
+public protocol ServiceCommand: AsyncParsableCommand {
+  /// Short service name, e.g. `order`.
+  static var service: String { get }
+  var common: CommonOptions { get }
+  /// The service's own options by setting name (nil when not given).
+  var ownFlags: [String: String?] { get }
+  static func build(settings: Settings, logger: Logger) throws -> ServiceApp
+}
+
+extension ServiceCommand {
+  public var ownFlags: [String: String?] { [:] }
+
+  public func run() async throws {
+    let flags = common.flags.merging(ownFlags.compactMapValues { $0 }) { $1 }
+    await ServiceMain.run(Self.service, flags: flags, build: Self.build)
+  }
+}

@@ -1,0 +1,23 @@
+import Foundation
+import RapportCore
+import RapportTesting
+
+/// Starts the five executables on a fresh database for `body` and stops them afterwards; prints their
+/// logs when it fails.
+func withStack(
+  _ label: String = "e2e", settings: [String: [String: String]] = [:], _ body: (Stack) async throws -> Void
+) async throws {
+  let database = try await TestDatabase.create()
+  let directory = NSTemporaryDirectory() + "rapport-\(label)-\(UUID().uuidString)"
+  let stack = try await Stack.start(
+    dataDirectory: directory, databaseURL: database, ports: [:], settings: settings, logger: testLogger(label))
+  do {
+    try await body(stack)
+    await stack.stop()
+    try? FileManager.default.removeItem(atPath: directory)
+  } catch {
+    await stack.stop()
+    for entry in stack.processes { print("--- \(entry.name) log:\n\(entry.process.logTail())") }
+    throw error
+  }
+}
