@@ -54,36 +54,12 @@ struct Up: AsyncParsableCommand {
         return "signal"
       }
       group.addTask {
-        await supervise(stack)
+        await stack.supervise(say: say)
         return "cancelled"
       }
       let first = await group.next() ?? "stop"
       group.cancelAll()
       return first
-    }
-  }
-
-  private func supervise(_ stack: Stack) async {
-    var backoff: [String: Duration] = [:]
-    var started: [String: ContinuousClock.Instant] = [:]
-    while !Task.isCancelled {
-      try? await Task.sleep(for: .milliseconds(500))
-      for entry in stack.processes where !entry.process.isRunning && !Task.isCancelled {
-        if let since = started[entry.name], ContinuousClock.now - since > .seconds(60) { backoff[entry.name] = nil }
-        let delay = backoff[entry.name] ?? .seconds(1)
-        say(
-          "rapport-\(entry.name) exited (status \(entry.process.exitStatus ?? -1)); restarting in \(delay) "
-            + "(log: \(entry.process.logPath))")
-        try? await Task.sleep(for: delay)
-        backoff[entry.name] = min(delay * 2, .seconds(30))
-        do {
-          try await stack.restart(entry.name)
-          started[entry.name] = .now
-          say("rapport-\(entry.name) restarted at \(entry.address)")
-        } catch {
-          say("rapport-\(entry.name) did not restart: \(error)")
-        }
-      }
     }
   }
 }

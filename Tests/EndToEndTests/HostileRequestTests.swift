@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import RapportCore
 import RapportTesting
 import Testing
@@ -112,5 +113,26 @@ import Testing
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+}
+
+/// `rapport up`'s supervision: a service that dies is reported and restarted on its address.
+@Suite struct SupervisionTests {
+  @Test func aKilledServiceIsRestartedOnItsAddressAndServesAgain() async throws {
+    try await withStack("supervise") { stack in
+      let said = Mutex<[String]>([])
+      let supervisor = Task { await stack.supervise { line in said.withLock { $0.append(line) } } }
+      defer { supervisor.cancel() }
+      let before = stack.process("order").pid
+      stack.process("order").signal(SIGKILL)
+      try await eventually(within: .seconds(30), "order restarted") {
+        let current = stack.process("order")
+        return current.pid != before && current.isRunning
+      }
+      try await Stack.waitUntilServing(stack.address("order"))
+      let lines = said.withLock { $0 }
+      #expect(lines.contains { $0.hasPrefix("rapport-order exited") }, "\(lines)")
+      #expect(lines.contains { $0.hasPrefix("rapport-order restarted at \(stack.address("order"))") }, "\(lines)")
+    }
   }
 }

@@ -115,6 +115,32 @@ public final class Stack: Sendable {
     entries.withLock { $0[index].process = process }
   }
 
+  /// Until cancelled: a service that exits on its own is reported through `say` and restarted on its
+  /// address after a backoff (1 s, doubling to 30 s; back to 1 s once it has run a minute).
+  public func supervise(say: @Sendable (String) -> Void) async {
+    var backoff: [String: Duration] = [:]
+    var started: [String: ContinuousClock.Instant] = [:]
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .milliseconds(500))
+      for entry in processes where !entry.process.isRunning && !Task.isCancelled {
+        if let since = started[entry.name], ContinuousClock.now - since > .seconds(60) { backoff[entry.name] = nil }
+        let delay = backoff[entry.name] ?? .seconds(1)
+        say(
+          "rapport-\(entry.name) exited (status \(entry.process.exitStatus ?? -1)); restarting in \(delay) "
+            + "(log: \(entry.process.logPath))")
+        try? await Task.sleep(for: delay)
+        backoff[entry.name] = min(delay * 2, .seconds(30))
+        do {
+          try await restart(entry.name)
+          started[entry.name] = .now
+          say("rapport-\(entry.name) restarted at \(entry.address)")
+        } catch {
+          say("rapport-\(entry.name) did not restart: \(error)")
+        }
+      }
+    }
+  }
+
   /// Stops the services in reverse order (each drains on SIGTERM), then the embedded database.
   public func stop() async {
     for entry in processes.reversed() { await entry.process.stop() }
