@@ -86,14 +86,21 @@ let package = Package(
       path: "Shared/RapportCore"
     ),
     .target(
+      // Spawning PostgreSQL and the service executables: linked by the CLI and the tests only, so a
+      // service binary carries none of it.
+      name: "RapportLocal",
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging],
+      path: "Shared/RapportLocal"
+    ),
+    .target(
       name: "RapportTesting",
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, nioCore, nioPosix, nioHTTP2, nioHPACK],
+      dependencies: ["RapportCore", "RapportLocal", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, nioCore, nioPosix, nioHTTP2, nioHPACK],
       path: "Shared/RapportTesting"
     ),
     .executableTarget(
       name: "rapport",
       dependencies: [
-        "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, argumentParser, histogram, logging, lifecycle,
+        "RapportCore", "RapportLocal", "RapportProtos", grpcCore, grpcHTTP2, argumentParser, histogram, logging, lifecycle,
         swiftProtobuf, .product(name: "CSV", package: "CSV.swift"),
       ],
       path: "Services/CLI"
@@ -102,13 +109,13 @@ let package = Package(
       name: "ServiceTests",
       dependencies: [
         "CustomerService", "OrderService", "SupportService", "AnalyticsService", "GatewayService",
-        "RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2, postgres, swiftProtobuf,
+        "RapportCore", "RapportLocal", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2, postgres, swiftProtobuf,
       ],
       path: "Tests/ServiceTests"
     ),
     .testTarget(
       name: "EndToEndTests",
-      dependencies: ["RapportCore", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2],
+      dependencies: ["RapportCore", "RapportLocal", "RapportTesting", "RapportProtos", grpcCore, grpcHTTP2],
       path: "Tests/EndToEndTests"
     ),
   ],

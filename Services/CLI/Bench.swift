@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Histogram
 import Logging
 import RapportCore
+import RapportLocal
 import RapportProtos
 
 /// `rapport bench`: starts its own stack on a fresh embedded database, seeds it, drives GetCustomer,

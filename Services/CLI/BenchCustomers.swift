@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Histogram
 import Logging
 import RapportCore
+import RapportLocal
 import RapportProtos
 import SwiftProtobuf
 

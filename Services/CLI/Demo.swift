@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import RapportCore
+import RapportLocal
 import RapportProtos
 
 /// A small, realistic data set loaded through the public RPCs (so events flow as in production).

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RapportCore
+import RapportLocal
 import RapportProtos
 
 /// `rapport import customers FILE.csv`: streams a CSV file to `CustomerService.ImportCustomers`.

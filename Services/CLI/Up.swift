@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import RapportCore
+import RapportLocal
 import UnixSignals
 
 /// `rapport up`: the whole suite on this machine.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import RapportCore
+import RapportLocal
 import RapportProtos
 import SwiftProtobuf
 

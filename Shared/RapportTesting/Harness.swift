@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import RapportCore
+import RapportLocal
 
 /// One throwaway PostgreSQL cluster per test process, started on first use and stopped at exit. Each
 /// test gets its own database, cloned from a template that already holds `deploy/sql/bootstrap.sql`,

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RapportCore
+import RapportLocal
 
 /// Runs a service built by its real builder inside the test process, listening on a free loopback port,
 /// for the duration of `body`; then drains it as SIGTERM would. If the service stops on its own while

@@ -3,6 +3,7 @@ import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import RapportCore
+import RapportLocal
 
 /// One HTTP/2 request written frame by frame, for what no well-behaved gRPC client sends: malformed
 /// `grpc-timeout` headers, a request body that never comes, a length prefix larger than the limit.

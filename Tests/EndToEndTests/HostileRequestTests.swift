@@ -1,138 +1,143 @@
 import Foundation
 import Synchronization
 import RapportCore
+import RapportLocal
 import RapportTesting
 import Testing
 
-/// Requests no well-behaved client sends, written frame by frame against the real executables: each is
-/// answered with a precise gRPC status, and every service keeps serving afterwards.
-@Suite(.serialized) struct HostileRequestTests {
-  static let malformedTimeouts = ["-1S", "-0n", "123456789S", "1x", "", "S", "1.5S", "+1S", " 1S"]
+extension Executables {
+  /// Requests no well-behaved client sends, written frame by frame against the real executables: each is
+  /// answered with a precise gRPC status, and every service keeps serving afterwards.
+  @Suite struct HostileRequestTests {
+    static let malformedTimeouts = ["-1S", "-0n", "123456789S", "1x", "", "S", "1.5S", "+1S", " 1S"]
 
-  /// One stack for all three (each stack is five processes on a shared 2-core machine); the customer
-  /// service runs with a 1.5 s request idle limit.
-  @Test func malformedTimeoutsStalledBodiesAndOversizedMessagesGetPreciseStatusesAndNoServiceGoesDown()
-    async throws
-  {
-    try await withStack("hostile", settings: ["customer": ["request-idle-timeout-ms": "1500"]]) { stack in
-      try await malformedGrpcTimeoutsAreRefused(stack)
-      try await aRequestWhoseBodyNeverComesEndsAtItsDeadlineOrTheIdleLimit(stack)
-      try await aMessageOverTheSizeLimitIsResourceExhaustedNotAReset(stack)
+    /// One stack for all three (each stack is five processes on a shared 2-core machine); the customer
+    /// service runs with a 1.5 s request idle limit.
+    @Test func malformedTimeoutsStalledBodiesAndOversizedMessagesGetPreciseStatusesAndNoServiceGoesDown()
+      async throws
+    {
+      try await withStack("hostile", settings: ["customer": ["request-idle-timeout-ms": "1500"]]) { stack in
+        try await malformedGrpcTimeoutsAreRefused(stack)
+        try await aRequestWhoseBodyNeverComesEndsAtItsDeadlineOrTheIdleLimit(stack)
+        try await aMessageOverTheSizeLimitIsResourceExhaustedNotAReset(stack)
+      }
     }
-  }
 
-  private func malformedGrpcTimeoutsAreRefused(_ stack: Stack) async throws {
-    do {
-      for entry in stack.processes {
-        for value in Self.malformedTimeouts {
-          let reply = try await RawHTTP2.call(
-            entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", value)],
+    private func malformedGrpcTimeoutsAreRefused(_ stack: Stack) async throws {
+      do {
+        for entry in stack.processes {
+          for value in Self.malformedTimeouts {
+            let reply = try await RawHTTP2.call(
+              entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", value)],
+              body: RawHTTP2.frame([]))
+            #expect(reply.grpcStatus == 3, "\(entry.name), grpc-timeout '\(value)': \(reply.fields)")
+            #expect(reply.grpcMessage == "malformed grpc-timeout header")
+          }
+          // Twice the header is malformed too; a well-formed one is served.
+          let twice = try await RawHTTP2.call(
+            entry.address, path: "/grpc.health.v1.Health/Check",
+            extraHeaders: [("grpc-timeout", "1S"), ("grpc-timeout", "2S")], body: RawHTTP2.frame([]))
+          #expect(twice.grpcStatus == 3)
+          let fine = try await RawHTTP2.call(
+            entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", "5S")],
             body: RawHTTP2.frame([]))
-          #expect(reply.grpcStatus == 3, "\(entry.name), grpc-timeout '\(value)': \(reply.fields)")
-          #expect(reply.grpcMessage == "malformed grpc-timeout header")
+          #expect(fine.grpcStatus == 0, "\(entry.name): \(fine.fields)")
+          #expect(entry.process.isRunning, "\(entry.name) exited")
+          try await Stack.waitUntilServing(entry.address)
         }
-        // Twice the header is malformed too; a well-formed one is served.
-        let twice = try await RawHTTP2.call(
-          entry.address, path: "/grpc.health.v1.Health/Check",
-          extraHeaders: [("grpc-timeout", "1S"), ("grpc-timeout", "2S")], body: RawHTTP2.frame([]))
-        #expect(twice.grpcStatus == 3)
-        let fine = try await RawHTTP2.call(
-          entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", "5S")],
-          body: RawHTTP2.frame([]))
-        #expect(fine.grpcStatus == 0, "\(entry.name): \(fine.fields)")
-        #expect(entry.process.isRunning, "\(entry.name) exited")
-        try await Stack.waitUntilServing(entry.address)
       }
     }
-  }
 
-  private func aRequestWhoseBodyNeverComesEndsAtItsDeadlineOrTheIdleLimit(_ stack: Stack) async throws {
-    do {
-      for entry in stack.processes where entry.name != "customer" {
-        // Headers with a 2 s deadline and never a body.
-        let started = ContinuousClock.now
-        let reply = try await RawHTTP2.call(
-          entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", "2S")],
-          body: nil, endRequest: false, wait: .seconds(8))
-        let elapsed = ContinuousClock.now - started
-        #expect(reply.ended && reply.grpcStatus == 4, "\(entry.name): \(reply.fields)")
-        #expect(elapsed >= .seconds(2) && elapsed < .seconds(6), "\(entry.name) ended the stream after \(elapsed)")
-      }
-      // No deadline at all, or a longer one: the customer service's idle limit (1.5 s here) ends it.
-      for timeout in [nil, "2S"] {
-        let started = ContinuousClock.now
-        let reply = try await RawHTTP2.call(
-          stack.address("customer"), path: "/rapport.customer.v1.CustomerService/GetCustomer",
-          extraHeaders: timeout.map { [("grpc-timeout", $0)] } ?? [], body: nil, endRequest: false, wait: .seconds(8))
-        let elapsed = ContinuousClock.now - started
-        #expect(reply.ended && reply.grpcStatus == 4, "\(reply.fields)")
-        #expect(reply.grpcMessage?.hasPrefix("request not completed") == true, "\(reply.fields)")
-        #expect(elapsed >= .seconds(1.5) && elapsed < .seconds(2), "ended after \(elapsed)")
-      }
-    }
-  }
-
-  private func aMessageOverTheSizeLimitIsResourceExhaustedNotAReset(_ stack: Stack) async throws {
-    do {
-      for entry in stack.processes {
-        // A 5 MB message announced by its length prefix; the first 16 KiB of it sent.
-        let reply = try await RawHTTP2.call(
-          entry.address, path: "/grpc.health.v1.Health/Check",
-          body: RawHTTP2.frame([UInt8](repeating: 0x41, count: 16_384), declaredLength: 5_000_000),
-          endRequest: false)
-        #expect(reply.grpcStatus == 8, "\(entry.name): \(reply.fields)")
-        #expect(entry.process.isRunning)
+    private func aRequestWhoseBodyNeverComesEndsAtItsDeadlineOrTheIdleLimit(_ stack: Stack) async throws {
+      do {
+        for entry in stack.processes where entry.name != "customer" {
+          // Headers with a 2 s deadline and never a body.
+          let started = ContinuousClock.now
+          let reply = try await RawHTTP2.call(
+            entry.address, path: "/grpc.health.v1.Health/Check", extraHeaders: [("grpc-timeout", "2S")],
+            body: nil, endRequest: false, wait: .seconds(8))
+          let elapsed = ContinuousClock.now - started
+          #expect(reply.ended && reply.grpcStatus == 4, "\(entry.name): \(reply.fields)")
+          #expect(elapsed >= .seconds(2) && elapsed < .seconds(6), "\(entry.name) ended the stream after \(elapsed)")
+        }
+        // No deadline at all, or a longer one: the customer service's idle limit (1.5 s here) ends it.
+        for timeout in [nil, "2S"] {
+          let started = ContinuousClock.now
+          let reply = try await RawHTTP2.call(
+            stack.address("customer"), path: "/rapport.customer.v1.CustomerService/GetCustomer",
+            extraHeaders: timeout.map { [("grpc-timeout", $0)] } ?? [], body: nil, endRequest: false, wait: .seconds(8))
+          let elapsed = ContinuousClock.now - started
+          #expect(reply.ended && reply.grpcStatus == 4, "\(reply.fields)")
+          #expect(reply.grpcMessage?.hasPrefix("request not completed") == true, "\(reply.fields)")
+          #expect(elapsed >= .seconds(1.5) && elapsed < .seconds(2), "ended after \(elapsed)")
+        }
       }
     }
-  }
 
-  @Test func everyExecutableAnswersHelpAndVersionAndRefusesUnknownFlags() throws {
-    let directory = try Stack.binaryDirectory()
-    for name in Stack.order {
-      let help = try run("\(directory)/rapport-\(name)", ["--help"])
-      #expect(help.status == 0 && help.output.contains("--database-url") && help.output.contains("--metrics-addr"))
-      let version = try run("\(directory)/rapport-\(name)", ["--version"])
-      #expect(version.status == 0 && version.output.contains(RapportVersion.version))
-      let unknown = try run("\(directory)/rapport-\(name)", ["--no-such-flag"])
-      #expect(unknown.status != 0 && unknown.output.contains("no-such-flag"), "\(name): \(unknown)")
+    private func aMessageOverTheSizeLimitIsResourceExhaustedNotAReset(_ stack: Stack) async throws {
+      do {
+        for entry in stack.processes {
+          // A 5 MB message announced by its length prefix; the first 16 KiB of it sent.
+          let reply = try await RawHTTP2.call(
+            entry.address, path: "/grpc.health.v1.Health/Check",
+            body: RawHTTP2.frame([UInt8](repeating: 0x41, count: 16_384), declaredLength: 5_000_000),
+            endRequest: false)
+          #expect(reply.grpcStatus == 8, "\(entry.name): \(reply.fields)")
+          #expect(entry.process.isRunning)
+        }
+      }
     }
-  }
 
-  /// Runs an executable to its end (they must not start listening for these), output and status.
-  private func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-    DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: watchdog)
-    defer { watchdog.cancel() }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    @Test func everyExecutableAnswersHelpAndVersionAndRefusesUnknownFlags() throws {
+      let directory = try Stack.binaryDirectory()
+      for name in Stack.order {
+        let help = try run("\(directory)/rapport-\(name)", ["--help"])
+        #expect(help.status == 0 && help.output.contains("--database-url") && help.output.contains("--metrics-addr"))
+        let version = try run("\(directory)/rapport-\(name)", ["--version"])
+        #expect(version.status == 0 && version.output.contains(RapportVersion.version))
+        let unknown = try run("\(directory)/rapport-\(name)", ["--no-such-flag"])
+        #expect(unknown.status != 0 && unknown.output.contains("no-such-flag"), "\(name): \(unknown)")
+      }
+    }
+
+    /// Runs an executable to its end (they must not start listening for these), output and status.
+    private func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: path)
+      process.arguments = arguments
+      let pipe = Pipe()
+      process.standardOutput = pipe
+      process.standardError = pipe
+      try process.run()
+      let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+      DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: watchdog)
+      defer { watchdog.cancel() }
+      let data = pipe.fileHandleForReading.readDataToEndOfFile()
+      process.waitUntilExit()
+      return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
   }
 }
 
-/// `rapport up`'s supervision: a service that dies is reported and restarted on its address.
-@Suite struct SupervisionTests {
-  @Test func aKilledServiceIsRestartedOnItsAddressAndServesAgain() async throws {
-    try await withStack("supervise") { stack in
-      let said = Mutex<[String]>([])
-      let supervisor = Task { await stack.supervise { line in said.withLock { $0.append(line) } } }
-      defer { supervisor.cancel() }
-      let before = stack.process("order").pid
-      stack.process("order").signal(SIGKILL)
-      try await eventually(within: .seconds(30), "order restarted") {
-        let current = stack.process("order")
-        return current.pid != before && current.isRunning
+extension Executables {
+  /// `rapport up`'s supervision: a service that dies is reported and restarted on its address.
+  @Suite struct SupervisionTests {
+    @Test func aKilledServiceIsRestartedOnItsAddressAndServesAgain() async throws {
+      try await withStack("supervise") { stack in
+        let said = Mutex<[String]>([])
+        let supervisor = Task { await stack.supervise { line in said.withLock { $0.append(line) } } }
+        defer { supervisor.cancel() }
+        let before = stack.process("order").pid
+        stack.process("order").signal(SIGKILL)
+        try await eventually(within: .seconds(30), "order restarted") {
+          let current = stack.process("order")
+          return current.pid != before && current.isRunning
+        }
+        try await Stack.waitUntilServing(stack.address("order"))
+        let lines = said.withLock { $0 }
+        #expect(lines.contains { $0.hasPrefix("rapport-order exited") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("rapport-order restarted at \(stack.address("order"))") }, "\(lines)")
       }
-      try await Stack.waitUntilServing(stack.address("order"))
-      let lines = said.withLock { $0 }
-      #expect(lines.contains { $0.hasPrefix("rapport-order exited") }, "\(lines)")
-      #expect(lines.contains { $0.hasPrefix("rapport-order restarted at \(stack.address("order"))") }, "\(lines)")
     }
   }
 }

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import Synchronization
@@ -9,116 +10,118 @@ import Testing
 
 typealias OrderAPI = Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
 
-/// The order executable is SIGKILLed while 8 clients place orders. An order and its OrderPlaced event
-/// are written by one statement, so whatever the kill interrupts, the database holds exactly one event
-/// per order, every acknowledged order is there, and retrying every attempted key afterwards (the shops'
-/// reaction to errors) ends with one order per key.
-@Suite(.serialized) struct OrderCrashTests {
-  @Test func killingTheOrderServiceMidLoadLosesNothingAcknowledgedAndNeverSplitsAnOrderFromItsEvent() async throws {
-    let database = try await TestDatabase.create()
-    let directory = NSTemporaryDirectory() + "rapport-crash-\(UUID().uuidString)"
-    let (customers, customerAt) = try await Stack.launch(
-      "customer", port: 0, database: database, upstream: [], dataDirectory: directory)
-    let port = try Shell.freePort()
-    let (order, orderAt) = try await Stack.launch(
-      "order", port: port, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
-    var restarted: ChildProcess?
-    do {
-      let customer = try await withPlaintextClient(customerAt) { client in
-        try await Rapport_Customer_V1_CustomerService.Client(wrapping: client)
-          .createCustomer(.with { $0.email = "crash@example.com" }).customer.id
-      }
-      let outcomes = try await withPlaintextClient(orderAt) { client in
-        try await load(OrderAPI(wrapping: client), customer: customer, killing: order)
-      }
-      let acknowledged = outcomes.flatMap(\.acknowledged)
-      let attempted = outcomes.flatMap(\.attempted)
-      #expect(acknowledged.count >= 50, "the load placed only \(acknowledged.count) orders before the kill")
-      #expect(attempted.count > acknowledged.count, "no request was interrupted by the kill")
-
-      let orders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
-      let events = try await TestDatabase.scalar(
-        "SELECT count(*)::bigint FROM orders.outbox WHERE type = 'OrderPlaced'", on: database)
-      let lines = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.order_lines", on: database)
-      print("crash test: \(acknowledged.count) acknowledged, \(attempted.count) attempted, \(orders) orders and \(events) OrderPlaced stored at the kill")
-      #expect(orders == events)
-      #expect(lines == 2 * orders)
-      #expect(orders >= acknowledged.count)
-      let stored = Set(try await TestDatabase.column("SELECT id::text FROM orders.orders", on: database))
-      #expect(acknowledged.allSatisfy { stored.contains($0.id) })
-
-      // The service comes back on the same address; shops retry what failed.
-      let (again, _) = try await Stack.launch(
+extension Executables {
+  /// The order executable is SIGKILLed while 8 clients place orders. An order and its OrderPlaced event
+  /// are written by one statement, so whatever the kill interrupts, the database holds exactly one event
+  /// per order, every acknowledged order is there, and retrying every attempted key afterwards (the shops'
+  /// reaction to errors) ends with one order per key.
+  @Suite struct OrderCrashTests {
+    @Test func killingTheOrderServiceMidLoadLosesNothingAcknowledgedAndNeverSplitsAnOrderFromItsEvent() async throws {
+      let database = try await TestDatabase.create()
+      let directory = NSTemporaryDirectory() + "rapport-crash-\(UUID().uuidString)"
+      let (customers, customerAt) = try await Stack.launch(
+        "customer", port: 0, database: database, upstream: [], dataDirectory: directory)
+      let port = try Shell.freePort()
+      let (order, orderAt) = try await Stack.launch(
         "order", port: port, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
-      restarted = again
-      let ids = Dictionary(acknowledged.map { ($0.key, $0.id) }, uniquingKeysWith: { a, _ in a })
-      try await withPlaintextClient(orderAt) { client in
-        let api = OrderAPI(wrapping: client)
-        for key in attempted {
-          let response = try await api.placeOrder(crashOrder(key, customer: customer))
-          if let id = ids[key] { #expect(response.replayed && response.order.id == id) }
+      var restarted: ChildProcess?
+      do {
+        let customer = try await withPlaintextClient(customerAt) { client in
+          try await Rapport_Customer_V1_CustomerService.Client(wrapping: client)
+            .createCustomer(.with { $0.email = "crash@example.com" }).customer.id
         }
+        let outcomes = try await withPlaintextClient(orderAt) { client in
+          try await load(OrderAPI(wrapping: client), customer: customer, killing: order)
+        }
+        let acknowledged = outcomes.flatMap(\.acknowledged)
+        let attempted = outcomes.flatMap(\.attempted)
+        #expect(acknowledged.count >= 50, "the load placed only \(acknowledged.count) orders before the kill")
+        #expect(attempted.count > acknowledged.count, "no request was interrupted by the kill")
+
+        let orders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
+        let events = try await TestDatabase.scalar(
+          "SELECT count(*)::bigint FROM orders.outbox WHERE type = 'OrderPlaced'", on: database)
+        let lines = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.order_lines", on: database)
+        print("crash test: \(acknowledged.count) acknowledged, \(attempted.count) attempted, \(orders) orders and \(events) OrderPlaced stored at the kill")
+        #expect(orders == events)
+        #expect(lines == 2 * orders)
+        #expect(orders >= acknowledged.count)
+        let stored = Set(try await TestDatabase.column("SELECT id::text FROM orders.orders", on: database))
+        #expect(acknowledged.allSatisfy { stored.contains($0.id) })
+
+        // The service comes back on the same address; shops retry what failed.
+        let (again, _) = try await Stack.launch(
+          "order", port: port, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
+        restarted = again
+        let ids = Dictionary(acknowledged.map { ($0.key, $0.id) }, uniquingKeysWith: { a, _ in a })
+        try await withPlaintextClient(orderAt) { client in
+          let api = OrderAPI(wrapping: client)
+          for key in attempted {
+            let response = try await api.placeOrder(crashOrder(key, customer: customer))
+            if let id = ids[key] { #expect(response.replayed && response.order.id == id) }
+          }
+        }
+        let finalOrders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
+        let finalEvents = try await TestDatabase.scalar(
+          "SELECT count(*)::bigint FROM orders.outbox WHERE type = 'OrderPlaced'", on: database)
+        #expect(finalOrders == attempted.count)
+        #expect(finalEvents == attempted.count)
+      } catch {
+        print("--- order log:\n\(order.logTail(lines: 40))")
+        await restarted?.stop()
+        await customers.stop()
+        throw error
       }
-      let finalOrders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
-      let finalEvents = try await TestDatabase.scalar(
-        "SELECT count(*)::bigint FROM orders.outbox WHERE type = 'OrderPlaced'", on: database)
-      #expect(finalOrders == attempted.count)
-      #expect(finalEvents == attempted.count)
-    } catch {
-      print("--- order log:\n\(order.logTail(lines: 40))")
       await restarted?.stop()
       await customers.stop()
-      throw error
+      try? FileManager.default.removeItem(atPath: directory)
     }
-    await restarted?.stop()
-    await customers.stop()
-    try? FileManager.default.removeItem(atPath: directory)
-  }
 
-  /// Eight workers place orders with fresh keys; the order process is killed once 50 orders were
-  /// acknowledged (mid-load however fast the machine is); each worker stops at its first failure after
-  /// the kill. Returns what each acknowledged and attempted.
-  private func load(_ api: OrderAPI, customer: String, killing process: ChildProcess) async throws -> [Outcome] {
-    let placed = Counter()
-    return try await withThrowingTaskGroup(of: Outcome.self) { group in
-      for worker in 0..<8 {
-        group.addTask {
-          var outcome = Outcome()
-          for n in 0..<100_000 {
-            let key = "crash-\(worker)-\(n)"
-            outcome.attempted.append(key)
-            var options = CallOptions.defaults
-            options.timeout = .seconds(5)
-            do {
-              let response = try await api.placeOrder(crashOrder(key, customer: customer), options: options)
-              outcome.acknowledged.append((key, response.order.id))
-              placed.increment()
-            } catch {
-              if !process.isRunning { break }
+    /// Eight workers place orders with fresh keys; the order process is killed once 50 orders were
+    /// acknowledged (mid-load however fast the machine is); each worker stops at its first failure after
+    /// the kill. Returns what each acknowledged and attempted.
+    private func load(_ api: OrderAPI, customer: String, killing process: ChildProcess) async throws -> [Outcome] {
+      let placed = Counter()
+      return try await withThrowingTaskGroup(of: Outcome.self) { group in
+        for worker in 0..<8 {
+          group.addTask {
+            var outcome = Outcome()
+            for n in 0..<100_000 {
+              let key = "crash-\(worker)-\(n)"
+              outcome.attempted.append(key)
+              var options = CallOptions.defaults
+              options.timeout = .seconds(5)
+              do {
+                let response = try await api.placeOrder(crashOrder(key, customer: customer), options: options)
+                outcome.acknowledged.append((key, response.order.id))
+                placed.increment()
+              } catch {
+                if !process.isRunning { break }
+              }
             }
+            return outcome
           }
-          return outcome
         }
+        group.addTask {
+          let giveUp = ContinuousClock.now + .seconds(60)
+          while placed.value < 50 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
+          process.signal(SIGKILL)
+          return Outcome()
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
       }
-      group.addTask {
-        let giveUp = ContinuousClock.now + .seconds(60)
-        while placed.value < 50 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
-        process.signal(SIGKILL)
-        return Outcome()
-      }
-      return try await group.reduce(into: []) { $0.append($1) }
     }
-  }
 
-  private final class Counter: Sendable {
-    private let count = Mutex(0)
-    var value: Int { count.withLock { $0 } }
-    func increment() { count.withLock { $0 += 1 } }
-  }
+    private final class Counter: Sendable {
+      private let count = Mutex(0)
+      var value: Int { count.withLock { $0 } }
+      func increment() { count.withLock { $0 += 1 } }
+    }
 
-  private struct Outcome: Sendable {
-    var acknowledged: [(key: String, id: String)] = []
-    var attempted: [String] = []
+    private struct Outcome: Sendable {
+      var acknowledged: [(key: String, id: String)] = []
+      var attempted: [String] = []
+    }
   }
 }
 

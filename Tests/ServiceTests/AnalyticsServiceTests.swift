@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import OrderService
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import SupportService

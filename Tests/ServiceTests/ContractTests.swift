@@ -1,5 +1,7 @@
+import RapportProtos
 import Foundation
 import RapportCore
+import RapportLocal
 import Testing
 
 /// The generated code in Shared/RapportProtos was produced from the protos in Protos/ as they are now
@@ -13,4 +15,17 @@ import Testing
     ["-c", "cd '\(root.path)/Protos' && cat $(find . -name '*.proto' | sed 's|^\\./||' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1"]
   ).trimmingCharacters(in: .whitespacesAndNewlines)
   #expect(current == recorded, "Protos/ changed since the code was generated: run Protos/generate.sh")
+}
+
+@Suite struct EventTypeNameTests {
+  @Test func theStoredTypeIsThePayloadMessageName() {
+    let payloads: [(Rapport_Events_V1_Event.OneOf_Payload, String)] = [
+      (.customerCreated(.init()), "CustomerCreated"), (.customerMerged(.init()), "CustomerMerged"),
+      (.orderPlaced(.init()), "OrderPlaced"), (.cartAbandoned(.init()), "CartAbandoned"),
+      (.ticketStatusChanged(.init()), "TicketStatusChanged"), (.slaBreached(.init()), "SlaBreached"),
+      (.ticketPriorityChanged(.init()), "TicketPriorityChanged"),
+    ]
+    for (payload, name) in payloads { #expect(payload.typeName == name) }
+    #expect(Rapport_Events_V1_CompanyContactUnlinked.eventType == "CompanyContactUnlinked")
+  }
 }

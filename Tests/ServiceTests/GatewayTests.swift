@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import GatewayService
 import OrderService
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import SupportService

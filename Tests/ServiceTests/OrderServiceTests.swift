@@ -46,7 +46,7 @@ func withOrders(
     let clock = ManualClock()
     let app = try OrderApp.build(
       config: testConfig("order", database), customerAddress: customerAddress ?? customerAt,
-      customerTimeout: .seconds(3),
+      customerTimeout: .seconds(10),
       timing: .init(
         abandonCartAfter: abandonCartAfter, scanInterval: .milliseconds(50), clock: realTime ? .system : clock.wallClock),
       logger: testLogger("order"))

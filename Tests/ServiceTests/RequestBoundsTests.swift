@@ -2,6 +2,7 @@ import CustomerService
 import Foundation
 import GRPCCore
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import Testing

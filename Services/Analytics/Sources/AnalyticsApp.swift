@@ -2,6 +2,7 @@ import GRPCCore
 import Logging
 import PostgresNIO
 import RapportCore
+import RapportProtos
 
 /// Builds the analytics service process; `main` and the tests both call this.
 public enum AnalyticsApp {
@@ -25,11 +26,11 @@ public enum AnalyticsApp {
       configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
     let store = AnalyticsStore(client: postgres, logger: logger)
     var sources = [
-      ("order", try GRPCClientService.plaintext(to: orderAddress), ["OrderPlaced"]),
-      ("support", try GRPCClientService.plaintext(to: supportAddress), ["TicketOpened", "TicketStatusChanged"]),
+      ("order", try GRPCClientService.plaintext(to: orderAddress), [Rapport_Events_V1_OrderPlaced.eventType]),
+      ("support", try GRPCClientService.plaintext(to: supportAddress), [Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType]),
     ]
     if let customerAddress {
-      sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), ["CustomerMerged"]))
+      sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), [Rapport_Events_V1_CustomerMerged.eventType]))
     }
     let subscriptions = sources.map { source, client, types in
       EventSubscription(

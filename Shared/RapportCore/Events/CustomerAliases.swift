@@ -83,7 +83,7 @@ extension EventSubscription {
     effect: @escaping @Sendable (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
   ) -> EventSubscription {
     .stored(
-      source: "customer", client: client, types: ["CustomerMerged", "CustomerErased"],
+      source: "customer", client: client, types: [Rapport_Events_V1_CustomerMerged.eventType, Rapport_Events_V1_CustomerErased.eventType],
       cursors: FeedCursors(schema: schema), postgres: postgres, logger: logger, effect: effect)
   }
 }

@@ -141,37 +141,20 @@ public struct Outbox: Sendable {
 }
 
 extension Rapport_Events_V1_Event.OneOf_Payload {
-  /// The event type name stored in the outbox `type` column: the payload message's name.
+  /// The event type name stored in the outbox `type` column: the name of the payload's message, read
+  /// from the generated code (the oneof case's associated message), so no hand-kept list can drift.
   public var typeName: String {
-    switch self {
-    case .customerCreated: "CustomerCreated"
-    case .customerUpdated: "CustomerUpdated"
-    case .customerMerged: "CustomerMerged"
-    case .customerErased: "CustomerErased"
-    case .customerIdentityChanged: "CustomerIdentityChanged"
-    case .consentChanged: "ConsentChanged"
-    case .companyCreated: "CompanyCreated"
-    case .companyUpdated: "CompanyUpdated"
-    case .companyContactLinked: "CompanyContactLinked"
-    case .companyContactUnlinked: "CompanyContactUnlinked"
-    case .interactionRecorded: "InteractionRecorded"
-    case .orderPlaced: "OrderPlaced"
-    case .ticketOpened: "TicketOpened"
-    case .orderPaid: "OrderPaid"
-    case .orderFulfilled: "OrderFulfilled"
-    case .orderDelivered: "OrderDelivered"
-    case .orderCancelled: "OrderCancelled"
-    case .orderRefunded: "OrderRefunded"
-    case .paymentRecorded: "PaymentRecorded"
-    case .orderPaymentOverdue: "OrderPaymentOverdue"
-    case .cartAbandoned: "CartAbandoned"
-    case .cartRecovered: "CartRecovered"
-    case .ticketMessageAdded: "TicketMessageAdded"
-    case .ticketStatusChanged: "TicketStatusChanged"
-    case .ticketRated: "TicketRated"
-    case .ticketAssigned: "TicketAssigned"
-    case .slaBreached: "SlaBreached"
-    case .ticketPriorityChanged: "TicketPriorityChanged"
+    guard let message = Mirror(reflecting: self).children.first?.value as? any SwiftProtobuf.Message else {
+      preconditionFailure("every rapport.events.v1.Event payload is a message")
     }
+    return type(of: message).eventType
+  }
+}
+
+extension SwiftProtobuf.Message {
+  /// The event type name of this payload message (`OrderPlaced` for `rapport.events.v1.OrderPlaced`), as
+  /// stored in the outbox and used in `EventFeed.Subscribe(types:)`.
+  public static var eventType: String {
+    String(protoMessageName[protoMessageName.index(after: protoMessageName.lastIndex(of: ".")!)...])
   }
 }

@@ -152,7 +152,9 @@ public struct DatabaseProbe: Sendable {
       do {
         if open == nil {
           var configuration = try url.connectionConfiguration()
-          configuration.options.connectTimeout = .seconds(2)
+          // Longer than the probe's own limit: a slow connect on a loaded machine is a timeout (health
+          // NOT_SERVING), never "refused" (which makes every RPC UNAVAILABLE at once).
+          configuration.options.connectTimeout = .seconds(10)
           open = try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
         }
         _ = try await open!.query("SELECT 1", logger: logger)

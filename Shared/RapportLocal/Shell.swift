@@ -1,3 +1,4 @@
+import RapportCore
 import Foundation
 
 /// Runs local tools (initdb, pg_ctl, child services) for `rapport up` and the test harness.

@@ -1,3 +1,4 @@
+import RapportCore
 import Foundation
 import Synchronization
 
