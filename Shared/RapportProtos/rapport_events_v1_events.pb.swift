@@ -864,7 +864,8 @@ public nonisolated struct Rapport_Events_V1_TicketOpened: Sendable {
 
   public var customerID: String = String()
 
-  public var priority: Int32 = 0
+  /// Wire-compatible with the int32 it replaced (same field number and varint encoding).
+  public var priority: Rapport_Support_V1_TicketPriority = .unspecified
 
   public var channel: Rapport_Common_V1_Channel = .unspecified
 
@@ -1116,9 +1117,10 @@ public nonisolated struct Rapport_Events_V1_TicketStatusChanged: Sendable {
 
   public var customerID: String = String()
 
-  public var from: Int32 = 0
+  /// Wire-compatible with the int32s they replaced.
+  public var from: Rapport_Support_V1_TicketStatus = .unspecified
 
-  public var to: Int32 = 0
+  public var to: Rapport_Support_V1_TicketStatus = .unspecified
 
   public var changedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
     get {_changedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
@@ -1204,8 +1206,8 @@ public nonisolated struct Rapport_Events_V1_SlaBreached: Sendable {
 
   public var policy: String = String()
 
-  /// rapport.support.v1.SlaTargetKind.
-  public var kind: Int32 = 0
+  /// Wire-compatible with the int32s kind and priority replaced.
+  public var kind: Rapport_Support_V1_SlaTargetKind = .unspecified
 
   public var cycle: Int32 = 0
 
@@ -1219,7 +1221,7 @@ public nonisolated struct Rapport_Events_V1_SlaBreached: Sendable {
   /// Clears the value of `dueAt`. Subsequent reads from it will return its default value.
   public mutating func clearDueAt() {self._dueAt = nil}
 
-  public var priority: Int32 = 0
+  public var priority: Rapport_Support_V1_TicketPriority = .unspecified
 
   public var team: String = String()
 
@@ -1241,9 +1243,10 @@ public nonisolated struct Rapport_Events_V1_TicketPriorityChanged: Sendable {
 
   public var customerID: String = String()
 
-  public var from: Int32 = 0
+  /// Wire-compatible with the int32s they replaced.
+  public var from: Rapport_Support_V1_TicketPriority = .unspecified
 
-  public var to: Int32 = 0
+  public var to: Rapport_Support_V1_TicketPriority = .unspecified
 
   public var slaPolicy: String = String()
 
@@ -2642,7 +2645,7 @@ nonisolated extension Rapport_Events_V1_TicketOpened: SwiftProtobuf.Message, Swi
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._openedAt) }()
       default: break
@@ -2661,8 +2664,8 @@ nonisolated extension Rapport_Events_V1_TicketOpened: SwiftProtobuf.Message, Swi
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
     }
-    if self.priority != 0 {
-      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 3)
+    if self.priority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.priority, fieldNumber: 3)
     }
     if self.channel != .unspecified {
       try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 4)
@@ -3178,8 +3181,8 @@ nonisolated extension Rapport_Events_V1_TicketStatusChanged: SwiftProtobuf.Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularInt32Field(value: &self.from) }()
-      case 4: try { try decoder.decodeSingularInt32Field(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.from) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.to) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._changedAt) }()
       default: break
       }
@@ -3197,11 +3200,11 @@ nonisolated extension Rapport_Events_V1_TicketStatusChanged: SwiftProtobuf.Messa
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
     }
-    if self.from != 0 {
-      try visitor.visitSingularInt32Field(value: self.from, fieldNumber: 3)
+    if self.from != .unspecified {
+      try visitor.visitSingularEnumField(value: self.from, fieldNumber: 3)
     }
-    if self.to != 0 {
-      try visitor.visitSingularInt32Field(value: self.to, fieldNumber: 4)
+    if self.to != .unspecified {
+      try visitor.visitSingularEnumField(value: self.to, fieldNumber: 4)
     }
     try { if let v = self._changedAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
@@ -3336,10 +3339,10 @@ nonisolated extension Rapport_Events_V1_SlaBreached: SwiftProtobuf.Message, Swif
       case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.policy) }()
-      case 4: try { try decoder.decodeSingularInt32Field(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.cycle) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._dueAt) }()
-      case 7: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.priority) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.team) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
       default: break
@@ -3361,8 +3364,8 @@ nonisolated extension Rapport_Events_V1_SlaBreached: SwiftProtobuf.Message, Swif
     if !self.policy.isEmpty {
       try visitor.visitSingularStringField(value: self.policy, fieldNumber: 3)
     }
-    if self.kind != 0 {
-      try visitor.visitSingularInt32Field(value: self.kind, fieldNumber: 4)
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 4)
     }
     if self.cycle != 0 {
       try visitor.visitSingularInt32Field(value: self.cycle, fieldNumber: 5)
@@ -3370,8 +3373,8 @@ nonisolated extension Rapport_Events_V1_SlaBreached: SwiftProtobuf.Message, Swif
     try { if let v = self._dueAt {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
-    if self.priority != 0 {
-      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 7)
+    if self.priority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.priority, fieldNumber: 7)
     }
     if !self.team.isEmpty {
       try visitor.visitSingularStringField(value: self.team, fieldNumber: 8)
@@ -3409,8 +3412,8 @@ nonisolated extension Rapport_Events_V1_TicketPriorityChanged: SwiftProtobuf.Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.ticketID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 3: try { try decoder.decodeSingularInt32Field(value: &self.from) }()
-      case 4: try { try decoder.decodeSingularInt32Field(value: &self.to) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.from) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.to) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.slaPolicy) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._changedAt) }()
       default: break
@@ -3429,11 +3432,11 @@ nonisolated extension Rapport_Events_V1_TicketPriorityChanged: SwiftProtobuf.Mes
     if !self.customerID.isEmpty {
       try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 2)
     }
-    if self.from != 0 {
-      try visitor.visitSingularInt32Field(value: self.from, fieldNumber: 3)
+    if self.from != .unspecified {
+      try visitor.visitSingularEnumField(value: self.from, fieldNumber: 3)
     }
-    if self.to != 0 {
-      try visitor.visitSingularInt32Field(value: self.to, fieldNumber: 4)
+    if self.to != .unspecified {
+      try visitor.visitSingularEnumField(value: self.to, fieldNumber: 4)
     }
     if !self.slaPolicy.isEmpty {
       try visitor.visitSingularStringField(value: self.slaPolicy, fieldNumber: 5)

@@ -84,9 +84,9 @@ let fridayAfternoon = local("2026-03-06 16:00", "Europe/Berlin")
       }
       guard case .slaBreached(let payload)? = breach.payload else { throw TestFailure("not an SlaBreached") }
       #expect(payload.ticketID == opened.id && payload.customerID == opened.customerID)
-      #expect(payload.kind == Int32(SlaKind.firstResponse.rawValue) && payload.cycle == 1 && payload.policy == "standard")
+      #expect(payload.kind == .firstResponse && payload.cycle == 1 && payload.policy == "standard")
       #expect(wall(payload.dueAt.date, "Europe/Berlin") == "2026-03-09 10:00")
-      #expect(payload.priority == Int32(Rapport_Support_V1_TicketPriority.normal.rawValue))
+      #expect(payload.priority == .normal)
 
       var read = try await env.support.getTicket(.with { $0.ticketID = opened.id }).ticket
       #expect(try target(read, .firstResponse).state == .breached)

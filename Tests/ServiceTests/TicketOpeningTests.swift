@@ -140,7 +140,7 @@ import Testing
       #expect(try await env.support.getTicket(.with { $0.ticketID = late.id }).ticket.status == .solved)
       #expect(try await env.support.getTicket(.with { $0.ticketID = open.id }).ticket.status == .new)
       let closed = try await env.events("TicketStatusChanged").filter {
-        if case .ticketStatusChanged(let change)? = $0.payload { return change.to == Int32(Rapport_Support_V1_TicketStatus.closed.rawValue) }
+        if case .ticketStatusChanged(let change)? = $0.payload { return change.to == .closed }
         return false
       }
       #expect(closed.map(\.aggregateID) == [early.id])

@@ -51,7 +51,7 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
       let added = try await outboxEvents("support", type: "TicketMessageAdded", database)
       #expect(added.map(\.ticketMessageAdded.firstResponse) == [false, true, false, false])
       let changes = try await outboxEvents("support", type: "TicketStatusChanged", database).map(\.ticketStatusChanged)
-      #expect(changes.map { [$0.from, $0.to] } == [[1, 2], [2, 5], [5, 2]])
+      #expect(changes.map { [$0.from, $0.to] } == [[.new, .open], [.open, .solved], [.solved, .open]])
     }
   }
 

@@ -79,8 +79,8 @@ struct AnalyticsStore: Sendable {
       try await addOpenTickets(1, customer: ticket.customerID, at: occurred, on: connection)
     case .ticketStatusChanged(let change)?:
       // Open means not SOLVED or CLOSED: solving closes one, a reopening opens it again.
-      let closed = [Rapport_Support_V1_TicketStatus.solved.rawValue, Rapport_Support_V1_TicketStatus.closed.rawValue]
-      let delta = (closed.contains(Int(change.from)) ? 1 : 0) - (closed.contains(Int(change.to)) ? 1 : 0)
+      let closed: Set<Rapport_Support_V1_TicketStatus> = [.solved, .closed]
+      let delta = (closed.contains(change.from) ? 1 : 0) - (closed.contains(change.to) ? 1 : 0)
       if delta != 0 { try await addOpenTickets(delta, customer: change.customerID, at: occurred, on: connection) }
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)

@@ -217,10 +217,10 @@ extension SupportStore {
               $0.ticketID = id
               $0.customerID = customer.uuidString.lowercased()
               $0.policy = policy ?? ""
-              $0.kind = Int32(kind)
+              $0.kind = .init(rawValue: kind) ?? .unspecified
               $0.cycle = Int32(cycle)
               $0.dueAt = .init(microsecondsOf: due)
-              $0.priority = Int32(priority)
+              $0.priority = .init(rawValue: priority) ?? .unspecified
               $0.team = team ?? ""
               $0.assignee = assignee ?? ""
             })))
@@ -251,8 +251,8 @@ extension SupportStore {
             .ticketStatusChanged(.with {
               $0.ticketID = id
               $0.customerID = customer.uuidString.lowercased()
-              $0.from = Int32(solved)
-              $0.to = Int32(Rapport_Support_V1_TicketStatus.closed.rawValue)
+              $0.from = .init(rawValue: solved) ?? .unspecified
+              $0.to = .closed
               $0.changedAt = .init(microsecondsOf: now)
             })))
       }

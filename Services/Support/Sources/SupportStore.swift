@@ -159,7 +159,7 @@ struct SupportStore: Sendable {
         .ticketOpened(.with {
           $0.ticketID = proto.id
           $0.customerID = proto.customerID
-          $0.priority = Int32(ticket.priority)
+          $0.priority = .init(rawValue: ticket.priority) ?? .unspecified
           $0.channel = proto.channel
           $0.openedAt = proto.createTime
         })

@@ -19,8 +19,8 @@ enum TicketLifecycle {
       .ticketStatusChanged(.with {
         $0.ticketID = ticket.id.uuidString.lowercased()
         $0.customerID = ticket.customerID.uuidString.lowercased()
-        $0.from = Int32(from.rawValue)
-        $0.to = Int32(status.rawValue)
+        $0.from = from
+        $0.to = status
         $0.changedAt = .init(microsecondsOf: now)
       })
     ]
@@ -112,8 +112,8 @@ enum TicketLifecycle {
       .ticketPriorityChanged(.with {
         $0.ticketID = ticket.id.uuidString.lowercased()
         $0.customerID = ticket.customerID.uuidString.lowercased()
-        $0.from = Int32(from)
-        $0.to = Int32(priority.rawValue)
+        $0.from = .init(rawValue: from) ?? .unspecified
+        $0.to = priority
         $0.slaPolicy = policy?.name ?? ""
         $0.changedAt = .init(microsecondsOf: now)
       })
@@ -127,10 +127,10 @@ enum TicketLifecycle {
         $0.ticketID = ticket.id.uuidString.lowercased()
         $0.customerID = ticket.customerID.uuidString.lowercased()
         $0.policy = ticket.slaPolicy ?? ""
-        $0.kind = Int32(target.kind.rawValue)
+        $0.kind = target.kind
         $0.cycle = Int32(target.cycle)
         if let due = target.dueAt { $0.dueAt = .init(microsecondsOf: due) }
-        $0.priority = Int32(ticket.priority)
+        $0.priority = .init(rawValue: ticket.priority) ?? .unspecified
         $0.team = ticket.team ?? ""
         $0.assignee = ticket.assignee ?? ""
       })
