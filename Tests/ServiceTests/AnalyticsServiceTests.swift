@@ -24,9 +24,11 @@ import Testing
         supportAddress: HostPort(host: "127.0.0.1", port: supportPort), logger: testLogger("analytics"))
       try await withRunningService(analytics) { analyticsAt in
         let orderApp = try OrderApp.build(
-          config: testConfig("order", database, port: orderPort), customerAddress: customerAt, logger: testLogger("order"))
+          config: testConfig("order", database, port: orderPort), customerAddress: customerAt,
+          customerTimeout: .seconds(10), logger: testLogger("order"))
         let supportApp = try SupportApp.build(
-          config: testConfig("support", database, port: supportPort), customerAddress: customerAt, logger: testLogger("support"))
+          config: testConfig("support", database, port: supportPort), customerAddress: customerAt,
+          upstreamTimeout: .seconds(10), logger: testLogger("support"))
         try await withRunningService(orderApp) { orderAt in
           try await withRunningService(supportApp) { supportAt in
             try await withClient(to: orderAt) { client in

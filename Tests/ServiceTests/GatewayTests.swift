@@ -19,10 +19,13 @@ func withGateway(
   _ body: @Sendable (GatewayClient, CustomerClient, OrderClient, SupportClient) async throws -> Void
 ) async throws {
   try await withCustomerService { customers, database, customerAt in
-    let order = try OrderApp.build(config: testConfig("order", database), customerAddress: customerAt, logger: testLogger("order"))
+    let order = try OrderApp.build(
+      config: testConfig("order", database), customerAddress: customerAt, customerTimeout: .seconds(10),
+      logger: testLogger("order"))
     try await withRunningService(order) { orderAt in
       let support = try SupportApp.build(
-        config: testConfig("support", database), customerAddress: customerAt, orderAddress: orderAt, logger: testLogger("support"))
+        config: testConfig("support", database), customerAddress: customerAt, orderAddress: orderAt,
+        upstreamTimeout: .seconds(10), logger: testLogger("support"))
       try await withRunningService(support) { supportAt in
         let analytics = try AnalyticsApp.build(
           config: testConfig("analytics", database), orderAddress: orderAt, supportAddress: supportAt,

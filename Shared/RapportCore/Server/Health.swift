@@ -110,8 +110,9 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
 
 /// Probes the database every `interval` over a connection of its own (not through the pool, so a busy
 /// pool is not mistaken for an outage; kept open, so a probe costs one `SELECT 1`, and reopened only
-/// after a failure) and records the result in the health state: NOT_SERVING unless the probe succeeded
-/// in time; "refused" only when the server answered with an error or refused the connection.
+/// after a failure) and records the result in the health state: NOT_SERVING after a refusal or two
+/// probes in a row without an answer in time; "refused" only when the server answered with an error or
+/// refused the connection.
 public struct DatabaseProbe: Sendable {
   let url: DatabaseURL
   let health: HealthState
@@ -130,12 +131,16 @@ public struct DatabaseProbe: Sendable {
   public func run() async throws {
     var connection: PostgresConnection?
     var attempt = 0
+    var timeouts = 0
     while !Task.isCancelled {
       attempt += 1
       let (outcome, open) = await probe(connection, id: attempt)
       connection = open
       if outcome != .up { logger.warning("database probe failed", metadata: ["outcome": "\(outcome)"]) }
-      health.setDatabase(up: outcome == .up)
+      // One slow probe on a loaded machine is not an outage: NOT_SERVING after a refusal, or after two
+      // probes in a row that got no answer in time.
+      timeouts = outcome == .timedOut ? timeouts + 1 : 0
+      health.setDatabase(up: outcome == .up || (outcome == .timedOut && timeouts < 2))
       if outcome != .timedOut { health.setDatabase(refused: outcome == .refused) }
       try? await Task.sleep(for: interval)
     }
