@@ -166,6 +166,19 @@ public enum Rapport_Order_V1_OrderService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCustomerOrderOverview" metadata.
+        public enum GetCustomerOrderOverview: Sendable {
+            /// Request type for "GetCustomerOrderOverview".
+            public typealias Input = Rapport_Order_V1_GetCustomerOrderOverviewRequest
+            /// Response type for "GetCustomerOrderOverview".
+            public typealias Output = Rapport_Order_V1_GetCustomerOrderOverviewResponse
+            /// Descriptor for "GetCustomerOrderOverview".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "GetCustomerOrderOverview",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.order.v1.OrderService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             PlaceOrder.descriptor,
@@ -178,7 +191,8 @@ public enum Rapport_Order_V1_OrderService: Sendable {
             RefundOrder.descriptor,
             UpsertCart.descriptor,
             GetCart.descriptor,
-            GetCustomerOrderSummary.descriptor
+            GetCustomerOrderSummary.descriptor,
+            GetCustomerOrderOverview.descriptor
         ]
     }
 }
@@ -411,6 +425,25 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>
+
+        /// Handle the "GetCustomerOrderOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+        /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_GetCustomerOrderOverviewRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_GetCustomerOrderOverviewResponse` messages.
+        func getCustomerOrderOverview(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
     }
 
     /// Service protocol for the "rapport.order.v1.OrderService" service.
@@ -627,6 +660,25 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderSummaryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>
+
+        /// Handle the "GetCustomerOrderOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+        /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderOverviewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_GetCustomerOrderOverviewResponse` message.
+        func getCustomerOrderOverview(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
     }
 
     /// Simple service protocol for the "rapport.order.v1.OrderService" service.
@@ -841,6 +893,25 @@ extension Rapport_Order_V1_OrderService {
             request: Rapport_Order_V1_GetCustomerOrderSummaryRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Order_V1_GetCustomerOrderSummaryResponse
+
+        /// Handle the "GetCustomerOrderOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+        /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_GetCustomerOrderOverviewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_GetCustomerOrderOverviewResponse` to respond with.
+        func getCustomerOrderOverview(
+            request: Rapport_Order_V1_GetCustomerOrderOverviewRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_GetCustomerOrderOverviewResponse
     }
 }
 
@@ -969,6 +1040,17 @@ extension Rapport_Order_V1_OrderService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.GetCustomerOrderOverview.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(),
+            handler: { request, context in
+                try await self.getCustomerOrderOverview(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1090,6 +1172,17 @@ extension Rapport_Order_V1_OrderService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse> {
         let response = try await self.getCustomerOrderSummary(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCustomerOrderOverview(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse> {
+        let response = try await self.getCustomerOrderOverview(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1236,6 +1329,19 @@ extension Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse> {
         return GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>(
             message: try await self.getCustomerOrderSummary(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomerOrderOverview(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(
+            message: try await self.getCustomerOrderOverview(
                 request: request.message,
                 context: context
             ),
@@ -1513,6 +1619,30 @@ extension Rapport_Order_V1_OrderService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderSummaryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomerOrderOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+        /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderOverviewRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCustomerOrderOverviewRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCustomerOrderOverviewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomerOrderOverview<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1914,6 +2044,41 @@ extension Rapport_Order_V1_OrderService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetCustomerOrderOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+        /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderOverviewRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetCustomerOrderOverviewRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetCustomerOrderOverviewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomerOrderOverview<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.GetCustomerOrderOverview.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2243,6 +2408,36 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderSummaryRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderSummaryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerOrderOverview" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+    /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_GetCustomerOrderOverviewRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerOrderOverview<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomerOrderOverview(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2618,6 +2813,40 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerOrderSummary(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerOrderOverview" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a customer view needs from orders, in one call: the summary above and the most recent orders,
+    /// > newest first. A customer without orders has an empty overview (never NOT_FOUND).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerOrderOverview<Result>(
+        _ message: Rapport_Order_V1_GetCustomerOrderOverviewRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomerOrderOverview(
             request: request,
             options: options,
             onResponse: handleResponse

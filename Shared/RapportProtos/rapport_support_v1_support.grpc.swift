@@ -126,6 +126,19 @@ public enum Rapport_Support_V1_SupportService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCustomerSupportOverview" metadata.
+        public enum GetCustomerSupportOverview: Sendable {
+            /// Request type for "GetCustomerSupportOverview".
+            public typealias Input = Rapport_Support_V1_GetCustomerSupportOverviewRequest
+            /// Response type for "GetCustomerSupportOverview".
+            public typealias Output = Rapport_Support_V1_GetCustomerSupportOverviewResponse
+            /// Descriptor for "GetCustomerSupportOverview".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "GetCustomerSupportOverview",
+                type: .unary
+            )
+        }
         /// Namespace for "ChangeTicketPriority" metadata.
         public enum ChangeTicketPriority: Sendable {
             /// Request type for "ChangeTicketPriority".
@@ -227,6 +240,7 @@ public enum Rapport_Support_V1_SupportService: Sendable {
             RateTicket.descriptor,
             AssignTicket.descriptor,
             GetCustomerSupportSummary.descriptor,
+            GetCustomerSupportOverview.descriptor,
             ChangeTicketPriority.descriptor,
             SetTicketTags.descriptor,
             PutBusinessCalendar.descriptor,
@@ -406,6 +420,25 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportSummaryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
+
+        /// Handle the "GetCustomerSupportOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from support, in one call: the summary above and the customer's open
+        /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_GetCustomerSupportOverviewRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_GetCustomerSupportOverviewResponse` messages.
+        func getCustomerSupportOverview(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>
 
         /// Handle the "ChangeTicketPriority" method.
         ///
@@ -691,6 +724,25 @@ extension Rapport_Support_V1_SupportService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>
 
+        /// Handle the "GetCustomerSupportOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from support, in one call: the summary above and the customer's open
+        /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportOverviewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_GetCustomerSupportOverviewResponse` message.
+        func getCustomerSupportOverview(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>
+
         /// Handle the "ChangeTicketPriority" method.
         ///
         /// > Source IDL Documentation:
@@ -973,6 +1025,25 @@ extension Rapport_Support_V1_SupportService {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_GetCustomerSupportSummaryResponse
 
+        /// Handle the "GetCustomerSupportOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from support, in one call: the summary above and the customer's open
+        /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_GetCustomerSupportOverviewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_GetCustomerSupportOverviewResponse` to respond with.
+        func getCustomerSupportOverview(
+            request: Rapport_Support_V1_GetCustomerSupportOverviewRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_GetCustomerSupportOverviewResponse
+
         /// Handle the "ChangeTicketPriority" method.
         ///
         /// > Source IDL Documentation:
@@ -1196,6 +1267,17 @@ extension Rapport_Support_V1_SupportService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.GetCustomerSupportOverview.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetCustomerSupportOverviewRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetCustomerSupportOverviewResponse>(),
+            handler: { request, context in
+                try await self.getCustomerSupportOverview(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Support_V1_SupportService.Method.ChangeTicketPriority.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketPriorityRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketPriorityResponse>(),
@@ -1360,6 +1442,17 @@ extension Rapport_Support_V1_SupportService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
         let response = try await self.getCustomerSupportSummary(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCustomerSupportOverview(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse> {
+        let response = try await self.getCustomerSupportOverview(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1544,6 +1637,19 @@ extension Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>(
             message: try await self.getCustomerSupportSummary(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomerSupportOverview(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>(
+            message: try await self.getCustomerSupportOverview(
                 request: request.message,
                 context: context
             ),
@@ -1837,6 +1943,30 @@ extension Rapport_Support_V1_SupportService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportSummaryResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportSummaryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomerSupportOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from support, in one call: the summary above and the customer's open
+        /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportOverviewRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetCustomerSupportOverviewRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetCustomerSupportOverviewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomerSupportOverview<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportOverviewResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ChangeTicketPriority" method.
@@ -2287,6 +2417,41 @@ extension Rapport_Support_V1_SupportService {
             try await self.client.unary(
                 request: request,
                 descriptor: Rapport_Support_V1_SupportService.Method.GetCustomerSupportSummary.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCustomerSupportOverview" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a customer view needs from support, in one call: the summary above and the customer's open
+        /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportOverviewRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetCustomerSupportOverviewRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetCustomerSupportOverviewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomerSupportOverview<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportOverviewResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.GetCustomerSupportOverview.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2774,6 +2939,36 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
         )
     }
 
+    /// Call the "GetCustomerSupportOverview" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a customer view needs from support, in one call: the summary above and the customer's open
+    /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_GetCustomerSupportOverviewRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerSupportOverview<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomerSupportOverview(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetCustomerSupportOverviewRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetCustomerSupportOverviewResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ChangeTicketPriority" method.
     ///
     /// > Source IDL Documentation:
@@ -3244,6 +3439,40 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerSupportSummary(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerSupportOverview" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a customer view needs from support, in one call: the summary above and the customer's open
+    /// > tickets, newest first. A customer without tickets has an empty overview (never NOT_FOUND).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerSupportOverview<Result>(
+        _ message: Rapport_Support_V1_GetCustomerSupportOverviewRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomerSupportOverview(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -513,11 +513,62 @@ public nonisolated struct Rapport_Support_V1_Ticket: @unchecked Sendable {
     set {_uniqueStorage()._channelMessageID = newValue}
   }
 
+  /// Changes of status, priority and assignment, oldest first, with who made them. Filled by GetTicket and
+  /// every write; empty in ListTickets.
+  public var history: [Rapport_Support_V1_TicketChange] {
+    get {_storage._history}
+    set {_uniqueStorage()._history = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One write's change to a ticket's status, priority or assignment (several fields when one write changed
+/// several), who made it and when.
+public nonisolated struct Rapport_Support_V1_TicketChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var changeTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_changeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_changeTime = newValue}
+  }
+  /// Returns true if `changeTime` has been explicitly set.
+  public var hasChangeTime: Bool {self._changeTime != nil}
+  /// Clears the value of `changeTime`. Subsequent reads from it will return its default value.
+  public mutating func clearChangeTime() {self._changeTime = nil}
+
+  /// The request's actor (ChangeTicketStatus, ChangeTicketPriority, AssignTicket), or the message's author
+  /// for a change a message caused (a customer reply reopening a ticket); empty when none was given.
+  public var actor: String = String()
+
+  /// Both UNSPECIFIED when the status did not change.
+  public var fromStatus: Rapport_Support_V1_TicketStatus = .unspecified
+
+  public var toStatus: Rapport_Support_V1_TicketStatus = .unspecified
+
+  /// Both UNSPECIFIED when the priority did not change.
+  public var fromPriority: Rapport_Support_V1_TicketPriority = .unspecified
+
+  public var toPriority: Rapport_Support_V1_TicketPriority = .unspecified
+
+  /// True when the team or agent changed; team and assignee are then the new assignment.
+  public var assignmentChanged: Bool = false
+
+  public var team: String = String()
+
+  public var assignee: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Rapport_Support_V1_SlaTarget: Sendable {
@@ -1128,6 +1179,46 @@ public nonisolated struct Rapport_Support_V1_GetCustomerSupportSummaryResponse: 
   fileprivate var _summary: Rapport_Support_V1_SupportSummary? = nil
 }
 
+public nonisolated struct Rapport_Support_V1_GetCustomerSupportOverviewRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required.
+  public var customerID: String = String()
+
+  /// 1–50; 0 means 50.
+  public var openTicketLimit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_GetCustomerSupportOverviewResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var summary: Rapport_Support_V1_SupportSummary {
+    get {_summary ?? Rapport_Support_V1_SupportSummary()}
+    set {_summary = newValue}
+  }
+  /// Returns true if `summary` has been explicitly set.
+  public var hasSummary: Bool {self._summary != nil}
+  /// Clears the value of `summary`. Subsequent reads from it will return its default value.
+  public mutating func clearSummary() {self._summary = nil}
+
+  /// Tickets not SOLVED or CLOSED, newest first, at most open_ticket_limit.
+  public var openTickets: [Rapport_Support_V1_Ticket] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _summary: Rapport_Support_V1_SupportSummary? = nil
+}
+
 public nonisolated struct Rapport_Support_V1_ChangeTicketPriorityRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1580,7 +1671,7 @@ nonisolated extension Rapport_Support_V1_TicketMessage: SwiftProtobuf.Message, S
 
 nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ticket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0\u{1}team\0\u{1}assignee\0\u{3}order_id\0\u{1}tags\0\u{3}customer_tier\0\u{3}sla_policy\0\u{3}sla_targets\0\u{3}channel_message_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}customer_id\0\u{1}subject\0\u{1}body\0\u{1}priority\0\u{1}status\0\u{1}channel\0\u{3}create_time\0\u{1}messages\0\u{3}first_response_time\0\u{3}solve_time\0\u{3}csat_rating\0\u{3}csat_comment\0\u{3}update_time\0\u{1}team\0\u{1}assignee\0\u{3}order_id\0\u{1}tags\0\u{3}customer_tier\0\u{3}sla_policy\0\u{3}sla_targets\0\u{3}channel_message_id\0\u{1}history\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1605,6 +1696,7 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
     var _slaPolicy: String = String()
     var _slaTargets: [Rapport_Support_V1_SlaTarget] = []
     var _channelMessageID: String = String()
+    var _history: [Rapport_Support_V1_TicketChange] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1637,6 +1729,7 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       _slaPolicy = source._slaPolicy
       _slaTargets = source._slaTargets
       _channelMessageID = source._channelMessageID
+      _history = source._history
     }
   }
 
@@ -1677,6 +1770,7 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         case 20: try { try decoder.decodeSingularStringField(value: &_storage._slaPolicy) }()
         case 21: try { try decoder.decodeRepeatedMessageField(value: &_storage._slaTargets) }()
         case 22: try { try decoder.decodeSingularStringField(value: &_storage._channelMessageID) }()
+        case 23: try { try decoder.decodeRepeatedMessageField(value: &_storage._history) }()
         default: break
         }
       }
@@ -1755,6 +1849,9 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
       if !_storage._channelMessageID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._channelMessageID, fieldNumber: 22)
       }
+      if !_storage._history.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._history, fieldNumber: 23)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1786,10 +1883,85 @@ nonisolated extension Rapport_Support_V1_Ticket: SwiftProtobuf.Message, SwiftPro
         if _storage._slaPolicy != rhs_storage._slaPolicy {return false}
         if _storage._slaTargets != rhs_storage._slaTargets {return false}
         if _storage._channelMessageID != rhs_storage._channelMessageID {return false}
+        if _storage._history != rhs_storage._history {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_TicketChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TicketChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_time\0\u{1}actor\0\u{3}from_status\0\u{3}to_status\0\u{3}from_priority\0\u{3}to_priority\0\u{3}assignment_changed\0\u{1}team\0\u{1}assignee\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._changeTime) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.actor) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.fromStatus) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.toStatus) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.fromPriority) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.toPriority) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.assignmentChanged) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.team) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.assignee) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._changeTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.actor.isEmpty {
+      try visitor.visitSingularStringField(value: self.actor, fieldNumber: 2)
+    }
+    if self.fromStatus != .unspecified {
+      try visitor.visitSingularEnumField(value: self.fromStatus, fieldNumber: 3)
+    }
+    if self.toStatus != .unspecified {
+      try visitor.visitSingularEnumField(value: self.toStatus, fieldNumber: 4)
+    }
+    if self.fromPriority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.fromPriority, fieldNumber: 5)
+    }
+    if self.toPriority != .unspecified {
+      try visitor.visitSingularEnumField(value: self.toPriority, fieldNumber: 6)
+    }
+    if self.assignmentChanged != false {
+      try visitor.visitSingularBoolField(value: self.assignmentChanged, fieldNumber: 7)
+    }
+    if !self.team.isEmpty {
+      try visitor.visitSingularStringField(value: self.team, fieldNumber: 8)
+    }
+    if !self.assignee.isEmpty {
+      try visitor.visitSingularStringField(value: self.assignee, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_TicketChange, rhs: Rapport_Support_V1_TicketChange) -> Bool {
+    if lhs._changeTime != rhs._changeTime {return false}
+    if lhs.actor != rhs.actor {return false}
+    if lhs.fromStatus != rhs.fromStatus {return false}
+    if lhs.toStatus != rhs.toStatus {return false}
+    if lhs.fromPriority != rhs.fromPriority {return false}
+    if lhs.toPriority != rhs.toPriority {return false}
+    if lhs.assignmentChanged != rhs.assignmentChanged {return false}
+    if lhs.team != rhs.team {return false}
+    if lhs.assignee != rhs.assignee {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2823,6 +2995,80 @@ nonisolated extension Rapport_Support_V1_GetCustomerSupportSummaryResponse: Swif
 
   public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse, rhs: Rapport_Support_V1_GetCustomerSupportSummaryResponse) -> Bool {
     if lhs._summary != rhs._summary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetCustomerSupportOverviewRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerSupportOverviewRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}open_ticket_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.openTicketLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if self.openTicketLimit != 0 {
+      try visitor.visitSingularInt32Field(value: self.openTicketLimit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportOverviewRequest, rhs: Rapport_Support_V1_GetCustomerSupportOverviewRequest) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.openTicketLimit != rhs.openTicketLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_GetCustomerSupportOverviewResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerSupportOverviewResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}summary\0\u{3}open_tickets\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._summary) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.openTickets) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._summary {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.openTickets.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.openTickets, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportOverviewResponse, rhs: Rapport_Support_V1_GetCustomerSupportOverviewResponse) -> Bool {
+    if lhs._summary != rhs._summary {return false}
+    if lhs.openTickets != rhs.openTickets {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -79,6 +79,25 @@ import Testing
       await expectStatus(.invalidArgument, field: "customer_id") {
         try await env.orders.getCustomerOrderSummary(.with { $0.customerID = "" })
       }
+      // The overview is the same summary plus the newest orders, in one call.
+      let overview = try await env.orders.getCustomerOrderOverview(.with {
+        $0.customerID = env.customerID
+        $0.recentOrderLimit = 2
+      })
+      #expect(overview.summary == summary)
+      let newestFirst = try await env.orders.listOrders(.with {
+        $0.customerID = env.customerID
+        $0.pageSize = 2
+      }).orders
+      #expect(overview.recentOrders.map(\.id) == newestFirst.map(\.id) && newestFirst.count == 2)
+      let defaults = try await env.orders.getCustomerOrderOverview(.with { $0.customerID = env.customerID })
+      #expect(defaults.recentOrders.count == 3)
+      await expectStatus(.invalidArgument, field: "recent_order_limit") {
+        try await env.orders.getCustomerOrderOverview(.with {
+          $0.customerID = env.customerID
+          $0.recentOrderLimit = 51
+        })
+      }
     }
   }
 }

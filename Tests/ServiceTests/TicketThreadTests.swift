@@ -210,6 +210,59 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
       #expect(summary.openCount == 2)  // the customer's reply reopened the first ticket
       #expect(summary.averageCsat == 3.5 && summary.ratedCount == 2)
       #expect(summary.lastContactTime == note.createTime)
+      // The overview is the same summary plus the open tickets, newest first, in one call.
+      let overview = try await support.getCustomerSupportOverview(.with { $0.customerID = customer })
+      #expect(overview.summary == summary)
+      let open = try await support.listTickets(.with {
+        $0.customerID = customer
+        $0.onlyOpen = true
+      }).tickets
+      #expect(overview.openTickets.map(\.id) == open.map(\.id) && open.count == 2)
+      #expect(overview.openTickets.allSatisfy { $0.status != .solved && $0.status != .closed })
+      await expectStatus(.invalidArgument, field: "open_ticket_limit") {
+        try await support.getCustomerSupportOverview(.with {
+          $0.customerID = customer
+          $0.openTicketLimit = -1
+        })
+      }
+    }
+  }
+
+  @Test func statusPriorityAndAssignmentChangesAreKeptWithTheirActor() async throws {
+    try await withSupportService { support, _, env in
+      let customer = try await env.customer()
+      let opened = try await support.openTicket(ticket(customer)).ticket
+      #expect(opened.history.isEmpty)
+      _ = try await support.assignTicket(.with {
+        $0.ticketID = opened.id
+        $0.team = "returns"
+        $0.assignee = "agent:kim"
+        $0.actor = "lead:ana"
+      })
+      _ = try await support.changeTicketPriority(.with {
+        $0.ticketID = opened.id
+        $0.priority = .urgent
+        $0.actor = "agent:kim"
+      })
+      var solve = status(opened.id, .solved)
+      solve.actor = "agent:kim"
+      _ = try await support.changeTicketStatus(solve)
+      _ = try await support.setTicketTags(.with {
+        $0.ticketID = opened.id
+        $0.tags = ["vip"]
+      })  // tags are not history
+      var replyMessage = reply(opened.id, .customer, "Still broken")
+      replyMessage.author = "customer:1"
+      let reopened = try await support.addMessage(replyMessage).ticket
+      let history = try await support.getTicket(.with { $0.ticketID = opened.id }).ticket.history
+      #expect(reopened.history == history)
+      #expect(history.map(\.actor) == ["lead:ana", "agent:kim", "agent:kim", "customer:1"])
+      #expect(history[0].assignmentChanged && history[0].team == "returns" && history[0].assignee == "agent:kim")
+      #expect(history[0].fromStatus == .unspecified && history[0].toPriority == .unspecified)
+      #expect(history[1].fromPriority == opened.priority && history[1].toPriority == .urgent && !history[1].assignmentChanged)
+      #expect(history[2].toStatus == .solved)
+      #expect(history[3].fromStatus == .solved && history[3].toStatus == reopened.status)
+      #expect(zip(history, history.dropFirst()).allSatisfy { $0.changeTime.date <= $1.changeTime.date })
     }
   }
 }

@@ -6,60 +6,87 @@ import SwiftProtobuf
 
 /// How a customer row (with its identities and company links) is selected and turned into the proto.
 enum CustomerRows {
-  /// Selects every column `decode` reads, from `customer.customers c`.
+  /// Selects every column `decode` reads, in its order, from `customer.customers c`. Identities and
+  /// company links come as parallel arrays (one aggregate per table, decoded by position: no JSON built
+  /// in SQL and parsed again here).
   static let select =
     """
     SELECT c.id, c.given_name, c.family_name, c.channel, c.state, c.merged_into, c.version, c.language,
-      c.currency, c.contact_channel, c.tags, c.extras::text AS extras, c.created_at, c.updated_at,
-      (SELECT coalesce(json_agg(json_build_object('k', i.kind, 'c', i.channel, 'v', i.value)
-                                ORDER BY i.added_at, i.kind, i.value), '[]')
-       FROM customer.identities i WHERE i.customer_id = c.id)::text AS identities,
-      (SELECT coalesce(json_agg(json_build_object('id', l.company_id, 'r', l.role,
-                                                  't', (extract(epoch FROM l.linked_at) * 1000000)::bigint)
-                                ORDER BY l.linked_at, l.company_id), '[]')
-       FROM customer.company_contacts l WHERE l.customer_id = c.id)::text AS companies
+      c.currency, c.contact_channel, c.tags, c.extras::text, c.created_at, c.updated_at,
+      ci.kinds, ci.channels, ci.vals, cl.ids, cl.roles, cl.times
     FROM customer.customers c
+    CROSS JOIN LATERAL (
+      SELECT array_agg(i.kind ORDER BY i.added_at, i.kind, i.value) AS kinds,
+        array_agg(i.channel ORDER BY i.added_at, i.kind, i.value) AS channels,
+        array_agg(i.value ORDER BY i.added_at, i.kind, i.value) AS vals
+      FROM customer.identities i WHERE i.customer_id = c.id) ci
+    CROSS JOIN LATERAL (
+      SELECT array_agg(l.company_id ORDER BY l.linked_at, l.company_id) AS ids,
+        array_agg(l.role ORDER BY l.linked_at, l.company_id) AS roles,
+        array_agg(l.linked_at ORDER BY l.linked_at, l.company_id) AS times
+      FROM customer.company_contacts l WHERE l.customer_id = c.id) cl
     """
 
-  private struct IdentityJSON: Decodable { var k: Int, c: Int, v: String }
-  private struct LinkJSON: Decodable { var id: String, r: String, t: Int64 }
-
   static func decode(_ row: PostgresRow) throws -> Rapport_Customer_V1_Customer {
-    let r = row.makeRandomAccess()
+    var r = RowReader(row)
     var c = Rapport_Customer_V1_Customer()
-    let id = try r["id"].decode(UUID.self)
-    c.id = id.lowercased
-    c.givenName = try r["given_name"].decode(String.self)
-    c.familyName = try r["family_name"].decode(String.self)
-    c.channel = .init(rawValue: try r["channel"].decode(Int.self)) ?? .unspecified
-    c.state = .init(rawValue: try r["state"].decode(Int.self)) ?? .unspecified
-    c.mergedInto = try r["merged_into"].decode(UUID?.self)?.lowercased ?? ""
-    c.version = try r["version"].decode(Int64.self)
-    c.preferences.language = try r["language"].decode(String.self)
-    c.preferences.currency = try r["currency"].decode(String.self)
-    c.preferences.contactChannel = .init(rawValue: try r["contact_channel"].decode(Int.self)) ?? .unspecified
-    c.tags = try r["tags"].decode([String].self)
-    let extras = try Rapport_Customer_V1_Customer(jsonString: try r["extras"].decode(String.self))
-    c.addresses = extras.addresses
-    c.attributes = extras.attributes
-    c.createTime = .init(microsecondsOf: try r["created_at"].decode(Date.self))
-    c.updateTime = .init(microsecondsOf: try r["updated_at"].decode(Date.self))
-    let decoder = JSONDecoder()
-    let identities = try decoder.decode([IdentityJSON].self, from: Data(try r["identities"].decode(String.self).utf8))
-    c.identities = identities.map { IdentityKey(kind: $0.k, channel: $0.c, value: $0.v).proto }
-    c.email = identities.first { $0.k == IdentityKey.Kind.email }?.v ?? ""
-    c.phone = identities.first { $0.k == IdentityKey.Kind.phone }?.v ?? ""
-    let links = try decoder.decode([LinkJSON].self, from: Data(try r["companies"].decode(String.self).utf8))
-    c.companies = links.map { link in
+    c.id = try r.next(UUID.self).lowercased
+    c.givenName = try r.next()
+    c.familyName = try r.next()
+    c.channel = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    c.state = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    c.mergedInto = try r.next(UUID?.self)?.lowercased ?? ""
+    c.version = try r.next()
+    c.preferences.language = try r.next()
+    c.preferences.currency = try r.next()
+    c.preferences.contactChannel = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    c.tags = try r.next()
+    let extrasJSON = try r.next(String.self)
+    if extrasJSON != "{}" {
+      let extras = try Rapport_Customer_V1_Customer(jsonString: extrasJSON)
+      c.addresses = extras.addresses
+      c.attributes = extras.attributes
+    }
+    c.createTime = .init(microsecondsOf: try r.next(Date.self))
+    c.updateTime = .init(microsecondsOf: try r.next(Date.self))
+    let kinds = try r.next([Int]?.self) ?? []
+    let channels = try r.next([Int]?.self) ?? []
+    let values = try r.next([String]?.self) ?? []
+    c.identities.reserveCapacity(kinds.count)
+    for index in kinds.indices {
+      let key = IdentityKey(kind: kinds[index], channel: channels[index], value: values[index])
+      c.identities.append(key.proto)
+      if key.kind == IdentityKey.Kind.email, c.email.isEmpty { c.email = key.value }
+      if key.kind == IdentityKey.Kind.phone, c.phone.isEmpty { c.phone = key.value }
+    }
+    let companies = try r.next([UUID]?.self) ?? []
+    let roles = try r.next([String]?.self) ?? []
+    let times = try r.next([Date]?.self) ?? []
+    c.companies = companies.indices.map { index in
       .with {
-        $0.companyID = link.id
+        $0.companyID = companies[index].lowercased
         $0.customerID = c.id
-        $0.role = link.r
-        $0.linkTime = .init(microsecondsOf: Date(timeIntervalSince1970: Double(link.t) / 1_000_000))
+        $0.role = roles[index]
+        $0.linkTime = .init(microsecondsOf: times[index])
       }
     }
-    c.kind = c.state == .active ? (links.isEmpty ? .person : .companyContact) : .unspecified
+    c.kind = c.state == .active ? (companies.isEmpty ? .person : .companyContact) : .unspecified
     return c
+  }
+
+  /// The customer with this id as stored, prepared once per connection: the hot read.
+  struct ByID: PostgresPreparedStatement {
+    static let sql = CustomerRows.select + " WHERE c.id = $1"
+    typealias Row = Rapport_Customer_V1_Customer
+    let id: UUID
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 1)
+      bindings.append(id)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try CustomerRows.decode(row) }
   }
 
   /// The JSON stored in `extras`: the fields no query filters on (addresses, custom attributes).

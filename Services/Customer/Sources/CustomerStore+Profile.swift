@@ -140,7 +140,7 @@ extension CustomerStore {
     let rows = try await client.query(
       """
       \(unescaped: CustomerRows.select)
-      WHERE c.state = 1
+      WHERE c.state = \(code: Rapport_Customer_V1_CustomerState.active)
         AND (\(pattern) = '' OR c.search_text LIKE \(pattern))
         AND (\(filter.tag) = '' OR c.tags @> ARRAY[\(filter.tag)]::text[])
         AND (\(filter.companyID)::uuid IS NULL OR EXISTS (SELECT 1 FROM customer.company_contacts cc

@@ -27,6 +27,10 @@ struct CustomerStore: Sendable {
 
   /// The row with this id as stored (a tombstone stays a tombstone).
   func load(_ id: UUID, on connection: PostgresConnection? = nil, forUpdate: Bool = false) async throws -> Customer? {
+    if connection == nil, !forUpdate {
+      for try await customer in try await client.execute(CustomerRows.ByID(id: id), logger: logger) { return customer }
+      return nil
+    }
     let query: PostgresQuery = forUpdate
       ? "\(unescaped: CustomerRows.select) WHERE c.id = \(id) FOR UPDATE OF c"
       : "\(unescaped: CustomerRows.select) WHERE c.id = \(id)"
@@ -156,11 +160,11 @@ struct CustomerStore: Sendable {
     try await connection.query(
       """
       UPDATE customer.customers c SET
-        search_text = CASE WHEN c.state = 1 THEN lower(concat_ws(' ', c.given_name, c.family_name,
+        search_text = CASE WHEN c.state = \(code: Rapport_Customer_V1_CustomerState.active) THEN lower(concat_ws(' ', c.given_name, c.family_name,
           (SELECT string_agg(i.value, ' ' ORDER BY i.added_at) FROM customer.identities i
-           WHERE i.customer_id = c.id AND i.kind = 1))) ELSE '' END,
+           WHERE i.customer_id = c.id AND i.kind = \(code: Rapport_Customer_V1_IdentityKind.email)))) ELSE '' END,
         channels = ARRAY(SELECT DISTINCT x FROM unnest(array_prepend(c.channel,
-          ARRAY(SELECT i.channel FROM customer.identities i WHERE i.customer_id = c.id AND i.kind = 3))) AS x
+          ARRAY(SELECT i.channel FROM customer.identities i WHERE i.customer_id = c.id AND i.kind = \(code: Rapport_Customer_V1_IdentityKind.externalID)))) AS x
           WHERE x <> 0 ORDER BY x)
       WHERE c.id = ANY(\(ids))
       """, logger: logger)

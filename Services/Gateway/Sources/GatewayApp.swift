@@ -1,7 +1,9 @@
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Logging
 import RapportCore
 import RapportProtos
+import ServiceLifecycle
 
 /// Builds the gateway process; `main` and the tests both call this.
 public enum GatewayApp {
@@ -39,6 +41,26 @@ public enum GatewayApp {
       defaultBudget: viewTimeout, maximumBudget: max(viewTimeout, .seconds(10)), logger: logger)
     return ServiceApp(
       config: config, postgres: nil, migrator: nil, rpcServices: [rpcs],
-      serviceNames: ["rapport.gateway.v1.PartnerGateway"], clients: clients, logger: logger)
+      serviceNames: ["rapport.gateway.v1.PartnerGateway"], clients: clients,
+      workers: [ClosureService { await warmUp(clients, logger: logger) }], logger: logger)
+  }
+
+  /// Opens the connection to every upstream at start (one health check each, answered or not), so the
+  /// first views do not pay for four TCP and HTTP/2 handshakes.
+  static func warmUp(_ clients: [GRPCClient<HTTP2ClientTransport.Posix>], logger: Logger) async {
+    var callOptions = CallOptions.defaults
+    callOptions.timeout = .seconds(2)
+    callOptions.waitForReady = true
+    let options = callOptions
+    await withTaskGroup(of: Void.self) { group in
+      for client in clients {
+        group.addTask {
+          let health = Grpc_Health_V1_Health.Client(wrapping: client)
+          do { _ = try await health.check(.init(), options: options) } catch {
+            logger.debug("upstream not answering yet", metadata: ["error": "\(type(of: error))"])
+          }
+        }
+      }
+    }
   }
 }

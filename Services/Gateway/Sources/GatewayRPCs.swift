@@ -39,9 +39,9 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
       return try await compose(id: id.uuidString.lowercased(), known: nil, limit: limit, budget: budget)
     case .email(let raw):
       let email = try Validate.email(raw)
-      let found = try await section("customer", budget) {
-        try await customers.findCustomer(.with { $0.email = email }, options: $0).customer
-      }
+      let lookup = Upcall { try await customers.findCustomer(.with { $0.email = email }, options: $0).customer }
+      await fanOut(budget, [lookup.run])
+      let found = section("customer", lookup.outcome())
       guard let customer = found.value else { throw resolutionFailure(found.status) }
       return try await compose(id: customer.id, known: found, limit: limit, budget: budget)
     case nil:
@@ -49,41 +49,36 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     }
   }
 
-  /// Fills every section in parallel; `known` is the customer section when resolution already read it.
+  /// Asks each service once, all in parallel (the customer service only when resolution has not already
+  /// read the customer: `known`), and composes the sections.
   private func compose(
     id: String, known: SectionResult<Rapport_Customer_V1_Customer>?, limit: Int, budget: CallBudget
   ) async throws -> Rapport_Gateway_V1_CustomerView {
-    async let customerSection = customerSection(id: id, known: known, budget: budget)
-    async let orderSection = section("orders", budget) {
-      try await orders.listOrders(.with {
+    let customerCall = Upcall { try await customers.getCustomer(.with { $0.customerID = id }, options: $0).customer }
+    let orderCall = Upcall {
+      try await orders.getCustomerOrderOverview(.with {
         $0.customerID = id
-        $0.pageSize = Int32(limit)
-      }, options: $0).orders
+        $0.recentOrderLimit = Int32(limit)
+      }, options: $0)
     }
-    async let ticketSection = section("tickets", budget) {
-      try await support.listTickets(.with {
-        $0.customerID = id
-        $0.onlyOpen = true
-        $0.pageSize = 50
-      }, options: $0).tickets
+    let supportCall = Upcall {
+      try await support.getCustomerSupportOverview(.with { $0.customerID = id }, options: $0)
     }
-    async let metricSection = section("metrics", budget) {
-      try await analytics.getCustomerMetrics(.with { $0.customerID = id }, options: $0).metrics
-    }
-    async let summarySection = section("order_summary", budget) {
-      try await orders.getCustomerOrderSummary(.with { $0.customerID = id }, options: $0).summary
-    }
-    async let supportSection = section("support_summary", budget) {
-      try await support.getCustomerSupportSummary(.with { $0.customerID = id }, options: $0).summary
-    }
-    let (customer, recent, tickets, metrics, summary, supportSummary) = await (
-      customerSection, orderSection, ticketSection, metricSection, summarySection, supportSection
-    )
+    let metricCall = Upcall { try await analytics.getCustomerMetrics(.with { $0.customerID = id }, options: $0).metrics }
+    await fanOut(budget, (known == nil ? [customerCall.run] : []) + [orderCall.run, supportCall.run, metricCall.run])
+
+    let customer = known ?? section("customer", customerCall.outcome())
     if customer.status.code == RPCError.Code.notFound.rawValue { throw RPCFailure.notFound("customer", id) }
     // A merged id resolved to its survivor: the other services hold the rows under the survivor's id.
     if let survivor = customer.value, survivor.id != id {
       return try await compose(id: survivor.id, known: customer, limit: limit, budget: budget)
     }
+    let orderOverview = orderCall.outcome(), supportOverview = supportCall.outcome()
+    let recent = section("orders", orderOverview.map(\.recentOrders))
+    let tickets = section("tickets", supportOverview.map(\.openTickets))
+    let metrics = section("metrics", metricCall.outcome())
+    let summary = section("order_summary", orderOverview.map(\.summary), logged: false)
+    let supportSummary = section("support_summary", supportOverview.map(\.summary), logged: false)
     var view = Rapport_Gateway_V1_CustomerView()
     if let value = customer.value { view.customer = value }
     view.recentOrders = recent.value ?? []
@@ -97,26 +92,20 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     return view
   }
 
-  private func customerSection(
-    id: String, known: SectionResult<Rapport_Customer_V1_Customer>?, budget: CallBudget
-  ) async -> SectionResult<Rapport_Customer_V1_Customer> {
-    if let known { return known }
-    return await section("customer", budget) {
-      try await customers.getCustomer(.with { $0.customerID = id }, options: $0).customer
-    }
-  }
-
-  /// Calls one service under the remaining budget; never throws: a failure becomes the section's status.
-  /// The budget is enforced here as well as by the call's timeout, because a call still waiting for its
-  /// connection (a peer that accepts TCP and never answers) is not bound by the RPC timeout.
-  private func section<Value: Sendable>(
-    _ name: String, _ budget: CallBudget, _ call: @escaping @Sendable (CallOptions) async throws -> Value
-  ) async -> SectionResult<Value> {
+  /// Runs the calls under the remaining budget (as each call's timeout, and as a limit on the wait).
+  private func fanOut(_ budget: CallBudget, _ calls: [@Sendable (CallOptions) async -> Void]) async {
     var options = CallOptions.defaults
     let limit = budget.remaining()
     options.timeout = limit
     options.waitForReady = false
-    let outcome = await firstOf(within: limit) { [options] in try await call(options) }
+    await RapportCore.fanOut(within: limit, calls.map { call in { [options] in await call(options) } })
+  }
+
+  /// A call's outcome as a section: never throws; a failure becomes the section's status. `logged: false`
+  /// for the second section of one call (its failure was logged with the first).
+  private func section<Value: Sendable>(
+    _ name: String, _ outcome: Result<Value, any Error>, logged: Bool = true
+  ) -> SectionResult<Value> {
     var status = Rapport_Gateway_V1_Section()
     status.name = name
     switch outcome {
@@ -127,7 +116,7 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     case .failure(let error as RPCError):
       status.code = Int32(error.code.rawValue)
       status.message = Self.safeMessage(name, error.code)
-      if error.code != .notFound && error.code != .invalidArgument {
+      if logged, error.code != .notFound, error.code != .invalidArgument {
         logger.warning("view section failed", metadata: ["section": "\(name)", "code": "\(error.code)"])
       }
       return SectionResult(value: nil, status: status)
@@ -160,33 +149,22 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
   }
 }
 
-/// The result of `body`, or DEADLINE_EXCEEDED once `limit` passes — whichever comes first. The loser is
-/// cancelled but not awaited: a call stuck connecting to a silent peer may take a while to notice its
-/// cancellation, and the view must not wait for that (a task group would).
-func firstOf<Value: Sendable>(
-  within limit: Duration, _ body: @escaping @Sendable () async throws -> Value
-) async -> Result<Value, any Error> {
-  let slot = Mutex<CheckedContinuation<Result<Value, any Error>, Never>?>(nil)
-  let finish: @Sendable (Result<Value, any Error>) -> Void = { result in
-    slot.withLock { continuation -> CheckedContinuation<Result<Value, any Error>, Never>? in
-      defer { continuation = nil }
-      return continuation
-    }?.resume(returning: result)
+/// One upstream call of a view: run once by `fanOut`, read once it returns. A call that has not
+/// finished by then reads as DEADLINE_EXCEEDED.
+final class Upcall<Value: Sendable>: Sendable {
+  private let body: @Sendable (CallOptions) async throws -> Value
+  private let result = Mutex<Result<Value, any Error>?>(nil)
+
+  init(_ body: @escaping @Sendable (CallOptions) async throws -> Value) { self.body = body }
+
+  @Sendable func run(_ options: CallOptions) async {
+    let outcome: Result<Value, any Error>
+    do { outcome = .success(try await body(options)) } catch { outcome = .failure(error) }
+    result.withLock { $0 = outcome }
   }
-  return await withCheckedContinuation { continuation in
-    slot.withLock { $0 = continuation }
-    let work = Task {
-      do { finish(.success(try await body())) } catch { finish(.failure(error)) }
-    }
-    let timer = Task {
-      do { try await Task.sleep(for: limit) } catch { return }  // cancelled: the call answered first
-      work.cancel()
-      finish(.failure(RPCError(code: .deadlineExceeded, message: "deadline")))
-    }
-    Task {
-      _ = await work.value
-      timer.cancel()
-    }
+
+  func outcome() -> Result<Value, any Error> {
+    result.withLock { $0 } ?? .failure(RPCError(code: .deadlineExceeded, message: "deadline"))
   }
 }
 

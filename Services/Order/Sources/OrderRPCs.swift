@@ -98,6 +98,22 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     return .with { $0.summary = summary }
   }
 
+  func getCustomerOrderOverview(
+    request: Rapport_Order_V1_GetCustomerOrderOverviewRequest, context: ServerContext
+  ) async throws -> Rapport_Order_V1_GetCustomerOrderOverviewResponse {
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let limit = try Validate.pageSize(request.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
+    var filter = OrderStore.Filter()
+    filter.customerID = id
+    async let recent = store.list(filter, after: nil, limit: limit)
+    let summary = try await store.summary(customerID: id)
+    let orders = try await recent
+    return .with {
+      $0.summary = summary
+      $0.recentOrders = orders.map(\.proto)
+    }
+  }
+
   /// The id to store a customer's rows under, as this service knows it or as the customer service
   /// confirms it: the survivor of a merge; FAILED_PRECONDITION when erased; NOT_FOUND when unknown;
   /// UNAVAILABLE when the customer service cannot tell in time.

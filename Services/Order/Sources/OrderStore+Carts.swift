@@ -146,7 +146,7 @@ extension OrderStore {
         WHERE order_id IS NULL AND abandoned_at IS NULL AND customer_id IS NOT NULL
           AND updated_at <= \(now.addingTimeInterval(-idle))
           AND EXISTS (SELECT 1 FROM orders.cart_lines l WHERE l.channel = c.channel AND l.cart_id = c.cart_id)
-          AND NOT EXISTS (SELECT 1 FROM orders.customer_refs r WHERE r.customer_id = c.customer_id AND r.state = 3)
+          AND NOT EXISTS (SELECT 1 FROM orders.customer_refs r WHERE r.customer_id = c.customer_id AND r.state = \(code: CustomerRef.State.erased))
         ORDER BY updated_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
         """, logger: logger)
       var carts: [CartRecord] = []

@@ -10,11 +10,16 @@ enum CustomerRef: Sendable, Equatable {
   case merged(into: UUID)
   case erased
 
-  var code: Int {
+  /// The code stored in `orders.customer_refs.state`.
+  enum State: Int {
+    case active = 1, merged = 2, erased = 3
+  }
+
+  var state: State {
     switch self {
-    case .active: 1
-    case .merged: 2
-    case .erased: 3
+    case .active: .active
+    case .merged: .merged
+    case .erased: .erased
     }
   }
 }
@@ -26,9 +31,9 @@ extension OrderStore {
     let rows = try await client.query(
       "SELECT state, survivor_id FROM orders.customer_refs WHERE customer_id = \(id)", logger: logger)
     for try await (state, survivor) in rows.decode((Int, UUID?).self) {
-      switch (state, survivor) {
-      case (2, let survivor?): return .merged(into: survivor)
-      case (3, _): return .erased
+      switch (CustomerRef.State(rawValue: state), survivor) {
+      case (.merged?, let survivor?): return .merged(into: survivor)
+      case (.erased?, _): return .erased
       default: return .active
       }
     }
@@ -81,7 +86,7 @@ extension OrderStore {
     try await connection.query(
       """
       INSERT INTO orders.customer_refs (customer_id, state, survivor_id, updated_at)
-      VALUES (\(id), \(ref.code), \(survivor), \(time))
+      VALUES (\(id), \(ref.state.rawValue), \(survivor), \(time))
       ON CONFLICT (customer_id) DO UPDATE SET state = EXCLUDED.state, survivor_id = EXCLUDED.survivor_id,
         updated_at = EXCLUDED.updated_at
       WHERE \(overwrite)

@@ -76,7 +76,7 @@ struct OrderStore: Sendable {
     return """
       WITH ref AS (
         SELECT customer_id FROM orders.customer_refs
-        WHERE customer_id = \(order.customerID)::uuid AND state = 1 FOR SHARE),
+        WHERE customer_id = \(order.customerID)::uuid AND state = \(code: CustomerRef.State.active) FOR SHARE),
       cart AS (
         SELECT abandoned_at FROM orders.carts
         WHERE channel = \(order.channel)::int8 AND cart_id = \(cart)::text AND order_id IS NULL FOR UPDATE),
@@ -116,13 +116,7 @@ struct OrderStore: Sendable {
         RETURNING carts.abandoned_at IS NOT NULL AS recovered),
       lock AS (SELECT pg_advisory_xact_lock(\(outbox.lockKey)::int8) FROM o),
       e AS (
-        INSERT INTO orders.outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
-        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at
-        FROM lock, unnest(\(rows.ids)::uuid[], \(rows.aggregateTypes)::text[], \(rows.aggregateIDs)::text[],
-                          \(rows.types)::text[], \(rows.payloads)::bytea[], \(rows.times)::timestamptz[])
-               WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
-        WHERE e.type <> 'CartRecovered' OR EXISTS (SELECT 1 FROM c WHERE c.recovered)
-        ORDER BY e.n
+        \(insert: outbox, rows, after: "lock", where: "e.type <> 'CartRecovered' OR EXISTS (SELECT 1 FROM c WHERE c.recovered)")
         RETURNING pg_notify(\(outbox.channel)::text, ''))
       SELECT (SELECT count(*) FROM o), (SELECT count(*) FROM ref), (SELECT count(*) FROM cart), (SELECT count(*) FROM e)
       """
@@ -171,7 +165,7 @@ struct OrderStore: Sendable {
       """
       SELECT currency, count(*), coalesce(sum(total_minor) FILTER (WHERE status <> \(cancelled)), 0)::bigint,
              sum(refunded_minor)::bigint, min(created_at), max(created_at),
-             count(*) FILTER (WHERE status = ANY(\(Self.openStatuses)))
+             count(*) FILTER (WHERE status = ANY(\(Self.openStatuses.map(\.rawValue))))
       FROM orders.orders WHERE customer_id = \(customerID) GROUP BY currency ORDER BY currency
       """, logger: logger)
     var first: Date?, last: Date?
@@ -200,7 +194,7 @@ struct OrderStore: Sendable {
 
   private var cancelled: Int { Rapport_Order_V1_OrderStatus.cancelled.rawValue }
   /// PENDING, PAID, FULFILLED: orders still in progress.
-  static let openStatuses: [Int] = [1, 2, 3]
+  static let openStatuses: [Rapport_Order_V1_OrderStatus] = [.pending, .paid, .fulfilled]
 
   func decode(_ rows: PostgresRowSequence) async throws -> [OrderRecord] {
     var records: [OrderRecord] = []

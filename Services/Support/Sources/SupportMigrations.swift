@@ -132,5 +132,24 @@ enum SupportMigrations {
           WHERE state = \(Rapport_Support_V1_SlaState.breached.rawValue)
         """,
       ]),
+    Migration(
+      6, "ticket history: status, priority and assignment changes with their actor",
+      [
+        """
+        CREATE TABLE support.ticket_history (
+          ticket_id uuid NOT NULL REFERENCES support.tickets (id),
+          recorded bigint GENERATED ALWAYS AS IDENTITY,
+          changed_at timestamptz NOT NULL,
+          actor text NOT NULL,
+          from_status integer NOT NULL,
+          to_status integer NOT NULL,
+          from_priority integer NOT NULL,
+          to_priority integer NOT NULL,
+          assignment_changed boolean NOT NULL,
+          team text NOT NULL,
+          assignee text NOT NULL,
+          PRIMARY KEY (ticket_id, recorded))
+        """
+      ]),
   ]
 }

@@ -35,7 +35,7 @@ extension SupportRPCs {
     }
     let requestID = try Validate.optional(request.requestID, field: "request_id", max: 128)
     let now = clock.now
-    let (ticket, outcome) = try await store.change(id, now: now) { ticket, connection in
+    let (ticket, outcome) = try await store.change(id, now: now, actor: message.author) { ticket, connection in
       let stored = try await store.insertMessage(
         message, ticketID: ticket.id, requestID: requestID.isEmpty ? nil : requestID, at: now, on: connection)
       guard stored.inserted else { return ([], (stored.id, true)) }
@@ -55,9 +55,9 @@ extension SupportRPCs {
     let id = try Validate.uuid(request.ticketID, field: "ticket_id")
     let status = try Validate.specified(request.status, field: "status")
     guard status != .new else { throw RPCFailure.invalid("status", "a ticket cannot be moved back to NEW") }
-    _ = try Validate.optional(request.actor, field: "actor", max: 200)
+    let actor = try Validate.optional(request.actor, field: "actor", max: 200)
     let now = clock.now
-    let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
+    let (ticket, _) = try await store.change(id, now: now, actor: actor) { ticket, _ in
       (try TicketLifecycle.move(&ticket, to: status, at: now), ())
     }
     return .with { $0.ticket = ticket.proto }
@@ -83,9 +83,9 @@ extension SupportRPCs {
     let team = try Validate.optional(request.team, field: "team", max: 64)
     let assignee = try Validate.optional(request.assignee, field: "assignee", max: 200)
     guard !team.isEmpty || !assignee.isEmpty else { throw RPCFailure.invalid("team", "team or assignee is required") }
-    _ = try Validate.optional(request.actor, field: "actor", max: 200)
+    let actor = try Validate.optional(request.actor, field: "actor", max: 200)
     let now = clock.now
-    let (ticket, _) = try await store.change(id, now: now) { ticket, connection in
+    let (ticket, _) = try await store.change(id, now: now, actor: actor) { ticket, connection in
       var agent = assignee.isEmpty ? nil : assignee
       // A team alone, new to the ticket or without an agent: a round-robin team picks the agent.
       if agent == nil, !team.isEmpty, ticket.team != team || ticket.assignee == nil {
@@ -102,5 +102,22 @@ extension SupportRPCs {
     let id = try Validate.uuid(request.customerID, field: "customer_id")
     let summary = try await store.summary(customerID: id)
     return .with { $0.summary = summary }
+  }
+
+  func getCustomerSupportOverview(
+    request: Rapport_Support_V1_GetCustomerSupportOverviewRequest, context: ServerContext
+  ) async throws -> Rapport_Support_V1_GetCustomerSupportOverviewResponse {
+    let id = try Validate.uuid(request.customerID, field: "customer_id")
+    let limit = try Validate.pageSize(request.openTicketLimit, field: "open_ticket_limit", default: 50, max: 50)
+    var filter = SupportStore.Filter()
+    filter.customerID = id
+    filter.onlyOpen = true
+    async let open = store.list(filter, after: nil, limit: limit)
+    let summary = try await store.summary(customerID: id)
+    let tickets = try await open
+    return .with {
+      $0.summary = summary
+      $0.openTickets = tickets.map(\.proto)
+    }
   }
 }

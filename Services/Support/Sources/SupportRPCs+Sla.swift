@@ -10,9 +10,9 @@ extension SupportRPCs {
   ) async throws -> Rapport_Support_V1_ChangeTicketPriorityResponse {
     let id = try Validate.uuid(request.ticketID, field: "ticket_id")
     let priority = try Validate.specified(request.priority, field: "priority")
-    _ = try Validate.optional(request.actor, field: "actor", max: 200)
+    let actor = try Validate.optional(request.actor, field: "actor", max: 200)
     let now = clock.now
-    let (ticket, _) = try await store.change(id, now: now) { ticket, connection in
+    let (ticket, _) = try await store.change(id, now: now, actor: actor) { ticket, connection in
       let policy = try await store.matchPolicy(
         priority: priority.rawValue, tier: ticket.customerTier ?? "", on: connection)
       return (try TicketLifecycle.prioritize(&ticket, to: priority, policy: policy, at: now), ())

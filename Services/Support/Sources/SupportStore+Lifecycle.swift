@@ -34,7 +34,7 @@ extension SupportStore {
   /// (plus `SlaBreached` for targets the step found overdue), in one transaction. NOT_FOUND when there
   /// is no such ticket. Returns the ticket as committed, with its thread.
   func change<Extra: Sendable>(
-    _ id: UUID, now: Date,
+    _ id: UUID, now: Date, actor: String = "",
     _ decide: (inout TicketRecord, PostgresConnection) async throws -> (events: [Rapport_Events_V1_Event.OneOf_Payload], extra: Extra)
   ) async throws -> (TicketRecord, Extra) {
     let extra: Extra = try await client.transaction(logger: logger) { connection in
@@ -58,6 +58,9 @@ extension SupportStore {
         WHERE id = \(id)
         """, logger: logger)
       try await saveTargets(of: ticket, replacing: before.sla.targets, on: connection)
+      if let change = TicketLifecycle.change(from: before, to: ticket, actor: actor, at: now) {
+        try await record(change, of: id, on: connection)
+      }
       let aggregate = id.uuidString.lowercased()
       // A breach happened at its due time, whoever noticed it (the scanner stamps it the same way).
       let stamped = events.map { payload -> Rapport_Events_V1_Event in
@@ -70,6 +73,29 @@ extension SupportStore {
     }
     guard let committed = try await get(id: id) else { throw RPCFailure.notFound("ticket", "\(id)") }
     return (committed, extra)
+  }
+
+  /// Appends one history entry in the caller's transaction.
+  func record(_ change: Rapport_Support_V1_TicketChange, of ticketID: UUID, on connection: PostgresConnection) async throws {
+    try await connection.query(
+      """
+      INSERT INTO support.ticket_history (ticket_id, changed_at, actor, from_status, to_status, from_priority,
+        to_priority, assignment_changed, team, assignee)
+      VALUES (\(ticketID), \(change.changeTime.date), \(change.actor), \(change.fromStatus.rawValue),
+        \(change.toStatus.rawValue), \(change.fromPriority.rawValue), \(change.toPriority.rawValue),
+        \(change.assignmentChanged), \(change.team), \(change.assignee))
+      """, logger: logger)
+  }
+
+  /// The ticket's history, oldest first.
+  func loadHistory(_ ticket: inout TicketRecord, on connection: PostgresConnection) async throws {
+    let rows = try await connection.query(
+      """
+      SELECT changed_at, actor, from_status, to_status, from_priority, to_priority, assignment_changed, team, assignee
+      FROM support.ticket_history WHERE ticket_id = \(ticket.id) ORDER BY recorded
+      """, logger: logger)
+    ticket.history = []
+    for try await row in rows { ticket.history.append(try .init(row: row)) }
   }
 
   /// Inserts a message unless the ticket already has one with this request id; returns the stored id
@@ -118,5 +144,22 @@ extension SupportStore {
       summary.ratedCount = rated
     }
     return summary
+  }
+}
+
+extension Rapport_Support_V1_TicketChange {
+  /// Decodes the columns `loadHistory` selects, in their order.
+  init(row: PostgresRow) throws {
+    var r = RowReader(row)
+    self.init()
+    changeTime = .init(microsecondsOf: try r.next(Date.self))
+    actor = try r.next()
+    fromStatus = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    toStatus = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    fromPriority = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    toPriority = .init(rawValue: try r.next(Int.self)) ?? .unspecified
+    assignmentChanged = try r.next()
+    team = try r.next()
+    assignee = try r.next()
   }
 }

@@ -64,8 +64,8 @@ extension SupportStore {
     let rows = try await connection.query(
       """
       SELECT name FROM support.sla_policies
-      WHERE (priority = 0 OR priority = \(priority)) AND (customer_tier = '' OR customer_tier = \(tier))
-      ORDER BY customer_tier <> '' DESC, priority <> 0 DESC, name LIMIT 1
+      WHERE (priority = \(code: Rapport_Support_V1_TicketPriority.unspecified) OR priority = \(priority)) AND (customer_tier = '' OR customer_tier = \(tier))
+      ORDER BY customer_tier <> '' DESC, priority <> \(code: Rapport_Support_V1_TicketPriority.unspecified) DESC, name LIMIT 1
       """, logger: logger)
     for try await name in rows.decode(String.self) { return try await policy(named: name, on: connection) }
     return nil

@@ -29,6 +29,8 @@ struct TicketRecord: Sendable {
   var channelMessageID: String? = nil
   /// Loaded only for single-ticket reads.
   var messages: [Rapport_Support_V1_TicketMessage] = []
+  /// Loaded only for single-ticket reads.
+  var history: [Rapport_Support_V1_TicketChange] = []
   /// The policy and targets; loaded only for single-ticket reads and changes.
   var sla = SlaTracker(policy: nil, targets: [])
 
@@ -53,6 +55,7 @@ struct TicketRecord: Sendable {
       $0.csatRating = Int32(csatRating ?? 0)
       $0.csatComment = csatComment ?? ""
       $0.messages = messages
+      $0.history = history
       $0.team = team ?? ""
       $0.assignee = assignee ?? ""
       $0.orderID = orderID?.uuidString.lowercased() ?? ""
@@ -198,6 +201,7 @@ struct SupportStore: Sendable {
       guard var ticket = found else { return nil }
       try await loadTargets(&ticket, lock: false, on: connection)
       try await loadMessages(&ticket, on: connection)
+      try await loadHistory(&ticket, on: connection)
       return ticket
     }
   }

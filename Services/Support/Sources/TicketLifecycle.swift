@@ -121,6 +121,31 @@ enum TicketLifecycle {
   }
 
   /// `SlaBreached` for each target the current step found overdue.
+  /// The history entry for one write: what changed in status, priority and assignment between `before` and
+  /// `after`, or nil when none of them did (tags, messages, ratings and SLA clocks are not history).
+  static func change(
+    from before: TicketRecord, to after: TicketRecord, actor: String, at now: Date
+  ) -> Rapport_Support_V1_TicketChange? {
+    var change = Rapport_Support_V1_TicketChange()
+    if before.status != after.status {
+      change.fromStatus = before.status_
+      change.toStatus = after.status_
+    }
+    if before.priority != after.priority {
+      change.fromPriority = .init(rawValue: before.priority) ?? .unspecified
+      change.toPriority = .init(rawValue: after.priority) ?? .unspecified
+    }
+    if before.team != after.team || before.assignee != after.assignee {
+      change.assignmentChanged = true
+      change.team = after.team ?? ""
+      change.assignee = after.assignee ?? ""
+    }
+    guard change != Rapport_Support_V1_TicketChange() else { return nil }
+    change.changeTime = .init(microsecondsOf: now)
+    change.actor = actor
+    return change
+  }
+
   static func breaches(of ticket: TicketRecord) -> Events {
     ticket.sla.breached.map { target in
       .slaBreached(.with {

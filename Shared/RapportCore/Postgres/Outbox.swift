@@ -58,17 +58,12 @@ public struct Outbox: Sendable {
   public func append(
     _ event: Rapport_Events_V1_Event, on connection: PostgresConnection, logger: Logger
   ) async throws -> Int64 {
-    var stored = event
-    stored.sequence = 0
-    let payload: [UInt8] = try stored.serializedBytes()
-    let id = UUID(uuidString: event.id) ?? UUID()
+    let events = try Rows([event])
     let rows = try await connection.query(
       """
-      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey)))
-      INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
-      SELECT \(id), \(event.aggregateType), \(event.aggregateID), \(event.type), \(payload.bytea), \(event.occurredAt.date)
-      FROM lock
-      RETURNING sequence, pg_notify(\(channel), '')::text
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey)::int8))
+      \(insert: self, events, after: "lock")
+      RETURNING sequence, pg_notify(\(channel)::text, '')::text
       """, logger: logger)
     for try await (sequence, _) in rows.decode((Int64, String?).self) { return sequence }
     throw RPCFailure.internal("outbox append returned no row")
@@ -82,14 +77,9 @@ public struct Outbox: Sendable {
     let rows = try Rows(events)
     try await connection.query(
       """
-      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey))),
-      rows AS (
-        INSERT INTO \(unescaped: schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
-        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at FROM lock, unnest(\(rows.ids), \(rows.aggregateTypes), \(rows.aggregateIDs), \(rows.types), \(rows.payloads), \(rows.times))
-          WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
-        ORDER BY e.n
-        RETURNING 1)
-      SELECT pg_notify(\(channel), '') FROM (SELECT count(*) FROM rows) AS done
+      WITH lock AS (SELECT pg_advisory_xact_lock(\(lockKey)::int8)),
+      rows AS (\(insert: self, rows, after: "lock") RETURNING 1)
+      SELECT pg_notify(\(channel)::text, '') FROM (SELECT count(*) FROM rows) AS done
       """, logger: logger)
   }
 
@@ -156,5 +146,41 @@ extension SwiftProtobuf.Message {
   /// stored in the outbox and used in `EventFeed.Subscribe(types:)`.
   public static var eventType: String {
     String(protoMessageName[protoMessageName.index(after: protoMessageName.lastIndex(of: ".")!)...])
+  }
+}
+
+extension PostgresQuery.StringInterpolation {
+  /// The one outbox insert: `rows` into `outbox`, in their order, read from `unnest` of column arrays
+  /// joined to the CTE `source` (the CTE that took the advisory lock: no row is inserted unless it ran),
+  /// keeping only rows for which `condition` (SQL over the alias `e`, with its `type` column) holds. Every
+  /// parameter is cast, so the statement text is the same for every call (prepared statements). Ends
+  /// before RETURNING: the caller chooses what the statement returns.
+  public mutating func appendInterpolation(
+    insert outbox: Outbox, _ rows: Outbox.Rows, after source: String, where condition: String = "true"
+  ) {
+    appendLiteral(
+      """
+      INSERT INTO \(outbox.schema).outbox (id, aggregate_type, aggregate_id, type, payload, occurred_at)
+        SELECT e.id, e.aggregate_type, e.aggregate_id, e.type, e.payload, e.occurred_at
+        FROM \(source), unnest(
+      """)
+    appendInterpolation(rows.ids)
+    appendLiteral("::uuid[], ")
+    appendInterpolation(rows.aggregateTypes)
+    appendLiteral("::text[], ")
+    appendInterpolation(rows.aggregateIDs)
+    appendLiteral("::text[], ")
+    appendInterpolation(rows.types)
+    appendLiteral("::text[], ")
+    appendInterpolation(rows.payloads)
+    appendLiteral("::bytea[], ")
+    appendInterpolation(rows.times)
+    appendLiteral(
+      """
+      ::timestamptz[])
+          WITH ORDINALITY AS e(id, aggregate_type, aggregate_id, type, payload, occurred_at, n)
+        WHERE \(condition)
+        ORDER BY e.n
+      """)
   }
 }
