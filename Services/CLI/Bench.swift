@@ -32,9 +32,20 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "Also write the table to this file.")
   var out: String?
 
+  @Option(help: "Requests per h2load row.")
+  var h2loadRequests = 20000
+
+  @Option(help: "Views asked with a 250 ms deadline while GetCustomer runs at full load.")
+  var deadlineViews = 1000
+
   func run() async throws {
     try await Self.onScratchStack(dataDir: dataDir, out: out) { stack, _ in
-      Self.table(try await measure(stack), concurrency: concurrency, duration: duration, customers: customers)
+      let rows = try await measure(stack)
+      let memory = stack.processes.map { entry in
+        "\(entry.name) \(Self.residentMB(entry.process.pid).map { String(format: "%.0f MB", $0) } ?? "?")"
+      }
+      return Self.table(rows, concurrency: concurrency, duration: duration, customers: customers)
+        + "\n\n" + Self.ratios(rows) + "\n\nresident memory after the bench: " + memory.joined(separator: ", ")
     }
   }
 
@@ -49,7 +60,8 @@ struct Bench: AsyncParsableCommand {
     try? FileManager.default.removeItem(atPath: directory)
     let ports = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, 0) })
     let stack = try await Stack.start(
-      dataDirectory: directory, databaseURL: nil, ports: ports, logger: logger, say: { _ in })
+      dataDirectory: directory, databaseURL: nil, ports: ports,
+      settings: metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }, logger: logger, say: { _ in })
     do {
       let report = try await body(stack, directory)
       await stack.stop()
@@ -71,13 +83,27 @@ struct Bench: AsyncParsableCommand {
       let count = ids.count
       var rows: [Row] = []
       let services = stack.processes.map(\.process)
-      rows.append(try await load("GetCustomer", services) { n in
+      rows.append(try await load("GetCustomer (Swift client)", services) { n in
         _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
       })
       rows.append(try await load("FindCustomer", services) { n in
         _ = try await customersAPI.findCustomer(.with { $0.email = "bench-\(n % count)@example.com" })
       })
       rows.append(try await pgbench("pgbench: select by unique email (FindCustomer's SQL)", stack, Self.selectScript))
+      // The C client, same shape for the echo, the read and the view, alternated: the ratios are the targets.
+      let health = H2LoadTarget(
+        name: "Health/Check (customer)", service: "customer", address: stack.address("customer"),
+        path: "/grpc.health.v1.Health/Check", message: [])
+      let read = H2LoadTarget(
+        name: "GetCustomer", service: "customer", address: stack.address("customer"),
+        path: "/rapport.customer.v1.CustomerService/GetCustomer",
+        message: try Rapport_Customer_V1_GetCustomerRequest.with { $0.customerID = ids[0] }.serializedBytes())
+      let viewTarget = H2LoadTarget(
+        name: "GetCustomerView", service: "gateway", address: stack.address("gateway"),
+        path: "/rapport.gateway.v1.PartnerGateway/GetCustomerView",
+        message: try Rapport_Gateway_V1_GetCustomerViewRequest.with { $0.customerID = ids[0] }.serializedBytes())
+      for target in [health, read, health, read] { rows.append(try await h2load(target, requests: h2loadRequests)) }
+      rows.append(try await h2load(viewTarget, requests: max(h2loadRequests / 4, 1)))
       let run = UUID().uuidString.prefix(8)
       // Every write row starts from the same state: consumers caught up, tables vacuumed, checkpoint done.
       try await settle(stack)
@@ -103,9 +129,16 @@ struct Bench: AsyncParsableCommand {
       })
       rows.append(pacedReference)
       try await settle(stack)
-      rows.append(try await load("GetCustomerView (4 services)", services) { n in
+      let view = try await load("GetCustomerView (4 services)", services) { n in
+        _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
+      }
+      rows.append(view)
+      rows.append(try await load("GetCustomerView paced at half the rate above", services, rate: view.rate / 2) { n in
         _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
       })
+      rows.append(try await deadlineViews(gateway, ids: ids, background: { n in
+        _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
+      }, services))
       return rows
     }
   }
@@ -299,9 +332,10 @@ struct Bench: AsyncParsableCommand {
       p99: histogram?.valueAtPercentile(99), max: histogram?.max, benchCPU: nil, serverCPU: nil, averageMs: latency)
   }
 
+  /// FindCustomer's statement (CustomerRows.select + the identity join) with literal values.
   static let selectScript = """
     \\set n random(0, :customers - 1)
-    SELECT c.id, c.given_name, c.family_name, c.channel, c.state, c.merged_into, c.version, c.language, c.currency, c.contact_channel, c.tags, c.extras::text, c.created_at, c.updated_at, (SELECT coalesce(json_agg(json_build_object('k', i.kind, 'c', i.channel, 'v', i.value) ORDER BY i.added_at, i.kind, i.value), '[]') FROM customer.identities i WHERE i.customer_id = c.id)::text, (SELECT coalesce(json_agg(json_build_object('id', l.company_id, 'r', l.role, 't', (extract(epoch FROM l.linked_at) * 1000000)::bigint) ORDER BY l.linked_at, l.company_id), '[]') FROM customer.company_contacts l WHERE l.customer_id = c.id)::text FROM customer.customers c JOIN customer.identities x ON x.customer_id = c.id WHERE x.kind = 1 AND x.channel = 0 AND x.value = 'bench-' || :n || '@example.com';
+    SELECT c.id, c.given_name, c.family_name, c.channel, c.state, c.merged_into, c.version, c.language, c.currency, c.contact_channel, c.tags, c.extras::text, c.created_at, c.updated_at, ci.kinds, ci.channels, ci.vals, cl.ids, cl.roles, cl.times FROM customer.customers c CROSS JOIN LATERAL (SELECT array_agg(i.kind ORDER BY i.added_at, i.kind, i.value) AS kinds, array_agg(i.channel ORDER BY i.added_at, i.kind, i.value) AS channels, array_agg(i.value ORDER BY i.added_at, i.kind, i.value) AS vals FROM customer.identities i WHERE i.customer_id = c.id) ci CROSS JOIN LATERAL (SELECT array_agg(l.company_id ORDER BY l.linked_at, l.company_id) AS ids, array_agg(l.role ORDER BY l.linked_at, l.company_id) AS roles, array_agg(l.linked_at ORDER BY l.linked_at, l.company_id) AS times FROM customer.company_contacts l WHERE l.customer_id = c.id) cl JOIN customer.identities x ON x.customer_id = c.id WHERE x.kind = 1 AND x.channel = 0 AND x.value = 'bench-' || :n || '@example.com';
     """
 
   /// The customer pgbench's orders belong to, known to the order service as ACTIVE.
@@ -326,6 +360,40 @@ struct Bench: AsyncParsableCommand {
     var p50, p90, p99, max: UInt64?
     var benchCPU, serverCPU: Double?
     var averageMs: Double? = nil
+
+    var rate: Double { Double(ok) / seconds }
+  }
+
+  /// The issue-11 targets as ratios of rows measured in this run (h2load rows: server-counted OKs).
+  static func ratios(_ rows: [Row]) -> String {
+    func rate(_ prefix: String) -> Double? {
+      let matching = rows.filter { $0.name.hasPrefix(prefix) }
+      guard !matching.isEmpty else { return nil }
+      return matching.map(\.ok).reduce(0, +) > 0
+        ? Double(matching.map(\.ok).reduce(0, +)) / matching.map(\.seconds).reduce(0, +) : 0
+    }
+    func ratio(_ label: String, _ numerator: String, _ denominator: String, target: Double) -> String {
+      guard let top = rate(numerator), let bottom = rate(denominator), bottom > 0 else { return "- \(label): not measured" }
+      let value = top / bottom
+      return String(format: "- %@: %.0f %% (target ≥ %.0f %%: %@)", label, value * 100, target * 100, value >= target ? "met" : "missed")
+    }
+    var lines = [
+      ratio("GetCustomer / Health/Check, h2load", "GetCustomer (h2load", "Health/Check (customer) (h2load", target: 0.60),
+      ratio("GetCustomerView / GetCustomer, h2load", "GetCustomerView (h2load", "GetCustomer (h2load", target: 0.12),
+      ratio("GetCustomerView / GetCustomer, Swift client", "GetCustomerView (4 services)", "GetCustomer (Swift", target: 0.12),
+      ratio("PlaceOrder / pgbench -M prepared", "PlaceOrder (2 lines", "pgbench: the same statement, prepared", target: 0.70),
+    ]
+    if let paced = rows.first(where: { $0.name.hasPrefix("PlaceOrder paced") }), let p99 = paced.p99 {
+      lines.append(String(format: "- PlaceOrder p99 at half load: %.1f ms (target ≤ 20 ms: %@)", Double(p99) / 1000, p99 <= 20_000 ? "met" : "missed"))
+    }
+    if let paced = rows.first(where: { $0.name.hasPrefix("GetCustomerView paced") }), let p99 = paced.p99 {
+      lines.append(String(format: "- GetCustomerView p99 at half load: %.1f ms (target ≤ 15 ms: %@)", Double(p99) / 1000, p99 <= 15_000 ? "met" : "missed"))
+    }
+    if let deadline = rows.first(where: { $0.name.hasPrefix("GetCustomerView, 250 ms") }) {
+      let share = Double(deadline.ok) / Double(max(deadline.ok + deadline.errors, 1))
+      lines.append(String(format: "- views answered within a 250 ms deadline under load: %d of %d = %.1f %% (target ≥ 99 %%: %@)", deadline.ok, deadline.ok + deadline.errors, share * 100, share >= 0.99 ? "met" : "missed"))
+    }
+    return lines.joined(separator: "\n")
   }
 
   static func table(_ rows: [Row], concurrency: Int, duration: Int, customers: Int) -> String {

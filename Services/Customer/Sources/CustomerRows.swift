@@ -6,7 +6,7 @@ import SwiftProtobuf
 
 /// How a customer row (with its identities and company links) is selected and turned into the proto.
 enum CustomerRows {
-  /// Selects every column `decode` reads, in its order, from `customer.customers c`. Identities and
+  /// Selects every column `Customer.init(row:)` reads, in its order, from `customer.customers c`. Identities and
   /// company links come as parallel arrays (one aggregate per table, decoded by position: no JSON built
   /// in SQL and parsed again here).
   static let select =
@@ -27,7 +27,35 @@ enum CustomerRows {
       FROM customer.company_contacts l WHERE l.customer_id = c.id) cl
     """
 
-  static func decode(_ row: PostgresRow) throws -> Rapport_Customer_V1_Customer {
+  /// The customer with this id as stored, prepared once per connection: the hot read.
+  struct ByID: PostgresPreparedStatement {
+    static let sql = CustomerRows.select + " WHERE c.id = $1"
+    typealias Row = Rapport_Customer_V1_Customer
+    let id: UUID
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 1)
+      bindings.append(id)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try Row(row: row) }
+  }
+
+  /// The JSON stored in `extras`: the fields no query filters on (addresses, custom attributes).
+  static func extras(of customer: Rapport_Customer_V1_Customer) throws -> String {
+    var extras = Rapport_Customer_V1_Customer()
+    extras.addresses = customer.addresses
+    extras.attributes = customer.attributes
+    var options = JSONEncodingOptions()
+    options.preserveProtoFieldNames = true
+    return try extras.jsonString(options: options)
+  }
+}
+
+extension Rapport_Customer_V1_Customer {
+  /// Decodes a row selected with `CustomerRows.select`, by position.
+  init(row: PostgresRow) throws {
     var r = RowReader(row)
     var c = Rapport_Customer_V1_Customer()
     c.id = try r.next(UUID.self).lowercased
@@ -71,32 +99,7 @@ enum CustomerRows {
       }
     }
     c.kind = c.state == .active ? (companies.isEmpty ? .person : .companyContact) : .unspecified
-    return c
-  }
-
-  /// The customer with this id as stored, prepared once per connection: the hot read.
-  struct ByID: PostgresPreparedStatement {
-    static let sql = CustomerRows.select + " WHERE c.id = $1"
-    typealias Row = Rapport_Customer_V1_Customer
-    let id: UUID
-
-    func makeBindings() throws -> PostgresBindings {
-      var bindings = PostgresBindings(capacity: 1)
-      bindings.append(id)
-      return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row { try CustomerRows.decode(row) }
-  }
-
-  /// The JSON stored in `extras`: the fields no query filters on (addresses, custom attributes).
-  static func extras(of customer: Rapport_Customer_V1_Customer) throws -> String {
-    var extras = Rapport_Customer_V1_Customer()
-    extras.addresses = customer.addresses
-    extras.attributes = customer.attributes
-    var options = JSONEncodingOptions()
-    options.preserveProtoFieldNames = true
-    return try extras.jsonString(options: options)
+    self = c
   }
 }
 

@@ -186,7 +186,7 @@ extension CustomerStore {
       """, logger: logger)
     var result: [Rapport_Customer_V1_CompanyContact] = []
     for try await row in rows {
-      let customer = try CustomerRows.decode(row)
+      let customer = try Customer(row: row)
       guard let link = customer.companies.first(where: { $0.companyID == companyID.lowercased }) else { continue }
       result.append(.with {
         $0.customer = customer

@@ -153,7 +153,7 @@ extension CustomerStore {
       LIMIT \(limit)
       """, logger: logger)
     var customers: [Customer] = []
-    for try await row in rows { customers.append(try CustomerRows.decode(row)) }
+    for try await row in rows { customers.append(try Customer(row: row)) }
     return customers
   }
 

@@ -35,7 +35,7 @@ struct CustomerStore: Sendable {
       ? "\(unescaped: CustomerRows.select) WHERE c.id = \(id) FOR UPDATE OF c"
       : "\(unescaped: CustomerRows.select) WHERE c.id = \(id)"
     let rows = try await rows(query, on: connection)
-    for try await row in rows { return try CustomerRows.decode(row) }
+    for try await row in rows { return try Customer(row: row) }
     return nil
   }
 
@@ -55,7 +55,7 @@ struct CustomerStore: Sendable {
       \(unescaped: CustomerRows.select) JOIN customer.identities x ON x.customer_id = c.id
       WHERE x.kind = \(identity.kind) AND x.channel = \(identity.channel) AND x.value = \(identity.value)
       """, logger: logger)
-    for try await row in rows { return try CustomerRows.decode(row) }
+    for try await row in rows { return try Customer(row: row) }
     return nil
   }
 

@@ -24,10 +24,10 @@ extension OrderRPCs {
       }
     }
     let now = clock.now
-    var cart = CartRecord((
-      channel.rawValue, cartID, customerID, anonymous.isEmpty ? nil : anonymous, currency,
-      amounts.subtotal - amounts.discount + amounts.tax, now, now, nil, nil
-    ))
+    var cart = CartRecord(
+      channel: channel.rawValue, cartID: cartID, customerID: customerID, anonymousID: anonymous.isEmpty ? nil : anonymous,
+      currency: currency, totalMinor: amounts.subtotal - amounts.discount + amounts.tax, createdAt: now, updatedAt: now,
+      abandonedAt: nil, orderID: nil)
     cart.lines = lines
     let stored = try await store.upsertCart(cart)
     return .with { $0.cart = stored.proto }

@@ -94,7 +94,7 @@ struct OrderRecord: Sendable {
     }
   }
 
-  /// The columns `init(row:)` reads, in a SELECT list.
+  /// The columns `init(row:)` reads, in its order (it reads by position).
   static let columns = """
     id, customer_id, channel, idempotency_key, status, currency, created_at, updated_at, subtotal_minor,
     discount_minor, tax_minor, shipping_minor, total_minor, channel_order_reference,
@@ -118,32 +118,31 @@ struct OrderRecord: Sendable {
 
   /// Decodes a row selected with `columns`.
   init(row: PostgresRow) throws {
-    let r = row.makeRandomAccess()
+    var r = RowReader(row)
     self.init(
-      id: try r["id"].decode(UUID.self), customerID: try r["customer_id"].decode(UUID.self),
-      channel: try r["channel"].decode(Int.self), idempotencyKey: try r["idempotency_key"].decode(String.self),
-      status: Rapport_Order_V1_OrderStatus(rawValue: try r["status"].decode(Int.self)) ?? .unspecified,
-      currency: try r["currency"].decode(String.self), createdAt: try r["created_at"].decode(Date.self))
-    updatedAt = try r["updated_at"].decode(Date.self)
-    amounts = OrderAmounts(
-      subtotal: try r["subtotal_minor"].decode(Int64.self), discount: try r["discount_minor"].decode(Int64.self),
-      tax: try r["tax_minor"].decode(Int64.self), shipping: try r["shipping_minor"].decode(Int64.self))
-    channelOrderReference = try r["channel_order_reference"].decode(String.self)
-    shippingAddress = try Self.address(r["shipping_address"].decode(String?.self))
-    billingAddress = try Self.address(r["billing_address"].decode(String?.self))
-    if let company = try r["company_id"].decode(UUID?.self), let due = try r["payment_due_at"].decode(Date?.self) {
-      terms = Terms(
-        companyID: company, purchaseOrderNumber: try r["purchase_order_number"].decode(String?.self) ?? "",
-        netDays: try r["payment_terms_net_days"].decode(Int?.self) ?? 0, dueAt: due)
+      id: try r.next(), customerID: try r.next(), channel: try r.next(), idempotencyKey: try r.next(),
+      status: Rapport_Order_V1_OrderStatus(rawValue: try r.next(Int.self)) ?? .unspecified,
+      currency: try r.next(), createdAt: try r.next())
+    updatedAt = try r.next()
+    amounts = OrderAmounts(subtotal: try r.next(), discount: try r.next(), tax: try r.next(), shipping: try r.next())
+    let stored = try r.next(Int64.self)
+    channelOrderReference = try r.next()
+    shippingAddress = try Self.address(r.next(String?.self))
+    billingAddress = try Self.address(r.next(String?.self))
+    let company = try r.next(UUID?.self)
+    let purchaseOrder = try r.next(String?.self)
+    let netDays = try r.next(Int?.self)
+    let dueAt = try r.next(Date?.self)
+    if let company, let due = dueAt {
+      terms = Terms(companyID: company, purchaseOrderNumber: purchaseOrder ?? "", netDays: netDays ?? 0, dueAt: due)
     }
-    paidMinor = try r["paid_minor"].decode(Int64.self)
-    refundedMinor = try r["refunded_minor"].decode(Int64.self)
-    carrier = try r["carrier"].decode(String?.self)
-    trackingNumber = try r["tracking_number"].decode(String?.self)
-    shippedAt = try r["shipped_at"].decode(Date?.self)
-    deliveredAt = try r["delivered_at"].decode(Date?.self)
-    cartID = try r["cart_id"].decode(String?.self)
-    let stored = try r["total_minor"].decode(Int64.self)
+    paidMinor = try r.next()
+    refundedMinor = try r.next()
+    carrier = try r.next()
+    trackingNumber = try r.next()
+    shippedAt = try r.next()
+    deliveredAt = try r.next()
+    cartID = try r.next()
     if stored != amounts.total { throw RPCFailure.internal("stored order total disagrees with its parts") }
   }
 

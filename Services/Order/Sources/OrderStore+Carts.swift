@@ -42,12 +42,19 @@ struct CartRecord: Sendable {
     }
   }
 
+  /// The columns `init(row:)` reads, in its order (it reads by position).
   static let columns =
     "channel, cart_id, customer_id, anonymous_id, currency, total_minor, created_at, updated_at, abandoned_at, order_id"
-  typealias Row = (Int, String, UUID?, String?, String, Int64, Date, Date, Date?, UUID?)
 
-  init(_ row: Row) {
-    (channel, cartID, customerID, anonymousID, currency, totalMinor, createdAt, updatedAt, abandonedAt, orderID) = row
+}
+
+extension CartRecord {
+  init(row: PostgresRow) throws {
+    var r = RowReader(row)
+    self.init(
+      channel: try r.next(), cartID: try r.next(), customerID: try r.next(), anonymousID: try r.next(),
+      currency: try r.next(), totalMinor: try r.next(), createdAt: try r.next(), updatedAt: try r.next(),
+      abandonedAt: try r.next(), orderID: try r.next())
   }
 }
 
@@ -100,7 +107,7 @@ extension OrderStore {
       "SELECT \(unescaped: CartRecord.columns) FROM orders.carts WHERE channel = \(channel) AND cart_id = \(id)",
       logger: logger)
     var carts: [CartRecord] = []
-    for try await row in rows.decode(CartRecord.Row.self) { carts.append(CartRecord(row)) }
+    for try await row in rows { carts.append(try CartRecord(row: row)) }
     return try await withLines(carts, on: nil).first
   }
 
@@ -150,7 +157,7 @@ extension OrderStore {
         ORDER BY updated_at LIMIT \(limit) FOR UPDATE SKIP LOCKED
         """, logger: logger)
       var carts: [CartRecord] = []
-      for try await row in rows.decode(CartRecord.Row.self) { carts.append(CartRecord(row)) }
+      for try await row in rows { carts.append(try CartRecord(row: row)) }
       guard !carts.isEmpty else { return 0 }
       carts = try await withLines(carts, on: connection)
       try await connection.query(

@@ -41,7 +41,7 @@ extension SupportStore {
       let rows = try await connection.query(
         "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id) FOR UPDATE", logger: logger)
       var found: TicketRecord?
-      for try await row in rows { found = try record(row) }
+      for try await row in rows { found = try TicketRecord(row: row) }
       guard var ticket = found else { throw RPCFailure.notFound("ticket", id.uuidString.lowercased()) }
       try await loadTargets(&ticket, lock: true, on: connection)
       let before = ticket

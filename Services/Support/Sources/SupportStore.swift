@@ -71,6 +71,28 @@ struct TicketRecord: Sendable {
   static let closedStatuses = [Rapport_Support_V1_TicketStatus.solved.rawValue, Rapport_Support_V1_TicketStatus.closed.rawValue]
 }
 
+extension TicketRecord {
+  /// Decodes a row selected with `SupportStore.columns`.
+  init(row: PostgresRow) throws {
+    var r = RowReader(row)
+    self.init(
+      id: try r.next(), requestID: try r.next(), customerID: try r.next(), subject: try r.next(),
+      body: try r.next(), priority: try r.next(), status: try r.next(), channel: try r.next(), createdAt: try r.next())
+    firstResponseAt = try r.next()
+    solvedAt = try r.next()
+    csatRating = try r.next()
+    csatComment = try r.next()
+    updatedAt = try r.next(Date.self)
+    team = try r.next()
+    assignee = try r.next()
+    orderID = try r.next()
+    tags = try r.next()
+    customerTier = try r.next()
+    slaPolicy = try r.next()
+    channelMessageID = try r.next()
+  }
+}
+
 /// Ticket SQL; nothing else in the service touches the database.
 struct SupportStore: Sendable {
   enum Opening: Sendable {
@@ -82,6 +104,7 @@ struct SupportStore: Sendable {
   let client: PostgresClient
   let logger: Logger
   let outbox = SupportMigrations.outbox
+  /// The columns `TicketRecord.init(row:)` reads, in its order (it reads by position).
   static let columns = """
     id, request_id, customer_id, subject, body, priority, status, channel, created_at, first_response_at, solved_at,
     csat_rating, csat_comment, updated_at, team, assignee, order_id, tags, customer_tier, sla_policy, channel_message_id
@@ -150,7 +173,7 @@ struct SupportStore: Sendable {
           """, logger: logger)
         for try await row in rows {
           guard try row.makeRandomAccess()["same"].decode(Bool.self) else { return .requestConflict }
-          return .replayed(try record(row))
+          return .replayed(try TicketRecord(row: row))
         }
         throw RPCFailure.unavailable("the ticket could not be stored; retry")
       }
@@ -197,7 +220,7 @@ struct SupportStore: Sendable {
       let rows = try await connection.query(
         "SELECT \(unescaped: Self.columns) FROM support.tickets WHERE id = \(id)", logger: logger)
       var found: TicketRecord?
-      for try await row in rows { found = try record(row) }
+      for try await row in rows { found = try TicketRecord(row: row) }
       guard var ticket = found else { return nil }
       try await loadTargets(&ticket, lock: false, on: connection)
       try await loadMessages(&ticket, on: connection)
@@ -242,31 +265,9 @@ struct SupportStore: Sendable {
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
     var tickets: [TicketRecord] = []
-    for try await row in rows { tickets.append(try record(row)) }
+    for try await row in rows { tickets.append(try TicketRecord(row: row)) }
     return tickets
   }
 
   /// A ticket from a row of `columns`.
-  func record(_ row: PostgresRow) throws -> TicketRecord {
-    let cells = row.makeRandomAccess()
-    var ticket = TicketRecord(
-      id: try cells["id"].decode(UUID.self), requestID: try cells["request_id"].decode(String?.self),
-      customerID: try cells["customer_id"].decode(UUID.self), subject: try cells["subject"].decode(String.self),
-      body: try cells["body"].decode(String.self), priority: try cells["priority"].decode(Int.self),
-      status: try cells["status"].decode(Int.self), channel: try cells["channel"].decode(Int.self),
-      createdAt: try cells["created_at"].decode(Date.self))
-    ticket.firstResponseAt = try cells["first_response_at"].decode(Date?.self)
-    ticket.solvedAt = try cells["solved_at"].decode(Date?.self)
-    ticket.csatRating = try cells["csat_rating"].decode(Int?.self)
-    ticket.csatComment = try cells["csat_comment"].decode(String?.self)
-    ticket.updatedAt = try cells["updated_at"].decode(Date.self)
-    ticket.team = try cells["team"].decode(String?.self)
-    ticket.assignee = try cells["assignee"].decode(String?.self)
-    ticket.orderID = try cells["order_id"].decode(UUID?.self)
-    ticket.tags = try cells["tags"].decode([String].self)
-    ticket.customerTier = try cells["customer_tier"].decode(String?.self)
-    ticket.slaPolicy = try cells["sla_policy"].decode(String?.self)
-    ticket.channelMessageID = try cells["channel_message_id"].decode(String?.self)
-    return ticket
-  }
 }
