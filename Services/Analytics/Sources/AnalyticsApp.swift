@@ -21,10 +21,6 @@ public enum AnalyticsApp {
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     logger: Logger
   ) throws -> ServiceApp {
-    guard let url = config.databaseURL else { throw ConfigurationError("analytics needs a database URL") }
-    let postgres = PostgresClient(
-      configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
-    let store = AnalyticsStore(client: postgres, logger: logger)
     var sources = [
       ("order", try GRPCClientService.plaintext(to: orderAddress), [Rapport_Events_V1_OrderPlaced.eventType]),
       ("support", try GRPCClientService.plaintext(to: supportAddress), [Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType]),
@@ -32,17 +28,18 @@ public enum AnalyticsApp {
     if let customerAddress {
       sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), [Rapport_Events_V1_CustomerMerged.eventType]))
     }
-    let subscriptions = sources.map { source, client, types in
-      EventSubscription(
-        source: source, client: client, types: types, logger: logger,
-        cursor: { try await store.cursor(source: source) },
-        apply: { batch in try await store.apply(batch, from: source) })
-    }
-    return ServiceApp(
-      config: config, postgres: postgres,
-      migrator: Migrator(schema: AnalyticsMigrations.schema, migrations: AnalyticsMigrations.all),
-      rpcServices: [AnalyticsRPCs(store: store, logger: logger)],
-      serviceNames: ["rapport.analytics.v1.AnalyticsService"],
-      clients: sources.map(\.1), workers: subscriptions, logger: logger)
+    return try .publishing(
+      config: config, schema: AnalyticsMigrations.schema, migrations: AnalyticsMigrations.all,
+      serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), logger: logger,
+      workers: { postgres in
+        let store = AnalyticsStore(client: postgres, logger: logger)
+        return sources.map { source, client, types in
+          EventSubscription(
+            source: source, client: client, types: types, logger: logger,
+            cursor: { try await store.cursor(source: source) },
+            apply: { batch in try await store.apply(batch, from: source) })
+        }
+      },
+      rpcs: { postgres in [AnalyticsRPCs(store: AnalyticsStore(client: postgres, logger: logger), logger: logger)] })
   }
 }

@@ -3,6 +3,7 @@ import RapportCore
 /// The analytics service's schema, applied at start-up as role `rapport_analytics`.
 enum AnalyticsMigrations {
   static let schema = "analytics"
+  static let outbox = Outbox(schema: schema)
 
   static let all: [Migration] = [
     Migration(
@@ -26,5 +27,8 @@ enum AnalyticsMigrations {
         """,
       ] + FeedCursors(schema: schema).migrationStatements),
     Migration(2, "merged-customer aliases", CustomerAliases(schema: schema).migrationStatements),
+    // Every service is built the same way (`ServiceApp.publishing`): analytics has an outbox and an
+    // EventFeed too, empty until it publishes its own events (segment membership, issue 14).
+    Migration(3, "outbox", outbox.migrationStatements),
   ]
 }

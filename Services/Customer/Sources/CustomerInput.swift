@@ -153,3 +153,101 @@ enum CustomerInput {
     return map
   }
 }
+
+/// A path UpdateCustomer's mask may name.
+enum CustomerPath: String, CaseIterable, Sendable {
+  case givenName = "given_name", familyName = "family_name", addresses, tags, attributes, preferences
+  case language = "preferences.language", currency = "preferences.currency"
+  case contactChannel = "preferences.contact_channel"
+
+  /// Copies the masked fields of `valid` (already checked by `CustomerInput.update`) into `customer`.
+  static func apply(_ paths: [CustomerPath], from valid: Rapport_Customer_V1_Customer, to customer: inout Rapport_Customer_V1_Customer) {
+    for path in paths {
+      switch path {
+      case .givenName: customer.givenName = valid.givenName
+      case .familyName: customer.familyName = valid.familyName
+      case .addresses: customer.addresses = valid.addresses
+      case .tags: customer.tags = valid.tags
+      case .attributes: customer.attributes = valid.attributes
+      case .preferences: customer.preferences = valid.preferences
+      case .language: customer.preferences.language = valid.preferences.language
+      case .currency: customer.preferences.currency = valid.preferences.currency
+      case .contactChannel: customer.preferences.contactChannel = valid.preferences.contactChannel
+      }
+    }
+  }
+}
+
+/// A path UpdateCompany's mask may name.
+enum CompanyPath: String, CaseIterable, Sendable {
+  case legalName = "legal_name", taxID = "tax_id", tier, priceListCode = "price_list_code"
+  case paymentTermsNetDays = "payment_terms_net_days", creditLimit = "credit_limit", accountManager = "account_manager"
+
+  /// Copies the masked fields of `valid` (already checked by `CustomerInput.company`) into `company`.
+  static func apply(_ paths: [CompanyPath], from valid: Rapport_Customer_V1_Company, to company: inout Rapport_Customer_V1_Company) {
+    for path in paths {
+      switch path {
+      case .legalName: company.legalName = valid.legalName
+      case .taxID: company.taxID = valid.taxID
+      case .tier: company.tier = valid.tier
+      case .priceListCode: company.priceListCode = valid.priceListCode
+      case .paymentTermsNetDays: company.paymentTermsNetDays = valid.paymentTermsNetDays
+      case .creditLimit: company.creditLimit = valid.creditLimit
+      case .accountManager: company.accountManager = valid.accountManager
+      }
+    }
+  }
+}
+
+extension CustomerInput {
+  /// The masked fields of an UpdateCustomer request, validated and normalised (each failure names its
+  /// field); fields outside the mask stay empty.
+  static func update(_ new: Rapport_Customer_V1_Customer, paths: [CustomerPath]) throws -> Rapport_Customer_V1_Customer {
+    var checked = Rapport_Customer_V1_Customer()
+    for path in paths {
+      switch path {
+      case .givenName: checked.givenName = try name(new.givenName, field: "customer.given_name")
+      case .familyName: checked.familyName = try name(new.familyName, field: "customer.family_name")
+      case .addresses: checked.addresses = try addresses(new.addresses, field: "customer.addresses")
+      case .tags: checked.tags = try tags(new.tags, field: "customer.tags")
+      case .attributes: checked.attributes = try attributes(new.attributes, field: "customer.attributes")
+      case .preferences, .language, .currency, .contactChannel:
+        checked.preferences = try preferences(new.preferences, field: "customer.preferences")
+      }
+    }
+    return checked
+  }
+
+  /// The company's fields named in `paths` (all of them when nil: CreateCompany), validated and normalised.
+  static func company(
+    _ input: Rapport_Customer_V1_Company, paths: [CompanyPath] = CompanyPath.allCases
+  ) throws -> Rapport_Customer_V1_Company {
+    var company = Rapport_Customer_V1_Company()
+    for path in paths {
+      let field = "company.\(path.rawValue)"
+      switch path {
+      case .legalName: company.legalName = try Validate.required(input.legalName, field: field, max: 200)
+      case .taxID:
+        company.taxID = try Validate.optional(input.taxID, field: field, max: 32).uppercased()
+        guard company.taxID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+          throw RPCFailure.invalid(field, "may contain only letters and digits")
+        }
+      case .tier: company.tier = try Validate.optional(input.tier, field: field, max: 32).lowercased()
+      case .priceListCode: company.priceListCode = try Validate.optional(input.priceListCode, field: field, max: 32)
+      case .paymentTermsNetDays:
+        guard (0...365).contains(input.paymentTermsNetDays) else { throw RPCFailure.invalid(field, "must be 0 to 365") }
+        company.paymentTermsNetDays = input.paymentTermsNetDays
+      case .creditLimit:
+        if input.hasCreditLimit {
+          company.creditLimit.currency = try Validate.currency(input.creditLimit.currency, field: "\(field).currency")
+          guard input.creditLimit.amountMinor >= 0 else {
+            throw RPCFailure.invalid("\(field).amount_minor", "must be zero or more")
+          }
+          company.creditLimit.amountMinor = input.creditLimit.amountMinor
+        }
+      case .accountManager: company.accountManager = try Validate.optional(input.accountManager, field: field, max: 200)
+      }
+    }
+    return company
+  }
+}

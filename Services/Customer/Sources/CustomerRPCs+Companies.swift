@@ -5,47 +5,10 @@ import RapportProtos
 
 /// B2B companies and contacts.
 extension CustomerRPCs {
-  static let companyPaths: Set<String> = [
-    "legal_name", "tax_id", "tier", "price_list_code", "payment_terms_net_days", "credit_limit", "account_manager",
-  ]
-
-  /// The company's fields named in `paths` (all when nil), validated and normalised.
-  static func company(
-    _ input: Rapport_Customer_V1_Company, paths: [String]? = nil
-  ) throws -> Rapport_Customer_V1_Company {
-    var company = Rapport_Customer_V1_Company()
-    for path in paths ?? companyPaths.sorted() {
-      let field = "company.\(path)"
-      switch path {
-      case "legal_name": company.legalName = try Validate.required(input.legalName, field: field, max: 200)
-      case "tax_id":
-        company.taxID = try Validate.optional(input.taxID, field: field, max: 32).uppercased()
-        guard company.taxID.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-          throw RPCFailure.invalid(field, "may contain only letters and digits")
-        }
-      case "tier": company.tier = try Validate.optional(input.tier, field: field, max: 32).lowercased()
-      case "price_list_code": company.priceListCode = try Validate.optional(input.priceListCode, field: field, max: 32)
-      case "payment_terms_net_days":
-        guard (0...365).contains(input.paymentTermsNetDays) else { throw RPCFailure.invalid(field, "must be 0 to 365") }
-        company.paymentTermsNetDays = input.paymentTermsNetDays
-      case "credit_limit":
-        if input.hasCreditLimit {
-          company.creditLimit.currency = try Validate.currency(input.creditLimit.currency, field: "\(field).currency")
-          guard input.creditLimit.amountMinor >= 0 else {
-            throw RPCFailure.invalid("\(field).amount_minor", "must be zero or more")
-          }
-          company.creditLimit.amountMinor = input.creditLimit.amountMinor
-        }
-      default: company.accountManager = try Validate.optional(input.accountManager, field: field, max: 200)
-      }
-    }
-    return company
-  }
-
   func createCompany(
     request: Rapport_Customer_V1_CreateCompanyRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_CreateCompanyResponse {
-    var company = try Self.company(request.company)
+    var company = try CustomerInput.company(request.company)
     company.id = UUID().lowercased
     company.createTime = .init(microsecondsOf: Date.databaseNow)
     let created = try await store.createCompany(company)
@@ -65,20 +28,10 @@ extension CustomerRPCs {
   ) async throws -> Rapport_Customer_V1_UpdateCompanyResponse {
     let id = try Validate.uuid(request.companyID, field: "company_id")
     let version = try Validate.version(request.expectedVersion)
-    let paths = try Validate.mask(request.updateMask, allowed: Self.companyPaths)
-    let valid = try Self.company(request.company, paths: paths)
-    let company = try await store.updateCompany(id, expectedVersion: version, paths: paths) { company in
-      for path in paths {
-        switch path {
-        case "legal_name": company.legalName = valid.legalName
-        case "tax_id": company.taxID = valid.taxID
-        case "tier": company.tier = valid.tier
-        case "price_list_code": company.priceListCode = valid.priceListCode
-        case "payment_terms_net_days": company.paymentTermsNetDays = valid.paymentTermsNetDays
-        case "credit_limit": company.creditLimit = valid.creditLimit
-        default: company.accountManager = valid.accountManager
-        }
-      }
+    let paths = try Validate.mask(request.updateMask, as: CompanyPath.self)
+    let valid = try CustomerInput.company(request.company, paths: paths)
+    let company = try await store.updateCompany(id, expectedVersion: version, paths: paths.map(\.rawValue)) {
+      CompanyPath.apply(paths, from: valid, to: &$0)
     }
     return .with { $0.company = company }
   }

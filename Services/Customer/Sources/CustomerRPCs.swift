@@ -67,45 +67,16 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
     }
   }
 
-  static let updatablePaths: Set<String> = [
-    "given_name", "family_name", "addresses", "preferences", "preferences.language", "preferences.currency",
-    "preferences.contact_channel", "tags", "attributes",
-  ]
-
   func updateCustomer(
     request: Rapport_Customer_V1_UpdateCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_UpdateCustomerResponse {
     let id = try Validate.uuid(request.customerID, field: "customer_id")
     let version = try Validate.version(request.expectedVersion)
-    let paths = try Validate.mask(request.updateMask, allowed: Self.updatablePaths)
+    let paths = try Validate.mask(request.updateMask, as: CustomerPath.self)
     // Every masked value is validated before the store is touched.
-    let new = request.customer
-    var checked = Rapport_Customer_V1_Customer()
-    for path in paths {
-      switch path {
-      case "given_name": checked.givenName = try CustomerInput.name(new.givenName, field: "customer.given_name")
-      case "family_name": checked.familyName = try CustomerInput.name(new.familyName, field: "customer.family_name")
-      case "addresses": checked.addresses = try CustomerInput.addresses(new.addresses, field: "customer.addresses")
-      case "tags": checked.tags = try CustomerInput.tags(new.tags, field: "customer.tags")
-      case "attributes": checked.attributes = try CustomerInput.attributes(new.attributes, field: "customer.attributes")
-      default: checked.preferences = try CustomerInput.preferences(new.preferences, field: "customer.preferences")
-      }
-    }
-    let valid = checked
-    let customer = try await store.update(id, expectedVersion: version, paths: paths) { customer in
-      for path in paths {
-        switch path {
-        case "given_name": customer.givenName = valid.givenName
-        case "family_name": customer.familyName = valid.familyName
-        case "addresses": customer.addresses = valid.addresses
-        case "tags": customer.tags = valid.tags
-        case "attributes": customer.attributes = valid.attributes
-        case "preferences": customer.preferences = valid.preferences
-        case "preferences.language": customer.preferences.language = valid.preferences.language
-        case "preferences.currency": customer.preferences.currency = valid.preferences.currency
-        default: customer.preferences.contactChannel = valid.preferences.contactChannel
-        }
-      }
+    let valid = try CustomerInput.update(request.customer, paths: paths)
+    let customer = try await store.update(id, expectedVersion: version, paths: paths.map(\.rawValue)) {
+      CustomerPath.apply(paths, from: valid, to: &$0)
     }
     return .with { $0.customer = customer }
   }

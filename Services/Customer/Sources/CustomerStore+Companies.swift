@@ -90,7 +90,7 @@ extension CustomerStore {
     try await companies(
       """
       \(unescaped: Self.companySelect)
-      WHERE (\(token?.micros)::bigint IS NULL OR (created_at, id) > ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+      WHERE \(after: token, time: "created_at", id: "id", descending: false)
       ORDER BY created_at, id LIMIT \(limit)
       """)
   }
@@ -181,7 +181,7 @@ extension CustomerStore {
       """
       \(unescaped: CustomerRows.select) JOIN customer.company_contacts k ON k.customer_id = c.id
       WHERE k.company_id = \(companyID)
-        AND (\(token?.micros)::bigint IS NULL OR (k.linked_at, k.customer_id) > ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+        AND \(after: token, time: "k.linked_at", id: "k.customer_id", descending: false)
       ORDER BY k.linked_at, k.customer_id LIMIT \(limit)
       """, logger: logger)
     var result: [Rapport_Customer_V1_CompanyContact] = []

@@ -148,7 +148,7 @@ extension CustomerStore {
         AND (\(filter.channel) = 0 OR c.channels @> ARRAY[\(filter.channel)]::integer[])
         AND (\(filter.createdAfter)::timestamptz IS NULL OR c.created_at >= \(filter.createdAfter))
         AND (\(filter.createdBefore)::timestamptz IS NULL OR c.created_at < \(filter.createdBefore))
-        AND (\(token?.micros)::bigint IS NULL OR (c.created_at, c.id) < ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+        AND \(after: token, time: "c.created_at", id: "c.id", descending: true)
       ORDER BY c.created_at DESC, c.id DESC
       LIMIT \(limit)
       """, logger: logger)

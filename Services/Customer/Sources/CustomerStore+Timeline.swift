@@ -110,7 +110,7 @@ extension CustomerStore {
     try await interactions(
       """
       \(unescaped: Self.interactionSelect) WHERE customer_id = \(id)
-        AND (\(token?.micros)::bigint IS NULL OR (occurred_at, id) < ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+        AND \(after: token, time: "occurred_at", id: "id", descending: true)
       ORDER BY occurred_at DESC, id DESC LIMIT \(limit)
       """)
   }

@@ -6,12 +6,6 @@ import RapportProtos
 
 /// What a lifecycle step decided about a locked order: the events to publish, the history reason when
 /// the status moved, and a value for the caller (the payment or refund it recorded).
-struct Decision<Extra: Sendable>: Sendable {
-  var events: [Rapport_Events_V1_Event.OneOf_Payload] = []
-  var reason = ""
-  var extra: Extra
-}
-
 extension OrderStore {
   /// Locks the order (`FOR UPDATE`, so concurrent steps on one order run one after another and each
   /// sees the state the previous one left), lets `decide` change it, and writes what changed — status

@@ -150,8 +150,7 @@ struct OrderStore: Sendable {
         AND (\(filter.channel) = 0 OR channel = \(filter.channel))
         AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
         AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
-        AND (\(token?.micros)::bigint IS NULL
-             OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros) * interval '1 microsecond', \(token?.id)))
+        AND \(after: token, time: "created_at", id: "id", descending: true)
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
     return try await withLines(decode(rows))

@@ -38,8 +38,8 @@ extension SupportRPCs {
     let (ticket, outcome) = try await store.change(id, now: now, actor: message.author) { ticket, connection in
       let stored = try await store.insertMessage(
         message, ticketID: ticket.id, requestID: requestID.isEmpty ? nil : requestID, at: now, on: connection)
-      guard stored.inserted else { return ([], (stored.id, true)) }
-      return (try TicketLifecycle.add(message, to: &ticket, at: now), (stored.id, false))
+      guard stored.inserted else { return Decision(extra: (stored.id, true)) }
+      return Decision(events: try TicketLifecycle.add(message, to: &ticket, at: now), extra: (stored.id, false))
     }
     let recorded = outcome.0.uuidString.lowercased()
     return .with {
@@ -58,7 +58,7 @@ extension SupportRPCs {
     let actor = try Validate.optional(request.actor, field: "actor", max: 200)
     let now = clock.now
     let (ticket, _) = try await store.change(id, now: now, actor: actor) { ticket, _ in
-      (try TicketLifecycle.move(&ticket, to: status, at: now), ())
+      Decision(events: try TicketLifecycle.move(&ticket, to: status, at: now))
     }
     return .with { $0.ticket = ticket.proto }
   }
@@ -71,7 +71,7 @@ extension SupportRPCs {
     let comment = try Validate.optional(request.comment, field: "comment", max: 1000)
     let now = clock.now
     let (ticket, _) = try await store.change(id, now: now) { ticket, _ in
-      (try TicketLifecycle.rate(&ticket, rating: Int(request.rating), comment: comment, at: now), ())
+      Decision(events: try TicketLifecycle.rate(&ticket, rating: Int(request.rating), comment: comment, at: now))
     }
     return .with { $0.ticket = ticket.proto }
   }
@@ -91,7 +91,7 @@ extension SupportRPCs {
       if agent == nil, !team.isEmpty, ticket.team != team || ticket.assignee == nil {
         agent = try await store.nextAgent(of: team, on: connection)
       }
-      return (try TicketLifecycle.assign(&ticket, team: team.isEmpty ? nil : team, assignee: agent, at: now), ())
+      return Decision(events: try TicketLifecycle.assign(&ticket, team: team.isEmpty ? nil : team, assignee: agent, at: now))
     }
     return .with { $0.ticket = ticket.proto }
   }

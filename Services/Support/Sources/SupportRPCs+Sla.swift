@@ -15,7 +15,7 @@ extension SupportRPCs {
     let (ticket, _) = try await store.change(id, now: now, actor: actor) { ticket, connection in
       let policy = try await store.matchPolicy(
         priority: priority.rawValue, tier: ticket.customerTier ?? "", on: connection)
-      return (try TicketLifecycle.prioritize(&ticket, to: priority, policy: policy, at: now), ())
+      return Decision(events: try TicketLifecycle.prioritize(&ticket, to: priority, policy: policy, at: now))
     }
     return .with { $0.ticket = ticket.proto }
   }
@@ -27,7 +27,7 @@ extension SupportRPCs {
     let tags = try Validate.tags(request.tags, field: "tags", max: Self.maxTags)
     let (ticket, _) = try await store.change(id, now: clock.now) { ticket, _ in
       ticket.tags = tags
-      return ([], ())
+      return Decision()
     }
     return .with { $0.ticket = ticket.proto }
   }

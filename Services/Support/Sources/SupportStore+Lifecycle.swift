@@ -35,7 +35,7 @@ extension SupportStore {
   /// is no such ticket. Returns the ticket as committed, with its thread.
   func change<Extra: Sendable>(
     _ id: UUID, now: Date, actor: String = "",
-    _ decide: (inout TicketRecord, PostgresConnection) async throws -> (events: [Rapport_Events_V1_Event.OneOf_Payload], extra: Extra)
+    _ decide: (inout TicketRecord, PostgresConnection) async throws -> Decision<Extra>
   ) async throws -> (TicketRecord, Extra) {
     let extra: Extra = try await client.transaction(logger: logger) { connection in
       let rows = try await connection.query(
@@ -46,8 +46,9 @@ extension SupportStore {
       try await loadTargets(&ticket, lock: true, on: connection)
       let before = ticket
       ticket.sla.settle(at: now)
-      var (events, extra) = try await decide(&ticket, connection)
-      events += TicketLifecycle.breaches(of: ticket)
+      let decision = try await decide(&ticket, connection)
+      let extra = decision.extra
+      let events = decision.events + TicketLifecycle.breaches(of: ticket)
       guard !events.isEmpty || ticket.sla.targets != before.sla.targets || ticket.tags != before.tags else { return extra }
       try await connection.query(
         """

@@ -261,7 +261,7 @@ struct SupportStore: Sendable {
         AND (NOT \(filter.onlyBreached) OR EXISTS (
           SELECT 1 FROM support.sla_targets s
           WHERE s.ticket_id = t.id AND s.state = \(SlaState.breached.rawValue)))
-        AND (\(token == nil) OR (created_at, id) < ('epoch'::timestamptz + \(token?.micros ?? 0) * interval '1 microsecond', \(token?.id ?? UUID())))
+        AND \(after: token, time: "created_at", id: "id", descending: true)
       ORDER BY created_at DESC, id DESC LIMIT \(limit)
       """, logger: logger)
     var tickets: [TicketRecord] = []

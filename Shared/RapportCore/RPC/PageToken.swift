@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import SwiftProtobuf
 
 /// An opaque keyset page token: the sort key (a timestamp in microseconds and an id) of the last row
@@ -67,5 +68,20 @@ extension PageToken {
   public init?(_ time: Google_Protobuf_Timestamp, _ id: String) {
     guard let id = UUID(uuidString: id) else { return nil }
     self.init(micros: time.seconds * 1_000_000 + Int64(time.nanos / 1000), id: id)
+  }
+}
+
+extension PostgresQuery.StringInterpolation {
+  /// The one keyset-paging condition: rows strictly after `token` in the order `(time, id)` sorts them —
+  /// before it when the listing is newest first (`descending`), after it when oldest first. Always true
+  /// for the first page (no token). `time` and `id` are SQL column expressions (`c.created_at`, `c.id`).
+  public mutating func appendInterpolation(after token: PageToken?, time: String, id: String, descending: Bool) {
+    appendLiteral("(")
+    appendInterpolation(token?.micros)
+    appendLiteral("::bigint IS NULL OR (\(time), \(id)) \(descending ? "<" : ">") ('epoch'::timestamptz + ")
+    appendInterpolation(token?.micros)
+    appendLiteral("::bigint * interval '1 microsecond', ")
+    appendInterpolation(token?.id)
+    appendLiteral("::uuid))")
   }
 }

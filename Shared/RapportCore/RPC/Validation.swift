@@ -104,6 +104,14 @@ extension Validate {
     return mask.paths.filter { seen.insert($0).inserted }
   }
 
+  /// The mask's paths as `Path` cases (one case per updatable path, so a switch over them needs no
+  /// `default:`), duplicates dropped; INVALID_ARGUMENT naming the allowed paths for any other.
+  public static func mask<Path: RawRepresentable & CaseIterable>(
+    _ mask: Google_Protobuf_FieldMask, as _: Path.Type, field: String = "update_mask"
+  ) throws -> [Path] where Path.RawValue == String {
+    try self.mask(mask, allowed: Set(Path.allCases.map(\.rawValue)), field: field).compactMap(Path.init(rawValue:))
+  }
+
   /// A required positive version a client read before changing a record.
   public static func version(_ value: Int64, field: String = "expected_version") throws -> Int64 {
     guard value > 0 else { throw RPCFailure.invalid(field, "is required: the version you read") }
