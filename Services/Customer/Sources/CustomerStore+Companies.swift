@@ -8,6 +8,7 @@ import RapportProtos
 extension CustomerStore {
   typealias Company = Rapport_Customer_V1_Company
 
+  /// Selects the columns `Company.init(row:)` reads, in its order.
   private static let companySelect = """
     SELECT id, legal_name, tax_id, tier, price_list_code, payment_terms_net_days, credit_limit_minor,
       credit_currency, account_manager, version, created_at, updated_at FROM customer.companies
@@ -99,24 +100,7 @@ extension CustomerStore {
     let rows = try await rows(query, on: connection)
     var result: [Company] = []
     for try await row in rows {
-      let r = row.makeRandomAccess()
-      var company = Company()
-      company.id = try r["id"].decode(UUID.self).lowercased
-      company.legalName = try r["legal_name"].decode(String.self)
-      company.taxID = try r["tax_id"].decode(String.self)
-      company.tier = try r["tier"].decode(String.self)
-      company.priceListCode = try r["price_list_code"].decode(String.self)
-      company.paymentTermsNetDays = Int32(try r["payment_terms_net_days"].decode(Int.self))
-      let currency = try r["credit_currency"].decode(String.self)
-      if !currency.isEmpty {
-        company.creditLimit.currency = currency
-        company.creditLimit.amountMinor = try r["credit_limit_minor"].decode(Int64.self)
-      }
-      company.accountManager = try r["account_manager"].decode(String.self)
-      company.version = try r["version"].decode(Int64.self)
-      company.createTime = .init(microsecondsOf: try r["created_at"].decode(Date.self))
-      company.updateTime = .init(microsecondsOf: try r["updated_at"].decode(Date.self))
-      result.append(company)
+      result.append(try Company(row: row))
     }
     return result
   }
@@ -194,5 +178,29 @@ extension CustomerStore {
       })
     }
     return result
+  }
+}
+
+extension Rapport_Customer_V1_Company {
+  /// Decodes a row selected with `CustomerStore.companySelect`, by position.
+  init(row: PostgresRow) throws {
+    var r = RowReader(row)
+    self.init()
+    id = try r.next(UUID.self).lowercased
+    legalName = try r.next()
+    taxID = try r.next()
+    tier = try r.next()
+    priceListCode = try r.next()
+    paymentTermsNetDays = Int32(try r.next(Int.self))
+    let limit = try r.next(Int64.self)
+    let currency = try r.next(String.self)
+    if !currency.isEmpty {
+      creditLimit.currency = currency
+      creditLimit.amountMinor = limit
+    }
+    accountManager = try r.next()
+    version = try r.next()
+    createTime = .init(microsecondsOf: try r.next(Date.self))
+    updateTime = .init(microsecondsOf: try r.next(Date.self))
   }
 }
