@@ -23,12 +23,14 @@ let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-h
 
 /// One library (RPC handlers, store, builder) and one small executable per service, so tests build
 /// exactly what production runs.
-let services: [(name: String, folder: String, executable: String)] = [
-  ("CustomerService", "Customer", "rapport-customer"),
-  ("OrderService", "Order", "rapport-order"),
-  ("SupportService", "Support", "rapport-support"),
-  ("AnalyticsService", "Analytics", "rapport-analytics"),
-  ("GatewayService", "Gateway", "rapport-gateway"),
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+
+let services: [(name: String, folder: String, executable: String, extra: [Target.Dependency])] = [
+  ("CustomerService", "Customer", "rapport-customer", []),
+  ("OrderService", "Order", "rapport-order", []),
+  ("SupportService", "Support", "rapport-support", []),
+  ("AnalyticsService", "Analytics", "rapport-analytics", []),
+  ("GatewayService", "Gateway", "rapport-gateway", [crypto]),  // API key hashes
 ]
 
 let serviceTargets: [Target] = services.flatMap { service -> [Target] in
@@ -37,7 +39,7 @@ let serviceTargets: [Target] = services.flatMap { service -> [Target] in
       name: service.name,
       dependencies: [
         "RapportCore", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, logging, lifecycle,
-      ],
+      ] + service.extra,
       path: "Services/\(service.folder)/Sources"
     ),
     .executableTarget(
@@ -69,6 +71,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+    .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
   ],
   targets: serviceTargets + [
     .target(

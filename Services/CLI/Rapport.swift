@@ -6,5 +6,7 @@ struct Rapport: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "rapport",
     abstract: "Run, inspect and measure a Rapport installation.",
-    subcommands: [Up.self, View.self, StatusCommand.self, Import.self, Bench.self, BenchCustomers.self])
+    subcommands: [
+      Up.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Bench.self, BenchCustomers.self,
+    ])
 }

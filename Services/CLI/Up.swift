@@ -24,10 +24,13 @@ struct Up: AsyncParsableCommand {
     logger.logLevel = .warning
     let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
     say("Rapport: starting")
+    var settings = Stack.defaultMetricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }
+    let keyFile = "\(directory)/first-admin.key"
+    settings["gateway", default: [:]]["admin-key-file"] = keyFile
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
-      ports: Stack.defaultPorts,
-      settings: Stack.defaultMetricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }, logger: logger, say: say)
+      ports: Stack.defaultPorts, settings: settings, logger: logger, say: say)
+    await Self.announceFirstAdminKey(keyFile)
     say("metrics: GET http://127.0.0.1:<port>/metrics, ports \(Stack.order.map { "\($0) \(Stack.defaultMetricsPorts[$0]!)" }.joined(separator: ", "))")
     if demo {
       do {
@@ -44,6 +47,20 @@ struct Up: AsyncParsableCommand {
     say("stopping (\(reason))")
     await stack.stop()
     say("stopped")
+  }
+
+  /// Prints the admin key the gateway created on its first start (it writes it to `file` once, when no
+  /// admin key exists) and deletes the file: the key is shown here once and kept nowhere in clear.
+  static func announceFirstAdminKey(_ file: String) async {
+    for _ in 0..<20 {
+      if let key = try? String(contentsOfFile: file, encoding: .utf8) {
+        try? FileManager.default.removeItem(atPath: file)
+        say("first admin key (shown once, not stored; keep it safe): \(key.trimmingCharacters(in: .whitespacesAndNewlines))")
+        say("  e.g. RAPPORT_ADMIN_KEY=<key> rapport partners create --name Acme")
+        return
+      }
+      try? await Task.sleep(for: .milliseconds(100))
+    }
   }
 
   /// Waits for SIGINT/SIGTERM, supervising meanwhile: a service that exits on its own is reported and

@@ -86,7 +86,7 @@ public final class Stack: Sendable {
       "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(port)",
       "RAPPORT_LOG_LEVEL": ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info",
     ]
-    if name != "gateway" { environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = database.role(of: name).urlString }
+    environment["RAPPORT_\(name.uppercased())_DATABASE_URL"] = database.role(of: name).urlString
     for (other, address) in upstream { environment["RAPPORT_\(name.uppercased())_\(other.uppercased())_ADDR"] = "\(address)" }
     for (setting, value) in settings {
       environment["RAPPORT_\(name.uppercased())_\(setting.uppercased().replacingOccurrences(of: "-", with: "_"))"] = value

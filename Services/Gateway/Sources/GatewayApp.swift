@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -9,17 +10,26 @@ import ServiceLifecycle
 public enum GatewayApp {
   public static let defaultPort = 50050
 
-  /// Reads the common settings plus the four service addresses and `view-timeout-ms` (default budget
-  /// of a view when the caller sends no deadline; also the most a view may take).
+  /// Reads the common settings plus the four service addresses, `view-timeout-ms` (default budget of a
+  /// view when the caller sends no deadline; also the most a view may take) and the partner settings
+  /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`). The database (`database-url`) is
+  /// optional until partner auth is required: without one the gateway serves views and no admin service.
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
-    try build(
+    guard let auth = PartnerOptions.Auth(rawValue: settings.string("partner-auth", default: "off")) else {
+      throw ConfigurationError("partner-auth must be required or off")
+    }
+    return try build(
       config: CommonConfig(settings: settings, name: "gateway", defaultPort: defaultPort, needsDatabase: false),
       upstreams: Upstreams(
         customer: settings.address("customer-addr", default: "127.0.0.1:50051"),
         order: settings.address("order-addr", default: "127.0.0.1:50052"),
         support: settings.address("support-addr", default: "127.0.0.1:50053"),
         analytics: settings.address("analytics-addr", default: "127.0.0.1:50054")),
-      viewTimeout: settings.milliseconds("view-timeout-ms", default: 2000), logger: logger)
+      viewTimeout: settings.milliseconds("view-timeout-ms", default: 2000),
+      partners: PartnerOptions(
+        auth: auth, adminKeyFile: settings.string("admin-key-file"),
+        defaultRate: try settings.int("key-rate", default: 50), defaultBurst: try settings.int("key-burst", default: 100)),
+      logger: logger)
   }
 
   /// The addresses of the services the gateway composes.
@@ -30,8 +40,22 @@ public enum GatewayApp {
     }
   }
 
+  /// How partners are checked (see docs/PARTNERS.md).
+  public struct PartnerOptions: Sendable {
+    public enum Auth: String, Sendable { case required, off }
+    public var auth: Auth
+    public var adminKeyFile: String?
+    public var defaultRate: Int
+    public var defaultBurst: Int
+
+    public init(auth: Auth = .off, adminKeyFile: String? = nil, defaultRate: Int = 50, defaultBurst: Int = 100) {
+      (self.auth, self.adminKeyFile, self.defaultRate, self.defaultBurst) = (auth, adminKeyFile, defaultRate, defaultBurst)
+    }
+  }
+
   public static func build(
-    config: CommonConfig, upstreams: Upstreams, viewTimeout: Duration = .seconds(2), logger: Logger
+    config: CommonConfig, upstreams: Upstreams, viewTimeout: Duration = .seconds(2),
+    partners: PartnerOptions = PartnerOptions(), logger: Logger
   ) throws -> ServiceApp {
     let clients = try [upstreams.customer, upstreams.order, upstreams.support, upstreams.analytics]
       .map(GRPCClientService.plaintext(to:))
@@ -39,10 +63,63 @@ public enum GatewayApp {
       customers: .init(wrapping: clients[0]), orders: .init(wrapping: clients[1]),
       support: .init(wrapping: clients[2]), analytics: .init(wrapping: clients[3]),
       defaultBudget: viewTimeout, maximumBudget: max(viewTimeout, .seconds(10)), logger: logger)
-    return ServiceApp(
-      config: config, postgres: nil, migrator: nil, rpcServices: [rpcs],
-      serviceNames: ["rapport.gateway.v1.PartnerGateway"], clients: clients,
-      workers: [ClosureService { await warmUp(clients, logger: logger) }], logger: logger)
+    let warm = ClosureService { await warmUp(clients, logger: logger) }
+    guard config.databaseURL != nil else {
+      guard partners.auth == .off else { throw ConfigurationError("partner-auth required needs --database-url") }
+      return ServiceApp(
+        config: config, postgres: nil, migrator: nil, rpcServices: [rpcs],
+        serviceNames: ["rapport.gateway.v1.PartnerGateway"], clients: clients, workers: [warm], logger: logger)
+    }
+    let postgres = try ServiceApp.makePostgres(config: config, logger: logger)
+    let store = PartnerStore(client: postgres, logger: logger)
+    let verifier = KeyVerifier(store: store)
+    return try .publishing(
+      config: config, schema: GatewayMigrations.schema, migrations: GatewayMigrations.all,
+      serviceName: "rapport.gateway.v1.PartnerGateway", otherServiceNames: ["rapport.gateway.v1.PartnerAdmin"],
+      clients: clients, postgres: postgres,
+      interceptors: [PartnerAuth(verifier: verifier, mode: partners.auth == .required ? .required : .off)],
+      logger: logger,
+      workers: { _ in
+        var workers: [any Service] = [
+          warm, Periodic("key usage", every: .seconds(60), logger: logger) { try await verifier.flushUsage() },
+        ]
+        if let file = partners.adminKeyFile {
+          workers.append(ClosureService {
+            do { try await firstAdminKey(store, file: file, partners: partners, logger: logger) } catch {
+              logger.error("could not create the first admin key", metadata: ["error": "\(error)"])
+            }
+          })
+        }
+        return workers
+      },
+      rpcs: { _ in
+        [rpcs, AdminRPCs(store: store, defaultRate: partners.defaultRate, defaultBurst: partners.defaultBurst, logger: logger)]
+      })
+  }
+
+  /// When no usable admin key exists, creates the partner "operators" with one admin key and writes the
+  /// key to `file` (created with mode 0600; the operator reads it once and deletes it). Nothing else is
+  /// ever written in clear.
+  static func firstAdminKey(_ store: PartnerStore, file: String, partners: PartnerOptions, logger: Logger) async throws {
+    guard try await !store.hasAdminKey(at: Date()) else { return }
+    let operators = try await store.createPartner(name: "operators", contact: "", at: Date())
+    guard let partnerID = UUID(uuidString: operators.id) else { throw RPCFailure.internal("partner id is not a UUID") }
+    let key = KeyRecord(
+      id: UUID(), partnerID: partnerID, secretHash: [], scopes: [Scope.admin.rawValue],
+      companyIDs: [], ratePerSecond: partners.defaultRate, burst: partners.defaultBurst, expiresAt: nil, revokedAt: nil,
+      createdAt: Date(), lastUsedAt: nil)
+    let (_, secret) = try await AdminRPCs.issue(key, in: store)
+    // Written under a temporary name and renamed: a reader never sees a partly written key.
+    let partial = file + ".partial"
+    let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    guard descriptor >= 0 else { throw ConfigurationError("cannot write the first admin key to \(file)") }
+    let line = secret + "\n"
+    let written = line.withCString { write(descriptor, $0, strlen($0)) }
+    close(descriptor)
+    guard written == line.utf8.count, rename(partial, file) == 0 else {
+      throw ConfigurationError("cannot write the first admin key to \(file)")
+    }
+    logger.notice("first admin key created", metadata: ["file": "\(file)", "key": "\(KeySecret.displayPrefix(key.id))"])
   }
 
   /// Opens the connection to every upstream at start (one health check each, answered or not), so the

@@ -10,16 +10,17 @@ extension ServiceApp {
   /// - Parameters:
   ///   - workers: builds the service's own background loops (feed subscriptions, scanners) from its pool.
   ///   - rpcs: builds the service's RPC handlers from its pool.
+  ///   - postgres: the pool, when the caller made it first (`makePostgres`) to share it with interceptors.
+  ///   - otherServiceNames: further services `rpcs` builds (reported by health).
+  ///   - interceptors: the service's own, run after the platform's error mapping and metrics.
   public static func publishing(
     config: CommonConfig, schema: String, migrations: [Migration], serviceName: String,
-    clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], logger: Logger,
+    otherServiceNames: [String] = [], clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [],
+    postgres given: PostgresClient? = nil, interceptors: [any ServerInterceptor] = [], logger: Logger,
     workers: (PostgresClient) -> [any Service] = { _ in [] },
     rpcs: (PostgresClient) -> [any RegistrableRPCService]
   ) throws -> ServiceApp {
-    guard let url = config.databaseURL else { throw ConfigurationError("\(config.name) needs a database URL") }
-    let postgres = PostgresClient(
-      configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections),
-      backgroundLogger: logger)
+    let postgres = try given ?? makePostgres(config: config, logger: logger)
     let notifier = OutboxNotifier()
     let outbox = Outbox(schema: schema)
     return ServiceApp(
@@ -27,10 +28,17 @@ extension ServiceApp {
       rpcServices: rpcs(postgres) + [
         EventFeedService(client: postgres, outbox: outbox, notifier: notifier, logger: logger)
       ],
-      serviceNames: [serviceName, "rapport.events.v1.EventFeed"],
+      serviceNames: Set([serviceName, "rapport.events.v1.EventFeed"] + otherServiceNames),
       clients: clients,
       workers: [OutboxListener(client: postgres, outbox: outbox, notifier: notifier, logger: logger)]
         + workers(postgres),
-      notifier: notifier, logger: logger)
+      notifier: notifier, interceptors: interceptors, logger: logger)
+  }
+
+  /// The service's database pool, from its configuration.
+  public static func makePostgres(config: CommonConfig, logger: Logger) throws -> PostgresClient {
+    guard let url = config.databaseURL else { throw ConfigurationError("\(config.name) needs a database URL") }
+    return PostgresClient(
+      configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
   }
 }

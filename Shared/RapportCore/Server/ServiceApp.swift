@@ -31,7 +31,7 @@ public final class ServiceApp: Sendable {
     config: CommonConfig, postgres: PostgresClient?, migrator: Migrator?,
     rpcServices: [any RegistrableRPCService], serviceNames: Set<String>,
     clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], workers: [any Service] = [],
-    notifier: OutboxNotifier? = nil, logger: Logger
+    notifier: OutboxNotifier? = nil, interceptors: [any ServerInterceptor] = [], logger: Logger
   ) {
     self.config = config
     self.logger = logger
@@ -63,8 +63,8 @@ public final class ServiceApp: Sendable {
       transport: transport,
       services: rpcServices + [HealthService(state: health, services: serviceNames)],
       interceptors: [
-        ServingInterceptor(logger: logger, metrics: metrics, health: postgres == nil ? nil : health), RequestBounds(),
-      ])
+        ServingInterceptor(logger: logger, metrics: metrics, health: postgres == nil ? nil : health)
+      ] + interceptors + [RequestBounds()])
     self.application = ApplicationService(
       name: config.name, server: server, transport: transport, postgres: postgres, migrator: migrator, workers: workers,
       health: health, notifier: notifier, logger: logger)

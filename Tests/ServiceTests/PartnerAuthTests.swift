@@ -1,0 +1,232 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+@testable import GatewayService
+import RapportCore
+import RapportLocal
+import RapportProtos
+import RapportTesting
+import SwiftProtobuf
+import Testing
+
+typealias AdminClient = Rapport_Gateway_V1_PartnerAdmin.Client<HTTP2ClientTransport.Posix>
+
+/// A gateway with its own database and partner auth `mode`, upstreams that refuse connections (views
+/// come back with failed sections: enough to see a call admitted), and the first admin key it wrote.
+func withPartnerGateway(
+  auth: GatewayApp.PartnerOptions.Auth = .required,
+  _ body: @Sendable (GatewayClient, AdminClient, _ adminKey: String, DatabaseURL) async throws -> Void
+) async throws {
+  let database = try await TestDatabase.create()
+  let refused = try SilentListener(listening: false)
+  defer { refused.stop() }
+  let nowhere = HostPort(host: "127.0.0.1", port: refused.port)
+  let keyFile = NSTemporaryDirectory() + "rapport-admin-\(UUID().uuidString).key"
+  defer { try? FileManager.default.removeItem(atPath: keyFile) }
+  var config = testConfig("gateway", database)
+  config.databaseURL = database.role(of: "gateway")
+  let gateway = try GatewayApp.build(
+    config: config, upstreams: .init(customer: nowhere, order: nowhere, support: nowhere, analytics: nowhere),
+    viewTimeout: .milliseconds(500), partners: .init(auth: auth, adminKeyFile: keyFile, defaultRate: 1000, defaultBurst: 1000),
+    logger: testLogger("gateway"))
+  try await withRunningService(gateway) { address in
+    try await eventually("the gateway wrote the first admin key") { FileManager.default.fileExists(atPath: keyFile) }
+    let adminKey = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+    try await withClient(to: address) { client in
+      try await body(GatewayClient(wrapping: client), AdminClient(wrapping: client), adminKey, database)
+    }
+  }
+}
+
+func bearer(_ key: String) -> Metadata { ["authorization": "Bearer \(key)"] }
+
+extension GatewayClient {
+  /// A view of any customer id with `metadata` (the upstreams refuse: sections fail, the call is OK).
+  func view(_ metadata: Metadata) async throws -> Rapport_Gateway_V1_CustomerView {
+    try await getCustomerView(.with { $0.customerID = UUID().uuidString.lowercased() }, metadata: metadata).view
+  }
+}
+
+@Suite struct PartnerAuthTests {
+  @Test func everyMissingOrBadKeyIsRefusedWithOneMessage() async throws {
+    try await withPartnerGateway { gateway, admin, adminKey, _ in
+      let unknown = KeySecretFormat.fake()
+      let headers: [Metadata] = [
+        [:], ["authorization": ""], ["authorization": "Bearer "], ["authorization": "Bearer garbled"],
+        ["authorization": .string(adminKey)], ["authorization": "Basic \(adminKey)"], bearer(String(adminKey.dropLast())),
+        bearer(adminKey + "0"), bearer("xpk_" + adminKey.dropFirst(4)), bearer(unknown), ["x-api-key": .string(adminKey)],
+        bearer(adminKey.uppercased()),
+      ]
+      for metadata in headers {
+        await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") { try await gateway.view(metadata) }
+        await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") {
+          try await admin.listPartners(.init(), metadata: metadata)
+        }
+      }
+      // The right key passes; health needs none.
+      _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
+    }
+  }
+
+  @Test func scopesDecideWhichRPCsAKeyMayCall() async throws {
+    try await withPartnerGateway { gateway, admin, adminKey, _ in
+      let partner = try await admin.createPartner(
+        .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
+      let viewer = try await admin.createKey(
+        .with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey))
+      #expect(viewer.secret.hasPrefix("rpk_") && viewer.secret.count > 64)
+      #expect(viewer.key.scopes == ["views:read"] && viewer.key.partnerID == partner.id)
+      let view = try await gateway.view(bearer(viewer.secret))
+      #expect(view.sections.first?.code == Int32(RPCError.Code.unavailable.rawValue))
+      let ordersOnly = try await admin.createKey(
+        .with { $0.partnerID = partner.id; $0.scopes = ["orders:read"] }, metadata: bearer(adminKey))
+      await expectStatus(.permissionDenied, mentioning: "views:read") { try await gateway.view(bearer(ordersOnly.secret)) }
+      // Escalation: a partner key calling the operators' RPCs.
+      await expectStatus(.permissionDenied, mentioning: "admin") {
+        try await admin.createPartner(.with { $0.name = "Evil" }, metadata: bearer(viewer.secret))
+      }
+      await expectStatus(.invalidArgument, field: "scopes[0]") {
+        try await admin.createKey(
+          .with { $0.partnerID = partner.id; $0.scopes = ["root"] }, metadata: bearer(adminKey))
+      }
+      // Only hashes are stored.
+      let keys = try await admin.listKeys(.with { $0.partnerID = partner.id }, metadata: bearer(adminKey))
+      #expect(keys.keys.map(\.id) == [viewer.key.id, ordersOnly.key.id])
+    }
+  }
+
+  @Test func revokedExpiredRotatedOutAndDisabledPartnersKeysStopWorkingWithinASecond() async throws {
+    try await withPartnerGateway { gateway, admin, adminKey, database in
+      let partner = try await admin.createPartner(
+        .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
+      func key(expiring: Date? = nil) async throws -> Rapport_Gateway_V1_CreateKeyResponse {
+        try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["views:read"]
+          if let expiring { $0.expireTime = .init(date: expiring) }
+        }, metadata: bearer(adminKey))
+      }
+      let revoked = try await key(), overlapping = try await key(), replaced = try await key()
+      let expiring = try await key(expiring: Date().addingTimeInterval(3))
+      for created in [revoked, overlapping, replaced] { _ = try await gateway.view(bearer(created.secret)) }
+      _ = try await admin.revokeKey(.with { $0.keyID = revoked.key.id }, metadata: bearer(adminKey))
+      // A rotation with an hour of overlap: old and new both work.
+      let rotation = try await admin.rotateKey(.with {
+        $0.keyID = overlapping.key.id
+        $0.oldKeyEndTime = .init(date: Date().addingTimeInterval(3600))
+      }, metadata: bearer(adminKey))
+      #expect(rotation.newKey.scopes == overlapping.key.scopes && rotation.newKey.id != overlapping.key.id)
+      _ = try await gateway.view(bearer(overlapping.secret))
+      _ = try await gateway.view(bearer(rotation.newSecret))
+      // A rotation ending the old key now: only the new one works.
+      let cutOver = try await admin.rotateKey(.with {
+        $0.keyID = replaced.key.id
+        $0.oldKeyEndTime = .init(date: Date())
+      }, metadata: bearer(adminKey))
+      _ = try await gateway.view(bearer(cutOver.newSecret))
+      for (name, secret) in [("revoked", revoked.secret), ("rotated out", replaced.secret)] {
+        try await eventually(within: .seconds(5), "the \(name) key is refused") {
+          do { _ = try await gateway.view(bearer(secret)); return false } catch let error as RPCError {
+            return error.code == .unauthenticated
+          }
+        }
+      }
+      try await eventually(within: .seconds(10), "the expired key is refused") {
+        (try? await gateway.view(bearer(expiring.secret))) == nil
+      }
+      _ = try await gateway.view(bearer(rotation.newSecret))
+      // Only the hash is stored: the new key's row holds sha256 of the key, and no row holds a key.
+      let matching = try await TestDatabase.scalar(
+        "SELECT count(*)::bigint FROM gateway.api_keys WHERE secret_hash = sha256(convert_to('\(rotation.newSecret)', 'UTF8'))",
+        on: database)
+      let clear = try await TestDatabase.scalar(
+        "SELECT count(*)::bigint FROM gateway.api_keys WHERE position('rpk_' in encode(secret_hash, 'escape')) > 0", on: database)
+      #expect(matching == 1 && clear == 0)
+    }
+  }
+
+  @Test func theTokenBucketAdmitsExactlyItsBurstUnderParallelCallsAndKeysDoNotShareIt() async throws {
+    try await withPartnerGateway { _, admin, adminKey, _ in
+      let partner = try await admin.createPartner(
+        .with { $0.name = "Flood" }, metadata: bearer(adminKey)).partner
+      func limitedKey() async throws -> String {
+        try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["admin"]
+          $0.ratePerSecond = 1
+          $0.burst = 50
+        }, metadata: bearer(adminKey)).secret
+      }
+      let flooding = try await limitedKey(), other = try await limitedKey()
+      let started = ContinuousClock.now
+      let outcomes = await withTaskGroup(of: RPCError.Code?.self) { group in
+        for _ in 0..<200 {
+          group.addTask {
+            do {
+              _ = try await admin.listPartners(.init(), metadata: bearer(flooding))
+              return nil
+            } catch let error as RPCError { return error.code } catch { return .unknown }
+          }
+        }
+        var all: [RPCError.Code?] = []
+        for await outcome in group { all.append(outcome) }
+        return all
+      }
+      // Exactly the burst, plus what refilled (1 a second) while the 200 calls arrived.
+      let admitted = outcomes.filter { $0 == nil }.count
+      let refilled = Int((ContinuousClock.now - started) / .seconds(1))
+      #expect((50...50 + refilled).contains(admitted), "admitted \(admitted), refill allowance \(refilled)")
+      #expect(outcomes.filter { $0 == .resourceExhausted }.count == 200 - admitted)
+      // The key stays refused (a token refills only each second), with when to retry.
+      var refusal: RPCError?
+      for _ in 0..<10 where refusal == nil {
+        do { _ = try await admin.listPartners(.init(), metadata: bearer(flooding)) } catch let error as RPCError { refusal = error }
+      }
+      let error = try #require(refusal)
+      #expect(error.code == .resourceExhausted)
+      #expect(try #require(try error.unpackGoogleRPCStatus()).details.contains { $0.retryInfo != nil })
+      _ = try await admin.listPartners(.init(), metadata: bearer(other))
+    }
+  }
+
+  @Test func withPartnerAuthOffACallWithoutAKeyIsServedAndOneWithAKeyIsChecked() async throws {
+    try await withPartnerGateway(auth: .off) { gateway, admin, adminKey, _ in
+      _ = try await gateway.view([:])
+      await expectStatus(.unauthenticated) { try await gateway.view(["authorization": "Bearer garbled"]) }
+      await expectStatus(.unauthenticated) { try await admin.listPartners(.init(), metadata: [:]) }
+      _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
+    }
+  }
+}
+
+/// A well-formed key that no gateway issued.
+enum KeySecretFormat {
+  static func fake() -> String {
+    "rpk_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "") + "_" + String(repeating: "ab", count: 32)
+  }
+}
+
+@Suite struct RateLimiterTests {
+  @Test func twoHundredParallelTakesAgainstABurstOfFiftyAdmitExactlyFifty() async {
+    let limiter = RateLimiter()
+    let key = KeyRecord(
+      id: UUID(), partnerID: UUID(), secretHash: [], scopes: [], companyIDs: [], ratePerSecond: 1, burst: 50,
+      expiresAt: nil, revokedAt: nil, createdAt: Date(), lastUsedAt: nil)
+    let now = ContinuousClock.now  // one instant: no refill, so the count is exact
+    let admitted = await withTaskGroup(of: Bool.self) { group in
+      for _ in 0..<200 { group.addTask { limiter.take(key, at: now) == nil } }
+      var count = 0
+      for await ok in group where ok { count += 1 }
+      return count
+    }
+    #expect(admitted == 50)
+    let wait = limiter.take(key, at: now)
+    #expect(wait == .milliseconds(1000))
+    #expect(limiter.take(key, at: now + .seconds(1)) == nil)  // one token back after a second at 1/s
+    let other = KeyRecord(
+      id: UUID(), partnerID: UUID(), secretHash: [], scopes: [], companyIDs: [], ratePerSecond: 1, burst: 2,
+      expiresAt: nil, revokedAt: nil, createdAt: Date(), lastUsedAt: nil)
+    #expect(limiter.take(other, at: now) == nil)  // another key's bucket is its own
+  }
+}
