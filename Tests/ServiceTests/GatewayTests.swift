@@ -18,6 +18,17 @@ func withGateway(
   replacing replace: [String: HostPort] = [:],
   _ body: @Sendable (GatewayClient, CustomerClient, OrderClient, SupportClient) async throws -> Void
 ) async throws {
+  try await withGateway(replacing: replace, partners: nil) { gateway, customers, orders, support, _ in
+    try await body(gateway, customers, orders, support)
+  }
+}
+
+/// The same, with `partners` set: the gateway gets its database, and `body` an admin client and the
+/// first admin key.
+func withGateway(
+  replacing replace: [String: HostPort] = [:], partners: GatewayApp.PartnerOptions?,
+  _ body: @Sendable (GatewayClient, CustomerClient, OrderClient, SupportClient, _ admin: (AdminClient, String)?) async throws -> Void
+) async throws {
   try await withCustomerService { customers, database, customerAt in
     let order = try OrderApp.build(
       config: testConfig("order", database), customerAddress: customerAt, customerTimeout: .seconds(10),
@@ -34,13 +45,30 @@ func withGateway(
           let upstreams = GatewayApp.Upstreams(
             customer: replace["customer"] ?? customerAt, order: replace["order"] ?? orderAt,
             support: replace["support"] ?? supportAt, analytics: replace["analytics"] ?? analyticsAt)
+          var config = testConfig("gateway", database)
+          var options = GatewayApp.PartnerOptions()
+          let keyFile = NSTemporaryDirectory() + "rapport-admin-\(UUID().uuidString).key"
+          defer { try? FileManager.default.removeItem(atPath: keyFile) }
+          if let partners {
+            config.databaseURL = database.role(of: "gateway")
+            options = partners
+            options.adminKeyFile = keyFile
+          }
           let gateway = try GatewayApp.build(
-            config: testConfig("gateway", database), upstreams: upstreams, logger: testLogger("gateway"))
+            config: config, upstreams: upstreams, partners: options, logger: testLogger("gateway"))
           try await withRunningService(gateway) { gatewayAt in
+            var adminKey: String?
+            if partners != nil {
+              try await eventually("the gateway wrote the first admin key") { FileManager.default.fileExists(atPath: keyFile) }
+              adminKey = try String(contentsOfFile: keyFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let key = adminKey
             try await withClient(to: gatewayAt) { g in
               try await withClient(to: orderAt) { o in
                 try await withClient(to: supportAt) { s in
-                  try await body(GatewayClient(wrapping: g), customers, OrderClient(wrapping: o), SupportClient(wrapping: s))
+                  try await body(
+                    GatewayClient(wrapping: g), customers, OrderClient(wrapping: o), SupportClient(wrapping: s),
+                    key.map { (AdminClient(wrapping: g), $0) })
                 }
               }
             }

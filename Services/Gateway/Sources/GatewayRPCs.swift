@@ -35,18 +35,36 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
     let limit = try Validate.pageSize(message.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
     switch message.customer {
     case .customerID(let raw):
-      let id = try Validate.uuid(raw, field: "customer_id")
-      return try await compose(id: id.uuidString.lowercased(), known: nil, limit: limit, budget: budget)
+      let id = try Validate.uuid(raw, field: "customer_id").uuidString.lowercased()
+      let view = try await compose(id: id, known: nil, limit: limit, budget: budget)
+      if CallerKey.current?.companyIDs.isEmpty == false {
+        // A bound key's view needs the customer's company links: without them nothing may be shown.
+        guard view.sections.first?.code == 0 else {
+          throw RPCError(code: .unavailable, message: "customer service unavailable; retry later")
+        }
+        guard Self.visible(view.customer) else { throw RPCFailure.notFound("customer", id) }
+      }
+      return view
     case .email(let raw):
       let email = try Validate.email(raw)
       let lookup = Upcall { try await customers.findCustomer(.with { $0.email = email }, options: $0).customer }
       await fanOut(budget, [lookup.run])
       let found = section("customer", lookup.outcome())
       guard let customer = found.value else { throw resolutionFailure(found.status) }
+      guard Self.visible(customer) else { throw RPCError(code: .notFound, message: "no customer has this email") }
       return try await compose(id: customer.id, known: found, limit: limit, budget: budget)
     case nil:
       throw RPCFailure.invalid("customer", "customer_id or email is required")
     }
+  }
+
+  /// Object-level authorisation: a key bound to companies sees only their contacts; to it, any other
+  /// customer answers exactly as one that does not exist (NOT_FOUND, the same message). Unbound keys and
+  /// anonymous calls (partner auth off) see every customer.
+  static func visible(_ customer: Rapport_Customer_V1_Customer) -> Bool {
+    guard let key = CallerKey.current, !key.companyIDs.isEmpty else { return true }
+    let bound = Set(key.companyIDs.map { $0.uuidString.lowercased() })
+    return customer.companies.contains { bound.contains($0.companyID) }
   }
 
   /// Asks each service once, all in parallel (the customer service only when resolution has not already
