@@ -153,3 +153,27 @@ struct Keys: AsyncParsableCommand {
     }
   }
 }
+
+/// `rapport audit`: the gateway's audit log, newest first.
+struct Audit: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Show the gateway's audit log: refused calls and writes (needs an admin key).")
+  @OptionGroup var connection: AdminConnection
+  @Option(help: "Only this partner's calls.") var partner = ""
+  @Option(help: "Only this method, e.g. rapport.gateway.v1.PartnerAdmin/CreateKey.") var method = ""
+  @Option(help: "Only calls that ended with this gRPC status code (16 = UNAUTHENTICATED, 7 = PERMISSION_DENIED).")
+  var status: Int32?
+  @Option(help: "Only entries from the last this many hours.") var sinceHours: Double?
+  @Option(help: "At most this many entries (1 to 1000).") var limit: Int32 = 100
+
+  func run() async throws {
+    let request = Rapport_Gateway_V1_ListAuditEntriesRequest.with {
+      $0.partnerID = partner
+      $0.method = method
+      if let status { $0.code = status }
+      if let sinceHours { $0.since = .init(date: Date().addingTimeInterval(-sinceHours * 3600)) }
+      $0.pageSize = limit
+    }
+    try printJSON(try await connection.call { admin, metadata in try await admin.listAuditEntries(request, metadata: metadata) })
+  }
+}

@@ -114,6 +114,19 @@ public enum Rapport_Gateway_V1_PartnerAdmin: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListAuditEntries" metadata.
+        public enum ListAuditEntries: Sendable {
+            /// Request type for "ListAuditEntries".
+            public typealias Input = Rapport_Gateway_V1_ListAuditEntriesRequest
+            /// Response type for "ListAuditEntries".
+            public typealias Output = Rapport_Gateway_V1_ListAuditEntriesResponse
+            /// Descriptor for "ListAuditEntries".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerAdmin"),
+                method: "ListAuditEntries",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.gateway.v1.PartnerAdmin" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreatePartner.descriptor,
@@ -122,7 +135,8 @@ public enum Rapport_Gateway_V1_PartnerAdmin: Sendable {
             CreateKey.descriptor,
             ListKeys.descriptor,
             RevokeKey.descriptor,
-            RotateKey.descriptor
+            RotateKey.descriptor,
+            ListAuditEntries.descriptor
         ]
     }
 }
@@ -277,6 +291,25 @@ extension Rapport_Gateway_V1_PartnerAdmin {
             request: GRPCCore.StreamingServerRequest<Rapport_Gateway_V1_RotateKeyRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Gateway_V1_RotateKeyResponse>
+
+        /// Handle the "ListAuditEntries" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+        /// > write through the gateway (today: this service's writes), with no personal data.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Gateway_V1_ListAuditEntriesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Gateway_V1_ListAuditEntriesResponse` messages.
+        func listAuditEntries(
+            request: GRPCCore.StreamingServerRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>
     }
 
     /// Service protocol for the "rapport.gateway.v1.PartnerAdmin" service.
@@ -415,6 +448,25 @@ extension Rapport_Gateway_V1_PartnerAdmin {
             request: GRPCCore.ServerRequest<Rapport_Gateway_V1_RotateKeyRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_RotateKeyResponse>
+
+        /// Handle the "ListAuditEntries" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+        /// > write through the gateway (today: this service's writes), with no personal data.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Gateway_V1_ListAuditEntriesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Gateway_V1_ListAuditEntriesResponse` message.
+        func listAuditEntries(
+            request: GRPCCore.ServerRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>
     }
 
     /// Simple service protocol for the "rapport.gateway.v1.PartnerAdmin" service.
@@ -551,6 +603,25 @@ extension Rapport_Gateway_V1_PartnerAdmin {
             request: Rapport_Gateway_V1_RotateKeyRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Gateway_V1_RotateKeyResponse
+
+        /// Handle the "ListAuditEntries" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+        /// > write through the gateway (today: this service's writes), with no personal data.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Gateway_V1_ListAuditEntriesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Gateway_V1_ListAuditEntriesResponse` to respond with.
+        func listAuditEntries(
+            request: Rapport_Gateway_V1_ListAuditEntriesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Gateway_V1_ListAuditEntriesResponse
     }
 }
 
@@ -635,6 +706,17 @@ extension Rapport_Gateway_V1_PartnerAdmin.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerAdmin.Method.ListAuditEntries.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Gateway_V1_ListAuditEntriesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Gateway_V1_ListAuditEntriesResponse>(),
+            handler: { request, context in
+                try await self.listAuditEntries(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -712,6 +794,17 @@ extension Rapport_Gateway_V1_PartnerAdmin.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Gateway_V1_RotateKeyResponse> {
         let response = try await self.rotateKey(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listAuditEntries(
+        request: GRPCCore.StreamingServerRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Gateway_V1_ListAuditEntriesResponse> {
+        let response = try await self.listAuditEntries(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -806,6 +899,19 @@ extension Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_RotateKeyResponse> {
         return GRPCCore.ServerResponse<Rapport_Gateway_V1_RotateKeyResponse>(
             message: try await self.rotateKey(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listAuditEntries(
+        request: GRPCCore.ServerRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_ListAuditEntriesResponse> {
+        return GRPCCore.ServerResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>(
+            message: try await self.listAuditEntries(
                 request: request.message,
                 context: context
             ),
@@ -985,6 +1091,30 @@ extension Rapport_Gateway_V1_PartnerAdmin {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Gateway_V1_RotateKeyResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_RotateKeyResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListAuditEntries" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+        /// > write through the gateway (today: this service's writes), with no personal data.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Gateway_V1_ListAuditEntriesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Gateway_V1_ListAuditEntriesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Gateway_V1_ListAuditEntriesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listAuditEntries<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Gateway_V1_ListAuditEntriesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1244,6 +1374,41 @@ extension Rapport_Gateway_V1_PartnerAdmin {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListAuditEntries" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+        /// > write through the gateway (today: this service's writes), with no personal data.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Gateway_V1_ListAuditEntriesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Gateway_V1_ListAuditEntriesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Gateway_V1_ListAuditEntriesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listAuditEntries<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Gateway_V1_ListAuditEntriesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerAdmin.Method.ListAuditEntries.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1451,6 +1616,36 @@ extension Rapport_Gateway_V1_PartnerAdmin.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Gateway_V1_RotateKeyRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Gateway_V1_RotateKeyResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAuditEntries" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+    /// > write through the gateway (today: this service's writes), with no personal data.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Gateway_V1_ListAuditEntriesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAuditEntries<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listAuditEntries(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Gateway_V1_ListAuditEntriesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Gateway_V1_ListAuditEntriesResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1688,6 +1883,40 @@ extension Rapport_Gateway_V1_PartnerAdmin.ClientProtocol {
             metadata: metadata
         )
         return try await self.rotateKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListAuditEntries" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The audit log, newest first: every call refused as UNAUTHENTICATED or PERMISSION_DENIED and every
+    /// > write through the gateway (today: this service's writes), with no personal data.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listAuditEntries<Result>(
+        _ message: Rapport_Gateway_V1_ListAuditEntriesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_ListAuditEntriesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Gateway_V1_ListAuditEntriesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listAuditEntries(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -175,10 +175,11 @@ final class SilentListener: Sendable {
       // Generous for a loaded 2-core CI machine (2 s was missed once in ~40 full runs, with all 100 tests
       // starting at once); what matters is that the view beats the deadline. The gateway keeps 500 ms of
       // it back for its own answer.
-      options.timeout = .seconds(4)
+      // 4 s still missed once when the partner-auth suites (hundreds of parallel calls) ran alongside.
+      options.timeout = .seconds(6)
       let started = ContinuousClock.now
       let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
-      #expect(ContinuousClock.now - started < .seconds(4))
+      #expect(ContinuousClock.now - started < .seconds(6))
       let codes = Dictionary(uniqueKeysWithValues: view.sections.map { ($0.name, $0.code) })
       #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4, "order_summary": 0, "support_summary": 14])
       #expect(view.orderSummary.orderCount == 1)

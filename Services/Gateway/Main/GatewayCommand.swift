@@ -20,12 +20,13 @@ struct GatewayCommand: ServiceCommand {
   @Option(name: .customLong("admin-key-file"), help: "When no admin key exists yet, create one at start and write it to this file (mode 0600) for the operator to read once and delete.") var adminKeyFile: String?
   @Option(name: .customLong("key-rate"), help: "Requests per second of keys created without their own (default 50).") var keyRate: String?
   @Option(name: .customLong("key-burst"), help: "Burst of keys created without their own (default 100).") var keyBurst: String?
+  @Option(name: .customLong("audit-retention-days"), help: "Audit entries older than this are deleted (default 90).") var auditRetentionDays: String?
 
   var ownFlags: [String: String?] {
     [
       "customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "analytics-addr": analyticsAddr,
       "view-timeout-ms": viewTimeoutMs, "partner-auth": partnerAuth, "admin-key-file": adminKeyFile, "key-rate": keyRate,
-      "key-burst": keyBurst,
+      "key-burst": keyBurst, "audit-retention-days": auditRetentionDays,
     ]
   }
 

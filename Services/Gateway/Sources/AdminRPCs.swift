@@ -110,6 +110,22 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     return .with { $0.key = key.proto }
   }
 
+  func listAuditEntries(
+    request: Rapport_Gateway_V1_ListAuditEntriesRequest, context: ServerContext
+  ) async throws -> Rapport_Gateway_V1_ListAuditEntriesResponse {
+    let partner = request.partnerID.isEmpty ? nil : try Validate.uuid(request.partnerID, field: "partner_id")
+    let method = try Validate.optional(request.method, field: "method", max: 200)
+    if request.hasCode, !(0...16).contains(request.code) {
+      throw RPCFailure.invalid("code", "must be a gRPC status code, 0 to 16")
+    }
+    let since = try Validate.time(request.since, isSet: request.hasSince, field: "since")
+    let limit = try Validate.pageSize(request.pageSize, default: 100, max: 1000)
+    let entries = try await store.audit(
+      partner: partner, method: method.isEmpty ? nil : method, code: request.hasCode ? Int(request.code) : nil,
+      since: since, limit: limit)
+    return .with { $0.entries = entries }
+  }
+
   func rotateKey(
     request: Rapport_Gateway_V1_RotateKeyRequest, context: ServerContext
   ) async throws -> Rapport_Gateway_V1_RotateKeyResponse {

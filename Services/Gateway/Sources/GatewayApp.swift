@@ -12,7 +12,7 @@ public enum GatewayApp {
 
   /// Reads the common settings plus the four service addresses, `view-timeout-ms` (default budget of a
   /// view when the caller sends no deadline; also the most a view may take) and the partner settings
-  /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`). The database (`database-url`) is
+  /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`, `audit-retention-days`). The database (`database-url`) is
   /// optional until partner auth is required: without one the gateway serves views and no admin service.
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     guard let auth = PartnerOptions.Auth(rawValue: settings.string("partner-auth", default: "off")) else {
@@ -28,7 +28,8 @@ public enum GatewayApp {
       viewTimeout: settings.milliseconds("view-timeout-ms", default: 2000),
       partners: PartnerOptions(
         auth: auth, adminKeyFile: settings.string("admin-key-file"),
-        defaultRate: try settings.int("key-rate", default: 50), defaultBurst: try settings.int("key-burst", default: 100)),
+        defaultRate: try settings.int("key-rate", default: 50), defaultBurst: try settings.int("key-burst", default: 100),
+        auditRetention: .seconds(86_400 * (try settings.int("audit-retention-days", default: 90)))),
       logger: logger)
   }
 
@@ -47,9 +48,15 @@ public enum GatewayApp {
     public var adminKeyFile: String?
     public var defaultRate: Int
     public var defaultBurst: Int
+    /// Audit entries older than this are deleted.
+    public var auditRetention: Duration
 
-    public init(auth: Auth = .off, adminKeyFile: String? = nil, defaultRate: Int = 50, defaultBurst: Int = 100) {
+    public init(
+      auth: Auth = .off, adminKeyFile: String? = nil, defaultRate: Int = 50, defaultBurst: Int = 100,
+      auditRetention: Duration = .seconds(90 * 86_400)
+    ) {
       (self.auth, self.adminKeyFile, self.defaultRate, self.defaultBurst) = (auth, adminKeyFile, defaultRate, defaultBurst)
+      self.auditRetention = auditRetention
     }
   }
 
@@ -73,15 +80,20 @@ public enum GatewayApp {
     let postgres = try ServiceApp.makePostgres(config: config, logger: logger)
     let store = PartnerStore(client: postgres, logger: logger)
     let verifier = KeyVerifier(store: store)
+    let audit = AuditLog(store: store)
     return try .publishing(
       config: config, schema: GatewayMigrations.schema, migrations: GatewayMigrations.all,
       serviceName: "rapport.gateway.v1.PartnerGateway", otherServiceNames: ["rapport.gateway.v1.PartnerAdmin"],
       clients: clients, postgres: postgres,
-      interceptors: [PartnerAuth(verifier: verifier, mode: partners.auth == .required ? .required : .off)],
+      interceptors: [PartnerAuth(verifier: verifier, mode: partners.auth == .required ? .required : .off, audit: audit)],
       logger: logger,
       workers: { _ in
         var workers: [any Service] = [
           warm, Periodic("key usage", every: .seconds(60), logger: logger) { try await verifier.flushUsage() },
+          Periodic("audit flush", every: .milliseconds(500), logger: logger) { try await audit.flush(logger: logger) },
+          Periodic("audit retention", every: .seconds(3600), logger: logger) {
+            try await store.pruneAudit(before: Date().addingTimeInterval(-Double(partners.auditRetention.components.seconds)))
+          },
         ]
         if let file = partners.adminKeyFile {
           workers.append(ClosureService {

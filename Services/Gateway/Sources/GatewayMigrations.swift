@@ -33,5 +33,22 @@ enum GatewayMigrations {
         """,
         "CREATE INDEX api_keys_partner ON gateway.api_keys (partner_id, created_at)",
       ] + outbox.migrationStatements),
+    Migration(
+      2, "audit log",
+      [
+        """
+        CREATE TABLE gateway.audit_log (
+          id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+          at timestamptz NOT NULL,
+          key_id uuid,
+          partner_id uuid,
+          method text NOT NULL,
+          code integer NOT NULL,
+          request_id text NOT NULL,
+          latency_micros bigint NOT NULL)
+        """,
+        "CREATE INDEX audit_log_at ON gateway.audit_log (at DESC)",
+        "CREATE INDEX audit_log_partner ON gateway.audit_log (partner_id, at DESC)",
+      ]),
   ]
 }

@@ -34,20 +34,34 @@ struct PartnerAuth: ServerInterceptor {
     "rapport.gateway.v1.PartnerGateway/GetCustomerView": .viewsRead
   ]
   static let refusal = RPCError(code: .unauthenticated, message: "missing or invalid API key")
+  /// Writes through the gateway: audited in the call's path, before the response.
+  static let writes: Set<String> = Set(
+    ["CreatePartner", "DisablePartner", "CreateKey", "RevokeKey", "RotateKey"].map { "rapport.gateway.v1.PartnerAdmin/\($0)" })
 
   let verifier: KeyVerifier
   let mode: Mode
+  let audit: AuditLog
 
   func intercept<Input: Sendable, Output: Sendable>(
     request: StreamingServerRequest<Input>, context: ServerContext,
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     guard context.descriptor.service != Grpc_Health_V1_Health.descriptor else { return try await next(request, context) }
-    let scope = Self.scopes[context.descriptor.fullyQualifiedMethod] ?? .admin
+    let started = ContinuousClock.now
+    let method = context.descriptor.fullyQualifiedMethod
+    let scope = Self.scopes[method] ?? .admin
     let header = request.metadata[stringValues: "authorization"].first(where: { _ in true })
     if header == nil, mode == .off, scope != .admin { return try await next(request, context) }
-    let key = try await verifier.verify(header)
+    let key: KeyRecord
+    do {
+      key = try await verifier.verify(header)
+    } catch {
+      let named = header.flatMap { KeySecret.id(of: String($0.dropFirst("Bearer ".count))) }
+      audit.record(AuditLog.entry(method: method, code: RPCError.Code.unauthenticated.rawValue, key: named, partner: nil, started: started))
+      throw error
+    }
     guard key.scopes.contains(scope.rawValue) else {
+      audit.record(AuditLog.entry(method: method, code: RPCError.Code.permissionDenied.rawValue, key: key.id, partner: key.partnerID, started: started))
       throw RPCError(code: .permissionDenied, message: "this key lacks the scope \(scope.rawValue)")
     }
     if let wait = verifier.limiter.take(key) {
@@ -55,7 +69,22 @@ struct PartnerAuth: ServerInterceptor {
         code: .resourceExhausted, message: "rate limit of this key exceeded; retry later",
         details: [.retryInfo(delay: wait)])
     }
-    return try await CallerKey.$current.withValue(key) { try await next(request, context) }
+    guard Self.writes.contains(method) else {
+      return try await CallerKey.$current.withValue(key) { try await next(request, context) }
+    }
+    var code = 0
+    let response: StreamingServerResponse<Output>
+    do {
+      response = try await CallerKey.$current.withValue(key) { try await next(request, context) }
+      if case .failure(let error) = response.accepted { code = error.code.rawValue }
+    } catch {
+      code = (error as? RPCError)?.code.rawValue ?? (error as? any RPCErrorConvertible)?.rpcErrorCode.rawValue
+        ?? RPCError.Code.unknown.rawValue
+      try await audit.write(AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started))
+      throw error
+    }
+    try await audit.write(AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started))
+    return response
   }
 }
 
