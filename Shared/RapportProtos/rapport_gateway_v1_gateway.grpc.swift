@@ -35,9 +35,93 @@ public enum Rapport_Gateway_V1_PartnerGateway: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetCustomer" metadata.
+        public enum GetCustomer: Sendable {
+            /// Request type for "GetCustomer".
+            public typealias Input = Rapport_Customer_V1_GetCustomerRequest
+            /// Response type for "GetCustomer".
+            public typealias Output = Rapport_Customer_V1_GetCustomerResponse
+            /// Descriptor for "GetCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "GetCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "FindCustomer" metadata.
+        public enum FindCustomer: Sendable {
+            /// Request type for "FindCustomer".
+            public typealias Input = Rapport_Customer_V1_FindCustomerRequest
+            /// Response type for "FindCustomer".
+            public typealias Output = Rapport_Customer_V1_FindCustomerResponse
+            /// Descriptor for "FindCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "FindCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetOrder" metadata.
+        public enum GetOrder: Sendable {
+            /// Request type for "GetOrder".
+            public typealias Input = Rapport_Order_V1_GetOrderRequest
+            /// Response type for "GetOrder".
+            public typealias Output = Rapport_Order_V1_GetOrderResponse
+            /// Descriptor for "GetOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "GetOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListOrders" metadata.
+        public enum ListOrders: Sendable {
+            /// Request type for "ListOrders".
+            public typealias Input = Rapport_Order_V1_ListOrdersRequest
+            /// Response type for "ListOrders".
+            public typealias Output = Rapport_Order_V1_ListOrdersResponse
+            /// Descriptor for "ListOrders".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "ListOrders",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetTicket" metadata.
+        public enum GetTicket: Sendable {
+            /// Request type for "GetTicket".
+            public typealias Input = Rapport_Support_V1_GetTicketRequest
+            /// Response type for "GetTicket".
+            public typealias Output = Rapport_Support_V1_GetTicketResponse
+            /// Descriptor for "GetTicket".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "GetTicket",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListTickets" metadata.
+        public enum ListTickets: Sendable {
+            /// Request type for "ListTickets".
+            public typealias Input = Rapport_Support_V1_ListTicketsRequest
+            /// Response type for "ListTickets".
+            public typealias Output = Rapport_Support_V1_ListTicketsResponse
+            /// Descriptor for "ListTickets".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "ListTickets",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.gateway.v1.PartnerGateway" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            GetCustomerView.descriptor
+            GetCustomerView.descriptor,
+            GetCustomer.descriptor,
+            FindCustomer.descriptor,
+            GetOrder.descriptor,
+            ListOrders.descriptor,
+            GetTicket.descriptor,
+            ListTickets.descriptor
         ]
     }
 }
@@ -83,6 +167,98 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: GRPCCore.StreamingServerRequest<Rapport_Gateway_V1_GetCustomerViewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse>
+
+        /// Handle the "GetCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+        /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+        /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+        /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+        /// > a missing one; its ListOrders and ListTickets need a customer_id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_GetCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_GetCustomerResponse` messages.
+        func getCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCustomerResponse>
+
+        /// Handle the "FindCustomer" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_FindCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_FindCustomerResponse` messages.
+        func findCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse>
+
+        /// Handle the "GetOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_GetOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_GetOrderResponse` messages.
+        func getOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetOrderResponse>
+
+        /// Handle the "ListOrders" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_ListOrdersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_ListOrdersResponse` messages.
+        func listOrders(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ListOrdersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ListOrdersResponse>
+
+        /// Handle the "GetTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_GetTicketRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_GetTicketResponse` messages.
+        func getTicket(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetTicketResponse>
+
+        /// Handle the "ListTickets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_ListTicketsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_ListTicketsResponse` messages.
+        func listTickets(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListTicketsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListTicketsResponse>
     }
 
     /// Service protocol for the "rapport.gateway.v1.PartnerGateway" service.
@@ -112,6 +288,98 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: GRPCCore.ServerRequest<Rapport_Gateway_V1_GetCustomerViewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse>
+
+        /// Handle the "GetCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+        /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+        /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+        /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+        /// > a missing one; its ListOrders and ListTickets need a customer_id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_GetCustomerResponse` message.
+        func getCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse>
+
+        /// Handle the "FindCustomer" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_FindCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_FindCustomerResponse` message.
+        func findCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse>
+
+        /// Handle the "GetOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_GetOrderResponse` message.
+        func getOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_GetOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetOrderResponse>
+
+        /// Handle the "ListOrders" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_ListOrdersResponse` message.
+        func listOrders(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_ListOrdersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_ListOrdersResponse>
+
+        /// Handle the "GetTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_GetTicketResponse` message.
+        func getTicket(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_GetTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetTicketResponse>
+
+        /// Handle the "ListTickets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_ListTicketsResponse` message.
+        func listTickets(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_ListTicketsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>
     }
 
     /// Simple service protocol for the "rapport.gateway.v1.PartnerGateway" service.
@@ -139,6 +407,98 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: Rapport_Gateway_V1_GetCustomerViewRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Gateway_V1_GetCustomerViewResponse
+
+        /// Handle the "GetCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+        /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+        /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+        /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+        /// > a missing one; its ListOrders and ListTickets need a customer_id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_GetCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_GetCustomerResponse` to respond with.
+        func getCustomer(
+            request: Rapport_Customer_V1_GetCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_GetCustomerResponse
+
+        /// Handle the "FindCustomer" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_FindCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_FindCustomerResponse` to respond with.
+        func findCustomer(
+            request: Rapport_Customer_V1_FindCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_FindCustomerResponse
+
+        /// Handle the "GetOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_GetOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_GetOrderResponse` to respond with.
+        func getOrder(
+            request: Rapport_Order_V1_GetOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_GetOrderResponse
+
+        /// Handle the "ListOrders" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_ListOrdersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_ListOrdersResponse` to respond with.
+        func listOrders(
+            request: Rapport_Order_V1_ListOrdersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_ListOrdersResponse
+
+        /// Handle the "GetTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_GetTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_GetTicketResponse` to respond with.
+        func getTicket(
+            request: Rapport_Support_V1_GetTicketRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_GetTicketResponse
+
+        /// Handle the "ListTickets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_ListTicketsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_ListTicketsResponse` to respond with.
+        func listTickets(
+            request: Rapport_Support_V1_ListTicketsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_ListTicketsResponse
     }
 }
 
@@ -152,6 +512,72 @@ extension Rapport_Gateway_V1_PartnerGateway.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Gateway_V1_GetCustomerViewResponse>(),
             handler: { request, context in
                 try await self.getCustomerView(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.GetCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetCustomerResponse>(),
+            handler: { request, context in
+                try await self.getCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.FindCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_FindCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_FindCustomerResponse>(),
+            handler: { request, context in
+                try await self.findCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.GetOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetOrderResponse>(),
+            handler: { request, context in
+                try await self.getOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.ListOrders.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_ListOrdersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_ListOrdersResponse>(),
+            handler: { request, context in
+                try await self.listOrders(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.GetTicket.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetTicketRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetTicketResponse>(),
+            handler: { request, context in
+                try await self.getTicket(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.ListTickets.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListTicketsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListTicketsResponse>(),
+            handler: { request, context in
+                try await self.listTickets(
                     request: request,
                     context: context
                 )
@@ -173,6 +599,72 @@ extension Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func getCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCustomerResponse> {
+        let response = try await self.getCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func findCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
+        let response = try await self.findCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetOrderResponse> {
+        let response = try await self.getOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listOrders(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ListOrdersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ListOrdersResponse> {
+        let response = try await self.listOrders(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getTicket(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetTicketResponse> {
+        let response = try await self.getTicket(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listTickets(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListTicketsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListTicketsResponse> {
+        let response = try await self.listTickets(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -184,6 +676,84 @@ extension Rapport_Gateway_V1_PartnerGateway.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse> {
         return GRPCCore.ServerResponse<Rapport_Gateway_V1_GetCustomerViewResponse>(
             message: try await self.getCustomerView(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_GetCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse>(
+            message: try await self.getCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func findCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse>(
+            message: try await self.findCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_GetOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_GetOrderResponse>(
+            message: try await self.getOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listOrders(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_ListOrdersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_ListOrdersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_ListOrdersResponse>(
+            message: try await self.listOrders(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getTicket(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_GetTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetTicketResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_GetTicketResponse>(
+            message: try await self.getTicket(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listTickets(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_ListTicketsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>(
+            message: try await self.listTickets(
                 request: request.message,
                 context: context
             ),
@@ -224,6 +794,128 @@ extension Rapport_Gateway_V1_PartnerGateway {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Gateway_V1_GetCustomerViewResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Gateway_V1_GetCustomerViewResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+        /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+        /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+        /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+        /// > a missing one; its ListOrders and ListTickets need a customer_id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "FindCustomer" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_FindCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_FindCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_FindCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func findCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_FindCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_FindCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_FindCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListOrders" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_ListOrdersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_ListOrdersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listOrders<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_ListOrdersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_ListOrdersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_ListOrdersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ListOrdersResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetTicketResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetTicketResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListTickets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ListTicketsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ListTicketsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listTickets<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ListTicketsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ListTicketsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListTicketsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -278,6 +970,194 @@ extension Rapport_Gateway_V1_PartnerGateway {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+        /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+        /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+        /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+        /// > a missing one; its ListOrders and ListTickets need a customer_id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_GetCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_GetCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_GetCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.GetCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "FindCustomer" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_FindCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_FindCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_FindCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func findCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_FindCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_FindCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_FindCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.FindCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_GetOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_GetOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_GetOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_GetOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.GetOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListOrders" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_ListOrdersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_ListOrdersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listOrders<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_ListOrdersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_ListOrdersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_ListOrdersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ListOrdersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.ListOrders.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_GetTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_GetTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_GetTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_GetTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_GetTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetTicketResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetTicketResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.GetTicket.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListTickets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_ListTicketsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_ListTicketsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listTickets<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_ListTicketsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_ListTicketsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListTicketsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.ListTickets.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -310,6 +1190,164 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Gateway_V1_GetCustomerViewRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Gateway_V1_GetCustomerViewResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+    /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+    /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+    /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+    /// > a missing one; its ListOrders and ListTickets need a customer_id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_GetCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_GetCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_GetCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_GetCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FindCustomer" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_FindCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func findCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_FindCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.findCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_FindCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_FindCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetOrder" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_GetOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_GetOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListOrders" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_ListOrdersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listOrders<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_ListOrdersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ListOrdersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listOrders(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_ListOrdersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_ListOrdersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTicket" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_GetTicketRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTicket<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_GetTicketRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getTicket(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_GetTicketRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_GetTicketResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTickets" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_ListTicketsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTickets<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_ListTicketsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listTickets(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListTicketsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListTicketsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -348,6 +1386,188 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerView(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Partner reads, forwarded to the owning service under the caller's deadline; requests, responses and
+    /// > errors (status, message, field violations) are the owning service's. Scopes: customers:read,
+    /// > orders:read, tickets:read. A key bound to companies sees only those companies' contacts, their
+    /// > orders (and the companies' B2B orders) and their tickets: anything else answers NOT_FOUND exactly as
+    /// > a missing one; its ListOrders and ListTickets need a customer_id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomer<Result>(
+        _ message: Rapport_Customer_V1_GetCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_GetCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FindCustomer" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func findCustomer<Result>(
+        _ message: Rapport_Customer_V1_FindCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_FindCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.findCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetOrder" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getOrder<Result>(
+        _ message: Rapport_Order_V1_GetOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_GetOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListOrders" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listOrders<Result>(
+        _ message: Rapport_Order_V1_ListOrdersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ListOrdersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_ListOrdersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listOrders(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTicket" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTicket<Result>(
+        _ message: Rapport_Support_V1_GetTicketRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_GetTicketRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getTicket(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTickets" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTickets<Result>(
+        _ message: Rapport_Support_V1_ListTicketsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_ListTicketsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listTickets(
             request: request,
             options: options,
             onResponse: handleResponse

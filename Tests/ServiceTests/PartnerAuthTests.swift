@@ -309,6 +309,70 @@ enum KeySecretID {
   }
 }
 
+@Suite struct PartnerReadTests {
+  @Test func partnerReadsAreForwardedAndABoundKeySeesOnlyItsCompaniesRows() async throws {
+    try await withGateway(partners: .init(auth: .required)) { gateway, customers, orders, support, operators in
+      let (admin, adminKey) = try #require(operators)
+      let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
+      let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
+      let theirs = try await customers.createCustomer(.with { $0.email = "someone@example.com" }).customer
+      _ = try await customers.linkContact(.with {
+        $0.companyID = acme.id
+        $0.customerID = ours.id
+      })
+      let ourOrder = try await orders.placeOrder(order("r1", customer: ours.id)).order
+      let theirOrder = try await orders.placeOrder(order("r2", customer: theirs.id)).order
+      let ourTicket = try await support.openTicket(ticket(ours.id)).ticket
+      let theirTicket = try await support.openTicket(ticket(theirs.id)).ticket
+      let partner = try await admin.createPartner(.with { $0.name = "Acme's agency" }, metadata: bearer(adminKey)).partner
+      let reads = ["customers:read", "orders:read", "tickets:read"]
+      let key = try await admin.createKey(.with {
+        $0.partnerID = partner.id
+        $0.scopes = reads
+        $0.companyIds = [acme.id]
+      }, metadata: bearer(adminKey)).secret
+      let unbound = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = reads }, metadata: bearer(adminKey)).secret
+      let auth = bearer(key)
+      #expect(try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: auth).customer.id == ours.id)
+      #expect(try await gateway.findCustomer(.with { $0.email = "buyer@acme.example" }, metadata: auth).customer.id == ours.id)
+      #expect(try await gateway.getOrder(.with { $0.orderID = ourOrder.id }, metadata: auth).order.id == ourOrder.id)
+      #expect(try await gateway.getTicket(.with { $0.ticketID = ourTicket.id }, metadata: auth).ticket.id == ourTicket.id)
+      #expect(try await gateway.listOrders(.with { $0.customerID = ours.id }, metadata: auth).orders.map(\.id) == [ourOrder.id])
+      #expect(try await gateway.listTickets(.with { $0.customerID = ours.id }, metadata: auth).tickets.map(\.id) == [ourTicket.id])
+      // Outside the binding: what a missing row gets.
+      let missing = UUID().uuidString.lowercased()
+      for id in [theirs.id, missing] {
+        await expectStatus(.notFound, mentioning: "customer '\(id)' not found") {
+          try await gateway.getCustomer(.with { $0.customerID = id }, metadata: auth)
+        }
+        #expect(try await gateway.listOrders(.with { $0.customerID = id }, metadata: auth).orders.isEmpty)
+        #expect(try await gateway.listTickets(.with { $0.customerID = id }, metadata: auth).tickets.isEmpty)
+      }
+      for id in [theirOrder.id, missing] {
+        await expectStatus(.notFound, mentioning: "order '\(id)' not found") { try await gateway.getOrder(.with { $0.orderID = id }, metadata: auth) }
+      }
+      for id in [theirTicket.id, missing] {
+        await expectStatus(.notFound, mentioning: "ticket '\(id)' not found") { try await gateway.getTicket(.with { $0.ticketID = id }, metadata: auth) }
+      }
+      await expectStatus(.notFound, mentioning: "no customer has this email") {
+        try await gateway.findCustomer(.with { $0.email = "someone@example.com" }, metadata: auth)
+      }
+      await expectStatus(.invalidArgument, field: "customer_id") { try await gateway.listOrders(.init(), metadata: auth) }
+      // The owning service's errors pass through, field violations included.
+      await expectStatus(.invalidArgument, field: "customer_id") {
+        try await gateway.getCustomer(.with { $0.customerID = "me" }, metadata: auth)
+      }
+      // Unbound keys see everything their scopes allow; scopes still apply.
+      #expect(try await gateway.getOrder(.with { $0.orderID = theirOrder.id }, metadata: bearer(unbound)).order.id == theirOrder.id)
+      #expect(try await gateway.listOrders(.init(), metadata: bearer(unbound)).orders.count == 2)
+      let viewsOnly = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey)).secret
+      await expectStatus(.permissionDenied, mentioning: "customers:read") {
+        try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: bearer(viewsOnly))
+      }
+    }
+  }
+}
+
 /// A well-formed key that no gateway issued.
 enum KeySecretFormat {
   static func fake() -> String {

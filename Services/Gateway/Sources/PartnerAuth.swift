@@ -31,8 +31,9 @@ struct PartnerAuth: ServerInterceptor {
 
   /// The scope each partner method needs; a gateway method missing here needs `admin`.
   static let scopes: [String: Scope] = [
-    "rapport.gateway.v1.PartnerGateway/GetCustomerView": .viewsRead
-  ]
+    "GetCustomerView": Scope.viewsRead, "GetCustomer": .customersRead, "FindCustomer": .customersRead,
+    "GetOrder": .ordersRead, "ListOrders": .ordersRead, "GetTicket": .ticketsRead, "ListTickets": .ticketsRead,
+  ].reduce(into: [:]) { $0["rapport.gateway.v1.PartnerGateway/\($1.key)"] = $1.value }
   static let refusal = RPCError(code: .unauthenticated, message: "missing or invalid API key")
   /// Writes through the gateway: audited in the call's path, before the response.
   static let writes: Set<String> = Set(

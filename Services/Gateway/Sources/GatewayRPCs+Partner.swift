@@ -1,0 +1,112 @@
+import Foundation
+import GRPCCore
+import RapportCore
+import RapportProtos
+
+/// Partner reads: forwarded to the owning service under the caller's deadline, then checked against the
+/// key's company binding (`visible`): what a bound key may not see answers exactly as a missing one.
+extension GatewayRPCs {
+  func getCustomer(
+    request: ServerRequest<Rapport_Customer_V1_GetCustomerRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Customer_V1_GetCustomerResponse> {
+    let response = try await forward(request.metadata) { try await customers.getCustomer(request.message, options: $0) }
+    guard Self.visible(response.customer) else { throw RPCFailure.notFound("customer", request.message.customerID) }
+    return ServerResponse(message: response)
+  }
+
+  func findCustomer(
+    request: ServerRequest<Rapport_Customer_V1_FindCustomerRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
+    let response = try await forward(request.metadata) { try await customers.findCustomer(request.message, options: $0) }
+    guard Self.visible(response.customer) else { throw RPCError(code: .notFound, message: "no customer has this email") }
+    return ServerResponse(message: response)
+  }
+
+  func getOrder(
+    request: ServerRequest<Rapport_Order_V1_GetOrderRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_GetOrderResponse> {
+    let response = try await forward(request.metadata) { try await orders.getOrder(request.message, options: $0) }
+    let order = response.order
+    let companyOrder = !order.b2B.companyID.isEmpty && Self.boundCompanies?.contains(order.b2B.companyID) == true
+    let visible = try await companyOrder ? true : customerVisible(order.customerID, request.metadata)
+    guard visible else {
+      throw RPCFailure.notFound("order", request.message.orderID)
+    }
+    return ServerResponse(message: response)
+  }
+
+  func listOrders(
+    request: ServerRequest<Rapport_Order_V1_ListOrdersRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_ListOrdersResponse> {
+    guard try await listable(request.message.customerID, request.metadata) else { return ServerResponse(message: .init()) }
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await orders.listOrders(request.message, options: $0) })
+  }
+
+  func getTicket(
+    request: ServerRequest<Rapport_Support_V1_GetTicketRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Support_V1_GetTicketResponse> {
+    let response = try await forward(request.metadata) { try await support.getTicket(request.message, options: $0) }
+    guard try await customerVisible(response.ticket.customerID, request.metadata) else {
+      throw RPCFailure.notFound("ticket", request.message.ticketID)
+    }
+    return ServerResponse(message: response)
+  }
+
+  func listTickets(
+    request: ServerRequest<Rapport_Support_V1_ListTicketsRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Support_V1_ListTicketsResponse> {
+    guard try await listable(request.message.customerID, request.metadata) else { return ServerResponse(message: .init()) }
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await support.listTickets(request.message, options: $0) })
+  }
+
+  /// The company ids the caller's key is bound to; nil for unbound keys and anonymous calls.
+  static var boundCompanies: Set<String>? {
+    guard let key = CallerKey.current, !key.companyIDs.isEmpty else { return nil }
+    return Set(key.companyIDs.map { $0.uuidString.lowercased() })
+  }
+
+  /// Whether a bound key may see this customer's rows (always, for unbound keys): the customer service
+  /// says which companies the customer is a contact of; a customer it does not know is not visible.
+  private func customerVisible(_ id: String, _ metadata: Metadata) async throws -> Bool {
+    guard Self.boundCompanies != nil else { return true }
+    do {
+      let customer = try await forward(metadata) {
+        try await customers.getCustomer(.with { $0.customerID = id }, options: $0).customer
+      }
+      return Self.visible(customer)
+    } catch let error as RPCError where error.code == .notFound {
+      return false
+    }
+  }
+
+  /// Whether a list may be forwarded: bound keys must name a customer (INVALID_ARGUMENT otherwise) and
+  /// get an empty list for one they may not see — what a customer without rows gets.
+  private func listable(_ customerID: String, _ metadata: Metadata) async throws -> Bool {
+    guard Self.boundCompanies != nil else { return true }
+    guard !customerID.isEmpty else {
+      throw RPCFailure.invalid("customer_id", "is required for a key bound to companies")
+    }
+    _ = try Validate.uuid(customerID, field: "customer_id")
+    return try await customerVisible(customerID, metadata)
+  }
+
+  /// Calls an owning service with the caller's remaining deadline (capped like a view's), never waiting
+  /// for a connection. Its errors pass through with their status, message and details only (no
+  /// upstream metadata such as its request id).
+  private func forward<Response: Sendable>(
+    _ metadata: Metadata, _ call: (CallOptions) async throws -> Response
+  ) async throws -> Response {
+    var options = CallOptions.defaults
+    options.timeout = CallBudget(metadata: metadata, default: defaultBudget, maximum: maximumBudget).remaining()
+    options.waitForReady = false
+    do {
+      return try await call(options)
+    } catch let error as RPCError {
+      var kept = Metadata()
+      for value in error.metadata[binaryValues: "grpc-status-details-bin"] { kept.addBinary(value, forKey: "grpc-status-details-bin") }
+      throw RPCError(code: error.code, message: error.message, metadata: kept)
+    }
+  }
+}
