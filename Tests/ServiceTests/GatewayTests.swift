@@ -175,11 +175,13 @@ final class SilentListener: Sendable {
       // Generous for a loaded 2-core CI machine (2 s was missed once in ~40 full runs, with all 100 tests
       // starting at once); what matters is that the view beats the deadline. The gateway keeps 500 ms of
       // it back for its own answer.
-      // 4 s still missed once when the partner-auth suites (hundreds of parallel calls) ran alongside.
-      options.timeout = .seconds(6)
+      // 4 s and then 6 s were missed with the whole suite (~120 tests, hundreds of parallel partner calls)
+      // sharing 2 cores: the gateway keeps 15 % of the deadline back, and a starved process can miss even
+      // that. What this test checks is that a silent peer costs its section, not the view.
+      options.timeout = .seconds(10)
       let started = ContinuousClock.now
       let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view
-      #expect(ContinuousClock.now - started < .seconds(6))
+      #expect(ContinuousClock.now - started < .seconds(10))
       let codes = Dictionary(uniqueKeysWithValues: view.sections.map { ($0.name, $0.code) })
       #expect(codes == ["customer": 0, "orders": 0, "tickets": 14, "metrics": 4, "order_summary": 0, "support_summary": 14])
       #expect(view.orderSummary.orderCount == 1)

@@ -39,6 +39,10 @@ func withPartnerGateway(
   }
 }
 
+/// The partner suites run one test at a time: each starts its own gateway (and some a whole stack) and
+/// fires hundreds of parallel calls; all at once, they starved the rest of the suite on 2 cores.
+@Suite(.serialized) enum PartnerSuites {}
+
 func bearer(_ key: String) -> Metadata { ["authorization": "Bearer \(key)"] }
 
 extension GatewayClient {
@@ -48,200 +52,204 @@ extension GatewayClient {
   }
 }
 
-@Suite struct PartnerAuthTests {
-  @Test func everyMissingOrBadKeyIsRefusedWithOneMessage() async throws {
-    try await withPartnerGateway { gateway, admin, adminKey, _ in
-      let unknown = KeySecretFormat.fake()
-      let headers: [Metadata] = [
-        [:], ["authorization": ""], ["authorization": "Bearer "], ["authorization": "Bearer garbled"],
-        ["authorization": .string(adminKey)], ["authorization": "Basic \(adminKey)"], bearer(String(adminKey.dropLast())),
-        bearer(adminKey + "0"), bearer("xpk_" + adminKey.dropFirst(4)), bearer(unknown), ["x-api-key": .string(adminKey)],
-        bearer(adminKey.uppercased()),
-      ]
-      for metadata in headers {
-        await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") { try await gateway.view(metadata) }
-        await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") {
-          try await admin.listPartners(.init(), metadata: metadata)
+extension PartnerSuites {
+  @Suite struct PartnerAuthTests {
+    @Test func everyMissingOrBadKeyIsRefusedWithOneMessage() async throws {
+      try await withPartnerGateway { gateway, admin, adminKey, _ in
+        let unknown = KeySecretFormat.fake()
+        let headers: [Metadata] = [
+          [:], ["authorization": ""], ["authorization": "Bearer "], ["authorization": "Bearer garbled"],
+          ["authorization": .string(adminKey)], ["authorization": "Basic \(adminKey)"], bearer(String(adminKey.dropLast())),
+          bearer(adminKey + "0"), bearer("xpk_" + adminKey.dropFirst(4)), bearer(unknown), ["x-api-key": .string(adminKey)],
+          bearer(adminKey.uppercased()),
+        ]
+        for metadata in headers {
+          await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") { try await gateway.view(metadata) }
+          await expectStatus(.unauthenticated, mentioning: "missing or invalid API key") {
+            try await admin.listPartners(.init(), metadata: metadata)
+          }
         }
+        // The right key passes; health needs none.
+        _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
       }
-      // The right key passes; health needs none.
-      _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
     }
-  }
 
-  @Test func scopesDecideWhichRPCsAKeyMayCall() async throws {
-    try await withPartnerGateway { gateway, admin, adminKey, _ in
-      let partner = try await admin.createPartner(
-        .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
-      let viewer = try await admin.createKey(
-        .with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey))
-      #expect(viewer.secret.hasPrefix("rpk_") && viewer.secret.count > 64)
-      #expect(viewer.key.scopes == ["views:read"] && viewer.key.partnerID == partner.id)
-      let view = try await gateway.view(bearer(viewer.secret))
-      #expect(view.sections.first?.code == Int32(RPCError.Code.unavailable.rawValue))
-      let ordersOnly = try await admin.createKey(
-        .with { $0.partnerID = partner.id; $0.scopes = ["orders:read"] }, metadata: bearer(adminKey))
-      await expectStatus(.permissionDenied, mentioning: "views:read") { try await gateway.view(bearer(ordersOnly.secret)) }
-      // Escalation: a partner key calling the operators' RPCs.
-      await expectStatus(.permissionDenied, mentioning: "admin") {
-        try await admin.createPartner(.with { $0.name = "Evil" }, metadata: bearer(viewer.secret))
+    @Test func scopesDecideWhichRPCsAKeyMayCall() async throws {
+      try await withPartnerGateway { gateway, admin, adminKey, _ in
+        let partner = try await admin.createPartner(
+          .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
+        let viewer = try await admin.createKey(
+          .with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey))
+        #expect(viewer.secret.hasPrefix("rpk_") && viewer.secret.count > 64)
+        #expect(viewer.key.scopes == ["views:read"] && viewer.key.partnerID == partner.id)
+        let view = try await gateway.view(bearer(viewer.secret))
+        #expect(view.sections.first?.code == Int32(RPCError.Code.unavailable.rawValue))
+        let ordersOnly = try await admin.createKey(
+          .with { $0.partnerID = partner.id; $0.scopes = ["orders:read"] }, metadata: bearer(adminKey))
+        await expectStatus(.permissionDenied, mentioning: "views:read") { try await gateway.view(bearer(ordersOnly.secret)) }
+        // Escalation: a partner key calling the operators' RPCs.
+        await expectStatus(.permissionDenied, mentioning: "admin") {
+          try await admin.createPartner(.with { $0.name = "Evil" }, metadata: bearer(viewer.secret))
+        }
+        await expectStatus(.invalidArgument, field: "scopes[0]") {
+          try await admin.createKey(
+            .with { $0.partnerID = partner.id; $0.scopes = ["root"] }, metadata: bearer(adminKey))
+        }
+        // Only hashes are stored.
+        let keys = try await admin.listKeys(.with { $0.partnerID = partner.id }, metadata: bearer(adminKey))
+        #expect(keys.keys.map(\.id) == [viewer.key.id, ordersOnly.key.id])
       }
-      await expectStatus(.invalidArgument, field: "scopes[0]") {
-        try await admin.createKey(
-          .with { $0.partnerID = partner.id; $0.scopes = ["root"] }, metadata: bearer(adminKey))
-      }
-      // Only hashes are stored.
-      let keys = try await admin.listKeys(.with { $0.partnerID = partner.id }, metadata: bearer(adminKey))
-      #expect(keys.keys.map(\.id) == [viewer.key.id, ordersOnly.key.id])
     }
-  }
 
-  @Test func revokedExpiredRotatedOutAndDisabledPartnersKeysStopWorkingWithinASecond() async throws {
-    try await withPartnerGateway { gateway, admin, adminKey, database in
-      let partner = try await admin.createPartner(
-        .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
-      func key(expiring: Date? = nil) async throws -> Rapport_Gateway_V1_CreateKeyResponse {
-        try await admin.createKey(.with {
-          $0.partnerID = partner.id
-          $0.scopes = ["views:read"]
-          if let expiring { $0.expireTime = .init(date: expiring) }
+    @Test func revokedExpiredRotatedOutAndDisabledPartnersKeysStopWorkingWithinASecond() async throws {
+      try await withPartnerGateway { gateway, admin, adminKey, database in
+        let partner = try await admin.createPartner(
+          .with { $0.name = "Acme" }, metadata: bearer(adminKey)).partner
+        func key(expiring: Date? = nil) async throws -> Rapport_Gateway_V1_CreateKeyResponse {
+          try await admin.createKey(.with {
+            $0.partnerID = partner.id
+            $0.scopes = ["views:read"]
+            if let expiring { $0.expireTime = .init(date: expiring) }
+          }, metadata: bearer(adminKey))
+        }
+        let revoked = try await key(), overlapping = try await key(), replaced = try await key()
+        let expiring = try await key(expiring: Date().addingTimeInterval(8))  // slack for a loaded machine
+        for created in [revoked, overlapping, replaced] { _ = try await gateway.view(bearer(created.secret)) }
+        _ = try await admin.revokeKey(.with { $0.keyID = revoked.key.id }, metadata: bearer(adminKey))
+        // A rotation with an hour of overlap: old and new both work.
+        let rotation = try await admin.rotateKey(.with {
+          $0.keyID = overlapping.key.id
+          $0.oldKeyEndTime = .init(date: Date().addingTimeInterval(3600))
         }, metadata: bearer(adminKey))
-      }
-      let revoked = try await key(), overlapping = try await key(), replaced = try await key()
-      let expiring = try await key(expiring: Date().addingTimeInterval(8))  // slack for a loaded machine
-      for created in [revoked, overlapping, replaced] { _ = try await gateway.view(bearer(created.secret)) }
-      _ = try await admin.revokeKey(.with { $0.keyID = revoked.key.id }, metadata: bearer(adminKey))
-      // A rotation with an hour of overlap: old and new both work.
-      let rotation = try await admin.rotateKey(.with {
-        $0.keyID = overlapping.key.id
-        $0.oldKeyEndTime = .init(date: Date().addingTimeInterval(3600))
-      }, metadata: bearer(adminKey))
-      #expect(rotation.newKey.scopes == overlapping.key.scopes && rotation.newKey.id != overlapping.key.id)
-      _ = try await gateway.view(bearer(overlapping.secret))
-      _ = try await gateway.view(bearer(rotation.newSecret))
-      // A rotation ending the old key now: only the new one works.
-      let cutOver = try await admin.rotateKey(.with {
-        $0.keyID = replaced.key.id
-        $0.oldKeyEndTime = .init(date: Date())
-      }, metadata: bearer(adminKey))
-      _ = try await gateway.view(bearer(cutOver.newSecret))
-      for (name, secret) in [("revoked", revoked.secret), ("rotated out", replaced.secret)] {
-        try await eventually(within: .seconds(10), "the \(name) key is refused") {
-          do { _ = try await gateway.view(bearer(secret)); return false } catch let error as RPCError {
-            return error.code == .unauthenticated
+        #expect(rotation.newKey.scopes == overlapping.key.scopes && rotation.newKey.id != overlapping.key.id)
+        _ = try await gateway.view(bearer(overlapping.secret))
+        _ = try await gateway.view(bearer(rotation.newSecret))
+        // A rotation ending the old key now: only the new one works.
+        let cutOver = try await admin.rotateKey(.with {
+          $0.keyID = replaced.key.id
+          $0.oldKeyEndTime = .init(date: Date())
+        }, metadata: bearer(adminKey))
+        _ = try await gateway.view(bearer(cutOver.newSecret))
+        for (name, secret) in [("revoked", revoked.secret), ("rotated out", replaced.secret)] {
+          try await eventually(within: .seconds(10), "the \(name) key is refused") {
+            do { _ = try await gateway.view(bearer(secret)); return false } catch let error as RPCError {
+              return error.code == .unauthenticated
+            }
           }
         }
+        try await eventually(within: .seconds(20), "the expired key is refused") {
+          (try? await gateway.view(bearer(expiring.secret))) == nil
+        }
+        _ = try await gateway.view(bearer(rotation.newSecret))
+        // Only the hash is stored: the new key's row holds sha256 of the key, and no row holds a key.
+        let matching = try await TestDatabase.scalar(
+          "SELECT count(*)::bigint FROM gateway.api_keys WHERE secret_hash = sha256(convert_to('\(rotation.newSecret)', 'UTF8'))",
+          on: database)
+        let clear = try await TestDatabase.scalar(
+          "SELECT count(*)::bigint FROM gateway.api_keys WHERE position('rpk_' in encode(secret_hash, 'escape')) > 0", on: database)
+        #expect(matching == 1 && clear == 0)
       }
-      try await eventually(within: .seconds(20), "the expired key is refused") {
-        (try? await gateway.view(bearer(expiring.secret))) == nil
-      }
-      _ = try await gateway.view(bearer(rotation.newSecret))
-      // Only the hash is stored: the new key's row holds sha256 of the key, and no row holds a key.
-      let matching = try await TestDatabase.scalar(
-        "SELECT count(*)::bigint FROM gateway.api_keys WHERE secret_hash = sha256(convert_to('\(rotation.newSecret)', 'UTF8'))",
-        on: database)
-      let clear = try await TestDatabase.scalar(
-        "SELECT count(*)::bigint FROM gateway.api_keys WHERE position('rpk_' in encode(secret_hash, 'escape')) > 0", on: database)
-      #expect(matching == 1 && clear == 0)
     }
-  }
 
-  @Test func theTokenBucketAdmitsExactlyItsBurstUnderParallelCallsAndKeysDoNotShareIt() async throws {
-    try await withPartnerGateway { _, admin, adminKey, _ in
-      let partner = try await admin.createPartner(
-        .with { $0.name = "Flood" }, metadata: bearer(adminKey)).partner
-      func limitedKey() async throws -> String {
-        try await admin.createKey(.with {
-          $0.partnerID = partner.id
-          $0.scopes = ["admin"]
-          $0.ratePerSecond = 1
-          $0.burst = 50
-        }, metadata: bearer(adminKey)).secret
-      }
-      let flooding = try await limitedKey(), other = try await limitedKey()
-      let started = ContinuousClock.now
-      let outcomes = await withTaskGroup(of: RPCError.Code?.self) { group in
-        for _ in 0..<200 {
-          group.addTask {
-            do {
-              _ = try await admin.listPartners(.init(), metadata: bearer(flooding))
-              return nil
-            } catch let error as RPCError { return error.code } catch { return .unknown }
-          }
+    @Test func theTokenBucketAdmitsExactlyItsBurstUnderParallelCallsAndKeysDoNotShareIt() async throws {
+      try await withPartnerGateway { _, admin, adminKey, _ in
+        let partner = try await admin.createPartner(
+          .with { $0.name = "Flood" }, metadata: bearer(adminKey)).partner
+        func limitedKey() async throws -> String {
+          try await admin.createKey(.with {
+            $0.partnerID = partner.id
+            $0.scopes = ["admin"]
+            $0.ratePerSecond = 1
+            $0.burst = 50
+          }, metadata: bearer(adminKey)).secret
         }
-        var all: [RPCError.Code?] = []
-        for await outcome in group { all.append(outcome) }
-        return all
-      }
-      // Exactly the burst, plus what refilled (1 a second) while the 200 calls arrived.
-      let admitted = outcomes.filter { $0 == nil }.count
-      let refilled = Int((ContinuousClock.now - started) / .seconds(1))
-      #expect((50...50 + refilled).contains(admitted), "admitted \(admitted), refill allowance \(refilled)")
-      #expect(outcomes.filter { $0 == .resourceExhausted }.count == 200 - admitted)
-      // The key stays refused (a token refills only each second), with when to retry: of 20 more parallel
-      // calls, at least one is refused however slow the machine.
-      let refusal = await withTaskGroup(of: RPCError?.self) { group in
-        for _ in 0..<20 {
-          group.addTask {
-            do { _ = try await admin.listPartners(.init(), metadata: bearer(flooding)); return nil } catch let error as RPCError {
-              return error
-            } catch { return nil }
+        let flooding = try await limitedKey(), other = try await limitedKey()
+        let started = ContinuousClock.now
+        let outcomes = await withTaskGroup(of: RPCError.Code?.self) { group in
+          for _ in 0..<200 {
+            group.addTask {
+              do {
+                _ = try await admin.listPartners(.init(), metadata: bearer(flooding))
+                return nil
+              } catch let error as RPCError { return error.code } catch { return .unknown }
+            }
           }
+          var all: [RPCError.Code?] = []
+          for await outcome in group { all.append(outcome) }
+          return all
         }
-        var first: RPCError?
-        for await error in group where first == nil { first = error }
-        return first
+        // Exactly the burst, plus what refilled (1 a second) while the 200 calls arrived.
+        let admitted = outcomes.filter { $0 == nil }.count
+        let refilled = Int((ContinuousClock.now - started) / .seconds(1))
+        #expect((50...50 + refilled).contains(admitted), "admitted \(admitted), refill allowance \(refilled)")
+        #expect(outcomes.filter { $0 == .resourceExhausted }.count == 200 - admitted)
+        // The key stays refused (a token refills only each second), with when to retry: of 20 more parallel
+        // calls, at least one is refused however slow the machine.
+        let refusal = await withTaskGroup(of: RPCError?.self) { group in
+          for _ in 0..<20 {
+            group.addTask {
+              do { _ = try await admin.listPartners(.init(), metadata: bearer(flooding)); return nil } catch let error as RPCError {
+                return error
+              } catch { return nil }
+            }
+          }
+          var first: RPCError?
+          for await error in group where first == nil { first = error }
+          return first
+        }
+        let error = try #require(refusal)
+        #expect(error.code == .resourceExhausted)
+        #expect(try #require(try error.unpackGoogleRPCStatus()).details.contains { $0.retryInfo != nil })
+        _ = try await admin.listPartners(.init(), metadata: bearer(other))
       }
-      let error = try #require(refusal)
-      #expect(error.code == .resourceExhausted)
-      #expect(try #require(try error.unpackGoogleRPCStatus()).details.contains { $0.retryInfo != nil })
-      _ = try await admin.listPartners(.init(), metadata: bearer(other))
     }
-  }
 
-  @Test func withPartnerAuthOffACallWithoutAKeyIsServedAndOneWithAKeyIsChecked() async throws {
-    try await withPartnerGateway(auth: .off) { gateway, admin, adminKey, _ in
-      _ = try await gateway.view([:])
-      await expectStatus(.unauthenticated) { try await gateway.view(["authorization": "Bearer garbled"]) }
-      await expectStatus(.unauthenticated) { try await admin.listPartners(.init(), metadata: [:]) }
-      _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
+    @Test func withPartnerAuthOffACallWithoutAKeyIsServedAndOneWithAKeyIsChecked() async throws {
+      try await withPartnerGateway(auth: .off) { gateway, admin, adminKey, _ in
+        _ = try await gateway.view([:])
+        await expectStatus(.unauthenticated) { try await gateway.view(["authorization": "Bearer garbled"]) }
+        await expectStatus(.unauthenticated) { try await admin.listPartners(.init(), metadata: [:]) }
+        _ = try await admin.listPartners(.init(), metadata: bearer(adminKey))
+      }
     }
   }
 }
 
-@Suite struct AuditLogTests {
-  @Test func refusalsAndWritesAreAuditedWithKeyIdsAndNoSecrets() async throws {
-    try await withPartnerGateway { gateway, admin, adminKey, _ in
-      let partner = try await admin.createPartner(.with { $0.name = "Audited" }, metadata: bearer(adminKey)).partner
-      let viewer = try await admin.createKey(
-        .with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey))
-      let unknown = KeySecretFormat.fake()
-      await expectStatus(.unauthenticated) { try await gateway.view(bearer(unknown)) }
-      await expectStatus(.unauthenticated) { try await gateway.view(["authorization": "Bearer garbled"]) }
-      await expectStatus(.permissionDenied) {
-        try await admin.listPartners(.init(), metadata: bearer(viewer.secret))
+extension PartnerSuites {
+  @Suite struct AuditLogTests {
+    @Test func refusalsAndWritesAreAuditedWithKeyIdsAndNoSecrets() async throws {
+      try await withPartnerGateway { gateway, admin, adminKey, _ in
+        let partner = try await admin.createPartner(.with { $0.name = "Audited" }, metadata: bearer(adminKey)).partner
+        let viewer = try await admin.createKey(
+          .with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey))
+        let unknown = KeySecretFormat.fake()
+        await expectStatus(.unauthenticated) { try await gateway.view(bearer(unknown)) }
+        await expectStatus(.unauthenticated) { try await gateway.view(["authorization": "Bearer garbled"]) }
+        await expectStatus(.permissionDenied) {
+          try await admin.listPartners(.init(), metadata: bearer(viewer.secret))
+        }
+        _ = try await gateway.view(bearer(viewer.secret))  // a read: not audited
+        let adminID = try #require(KeySecretID.of(adminKey))
+        try await eventually("the refusals were flushed") {
+          try await admin.listAuditEntries(.with { $0.code = 16 }, metadata: bearer(adminKey)).entries.count == 2
+        }
+        let all = try await admin.listAuditEntries(.init(), metadata: bearer(adminKey)).entries
+        let view = "rapport.gateway.v1.PartnerGateway/GetCustomerView"
+        let unauthenticated = all.filter { $0.code == 16 }
+        #expect(Set(unauthenticated.map(\.method)) == [view])
+        #expect(Set(unauthenticated.map(\.keyID)) == [KeySecretID.of(unknown) ?? "?", ""])
+        #expect(unauthenticated.allSatisfy { $0.partnerID.isEmpty && !$0.requestID.isEmpty })
+        let denied = try #require(all.first { $0.code == 7 })
+        #expect(denied.keyID == viewer.key.id && denied.partnerID == partner.id)
+        #expect(denied.method == "rapport.gateway.v1.PartnerAdmin/ListPartners")
+        let writes = all.filter { $0.code == 0 }.map(\.method)
+        #expect(writes.sorted() == ["rapport.gateway.v1.PartnerAdmin/CreateKey", "rapport.gateway.v1.PartnerAdmin/CreatePartner"])
+        #expect(all.filter { $0.code == 0 }.allSatisfy { $0.keyID == adminID })
+        let filtered = try await admin.listAuditEntries(.with { $0.partnerID = partner.id }, metadata: bearer(adminKey)).entries
+        #expect(filtered.map(\.code) == [7])
+        let text = try all.map { try $0.jsonString() }.joined()
+        #expect(!text.contains("rpk_"))
       }
-      _ = try await gateway.view(bearer(viewer.secret))  // a read: not audited
-      let adminID = try #require(KeySecretID.of(adminKey))
-      try await eventually("the refusals were flushed") {
-        try await admin.listAuditEntries(.with { $0.code = 16 }, metadata: bearer(adminKey)).entries.count == 2
-      }
-      let all = try await admin.listAuditEntries(.init(), metadata: bearer(adminKey)).entries
-      let view = "rapport.gateway.v1.PartnerGateway/GetCustomerView"
-      let unauthenticated = all.filter { $0.code == 16 }
-      #expect(Set(unauthenticated.map(\.method)) == [view])
-      #expect(Set(unauthenticated.map(\.keyID)) == [KeySecretID.of(unknown) ?? "?", ""])
-      #expect(unauthenticated.allSatisfy { $0.partnerID.isEmpty && !$0.requestID.isEmpty })
-      let denied = try #require(all.first { $0.code == 7 })
-      #expect(denied.keyID == viewer.key.id && denied.partnerID == partner.id)
-      #expect(denied.method == "rapport.gateway.v1.PartnerAdmin/ListPartners")
-      let writes = all.filter { $0.code == 0 }.map(\.method)
-      #expect(writes.sorted() == ["rapport.gateway.v1.PartnerAdmin/CreateKey", "rapport.gateway.v1.PartnerAdmin/CreatePartner"])
-      #expect(all.filter { $0.code == 0 }.allSatisfy { $0.keyID == adminID })
-      let filtered = try await admin.listAuditEntries(.with { $0.partnerID = partner.id }, metadata: bearer(adminKey)).entries
-      #expect(filtered.map(\.code) == [7])
-      let text = try all.map { try $0.jsonString() }.joined()
-      #expect(!text.contains("rpk_"))
     }
   }
 }
@@ -256,118 +264,122 @@ enum KeySecretID {
   }
 }
 
-@Suite struct CompanyBindingTests {
-  @Test func aBoundKeySeesOnlyItsCompaniesContactsAndEverythingElseAsIfItDidNotExist() async throws {
-    try await withGateway(partners: .init(auth: .required)) { gateway, customers, _, _, operators in
-      let (admin, adminKey) = try #require(operators)
-      let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
-      let globex = try await customers.createCompany(.with { $0.company.legalName = "Globex" }).company
-      let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
-      let theirs = try await customers.createCustomer(.with { $0.email = "buyer@globex.example" }).customer
-      let nobody = try await customers.createCustomer(.with { $0.email = "consumer@example.com" }).customer
-      for (customer, company) in [(ours, acme), (theirs, globex)] {
-        _ = try await customers.linkContact(.with {
-          $0.companyID = company.id
-          $0.customerID = customer.id
-          $0.role = "buyer"
-        })
-      }
-      let partner = try await admin.createPartner(.with { $0.name = "Acme's agency" }, metadata: bearer(adminKey)).partner
-      let bound = try await admin.createKey(.with {
-        $0.partnerID = partner.id
-        $0.scopes = ["views:read"]
-        $0.companyIds = [acme.id]
-      }, metadata: bearer(adminKey)).secret
-      let unbound = try await admin.createKey(.with {
-        $0.partnerID = partner.id
-        $0.scopes = ["views:read"]
-      }, metadata: bearer(adminKey)).secret
-      func view(_ request: Rapport_Gateway_V1_GetCustomerViewRequest, _ key: String) async throws -> Rapport_Gateway_V1_CustomerView {
-        try await gateway.getCustomerView(request, metadata: bearer(key)).view
-      }
-      func byID(_ id: String) -> Rapport_Gateway_V1_GetCustomerViewRequest { .with { $0.customerID = id } }
-      func byEmail(_ email: String) -> Rapport_Gateway_V1_GetCustomerViewRequest { .with { $0.email = email } }
-      #expect(try await view(byID(ours.id), bound).customer.id == ours.id)
-      #expect(try await view(byEmail("buyer@acme.example"), bound).customer.id == ours.id)
-      // Outside the binding: exactly what a customer that does not exist gets.
-      let missing = UUID().uuidString.lowercased()
-      for id in [theirs.id, nobody.id] {
-        await expectStatus(.notFound, mentioning: "customer '\(id)' not found") { try await view(byID(id), bound) }
-      }
-      await expectStatus(.notFound, mentioning: "customer '\(missing)' not found") { try await view(byID(missing), bound) }
-      for email in ["buyer@globex.example", "consumer@example.com", "never@example.com"] {
-        do {
-          _ = try await view(byEmail(email), bound)
-          Issue.record("\(email) was shown to a key bound to Acme")
-        } catch let error as RPCError {
-          #expect(error.code == .notFound && error.message == "no customer has this email")
+extension PartnerSuites {
+  @Suite struct CompanyBindingTests {
+    @Test func aBoundKeySeesOnlyItsCompaniesContactsAndEverythingElseAsIfItDidNotExist() async throws {
+      try await withGateway(partners: .init(auth: .required)) { gateway, customers, _, _, operators in
+        let (admin, adminKey) = try #require(operators)
+        let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
+        let globex = try await customers.createCompany(.with { $0.company.legalName = "Globex" }).company
+        let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
+        let theirs = try await customers.createCustomer(.with { $0.email = "buyer@globex.example" }).customer
+        let nobody = try await customers.createCustomer(.with { $0.email = "consumer@example.com" }).customer
+        for (customer, company) in [(ours, acme), (theirs, globex)] {
+          _ = try await customers.linkContact(.with {
+            $0.companyID = company.id
+            $0.customerID = customer.id
+            $0.role = "buyer"
+          })
         }
+        let partner = try await admin.createPartner(.with { $0.name = "Acme's agency" }, metadata: bearer(adminKey)).partner
+        let bound = try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["views:read"]
+          $0.companyIds = [acme.id]
+        }, metadata: bearer(adminKey)).secret
+        let unbound = try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["views:read"]
+        }, metadata: bearer(adminKey)).secret
+        func view(_ request: Rapport_Gateway_V1_GetCustomerViewRequest, _ key: String) async throws -> Rapport_Gateway_V1_CustomerView {
+          try await gateway.getCustomerView(request, metadata: bearer(key)).view
+        }
+        func byID(_ id: String) -> Rapport_Gateway_V1_GetCustomerViewRequest { .with { $0.customerID = id } }
+        func byEmail(_ email: String) -> Rapport_Gateway_V1_GetCustomerViewRequest { .with { $0.email = email } }
+        #expect(try await view(byID(ours.id), bound).customer.id == ours.id)
+        #expect(try await view(byEmail("buyer@acme.example"), bound).customer.id == ours.id)
+        // Outside the binding: exactly what a customer that does not exist gets.
+        let missing = UUID().uuidString.lowercased()
+        for id in [theirs.id, nobody.id] {
+          await expectStatus(.notFound, mentioning: "customer '\(id)' not found") { try await view(byID(id), bound) }
+        }
+        await expectStatus(.notFound, mentioning: "customer '\(missing)' not found") { try await view(byID(missing), bound) }
+        for email in ["buyer@globex.example", "consumer@example.com", "never@example.com"] {
+          do {
+            _ = try await view(byEmail(email), bound)
+            Issue.record("\(email) was shown to a key bound to Acme")
+          } catch let error as RPCError {
+            #expect(error.code == .notFound && error.message == "no customer has this email")
+          }
+        }
+        // An unbound key sees every customer.
+        for customer in [ours, theirs, nobody] { #expect(try await view(byID(customer.id), unbound).customer.id == customer.id) }
       }
-      // An unbound key sees every customer.
-      for customer in [ours, theirs, nobody] { #expect(try await view(byID(customer.id), unbound).customer.id == customer.id) }
     }
   }
 }
 
-@Suite struct PartnerReadTests {
-  @Test func partnerReadsAreForwardedAndABoundKeySeesOnlyItsCompaniesRows() async throws {
-    try await withGateway(partners: .init(auth: .required)) { gateway, customers, orders, support, operators in
-      let (admin, adminKey) = try #require(operators)
-      let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
-      let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
-      let theirs = try await customers.createCustomer(.with { $0.email = "someone@example.com" }).customer
-      _ = try await customers.linkContact(.with {
-        $0.companyID = acme.id
-        $0.customerID = ours.id
-      })
-      let ourOrder = try await orders.placeOrder(order("r1", customer: ours.id)).order
-      let theirOrder = try await orders.placeOrder(order("r2", customer: theirs.id)).order
-      let ourTicket = try await support.openTicket(ticket(ours.id)).ticket
-      let theirTicket = try await support.openTicket(ticket(theirs.id)).ticket
-      let partner = try await admin.createPartner(.with { $0.name = "Acme's agency" }, metadata: bearer(adminKey)).partner
-      let reads = ["customers:read", "orders:read", "tickets:read"]
-      let key = try await admin.createKey(.with {
-        $0.partnerID = partner.id
-        $0.scopes = reads
-        $0.companyIds = [acme.id]
-      }, metadata: bearer(adminKey)).secret
-      let unbound = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = reads }, metadata: bearer(adminKey)).secret
-      let auth = bearer(key)
-      #expect(try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: auth).customer.id == ours.id)
-      #expect(try await gateway.findCustomer(.with { $0.email = "buyer@acme.example" }, metadata: auth).customer.id == ours.id)
-      #expect(try await gateway.getOrder(.with { $0.orderID = ourOrder.id }, metadata: auth).order.id == ourOrder.id)
-      #expect(try await gateway.getTicket(.with { $0.ticketID = ourTicket.id }, metadata: auth).ticket.id == ourTicket.id)
-      #expect(try await gateway.listOrders(.with { $0.customerID = ours.id }, metadata: auth).orders.map(\.id) == [ourOrder.id])
-      #expect(try await gateway.listTickets(.with { $0.customerID = ours.id }, metadata: auth).tickets.map(\.id) == [ourTicket.id])
-      // Outside the binding: what a missing row gets.
-      let missing = UUID().uuidString.lowercased()
-      for id in [theirs.id, missing] {
-        await expectStatus(.notFound, mentioning: "customer '\(id)' not found") {
-          try await gateway.getCustomer(.with { $0.customerID = id }, metadata: auth)
+extension PartnerSuites {
+  @Suite struct PartnerReadTests {
+    @Test func partnerReadsAreForwardedAndABoundKeySeesOnlyItsCompaniesRows() async throws {
+      try await withGateway(partners: .init(auth: .required)) { gateway, customers, orders, support, operators in
+        let (admin, adminKey) = try #require(operators)
+        let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
+        let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
+        let theirs = try await customers.createCustomer(.with { $0.email = "someone@example.com" }).customer
+        _ = try await customers.linkContact(.with {
+          $0.companyID = acme.id
+          $0.customerID = ours.id
+        })
+        let ourOrder = try await orders.placeOrder(order("r1", customer: ours.id)).order
+        let theirOrder = try await orders.placeOrder(order("r2", customer: theirs.id)).order
+        let ourTicket = try await support.openTicket(ticket(ours.id)).ticket
+        let theirTicket = try await support.openTicket(ticket(theirs.id)).ticket
+        let partner = try await admin.createPartner(.with { $0.name = "Acme's agency" }, metadata: bearer(adminKey)).partner
+        let reads = ["customers:read", "orders:read", "tickets:read"]
+        let key = try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = reads
+          $0.companyIds = [acme.id]
+        }, metadata: bearer(adminKey)).secret
+        let unbound = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = reads }, metadata: bearer(adminKey)).secret
+        let auth = bearer(key)
+        #expect(try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: auth).customer.id == ours.id)
+        #expect(try await gateway.findCustomer(.with { $0.email = "buyer@acme.example" }, metadata: auth).customer.id == ours.id)
+        #expect(try await gateway.getOrder(.with { $0.orderID = ourOrder.id }, metadata: auth).order.id == ourOrder.id)
+        #expect(try await gateway.getTicket(.with { $0.ticketID = ourTicket.id }, metadata: auth).ticket.id == ourTicket.id)
+        #expect(try await gateway.listOrders(.with { $0.customerID = ours.id }, metadata: auth).orders.map(\.id) == [ourOrder.id])
+        #expect(try await gateway.listTickets(.with { $0.customerID = ours.id }, metadata: auth).tickets.map(\.id) == [ourTicket.id])
+        // Outside the binding: what a missing row gets.
+        let missing = UUID().uuidString.lowercased()
+        for id in [theirs.id, missing] {
+          await expectStatus(.notFound, mentioning: "customer '\(id)' not found") {
+            try await gateway.getCustomer(.with { $0.customerID = id }, metadata: auth)
+          }
+          #expect(try await gateway.listOrders(.with { $0.customerID = id }, metadata: auth).orders.isEmpty)
+          #expect(try await gateway.listTickets(.with { $0.customerID = id }, metadata: auth).tickets.isEmpty)
         }
-        #expect(try await gateway.listOrders(.with { $0.customerID = id }, metadata: auth).orders.isEmpty)
-        #expect(try await gateway.listTickets(.with { $0.customerID = id }, metadata: auth).tickets.isEmpty)
-      }
-      for id in [theirOrder.id, missing] {
-        await expectStatus(.notFound, mentioning: "order '\(id)' not found") { try await gateway.getOrder(.with { $0.orderID = id }, metadata: auth) }
-      }
-      for id in [theirTicket.id, missing] {
-        await expectStatus(.notFound, mentioning: "ticket '\(id)' not found") { try await gateway.getTicket(.with { $0.ticketID = id }, metadata: auth) }
-      }
-      await expectStatus(.notFound, mentioning: "no customer has this email") {
-        try await gateway.findCustomer(.with { $0.email = "someone@example.com" }, metadata: auth)
-      }
-      await expectStatus(.invalidArgument, field: "customer_id") { try await gateway.listOrders(.init(), metadata: auth) }
-      // The owning service's errors pass through, field violations included.
-      await expectStatus(.invalidArgument, field: "customer_id") {
-        try await gateway.getCustomer(.with { $0.customerID = "me" }, metadata: auth)
-      }
-      // Unbound keys see everything their scopes allow; scopes still apply.
-      #expect(try await gateway.getOrder(.with { $0.orderID = theirOrder.id }, metadata: bearer(unbound)).order.id == theirOrder.id)
-      #expect(try await gateway.listOrders(.init(), metadata: bearer(unbound)).orders.count == 2)
-      let viewsOnly = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey)).secret
-      await expectStatus(.permissionDenied, mentioning: "customers:read") {
-        try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: bearer(viewsOnly))
+        for id in [theirOrder.id, missing] {
+          await expectStatus(.notFound, mentioning: "order '\(id)' not found") { try await gateway.getOrder(.with { $0.orderID = id }, metadata: auth) }
+        }
+        for id in [theirTicket.id, missing] {
+          await expectStatus(.notFound, mentioning: "ticket '\(id)' not found") { try await gateway.getTicket(.with { $0.ticketID = id }, metadata: auth) }
+        }
+        await expectStatus(.notFound, mentioning: "no customer has this email") {
+          try await gateway.findCustomer(.with { $0.email = "someone@example.com" }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "customer_id") { try await gateway.listOrders(.init(), metadata: auth) }
+        // The owning service's errors pass through, field violations included.
+        await expectStatus(.invalidArgument, field: "customer_id") {
+          try await gateway.getCustomer(.with { $0.customerID = "me" }, metadata: auth)
+        }
+        // Unbound keys see everything their scopes allow; scopes still apply.
+        #expect(try await gateway.getOrder(.with { $0.orderID = theirOrder.id }, metadata: bearer(unbound)).order.id == theirOrder.id)
+        #expect(try await gateway.listOrders(.init(), metadata: bearer(unbound)).orders.count == 2)
+        let viewsOnly = try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = ["views:read"] }, metadata: bearer(adminKey)).secret
+        await expectStatus(.permissionDenied, mentioning: "customers:read") {
+          try await gateway.getCustomer(.with { $0.customerID = ours.id }, metadata: bearer(viewsOnly))
+        }
       }
     }
   }

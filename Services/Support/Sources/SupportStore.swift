@@ -172,7 +172,8 @@ struct SupportStore: Sendable {
           LIMIT 1
           """, logger: logger)
         for try await row in rows {
-          guard try row.makeRandomAccess()["same"].decode(Bool.self) else { return .requestConflict }
+          // `same` is the last column, after the ones TicketRecord.init(row:) reads.
+          guard let same = Array(row).last, try same.decode(Bool.self) else { return .requestConflict }
           return .replayed(try TicketRecord(row: row))
         }
         throw RPCFailure.unavailable("the ticket could not be stored; retry")
