@@ -113,6 +113,97 @@ public enum Rapport_Gateway_V1_PartnerGateway: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ResolveCustomer" metadata.
+        public enum ResolveCustomer: Sendable {
+            /// Request type for "ResolveCustomer".
+            public typealias Input = Rapport_Customer_V1_ResolveCustomerRequest
+            /// Response type for "ResolveCustomer".
+            public typealias Output = Rapport_Customer_V1_ResolveCustomerResponse
+            /// Descriptor for "ResolveCustomer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "ResolveCustomer",
+                type: .unary
+            )
+        }
+        /// Namespace for "PlaceOrder" metadata.
+        public enum PlaceOrder: Sendable {
+            /// Request type for "PlaceOrder".
+            public typealias Input = Rapport_Order_V1_PlaceOrderRequest
+            /// Response type for "PlaceOrder".
+            public typealias Output = Rapport_Order_V1_PlaceOrderResponse
+            /// Descriptor for "PlaceOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "PlaceOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordPayment" metadata.
+        public enum RecordPayment: Sendable {
+            /// Request type for "RecordPayment".
+            public typealias Input = Rapport_Order_V1_RecordPaymentRequest
+            /// Response type for "RecordPayment".
+            public typealias Output = Rapport_Order_V1_RecordPaymentResponse
+            /// Descriptor for "RecordPayment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "RecordPayment",
+                type: .unary
+            )
+        }
+        /// Namespace for "FulfillOrder" metadata.
+        public enum FulfillOrder: Sendable {
+            /// Request type for "FulfillOrder".
+            public typealias Input = Rapport_Order_V1_FulfillOrderRequest
+            /// Response type for "FulfillOrder".
+            public typealias Output = Rapport_Order_V1_FulfillOrderResponse
+            /// Descriptor for "FulfillOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "FulfillOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "DeliverOrder" metadata.
+        public enum DeliverOrder: Sendable {
+            /// Request type for "DeliverOrder".
+            public typealias Input = Rapport_Order_V1_DeliverOrderRequest
+            /// Response type for "DeliverOrder".
+            public typealias Output = Rapport_Order_V1_DeliverOrderResponse
+            /// Descriptor for "DeliverOrder".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "DeliverOrder",
+                type: .unary
+            )
+        }
+        /// Namespace for "OpenTicket" metadata.
+        public enum OpenTicket: Sendable {
+            /// Request type for "OpenTicket".
+            public typealias Input = Rapport_Support_V1_OpenTicketRequest
+            /// Response type for "OpenTicket".
+            public typealias Output = Rapport_Support_V1_OpenTicketResponse
+            /// Descriptor for "OpenTicket".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "OpenTicket",
+                type: .unary
+            )
+        }
+        /// Namespace for "AddMessage" metadata.
+        public enum AddMessage: Sendable {
+            /// Request type for "AddMessage".
+            public typealias Input = Rapport_Support_V1_AddMessageRequest
+            /// Response type for "AddMessage".
+            public typealias Output = Rapport_Support_V1_AddMessageResponse
+            /// Descriptor for "AddMessage".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "AddMessage",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.gateway.v1.PartnerGateway" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetCustomerView.descriptor,
@@ -121,7 +212,14 @@ public enum Rapport_Gateway_V1_PartnerGateway: Sendable {
             GetOrder.descriptor,
             ListOrders.descriptor,
             GetTicket.descriptor,
-            ListTickets.descriptor
+            ListTickets.descriptor,
+            ResolveCustomer.descriptor,
+            PlaceOrder.descriptor,
+            RecordPayment.descriptor,
+            FulfillOrder.descriptor,
+            DeliverOrder.descriptor,
+            OpenTicket.descriptor,
+            AddMessage.descriptor
         ]
     }
 }
@@ -259,6 +357,113 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_ListTicketsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListTicketsResponse>
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+        /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+        /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+        /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+        /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+        /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        func resolveCustomer(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>
+
+        /// Handle the "PlaceOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_PlaceOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_PlaceOrderResponse` messages.
+        func placeOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_PlaceOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_PlaceOrderResponse>
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_RecordPaymentResponse` messages.
+        func recordPayment(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RecordPaymentResponse>
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_FulfillOrderResponse` messages.
+        func fulfillOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_FulfillOrderResponse>
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_DeliverOrderResponse` messages.
+        func deliverOrder(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_DeliverOrderResponse>
+
+        /// Handle the "OpenTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_OpenTicketRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_OpenTicketResponse` messages.
+        func openTicket(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_OpenTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_OpenTicketResponse>
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_AddMessageResponse` messages.
+        func addMessage(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AddMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AddMessageResponse>
     }
 
     /// Service protocol for the "rapport.gateway.v1.PartnerGateway" service.
@@ -380,6 +585,113 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: GRPCCore.ServerRequest<Rapport_Support_V1_ListTicketsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+        /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+        /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+        /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+        /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+        /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_ResolveCustomerResponse` message.
+        func resolveCustomer(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>
+
+        /// Handle the "PlaceOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_PlaceOrderResponse` message.
+        func placeOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_PlaceOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_PlaceOrderResponse>
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_RecordPaymentResponse` message.
+        func recordPayment(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse>
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_FulfillOrderResponse` message.
+        func fulfillOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse>
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_DeliverOrderResponse` message.
+        func deliverOrder(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse>
+
+        /// Handle the "OpenTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_OpenTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_OpenTicketResponse` message.
+        func openTicket(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_OpenTicketRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_OpenTicketResponse>
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_AddMessageResponse` message.
+        func addMessage(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_AddMessageRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse>
     }
 
     /// Simple service protocol for the "rapport.gateway.v1.PartnerGateway" service.
@@ -499,6 +811,113 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: Rapport_Support_V1_ListTicketsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_ListTicketsResponse
+
+        /// Handle the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+        /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+        /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+        /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+        /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+        /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_ResolveCustomerResponse` to respond with.
+        func resolveCustomer(
+            request: Rapport_Customer_V1_ResolveCustomerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_ResolveCustomerResponse
+
+        /// Handle the "PlaceOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_PlaceOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_PlaceOrderResponse` to respond with.
+        func placeOrder(
+            request: Rapport_Order_V1_PlaceOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_PlaceOrderResponse
+
+        /// Handle the "RecordPayment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_RecordPaymentResponse` to respond with.
+        func recordPayment(
+            request: Rapport_Order_V1_RecordPaymentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_RecordPaymentResponse
+
+        /// Handle the "FulfillOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_FulfillOrderResponse` to respond with.
+        func fulfillOrder(
+            request: Rapport_Order_V1_FulfillOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_FulfillOrderResponse
+
+        /// Handle the "DeliverOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_DeliverOrderResponse` to respond with.
+        func deliverOrder(
+            request: Rapport_Order_V1_DeliverOrderRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_DeliverOrderResponse
+
+        /// Handle the "OpenTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_OpenTicketRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_OpenTicketResponse` to respond with.
+        func openTicket(
+            request: Rapport_Support_V1_OpenTicketRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_OpenTicketResponse
+
+        /// Handle the "AddMessage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_AddMessageResponse` to respond with.
+        func addMessage(
+            request: Rapport_Support_V1_AddMessageRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_AddMessageResponse
     }
 }
 
@@ -583,6 +1002,83 @@ extension Rapport_Gateway_V1_PartnerGateway.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.ResolveCustomer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ResolveCustomerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ResolveCustomerResponse>(),
+            handler: { request, context in
+                try await self.resolveCustomer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.PlaceOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_PlaceOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_PlaceOrderResponse>(),
+            handler: { request, context in
+                try await self.placeOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.RecordPayment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RecordPaymentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RecordPaymentResponse>(),
+            handler: { request, context in
+                try await self.recordPayment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.FulfillOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_FulfillOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_FulfillOrderResponse>(),
+            handler: { request, context in
+                try await self.fulfillOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.DeliverOrder.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_DeliverOrderRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_DeliverOrderResponse>(),
+            handler: { request, context in
+                try await self.deliverOrder(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.OpenTicket.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_OpenTicketRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_OpenTicketResponse>(),
+            handler: { request, context in
+                try await self.openTicket(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.AddMessage.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AddMessageRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AddMessageResponse>(),
+            handler: { request, context in
+                try await self.addMessage(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -660,6 +1156,83 @@ extension Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_ListTicketsResponse> {
         let response = try await self.listTickets(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func resolveCustomer(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_ResolveCustomerResponse> {
+        let response = try await self.resolveCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func placeOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_PlaceOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_PlaceOrderResponse> {
+        let response = try await self.placeOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordPayment(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+        let response = try await self.recordPayment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func fulfillOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+        let response = try await self.fulfillOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func deliverOrder(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+        let response = try await self.deliverOrder(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func openTicket(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_OpenTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_OpenTicketResponse> {
+        let response = try await self.openTicket(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func addMessage(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_AddMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_AddMessageResponse> {
+        let response = try await self.addMessage(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -754,6 +1327,97 @@ extension Rapport_Gateway_V1_PartnerGateway.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_ListTicketsResponse>(
             message: try await self.listTickets(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func resolveCustomer(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse>(
+            message: try await self.resolveCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func placeOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_PlaceOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_PlaceOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_PlaceOrderResponse>(
+            message: try await self.placeOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordPayment(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_RecordPaymentResponse>(
+            message: try await self.recordPayment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func fulfillOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_FulfillOrderResponse>(
+            message: try await self.fulfillOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func deliverOrder(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_DeliverOrderResponse>(
+            message: try await self.deliverOrder(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func openTicket(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_OpenTicketRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_OpenTicketResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_OpenTicketResponse>(
+            message: try await self.openTicket(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func addMessage(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_AddMessageRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_AddMessageResponse>(
+            message: try await self.addMessage(
                 request: request.message,
                 context: context
             ),
@@ -916,6 +1580,148 @@ extension Rapport_Gateway_V1_PartnerGateway {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_ListTicketsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_ListTicketsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+        /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+        /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+        /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+        /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+        /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func resolveCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ResolveCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PlaceOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_PlaceOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_PlaceOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func placeOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_PlaceOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_PlaceOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_PlaceOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_PlaceOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordPayment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RecordPaymentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordPayment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RecordPaymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RecordPaymentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "FulfillOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_FulfillOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fulfillOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_FulfillOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_FulfillOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DeliverOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_DeliverOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func deliverOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_DeliverOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_DeliverOrderResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "OpenTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_OpenTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_OpenTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_OpenTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func openTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_OpenTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_OpenTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_OpenTicketResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_OpenTicketResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AddMessage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AddMessageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func addMessage<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AddMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AddMessageResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1158,6 +1964,225 @@ extension Rapport_Gateway_V1_PartnerGateway {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ResolveCustomer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+        /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+        /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+        /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+        /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+        /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_ResolveCustomerRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_ResolveCustomerResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func resolveCustomer<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_ResolveCustomerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.ResolveCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PlaceOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_PlaceOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_PlaceOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func placeOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_PlaceOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_PlaceOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_PlaceOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_PlaceOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.PlaceOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordPayment" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_RecordPaymentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_RecordPaymentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordPayment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_RecordPaymentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_RecordPaymentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.RecordPayment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "FulfillOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_FulfillOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_FulfillOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fulfillOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_FulfillOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_FulfillOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.FulfillOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DeliverOrder" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_DeliverOrderRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_DeliverOrderResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func deliverOrder<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_DeliverOrderRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_DeliverOrderResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.DeliverOrder.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "OpenTicket" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_OpenTicketRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_OpenTicketRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_OpenTicketResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func openTicket<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_OpenTicketRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_OpenTicketRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_OpenTicketResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_OpenTicketResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.OpenTicket.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "AddMessage" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_AddMessageRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_AddMessageResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func addMessage<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_AddMessageRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_AddMessageResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.AddMessage.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1348,6 +2373,190 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ListTicketsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ListTicketsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+    /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+    /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+    /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+    /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+    /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_ResolveCustomerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveCustomer<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.resolveCustomer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_ResolveCustomerRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_ResolveCustomerResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PlaceOrder" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_PlaceOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func placeOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_PlaceOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_PlaceOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.placeOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_PlaceOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_PlaceOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPayment" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_RecordPaymentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPayment<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordPayment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_RecordPaymentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_RecordPaymentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FulfillOrder" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_FulfillOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fulfillOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fulfillOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_FulfillOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_FulfillOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeliverOrder" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_DeliverOrderRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverOrder<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.deliverOrder(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_DeliverOrderRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_DeliverOrderResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "OpenTicket" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_OpenTicketRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func openTicket<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_OpenTicketRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_OpenTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.openTicket(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_OpenTicketRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_OpenTicketResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMessage" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_AddMessageRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMessage<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.addMessage(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_AddMessageRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_AddMessageResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1568,6 +2777,218 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
             metadata: metadata
         )
         return try await self.listTickets(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ResolveCustomer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Partner writes, forwarded the same way and idempotent as the owning service makes them
+    /// > (PlaceOrder by idempotency_key, RecordPayment by provider reference, OpenTicket and AddMessage by
+    /// > request_id, ResolveCustomer by identity). Scopes: customers:write, orders:write, tickets:write. Each
+    /// > is recorded in the gateway's audit log before its response. A bound key writes only for its
+    /// > companies' contacts (others: NOT_FOUND as for a missing one); its B2B orders must name one of its
+    /// > companies; it cannot ResolveCustomer (PERMISSION_DENIED: a new customer would be outside its binding).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func resolveCustomer<Result>(
+        _ message: Rapport_Customer_V1_ResolveCustomerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_ResolveCustomerResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_ResolveCustomerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.resolveCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PlaceOrder" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func placeOrder<Result>(
+        _ message: Rapport_Order_V1_PlaceOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_PlaceOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_PlaceOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.placeOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPayment" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPayment<Result>(
+        _ message: Rapport_Order_V1_RecordPaymentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_RecordPaymentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_RecordPaymentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordPayment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FulfillOrder" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fulfillOrder<Result>(
+        _ message: Rapport_Order_V1_FulfillOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_FulfillOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_FulfillOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fulfillOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DeliverOrder" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func deliverOrder<Result>(
+        _ message: Rapport_Order_V1_DeliverOrderRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_DeliverOrderResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_DeliverOrderRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.deliverOrder(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "OpenTicket" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func openTicket<Result>(
+        _ message: Rapport_Support_V1_OpenTicketRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_OpenTicketResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_OpenTicketRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.openTicket(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AddMessage" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func addMessage<Result>(
+        _ message: Rapport_Support_V1_AddMessageRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_AddMessageResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_AddMessageRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.addMessage(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -385,6 +385,77 @@ extension PartnerSuites {
   }
 }
 
+extension PartnerSuites {
+  @Suite struct PartnerWriteTests {
+    @Test func partnerWritesAreForwardedIdempotentAuditedAndHeldToTheBinding() async throws {
+      try await withGateway(partners: .init(auth: .required)) { gateway, customers, orders, support, operators in
+        let (admin, adminKey) = try #require(operators)
+        let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
+        let globex = try await customers.createCompany(.with { $0.company.legalName = "Globex" }).company
+        let ours = try await customers.createCustomer(.with { $0.email = "buyer@acme.example" }).customer
+        let theirs = try await customers.createCustomer(.with { $0.email = "someone@example.com" }).customer
+        _ = try await customers.linkContact(.with {
+          $0.companyID = acme.id
+          $0.customerID = ours.id
+        })
+        let theirOrder = try await orders.placeOrder(order("w0", customer: theirs.id)).order
+        let theirTicket = try await support.openTicket(ticket(theirs.id)).ticket
+        let partner = try await admin.createPartner(.with { $0.name = "Acme's shop" }, metadata: bearer(adminKey)).partner
+        let writes = ["customers:write", "orders:write", "tickets:write"]
+        let bound = bearer(try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = writes
+          $0.companyIds = [acme.id]
+        }, metadata: bearer(adminKey)).secret)
+        let unbound = bearer(try await admin.createKey(.with { $0.partnerID = partner.id; $0.scopes = writes }, metadata: bearer(adminKey)).secret)
+        // Forwarded and idempotent: a retry with the same key returns the first order.
+        let placed = try await gateway.placeOrder(order("w1", customer: ours.id), metadata: bound).order
+        let retried = try await gateway.placeOrder(order("w1", customer: ours.id), metadata: bound)
+        #expect(retried.order.id == placed.id && retried.replayed)
+        _ = try await gateway.recordPayment(payment(placed.id, placed.total.amountMinor, reference: "w-pay"), metadata: bound)
+        _ = try await gateway.fulfillOrder(.with { $0.orderID = placed.id; $0.carrier = "DHL"; $0.trackingNumber = "1" }, metadata: bound)
+        _ = try await gateway.deliverOrder(.with { $0.orderID = placed.id }, metadata: bound)
+        let opened = try await gateway.openTicket(ticket(ours.id), metadata: bound).ticket
+        _ = try await gateway.addMessage(reply(opened.id, .customer, "Thanks"), metadata: bound)
+        // Outside the binding: as if it did not exist.
+        await expectStatus(.notFound, mentioning: "customer '\(theirs.id)' not found") {
+          try await gateway.placeOrder(order("w2", customer: theirs.id), metadata: bound)
+        }
+        await expectStatus(.notFound, mentioning: "order '\(theirOrder.id)' not found") {
+          try await gateway.recordPayment(payment(theirOrder.id, 100, reference: "w-pay-2"), metadata: bound)
+        }
+        await expectStatus(.notFound, mentioning: "order '\(theirOrder.id)' not found") {
+          try await gateway.deliverOrder(.with { $0.orderID = theirOrder.id }, metadata: bound)
+        }
+        await expectStatus(.notFound, mentioning: "customer '\(theirs.id)' not found") {
+          try await gateway.openTicket(ticket(theirs.id), metadata: bound)
+        }
+        await expectStatus(.notFound, mentioning: "ticket '\(theirTicket.id)' not found") {
+          try await gateway.addMessage(reply(theirTicket.id, .agent, "Hi"), metadata: bound)
+        }
+        var b2b = order("w3", customer: ours.id)
+        b2b.b2B = .with { $0.companyID = globex.id; $0.paymentTermsNetDays = 30 }
+        await expectStatus(.invalidArgument, field: "b2b.company_id") { try await gateway.placeOrder(b2b, metadata: bound) }
+        let resolve = Rapport_Customer_V1_ResolveCustomerRequest.with {
+          $0.identities = [.with { $0.kind = .email; $0.value = "new@acme.example" }]
+          $0.channel = .web
+        }
+        await expectStatus(.permissionDenied) { try await gateway.resolveCustomer(resolve, metadata: bound) }
+        #expect(try await gateway.resolveCustomer(resolve, metadata: unbound).created)
+        // Nothing outside the binding changed.
+        #expect(try await orders.getOrder(.with { $0.orderID = theirOrder.id }).order.status == theirOrder.status)
+        #expect(try await support.getTicket(.with { $0.ticketID = theirTicket.id }).ticket.messages.count == theirTicket.messages.count)
+        // Every write is in the audit log before its response; refusals are flushed shortly after.
+        let audited = try await admin.listAuditEntries(.with { $0.partnerID = partner.id; $0.code = 0 }, metadata: bearer(adminKey))
+          .entries.map(\.method)
+        for method in ["PlaceOrder", "RecordPayment", "FulfillOrder", "DeliverOrder", "OpenTicket", "AddMessage", "ResolveCustomer"] {
+          #expect(audited.contains("rapport.gateway.v1.PartnerGateway/\(method)"), "\(method) not audited")
+        }
+      }
+    }
+  }
+}
+
 /// A well-formed key that no gateway issued.
 enum KeySecretFormat {
   static func fake() -> String {

@@ -26,10 +26,7 @@ extension GatewayRPCs {
     request: ServerRequest<Rapport_Order_V1_GetOrderRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Order_V1_GetOrderResponse> {
     let response = try await forward(request.metadata) { try await orders.getOrder(request.message, options: $0) }
-    let order = response.order
-    let companyOrder = !order.b2B.companyID.isEmpty && Self.boundCompanies?.contains(order.b2B.companyID) == true
-    let visible = try await companyOrder ? true : customerVisible(order.customerID, request.metadata)
-    guard visible else {
+    guard try await orderVisible(response.order, request.metadata) else {
       throw RPCFailure.notFound("order", request.message.orderID)
     }
     return ServerResponse(message: response)
@@ -59,6 +56,101 @@ extension GatewayRPCs {
     guard try await listable(request.message.customerID, request.metadata) else { return ServerResponse(message: .init()) }
     return ServerResponse(
       message: try await forward(request.metadata) { try await support.listTickets(request.message, options: $0) })
+  }
+
+  // MARK: Writes (audited by PartnerAuth before their response)
+
+  func resolveCustomer(
+    request: ServerRequest<Rapport_Customer_V1_ResolveCustomerRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Customer_V1_ResolveCustomerResponse> {
+    guard Self.boundCompanies == nil else {
+      throw RPCError(code: .permissionDenied, message: "a key bound to companies cannot resolve or create customers")
+    }
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await customers.resolveCustomer(request.message, options: $0) })
+  }
+
+  func placeOrder(
+    request: ServerRequest<Rapport_Order_V1_PlaceOrderRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_PlaceOrderResponse> {
+    let message = request.message
+    if let bound = Self.boundCompanies {
+      guard !message.customerID.isEmpty else {
+        throw RPCFailure.invalid("customer_id", "is required for a key bound to companies")
+      }
+      if message.hasB2B, !bound.contains(message.b2B.companyID) {
+        throw RPCFailure.invalid("b2b.company_id", "must be one of the key's companies")
+      }
+      _ = try Validate.uuid(message.customerID, field: "customer_id")
+      guard try await customerVisible(message.customerID, request.metadata) else {
+        throw RPCFailure.notFound("customer", message.customerID)
+      }
+    }
+    return ServerResponse(message: try await forward(request.metadata) { try await orders.placeOrder(message, options: $0) })
+  }
+
+  func recordPayment(
+    request: ServerRequest<Rapport_Order_V1_RecordPaymentRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+    try await requireVisibleOrder(request.message.orderID, request.metadata)
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await orders.recordPayment(request.message, options: $0) })
+  }
+
+  func fulfillOrder(
+    request: ServerRequest<Rapport_Order_V1_FulfillOrderRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+    try await requireVisibleOrder(request.message.orderID, request.metadata)
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await orders.fulfillOrder(request.message, options: $0) })
+  }
+
+  func deliverOrder(
+    request: ServerRequest<Rapport_Order_V1_DeliverOrderRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+    try await requireVisibleOrder(request.message.orderID, request.metadata)
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await orders.deliverOrder(request.message, options: $0) })
+  }
+
+  func openTicket(
+    request: ServerRequest<Rapport_Support_V1_OpenTicketRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Support_V1_OpenTicketResponse> {
+    if Self.boundCompanies != nil {
+      let customer = try Validate.uuid(request.message.customerID, field: "customer_id").uuidString.lowercased()
+      guard try await customerVisible(customer, request.metadata) else {
+        throw RPCFailure.notFound("customer", request.message.customerID)
+      }
+    }
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await support.openTicket(request.message, options: $0) })
+  }
+
+  func addMessage(
+    request: ServerRequest<Rapport_Support_V1_AddMessageRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Support_V1_AddMessageResponse> {
+    if Self.boundCompanies != nil {
+      let id = request.message.ticketID
+      let ticket = try await forward(request.metadata) { try await support.getTicket(.with { $0.ticketID = id }, options: $0).ticket }
+      guard try await customerVisible(ticket.customerID, request.metadata) else { throw RPCFailure.notFound("ticket", id) }
+    }
+    return ServerResponse(
+      message: try await forward(request.metadata) { try await support.addMessage(request.message, options: $0) })
+  }
+
+  /// For a bound key: the order exists and is visible (as GetOrder decides), else NOT_FOUND as for a
+  /// missing one. Nothing for unbound keys.
+  private func requireVisibleOrder(_ id: String, _ metadata: Metadata) async throws {
+    guard Self.boundCompanies != nil else { return }
+    let order = try await forward(metadata) { try await orders.getOrder(.with { $0.orderID = id }, options: $0).order }
+    guard try await orderVisible(order, metadata) else { throw RPCFailure.notFound("order", id) }
+  }
+
+  /// A bound key sees its companies' B2B orders and its companies' contacts' orders.
+  private func orderVisible(_ order: Rapport_Order_V1_Order, _ metadata: Metadata) async throws -> Bool {
+    guard let bound = Self.boundCompanies else { return true }
+    if !order.b2B.companyID.isEmpty, bound.contains(order.b2B.companyID) { return true }
+    return try await customerVisible(order.customerID, metadata)
   }
 
   /// The company ids the caller's key is bound to; nil for unbound keys and anonymous calls.

@@ -33,11 +33,15 @@ struct PartnerAuth: ServerInterceptor {
   static let scopes: [String: Scope] = [
     "GetCustomerView": Scope.viewsRead, "GetCustomer": .customersRead, "FindCustomer": .customersRead,
     "GetOrder": .ordersRead, "ListOrders": .ordersRead, "GetTicket": .ticketsRead, "ListTickets": .ticketsRead,
+    "ResolveCustomer": .customersWrite, "PlaceOrder": .ordersWrite, "RecordPayment": .ordersWrite,
+    "FulfillOrder": .ordersWrite, "DeliverOrder": .ordersWrite, "OpenTicket": .ticketsWrite, "AddMessage": .ticketsWrite,
   ].reduce(into: [:]) { $0["rapport.gateway.v1.PartnerGateway/\($1.key)"] = $1.value }
   static let refusal = RPCError(code: .unauthenticated, message: "missing or invalid API key")
   /// Writes through the gateway: audited in the call's path, before the response.
   static let writes: Set<String> = Set(
-    ["CreatePartner", "DisablePartner", "CreateKey", "RevokeKey", "RotateKey"].map { "rapport.gateway.v1.PartnerAdmin/\($0)" })
+    ["CreatePartner", "DisablePartner", "CreateKey", "RevokeKey", "RotateKey"].map { "rapport.gateway.v1.PartnerAdmin/\($0)" }
+      + ["ResolveCustomer", "PlaceOrder", "RecordPayment", "FulfillOrder", "DeliverOrder", "OpenTicket", "AddMessage"]
+      .map { "rapport.gateway.v1.PartnerGateway/\($0)" })
 
   let verifier: KeyVerifier
   let mode: Mode
