@@ -92,6 +92,9 @@ public nonisolated struct Rapport_Gateway_V1_AuditEntry: Sendable {
 
   public var latencyMicros: Int64 = 0
 
+  /// What the call named, as `kind:id` (`order:…`, `ticket:…`, `customer:…`, `partner:…`, `key:…`).
+  public var targetIds: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -532,7 +535,7 @@ nonisolated extension Rapport_Gateway_V1_PartnerState: SwiftProtobuf._ProtoNameP
 
 nonisolated extension Rapport_Gateway_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}key_id\0\u{3}partner_id\0\u{1}method\0\u{1}code\0\u{3}request_id\0\u{3}latency_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}time\0\u{3}key_id\0\u{3}partner_id\0\u{1}method\0\u{1}code\0\u{3}request_id\0\u{3}latency_micros\0\u{3}target_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -547,6 +550,7 @@ nonisolated extension Rapport_Gateway_V1_AuditEntry: SwiftProtobuf.Message, Swif
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.latencyMicros) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.targetIds) }()
       default: break
       }
     }
@@ -578,6 +582,9 @@ nonisolated extension Rapport_Gateway_V1_AuditEntry: SwiftProtobuf.Message, Swif
     if self.latencyMicros != 0 {
       try visitor.visitSingularInt64Field(value: self.latencyMicros, fieldNumber: 7)
     }
+    if !self.targetIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.targetIds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -589,6 +596,7 @@ nonisolated extension Rapport_Gateway_V1_AuditEntry: SwiftProtobuf.Message, Swif
     if lhs.code != rhs.code {return false}
     if lhs.requestID != rhs.requestID {return false}
     if lhs.latencyMicros != rhs.latencyMicros {return false}
+    if lhs.targetIds != rhs.targetIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -172,12 +172,10 @@ final class SilentListener: Sendable {
       let customer = try await customers.createCustomer(.with { $0.email = "partial@example.com" }).customer
       _ = try await orders.placeOrder(order("p1", customer: customer.id))
       var options = CallOptions.defaults
-      // Generous for a loaded 2-core CI machine (2 s was missed once in ~40 full runs, with all 100 tests
-      // starting at once); what matters is that the view beats the deadline. The gateway keeps 500 ms of
-      // it back for its own answer.
-      // 4 s and then 6 s were missed with the whole suite (~120 tests, hundreds of parallel partner calls)
-      // sharing 2 cores: the gateway keeps 15 % of the deadline back, and a starved process can miss even
-      // that. What this test checks is that a silent peer costs its section, not the view.
+      // Generous for a loaded 2-core CI machine: with the whole suite (~120 tests) sharing 2 cores, a
+      // request can queue for seconds before the gateway's handler starts its budget, and 2, 4 and 6 s
+      // were each missed once. The gateway keeps 15 % of the deadline (up to 2 s) back for its answer.
+      // What this test checks is that a silent peer costs its section, not the view.
       options.timeout = .seconds(10)
       let started = ContinuousClock.now
       let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id }, options: options).view

@@ -451,6 +451,17 @@ extension PartnerSuites {
         for method in ["PlaceOrder", "RecordPayment", "FulfillOrder", "DeliverOrder", "OpenTicket", "AddMessage", "ResolveCustomer"] {
           #expect(audited.contains("rapport.gateway.v1.PartnerGateway/\(method)"), "\(method) not audited")
         }
+        let placedEntries = try await admin.listAuditEntries(.with {
+          $0.partnerID = partner.id
+          $0.method = "rapport.gateway.v1.PartnerGateway/PlaceOrder"
+          $0.code = 0
+        }, metadata: bearer(adminKey)).entries
+        #expect(placedEntries.allSatisfy { $0.targetIds == ["customer:\(ours.id)", "order:\(placed.id)"] } && placedEntries.count == 2)
+        let refusedPayment = try await admin.listAuditEntries(.with {
+          $0.method = "rapport.gateway.v1.PartnerGateway/RecordPayment"
+          $0.code = 5
+        }, metadata: bearer(adminKey)).entries
+        #expect(refusedPayment.map(\.targetIds) == [["order:\(theirOrder.id)"]])
       }
     }
   }

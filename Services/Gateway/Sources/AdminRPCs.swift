@@ -46,6 +46,7 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     let name = try Validate.required(request.name, field: "name", max: 200)
     let contact = try Validate.optional(request.contact, field: "contact", max: 200)
     let partner = try await store.createPartner(name: name, contact: contact, at: Date())
+    AuditLog.target("partner", partner.id)
     return .with { $0.partner = partner }
   }
 
@@ -60,6 +61,7 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     request: Rapport_Gateway_V1_DisablePartnerRequest, context: ServerContext
   ) async throws -> Rapport_Gateway_V1_DisablePartnerResponse {
     let id = try Validate.uuid(request.partnerID, field: "partner_id")
+    AuditLog.target("partner", request.partnerID)
     guard let partner = try await store.disable(id) else { throw RPCFailure.notFound("partner", request.partnerID) }
     return .with { $0.partner = partner }
   }
@@ -79,7 +81,9 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
       ratePerSecond: try AdminInput.limit(request.ratePerSecond, field: "rate_per_second", default: defaultRate),
       burst: try AdminInput.limit(request.burst, field: "burst", default: defaultBurst), expiresAt: expires,
       revokedAt: nil, createdAt: Date(), lastUsedAt: nil)
+    AuditLog.target("partner", request.partnerID)
     let (stored, secret) = try await Self.issue(key, in: store)
+    AuditLog.target("key", stored.id.uuidString.lowercased())
     return .with {
       $0.key = stored.proto
       $0.secret = secret
@@ -106,6 +110,7 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     request: Rapport_Gateway_V1_RevokeKeyRequest, context: ServerContext
   ) async throws -> Rapport_Gateway_V1_RevokeKeyResponse {
     let id = try Validate.uuid(request.keyID, field: "key_id")
+    AuditLog.target("key", request.keyID)
     guard let key = try await store.end(id, at: Date()) else { throw RPCFailure.notFound("key", request.keyID) }
     return .with { $0.key = key.proto }
   }
@@ -148,6 +153,8 @@ struct AdminRPCs: Rapport_Gateway_V1_PartnerAdmin.SimpleServiceProtocol {
     new.revokedAt = nil
     let secret = KeySecret.generate(id: new.id)
     new.secretHash = KeySecret.hash(secret)
+    AuditLog.target("key", request.keyID)
+    AuditLog.target("key", new.id.uuidString.lowercased())
     try await store.rotate(old, to: new, oldEnds: end)
     guard let ended = try await store.key(id), let stored = try await store.key(new.id) else {
       throw RPCFailure.internal("rotated keys not found")

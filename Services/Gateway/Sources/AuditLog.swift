@@ -48,11 +48,24 @@ final class AuditLog: Sendable {
     }
   }
 
+  /// The ids a write names, collected by its handler (`AuditLog.target`) for its audit entry.
+  final class Targets: Sendable {
+    private let ids = Mutex<[String]>([])
+    var all: [String] { ids.withLock { $0 } }
+    func add(_ kind: String, _ id: String) { if !id.isEmpty { ids.withLock { $0.append("\(kind):\(id)") } } }
+  }
+
+  @TaskLocal static var targets: Targets?
+
+  /// Records that the current write names `id` (a no-op outside an audited write).
+  static func target(_ kind: String, _ id: String) { targets?.add(kind, id) }
+
   /// One entry for a call to `method` that ended with `code`.
   static func entry(
-    method: String, code: Int, key: UUID?, partner: UUID?, started: ContinuousClock.Instant
+    method: String, code: Int, key: UUID?, partner: UUID?, started: ContinuousClock.Instant, targets: [String] = []
   ) -> Rapport_Gateway_V1_AuditEntry {
     .with {
+      $0.targetIds = targets
       $0.time = .init(microsecondsOf: Date())
       $0.keyID = key?.uuidString.lowercased() ?? ""
       $0.partnerID = partner?.uuidString.lowercased() ?? ""
@@ -67,7 +80,7 @@ final class AuditLog: Sendable {
 
 extension Rapport_Gateway_V1_AuditEntry {
   /// The columns `init(row:)` reads, in its order.
-  static let columns = "at, key_id, partner_id, method, code, request_id, latency_micros"
+  static let columns = "at, key_id, partner_id, method, code, request_id, latency_micros, target_ids"
 
   init(row: PostgresRow) throws {
     var r = RowReader(row)
@@ -79,6 +92,7 @@ extension Rapport_Gateway_V1_AuditEntry {
     code = Int32(try r.next(Int.self))
     requestID = try r.next()
     latencyMicros = try r.next()
+    targetIds = try r.next()
   }
 }
 
@@ -86,12 +100,14 @@ extension PartnerStore {
   func insertAudit(_ entries: [Rapport_Gateway_V1_AuditEntry]) async throws {
     try await client.query(
       """
-      INSERT INTO gateway.audit_log (at, key_id, partner_id, method, code, request_id, latency_micros)
-      SELECT e.at, NULLIF(e.key_id, '')::uuid, NULLIF(e.partner_id, '')::uuid, e.method, e.code, e.request_id, e.latency
+      INSERT INTO gateway.audit_log (at, key_id, partner_id, method, code, request_id, latency_micros, target_ids)
+      SELECT e.at, NULLIF(e.key_id, '')::uuid, NULLIF(e.partner_id, '')::uuid, e.method, e.code, e.request_id, e.latency,
+        CASE WHEN e.targets = '' THEN '{}'::text[] ELSE string_to_array(e.targets, ' ') END
       FROM unnest(\(entries.map(\.time.date))::timestamptz[], \(entries.map(\.keyID))::text[],
         \(entries.map(\.partnerID))::text[], \(entries.map(\.method))::text[], \(entries.map { Int($0.code) })::int8[],
-        \(entries.map(\.requestID))::text[], \(entries.map(\.latencyMicros))::int8[])
-        AS e(at, key_id, partner_id, method, code, request_id, latency)
+        \(entries.map(\.requestID))::text[], \(entries.map(\.latencyMicros))::int8[],
+        \(entries.map { $0.targetIds.joined(separator: " ") })::text[])
+        AS e(at, key_id, partner_id, method, code, request_id, latency, targets)
       """, logger: logger)
   }
 

@@ -50,5 +50,6 @@ enum GatewayMigrations {
         "CREATE INDEX audit_log_at ON gateway.audit_log (at DESC)",
         "CREATE INDEX audit_log_partner ON gateway.audit_log (partner_id, at DESC)",
       ]),
+    Migration(3, "audit targets", ["ALTER TABLE gateway.audit_log ADD COLUMN target_ids text[] NOT NULL DEFAULT '{}'"]),
   ]
 }

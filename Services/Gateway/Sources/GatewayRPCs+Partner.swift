@@ -66,8 +66,9 @@ extension GatewayRPCs {
     guard Self.boundCompanies == nil else {
       throw RPCError(code: .permissionDenied, message: "a key bound to companies cannot resolve or create customers")
     }
-    return ServerResponse(
-      message: try await forward(request.metadata) { try await customers.resolveCustomer(request.message, options: $0) })
+    let response = try await forward(request.metadata) { try await customers.resolveCustomer(request.message, options: $0) }
+    AuditLog.target("customer", response.customer.id)
+    return ServerResponse(message: response)
   }
 
   func placeOrder(
@@ -86,12 +87,16 @@ extension GatewayRPCs {
         throw RPCFailure.notFound("customer", message.customerID)
       }
     }
-    return ServerResponse(message: try await forward(request.metadata) { try await orders.placeOrder(message, options: $0) })
+    AuditLog.target("customer", message.customerID)
+    let response = try await forward(request.metadata) { try await orders.placeOrder(message, options: $0) }
+    AuditLog.target("order", response.order.id)
+    return ServerResponse(message: response)
   }
 
   func recordPayment(
     request: ServerRequest<Rapport_Order_V1_RecordPaymentRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Order_V1_RecordPaymentResponse> {
+    AuditLog.target("order", request.message.orderID)
     try await requireVisibleOrder(request.message.orderID, request.metadata)
     return ServerResponse(
       message: try await forward(request.metadata) { try await orders.recordPayment(request.message, options: $0) })
@@ -100,6 +105,7 @@ extension GatewayRPCs {
   func fulfillOrder(
     request: ServerRequest<Rapport_Order_V1_FulfillOrderRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Order_V1_FulfillOrderResponse> {
+    AuditLog.target("order", request.message.orderID)
     try await requireVisibleOrder(request.message.orderID, request.metadata)
     return ServerResponse(
       message: try await forward(request.metadata) { try await orders.fulfillOrder(request.message, options: $0) })
@@ -108,6 +114,7 @@ extension GatewayRPCs {
   func deliverOrder(
     request: ServerRequest<Rapport_Order_V1_DeliverOrderRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Order_V1_DeliverOrderResponse> {
+    AuditLog.target("order", request.message.orderID)
     try await requireVisibleOrder(request.message.orderID, request.metadata)
     return ServerResponse(
       message: try await forward(request.metadata) { try await orders.deliverOrder(request.message, options: $0) })
@@ -122,13 +129,16 @@ extension GatewayRPCs {
         throw RPCFailure.notFound("customer", request.message.customerID)
       }
     }
-    return ServerResponse(
-      message: try await forward(request.metadata) { try await support.openTicket(request.message, options: $0) })
+    AuditLog.target("customer", request.message.customerID)
+    let response = try await forward(request.metadata) { try await support.openTicket(request.message, options: $0) }
+    AuditLog.target("ticket", response.ticket.id)
+    return ServerResponse(message: response)
   }
 
   func addMessage(
     request: ServerRequest<Rapport_Support_V1_AddMessageRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Support_V1_AddMessageResponse> {
+    AuditLog.target("ticket", request.message.ticketID)
     if Self.boundCompanies != nil {
       let id = request.message.ticketID
       let ticket = try await forward(request.metadata) { try await support.getTicket(.with { $0.ticketID = id }, options: $0).ticket }

@@ -78,17 +78,22 @@ struct PartnerAuth: ServerInterceptor {
       return try await CallerKey.$current.withValue(key) { try await next(request, context) }
     }
     var code = 0
+    let targets = AuditLog.Targets()
     let response: StreamingServerResponse<Output>
     do {
-      response = try await CallerKey.$current.withValue(key) { try await next(request, context) }
+      response = try await CallerKey.$current.withValue(key) {
+        try await AuditLog.$targets.withValue(targets) { try await next(request, context) }
+      }
       if case .failure(let error) = response.accepted { code = error.code.rawValue }
     } catch {
       code = (error as? RPCError)?.code.rawValue ?? (error as? any RPCErrorConvertible)?.rpcErrorCode.rawValue
         ?? RPCError.Code.unknown.rawValue
-      try await audit.write(AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started))
+      try await audit.write(
+        AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started, targets: targets.all))
       throw error
     }
-    try await audit.write(AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started))
+    try await audit.write(
+      AuditLog.entry(method: method, code: code, key: key.id, partner: key.partnerID, started: started, targets: targets.all))
     return response
   }
 }
