@@ -20,6 +20,9 @@ let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
 let nioHTTP2 = Target.Dependency.product(name: "NIOHTTP2", package: "swift-nio-http2")
 let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-http2")
+let certificateReloading = Target.Dependency.product(name: "NIOCertificateReloading", package: "swift-nio-extras")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
 
 /// One library (RPC handlers, store, builder) and one small executable per service, so tests build
 /// exactly what production runs.
@@ -72,6 +75,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+    .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+    .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+    .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
   ],
   targets: serviceTargets + [
     .target(
@@ -85,6 +91,7 @@ let package = Package(
       dependencies: [
         "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
         metrics, prometheus, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, argumentParser, connectionPool,
+        certificateReloading, x509,
       ],
       path: "Shared/RapportCore"
     ),
@@ -92,7 +99,7 @@ let package = Package(
       // Spawning PostgreSQL and the service executables: linked by the CLI and the tests only, so a
       // service binary carries none of it.
       name: "RapportLocal",
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging],
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, x509, asn1, crypto],
       path: "Shared/RapportLocal"
     ),
     .target(

@@ -30,8 +30,10 @@ struct ImportCustomers: AsyncParsableCommand {
   @Option(help: "The customer service's address.")
   var customer = "127.0.0.1:50051"
 
+  @OptionGroup var tls: ClientTLS
+
   func run() async throws {
-    let result = try await withPlaintextClient(try HostPort(parsing: customer)) { client in
+    let result = try await withClient(try HostPort(parsing: customer), security: tls.security) { client in
       try await CustomerCSV.importFile(
         file, into: Rapport_Customer_V1_CustomerService.Client(wrapping: client), progress: CustomerCSV.progressBar)
     }

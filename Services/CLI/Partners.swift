@@ -15,6 +15,8 @@ struct AdminConnection: ParsableArguments {
   @Option(help: "An API key with the admin scope (default: $RAPPORT_ADMIN_KEY).")
   var adminKey: String?
 
+  @OptionGroup var tls: ClientTLS
+
   /// Calls the admin service with the admin key; a refusal becomes the CLI's error message.
   func call<Result: Sendable>(
     _ body: @Sendable (Rapport_Gateway_V1_PartnerAdmin.Client<HTTP2ClientTransport.Posix>, Metadata) async throws -> Result
@@ -23,7 +25,7 @@ struct AdminConnection: ParsableArguments {
       throw ValidationError("an admin key is required: --admin-key or RAPPORT_ADMIN_KEY")
     }
     do {
-      return try await withPlaintextClient(try HostPort(parsing: gateway), timeout: .seconds(10)) { client in
+      return try await withClient(try HostPort(parsing: gateway), security: tls.security, timeout: .seconds(10)) { client in
         try await body(.init(wrapping: client), ["authorization": "Bearer \(key)"])
       }
     } catch let error as RPCError {

@@ -7,6 +7,6 @@ struct Rapport: AsyncParsableCommand {
     commandName: "rapport",
     abstract: "Run, inspect and measure a Rapport installation.",
     subcommands: [
-      Up.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self,
+      Up.self, Certs.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self,
     ])
 }

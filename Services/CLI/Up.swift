@@ -19,6 +19,9 @@ struct Up: AsyncParsableCommand {
   @Flag(help: "Load a small demo data set (customers, orders, tickets).")
   var demo = false
 
+  @Flag(help: "TLS everywhere: a CA and certificates in <data-dir>/tls, mutual TLS between the services with per-caller allow-lists, TLS on the gateway. The CLI then needs --tls-dir <data-dir>/tls.")
+  var tls = false
+
   func run() async throws {
     var logger = Logger(label: "rapport")
     logger.logLevel = .warning
@@ -29,7 +32,7 @@ struct Up: AsyncParsableCommand {
     settings["gateway", default: [:]]["admin-key-file"] = keyFile
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
-      ports: Stack.defaultPorts, settings: settings, logger: logger, say: say)
+      ports: Stack.defaultPorts, settings: settings, tls: tls, logger: logger, say: say)
     await Self.announceFirstAdminKey(keyFile)
     say("metrics: GET http://127.0.0.1:<port>/metrics, ports \(Stack.order.map { "\($0) \(Stack.defaultMetricsPorts[$0]!)" }.joined(separator: ", "))")
     if demo {
@@ -42,7 +45,8 @@ struct Up: AsyncParsableCommand {
         throw error
       }
     }
-    say("Rapport is up: gateway at \(stack.address("gateway")). Ctrl-C stops everything.")
+    say("Rapport is up: gateway at \(stack.address("gateway"))\(tls ? " (TLS)" : ""). Ctrl-C stops everything.")
+    if let tlsDirectory = stack.tlsDirectory { say("  CLI: export RAPPORT_TLS_DIR=\(tlsDirectory)") }
     let reason = await waitForStop(stack)
     say("stopping (\(reason))")
     await stack.stop()

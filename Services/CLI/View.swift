@@ -22,6 +22,8 @@ struct View: AsyncParsableCommand {
   @Flag(help: "Print the response as JSON.")
   var json = false
 
+  @OptionGroup var tls: ClientTLS
+
   func run() async throws {
     let request = Rapport_Gateway_V1_GetCustomerViewRequest.with {
       if UUID(uuidString: customer) != nil { $0.customerID = customer } else { $0.email = customer }
@@ -30,7 +32,7 @@ struct View: AsyncParsableCommand {
     options.timeout = .milliseconds(timeoutMs)
     let response: Rapport_Gateway_V1_GetCustomerViewResponse
     do {
-      response = try await withPlaintextClient(try HostPort(parsing: gateway)) { client in
+      response = try await withClient(try HostPort(parsing: gateway), security: tls.security) { client in
         try await Rapport_Gateway_V1_PartnerGateway.Client(wrapping: client).getCustomerView(request, options: options)
       }
     } catch let error as RPCError {
@@ -117,12 +119,14 @@ struct StatusCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "status", abstract: "Show each service's health status.")
 
+  @OptionGroup var tls: ClientTLS
+
   func run() async throws {
     for name in Stack.order {
       let address = HostPort(host: "127.0.0.1", port: Stack.defaultPorts[name]!)
       var options = CallOptions.defaults
       options.timeout = .seconds(1)
-      let status = (try? await withPlaintextClient(address) { client in
+      let status = (try? await withClient(address, security: tls.security) { client in
         try await Grpc_Health_V1_Health.Client(wrapping: client).check(.init(), options: options).status
       }).map { "\($0)" } ?? "unreachable"
       print("\(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)  \(status)")

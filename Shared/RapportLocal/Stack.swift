@@ -22,6 +22,10 @@ public final class Stack: Sendable {
   public let databaseURL: DatabaseURL
   private let dataDirectory: String
   private let settings: [String: [String: String]]
+  /// Where the suite's certificates are (`CertificateAuthority.suite`); nil: plaintext.
+  public let tlsDirectory: String?
+  /// How a client of the suite connects: mutual TLS as `operator`, or plaintext.
+  public var clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity { Self.clientSecurity(tlsDirectory) }
   private let entries: Mutex<[(name: String, process: ChildProcess, address: HostPort)]>
 
   /// The running services in start order (a restarted service appears with its new process).
@@ -29,9 +33,10 @@ public final class Stack: Sendable {
 
   private init(
     postgres: LocalPostgres?, databaseURL: DatabaseURL, dataDirectory: String,
-    settings: [String: [String: String]], processes: [(String, ChildProcess, HostPort)]
+    settings: [String: [String: String]], tlsDirectory: String?, processes: [(String, ChildProcess, HostPort)]
   ) {
     self.settings = settings
+    self.tlsDirectory = tlsDirectory
     self.postgres = postgres
     self.databaseURL = databaseURL
     self.dataDirectory = dataDirectory
@@ -41,11 +46,17 @@ public final class Stack: Sendable {
   public func address(_ name: String) -> HostPort { processes.first { $0.name == name }!.address }
 
   /// Starts the embedded database (unless `databaseURL` is given) and the five services, each with its
-  /// `settings` (see `launch`); waits until each reports SERVING.
+  /// `settings` (see `launch`); waits until each reports SERVING. With `tls`, a new CA and certificates
+  /// are written to `<dataDirectory>/tls` (kept when they exist) and every listener and call uses them.
   public static func start(
     dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int],
-    settings: [String: [String: String]] = [:], logger: Logger, say: (String) -> Void = { _ in }
+    settings: [String: [String: String]] = [:], tls: Bool = false, logger: Logger, say: (String) -> Void = { _ in }
   ) async throws -> Stack {
+    let tlsDirectory = tls ? "\(dataDirectory)/tls" : nil
+    if let tlsDirectory, !FileManager.default.fileExists(atPath: "\(tlsDirectory)/ca.pem") {
+      try CertificateAuthority.suite(in: tlsDirectory)
+      say("TLS: CA and certificates in \(tlsDirectory) (clients use operator.pem/operator.key, trust ca.pem)")
+    }
     var postgres: LocalPostgres?
     let server: DatabaseURL
     if let given {
@@ -62,7 +73,7 @@ public final class Stack: Sendable {
       for name in order {
         let (process, address) = try await launch(
           name, port: ports[name] ?? 0, database: server, upstream: started.map { ($0.0, $0.2) },
-          dataDirectory: dataDirectory, settings: settings[name] ?? [:])
+          dataDirectory: dataDirectory, settings: settings[name] ?? [:], tlsDirectory: tlsDirectory)
         started.append((name, process, address))
         say("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(address)  (log: \(dataDirectory)/logs/\(name).log)")
       }
@@ -72,16 +83,25 @@ public final class Stack: Sendable {
       throw error
     }
     return Stack(
-      postgres: postgres, databaseURL: server, dataDirectory: dataDirectory, settings: settings, processes: started)
+      postgres: postgres, databaseURL: server, dataDirectory: dataDirectory, settings: settings, tlsDirectory: tlsDirectory,
+      processes: started)
   }
 
   /// Starts one service executable against `database` (its own role), told where its `upstream` services
   /// listen and given `settings` (kebab-case names, passed as `RAPPORT_<SERVICE>_<NAME>`); waits until it
-  /// reports SERVING. A process that does not get there is stopped.
+  /// reports SERVING. A process that does not get there is stopped. With `tlsDirectory`, the service uses
+  /// its certificate from there (`TLSFiles(directory:name:)`).
   public static func launch(
     _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String,
-    settings: [String: String] = [:]
+    settings: [String: String] = [:], tlsDirectory: String? = nil
   ) async throws -> (ChildProcess, HostPort) {
+    var settings = settings
+    if let tlsDirectory {
+      let files = TLSFiles(directory: tlsDirectory, name: name)
+      settings["tls-cert"] = settings["tls-cert"] ?? files.certificate
+      settings["tls-key"] = settings["tls-key"] ?? files.privateKey
+      settings["tls-ca"] = settings["tls-ca"] ?? files.trustRoots
+    }
     var environment = [
       "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(port)",
       "RAPPORT_LOG_LEVEL": ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info",
@@ -97,7 +117,7 @@ public final class Stack: Sendable {
       logPath: "\(dataDirectory)/logs/\(name).log")
     do {
       let address = try await process.address()
-      try await waitUntilServing(address)
+      try await waitUntilServing(address, security: clientSecurity(tlsDirectory))
       return (process, address)
     } catch {
       await process.stop()
@@ -112,7 +132,7 @@ public final class Stack: Sendable {
     let upstream = current.prefix(index).map { ($0.name, $0.address) }
     let (process, _) = try await Stack.launch(
       name, port: current[index].address.port, database: databaseURL, upstream: Array(upstream),
-      dataDirectory: dataDirectory, settings: settings[name] ?? [:])
+      dataDirectory: dataDirectory, settings: settings[name] ?? [:], tlsDirectory: tlsDirectory)
     entries.withLock { $0[index].process = process }
   }
 
@@ -152,8 +172,10 @@ public final class Stack: Sendable {
   public var exited: String? { processes.first { !$0.process.isRunning }?.name }
 
   /// Polls `grpc.health.v1.Health/Check` until SERVING (30 s at most).
-  public static func waitUntilServing(_ address: HostPort) async throws {
-    try await withPlaintextClient(address) { client in
+  public static func waitUntilServing(
+    _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext
+  ) async throws {
+    try await withClient(address, security: security) { client in
       let health = Grpc_Health_V1_Health.Client(wrapping: client)
       let deadline = ContinuousClock.now + .seconds(30)
       while ContinuousClock.now < deadline {
@@ -162,6 +184,18 @@ public final class Stack: Sendable {
       }
       throw ShellError(description: "\(address) did not report SERVING within 30 s")
     }
+  }
+
+  /// The security of a client of the suite: mutual TLS as `operator` with the certificates in
+  /// `tlsDirectory`, or plaintext without.
+  public static func clientSecurity(_ tlsDirectory: String?, as name: String = CallerPolicy.Caller.operator)
+    -> HTTP2ClientTransport.Posix.TransportSecurity
+  {
+    guard let tlsDirectory else { return .plaintext }
+    let files = TLSFiles(directory: tlsDirectory, name: name)
+    return .mTLS(
+      certificateChain: [.file(path: files.certificate, format: .pem)], privateKey: .file(path: files.privateKey, format: .pem)
+    ) { $0.trustRoots = .certificates([.file(path: files.trustRoots, format: .pem)]) }
   }
 
   /// Where the service executables are: next to this binary.
@@ -175,18 +209,26 @@ public final class Stack: Sendable {
   }
 }
 
-/// A plaintext client to `address` for the duration of `body`. Afterwards the client drains gracefully
+/// A plaintext client to `address` for the duration of `body` (see `withClient`).
+public func withPlaintextClient<Result: Sendable>(
+  _ address: HostPort, timeout: Duration? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+) async throws -> Result {
+  try await withClient(address, security: .plaintext, timeout: timeout, body)
+}
+
+/// A client to `address` for the duration of `body`. Afterwards the client drains gracefully
 /// for up to 5 s, then its connections are cancelled: a graceful client shutdown in grpc-swift-nio-transport
 /// 2.9.2 was seen to stall now and then on a loaded machine after every RPC had finished, which hung
 /// whatever waited for it (a test run, the CLI).
 /// With `timeout`, every RPC without its own deadline gets that one.
-public func withPlaintextClient<Result: Sendable>(
-  _ address: HostPort, timeout: Duration? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+public func withClient<Result: Sendable>(
+  _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity, timeout: Duration? = nil,
+  _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   var serviceConfig = ServiceConfig()
   if let timeout { serviceConfig.methodConfig = [MethodConfig(names: [.init(service: "")], timeout: timeout)] }
   let transport = try HTTP2ClientTransport.Posix(
-    target: .dns(host: address.host, port: address.port), transportSecurity: .plaintext,
+    target: address.target, transportSecurity: security,
     serviceConfig: serviceConfig)
   let client = GRPCClient(transport: transport)
   return try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -230,10 +272,11 @@ public struct StackClients: Sendable {
 extension Stack {
   /// Runs `body` with clients to the customer, order, support and gateway services.
   public func withClients<Result: Sendable>(_ body: (StackClients) async throws -> Result) async throws -> Result {
-    try await withPlaintextClient(address("customer")) { customer in
-      try await withPlaintextClient(address("order")) { order in
-        try await withPlaintextClient(address("support")) { support in
-          try await withPlaintextClient(address("gateway")) { gateway in
+    let security = clientSecurity
+    return try await withClient(address("customer"), security: security) { customer in
+      try await withClient(address("order"), security: security) { order in
+        try await withClient(address("support"), security: security) { support in
+          try await withClient(address("gateway"), security: security) { gateway in
             try await body(
               StackClients(
                 customers: .init(wrapping: customer), orders: .init(wrapping: order),

@@ -659,12 +659,25 @@ public nonisolated struct Rapport_Customer_V1_FindCustomerRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Required. The email address to look up (case-insensitive).
+  /// Exactly one of email and identity. The email address to look up (case-insensitive).
   public var email: String = String()
+
+  /// Any identity: an email, a phone number (normalised as ResolveCustomer does) or an external id in a
+  /// channel's system.
+  public var identity: Rapport_Customer_V1_Identity {
+    get {_identity ?? Rapport_Customer_V1_Identity()}
+    set {_identity = newValue}
+  }
+  /// Returns true if `identity` has been explicitly set.
+  public var hasIdentity: Bool {self._identity != nil}
+  /// Clears the value of `identity`. Subsequent reads from it will return its default value.
+  public mutating func clearIdentity() {self._identity = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _identity: Rapport_Customer_V1_Identity? = nil
 }
 
 public nonisolated struct Rapport_Customer_V1_FindCustomerResponse: Sendable {
@@ -2440,7 +2453,7 @@ nonisolated extension Rapport_Customer_V1_GetCustomerResponse: SwiftProtobuf.Mes
 
 nonisolated extension Rapport_Customer_V1_FindCustomerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FindCustomerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}email\0\u{1}identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2449,20 +2462,29 @@ nonisolated extension Rapport_Customer_V1_FindCustomerRequest: SwiftProtobuf.Mes
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.email) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._identity) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.email.isEmpty {
       try visitor.visitSingularStringField(value: self.email, fieldNumber: 1)
     }
+    try { if let v = self._identity {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Customer_V1_FindCustomerRequest, rhs: Rapport_Customer_V1_FindCustomerRequest) -> Bool {
     if lhs.email != rhs.email {return false}
+    if lhs._identity != rhs._identity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -61,6 +61,19 @@ public enum Rapport_Gateway_V1_PartnerGateway: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "SearchCustomers" metadata.
+        public enum SearchCustomers: Sendable {
+            /// Request type for "SearchCustomers".
+            public typealias Input = Rapport_Customer_V1_SearchCustomersRequest
+            /// Response type for "SearchCustomers".
+            public typealias Output = Rapport_Customer_V1_SearchCustomersResponse
+            /// Descriptor for "SearchCustomers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.gateway.v1.PartnerGateway"),
+                method: "SearchCustomers",
+                type: .unary
+            )
+        }
         /// Namespace for "GetOrder" metadata.
         public enum GetOrder: Sendable {
             /// Request type for "GetOrder".
@@ -209,6 +222,7 @@ public enum Rapport_Gateway_V1_PartnerGateway: Sendable {
             GetCustomerView.descriptor,
             GetCustomer.descriptor,
             FindCustomer.descriptor,
+            SearchCustomers.descriptor,
             GetOrder.descriptor,
             ListOrders.descriptor,
             GetTicket.descriptor,
@@ -301,6 +315,26 @@ extension Rapport_Gateway_V1_PartnerGateway {
             request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_FindCustomerRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse>
+
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+        /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+        /// > to exactly one.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        func searchCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SearchCustomersResponse>
 
         /// Handle the "GetOrder" method.
         ///
@@ -530,6 +564,26 @@ extension Rapport_Gateway_V1_PartnerGateway {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse>
 
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+        /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+        /// > to exactly one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_SearchCustomersResponse` message.
+        func searchCustomers(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse>
+
         /// Handle the "GetOrder" method.
         ///
         /// - Parameters:
@@ -756,6 +810,26 @@ extension Rapport_Gateway_V1_PartnerGateway {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Customer_V1_FindCustomerResponse
 
+        /// Handle the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+        /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+        /// > to exactly one.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_SearchCustomersResponse` to respond with.
+        func searchCustomers(
+            request: Rapport_Customer_V1_SearchCustomersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_SearchCustomersResponse
+
         /// Handle the "GetOrder" method.
         ///
         /// - Parameters:
@@ -959,6 +1033,17 @@ extension Rapport_Gateway_V1_PartnerGateway.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Gateway_V1_PartnerGateway.Method.SearchCustomers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SearchCustomersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SearchCustomersResponse>(),
+            handler: { request, context in
+                try await self.searchCustomers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Gateway_V1_PartnerGateway.Method.GetOrder.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetOrderRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetOrderResponse>(),
@@ -1112,6 +1197,17 @@ extension Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
         let response = try await self.findCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func searchCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_SearchCustomersResponse> {
+        let response = try await self.searchCustomers(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1275,6 +1371,19 @@ extension Rapport_Gateway_V1_PartnerGateway.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
         return GRPCCore.ServerResponse<Rapport_Customer_V1_FindCustomerResponse>(
             message: try await self.findCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func searchCustomers(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_SearchCustomersResponse>(
+            message: try await self.searchCustomers(
                 request: request.message,
                 context: context
             ),
@@ -1504,6 +1613,31 @@ extension Rapport_Gateway_V1_PartnerGateway {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_FindCustomerResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_FindCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+        /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+        /// > to exactly one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func searchCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SearchCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SearchCustomersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetOrder" method.
@@ -1838,6 +1972,42 @@ extension Rapport_Gateway_V1_PartnerGateway {
             try await self.client.unary(
                 request: request,
                 descriptor: Rapport_Gateway_V1_PartnerGateway.Method.FindCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SearchCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+        /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+        /// > to exactly one.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_SearchCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_SearchCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func searchCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_SearchCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_SearchCustomersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Gateway_V1_PartnerGateway.Method.SearchCustomers.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2278,6 +2448,37 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
         )
     }
 
+    /// Call the "SearchCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+    /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+    /// > to exactly one.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_SearchCustomersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func searchCustomers<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.searchCustomers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_SearchCustomersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_SearchCustomersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetOrder" method.
     ///
     /// - Parameters:
@@ -2661,6 +2862,41 @@ extension Rapport_Gateway_V1_PartnerGateway.ClientProtocol {
             metadata: metadata
         )
         return try await self.findCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SearchCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A bound key searches its companies' contacts: company_id must be one of its companies (another
+    /// > answers an empty page, as a company without contacts does) and may be left empty when it is bound
+    /// > to exactly one.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func searchCustomers<Result>(
+        _ message: Rapport_Customer_V1_SearchCustomersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_SearchCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_SearchCustomersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.searchCustomers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -52,7 +52,7 @@ extension Executables {
         #expect(view.metrics.revenue.map(\.amountMinor) == [1497])
 
         // A partner in another language calls the gateway and the customer service.
-        let partner = try interop(stack, email: "e2e@example.com")
+        let partner = try Self.interop(stack, email: "e2e@example.com")
         #expect(partner["found_id"] as? String == customer.id)
         #expect(partner["view_customer_id"] as? String == customer.id)
         #expect(partner["created_email"] as? String == "python.partner@example.com")
@@ -189,8 +189,9 @@ extension Executables {
       }
     }
 
-    /// Runs Tests/EndToEndTests/interop/partner_client.py and returns the JSON it prints.
-    private func interop(_ stack: Stack, email: String) throws -> [String: Any] {
+    /// Runs Tests/EndToEndTests/interop/partner_client.py and returns the JSON it prints (over TLS when
+    /// the stack runs with it).
+    static func interop(_ stack: Stack, email: String) throws -> [String: Any] {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
       let output = try Shell.run(
@@ -199,7 +200,7 @@ extension Executables {
           root.appendingPathComponent("Tests/EndToEndTests/interop/partner_client.py").path,
           root.appendingPathComponent("Protos").path, "\(stack.address("gateway"))", "\(stack.address("customer"))",
           email,
-        ])
+        ] + (stack.tlsDirectory.map { [$0] } ?? []))
       let line = output.split(separator: "\n").last.map(String.init) ?? ""
       guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
         throw TestFailure("partner client printed no JSON: \(output)")

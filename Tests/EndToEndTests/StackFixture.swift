@@ -12,12 +12,13 @@ import Testing
 /// Starts the five executables on a fresh database for `body` and stops them afterwards; prints their
 /// logs when it fails.
 func withStack(
-  _ label: String = "e2e", settings: [String: [String: String]] = [:], _ body: (Stack) async throws -> Void
+  _ label: String = "e2e", settings: [String: [String: String]] = [:], tls: Bool = false,
+  _ body: (Stack) async throws -> Void
 ) async throws {
   let database = try await TestDatabase.create()
   let directory = NSTemporaryDirectory() + "rapport-\(label)-\(UUID().uuidString)"
   let stack = try await Stack.start(
-    dataDirectory: directory, databaseURL: database, ports: [:], settings: settings, logger: testLogger(label))
+    dataDirectory: directory, databaseURL: database, ports: [:], settings: settings, tls: tls, logger: testLogger(label))
   do {
     try await body(stack)
     await stack.stop()

@@ -42,6 +42,35 @@ func withCustomerService(
     }
   }
 
+  @Test func aCustomerIsFoundByAnyIdentity() async throws {
+    try await withCustomerService { customers, _, _ in
+      let created = try await customers.resolveCustomer(.with {
+        $0.channel = .marketplace
+        $0.identities = [
+          .with { $0.kind = .externalID; $0.channel = .marketplace; $0.value = "AMZ-991" },
+          .with { $0.kind = .phone; $0.value = "+44 20 7946 0958" },
+        ]
+      }).customer
+      func find(_ identity: Rapport_Customer_V1_Identity) async throws -> String {
+        try await customers.findCustomer(.with { $0.identity = identity }).customer.id
+      }
+      #expect(try await find(.with { $0.kind = .externalID; $0.channel = .marketplace; $0.value = "AMZ-991" }) == created.id)
+      #expect(try await find(.with { $0.kind = .phone; $0.value = "+442079460958" }) == created.id)
+      await expectStatus(.notFound, mentioning: "no customer has this identity") {
+        try await find(.with { $0.kind = .externalID; $0.channel = .web; $0.value = "AMZ-991" })
+      }
+      await expectStatus(.invalidArgument, field: "identity.channel") {
+        try await find(.with { $0.kind = .externalID; $0.value = "AMZ-991" })
+      }
+      await expectStatus(.invalidArgument, field: "identity") {
+        try await customers.findCustomer(.with {
+          $0.email = "a@example.com"
+          $0.identity = .with { $0.kind = .phone; $0.value = "+442079460958" }
+        })
+      }
+    }
+  }
+
   @Test func aSecondCustomerWithTheSameEmailIsRefused() async throws {
     try await withCustomerService { customers, database, _ in
       _ = try await customers.createCustomer(.with { $0.email = "grace@example.com" })

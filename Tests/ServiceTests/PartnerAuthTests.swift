@@ -369,6 +369,35 @@ extension PartnerSuites {
           try await gateway.findCustomer(.with { $0.email = "someone@example.com" }, metadata: auth)
         }
         await expectStatus(.invalidArgument, field: "customer_id") { try await gateway.listOrders(.init(), metadata: auth) }
+        // By any identity: a phone number finds ours; theirs answers as a phone nobody has.
+        _ = try await customers.addIdentity(.with {
+          $0.customerID = ours.id
+          $0.identity = .with { $0.kind = .phone; $0.value = "+49 30 1234567" }
+        })
+        _ = try await customers.addIdentity(.with {
+          $0.customerID = theirs.id
+          $0.identity = .with { $0.kind = .phone; $0.value = "+49 30 7654321" }
+        })
+        func byPhone(_ phone: String) -> Rapport_Customer_V1_FindCustomerRequest {
+          .with { $0.identity = .with { $0.kind = .phone; $0.value = phone } }
+        }
+        #expect(try await gateway.findCustomer(byPhone("+49 30 1234567"), metadata: auth).customer.id == ours.id)
+        for phone in ["+49 30 7654321", "+49 30 1111111"] {
+          await expectStatus(.notFound, mentioning: "no customer has this identity") {
+            try await gateway.findCustomer(byPhone(phone), metadata: auth)
+          }
+        }
+        // Search: a key bound to one company searches its contacts; another company's are an empty page.
+        let other = try await customers.createCompany(.with { $0.company.legalName = "Other" }).company
+        _ = try await customers.linkContact(.with { $0.companyID = other.id; $0.customerID = theirs.id })
+        #expect(try await gateway.searchCustomers(.init(), metadata: auth).customers.map(\.id) == [ours.id])
+        #expect(try await gateway.searchCustomers(.with { $0.query = "example" }, metadata: auth).customers.map(\.id) == [ours.id])
+        #expect(try await gateway.searchCustomers(.with { $0.companyID = other.id }, metadata: auth).customers.isEmpty)
+        #expect(try await gateway.searchCustomers(.with { $0.companyID = UUID().uuidString }, metadata: auth).customers.isEmpty)
+        await expectStatus(.invalidArgument, field: "company_id") {
+          try await gateway.searchCustomers(.with { $0.companyID = "acme" }, metadata: auth)
+        }
+        #expect(Set(try await gateway.searchCustomers(.init(), metadata: bearer(unbound)).customers.map(\.id)) == [ours.id, theirs.id])
         // The owning service's errors pass through, field violations included.
         await expectStatus(.invalidArgument, field: "customer_id") {
           try await gateway.getCustomer(.with { $0.customerID = "me" }, metadata: auth)

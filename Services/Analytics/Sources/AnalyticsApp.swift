@@ -17,20 +17,26 @@ public enum AnalyticsApp {
       supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"), logger: logger)
   }
 
+  /// Who may call what (enforced under mutual TLS): metrics from the gateway and operators; its feed
+  /// (no consumer yet) from nobody.
+  public static let callers = CallerPolicy([
+    "rapport.analytics.v1.AnalyticsService": [CallerPolicy.Caller.gateway, CallerPolicy.Caller.operator]
+  ])
+
   public static func build(
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     logger: Logger
   ) throws -> ServiceApp {
     var sources = [
-      ("order", try GRPCClientService.plaintext(to: orderAddress), [Rapport_Events_V1_OrderPlaced.eventType]),
-      ("support", try GRPCClientService.plaintext(to: supportAddress), [Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType]),
+      ("order", try GRPCClientService.client(to: orderAddress, config: config), [Rapport_Events_V1_OrderPlaced.eventType]),
+      ("support", try GRPCClientService.client(to: supportAddress, config: config), [Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType]),
     ]
     if let customerAddress {
-      sources.append(("customer", try GRPCClientService.plaintext(to: customerAddress), [Rapport_Events_V1_CustomerMerged.eventType]))
+      sources.append(("customer", try GRPCClientService.client(to: customerAddress, config: config), [Rapport_Events_V1_CustomerMerged.eventType]))
     }
     return try .publishing(
       config: config, schema: AnalyticsMigrations.schema, migrations: AnalyticsMigrations.all,
-      serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), logger: logger,
+      serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), callers: callers, logger: logger,
       workers: { postgres in
         let store = AnalyticsStore(client: postgres, logger: logger)
         return sources.map { source, client, types in

@@ -9,10 +9,23 @@ public enum CustomerApp {
     try build(config: CommonConfig(settings: settings, name: "customer", defaultPort: defaultPort), logger: logger)
   }
 
+  /// Who may call what (enforced under mutual TLS): the services that resolve and read customers, and
+  /// operators; merging, erasing, exporting and importing only operators; the feed only its consumers.
+  public static let callers: CallerPolicy = {
+    typealias C = CallerPolicy.Caller
+    let service = "rapport.customer.v1.CustomerService"
+    return CallerPolicy([
+      service: [C.gateway, C.order, C.support, C.operator],
+      "\(service)/MergeCustomers": [C.operator], "\(service)/EraseCustomer": [C.operator],
+      "\(service)/ExportCustomer": [C.operator], "\(service)/ImportCustomers": [C.operator],
+      CallerPolicy.eventFeed: [C.order, C.support, C.analytics],
+    ])
+  }()
+
   public static func build(config: CommonConfig, logger: Logger) throws -> ServiceApp {
     try .publishing(
       config: config, schema: CustomerMigrations.schema, migrations: CustomerMigrations.all,
-      serviceName: "rapport.customer.v1.CustomerService", logger: logger
+      serviceName: "rapport.customer.v1.CustomerService", callers: callers, logger: logger
     ) { postgres in
       [CustomerRPCs(store: CustomerStore(client: postgres, logger: logger), logger: logger)]
     }

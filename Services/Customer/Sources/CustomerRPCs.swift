@@ -39,8 +39,14 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
   func findCustomer(
     request: Rapport_Customer_V1_FindCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_FindCustomerResponse {
-    guard let customer = try await store.find(.email(try Validate.email(request.email))) else {
-      throw RPCError(code: .notFound, message: "no customer has this email")
+    let key: IdentityKey
+    switch (request.email.isEmpty, request.hasIdentity) {
+    case (true, true): key = try CustomerInput.identity(request.identity, field: "identity")
+    case (false, true): throw RPCFailure.invalid("identity", "give either email or identity, not both")
+    case (_, false): key = .email(try Validate.email(request.email))
+    }
+    guard let customer = try await store.find(key) else {
+      throw RPCError(code: .notFound, message: request.hasIdentity ? "no customer has this identity" : "no customer has this email")
     }
     return .with { $0.customer = customer }
   }

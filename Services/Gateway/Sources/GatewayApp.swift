@@ -19,7 +19,8 @@ public enum GatewayApp {
       throw ConfigurationError("partner-auth must be required or off")
     }
     return try build(
-      config: CommonConfig(settings: settings, name: "gateway", defaultPort: defaultPort, needsDatabase: false),
+      config: CommonConfig(
+        settings: settings, name: "gateway", defaultPort: defaultPort, needsDatabase: false, defaultClientAuth: false),
       upstreams: Upstreams(
         customer: settings.address("customer-addr", default: "127.0.0.1:50051"),
         order: settings.address("order-addr", default: "127.0.0.1:50052"),
@@ -65,7 +66,7 @@ public enum GatewayApp {
     partners: PartnerOptions = PartnerOptions(), logger: Logger
   ) throws -> ServiceApp {
     let clients = try [upstreams.customer, upstreams.order, upstreams.support, upstreams.analytics]
-      .map(GRPCClientService.plaintext(to:))
+      .map { try GRPCClientService.client(to: $0, config: config) }
     let rpcs = GatewayRPCs(
       customers: .init(wrapping: clients[0]), orders: .init(wrapping: clients[1]),
       support: .init(wrapping: clients[2]), analytics: .init(wrapping: clients[3]),

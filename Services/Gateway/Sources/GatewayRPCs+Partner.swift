@@ -18,7 +18,32 @@ extension GatewayRPCs {
     request: ServerRequest<Rapport_Customer_V1_FindCustomerRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Customer_V1_FindCustomerResponse> {
     let response = try await forward(request.metadata) { try await customers.findCustomer(request.message, options: $0) }
-    guard Self.visible(response.customer) else { throw RPCError(code: .notFound, message: "no customer has this email") }
+    guard Self.visible(response.customer) else {
+      // The customer service's own message for a missing one.
+      throw RPCError(
+        code: .notFound, message: request.message.hasIdentity ? "no customer has this identity" : "no customer has this email")
+    }
+    return ServerResponse(message: response)
+  }
+
+  func searchCustomers(
+    request: ServerRequest<Rapport_Customer_V1_SearchCustomersRequest>, context: ServerContext
+  ) async throws -> ServerResponse<Rapport_Customer_V1_SearchCustomersResponse> {
+    var search = request.message
+    if let companies = Self.boundCompanies {
+      if search.companyID.isEmpty {
+        guard companies.count == 1, let only = companies.first else {
+          throw RPCFailure.invalid("company_id", "is required for a key bound to several companies")
+        }
+        search.companyID = only
+      }
+      // Another company's contacts: the empty page of a company without any.
+      guard companies.contains(try Validate.uuid(search.companyID, field: "company_id").uuidString.lowercased()) else {
+        return ServerResponse(message: .init())
+      }
+    }
+    var response = try await forward(request.metadata) { try await customers.searchCustomers(search, options: $0) }
+    response.customers.removeAll { !Self.visible($0) }
     return ServerResponse(message: response)
   }
 

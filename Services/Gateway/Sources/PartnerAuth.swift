@@ -32,6 +32,7 @@ struct PartnerAuth: ServerInterceptor {
   /// The scope each partner method needs; a gateway method missing here needs `admin`.
   static let scopes: [String: Scope] = [
     "GetCustomerView": Scope.viewsRead, "GetCustomer": .customersRead, "FindCustomer": .customersRead,
+    "SearchCustomers": .customersRead,
     "GetOrder": .ordersRead, "ListOrders": .ordersRead, "GetTicket": .ticketsRead, "ListTickets": .ticketsRead,
     "ResolveCustomer": .customersWrite, "PlaceOrder": .ordersWrite, "RecordPayment": .ordersWrite,
     "FulfillOrder": .ordersWrite, "DeliverOrder": .ordersWrite, "OpenTicket": .ticketsWrite, "AddMessage": .ticketsWrite,

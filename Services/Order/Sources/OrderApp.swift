@@ -36,14 +36,24 @@ public enum OrderApp {
       logger: logger)
   }
 
+  /// Who may call what (enforced under mutual TLS): orders from the gateway, support (tickets about
+  /// orders) and operators; the feed from its consumers.
+  public static let callers: CallerPolicy = {
+    typealias C = CallerPolicy.Caller
+    return CallerPolicy([
+      "rapport.order.v1.OrderService": [C.gateway, C.support, C.operator],
+      CallerPolicy.eventFeed: [C.analytics, C.support, C.gateway],
+    ])
+  }()
+
   public static func build(
     config: CommonConfig, customerAddress: HostPort, customerTimeout: Duration = .seconds(1), timing: Timing = Timing(),
     logger: Logger
   ) throws -> ServiceApp {
-    let customerClient = try GRPCClientService.plaintext(to: customerAddress)
+    let customerClient = try GRPCClientService.client(to: customerAddress, config: config)
     return try .publishing(
       config: config, schema: OrderMigrations.schema, migrations: OrderMigrations.all,
-      serviceName: "rapport.order.v1.OrderService", clients: [customerClient], logger: logger,
+      serviceName: "rapport.order.v1.OrderService", clients: [customerClient], callers: callers, logger: logger,
       workers: { postgres in
         let store = OrderStore(client: postgres, logger: logger)
         return [

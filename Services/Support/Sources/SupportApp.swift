@@ -38,14 +38,23 @@ public enum SupportApp {
       logger: logger)
   }
 
+  /// Who may call what (enforced under mutual TLS): tickets from the gateway and operators; the feed
+  /// from analytics.
+  public static let callers: CallerPolicy = {
+    typealias C = CallerPolicy.Caller
+    return CallerPolicy([
+      "rapport.support.v1.SupportService": [C.gateway, C.operator], CallerPolicy.eventFeed: [C.analytics],
+    ])
+  }()
+
   /// - Parameter orderAddress: where to check the orders tickets are about; nil refuses tickets with an
   ///   order (UNAVAILABLE).
   public static func build(
     config: CommonConfig, customerAddress: HostPort, orderAddress: HostPort? = nil, upstreamTimeout: Duration = .seconds(1),
     timing: Timing = Timing(), logger: Logger
   ) throws -> ServiceApp {
-    let customerClient = try GRPCClientService.plaintext(to: customerAddress)
-    let orderClient = try orderAddress.map { try GRPCClientService.plaintext(to: $0) }
+    let customerClient = try GRPCClientService.client(to: customerAddress, config: config)
+    let orderClient = try orderAddress.map { try GRPCClientService.client(to: $0, config: config) }
     let directory = SupportDirectory(
       customers: .init(wrapping: customerClient), orders: orderClient.map { .init(wrapping: $0) },
       timeout: upstreamTimeout, logger: logger)
@@ -53,7 +62,7 @@ public enum SupportApp {
     return try .publishing(
       config: config, schema: SupportMigrations.schema, migrations: SupportMigrations.all,
       serviceName: "rapport.support.v1.SupportService", clients: [customerClient] + (orderClient.map { [$0] } ?? []),
-      logger: logger,
+      callers: callers, logger: logger,
       workers: { postgres in
         let store = SupportStore(client: postgres, logger: logger)
         let clock = timing.clock

@@ -1,3 +1,6 @@
+import GRPCNIOTransportHTTP2
+import Logging
+
 /// What every service process needs: where to listen, which database, and its limits.
 public struct CommonConfig: Sendable {
   /// Short service name, e.g. `customer`; also the log label.
@@ -16,11 +19,16 @@ public struct CommonConfig: Sendable {
   public var requestIdleTimeout: Duration
   /// Where `GET /metrics` is served; nil for none.
   public var metricsAddress: HostPort?
+  /// TLS on the listener and on outbound calls; nil: plaintext (development only).
+  public var tls: ProcessTLS?
+
+  /// How calls to other services are secured: mutual TLS with this process's certificate, or plaintext.
+  public var outbound: HTTP2ClientTransport.Posix.TransportSecurity { tls?.client ?? .plaintext }
 
   public init(
     name: String, listen: HostPort, databaseURL: DatabaseURL?, maxDatabaseConnections: Int = 10,
     maxConcurrentStreams: Int = 256, maxRequestBytes: Int = 4 * 1024 * 1024,
-    requestIdleTimeout: Duration = .seconds(30), metricsAddress: HostPort? = nil
+    requestIdleTimeout: Duration = .seconds(30), metricsAddress: HostPort? = nil, tls: ProcessTLS? = nil
   ) {
     self.name = name
     self.listen = listen
@@ -30,11 +38,16 @@ public struct CommonConfig: Sendable {
     self.maxRequestBytes = maxRequestBytes
     self.requestIdleTimeout = requestIdleTimeout
     self.metricsAddress = metricsAddress
+    self.tls = tls
   }
 
   /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams`, `max-request-bytes`,
-  /// `request-idle-timeout-ms` and `metrics-addr` for a service (see `CommonOptions`).
-  public init(settings: Settings, name: String, defaultPort: Int, needsDatabase: Bool = true) throws {
+  /// `request-idle-timeout-ms`, `metrics-addr` and the TLS files `tls-cert`, `tls-key`, `tls-ca`
+  /// (all three or none), `tls-client-auth` (`required`/`none`; the default is `defaultClientAuth`) and
+  /// `tls-reload-interval-ms` (default 10000) for a service (see `CommonOptions`).
+  public init(
+    settings: Settings, name: String, defaultPort: Int, needsDatabase: Bool = true, defaultClientAuth: Bool = true
+  ) throws {
     let url = settings.string("database-url")
     if needsDatabase && url == nil {
       throw ConfigurationError(
@@ -48,7 +61,26 @@ public struct CommonConfig: Sendable {
       maxConcurrentStreams: try settings.int("max-streams", default: 256),
       maxRequestBytes: try settings.int("max-request-bytes", default: 4 * 1024 * 1024),
       requestIdleTimeout: try settings.milliseconds("request-idle-timeout-ms", default: 30_000),
-      metricsAddress: try settings.string("metrics-addr").map(HostPort.init(parsing:))
+      metricsAddress: try settings.string("metrics-addr").map(HostPort.init(parsing:)),
+      tls: try Self.tls(settings: settings, name: name, defaultClientAuth: defaultClientAuth)
     )
+  }
+
+  static func tls(settings: Settings, name: String, defaultClientAuth: Bool) throws -> ProcessTLS? {
+    let paths = ["tls-cert", "tls-key", "tls-ca"].map { settings.string($0) }
+    if paths.allSatisfy({ $0 == nil }) { return nil }
+    guard let certificate = paths[0], let key = paths[1], let ca = paths[2] else {
+      throw ConfigurationError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
+    }
+    let verifyClients: Bool
+    switch settings.string("tls-client-auth", default: defaultClientAuth ? "required" : "none") {
+    case "required": verifyClients = true
+    case "none": verifyClients = false
+    default: throw ConfigurationError("tls-client-auth must be required or none")
+    }
+    return try ProcessTLS(
+      files: TLSFiles(certificate: certificate, privateKey: key, trustRoots: ca), verifyClients: verifyClients,
+      reloadInterval: try settings.milliseconds("tls-reload-interval-ms", default: 10_000),
+      logger: Logger(label: "rapport.\(name)"))
   }
 }

@@ -1,3 +1,5 @@
+import GRPCNIOTransportHTTP2
+
 /// A `host:port` pair: a listen address or the address of another service.
 public struct HostPort: Sendable, Hashable, CustomStringConvertible {
   public var host: String
@@ -20,6 +22,20 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
   }
 
   public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+  /// The client target: an IP address as itself (TLS then checks the certificate's IP address and sends
+  /// no SNI, which may not carry an address), a name through DNS.
+  public var target: any ResolvableTarget {
+    if Self.ipv4Octets(host) != nil { return .ipv4(host: host, port: port) }
+    if host.contains(":") { return .ipv6(host: host, port: port) }
+    return .dns(host: host, port: port)
+  }
+
+  /// The four octets of a dotted IPv4 address; nil for anything else.
+  public static func ipv4Octets(_ host: String) -> [UInt8]? {
+    let octets = host.split(separator: ".", omittingEmptySubsequences: false).compactMap { UInt8($0) }
+    return octets.count == 4 && host.split(separator: ".", omittingEmptySubsequences: false).count == 4 ? octets : nil
+  }
 }
 
 extension Settings {

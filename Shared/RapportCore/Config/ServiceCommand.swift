@@ -25,6 +25,16 @@ public struct CommonOptions: ParsableArguments {
   var requestIdleTimeoutMs: String?
   @Option(name: .customLong("metrics-addr"), help: "Serve GET /metrics on host:port (default: off).")
   var metricsAddr: String?
+  @Option(name: .customLong("tls-cert"), help: "PEM certificate of this service (with --tls-key and --tls-ca: TLS on the listener and mutual TLS to other services; re-read on SIGHUP and every --tls-reload-interval-ms). Default: plaintext, for development only.")
+  var tlsCert: String?
+  @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
+  var tlsKey: String?
+  @Option(name: .customLong("tls-ca"), help: "PEM certificate of the CA that signs the other services' certificates.")
+  var tlsCA: String?
+  @Option(name: .customLong("tls-client-auth"), help: "required: callers must present a certificate from --tls-ca (default, except on the gateway); none: they need not.")
+  var tlsClientAuth: String?
+  @Option(name: .customLong("tls-reload-interval-ms"), help: "How often the certificate and key files are re-read (default 10000).")
+  var tlsReloadIntervalMs: String?
 
   public init() {}
 
@@ -33,7 +43,8 @@ public struct CommonOptions: ParsableArguments {
     [
       "addr": addr, "database-url": databaseURL, "db-pool-size": dbPoolSize, "max-streams": maxStreams,
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
-      "metrics-addr": metricsAddr,
+      "metrics-addr": metricsAddr, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
+      "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
     ].compactMapValues { $0 }
   }
 }

@@ -16,11 +16,11 @@ public struct GRPCClientService: Service {
     }
   }
 
-  /// A plaintext HTTP/2 client for another service at `address`, with explicit limits.
-  public static func plaintext(to address: HostPort) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+  /// An HTTP/2 client for another service at `address` (mutual TLS when `config.tls` is set).
+  public static func client(to address: HostPort, config: CommonConfig) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
     let transport = try HTTP2ClientTransport.Posix(
-      target: .dns(host: address.host, port: address.port),
-      transportSecurity: .plaintext,
+      target: address.target,
+      transportSecurity: config.outbound,
       config: .defaults { $0.backoff.max = .seconds(2) })
     return GRPCClient(transport: transport)
   }

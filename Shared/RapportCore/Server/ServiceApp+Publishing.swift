@@ -13,10 +13,12 @@ extension ServiceApp {
   ///   - postgres: the pool, when the caller made it first (`makePostgres`) to share it with interceptors.
   ///   - otherServiceNames: further services `rpcs` builds (reported by health).
   ///   - interceptors: the service's own, run after the platform's error mapping and metrics.
+  ///   - callers: who may call which RPC, enforced when peers present certificates (mutual TLS).
   public static func publishing(
     config: CommonConfig, schema: String, migrations: [Migration], serviceName: String,
     otherServiceNames: [String] = [], clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [],
-    postgres given: PostgresClient? = nil, interceptors: [any ServerInterceptor] = [], logger: Logger,
+    postgres given: PostgresClient? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
+    logger: Logger,
     workers: (PostgresClient) -> [any Service] = { _ in [] },
     rpcs: (PostgresClient) -> [any RegistrableRPCService]
   ) throws -> ServiceApp {
@@ -32,7 +34,7 @@ extension ServiceApp {
       clients: clients,
       workers: [OutboxListener(client: postgres, outbox: outbox, notifier: notifier, logger: logger)]
         + workers(postgres),
-      notifier: notifier, interceptors: interceptors, logger: logger)
+      notifier: notifier, interceptors: interceptors, callers: callers, logger: logger)
   }
 
   /// The service's database pool, from its configuration.

@@ -31,7 +31,8 @@ public final class ServiceApp: Sendable {
     config: CommonConfig, postgres: PostgresClient?, migrator: Migrator?,
     rpcServices: [any RegistrableRPCService], serviceNames: Set<String>,
     clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], workers: [any Service] = [],
-    notifier: OutboxNotifier? = nil, interceptors: [any ServerInterceptor] = [], logger: Logger
+    notifier: OutboxNotifier? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
+    logger: Logger
   ) {
     self.config = config
     self.logger = logger
@@ -42,6 +43,7 @@ public final class ServiceApp: Sendable {
       let probe = DatabaseProbe(url: url, health: health, logger: logger)
       workers.append(ClosureService { try await probe.run() })
     }
+    if let tls = config.tls { workers.append(tls.reload) }
     if let address = config.metricsAddress {
       workers.append(MetricsEndpoint(address: address, metrics: metrics, logger: logger))
     }
@@ -50,7 +52,7 @@ public final class ServiceApp: Sendable {
       requestIdleTimeout: .nanoseconds(Int64(config.requestIdleTimeout.nanoseconds)))
     let transport = HTTP2ServerTransport.Posix(
       address: .ipv4(host: config.listen.host, port: config.listen.port),
-      transportSecurity: .plaintext,
+      transportSecurity: config.tls?.server ?? .plaintext,
       config: .defaults {
         $0.http2.maxConcurrentStreams = config.maxConcurrentStreams
         $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
@@ -59,12 +61,15 @@ public final class ServiceApp: Sendable {
           channel.pipeline.addHandler(StreamGuard(limits: limits), position: .first)
         }
       })
+    // Who may call what is only known when peers present certificates (mutual TLS).
+    let callerPolicy: [any ServerInterceptor] = config.tls?.verifyClients == true ? callers.map { [$0] } ?? [] : []
+    if config.tls == nil { logger.warning("plaintext listener and outbound calls: for development only") }
     let server = GRPCServer(
       transport: transport,
       services: rpcServices + [HealthService(state: health, services: serviceNames)],
       interceptors: [
         ServingInterceptor(logger: logger, metrics: metrics, health: postgres == nil ? nil : health)
-      ] + interceptors + [RequestBounds()])
+      ] + callerPolicy + interceptors + [RequestBounds()])
     self.application = ApplicationService(
       name: config.name, server: server, transport: transport, postgres: postgres, migrator: migrator, workers: workers,
       health: health, notifier: notifier, logger: logger)

@@ -1,7 +1,9 @@
 """A partner in another language: generates Python stubs from Protos/ with grpcio-tools and calls the
 customer service and the gateway over HTTP/2. Prints one JSON object with what it saw.
 
-usage: partner_client.py PROTOS_DIR GATEWAY_ADDR CUSTOMER_ADDR EMAIL
+usage: partner_client.py PROTOS_DIR GATEWAY_ADDR CUSTOMER_ADDR EMAIL [TLS_DIR]
+With TLS_DIR (the folder of `rapport certs` or `rapport up --tls`), both channels use TLS: the gateway's is verified
+against ca.pem; the customer service's also presents operator.pem (internal services need mutual TLS).
 """
 import json
 import os
@@ -26,13 +28,25 @@ def generate(protos_dir):
     sys.path.insert(0, out)
 
 
+def channel(address, folder, client_certificate=False):
+    if not folder:
+        return grpc.insecure_channel(address)
+    read = lambda name: open(os.path.join(folder, name), "rb").read()
+    if client_certificate:
+        credentials = grpc.ssl_channel_credentials(read("ca.pem"), read("operator.key"), read("operator.pem"))
+    else:
+        credentials = grpc.ssl_channel_credentials(read("ca.pem"))
+    return grpc.secure_channel(address, credentials)
+
+
 def main():
     protos_dir, gateway_addr, customer_addr, email = sys.argv[1:5]
+    tls_dir = sys.argv[5] if len(sys.argv) > 5 else None
     generate(protos_dir)
     from rapport.customer.v1 import customer_pb2, customer_pb2_grpc
     from rapport.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-    customers = customer_pb2_grpc.CustomerServiceStub(grpc.insecure_channel(customer_addr))
+    customers = customer_pb2_grpc.CustomerServiceStub(channel(customer_addr, tls_dir, client_certificate=True))
     found = customers.FindCustomer(customer_pb2.FindCustomerRequest(email=email.upper()), timeout=5).customer
     created = customers.CreateCustomer(
         customer_pb2.CreateCustomerRequest(email="python.partner@example.com", given_name="Py"), timeout=5).customer
@@ -60,7 +74,7 @@ def main():
         nul = {"code": error.code().name, "details": error.details(),
                "request_id": dict(error.trailing_metadata() or ()).get("x-request-id", "")}
 
-    gateway = gateway_pb2_grpc.PartnerGatewayStub(grpc.insecure_channel(gateway_addr))
+    gateway = gateway_pb2_grpc.PartnerGatewayStub(channel(gateway_addr, tls_dir))
     view = gateway.GetCustomerView(gateway_pb2.GetCustomerViewRequest(email=email), timeout=5).view
     print(json.dumps({
         "found_id": found.id,
