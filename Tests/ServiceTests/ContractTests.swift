@@ -17,6 +17,14 @@ import Testing
   #expect(current == recorded, "Protos/ changed since the code was generated: run Protos/generate.sh")
 }
 
+/// docs/PARTNERS.md shows the Python partner example exactly as the end-to-end test runs it.
+@Test func thePartnerGuideShowsThePythonExampleTheInteropTestRuns() throws {
+  let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+  let example = try String(contentsOf: root.appendingPathComponent("Tests/EndToEndTests/interop/partner_example.py"), encoding: .utf8)
+  let guide = try String(contentsOf: root.appendingPathComponent("docs/PARTNERS.md"), encoding: .utf8)
+  #expect(guide.contains("```python\n" + example + "```"), "docs/PARTNERS.md must show partner_example.py unchanged")
+}
+
 @Suite struct EventTypeNameTests {
   @Test func theStoredTypeIsThePayloadMessageName() {
     let payloads: [(Rapport_Events_V1_Event.OneOf_Payload, String)] = [
