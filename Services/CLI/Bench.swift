@@ -52,7 +52,8 @@ struct Bench: AsyncParsableCommand {
   /// Starts the five release executables on a fresh embedded database under `dataDir` (deleted first),
   /// runs `body`, stops everything, prints the report `body` returns and writes it to `out` if given.
   static func onScratchStack(
-    dataDir: String, out: String?, _ body: (Stack, String) async throws -> String
+    dataDir: String, out: String?, settings: [String: [String: String]] = [:],
+    _ body: (Stack, String) async throws -> String
   ) async throws {
     var logger = Logger(label: "rapport-bench")
     logger.logLevel = .warning
@@ -61,7 +62,8 @@ struct Bench: AsyncParsableCommand {
     let ports = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, 0) })
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: nil, ports: ports,
-      settings: metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }, logger: logger, say: { _ in })
+      settings: metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }.merging(settings) { $0.merging($1) { $1 } },
+      logger: logger, say: { _ in })
     do {
       let report = try await body(stack, directory)
       await stack.stop()
@@ -184,7 +186,7 @@ struct Bench: AsyncParsableCommand {
   /// Runs `call` from `concurrency` tasks for `duration` seconds: back to back, or with `rate`, open-loop
   /// at that many calls per second in all, each latency counted from the call's scheduled start (so a
   /// call that had to wait for an earlier one counts its wait).
-  private func load(
+  func load(
     _ name: String, _ services: [ChildProcess], rate: Double? = nil,
     _ call: @escaping @Sendable (Int) async throws -> Void
   ) async throws -> Row {

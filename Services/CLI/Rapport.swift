@@ -8,5 +8,6 @@ struct Rapport: AsyncParsableCommand {
     abstract: "Run, inspect and measure a Rapport installation.",
     subcommands: [
       Up.self, Certs.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self,
+      BenchPartners.self,
     ])
 }

@@ -320,6 +320,73 @@ extension PartnerSuites {
 }
 
 extension PartnerSuites {
+  @Suite struct PartnerAttackTests {
+    @Test func enumerationGetsNotFoundThenRateLimitedAndOversizedOrNestedRequestsChangeNothing() async throws {
+      try await withGateway(partners: .init(auth: .required)) { gateway, customers, _, _, operators in
+        let (admin, adminKey) = try #require(operators)
+        let acme = try await customers.createCompany(.with { $0.company.legalName = "Acme" }).company
+        let partner = try await admin.createPartner(.with { $0.name = "Prober" }, metadata: bearer(adminKey)).partner
+        let key = bearer(try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["customers:read", "views:read"]
+          $0.companyIds = [acme.id]
+          $0.ratePerSecond = 5
+          $0.burst = 100
+        }, metadata: bearer(adminKey)).secret)
+        // 1,000 sequential ids: each is NOT_FOUND (none is a contact of Acme) until the bucket is empty,
+        // then RESOURCE_EXHAUSTED; nothing else, and nothing that tells the probe more.
+        var codes: [String: Int] = [:]
+        let started = ContinuousClock.now
+        for n in 0..<1000 {
+          let id = String(format: "00000000-0000-4000-8000-%012d", n)
+          do {
+            _ = try await gateway.getCustomer(.with { $0.customerID = id }, metadata: key)
+            codes["OK", default: 0] += 1
+          } catch let error as RPCError {
+            codes["\(error.code)", default: 0] += 1
+          }
+        }
+        let refilled = Int((ContinuousClock.now - started) / .seconds(1)) * 5 + 5
+        let notFound = codes["\(RPCError.Code.notFound)", default: 0]
+        #expect(Set(codes.keys) == ["\(RPCError.Code.notFound)", "\(RPCError.Code.resourceExhausted)"], "\(codes)")
+        #expect((100...100 + refilled).contains(notFound), "\(codes)")
+        // Oversized: refused before the handler; a deeply nested unknown field: kept as bytes, not parsed.
+        let fresh = bearer(try await admin.createKey(.with {
+          $0.partnerID = partner.id
+          $0.scopes = ["customers:read", "views:read"]
+          $0.companyIds = [acme.id]
+        }, metadata: bearer(adminKey)).secret)
+        await expectStatus(.resourceExhausted) {
+          try await gateway.getCustomerView(.with { $0.email = String(repeating: "a", count: 5_000_000) }, metadata: fresh)
+        }
+        var nested: [UInt8] = []
+        for _ in 0..<2000 {
+          var length = nested.count
+          var prefix: [UInt8] = [0x9A, 0x06]  // field 99, length-delimited
+          repeat {
+            prefix.append(UInt8(length & 0x7F) | (length > 0x7F ? 0x80 : 0))
+            length >>= 7
+          } while length > 0
+          nested = prefix + nested
+        }
+        // A bound key's "nothing there" is held to the floor (50 ms by default), hidden or missing alike.
+        for id in [UUID().uuidString, try await customers.createCustomer(.with { $0.email = "other@example.com" }).customer.id] {
+          let began = ContinuousClock.now
+          await expectStatus(.notFound) { try await gateway.getCustomer(.with { $0.customerID = id }, metadata: fresh) }
+          #expect(ContinuousClock.now - began >= .milliseconds(50))
+        }
+        var deep = try Rapport_Customer_V1_GetCustomerRequest(serializedBytes: nested)
+        deep.customerID = UUID().uuidString
+        await expectStatus(.notFound) { try await gateway.getCustomer(deep, metadata: fresh) }
+        let acmeContact = try await customers.createCustomer(.with { $0.email = "contact@acme.example" }).customer
+        _ = try await customers.linkContact(.with { $0.companyID = acme.id; $0.customerID = acmeContact.id })
+        #expect(try await gateway.getCustomer(.with { $0.customerID = acmeContact.id }, metadata: fresh).customer.id == acmeContact.id)
+      }
+    }
+  }
+}
+
+extension PartnerSuites {
   @Suite struct PartnerReadTests {
     @Test func partnerReadsAreForwardedAndABoundKeySeesOnlyItsCompaniesRows() async throws {
       try await withGateway(partners: .init(auth: .required)) { gateway, customers, orders, support, operators in
@@ -369,6 +436,16 @@ extension PartnerSuites {
           try await gateway.findCustomer(.with { $0.email = "someone@example.com" }, metadata: auth)
         }
         await expectStatus(.invalidArgument, field: "customer_id") { try await gateway.listOrders(.init(), metadata: auth) }
+        // Page tokens and page sizes are the owning service's to judge, through the gateway too.
+        await expectStatus(.invalidArgument, field: "page_token") {
+          try await gateway.listOrders(.with { $0.customerID = ours.id; $0.pageToken = "not-a-token" }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "page_token") {
+          try await gateway.listTickets(.with { $0.customerID = ours.id; $0.pageToken = "OTIyMzM3MjAzNjg1NDc3NTgwN3x4" }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "page_size") {
+          try await gateway.searchCustomers(.with { $0.pageSize = 1000 }, metadata: auth)
+        }
         // By any identity: a phone number finds ours; theirs answers as a phone nobody has.
         _ = try await customers.addIdentity(.with {
           $0.customerID = ours.id

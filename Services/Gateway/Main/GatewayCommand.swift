@@ -21,12 +21,13 @@ struct GatewayCommand: ServiceCommand {
   @Option(name: .customLong("key-rate"), help: "Requests per second of keys created without their own (default 50).") var keyRate: String?
   @Option(name: .customLong("key-burst"), help: "Burst of keys created without their own (default 100).") var keyBurst: String?
   @Option(name: .customLong("audit-retention-days"), help: "Audit entries older than this are deleted (default 90).") var auditRetentionDays: String?
+  @Option(name: .customLong("hidden-row-floor-ms"), help: "A key bound to companies gets NOT_FOUND (or an empty page for a customer outside its binding) no sooner than this after its call began, so timing does not tell hidden rows from missing ones (default 50; 0: off).") var hiddenRowFloorMs: String?
 
   var ownFlags: [String: String?] {
     [
       "customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "analytics-addr": analyticsAddr,
       "view-timeout-ms": viewTimeoutMs, "partner-auth": partnerAuth, "admin-key-file": adminKeyFile, "key-rate": keyRate,
-      "key-burst": keyBurst, "audit-retention-days": auditRetentionDays,
+      "key-burst": keyBurst, "audit-retention-days": auditRetentionDays, "hidden-row-floor-ms": hiddenRowFloorMs,
     ]
   }
 

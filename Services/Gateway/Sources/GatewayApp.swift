@@ -12,7 +12,8 @@ public enum GatewayApp {
 
   /// Reads the common settings plus the four service addresses, `view-timeout-ms` (default budget of a
   /// view when the caller sends no deadline; also the most a view may take) and the partner settings
-  /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`, `audit-retention-days`). The database (`database-url`) is
+  /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`, `audit-retention-days`,
+  /// `hidden-row-floor-ms`). The database (`database-url`) is
   /// optional until partner auth is required: without one the gateway serves views and no admin service.
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     guard let auth = PartnerOptions.Auth(rawValue: settings.string("partner-auth", default: "off")) else {
@@ -30,7 +31,8 @@ public enum GatewayApp {
       partners: PartnerOptions(
         auth: auth, adminKeyFile: settings.string("admin-key-file"),
         defaultRate: try settings.int("key-rate", default: 50), defaultBurst: try settings.int("key-burst", default: 100),
-        auditRetention: .seconds(86_400 * (try settings.int("audit-retention-days", default: 90)))),
+        auditRetention: .seconds(86_400 * (try settings.int("audit-retention-days", default: 90))),
+        hiddenRowFloor: try settings.milliseconds("hidden-row-floor-ms", default: 50)),
       logger: logger)
   }
 
@@ -51,13 +53,16 @@ public enum GatewayApp {
     public var defaultBurst: Int
     /// Audit entries older than this are deleted.
     public var auditRetention: Duration
+    /// How long a bound key's "nothing there" takes at least (`HiddenRowFloor`); zero: not held.
+    public var hiddenRowFloor: Duration
 
     public init(
       auth: Auth = .off, adminKeyFile: String? = nil, defaultRate: Int = 50, defaultBurst: Int = 100,
-      auditRetention: Duration = .seconds(90 * 86_400)
+      auditRetention: Duration = .seconds(90 * 86_400), hiddenRowFloor: Duration = .milliseconds(50)
     ) {
       (self.auth, self.adminKeyFile, self.defaultRate, self.defaultBurst) = (auth, adminKeyFile, defaultRate, defaultBurst)
       self.auditRetention = auditRetention
+      self.hiddenRowFloor = hiddenRowFloor
     }
   }
 
@@ -86,7 +91,10 @@ public enum GatewayApp {
       config: config, schema: GatewayMigrations.schema, migrations: GatewayMigrations.all,
       serviceName: "rapport.gateway.v1.PartnerGateway", otherServiceNames: ["rapport.gateway.v1.PartnerAdmin"],
       clients: clients, postgres: postgres,
-      interceptors: [PartnerAuth(verifier: verifier, mode: partners.auth == .required ? .required : .off, audit: audit)],
+      interceptors: [
+        PartnerAuth(verifier: verifier, mode: partners.auth == .required ? .required : .off, audit: audit),
+        HiddenRowFloor(floor: partners.hiddenRowFloor),
+      ],
       logger: logger,
       workers: { _ in
         var workers: [any Service] = [
