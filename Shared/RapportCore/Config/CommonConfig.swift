@@ -21,6 +21,9 @@ public struct CommonConfig: Sendable {
   public var metricsAddress: HostPort?
   /// TLS on the listener and on outbound calls; nil: plaintext (development only).
   public var tls: ProcessTLS?
+  /// A second, plaintext listener that serves only `grpc.health.v1.Health`, for probes that cannot
+  /// present a client certificate (Kubernetes' gRPC probes); nil for none.
+  public var healthAddress: HostPort?
 
   /// How calls to other services are secured: mutual TLS with this process's certificate, or plaintext.
   public var outbound: HTTP2ClientTransport.Posix.TransportSecurity { tls?.client ?? .plaintext }
@@ -42,7 +45,7 @@ public struct CommonConfig: Sendable {
   }
 
   /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams`, `max-request-bytes`,
-  /// `request-idle-timeout-ms`, `metrics-addr` and the TLS files `tls-cert`, `tls-key`, `tls-ca`
+  /// `request-idle-timeout-ms`, `metrics-addr`, `health-addr` and the TLS files `tls-cert`, `tls-key`, `tls-ca`
   /// (all three or none), `tls-client-auth` (`required`/`none`; the default is `defaultClientAuth`) and
   /// `tls-reload-interval-ms` (default 10000) for a service (see `CommonOptions`).
   public init(
@@ -64,6 +67,7 @@ public struct CommonConfig: Sendable {
       metricsAddress: try settings.string("metrics-addr").map(HostPort.init(parsing:)),
       tls: try Self.tls(settings: settings, name: name, defaultClientAuth: defaultClientAuth)
     )
+    healthAddress = try settings.string("health-addr").map(HostPort.init(parsing:))
   }
 
   static func tls(settings: Settings, name: String, defaultClientAuth: Bool) throws -> ProcessTLS? {

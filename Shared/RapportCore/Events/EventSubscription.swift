@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -43,7 +44,27 @@ public struct EventSubscription: Service {
     self.logger = logger
   }
 
+  /// Exports `rapport_feed_consumer_lag_seconds{source}` (when the process has metrics), refreshed every
+  /// second: how old the oldest event received from `source` and not yet applied is; 0 when everything
+  /// received is applied. A consumer stuck on a batch (its database down, a failing effect) shows a
+  /// growing lag; a source that is down shows as that service being down, not as lag.
   public func run() async throws {
+    let pending = PendingSince()
+    let lag = RPCMetrics.current?.gauge("rapport_feed_consumer_lag_seconds", [("source", source)])
+    guard let lag else { return try await consume(pending) }
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask {
+        while !Task.isCancelled {
+          lag.record(pending.value.withLock { $0 }.map { max(0, Date().timeIntervalSince($0)) } ?? 0)
+          try? await Task.sleep(for: .seconds(1))
+        }
+      }
+      try await consume(pending)
+      group.cancelAll()
+    }
+  }
+
+  private func consume(_ pending: PendingSince) async throws {
     var backoff = Backoff()
     while !Task.isCancelled {
       do {
@@ -51,7 +72,7 @@ public struct EventSubscription: Service {
         request.afterSequence = try await cursor()
         request.types = types
         let applied = try await feed.subscribe(request) { response in
-          try await applyInBatches(response.messages)
+          try await applyInBatches(response.messages, pending: pending)
         }
         if applied > 0 { backoff.reset() }
       } catch {
@@ -66,7 +87,9 @@ public struct EventSubscription: Service {
 
   /// Reads `messages` in one task and applies what has accumulated in another; the reader pauses while
   /// the buffer holds `maxBatch` × 4 events. Returns how many events were applied.
-  private func applyInBatches(_ messages: RPCAsyncSequence<Rapport_Events_V1_Event, any Error>) async throws -> Int {
+  private func applyInBatches(
+    _ messages: RPCAsyncSequence<Rapport_Events_V1_Event, any Error>, pending: PendingSince
+  ) async throws -> Int {
     let buffer = EventBuffer()
     return try await withThrowingTaskGroup(of: Int.self) { group in
       group.addTask {
@@ -84,7 +107,9 @@ public struct EventSubscription: Service {
       group.addTask {
         var applied = 0
         while let batch = try await buffer.next(max: Self.maxBatch) {
+          pending.value.withLock { $0 = batch.first.map { $0.occurredAt.date } }
           try await apply(batch)
+          pending.value.withLock { $0 = nil }
           applied += batch.count
           if batch.count < Self.maxBatch { try await Task.sleep(for: Self.linger) }
         }
@@ -93,4 +118,9 @@ public struct EventSubscription: Service {
       return try await group.reduce(0, +)
     }
   }
+}
+
+/// When the oldest received event that is not applied yet occurred; nil when all are applied.
+final class PendingSince: Sendable {
+  let value = Mutex<Date?>(nil)
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 
@@ -16,12 +17,21 @@ public struct Periodic: Service {
     self.pass = pass
   }
 
+  /// Exported (when the process has metrics): `rapport_worker_runs_total{worker, outcome}` and
+  /// `rapport_worker_last_success_timestamp_seconds{worker}`, for "this scanner has stalled" alerts.
   public func run() async throws {
+    let metrics = RPCMetrics.current
+    let succeeded = metrics?.counter("rapport_worker_runs_total", [("worker", name), ("outcome", "ok")])
+    let failed = metrics?.counter("rapport_worker_runs_total", [("worker", name), ("outcome", "error")])
+    let lastSuccess = metrics?.gauge("rapport_worker_last_success_timestamp_seconds", [("worker", name)])
     while !Task.isCancelled {
       do {
         try await pass()
+        succeeded?.increment()
+        lastSuccess?.record(Date().timeIntervalSince1970)
       } catch {
         if Task.isCancelled { return }
+        failed?.increment()
         logger.warning("\(name) failed; retrying next interval", metadata: ["error": "\(error)"])
       }
       try? await Task.sleep(for: interval)

@@ -55,6 +55,20 @@ public final class RPCMetrics: Sendable {
     return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
   }
 
+  /// The metrics of the process whose services are running (set by `ServiceApp.run` for everything it
+  /// starts), for workers that report their own: feed lag, periodic passes.
+  @TaskLocal public static var current: RPCMetrics?
+
+  /// A gauge in this registry.
+  public func gauge(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Gauge {
+    CoreMetrics.Gauge(label: label, dimensions: dimensions, factory: factory)
+  }
+
+  /// A counter in this registry.
+  public func counter(_ label: String, _ dimensions: [(String, String)]) -> CoreMetrics.Counter {
+    CoreMetrics.Counter(label: label, dimensions: dimensions, factory: factory)
+  }
+
   /// The registry in Prometheus text format.
   public func text() -> String {
     registry.emitToString()

@@ -44,6 +44,20 @@ public final class ServiceApp: Sendable {
       workers.append(ClosureService { try await probe.run() })
     }
     if let tls = config.tls { workers.append(tls.reload) }
+    if let address = config.healthAddress {
+      let probes = GRPCServer(
+        transport: HTTP2ServerTransport.Posix(
+          address: .ipv4(host: address.host, port: address.port), transportSecurity: .plaintext,
+          config: .defaults {
+            $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = { channel in
+              channel.pipeline.addHandler(StreamGuard(limits: .init(maxMessageBytes: 1024, requestIdleTimeout: .seconds(5))), position: .first)
+            }
+          }),
+        services: [HealthService(state: health, services: serviceNames)])
+      workers.append(ClosureService {
+        try await withTaskCancellationHandler { try await probes.serve() } onCancel: { probes.beginGracefulShutdown() }
+      })
+    }
     if let address = config.metricsAddress {
       workers.append(MetricsEndpoint(address: address, metrics: metrics, logger: logger))
     }
@@ -106,7 +120,7 @@ public final class ServiceApp: Sendable {
     let outcome = FirstResult<Void>()
     let running = Task {
       do {
-        try await group.run()
+        try await RPCMetrics.$current.withValue(self.metrics) { try await group.run() }
         outcome.finish(.success(()))
       } catch {
         outcome.finish(.failure(error))
