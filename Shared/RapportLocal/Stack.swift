@@ -221,12 +221,20 @@ public func withPlaintextClient<Result: Sendable>(
 /// 2.9.2 was seen to stall now and then on a loaded machine after every RPC had finished, which hung
 /// whatever waited for it (a test run, the CLI).
 /// With `timeout`, every RPC without its own deadline gets that one.
+/// With `retry`, every RPC follows that gRPC retry policy (e.g. retry UNAVAILABLE with backoff) and
+/// waits for a connection rather than failing while none is ready (gRPC's `waitForReady`).
 public func withClient<Result: Sendable>(
   _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity, timeout: Duration? = nil,
-  _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+  retry: RetryPolicy? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
   var serviceConfig = ServiceConfig()
-  if let timeout { serviceConfig.methodConfig = [MethodConfig(names: [.init(service: "")], timeout: timeout)] }
+  if timeout != nil || retry != nil {
+    serviceConfig.methodConfig = [
+      MethodConfig(
+        names: [.init(service: "")], waitForReady: retry.map { _ in true }, timeout: timeout,
+        executionPolicy: retry.map { .retry($0) })
+    ]
+  }
   let transport = try HTTP2ClientTransport.Posix(
     target: address.target, transportSecurity: security,
     serviceConfig: serviceConfig)

@@ -1,0 +1,157 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RapportCore
+import RapportLocal
+import RapportProtos
+import RapportTesting
+import Synchronization
+import Testing
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
+extension Executables {
+  /// What operators rely on (issue 13): replacing one service under traffic, and a real Prometheus
+  /// scraping the suite with Rapport's alerting rules loaded.
+  @Suite struct OperationsTests {
+    @Test func replacingTheOrderServiceUnderTrafficFailsNoCallAndLosesNoEvent() async throws {
+      try await withStack("rolling") { stack in
+        let others = stack.processes.filter { $0.name != "order" }.map { ($0.name, $0.process.pid) }
+        let customer = try await stack.withClients { try await $0.customers.createCustomer(.with { $0.email = "steady@example.com" }).customer.id }
+        // gRPC's retry policy (UNAVAILABLE retried with exponential backoff) and waitForReady (a call
+        // waits for a connection instead of failing while no process listens): what a client that
+        // follows gRPC's service config does while a service is replaced.
+        let retry = RetryPolicy(
+          maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(4), backoffMultiplier: 2,
+          retryableStatusCodes: [.unavailable])
+        let traffic = Traffic()
+        try await withClient(stack.address("order"), security: .plaintext, timeout: .seconds(20), retry: retry) { client in
+          let orders = Rapport_Order_V1_OrderService.Client(wrapping: client)
+          try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<2 {
+              group.addTask {
+                var n = 0
+                while !traffic.stop.withLock({ $0 }) {
+                  let key = "steady-\(worker)-\(n)"
+                  n += 1
+                  traffic.sent.withLock { $0 += 1 }
+                  do {
+                    let order = try await orders.placeOrder(.with {
+                      $0.idempotencyKey = key
+                      $0.customerID = customer
+                      $0.channel = .web
+                      $0.currency = "EUR"
+                      $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+                    }).order
+                    traffic.placed.withLock { _ = $0.insert(order.id) }
+                    _ = try await orders.getOrder(.with { $0.orderID = order.id })
+                  } catch {
+                    traffic.failures.withLock { $0.append("\(key): \(error)") }
+                  }
+                  try await Task.sleep(for: .milliseconds(20))
+                }
+              }
+            }
+            try await Task.sleep(for: .seconds(2))
+            // The replacement: SIGTERM the old process (it drains), then a new one on the same address.
+            let began = ContinuousClock.now
+            await stack.process("order").stop()
+            try await stack.restart("order")
+            print("order service replaced: no process listened for \(ContinuousClock.now - began)")
+            try await Task.sleep(for: .seconds(2))
+            traffic.stop.withLock { $0 = true }
+            try await group.waitForAll()
+          }
+        }
+        #expect(traffic.failures.withLock { $0 } == [], "calls failed during the replacement")
+        let count = traffic.placed.withLock { $0.count }
+        #expect(count == traffic.sent.withLock { $0 } && count > 20)
+        // Every acknowledged order's event reaches analytics exactly once.
+        try await stack.withClients { clients in
+          try await eventually(within: .seconds(20), "analytics counted every placed order") {
+            try await clients.gateway.getCustomerView(.with { $0.customerID = customer }).view.metrics.orderCount == count
+          }
+        }
+        // The other services were not touched.
+        #expect(stack.processes.filter { $0.name != "order" }.map { ($0.name, $0.process.pid) }.elementsEqual(others) { $0 == $1 })
+      }
+    }
+
+    @Test func prometheusScrapesEveryServiceWithTheAlertingRulesLoaded() async throws {
+      let prometheus = try Shell.which("prometheus")
+      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      var metricsPorts: [String: Int] = [:]
+      for name in Stack.order { metricsPorts[name] = try Shell.freePort() }
+      let settings = metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }
+      try await withStack("scrape", settings: settings) { stack in
+        let directory = NSTemporaryDirectory() + "rapport-prometheus-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let jobs = Stack.order.map { name in
+          "- job_name: rapport-\(name)\n  static_configs: [{targets: [\"127.0.0.1:\(metricsPorts[name]!)\"]}]"
+        }
+        try """
+          global: {scrape_interval: 1s, evaluation_interval: 1s}
+          rule_files: ["\(root.path)/deploy/prometheus/rapport-rules.yml"]
+          scrape_configs:
+          \(jobs.joined(separator: "\n"))
+          """.write(toFile: "\(directory)/prometheus.yml", atomically: true, encoding: .utf8)
+        let web = try Shell.freePort()
+        let server = try ChildProcess(
+          name: "prometheus", executable: prometheus,
+          arguments: [
+            "--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/data",
+            "--web.listen-address=127.0.0.1:\(web)",
+          ],
+          environment: [:], logPath: "\(directory)/prometheus.log")
+        defer { server.signal(SIGKILL) }
+        // Traffic, so that calls, feed lag and worker passes have samples.
+        try await stack.withClients { clients in
+          let customer = try await clients.customers.createCustomer(.with { $0.email = "scraped@example.com" }).customer.id
+          _ = try await clients.orders.placeOrder(.with {
+            $0.idempotencyKey = "scraped-1"
+            $0.customerID = customer
+            $0.channel = .web
+            $0.currency = "EUR"
+            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+          })
+        }
+        @Sendable func query(_ expression: String) async throws -> [[String: Any]] {
+          var components = URLComponents(string: "http://127.0.0.1:\(web)/api/v1/query")!
+          components.queryItems = [URLQueryItem(name: "query", value: expression)]
+          let (data, _) = try await URLSession.shared.data(from: components.url!)
+          let body = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+          return ((body?["data"] as? [String: Any])?["result"] as? [[String: Any]]) ?? []
+        }
+        try await eventually(within: .seconds(30), "Prometheus scraped all five services as up") {
+          let up = (try? await query("up == 1")) ?? []
+          return Set(up.compactMap { ($0["metric"] as? [String: String])?["job"] }) == Set(Stack.order.map { "rapport-\($0)" })
+        }
+        try await eventually(within: .seconds(30), "the services' own metrics arrived") {
+          let calls = (try? await query("rpc_server_calls_total{job=\"rapport-order\",code=\"OK\"}")) ?? []
+          let lag = (try? await query("rapport_feed_consumer_lag_seconds{job=\"rapport-analytics\"}")) ?? []
+          let scans = (try? await query("rapport_worker_last_success_timestamp_seconds{job=\"rapport-support\",worker=\"support scan\"}")) ?? []
+          return !calls.isEmpty && Set(lag.compactMap { ($0["metric"] as? [String: String])?["source"] }) == ["order", "support", "customer"]
+            && !scans.isEmpty
+        }
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/api/v1/rules")!)
+        let groups = (((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
+        let rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }
+        #expect(Set(rules.compactMap { $0["name"] as? String }) == ["RapportServiceDown", "RapportErrorRatioHigh", "RapportConsumerLagging", "RapportSlaScannerStalled"])
+        #expect(rules.allSatisfy { $0["health"] as? String == "ok" || $0["health"] as? String == "unknown" })
+        // Nothing fires on a healthy suite.
+        #expect(try await query("ALERTS{alertstate=\"firing\"}").isEmpty)
+      }
+    }
+  }
+}
+
+/// What the steady client of the replacement test saw.
+final class Traffic: Sendable {
+  let placed = Mutex<Set<String>>([])
+  let failures = Mutex<[String]>([])
+  let sent = Mutex(0)
+  let stop = Mutex(false)
+}
