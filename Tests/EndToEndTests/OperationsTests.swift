@@ -79,6 +79,21 @@ extension Executables {
       }
     }
 
+    @Test func eachServiceMigratesItsOwnSchemaAndExitsWhenAskedTo() async throws {
+      let database = try await TestDatabase.create()
+      let binaries = try Stack.binaryDirectory()
+      for (name, schema) in [("customer", "customer"), ("order", "orders"), ("support", "support"), ("analytics", "analytics"), ("gateway", "gateway")] {
+        for _ in 0..<2 {  // twice: the second run finds nothing to do
+          let output = try Shell.run(
+            "/usr/bin/env", ["RAPPORT_\(name.uppercased())_DATABASE_URL=\(database.role(of: name).urlString)", "\(binaries)/rapport-\(name)", "migrate"])
+          #expect(output.contains("rapport-\(name): migrations applied"), "\(output)")
+        }
+        #expect(try await TestDatabase.scalar("SELECT count(*)::int FROM \(schema).schema_migrations", on: database) > 0)
+      }
+      // Only the schemas' migrations ran: no service is listening, nothing else was created.
+      #expect(try await TestDatabase.scalar("SELECT count(*)::int FROM orders.orders", on: database) == 0)
+    }
+
     @Test func prometheusScrapesEveryServiceWithTheAlertingRulesLoaded() async throws {
       let prometheus = try Shell.which("prometheus")
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

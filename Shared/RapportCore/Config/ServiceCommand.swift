@@ -9,6 +9,8 @@ public enum RapportVersion {
 /// The flags every service executable takes. Each may also come from `RAPPORT_<SERVICE>_<NAME>` or
 /// `RAPPORT_<NAME>` (the flag wins).
 public struct CommonOptions: ParsableArguments {
+  @Argument(help: "migrate: apply the service's database migrations and exit (default: serve).")
+  var action: Action?
   @Option(help: "Address to listen on, host:port (default 127.0.0.1 and the service's port).")
   var addr: String?
   @Option(name: .customLong("database-url"), help: "postgres://user[:password]@host[:port]/database[?sslmode=…]")
@@ -39,6 +41,9 @@ public struct CommonOptions: ParsableArguments {
   var tlsReloadIntervalMs: String?
 
   public init() {}
+
+  /// What the executable does besides serving.
+  public enum Action: String, ExpressibleByArgument, Sendable { case migrate }
 
   /// The given flags by setting name.
   public var flags: [String: String] {
@@ -81,6 +86,6 @@ extension ServiceCommand {
 
   public func run() async throws {
     let flags = common.flags.merging(ownFlags.compactMapValues { $0 }) { $1 }
-    await ServiceMain.run(Self.service, flags: flags, build: Self.build)
+    await ServiceMain.run(Self.service, flags: flags, migrateOnly: common.action == .migrate, build: Self.build)
   }
 }

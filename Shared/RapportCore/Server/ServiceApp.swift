@@ -142,6 +142,17 @@ public final class ServiceApp: Sendable {
     }
   }
 
+  /// Applies the service's migrations and returns (`rapport-<service> migrate`): what the process also
+  /// does at start, for operators who migrate before they roll out (docs/OPERATIONS.md, upgrades).
+  public func migrate() async throws {
+    guard let postgres, let migrator = application.migrator else { return }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await postgres.run() }
+      try await application.migrate(postgres, migrator)
+      group.cancelAll()
+    }
+  }
+
   /// Drains and stops the process as SIGTERM would.
   public func shutdown() async {
     await group.withLock { $0 }?.triggerGracefulShutdown()
@@ -222,7 +233,7 @@ final class ApplicationService: Service {
   }
 
   /// Applies migrations, retrying while the database is not reachable yet (up to 60 s).
-  private func migrate(_ postgres: PostgresClient, _ migrator: Migrator) async throws {
+  func migrate(_ postgres: PostgresClient, _ migrator: Migrator) async throws {
     var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
     let deadline = ContinuousClock.now + .seconds(60)
     while true {

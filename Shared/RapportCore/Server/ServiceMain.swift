@@ -5,14 +5,20 @@ import Logging
 /// uncaught error at top level would end the process with SIGILL).
 public enum ServiceMain {
   /// - Parameter flags: the options given on the command line, by setting name.
+  /// - Parameter migrateOnly: apply the service's migrations and exit instead of serving.
   public static func run(
-    _ name: String, flags: [String: String], build: (Settings, Logger) throws -> ServiceApp
+    _ name: String, flags: [String: String], migrateOnly: Bool = false, build: (Settings, Logger) throws -> ServiceApp
   ) async -> Never {
     var logger = Logger(label: "rapport-\(name)", metadataProvider: .requestID)
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
       let app = try build(Settings(service: name, flags: flags), logger)
-      try await app.run()
+      if migrateOnly {
+        try await app.migrate()
+        print("rapport-\(name): migrations applied")
+      } else {
+        try await app.run()
+      }
       exit(0)
     } catch {
       logger.critical("rapport-\(name) stopped: \(error)")
