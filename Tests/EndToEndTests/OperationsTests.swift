@@ -94,6 +94,65 @@ extension Executables {
       #expect(try await TestDatabase.scalar("SELECT count(*)::int FROM orders.orders", on: database) == 0)
     }
 
+    @Test func theOperationsGuideListsEveryOptionOfEveryExecutable() throws {
+      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let guide = try String(contentsOf: root.appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)
+      // The options in the first column of the configuration reference.
+      let rows = guide.split(separator: "\n").filter { $0.hasPrefix("| `") }
+      let documented = Set(rows.flatMap { $0.split(separator: "|").first.map { $0.matches(of: /`(--[a-z-]+)`/).map { String($0.1) } } ?? [] })
+      var offered = Set<String>()
+      for name in Stack.order {
+        let help = try Shell.run("\(try Stack.binaryDirectory())/rapport-\(name)", ["--help"])
+        offered.formUnion(help.matches(of: /(?m)^\s+(?:-[a-z], )?(--[a-z-]+)/).map { String($0.1) })
+      }
+      offered.remove("--help")
+      #expect(offered.subtracting(documented).isEmpty, "options missing from docs/OPERATIONS.md: \(offered.subtracting(documented).sorted())")
+      #expect(documented.subtracting(offered).isEmpty, "documented options no executable has: \(documented.subtracting(offered).sorted())")
+    }
+
+    @Test func restoringOneServicesSchemaLeavesTheOthersUntouched() async throws {
+      try await withStack("restore") { stack in
+        let (customer, order) = try await stack.withClients { clients in
+          let customer = try await clients.customers.createCustomer(.with { $0.email = "restored@example.com" }).customer.id
+          let order = try await clients.orders.placeOrder(.with {
+            $0.idempotencyKey = "restore-1"
+            $0.customerID = customer
+            $0.channel = .web
+            $0.currency = "EUR"
+            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+          }).order.id
+          _ = try await clients.support.openTicket(.with { $0.customerID = customer; $0.subject = "Hi"; $0.body = "Hello" })
+          return (customer, order)
+        }
+        let url = stack.databaseURL
+        func counts() async throws -> [Int] {
+          [
+            try await TestDatabase.scalar("SELECT count(*)::int FROM customer.customers", on: url),
+            try await TestDatabase.scalar("SELECT count(*)::int FROM support.tickets", on: url),
+          ]
+        }
+        let before = try await counts()
+        let others = stack.processes.filter { $0.name != "order" }.map(\.process.pid)
+        let dump = NSTemporaryDirectory() + "rapport-orders-\(UUID().uuidString).dump"
+        defer { try? FileManager.default.removeItem(atPath: dump) }
+        // The documented drill: dump the schema, lose it, restore it with the service stopped.
+        try Shell.run(try LocalPostgres.binary("pg_dump"), ["-Fc", "-n", "orders", "-f", dump, "--dbname=\(url.urlString)"])
+        await stack.process("order").stop()
+        try await Bootstrap.execute("DROP SCHEMA orders CASCADE", on: url, logger: testLogger("restore"))
+        try Shell.run(try LocalPostgres.binary("pg_restore"), ["--dbname=\(url.urlString)", dump])
+        try await stack.restart("order")
+        let (orderOwner, email) = try await stack.withClients { clients in
+          (
+            try await clients.orders.getOrder(.with { $0.orderID = order }).order.customerID,
+            try await clients.customers.getCustomer(.with { $0.customerID = customer }).customer.email
+          )
+        }
+        #expect(orderOwner == customer && email == "restored@example.com")
+        #expect(try await counts() == before)
+        #expect(stack.processes.filter { $0.name != "order" }.map(\.process.pid) == others)
+      }
+    }
+
     @Test func prometheusScrapesEveryServiceWithTheAlertingRulesLoaded() async throws {
       let prometheus = try Shell.which("prometheus")
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
