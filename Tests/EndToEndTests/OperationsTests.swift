@@ -94,6 +94,35 @@ extension Executables {
       #expect(try await TestDatabase.scalar("SELECT count(*)::int FROM orders.orders", on: database) == 0)
     }
 
+    @Test func jsonLogsAreOneObjectPerLineAndCarryNoPersonalData() async throws {
+      let settings = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, ["log-format": "json"]) })
+      try await withStack("json-logs", settings: settings) { stack in
+        let email = "private.person.\(UUID().uuidString.prefix(8))@example.com"
+        try await stack.withClients { clients in
+          let customer = try await clients.customers.createCustomer(.with { $0.email = email; $0.givenName = "Private" }).customer.id
+          _ = try await clients.orders.placeOrder(.with {
+            $0.idempotencyKey = "json-1"
+            $0.customerID = customer
+            $0.channel = .web
+            $0.currency = "EUR"
+            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
+          })
+          _ = try await clients.gateway.getCustomerView(.with { $0.email = email })
+        }
+        for entry in stack.processes {
+          let log = try String(contentsOfFile: entry.process.logPath, encoding: .utf8)
+          var objects = 0
+          for line in log.split(separator: "\n") where !line.hasPrefix("rapport-\(entry.name) listening on") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+            #expect(object?["service"] == entry.name && object?["level"] != nil && object?["time"] != nil, "\(entry.name): \(line)")
+            objects += 1
+          }
+          #expect(objects > 0, "\(entry.name) logged nothing")
+          #expect(!log.contains(email), "\(entry.name) logged the customer's email")
+        }
+      }
+    }
+
     @Test func theOperationsGuideListsEveryOptionOfEveryExecutable() throws {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
       let guide = try String(contentsOf: root.appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)

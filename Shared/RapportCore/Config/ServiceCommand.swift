@@ -27,6 +27,8 @@ public struct CommonOptions: ParsableArguments {
   var requestIdleTimeoutMs: String?
   @Option(name: .customLong("metrics-addr"), help: "Serve GET /metrics on host:port (default: off).")
   var metricsAddr: String?
+  @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line with time, level, service, message, request_id.")
+  var logFormat: String?
   @Option(name: .customLong("health-addr"), help: "Also serve grpc.health.v1.Health alone, in plaintext, on host:port (for probes that cannot do mutual TLS; default: off).")
   var healthAddr: String?
   @Option(name: .customLong("tls-cert"), help: "PEM certificate of this service (with --tls-key and --tls-ca: TLS on the listener and mutual TLS to other services; re-read on SIGHUP and every --tls-reload-interval-ms). Default: plaintext, for development only.")
@@ -50,7 +52,7 @@ public struct CommonOptions: ParsableArguments {
     [
       "addr": addr, "database-url": databaseURL, "db-pool-size": dbPoolSize, "max-streams": maxStreams,
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
-      "metrics-addr": metricsAddr, "health-addr": healthAddr, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
+      "metrics-addr": metricsAddr, "health-addr": healthAddr, "log-format": logFormat, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
       "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
     ].compactMapValues { $0 }
   }

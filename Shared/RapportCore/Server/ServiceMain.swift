@@ -9,6 +9,14 @@ public enum ServiceMain {
   public static func run(
     _ name: String, flags: [String: String], migrateOnly: Bool = false, build: (Settings, Logger) throws -> ServiceApp
   ) async -> Never {
+    let format = flags["log-format"] ?? ProcessInfo.processInfo.environment["RAPPORT_\(name.uppercased())_LOG_FORMAT"]
+      ?? ProcessInfo.processInfo.environment["RAPPORT_LOG_FORMAT"] ?? "text"
+    if format == "json" {
+      LoggingSystem.bootstrap({ _, provider in JSONLogHandler(service: name, metadataProvider: provider) }, metadataProvider: .requestID)
+    } else if format != "text" {
+      FileHandle.standardError.write(Data("rapport-\(name): log-format must be text or json\n".utf8))
+      exit(64)
+    }
     var logger = Logger(label: "rapport-\(name)", metadataProvider: .requestID)
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
