@@ -114,6 +114,8 @@ public final class ServiceApp: Sendable {
   /// PostgreSQL refuses connections, postgres-nio 1.33.2's pool (and a query waiting on it) was seen
   /// never to finish its shutdown, which would leave a SIGTERMed process hanging until it is killed.
   public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+    // What is running, for dashboards and upgrade checks: rapport_build_info{service, version} 1.
+    metrics.gauge("rapport_build_info", [("service", config.name), ("version", RapportVersion.version)]).record(1)
     let group = ServiceGroup(
       configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
     self.group.withLock { $0 = group }
