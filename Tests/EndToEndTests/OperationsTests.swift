@@ -38,13 +38,7 @@ extension Executables {
                   n += 1
                   traffic.sent.withLock { $0 += 1 }
                   do {
-                    let order = try await orders.placeOrder(.with {
-                      $0.idempotencyKey = key
-                      $0.customerID = customer
-                      $0.channel = .web
-                      $0.currency = "EUR"
-                      $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
-                    }).order
+                    let order = try await orders.placeOrder(PartnerEndToEndTests.order(key, customer)).order
                     traffic.placed.withLock { _ = $0.insert(order.id) }
                     _ = try await orders.getOrder(.with { $0.orderID = order.id })
                   } catch {
@@ -100,13 +94,7 @@ extension Executables {
         let email = "private.person.\(UUID().uuidString.prefix(8))@example.com"
         try await stack.withClients { clients in
           let customer = try await clients.customers.createCustomer(.with { $0.email = email; $0.givenName = "Private" }).customer.id
-          _ = try await clients.orders.placeOrder(.with {
-            $0.idempotencyKey = "json-1"
-            $0.customerID = customer
-            $0.channel = .web
-            $0.currency = "EUR"
-            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
-          })
+          _ = try await clients.orders.placeOrder(PartnerEndToEndTests.order("json-1", customer))
           _ = try await clients.gateway.getCustomerView(.with { $0.email = email })
         }
         for entry in stack.processes {
@@ -143,13 +131,7 @@ extension Executables {
       try await withStack("restore") { stack in
         let (customer, order) = try await stack.withClients { clients in
           let customer = try await clients.customers.createCustomer(.with { $0.email = "restored@example.com" }).customer.id
-          let order = try await clients.orders.placeOrder(.with {
-            $0.idempotencyKey = "restore-1"
-            $0.customerID = customer
-            $0.channel = .web
-            $0.currency = "EUR"
-            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
-          }).order.id
+          let order = try await clients.orders.placeOrder(PartnerEndToEndTests.order("restore-1", customer)).order.id
           _ = try await clients.support.openTicket(.with { $0.customerID = customer; $0.subject = "Hi"; $0.body = "Hello" })
           return (customer, order)
         }
@@ -213,13 +195,7 @@ extension Executables {
         // Traffic, so that calls, feed lag and worker passes have samples.
         try await stack.withClients { clients in
           let customer = try await clients.customers.createCustomer(.with { $0.email = "scraped@example.com" }).customer.id
-          _ = try await clients.orders.placeOrder(.with {
-            $0.idempotencyKey = "scraped-1"
-            $0.customerID = customer
-            $0.channel = .web
-            $0.currency = "EUR"
-            $0.lines = [.with { $0.sku = "TEA"; $0.title = "Tea"; $0.quantity = 1; $0.unitPriceMinor = 300 }]
-          })
+          _ = try await clients.orders.placeOrder(PartnerEndToEndTests.order("scraped-1", customer))
         }
         @Sendable func query(_ expression: String) async throws -> [[String: Any]] {
           var components = URLComponents(string: "http://127.0.0.1:\(web)/api/v1/query")!
