@@ -23,11 +23,16 @@ extension Executables {
         // gRPC's retry policy (UNAVAILABLE retried with exponential backoff) and waitForReady (a call
         // waits for a connection instead of failing while no process listens): what a client that
         // follows gRPC's service config does while a service is replaced.
+        // Observed with grpc-swift-nio-transport 2.9.2: in the moment the old connection has gone and no
+        // new one is up, a call fails at once with UNAVAILABLE ("no subchannel available", "subchannel
+        // isn't ready"), waitForReady or not, and the client's retry policy does not retry it (the
+        // failure is in creating the stream, before any response). So this client also retries
+        // UNAVAILABLE itself, with gRPC's backoff (`retryingUnavailable`), as docs/OPERATIONS.md advises.
         let retry = RetryPolicy(
           maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(4), backoffMultiplier: 2,
           retryableStatusCodes: [.unavailable])
         let traffic = Traffic()
-        try await withClient(stack.address("order"), security: .plaintext, timeout: .seconds(20), retry: retry) { client in
+        try await withClient(stack.address("order"), security: .plaintext, timeout: .seconds(30), retry: retry) { client in
           let orders = Rapport_Order_V1_OrderService.Client(wrapping: client)
           try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<2 {
@@ -38,9 +43,9 @@ extension Executables {
                   n += 1
                   traffic.sent.withLock { $0 += 1 }
                   do {
-                    let order = try await orders.placeOrder(PartnerEndToEndTests.order(key, customer)).order
+                    let order = try await retryingUnavailable { try await orders.placeOrder(PartnerEndToEndTests.order(key, customer)).order }
                     traffic.placed.withLock { _ = $0.insert(order.id) }
-                    _ = try await orders.getOrder(.with { $0.orderID = order.id })
+                    _ = try await retryingUnavailable { try await orders.getOrder(.with { $0.orderID = order.id }) }
                   } catch {
                     traffic.failures.withLock { $0.append("\(key): \(error)") }
                   }
@@ -215,6 +220,12 @@ extension Executables {
           return !calls.isEmpty && Set(lag.compactMap { ($0["metric"] as? [String: String])?["source"] }) == ["order", "support", "customer"]
             && !scans.isEmpty
         }
+        // The backlog of each feed as operators compute it: the producer's head minus the consumer's cursor.
+        try await eventually(within: .seconds(30), "outbox heads and cursors are exported") {
+          let heads = (try? await query("rapport_outbox_head_sequence{job=\"rapport-order\"} > 0")) ?? []
+          let cursors = (try? await query("rapport_feed_cursor_sequence{job=\"rapport-analytics\",source=\"order\"} > 0")) ?? []
+          return !heads.isEmpty && !cursors.isEmpty
+        }
         // Each service says what it is: rapport_build_info{service, version}.
         let builds = try await query("rapport_build_info")
         #expect(Set(builds.compactMap { ($0["metric"] as? [String: String])?["service"] }) == Set(Stack.order))
@@ -237,4 +248,19 @@ final class Traffic: Sendable {
   let failures = Mutex<[String]>([])
   let sent = Mutex(0)
   let stop = Mutex(false)
+}
+
+/// Calls `body`, retrying UNAVAILABLE up to five more times with gRPC's jittered exponential backoff
+/// (random in [0, 0.5 s), [0, 1 s), [0, 2 s), [0, 4 s), [0, 4 s)): safe for idempotent calls only.
+func retryingUnavailable<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+  var ceiling = 0.5
+  for _ in 0..<5 {
+    do {
+      return try await body()
+    } catch let error as RPCError where error.code == .unavailable {
+      try await Task.sleep(for: .seconds(Double.random(in: 0..<ceiling)))
+      ceiling = min(ceiling * 2, 4)
+    }
+  }
+  return try await body()
 }

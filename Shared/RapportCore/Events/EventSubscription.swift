@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -49,7 +50,7 @@ public struct EventSubscription: Service {
   /// received is applied. A consumer stuck on a batch (its database down, a failing effect) shows a
   /// growing lag; a source that is down shows as that service being down, not as lag.
   public func run() async throws {
-    let pending = PendingSince()
+    let pending = PendingSince(cursor: RPCMetrics.current?.gauge("rapport_feed_cursor_sequence", [("source", source)]))
     let lag = RPCMetrics.current?.gauge("rapport_feed_consumer_lag_seconds", [("source", source)])
     guard let lag else { return try await consume(pending) }
     try await withThrowingDiscardingTaskGroup { group in
@@ -110,6 +111,7 @@ public struct EventSubscription: Service {
           pending.value.withLock { $0 = batch.first.map { $0.occurredAt.date } }
           try await apply(batch)
           pending.value.withLock { $0 = nil }
+          if let last = batch.last { pending.cursor?.record(last.sequence) }
           applied += batch.count
           if batch.count < Self.maxBatch { try await Task.sleep(for: Self.linger) }
         }
@@ -123,4 +125,8 @@ public struct EventSubscription: Service {
 /// When the oldest received event that is not applied yet occurred; nil when all are applied.
 final class PendingSince: Sendable {
   let value = Mutex<Date?>(nil)
+  /// `rapport_feed_cursor_sequence{source}`: the last applied sequence.
+  let cursor: CoreMetrics.Gauge?
+
+  init(cursor: CoreMetrics.Gauge?) { self.cursor = cursor }
 }

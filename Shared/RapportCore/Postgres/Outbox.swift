@@ -12,6 +12,18 @@ import SwiftProtobuf
 /// later find a committed event below N. The cost is that outbox-writing transactions commit one at a
 /// time (see docs/ARCHITECTURE.md).
 public struct Outbox: Sendable {
+  /// Every 5 s, exports `rapport_outbox_head_sequence` (the newest event's sequence; 0 when none), so
+  /// that a consumer's backlog is this minus its `rapport_feed_cursor_sequence{source}`.
+  public func headGauge(_ postgres: PostgresClient, logger: Logger) -> Periodic {
+    let schema = self.schema
+    return Periodic("outbox head", every: .seconds(5), logger: logger) {
+      let gauge = RPCMetrics.current?.gauge("rapport_outbox_head_sequence", [])
+      let rows = try await postgres.query(
+        "SELECT coalesce(max(sequence), 0) FROM \(unescaped: schema).outbox", logger: logger)
+      for try await head in rows.decode(Int64.self) { gauge?.record(head) }
+    }
+  }
+
   public let schema: String
   /// The LISTEN/NOTIFY channel woken on every append.
   public var channel: String { "\(schema)_outbox" }

@@ -32,8 +32,10 @@ extension ServiceApp {
       ],
       serviceNames: Set([serviceName, "rapport.events.v1.EventFeed"] + otherServiceNames),
       clients: clients,
-      workers: [OutboxListener(client: postgres, outbox: outbox, notifier: notifier, logger: logger)]
-        + workers(postgres),
+      workers: [
+        OutboxListener(client: postgres, outbox: outbox, notifier: notifier, logger: logger),
+        outbox.headGauge(postgres, logger: logger),
+      ] + workers(postgres),
       notifier: notifier, interceptors: interceptors, callers: callers, logger: logger)
   }
 
