@@ -446,6 +446,22 @@ extension PartnerSuites {
         await expectStatus(.invalidArgument, field: "page_size") {
           try await gateway.searchCustomers(.with { $0.pageSize = 1000 }, metadata: auth)
         }
+        // SearchCustomers and FindCustomer by identity: NUL, oversize, malformed tokens refused by field.
+        await expectStatus(.invalidArgument, field: "page_token") {
+          try await gateway.searchCustomers(.with { $0.pageToken = "OTIyMzM3MjAzNjg1NDc3NTgwN3x4" }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "query") {
+          try await gateway.searchCustomers(.with { $0.query = "ac\0me" }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "query") {
+          try await gateway.searchCustomers(.with { $0.query = String(repeating: "a", count: 200_000) }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "identity.value") {
+          try await gateway.findCustomer(.with { $0.identity = .with { $0.kind = .phone; $0.value = "+49\0301" } }, metadata: auth)
+        }
+        await expectStatus(.invalidArgument, field: "identity.kind") {
+          try await gateway.findCustomer(.with { $0.identity = .with { $0.value = "x" } }, metadata: auth)
+        }
         // By any identity: a phone number finds ours; theirs answers as a phone nobody has.
         _ = try await customers.addIdentity(.with {
           $0.customerID = ours.id

@@ -61,10 +61,7 @@ extension GatewayRPCs {
   func listOrders(
     request: ServerRequest<Rapport_Order_V1_ListOrdersRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Order_V1_ListOrdersResponse> {
-    guard try await listable(request.message.customerID, request.metadata) else {
-      await HiddenRowFloor.hold()
-      return ServerResponse(message: .init())
-    }
+    guard try await listable(request.message.customerID, request.metadata) else { return ServerResponse(message: .init()) }
     return ServerResponse(
       message: try await forward(request.metadata) { try await orders.listOrders(request.message, options: $0) })
   }
@@ -82,10 +79,7 @@ extension GatewayRPCs {
   func listTickets(
     request: ServerRequest<Rapport_Support_V1_ListTicketsRequest>, context: ServerContext
   ) async throws -> ServerResponse<Rapport_Support_V1_ListTicketsResponse> {
-    guard try await listable(request.message.customerID, request.metadata) else {
-      await HiddenRowFloor.hold()
-      return ServerResponse(message: .init())
-    }
+    guard try await listable(request.message.customerID, request.metadata) else { return ServerResponse(message: .init()) }
     return ServerResponse(
       message: try await forward(request.metadata) { try await support.listTickets(request.message, options: $0) })
   }
@@ -233,14 +227,19 @@ extension GatewayRPCs {
   }
 
   /// Whether a list may be forwarded: bound keys must name a customer (INVALID_ARGUMENT otherwise) and
-  /// get an empty list for one they may not see — what a customer without rows gets.
+  /// get an empty list for one they may not see — what a customer without rows gets, held to the
+  /// hidden-row floor before it is answered.
   private func listable(_ customerID: String, _ metadata: Metadata) async throws -> Bool {
     guard Self.boundCompanies != nil else { return true }
     guard !customerID.isEmpty else {
       throw RPCFailure.invalid("customer_id", "is required for a key bound to companies")
     }
     _ = try Validate.uuid(customerID, field: "customer_id")
-    return try await customerVisible(customerID, metadata)
+    guard try await customerVisible(customerID, metadata) else {
+      await HiddenRowFloor.hold()
+      return false
+    }
+    return true
   }
 
   /// Calls an owning service with the caller's remaining deadline (capped like a view's), never waiting
