@@ -177,7 +177,15 @@ final class Upcall<Value: Sendable>: Sendable {
 
   @Sendable func run(_ options: CallOptions) async {
     let outcome: Result<Value, any Error>
-    do { outcome = .success(try await body(options)) } catch { outcome = .failure(error) }
+    do {
+      outcome = .success(try await body(options))
+    } catch where Task.isCancelled {
+      // Cancelled by `fanOut` when the view's budget ran out: the section missed the deadline, however
+      // the transport chose to report the cancellation.
+      outcome = .failure(RPCError(code: .deadlineExceeded, message: "deadline"))
+    } catch {
+      outcome = .failure(error)
+    }
     result.withLock { $0 = outcome }
   }
 
