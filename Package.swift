@@ -87,9 +87,15 @@ let package = Package(
       exclude: ["protos.sha256"]
     ),
     .target(
+      name: "RapportBuildInfo",
+      path: "Shared/RapportBuildInfo",
+      plugins: ["BuildCommit"]
+    ),
+    .plugin(name: "BuildCommit", capability: .buildTool(), path: "Plugins/BuildCommit"),
+    .target(
       name: "RapportCore",
       dependencies: [
-        "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
+        "RapportBuildInfo", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
         metrics, prometheus, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, argumentParser, connectionPool,
         certificateReloading, x509,
       ],

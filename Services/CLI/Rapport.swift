@@ -1,3 +1,4 @@
+import RapportCore
 import ArgumentParser
 
 /// The operator/developer CLI.
@@ -6,6 +7,7 @@ struct Rapport: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "rapport",
     abstract: "Run, inspect and measure a Rapport installation.",
+    version: RapportVersion.description,
     subcommands: [
       Up.self, Certs.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self,
       BenchPartners.self,

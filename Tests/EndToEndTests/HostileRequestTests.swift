@@ -94,10 +94,21 @@ extension Executables {
         let help = try run("\(directory)/rapport-\(name)", ["--help"])
         #expect(help.status == 0 && help.output.contains("--database-url") && help.output.contains("--metrics-addr"))
         let version = try run("\(directory)/rapport-\(name)", ["--version"])
-        #expect(version.status == 0 && version.output.contains(RapportVersion.version))
+        #expect(version.status == 0 && version.output.contains(RapportVersion.description))
         let unknown = try run("\(directory)/rapport-\(name)", ["--no-such-flag"])
         #expect(unknown.status != 0 && unknown.output.contains("no-such-flag"), "\(name): \(unknown)")
       }
+    }
+
+    /// `--version` names the commit the binaries were built from: the checkout's own HEAD (with
+    /// `-dirty` when it has uncommitted changes).
+    @Test func theVersionNamesTheCommitTheBinariesWereBuiltFrom() throws {
+      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let head = try run("/usr/bin/git", ["-C", root.path, "rev-parse", "--short=12", "HEAD"])
+      try #require(head.status == 0, "the tests run from a git checkout")
+      #expect(RapportVersion.commit.hasPrefix(head.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+      let cli = try run("\(try Stack.binaryDirectory())/rapport", ["--version"])
+      #expect(cli.status == 0 && cli.output.trimmingCharacters(in: .whitespacesAndNewlines) == RapportVersion.description)
     }
 
     /// Runs an executable to its end (they must not start listening for these), output and status.

@@ -226,10 +226,11 @@ extension Executables {
           let cursors = (try? await query("rapport_feed_cursor_sequence{job=\"rapport-analytics\",source=\"order\"} > 0")) ?? []
           return !heads.isEmpty && !cursors.isEmpty
         }
-        // Each service says what it is: rapport_build_info{service, version}.
+        // Each service says what it is: rapport_build_info{service, version, commit}.
         let builds = try await query("rapport_build_info")
         #expect(Set(builds.compactMap { ($0["metric"] as? [String: String])?["service"] }) == Set(Stack.order))
         #expect(builds.allSatisfy { ($0["metric"] as? [String: String])?["version"] == RapportVersion.version })
+        #expect(builds.allSatisfy { ($0["metric"] as? [String: String])?["commit"] == RapportVersion.commit })
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/api/v1/rules")!)
         let groups = (((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
         let rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }

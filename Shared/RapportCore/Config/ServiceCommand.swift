@@ -1,9 +1,14 @@
 import ArgumentParser
 import Logging
 
-/// Rapport's version, reported by `--version` of every executable.
+import RapportBuildInfo
+
+/// Rapport's version and commit, reported by `--version` of every executable.
 public enum RapportVersion {
-  public static let version = "0.11.0"
+  public static let version = BuildInfo.version
+  public static let commit = BuildInfo.commit
+  /// What `--version` prints: `0.11.0 (commit 1a2b3c4d5e6f)`.
+  public static let description = BuildInfo.description
 }
 
 /// The flags every service executable takes. Each may also come from `RAPPORT_<SERVICE>_<NAME>` or
@@ -68,7 +73,7 @@ extension CommandConfiguration {
         RAPPORT_<NAME>, with NAME the option in upper case and '_' for '-' (for example \
         RAPPORT_\(name.uppercased())_DATABASE_URL). Log level: RAPPORT_LOG_LEVEL (default info).
         """,
-      version: RapportVersion.version)
+      version: RapportVersion.description)
   }
 }
 

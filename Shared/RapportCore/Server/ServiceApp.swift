@@ -115,7 +115,7 @@ public final class ServiceApp: Sendable {
   /// never to finish its shutdown, which would leave a SIGTERMed process hanging until it is killed.
   public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
     // What is running, for dashboards and upgrade checks: rapport_build_info{service, version} 1.
-    metrics.gauge("rapport_build_info", [("service", config.name), ("version", RapportVersion.version)]).record(1)
+    metrics.gauge("rapport_build_info", [("service", config.name), ("version", RapportVersion.version), ("commit", RapportVersion.commit)]).record(1)
     let group = ServiceGroup(
       configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
     self.group.withLock { $0 = group }
