@@ -231,6 +231,11 @@ extension Executables {
         #expect(Set(builds.compactMap { ($0["metric"] as? [String: String])?["service"] }) == Set(Stack.order))
         #expect(builds.allSatisfy { ($0["metric"] as? [String: String])?["version"] == RapportVersion.version })
         #expect(builds.allSatisfy { ($0["metric"] as? [String: String])?["commit"] == RapportVersion.commit })
+        // Every service's pool, as PostgreSQL sees it: rapport_db_connections{state} (a gauge every 5 s).
+        try await eventually(within: .seconds(20), "every service reports its pool") {
+          let pools = (try? await query("rapport_db_connections{state=\"idle\"}")) ?? []
+          return Set(pools.compactMap { ($0["metric"] as? [String: String])?["job"] }) == Set(Stack.order.map { "rapport-\($0)" })
+        }
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/api/v1/rules")!)
         let groups = (((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
         let rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }

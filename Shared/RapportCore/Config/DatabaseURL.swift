@@ -68,12 +68,14 @@ public struct DatabaseURL: Sendable, Hashable, CustomStringConvertible {
   }
 
   /// postgres-nio's client configuration for this URL.
-  public func clientConfiguration(maxConnections: Int) -> PostgresClient.Configuration {
+  /// - Parameter applicationName: shown in `pg_stat_activity.application_name` for every connection.
+  public func clientConfiguration(maxConnections: Int, applicationName: String? = nil) -> PostgresClient.Configuration {
     var configuration = PostgresClient.Configuration(
       host: host, port: port, username: user, password: password, database: database,
       tls: tls ? .require(.makeClientConfiguration()) : .disable)
     configuration.options.maximumConnections = maxConnections
     configuration.options.connectTimeout = .seconds(3)
+    if let applicationName { configuration.options.additionalStartupParameters = [("application_name", applicationName)] }
     return configuration
   }
 }

@@ -43,6 +43,8 @@ extension ServiceApp {
   public static func makePostgres(config: CommonConfig, logger: Logger) throws -> PostgresClient {
     guard let url = config.databaseURL else { throw ConfigurationError("\(config.name) needs a database URL") }
     return PostgresClient(
-      configuration: url.clientConfiguration(maxConnections: config.maxDatabaseConnections), backgroundLogger: logger)
+      configuration: url.clientConfiguration(
+        maxConnections: config.maxDatabaseConnections, applicationName: PoolGauge.applicationName(for: config.name)),
+      backgroundLogger: logger)
   }
 }

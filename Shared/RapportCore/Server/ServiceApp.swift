@@ -42,6 +42,9 @@ public final class ServiceApp: Sendable {
     if postgres != nil, let url = config.databaseURL {
       let probe = DatabaseProbe(url: url, health: health, logger: logger)
       workers.append(ClosureService { try await probe.run() })
+      if let postgres {
+        workers.append(PoolGauge.periodic(postgres, applicationName: PoolGauge.applicationName(for: config.name), logger: logger))
+      }
     }
     if let tls = config.tls { workers.append(tls.reload) }
     if let address = config.healthAddress {
