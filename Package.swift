@@ -23,6 +23,9 @@ let nioHPACK = Target.Dependency.product(name: "NIOHPACK", package: "swift-nio-h
 let certificateReloading = Target.Dependency.product(name: "NIOCertificateReloading", package: "swift-nio-extras")
 let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
 let asn1 = Target.Dependency.product(name: "SwiftASN1", package: "swift-asn1")
+let tracing = Target.Dependency.product(name: "Tracing", package: "swift-distributed-tracing")
+let instrumentation = Target.Dependency.product(name: "Instrumentation", package: "swift-distributed-tracing")
+let otel = Target.Dependency.product(name: "OTel", package: "swift-otel")
 
 /// One library (RPC handlers, store, builder) and one small executable per service, so tests build
 /// exactly what production runs.
@@ -78,6 +81,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+    .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+    // OTLP over gRPC only: the HTTP exporter would pull in async-http-client for nothing.
+    .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
   ],
   targets: serviceTargets + [
     .target(
@@ -97,7 +103,7 @@ let package = Package(
       dependencies: [
         "RapportBuildInfo", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
         metrics, prometheus, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, argumentParser, connectionPool,
-        certificateReloading, x509,
+        certificateReloading, x509, tracing, instrumentation, otel,
       ],
       path: "Shared/RapportCore"
     ),

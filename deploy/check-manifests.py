@@ -60,6 +60,9 @@ for service in SERVICES:
     for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
         check(name in by_kind.get(kind, {}), f"{name}: no {kind}")
     check(service in by_kind.get("Service", {}), f"{name}: no Service named {service}")
+    if service in CALLERS and service in by_kind.get("Service", {}):
+        # Called by other services: headless, so their round robin sees every replica.
+        check(by_kind["Service"][service]["spec"].get("clusterIP") == "None", f"{name}: Service not headless")
     policy = by_kind.get("NetworkPolicy", {}).get(name)
     if policy and service in CALLERS:
         port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]

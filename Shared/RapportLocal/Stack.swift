@@ -227,7 +227,7 @@ public func withClient<Result: Sendable>(
   _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity, timeout: Duration? = nil,
   retry: RetryPolicy? = nil, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
 ) async throws -> Result {
-  var serviceConfig = ServiceConfig()
+  var serviceConfig = GRPCClientService.roundRobin
   if timeout != nil || retry != nil {
     serviceConfig.methodConfig = [
       MethodConfig(
@@ -236,7 +236,7 @@ public func withClient<Result: Sendable>(
     ]
   }
   let transport = try HTTP2ClientTransport.Posix(
-    target: address.target, transportSecurity: security,
+    target: address.target, transportSecurity: security, resolverRegistry: GRPCClientService.resolvers,
     serviceConfig: serviceConfig)
   let client = GRPCClient(transport: transport)
   return try await withThrowingTaskGroup(of: Bool.self) { group in

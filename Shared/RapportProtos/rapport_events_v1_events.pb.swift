@@ -82,6 +82,14 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
   /// Clears the value of `occurredAt`. Subsequent reads from it will return its default value.
   public mutating func clearOccurredAt() {_uniqueStorage()._occurredAt = nil}
 
+  /// W3C trace context (https://www.w3.org/TR/trace-context/) of the request that produced the event,
+  /// e.g. "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; empty when that service does not
+  /// trace. Consumers apply the event inside a span of that trace.
+  public var traceparent: String {
+    get {_storage._traceparent}
+    set {_uniqueStorage()._traceparent = newValue}
+  }
+
   public var payload: OneOf_Payload? {
     get {return _storage._payload}
     set {_uniqueStorage()._payload = newValue}
@@ -1307,7 +1315,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{4}\u{4}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0\u{3}sla_breached\0\u{3}ticket_priority_changed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{1}traceparent\0\u{4}\u{3}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0\u{3}sla_breached\0\u{3}ticket_priority_changed\0")
 
   fileprivate class _StorageClass {
     var _sequence: Int64 = 0
@@ -1316,6 +1324,7 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
     var _aggregateID: String = String()
     var _type: String = String()
     var _occurredAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _traceparent: String = String()
     var _payload: Rapport_Events_V1_Event.OneOf_Payload?
 
       // This property is used as the initial default value for new instances of the type.
@@ -1333,6 +1342,7 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       _aggregateID = source._aggregateID
       _type = source._type
       _occurredAt = source._occurredAt
+      _traceparent = source._traceparent
       _payload = source._payload
     }
   }
@@ -1358,6 +1368,7 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
         case 4: try { try decoder.decodeSingularStringField(value: &_storage._aggregateID) }()
         case 5: try { try decoder.decodeSingularStringField(value: &_storage._type) }()
         case 6: try { try decoder.decodeSingularMessageField(value: &_storage._occurredAt) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._traceparent) }()
         case 10: try {
           var v: Rapport_Events_V1_CustomerCreated?
           var hadOneofValue = false
@@ -1752,6 +1763,9 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       try { if let v = _storage._occurredAt {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
       } }()
+      if !_storage._traceparent.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._traceparent, fieldNumber: 7)
+      }
       switch _storage._payload {
       case .customerCreated?: try {
         guard case .customerCreated(let v)? = _storage._payload else { preconditionFailure() }
@@ -1882,6 +1896,7 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
         if _storage._aggregateID != rhs_storage._aggregateID {return false}
         if _storage._type != rhs_storage._type {return false}
         if _storage._occurredAt != rhs_storage._occurredAt {return false}
+        if _storage._traceparent != rhs_storage._traceparent {return false}
         if _storage._payload != rhs_storage._payload {return false}
         return true
       }

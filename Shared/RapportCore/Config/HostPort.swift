@@ -24,11 +24,12 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
   public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
   /// The client target: an IP address as itself (TLS then checks the certificate's IP address and sends
-  /// no SNI, which may not carry an address), a name through DNS.
+  /// no SNI, which may not carry an address), a name through DNS with one endpoint per address it
+  /// resolves to (`EveryAddress`: with round robin, calls spread over a headless Service's replicas).
   public var target: any ResolvableTarget {
     if Self.ipv4Octets(host) != nil { return .ipv4(host: host, port: port) }
     if host.contains(":") { return .ipv6(host: host, port: port) }
-    return .dns(host: host, port: port)
+    return .everyAddress(host: host, port: port)
   }
 
   /// The four octets of a dotted IPv4 address; nil for anything else.

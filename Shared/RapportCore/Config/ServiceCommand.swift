@@ -32,7 +32,7 @@ public struct CommonOptions: ParsableArguments {
   var requestIdleTimeoutMs: String?
   @Option(name: .customLong("metrics-addr"), help: "Serve GET /metrics on host:port (default: off).")
   var metricsAddr: String?
-  @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line with time, level, service, message, request_id.")
+  @Option(name: .customLong("log-format"), help: "text (default) or json: one JSON object per line with time, level, service, message, request-id and, in a traced request, trace_id and span_id.")
   var logFormat: String?
   @Option(name: .customLong("health-addr"), help: "Also serve grpc.health.v1.Health alone, in plaintext, on host:port (for probes that cannot do mutual TLS; default: off).")
   var healthAddr: String?
@@ -46,6 +46,8 @@ public struct CommonOptions: ParsableArguments {
   var tlsClientAuth: String?
   @Option(name: .customLong("tls-reload-interval-ms"), help: "How often the certificate and key files are re-read (default 10000).")
   var tlsReloadIntervalMs: String?
+  @Option(name: .customLong("otlp-endpoint"), help: "Export traces by OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 (default: no tracing). The OTEL_* variables of the OpenTelemetry specification refine it.")
+  var otlpEndpoint: String?
 
   public init() {}
 
@@ -59,6 +61,7 @@ public struct CommonOptions: ParsableArguments {
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
       "metrics-addr": metricsAddr, "health-addr": healthAddr, "log-format": logFormat, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
       "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
+      "otlp-endpoint": otlpEndpoint,
     ].compactMapValues { $0 }
   }
 }

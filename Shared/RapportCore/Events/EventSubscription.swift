@@ -109,7 +109,7 @@ public struct EventSubscription: Service {
         var applied = 0
         while let batch = try await buffer.next(max: Self.maxBatch) {
           pending.value.withLock { $0 = batch.first.map { $0.occurredAt.date } }
-          try await apply(batch)
+          try await RapportTracing.applying(batch, from: source) { try await apply(batch) }
           pending.value.withLock { $0 = nil }
           if let last = batch.last { pending.cursor?.record(last.sequence) }
           applied += batch.count

@@ -62,6 +62,7 @@ public struct Outbox: Sendable {
     event.type = payload.typeName
     event.occurredAt = Google_Protobuf_Timestamp(microsecondsOf: occurredAt)
     event.payload = payload
+    event.traceparent = RapportTracing.currentTraceParent()
     return event
   }
 

@@ -16,12 +16,24 @@ public struct GRPCClientService: Service {
     }
   }
 
+  /// Name resolution of the clients: the transport's defaults plus `EveryAddress`.
+  public static var resolvers: NameResolverRegistry {
+    var registry = NameResolverRegistry.defaults
+    registry.registerFactory(EveryAddress.Factory())
+    return registry
+  }
+
+  /// Calls go to the resolved endpoints in turn (one endpoint per replica with `EveryAddress`).
+  public static let roundRobin = ServiceConfig(loadBalancingConfig: [.roundRobin])
+
   /// An HTTP/2 client for another service at `address` (mutual TLS when `config.tls` is set).
   public static func client(to address: HostPort, config: CommonConfig) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
     let transport = try HTTP2ClientTransport.Posix(
       target: address.target,
       transportSecurity: config.outbound,
-      config: .defaults { $0.backoff.max = .seconds(2) })
-    return GRPCClient(transport: transport)
+      config: .defaults { $0.backoff.max = .seconds(2) },
+      resolverRegistry: resolvers,
+      serviceConfig: roundRobin)
+    return GRPCClient(transport: transport, interceptors: RapportTracing.clientInterceptors)
   }
 }

@@ -84,7 +84,7 @@ public final class ServiceApp: Sendable {
     let server = GRPCServer(
       transport: transport,
       services: rpcServices + [HealthService(state: health, services: serviceNames)],
-      interceptors: [
+      interceptors: RapportTracing.serverInterceptors + [
         ServingInterceptor(logger: logger, metrics: metrics, health: postgres == nil ? nil : health)
       ] + callerPolicy + interceptors + [RequestBounds()])
     self.application = ApplicationService(
@@ -116,11 +116,12 @@ public final class ServiceApp: Sendable {
   /// Returns at the latest `stopLimit` after shutdown began, even if a service has not stopped: while
   /// PostgreSQL refuses connections, postgres-nio 1.33.2's pool (and a query waiting on it) was seen
   /// never to finish its shutdown, which would leave a SIGTERMed process hanging until it is killed.
-  public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+  /// - Parameter alongside: process-wide services that run and stop with this one (the trace exporter).
+  public func run(signals: [UnixSignal] = [.sigterm, .sigint], alongside: [any Service] = []) async throws {
     // What is running, for dashboards and upgrade checks: rapport_build_info{service, version} 1.
     metrics.gauge("rapport_build_info", [("service", config.name), ("version", RapportVersion.version), ("commit", RapportVersion.commit)]).record(1)
     let group = ServiceGroup(
-      configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+      configuration: .init(services: alongside + services, gracefulShutdownSignals: signals, logger: logger))
     self.group.withLock { $0 = group }
     let outcome = FirstResult<Void>()
     let running = Task {

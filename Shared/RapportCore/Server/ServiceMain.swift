@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import OTel
+import ServiceLifecycle
 
 /// The body of every service's `run()`: build, run, and on any error log it and exit non-zero (an
 /// uncaught error at top level would end the process with SIGILL).
@@ -11,21 +13,25 @@ public enum ServiceMain {
   ) async -> Never {
     let format = flags["log-format"] ?? ProcessInfo.processInfo.environment["RAPPORT_\(name.uppercased())_LOG_FORMAT"]
       ?? ProcessInfo.processInfo.environment["RAPPORT_LOG_FORMAT"] ?? "text"
+    // Every log line of a traced request carries its trace_id and span_id (empty providers otherwise).
+    let metadata = Logger.MetadataProvider.multiplex([.requestID, OTel.makeLoggingMetadataProvider()]) ?? .requestID
     if format == "json" {
-      LoggingSystem.bootstrap({ _, provider in JSONLogHandler(service: name, metadataProvider: provider) }, metadataProvider: .requestID)
+      LoggingSystem.bootstrap({ _, provider in JSONLogHandler(service: name, metadataProvider: provider) }, metadataProvider: metadata)
     } else if format != "text" {
       FileHandle.standardError.write(Data("rapport-\(name): log-format must be text or json\n".utf8))
       exit(64)
     }
-    var logger = Logger(label: "rapport-\(name)", metadataProvider: .requestID)
+    var logger = Logger(label: "rapport-\(name)", metadataProvider: metadata)
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
-      let app = try build(Settings(service: name, flags: flags), logger)
+      let settings = Settings(service: name, flags: flags)
+      let exporter = try migrateOnly ? nil : settings.string("otlp-endpoint").map { try startTracing(name, endpoint: $0) }
+      let app = try build(settings, logger)
       if migrateOnly {
         try await app.migrate()
         print("rapport-\(name): migrations applied")
       } else {
-        try await app.run()
+        try await app.run(alongside: exporter.map { [$0] } ?? [])
       }
       exit(0)
     } catch {
@@ -33,5 +39,24 @@ public enum ServiceMain {
       FileHandle.standardError.write(Data("rapport-\(name): \(error)\n".utf8))
       exit(1)
     }
+  }
+
+  /// Bootstraps swift-otel's tracer with an OTLP/gRPC exporter to `endpoint` (traces only: metrics stay
+  /// on Prometheus, logs on standard error) and turns on Rapport's tracing interceptors. Returns the
+  /// exporter's service, which flushes the last spans when the process stops.
+  static func startTracing(_ name: String, endpoint: String) throws -> any Service {
+    var configuration = OTel.Configuration.default
+    configuration.serviceName = "rapport-\(name)"
+    configuration.resourceAttributes["service.version"] = RapportVersion.version
+    configuration.resourceAttributes["rapport.commit"] = RapportVersion.commit
+    configuration.metrics.enabled = false
+    configuration.logs.enabled = false
+    configuration.traces.enabled = true
+    configuration.traces.exporter = .otlp
+    configuration.traces.otlpExporter.protocol = .grpc
+    configuration.traces.otlpExporter.endpoint = endpoint
+    let service = try OTel.bootstrap(configuration: configuration)
+    RapportTracing.enable()
+    return service
   }
 }
