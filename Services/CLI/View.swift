@@ -79,6 +79,17 @@ struct View: AsyncParsableCommand {
     out.append("Metrics")
     out.append("  orders \(m.orderCount), revenue \(m.revenue.map(money).joined(separator: ", ")), open tickets \(m.openTicketCount)")
     if m.hasFirstOrderTime { out.append("  first order \(day(m.firstOrderTime)), last order \(day(m.lastOrderTime))") }
+    if !m.netRevenue.isEmpty {
+      out.append(
+        "  net revenue \(m.netRevenue.map(money).joined(separator: ", ")), average order \(m.averageOrderValue.map(money).joined(separator: ", "))"
+          + (m.cancelledOrderCount > 0 ? ", \(m.cancelledOrderCount) cancelled" : ""))
+    }
+    if m.hasRfm {
+      let r = m.rfm
+      out.append(
+        "  RFM \(r.recencyScore)\(r.frequencyScore)\(r.monetaryScore) \(segmentName(r.segment)): last order \(r.recencyDays) day(s) ago, "
+          + "\(r.frequency) order(s), \(money(r.monetary)) (quintiles of \(day(r.edgesComputedAt)))")
+    }
     out.append("")
     out.append("Sections")
     for section in view.sections {
@@ -99,6 +110,23 @@ struct View: AsyncParsableCommand {
 
   static func day(_ timestamp: Google_Protobuf_Timestamp) -> String {
     String(ISO8601DateFormatter().string(from: timestamp.date).prefix(10))
+  }
+
+  /// `Champions`, `Can't lose them`, … as docs/ANALYTICS.md names them.
+  static func segmentName(_ segment: Rapport_Analytics_V1_RfmSegment) -> String {
+    switch segment {
+    case .champions: "Champions"
+    case .loyal: "Loyal"
+    case .potentialLoyalist: "Potential loyalist"
+    case .new: "New"
+    case .promising: "Promising"
+    case .needsAttention: "Needs attention"
+    case .atRisk: "At risk"
+    case .cantLoseThem: "Can't lose them"
+    case .hibernating: "Hibernating"
+    case .lost: "Lost"
+    default: "unscored"
+    }
   }
 
   /// An enum value's case name, e.g. `web`, `pending`.

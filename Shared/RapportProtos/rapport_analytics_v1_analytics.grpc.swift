@@ -35,9 +35,79 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetRfmEdges" metadata.
+        public enum GetRfmEdges: Sendable {
+            /// Request type for "GetRfmEdges".
+            public typealias Input = Rapport_Analytics_V1_GetRfmEdgesRequest
+            /// Response type for "GetRfmEdges".
+            public typealias Output = Rapport_Analytics_V1_GetRfmEdgesResponse
+            /// Descriptor for "GetRfmEdges".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetRfmEdges",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSalesSummary" metadata.
+        public enum GetSalesSummary: Sendable {
+            /// Request type for "GetSalesSummary".
+            public typealias Input = Rapport_Analytics_V1_GetSalesSummaryRequest
+            /// Response type for "GetSalesSummary".
+            public typealias Output = Rapport_Analytics_V1_GetSalesSummaryResponse
+            /// Descriptor for "GetSalesSummary".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetSalesSummary",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetTopProducts" metadata.
+        public enum GetTopProducts: Sendable {
+            /// Request type for "GetTopProducts".
+            public typealias Input = Rapport_Analytics_V1_GetTopProductsRequest
+            /// Response type for "GetTopProducts".
+            public typealias Output = Rapport_Analytics_V1_GetTopProductsResponse
+            /// Descriptor for "GetTopProducts".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetTopProducts",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCohortRetention" metadata.
+        public enum GetCohortRetention: Sendable {
+            /// Request type for "GetCohortRetention".
+            public typealias Input = Rapport_Analytics_V1_GetCohortRetentionRequest
+            /// Response type for "GetCohortRetention".
+            public typealias Output = Rapport_Analytics_V1_GetCohortRetentionResponse
+            /// Descriptor for "GetCohortRetention".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetCohortRetention",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetPipelineStatus" metadata.
+        public enum GetPipelineStatus: Sendable {
+            /// Request type for "GetPipelineStatus".
+            public typealias Input = Rapport_Analytics_V1_GetPipelineStatusRequest
+            /// Response type for "GetPipelineStatus".
+            public typealias Output = Rapport_Analytics_V1_GetPipelineStatusResponse
+            /// Descriptor for "GetPipelineStatus".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetPipelineStatus",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.analytics.v1.AnalyticsService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            GetCustomerMetrics.descriptor
+            GetCustomerMetrics.descriptor,
+            GetRfmEdges.descriptor,
+            GetSalesSummary.descriptor,
+            GetTopProducts.descriptor,
+            GetCohortRetention.descriptor,
+            GetPipelineStatus.descriptor
         ]
     }
 }
@@ -81,6 +151,98 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCustomerMetricsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>
+
+        /// Handle the "GetRfmEdges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The RFM quintile edges in use: when they were computed and over how many customers.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetRfmEdgesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetRfmEdgesResponse` messages.
+        func getRfmEdges(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>
+
+        /// Handle the "GetSalesSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+        /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetSalesSummaryRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetSalesSummaryResponse` messages.
+        func getSalesSummary(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>
+
+        /// Handle the "GetTopProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetTopProductsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetTopProductsResponse` messages.
+        func getTopProducts(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetTopProductsResponse>
+
+        /// Handle the "GetCohortRetention" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+        /// > since.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetCohortRetentionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetCohortRetentionResponse` messages.
+        func getCohortRetention(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>
+
+        /// Handle the "GetPipelineStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetPipelineStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetPipelineStatusResponse` messages.
+        func getPipelineStatus(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>
     }
 
     /// Service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -108,6 +270,98 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetCustomerMetricsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>
+
+        /// Handle the "GetRfmEdges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The RFM quintile edges in use: when they were computed and over how many customers.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetRfmEdgesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetRfmEdgesResponse` message.
+        func getRfmEdges(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>
+
+        /// Handle the "GetSalesSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+        /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSalesSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetSalesSummaryResponse` message.
+        func getSalesSummary(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>
+
+        /// Handle the "GetTopProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetTopProductsResponse` message.
+        func getTopProducts(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetTopProductsResponse>
+
+        /// Handle the "GetCohortRetention" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+        /// > since.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCohortRetentionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetCohortRetentionResponse` message.
+        func getCohortRetention(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>
+
+        /// Handle the "GetPipelineStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPipelineStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetPipelineStatusResponse` message.
+        func getPipelineStatus(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>
     }
 
     /// Simple service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -133,6 +387,98 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: Rapport_Analytics_V1_GetCustomerMetricsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Analytics_V1_GetCustomerMetricsResponse
+
+        /// Handle the "GetRfmEdges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The RFM quintile edges in use: when they were computed and over how many customers.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetRfmEdgesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetRfmEdgesResponse` to respond with.
+        func getRfmEdges(
+            request: Rapport_Analytics_V1_GetRfmEdgesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetRfmEdgesResponse
+
+        /// Handle the "GetSalesSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+        /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetSalesSummaryRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetSalesSummaryResponse` to respond with.
+        func getSalesSummary(
+            request: Rapport_Analytics_V1_GetSalesSummaryRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetSalesSummaryResponse
+
+        /// Handle the "GetTopProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetTopProductsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetTopProductsResponse` to respond with.
+        func getTopProducts(
+            request: Rapport_Analytics_V1_GetTopProductsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetTopProductsResponse
+
+        /// Handle the "GetCohortRetention" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+        /// > since.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetCohortRetentionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetCohortRetentionResponse` to respond with.
+        func getCohortRetention(
+            request: Rapport_Analytics_V1_GetCohortRetentionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetCohortRetentionResponse
+
+        /// Handle the "GetPipelineStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetPipelineStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetPipelineStatusResponse` to respond with.
+        func getPipelineStatus(
+            request: Rapport_Analytics_V1_GetPipelineStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetPipelineStatusResponse
     }
 }
 
@@ -146,6 +492,61 @@ extension Rapport_Analytics_V1_AnalyticsService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCustomerMetricsResponse>(),
             handler: { request, context in
                 try await self.getCustomerMetrics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetRfmEdges.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetRfmEdgesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetRfmEdgesResponse>(),
+            handler: { request, context in
+                try await self.getRfmEdges(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetSalesSummary.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetSalesSummaryRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetSalesSummaryResponse>(),
+            handler: { request, context in
+                try await self.getSalesSummary(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetTopProducts.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetTopProductsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetTopProductsResponse>(),
+            handler: { request, context in
+                try await self.getTopProducts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetCohortRetention.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetCohortRetentionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCohortRetentionResponse>(),
+            handler: { request, context in
+                try await self.getCohortRetention(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetPipelineStatus.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetPipelineStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetPipelineStatusResponse>(),
+            handler: { request, context in
+                try await self.getPipelineStatus(
                     request: request,
                     context: context
                 )
@@ -167,6 +568,61 @@ extension Rapport_Analytics_V1_AnalyticsService.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func getRfmEdges(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetRfmEdgesResponse> {
+        let response = try await self.getRfmEdges(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSalesSummary(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetSalesSummaryResponse> {
+        let response = try await self.getSalesSummary(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getTopProducts(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetTopProductsResponse> {
+        let response = try await self.getTopProducts(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCohortRetention(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCohortRetentionResponse> {
+        let response = try await self.getCohortRetention(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getPipelineStatus(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse> {
+        let response = try await self.getPipelineStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -178,6 +634,71 @@ extension Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse> {
         return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>(
             message: try await self.getCustomerMetrics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getRfmEdges(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetRfmEdgesResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>(
+            message: try await self.getRfmEdges(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSalesSummary(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSalesSummaryResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>(
+            message: try await self.getSalesSummary(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getTopProducts(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetTopProductsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetTopProductsResponse>(
+            message: try await self.getTopProducts(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCohortRetention(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCohortRetentionResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>(
+            message: try await self.getCohortRetention(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getPipelineStatus(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>(
+            message: try await self.getPipelineStatus(
                 request: request.message,
                 context: context
             ),
@@ -216,6 +737,123 @@ extension Rapport_Analytics_V1_AnalyticsService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCustomerMetricsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetRfmEdges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The RFM quintile edges in use: when they were computed and over how many customers.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetRfmEdgesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetRfmEdgesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetRfmEdgesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getRfmEdges<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetRfmEdgesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSalesSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+        /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSalesSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetSalesSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetSalesSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSalesSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetSalesSummaryResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetTopProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetTopProductsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetTopProductsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getTopProducts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetTopProductsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetTopProductsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetTopProductsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCohortRetention" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+        /// > since.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCohortRetentionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetCohortRetentionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetCohortRetentionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCohortRetention<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCohortRetentionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetPipelineStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPipelineStatusRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetPipelineStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetPipelineStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getPipelineStatus<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetPipelineStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -268,6 +906,178 @@ extension Rapport_Analytics_V1_AnalyticsService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetRfmEdges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The RFM quintile edges in use: when they were computed and over how many customers.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetRfmEdgesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetRfmEdgesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetRfmEdgesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getRfmEdges<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetRfmEdgesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetRfmEdges.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSalesSummary" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+        /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSalesSummaryRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetSalesSummaryRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetSalesSummaryResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSalesSummary<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetSalesSummaryResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetSalesSummary.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetTopProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetTopProductsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetTopProductsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getTopProducts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetTopProductsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetTopProductsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetTopProductsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetTopProducts.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCohortRetention" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+        /// > since.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCohortRetentionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetCohortRetentionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetCohortRetentionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCohortRetention<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCohortRetentionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetCohortRetention.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetPipelineStatus" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPipelineStatusRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetPipelineStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetPipelineStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getPipelineStatus<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetPipelineStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetPipelineStatus.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -298,6 +1108,153 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCustomerMetricsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetCustomerMetricsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRfmEdges" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The RFM quintile edges in use: when they were computed and over how many customers.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetRfmEdgesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRfmEdges<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getRfmEdges(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetRfmEdgesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetRfmEdgesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSalesSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+    /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetSalesSummaryRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSalesSummary<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSalesSummary(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetSalesSummaryRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetSalesSummaryResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTopProducts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTopProducts<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetTopProductsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetTopProductsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getTopProducts(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetTopProductsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetTopProductsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCohortRetention" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+    /// > since.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetCohortRetentionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCohortRetention<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCohortRetention(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCohortRetentionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetCohortRetentionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetPipelineStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetPipelineStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getPipelineStatus<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getPipelineStatus(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetPipelineStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetPipelineStatusResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -334,6 +1291,173 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerMetrics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetRfmEdges" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The RFM quintile edges in use: when they were computed and over how many customers.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getRfmEdges<Result>(
+        _ message: Rapport_Analytics_V1_GetRfmEdgesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetRfmEdgesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getRfmEdges(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSalesSummary" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Sales per day, week or month in one currency: orders, net revenue, average order value, new and
+    /// > returning customers. An applied order shows here at once (the feed applies it within ~10 ms).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSalesSummary<Result>(
+        _ message: Rapport_Analytics_V1_GetSalesSummaryRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSalesSummaryResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSalesSummaryRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSalesSummary(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetTopProducts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getTopProducts<Result>(
+        _ message: Rapport_Analytics_V1_GetTopProductsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetTopProductsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetTopProductsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getTopProducts(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCohortRetention" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Customers by the month of their first order, and how many of each cohort ordered in each month
+    /// > since.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCohortRetention<Result>(
+        _ message: Rapport_Analytics_V1_GetCohortRetentionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCohortRetentionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCohortRetentionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCohortRetention(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetPipelineStatus" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Per consumed feed: the cursor, what is left to apply at the source, how old it is, the last failure.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getPipelineStatus<Result>(
+        _ message: Rapport_Analytics_V1_GetPipelineStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getPipelineStatus(
             request: request,
             options: options,
             onResponse: handleResponse

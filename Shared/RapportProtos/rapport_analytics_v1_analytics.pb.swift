@@ -22,58 +22,292 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Rapport_Analytics_V1_CustomerMetrics: Sendable {
+/// From the recency score and the rounded mean of the frequency and monetary scores (the cell map is
+/// in docs/ANALYTICS.md).
+public nonisolated enum Rapport_Analytics_V1_RfmSegment: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case champions // = 1
+  case loyal // = 2
+  case potentialLoyalist // = 3
+  case new // = 4
+  case promising // = 5
+  case needsAttention // = 6
+  case atRisk // = 7
+  case cantLoseThem // = 8
+  case hibernating // = 9
+  case lost // = 10
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .champions
+    case 2: self = .loyal
+    case 3: self = .potentialLoyalist
+    case 4: self = .new
+    case 5: self = .promising
+    case 6: self = .needsAttention
+    case 7: self = .atRisk
+    case 8: self = .cantLoseThem
+    case 9: self = .hibernating
+    case 10: self = .lost
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .champions: return 1
+    case .loyal: return 2
+    case .potentialLoyalist: return 3
+    case .new: return 4
+    case .promising: return 5
+    case .needsAttention: return 6
+    case .atRisk: return 7
+    case .cantLoseThem: return 8
+    case .hibernating: return 9
+    case .lost: return 10
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Analytics_V1_RfmSegment] = [
+    .unspecified,
+    .champions,
+    .loyal,
+    .potentialLoyalist,
+    .new,
+    .promising,
+    .needsAttention,
+    .atRisk,
+    .cantLoseThem,
+    .hibernating,
+    .lost,
+  ]
+
+}
+
+public nonisolated enum Rapport_Analytics_V1_Granularity: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case day // = 1
+
+  /// Weeks start on Monday.
+  case week // = 2
+  case month // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .day
+    case 2: self = .week
+    case 3: self = .month
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .day: return 1
+    case .week: return 2
+    case .month: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Rapport_Analytics_V1_Granularity] = [
+    .unspecified,
+    .day,
+    .week,
+    .month,
+  ]
+
+}
+
+public nonisolated struct Rapport_Analytics_V1_CustomerMetrics: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var customerID: String = String()
+  public var customerID: String {
+    get {_storage._customerID}
+    set {_uniqueStorage()._customerID = newValue}
+  }
 
   /// Number of orders placed.
-  public var orderCount: Int64 = 0
+  public var orderCount: Int64 {
+    get {_storage._orderCount}
+    set {_uniqueStorage()._orderCount = newValue}
+  }
 
   /// Revenue per currency, sorted by currency code.
-  public var revenue: [Rapport_Common_V1_Money] = []
+  public var revenue: [Rapport_Common_V1_Money] {
+    get {_storage._revenue}
+    set {_uniqueStorage()._revenue = newValue}
+  }
 
   /// Unset when the customer has no orders.
   public var firstOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_firstOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_firstOrderTime = newValue}
+    get {_storage._firstOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._firstOrderTime = newValue}
   }
   /// Returns true if `firstOrderTime` has been explicitly set.
-  public var hasFirstOrderTime: Bool {self._firstOrderTime != nil}
+  public var hasFirstOrderTime: Bool {_storage._firstOrderTime != nil}
   /// Clears the value of `firstOrderTime`. Subsequent reads from it will return its default value.
-  public mutating func clearFirstOrderTime() {self._firstOrderTime = nil}
+  public mutating func clearFirstOrderTime() {_uniqueStorage()._firstOrderTime = nil}
 
   public var lastOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_lastOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_lastOrderTime = newValue}
+    get {_storage._lastOrderTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._lastOrderTime = newValue}
   }
   /// Returns true if `lastOrderTime` has been explicitly set.
-  public var hasLastOrderTime: Bool {self._lastOrderTime != nil}
+  public var hasLastOrderTime: Bool {_storage._lastOrderTime != nil}
   /// Clears the value of `lastOrderTime`. Subsequent reads from it will return its default value.
-  public mutating func clearLastOrderTime() {self._lastOrderTime = nil}
+  public mutating func clearLastOrderTime() {_uniqueStorage()._lastOrderTime = nil}
 
   /// Tickets opened and not yet solved.
-  public var openTicketCount: Int64 = 0
+  public var openTicketCount: Int64 {
+    get {_storage._openTicketCount}
+    set {_uniqueStorage()._openTicketCount = newValue}
+  }
 
   /// Time of the newest event these metrics include; unset when none.
   public var asOf: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_asOf ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_asOf = newValue}
+    get {_storage._asOf ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._asOf = newValue}
   }
   /// Returns true if `asOf` has been explicitly set.
-  public var hasAsOf: Bool {self._asOf != nil}
+  public var hasAsOf: Bool {_storage._asOf != nil}
   /// Clears the value of `asOf`. Subsequent reads from it will return its default value.
-  public mutating func clearAsOf() {self._asOf = nil}
+  public mutating func clearAsOf() {_uniqueStorage()._asOf = nil}
+
+  /// Revenue net of cancelled orders and refunds, per currency, sorted by currency code.
+  public var netRevenue: [Rapport_Common_V1_Money] {
+    get {_storage._netRevenue}
+    set {_uniqueStorage()._netRevenue = newValue}
+  }
+
+  /// Net revenue per order that was not cancelled, per currency (rounded to the nearest minor unit).
+  public var averageOrderValue: [Rapport_Common_V1_Money] {
+    get {_storage._averageOrderValue}
+    set {_uniqueStorage()._averageOrderValue = newValue}
+  }
+
+  /// Refunded so far, per currency.
+  public var refunded: [Rapport_Common_V1_Money] {
+    get {_storage._refunded}
+    set {_uniqueStorage()._refunded = newValue}
+  }
+
+  /// Orders cancelled (included in order_count, excluded from net revenue and RFM).
+  public var cancelledOrderCount: Int64 {
+    get {_storage._cancelledOrderCount}
+    set {_uniqueStorage()._cancelledOrderCount = newValue}
+  }
+
+  /// Tickets ever opened, SLA targets breached, and the customer's ticket ratings (1–5).
+  public var ticketsOpened: Int64 {
+    get {_storage._ticketsOpened}
+    set {_uniqueStorage()._ticketsOpened = newValue}
+  }
+
+  public var slaBreaches: Int64 {
+    get {_storage._slaBreaches}
+    set {_uniqueStorage()._slaBreaches = newValue}
+  }
+
+  public var ratingCount: Int64 {
+    get {_storage._ratingCount}
+    set {_uniqueStorage()._ratingCount = newValue}
+  }
+
+  /// Mean rating; 0 when rating_count is 0.
+  public var averageRating: Double {
+    get {_storage._averageRating}
+    set {_uniqueStorage()._averageRating = newValue}
+  }
+
+  /// Recency, frequency, monetary and their scores; unset until the customer has an order that was not
+  /// cancelled and quintile edges have been computed.
+  public var rfm: Rapport_Analytics_V1_Rfm {
+    get {_storage._rfm ?? Rapport_Analytics_V1_Rfm()}
+    set {_uniqueStorage()._rfm = newValue}
+  }
+  /// Returns true if `rfm` has been explicitly set.
+  public var hasRfm: Bool {_storage._rfm != nil}
+  /// Clears the value of `rfm`. Subsequent reads from it will return its default value.
+  public mutating func clearRfm() {_uniqueStorage()._rfm = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _firstOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _lastOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _asOf: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// RFM (docs/ANALYTICS.md): the three values, their 1–5 quintile scores over the active population
+/// (customers with at least one order that was not cancelled; 5 is best: most recent, most frequent,
+/// highest spend), and the named segment.
+public nonisolated struct Rapport_Analytics_V1_Rfm: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Whole days from the last order that was not cancelled to now.
+  public var recencyDays: Int64 = 0
+
+  /// Orders that were not cancelled.
+  public var frequency: Int64 = 0
+
+  /// Net revenue in the customer's main currency (the one with the most orders; then the higher net
+  /// revenue; then the first code): monetary quintiles are per currency.
+  public var monetary: Rapport_Common_V1_Money {
+    get {_monetary ?? Rapport_Common_V1_Money()}
+    set {_monetary = newValue}
+  }
+  /// Returns true if `monetary` has been explicitly set.
+  public var hasMonetary: Bool {self._monetary != nil}
+  /// Clears the value of `monetary`. Subsequent reads from it will return its default value.
+  public mutating func clearMonetary() {self._monetary = nil}
+
+  public var recencyScore: Int32 = 0
+
+  public var frequencyScore: Int32 = 0
+
+  public var monetaryScore: Int32 = 0
+
+  public var segment: Rapport_Analytics_V1_RfmSegment = .unspecified
+
+  /// When the quintile edges these scores use were computed (on a schedule, --rfm-interval-s).
+  public var edgesComputedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_edgesComputedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_edgesComputedAt = newValue}
+  }
+  /// Returns true if `edgesComputedAt` has been explicitly set.
+  public var hasEdgesComputedAt: Bool {self._edgesComputedAt != nil}
+  /// Clears the value of `edgesComputedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearEdgesComputedAt() {self._edgesComputedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _monetary: Rapport_Common_V1_Money? = nil
+  fileprivate var _edgesComputedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Rapport_Analytics_V1_GetCustomerMetricsRequest: Sendable {
@@ -110,13 +344,623 @@ public nonisolated struct Rapport_Analytics_V1_GetCustomerMetricsResponse: Senda
   fileprivate var _metrics: Rapport_Analytics_V1_CustomerMetrics? = nil
 }
 
+public nonisolated struct Rapport_Analytics_V1_GetRfmEdgesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetRfmEdgesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Four ascending cut points (the 20th, 40th, 60th and 80th percentiles) per dimension; empty before
+  /// the first computation or with no active customer.
+  public var recencyDays: [Double] = []
+
+  public var frequency: [Double] = []
+
+  /// Per main currency, sorted by currency code.
+  public var monetary: [Rapport_Analytics_V1_MonetaryEdges] = []
+
+  /// Customers with at least one order that was not cancelled.
+  public var population: Int64 = 0
+
+  /// Unset before the first computation.
+  public var computedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_computedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_computedAt = newValue}
+  }
+  /// Returns true if `computedAt` has been explicitly set.
+  public var hasComputedAt: Bool {self._computedAt != nil}
+  /// Clears the value of `computedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearComputedAt() {self._computedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _computedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_MonetaryEdges: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var currency: String = String()
+
+  /// Net revenue in minor units.
+  public var edgesMinor: [Double] = []
+
+  /// Customers whose main currency this is.
+  public var population: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetSalesSummaryRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: orders placed in [from, to); at most 1000 periods of the granularity.
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// Required.
+  public var granularity: Rapport_Analytics_V1_Granularity = .unspecified
+
+  /// Optional: only this channel's orders.
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// Required ISO 4217 code: amounts in different currencies are never added.
+  public var currency: String = String()
+
+  /// IANA time zone the periods are cut in, e.g. "Europe/Paris"; default "UTC".
+  public var timeZone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_SalesPeriod: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The period's first instant (midnight in the time zone); for `total`, `from`. The first and last
+  /// periods count only orders inside [from, to).
+  public var start: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_start ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_start = newValue}
+  }
+  /// Returns true if `start` has been explicitly set.
+  public var hasStart: Bool {self._start != nil}
+  /// Clears the value of `start`. Subsequent reads from it will return its default value.
+  public mutating func clearStart() {self._start = nil}
+
+  /// Orders placed in the period and not cancelled.
+  public var orders: Int64 = 0
+
+  /// Their totals less what was refunded on them.
+  public var netRevenue: Rapport_Common_V1_Money {
+    get {_netRevenue ?? Rapport_Common_V1_Money()}
+    set {_netRevenue = newValue}
+  }
+  /// Returns true if `netRevenue` has been explicitly set.
+  public var hasNetRevenue: Bool {self._netRevenue != nil}
+  /// Clears the value of `netRevenue`. Subsequent reads from it will return its default value.
+  public mutating func clearNetRevenue() {self._netRevenue = nil}
+
+  /// net_revenue / orders, rounded to the nearest minor unit; zero without orders.
+  public var averageOrderValue: Rapport_Common_V1_Money {
+    get {_averageOrderValue ?? Rapport_Common_V1_Money()}
+    set {_averageOrderValue = newValue}
+  }
+  /// Returns true if `averageOrderValue` has been explicitly set.
+  public var hasAverageOrderValue: Bool {self._averageOrderValue != nil}
+  /// Clears the value of `averageOrderValue`. Subsequent reads from it will return its default value.
+  public mutating func clearAverageOrderValue() {self._averageOrderValue = nil}
+
+  /// Customers with an order in the period whose first order (any currency or channel, not cancelled)
+  /// is in the period, and those whose first order was earlier.
+  public var newCustomers: Int64 = 0
+
+  public var returningCustomers: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _start: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _netRevenue: Rapport_Common_V1_Money? = nil
+  fileprivate var _averageOrderValue: Rapport_Common_V1_Money? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetSalesSummaryResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Every period of the range in order, empty ones included.
+  public var periods: [Rapport_Analytics_V1_SalesPeriod] = []
+
+  /// The whole range as one period.
+  public var total: Rapport_Analytics_V1_SalesPeriod {
+    get {_total ?? Rapport_Analytics_V1_SalesPeriod()}
+    set {_total = newValue}
+  }
+  /// Returns true if `total` has been explicitly set.
+  public var hasTotal: Bool {self._total != nil}
+  /// Clears the value of `total`. Subsequent reads from it will return its default value.
+  public mutating func clearTotal() {self._total = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _total: Rapport_Analytics_V1_SalesPeriod? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetTopProductsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: orders placed in [from, to).
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// Optional: only this channel's orders.
+  public var channel: Rapport_Common_V1_Channel = .unspecified
+
+  /// Required ISO 4217 code.
+  public var currency: String = String()
+
+  /// 1 to 100; default 10.
+  public var limit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_ProductSales: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sku: String = String()
+
+  /// The title of the product's most recent order line.
+  public var title: String = String()
+
+  /// Units in orders that were not cancelled.
+  public var quantity: Int64 = 0
+
+  /// Quantity × unit price − line discount, before tax (refunds are per order, not per line).
+  public var netRevenue: Rapport_Common_V1_Money {
+    get {_netRevenue ?? Rapport_Common_V1_Money()}
+    set {_netRevenue = newValue}
+  }
+  /// Returns true if `netRevenue` has been explicitly set.
+  public var hasNetRevenue: Bool {self._netRevenue != nil}
+  /// Clears the value of `netRevenue`. Subsequent reads from it will return its default value.
+  public mutating func clearNetRevenue() {self._netRevenue = nil}
+
+  /// Orders with the product.
+  public var orders: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _netRevenue: Rapport_Common_V1_Money? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetTopProductsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// By net revenue, then quantity, then SKU.
+  public var products: [Rapport_Analytics_V1_ProductSales] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetCohortRetentionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required: the cohorts whose month starts in [from, to) (from is rounded down to its month); at most
+  /// 120 months.
+  public var from: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_from ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_from = newValue}
+  }
+  /// Returns true if `from` has been explicitly set.
+  public var hasFrom: Bool {self._from != nil}
+  /// Clears the value of `from`. Subsequent reads from it will return its default value.
+  public mutating func clearFrom() {self._from = nil}
+
+  public var to: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_to ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_to = newValue}
+  }
+  /// Returns true if `to` has been explicitly set.
+  public var hasTo: Bool {self._to != nil}
+  /// Clears the value of `to`. Subsequent reads from it will return its default value.
+  public mutating func clearTo() {self._to = nil}
+
+  /// IANA time zone months are cut in; default "UTC".
+  public var timeZone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _from: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _to: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_Cohort: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The first instant of the cohort's month in the time zone.
+  public var month: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_month ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_month = newValue}
+  }
+  /// Returns true if `month` has been explicitly set.
+  public var hasMonth: Bool {self._month != nil}
+  /// Clears the value of `month`. Subsequent reads from it will return its default value.
+  public mutating func clearMonth() {self._month = nil}
+
+  /// Customers whose first order (not cancelled; any currency or channel) is in this month.
+  public var customers: Int64 = 0
+
+  /// active[k]: customers of the cohort with an order (not cancelled) in the k-th month after the
+  /// cohort's, from k = 0 (the cohort month: every customer) to the current month.
+  public var active: [Int64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _month: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetCohortRetentionResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Cohorts with at least one customer, oldest first.
+  public var cohorts: [Rapport_Analytics_V1_Cohort] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetPipelineStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_SourceStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The feed's service: "order", "support" or "customer".
+  public var source: String = String()
+
+  /// The last sequence applied; 0 before the first.
+  public var cursor: Int64 = 0
+
+  /// When the cursor last advanced; unset before the first event.
+  public var lastAppliedTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastAppliedTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastAppliedTime = newValue}
+  }
+  /// Returns true if `lastAppliedTime` has been explicitly set.
+  public var hasLastAppliedTime: Bool {self._lastAppliedTime != nil}
+  /// Clears the value of `lastAppliedTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLastAppliedTime() {self._lastAppliedTime = nil}
+
+  /// Whether the source answered just now (EventFeed.GetBacklog, 1 s deadline). When false the next
+  /// three fields are unknown and left 0.
+  public var reachable: Bool = false
+
+  /// The source's newest sequence (any event type).
+  public var headSequence: Int64 = 0
+
+  /// Events of the types analytics consumes, after the cursor: not applied yet.
+  public var backlog: Int64 = 0
+
+  /// Age of the oldest of them by its occurred time; 0 when the backlog is empty.
+  public var lagSeconds: Double = 0
+
+  /// The subscription's most recent failure since the process started ("" when none), e.g.
+  /// "unavailable: …" while the source is down.
+  public var lastError: String = String()
+
+  public var lastErrorTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastErrorTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastErrorTime = newValue}
+  }
+  /// Returns true if `lastErrorTime` has been explicitly set.
+  public var hasLastErrorTime: Bool {self._lastErrorTime != nil}
+  /// Clears the value of `lastErrorTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLastErrorTime() {self._lastErrorTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _lastAppliedTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastErrorTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetPipelineStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var sources: [Rapport_Analytics_V1_SourceStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.analytics.v1"
 
+nonisolated extension Rapport_Analytics_V1_RfmSegment: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0RFM_SEGMENT_UNSPECIFIED\0\u{1}RFM_SEGMENT_CHAMPIONS\0\u{1}RFM_SEGMENT_LOYAL\0\u{1}RFM_SEGMENT_POTENTIAL_LOYALIST\0\u{1}RFM_SEGMENT_NEW\0\u{1}RFM_SEGMENT_PROMISING\0\u{1}RFM_SEGMENT_NEEDS_ATTENTION\0\u{1}RFM_SEGMENT_AT_RISK\0\u{1}RFM_SEGMENT_CANT_LOSE_THEM\0\u{1}RFM_SEGMENT_HIBERNATING\0\u{1}RFM_SEGMENT_LOST\0")
+}
+
+nonisolated extension Rapport_Analytics_V1_Granularity: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GRANULARITY_UNSPECIFIED\0\u{1}GRANULARITY_DAY\0\u{1}GRANULARITY_WEEK\0\u{1}GRANULARITY_MONTH\0")
+}
+
 nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CustomerMetrics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}order_count\0\u{1}revenue\0\u{3}first_order_time\0\u{3}last_order_time\0\u{3}open_ticket_count\0\u{3}as_of\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}order_count\0\u{1}revenue\0\u{3}first_order_time\0\u{3}last_order_time\0\u{3}open_ticket_count\0\u{3}as_of\0\u{3}net_revenue\0\u{3}average_order_value\0\u{1}refunded\0\u{3}cancelled_order_count\0\u{3}tickets_opened\0\u{3}sla_breaches\0\u{3}rating_count\0\u{3}average_rating\0\u{1}rfm\0")
+
+  fileprivate class _StorageClass {
+    var _customerID: String = String()
+    var _orderCount: Int64 = 0
+    var _revenue: [Rapport_Common_V1_Money] = []
+    var _firstOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _lastOrderTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _openTicketCount: Int64 = 0
+    var _asOf: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _netRevenue: [Rapport_Common_V1_Money] = []
+    var _averageOrderValue: [Rapport_Common_V1_Money] = []
+    var _refunded: [Rapport_Common_V1_Money] = []
+    var _cancelledOrderCount: Int64 = 0
+    var _ticketsOpened: Int64 = 0
+    var _slaBreaches: Int64 = 0
+    var _ratingCount: Int64 = 0
+    var _averageRating: Double = 0
+    var _rfm: Rapport_Analytics_V1_Rfm? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _customerID = source._customerID
+      _orderCount = source._orderCount
+      _revenue = source._revenue
+      _firstOrderTime = source._firstOrderTime
+      _lastOrderTime = source._lastOrderTime
+      _openTicketCount = source._openTicketCount
+      _asOf = source._asOf
+      _netRevenue = source._netRevenue
+      _averageOrderValue = source._averageOrderValue
+      _refunded = source._refunded
+      _cancelledOrderCount = source._cancelledOrderCount
+      _ticketsOpened = source._ticketsOpened
+      _slaBreaches = source._slaBreaches
+      _ratingCount = source._ratingCount
+      _averageRating = source._averageRating
+      _rfm = source._rfm
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._customerID) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._orderCount) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._revenue) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._firstOrderTime) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._lastOrderTime) }()
+        case 6: try { try decoder.decodeSingularInt64Field(value: &_storage._openTicketCount) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._asOf) }()
+        case 8: try { try decoder.decodeRepeatedMessageField(value: &_storage._netRevenue) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._averageOrderValue) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._refunded) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._cancelledOrderCount) }()
+        case 12: try { try decoder.decodeSingularInt64Field(value: &_storage._ticketsOpened) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._slaBreaches) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._ratingCount) }()
+        case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._averageRating) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._rfm) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._customerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._customerID, fieldNumber: 1)
+      }
+      if _storage._orderCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._orderCount, fieldNumber: 2)
+      }
+      if !_storage._revenue.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._revenue, fieldNumber: 3)
+      }
+      try { if let v = _storage._firstOrderTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._lastOrderTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if _storage._openTicketCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._openTicketCount, fieldNumber: 6)
+      }
+      try { if let v = _storage._asOf {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._netRevenue.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._netRevenue, fieldNumber: 8)
+      }
+      if !_storage._averageOrderValue.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._averageOrderValue, fieldNumber: 9)
+      }
+      if !_storage._refunded.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._refunded, fieldNumber: 10)
+      }
+      if _storage._cancelledOrderCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._cancelledOrderCount, fieldNumber: 11)
+      }
+      if _storage._ticketsOpened != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ticketsOpened, fieldNumber: 12)
+      }
+      if _storage._slaBreaches != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._slaBreaches, fieldNumber: 13)
+      }
+      if _storage._ratingCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ratingCount, fieldNumber: 14)
+      }
+      if _storage._averageRating.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._averageRating, fieldNumber: 15)
+      }
+      try { if let v = _storage._rfm {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_CustomerMetrics, rhs: Rapport_Analytics_V1_CustomerMetrics) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._customerID != rhs_storage._customerID {return false}
+        if _storage._orderCount != rhs_storage._orderCount {return false}
+        if _storage._revenue != rhs_storage._revenue {return false}
+        if _storage._firstOrderTime != rhs_storage._firstOrderTime {return false}
+        if _storage._lastOrderTime != rhs_storage._lastOrderTime {return false}
+        if _storage._openTicketCount != rhs_storage._openTicketCount {return false}
+        if _storage._asOf != rhs_storage._asOf {return false}
+        if _storage._netRevenue != rhs_storage._netRevenue {return false}
+        if _storage._averageOrderValue != rhs_storage._averageOrderValue {return false}
+        if _storage._refunded != rhs_storage._refunded {return false}
+        if _storage._cancelledOrderCount != rhs_storage._cancelledOrderCount {return false}
+        if _storage._ticketsOpened != rhs_storage._ticketsOpened {return false}
+        if _storage._slaBreaches != rhs_storage._slaBreaches {return false}
+        if _storage._ratingCount != rhs_storage._ratingCount {return false}
+        if _storage._averageRating != rhs_storage._averageRating {return false}
+        if _storage._rfm != rhs_storage._rfm {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_Rfm: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Rfm"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}recency_days\0\u{1}frequency\0\u{1}monetary\0\u{3}recency_score\0\u{3}frequency_score\0\u{3}monetary_score\0\u{1}segment\0\u{3}edges_computed_at\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -124,13 +968,14 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.orderCount) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.revenue) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._firstOrderTime) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._lastOrderTime) }()
-      case 6: try { try decoder.decodeSingularInt64Field(value: &self.openTicketCount) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._asOf) }()
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.recencyDays) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.frequency) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._monetary) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.recencyScore) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.frequencyScore) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.monetaryScore) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.segment) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._edgesComputedAt) }()
       default: break
       }
     }
@@ -141,38 +986,42 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.customerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    if self.recencyDays != 0 {
+      try visitor.visitSingularInt64Field(value: self.recencyDays, fieldNumber: 1)
     }
-    if self.orderCount != 0 {
-      try visitor.visitSingularInt64Field(value: self.orderCount, fieldNumber: 2)
+    if self.frequency != 0 {
+      try visitor.visitSingularInt64Field(value: self.frequency, fieldNumber: 2)
     }
-    if !self.revenue.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.revenue, fieldNumber: 3)
-    }
-    try { if let v = self._firstOrderTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    try { if let v = self._monetary {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
-    try { if let v = self._lastOrderTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    if self.openTicketCount != 0 {
-      try visitor.visitSingularInt64Field(value: self.openTicketCount, fieldNumber: 6)
+    if self.recencyScore != 0 {
+      try visitor.visitSingularInt32Field(value: self.recencyScore, fieldNumber: 4)
     }
-    try { if let v = self._asOf {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    if self.frequencyScore != 0 {
+      try visitor.visitSingularInt32Field(value: self.frequencyScore, fieldNumber: 5)
+    }
+    if self.monetaryScore != 0 {
+      try visitor.visitSingularInt32Field(value: self.monetaryScore, fieldNumber: 6)
+    }
+    if self.segment != .unspecified {
+      try visitor.visitSingularEnumField(value: self.segment, fieldNumber: 7)
+    }
+    try { if let v = self._edgesComputedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Rapport_Analytics_V1_CustomerMetrics, rhs: Rapport_Analytics_V1_CustomerMetrics) -> Bool {
-    if lhs.customerID != rhs.customerID {return false}
-    if lhs.orderCount != rhs.orderCount {return false}
-    if lhs.revenue != rhs.revenue {return false}
-    if lhs._firstOrderTime != rhs._firstOrderTime {return false}
-    if lhs._lastOrderTime != rhs._lastOrderTime {return false}
-    if lhs.openTicketCount != rhs.openTicketCount {return false}
-    if lhs._asOf != rhs._asOf {return false}
+  public static func ==(lhs: Rapport_Analytics_V1_Rfm, rhs: Rapport_Analytics_V1_Rfm) -> Bool {
+    if lhs.recencyDays != rhs.recencyDays {return false}
+    if lhs.frequency != rhs.frequency {return false}
+    if lhs._monetary != rhs._monetary {return false}
+    if lhs.recencyScore != rhs.recencyScore {return false}
+    if lhs.frequencyScore != rhs.frequencyScore {return false}
+    if lhs.monetaryScore != rhs.monetaryScore {return false}
+    if lhs.segment != rhs.segment {return false}
+    if lhs._edgesComputedAt != rhs._edgesComputedAt {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -237,6 +1086,655 @@ nonisolated extension Rapport_Analytics_V1_GetCustomerMetricsResponse: SwiftProt
 
   public static func ==(lhs: Rapport_Analytics_V1_GetCustomerMetricsResponse, rhs: Rapport_Analytics_V1_GetCustomerMetricsResponse) -> Bool {
     if lhs._metrics != rhs._metrics {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetRfmEdgesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRfmEdgesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetRfmEdgesRequest, rhs: Rapport_Analytics_V1_GetRfmEdgesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetRfmEdgesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetRfmEdgesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}recency_days\0\u{1}frequency\0\u{1}monetary\0\u{1}population\0\u{3}computed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedDoubleField(value: &self.recencyDays) }()
+      case 2: try { try decoder.decodeRepeatedDoubleField(value: &self.frequency) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.monetary) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.population) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._computedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.recencyDays.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.recencyDays, fieldNumber: 1)
+    }
+    if !self.frequency.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.frequency, fieldNumber: 2)
+    }
+    if !self.monetary.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.monetary, fieldNumber: 3)
+    }
+    if self.population != 0 {
+      try visitor.visitSingularInt64Field(value: self.population, fieldNumber: 4)
+    }
+    try { if let v = self._computedAt {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetRfmEdgesResponse, rhs: Rapport_Analytics_V1_GetRfmEdgesResponse) -> Bool {
+    if lhs.recencyDays != rhs.recencyDays {return false}
+    if lhs.frequency != rhs.frequency {return false}
+    if lhs.monetary != rhs.monetary {return false}
+    if lhs.population != rhs.population {return false}
+    if lhs._computedAt != rhs._computedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_MonetaryEdges: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MonetaryEdges"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}currency\0\u{3}edges_minor\0\u{1}population\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 2: try { try decoder.decodeRepeatedDoubleField(value: &self.edgesMinor) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.population) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 1)
+    }
+    if !self.edgesMinor.isEmpty {
+      try visitor.visitPackedDoubleField(value: self.edgesMinor, fieldNumber: 2)
+    }
+    if self.population != 0 {
+      try visitor.visitSingularInt64Field(value: self.population, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_MonetaryEdges, rhs: Rapport_Analytics_V1_MonetaryEdges) -> Bool {
+    if lhs.currency != rhs.currency {return false}
+    if lhs.edgesMinor != rhs.edgesMinor {return false}
+    if lhs.population != rhs.population {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetSalesSummaryRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetSalesSummaryRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}granularity\0\u{1}channel\0\u{1}currency\0\u{3}time_zone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.granularity) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.granularity != .unspecified {
+      try visitor.visitSingularEnumField(value: self.granularity, fieldNumber: 3)
+    }
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 4)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 5)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetSalesSummaryRequest, rhs: Rapport_Analytics_V1_GetSalesSummaryRequest) -> Bool {
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.granularity != rhs.granularity {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_SalesPeriod: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SalesPeriod"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}orders\0\u{3}net_revenue\0\u{3}average_order_value\0\u{3}new_customers\0\u{3}returning_customers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._start) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.orders) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._netRevenue) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._averageOrderValue) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.newCustomers) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.returningCustomers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._start {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.orders != 0 {
+      try visitor.visitSingularInt64Field(value: self.orders, fieldNumber: 2)
+    }
+    try { if let v = self._netRevenue {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._averageOrderValue {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.newCustomers != 0 {
+      try visitor.visitSingularInt64Field(value: self.newCustomers, fieldNumber: 5)
+    }
+    if self.returningCustomers != 0 {
+      try visitor.visitSingularInt64Field(value: self.returningCustomers, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_SalesPeriod, rhs: Rapport_Analytics_V1_SalesPeriod) -> Bool {
+    if lhs._start != rhs._start {return false}
+    if lhs.orders != rhs.orders {return false}
+    if lhs._netRevenue != rhs._netRevenue {return false}
+    if lhs._averageOrderValue != rhs._averageOrderValue {return false}
+    if lhs.newCustomers != rhs.newCustomers {return false}
+    if lhs.returningCustomers != rhs.returningCustomers {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetSalesSummaryResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetSalesSummaryResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}periods\0\u{1}total\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.periods) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._total) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.periods.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.periods, fieldNumber: 1)
+    }
+    try { if let v = self._total {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetSalesSummaryResponse, rhs: Rapport_Analytics_V1_GetSalesSummaryResponse) -> Bool {
+    if lhs.periods != rhs.periods {return false}
+    if lhs._total != rhs._total {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetTopProductsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetTopProductsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}channel\0\u{1}currency\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.channel != .unspecified {
+      try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 3)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 4)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetTopProductsRequest, rhs: Rapport_Analytics_V1_GetTopProductsRequest) -> Bool {
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.channel != rhs.channel {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_ProductSales: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProductSales"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sku\0\u{1}title\0\u{1}quantity\0\u{3}net_revenue\0\u{1}orders\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.sku) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.title) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.quantity) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._netRevenue) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.orders) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.sku.isEmpty {
+      try visitor.visitSingularStringField(value: self.sku, fieldNumber: 1)
+    }
+    if !self.title.isEmpty {
+      try visitor.visitSingularStringField(value: self.title, fieldNumber: 2)
+    }
+    if self.quantity != 0 {
+      try visitor.visitSingularInt64Field(value: self.quantity, fieldNumber: 3)
+    }
+    try { if let v = self._netRevenue {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.orders != 0 {
+      try visitor.visitSingularInt64Field(value: self.orders, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_ProductSales, rhs: Rapport_Analytics_V1_ProductSales) -> Bool {
+    if lhs.sku != rhs.sku {return false}
+    if lhs.title != rhs.title {return false}
+    if lhs.quantity != rhs.quantity {return false}
+    if lhs._netRevenue != rhs._netRevenue {return false}
+    if lhs.orders != rhs.orders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetTopProductsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetTopProductsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}products\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.products) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.products.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.products, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetTopProductsResponse, rhs: Rapport_Analytics_V1_GetTopProductsResponse) -> Bool {
+    if lhs.products != rhs.products {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetCohortRetentionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCohortRetentionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{3}time_zone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._from) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._to) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._from {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._to {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetCohortRetentionRequest, rhs: Rapport_Analytics_V1_GetCohortRetentionRequest) -> Bool {
+    if lhs._from != rhs._from {return false}
+    if lhs._to != rhs._to {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_Cohort: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Cohort"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}month\0\u{1}customers\0\u{1}active\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._month) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.customers) }()
+      case 3: try { try decoder.decodeRepeatedInt64Field(value: &self.active) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._month {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.customers != 0 {
+      try visitor.visitSingularInt64Field(value: self.customers, fieldNumber: 2)
+    }
+    if !self.active.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.active, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_Cohort, rhs: Rapport_Analytics_V1_Cohort) -> Bool {
+    if lhs._month != rhs._month {return false}
+    if lhs.customers != rhs.customers {return false}
+    if lhs.active != rhs.active {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetCohortRetentionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCohortRetentionResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cohorts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.cohorts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cohorts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cohorts, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetCohortRetentionResponse, rhs: Rapport_Analytics_V1_GetCohortRetentionResponse) -> Bool {
+    if lhs.cohorts != rhs.cohorts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetPipelineStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPipelineStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetPipelineStatusRequest, rhs: Rapport_Analytics_V1_GetPipelineStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_SourceStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SourceStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}source\0\u{1}cursor\0\u{3}last_applied_time\0\u{1}reachable\0\u{3}head_sequence\0\u{1}backlog\0\u{3}lag_seconds\0\u{3}last_error\0\u{3}last_error_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.cursor) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._lastAppliedTime) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.reachable) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.headSequence) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.backlog) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.lagSeconds) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._lastErrorTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 1)
+    }
+    if self.cursor != 0 {
+      try visitor.visitSingularInt64Field(value: self.cursor, fieldNumber: 2)
+    }
+    try { if let v = self._lastAppliedTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.reachable != false {
+      try visitor.visitSingularBoolField(value: self.reachable, fieldNumber: 4)
+    }
+    if self.headSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.headSequence, fieldNumber: 5)
+    }
+    if self.backlog != 0 {
+      try visitor.visitSingularInt64Field(value: self.backlog, fieldNumber: 6)
+    }
+    if self.lagSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.lagSeconds, fieldNumber: 7)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 8)
+    }
+    try { if let v = self._lastErrorTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_SourceStatus, rhs: Rapport_Analytics_V1_SourceStatus) -> Bool {
+    if lhs.source != rhs.source {return false}
+    if lhs.cursor != rhs.cursor {return false}
+    if lhs._lastAppliedTime != rhs._lastAppliedTime {return false}
+    if lhs.reachable != rhs.reachable {return false}
+    if lhs.headSequence != rhs.headSequence {return false}
+    if lhs.backlog != rhs.backlog {return false}
+    if lhs.lagSeconds != rhs.lagSeconds {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs._lastErrorTime != rhs._lastErrorTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetPipelineStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPipelineStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sources\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.sources) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.sources, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetPipelineStatusResponse, rhs: Rapport_Analytics_V1_GetPipelineStatusResponse) -> Bool {
+    if lhs.sources != rhs.sources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -35,9 +35,23 @@ public enum Rapport_Events_V1_EventFeed: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "GetBacklog" metadata.
+        public enum GetBacklog: Sendable {
+            /// Request type for "GetBacklog".
+            public typealias Input = Rapport_Events_V1_GetBacklogRequest
+            /// Response type for "GetBacklog".
+            public typealias Output = Rapport_Events_V1_GetBacklogResponse
+            /// Descriptor for "GetBacklog".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.events.v1.EventFeed"),
+                method: "GetBacklog",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.events.v1.EventFeed" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Subscribe.descriptor
+            Subscribe.descriptor,
+            GetBacklog.descriptor
         ]
     }
 }
@@ -81,6 +95,24 @@ extension Rapport_Events_V1_EventFeed {
             request: GRPCCore.StreamingServerRequest<Rapport_Events_V1_SubscribeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Events_V1_Event>
+
+        /// Handle the "GetBacklog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Events_V1_GetBacklogRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Events_V1_GetBacklogResponse` messages.
+        func getBacklog(
+            request: GRPCCore.StreamingServerRequest<Rapport_Events_V1_GetBacklogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Events_V1_GetBacklogResponse>
     }
 
     /// Service protocol for the "rapport.events.v1.EventFeed" service.
@@ -108,6 +140,24 @@ extension Rapport_Events_V1_EventFeed {
             request: GRPCCore.ServerRequest<Rapport_Events_V1_SubscribeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Events_V1_Event>
+
+        /// Handle the "GetBacklog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Events_V1_GetBacklogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Events_V1_GetBacklogResponse` message.
+        func getBacklog(
+            request: GRPCCore.ServerRequest<Rapport_Events_V1_GetBacklogRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Events_V1_GetBacklogResponse>
     }
 
     /// Simple service protocol for the "rapport.events.v1.EventFeed" service.
@@ -134,6 +184,24 @@ extension Rapport_Events_V1_EventFeed {
             response: GRPCCore.RPCWriter<Rapport_Events_V1_Event>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "GetBacklog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Events_V1_GetBacklogRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Events_V1_GetBacklogResponse` to respond with.
+        func getBacklog(
+            request: Rapport_Events_V1_GetBacklogRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Events_V1_GetBacklogResponse
     }
 }
 
@@ -147,6 +215,17 @@ extension Rapport_Events_V1_EventFeed.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Events_V1_Event>(),
             handler: { request, context in
                 try await self.subscribe(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Events_V1_EventFeed.Method.GetBacklog.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Events_V1_GetBacklogRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Events_V1_GetBacklogResponse>(),
+            handler: { request, context in
+                try await self.getBacklog(
                     request: request,
                     context: context
                 )
@@ -168,6 +247,17 @@ extension Rapport_Events_V1_EventFeed.ServiceProtocol {
         )
         return response
     }
+
+    public func getBacklog(
+        request: GRPCCore.StreamingServerRequest<Rapport_Events_V1_GetBacklogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Events_V1_GetBacklogResponse> {
+        let response = try await self.getBacklog(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
@@ -187,6 +277,19 @@ extension Rapport_Events_V1_EventFeed.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func getBacklog(
+        request: GRPCCore.ServerRequest<Rapport_Events_V1_GetBacklogRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Events_V1_GetBacklogResponse> {
+        return GRPCCore.ServerResponse<Rapport_Events_V1_GetBacklogResponse>(
+            message: try await self.getBacklog(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -221,6 +324,29 @@ extension Rapport_Events_V1_EventFeed {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Events_V1_Event>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Events_V1_Event>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetBacklog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Events_V1_GetBacklogRequest` message.
+        ///   - serializer: A serializer for `Rapport_Events_V1_GetBacklogRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Events_V1_GetBacklogResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getBacklog<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Events_V1_GetBacklogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Events_V1_GetBacklogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Events_V1_GetBacklogResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Events_V1_GetBacklogResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -271,6 +397,40 @@ extension Rapport_Events_V1_EventFeed {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetBacklog" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Events_V1_GetBacklogRequest` message.
+        ///   - serializer: A serializer for `Rapport_Events_V1_GetBacklogRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Events_V1_GetBacklogResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getBacklog<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Events_V1_GetBacklogRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Events_V1_GetBacklogRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Events_V1_GetBacklogResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Events_V1_GetBacklogResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Events_V1_EventFeed.Method.GetBacklog.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -295,6 +455,35 @@ extension Rapport_Events_V1_EventFeed.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Events_V1_SubscribeRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Events_V1_Event>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetBacklog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Events_V1_GetBacklogRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getBacklog<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Events_V1_GetBacklogRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Events_V1_GetBacklogResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getBacklog(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Events_V1_GetBacklogRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Events_V1_GetBacklogResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -325,6 +514,39 @@ extension Rapport_Events_V1_EventFeed.ClientProtocol {
             metadata: metadata
         )
         return try await self.subscribe(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetBacklog" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > How far behind a consumer at `after_sequence` is: the events of the given types it has yet to read.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getBacklog<Result>(
+        _ message: Rapport_Events_V1_GetBacklogRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Events_V1_GetBacklogResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Events_V1_GetBacklogRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getBacklog(
             request: request,
             options: options,
             onResponse: handleResponse

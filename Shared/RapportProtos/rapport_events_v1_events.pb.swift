@@ -22,6 +22,50 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated struct Rapport_Events_V1_GetBacklogRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The consumer's cursor: the last sequence it applied (0: none).
+  public var afterSequence: Int64 = 0
+
+  /// Event type names the consumer subscribes to; empty means all. At most 64, each at most 128 characters.
+  public var types: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Events_V1_GetBacklogResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The newest event's sequence (any type); 0 when the outbox is empty.
+  public var headSequence: Int64 = 0
+
+  /// Events of the given types after `after_sequence`.
+  public var pendingEvents: Int64 = 0
+
+  /// When the oldest of them occurred; unset when none is pending.
+  public var oldestPendingTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_oldestPendingTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_oldestPendingTime = newValue}
+  }
+  /// Returns true if `oldestPendingTime` has been explicitly set.
+  public var hasOldestPendingTime: Bool {self._oldestPendingTime != nil}
+  /// Clears the value of `oldestPendingTime`. Subsequent reads from it will return its default value.
+  public mutating func clearOldestPendingTime() {self._oldestPendingTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _oldestPendingTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 public nonisolated struct Rapport_Events_V1_SubscribeRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1277,6 +1321,85 @@ public nonisolated struct Rapport_Events_V1_TicketPriorityChanged: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
+
+nonisolated extension Rapport_Events_V1_GetBacklogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetBacklogRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}after_sequence\0\u{1}types\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.afterSequence) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.types) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.afterSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.afterSequence, fieldNumber: 1)
+    }
+    if !self.types.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.types, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_GetBacklogRequest, rhs: Rapport_Events_V1_GetBacklogRequest) -> Bool {
+    if lhs.afterSequence != rhs.afterSequence {return false}
+    if lhs.types != rhs.types {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_GetBacklogResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetBacklogResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}head_sequence\0\u{3}pending_events\0\u{3}oldest_pending_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.headSequence) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.pendingEvents) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._oldestPendingTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.headSequence != 0 {
+      try visitor.visitSingularInt64Field(value: self.headSequence, fieldNumber: 1)
+    }
+    if self.pendingEvents != 0 {
+      try visitor.visitSingularInt64Field(value: self.pendingEvents, fieldNumber: 2)
+    }
+    try { if let v = self._oldestPendingTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_GetBacklogResponse, rhs: Rapport_Events_V1_GetBacklogResponse) -> Bool {
+    if lhs.headSequence != rhs.headSequence {return false}
+    if lhs.pendingEvents != rhs.pendingEvents {return false}
+    if lhs._oldestPendingTime != rhs._oldestPendingTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
 
 nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubscribeRequest"

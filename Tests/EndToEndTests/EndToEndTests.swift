@@ -79,7 +79,8 @@ extension Executables {
     }
 
     @Test func mergeAndErasePropagateToOrdersTicketsMetricsAndTheView() async throws {
-      try await withStack { try await mergeThenErase($0) }
+      // RFM cut points every second (default: hourly), so the view shows a segment within the test.
+      try await withStack(settings: ["analytics": ["rfm-interval-s": "1"]]) { try await mergeThenErase($0) }
     }
 
     private func mergeThenErase(_ stack: Stack) async throws {
@@ -156,11 +157,17 @@ extension Executables {
         let percy = try await customers.findCustomer(.with { $0.email = "percy@example.com" }).customer
         #expect(percy.tags == ["poet", "vip"] && percy.channel == .store)
 
+        // Analytics scores the survivor (RFM against cut points it recomputes every second here).
+        try await eventually(within: .seconds(15), "the view shows the survivor's RFM segment") {
+          let metrics = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view.metrics
+          return metrics.rfm.segment != .unspecified && metrics.rfm.frequency == 3
+        }
         // `rapport view` by the duplicate's email shows the survivor with all of it.
         let cli = try Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])
         #expect(cli.contains("id \(survivor.id)"))
         #expect(cli.contains("Recent orders (3)") && cli.contains("Open tickets (2)"))
+        #expect(cli.contains("RFM ") && cli.contains("net revenue"), "\(cli)")
         for id in orderIDs + ticketIDs { #expect(cli.contains(id)) }
 
         _ = try await customers.eraseCustomer(.with {

@@ -74,6 +74,53 @@ import Testing
     }
   }
 
+  @Test func pipelineStatusShowsEachFeedsCursorBacklogAndLastFailure() async throws {
+    try await withCustomerService { customers, database, customerAt in
+      let customer = try await customers.createCustomer(.with { $0.email = "pipeline@example.com" }).customer.id
+      let refusing = try SilentListener(listening: false)
+      defer { refusing.stop() }
+      let orderApp = try OrderApp.build(
+        config: testConfig("order", database), customerAddress: customerAt, customerTimeout: .seconds(10),
+        logger: testLogger("order"))
+      try await withRunningService(orderApp) { orderAt in
+        try await withClient(to: orderAt) { client in
+          let orders = Rapport_Order_V1_OrderService.Client(wrapping: client)
+          _ = try await orders.placeOrder(order("p1", customer: customer))
+          _ = try await orders.placeOrder(order("p2", customer: customer))
+          // The source's side: what a consumer at a cursor has yet to read.
+          let feed = Rapport_Events_V1_EventFeed.Client(wrapping: client)
+          let placed = try await feed.getBacklog(.with { $0.types = [Rapport_Events_V1_OrderPlaced.eventType] })
+          #expect(placed.pendingEvents == 2 && placed.hasOldestPendingTime && placed.headSequence >= 2)
+          let caughtUp = try await feed.getBacklog(.with { $0.afterSequence = placed.headSequence })
+          #expect(caughtUp.pendingEvents == 0 && !caughtUp.hasOldestPendingTime)
+          let other = try await feed.getBacklog(.with { $0.types = [Rapport_Events_V1_OrderRefunded.eventType] })
+          #expect(other.pendingEvents == 0)
+          await expectStatus(.invalidArgument, field: "after_sequence") {
+            try await feed.getBacklog(.with { $0.afterSequence = -1 })
+          }
+        }
+        let analytics = try AnalyticsApp.build(
+          config: testConfig("analytics", database), orderAddress: orderAt,
+          supportAddress: HostPort(host: "127.0.0.1", port: refusing.port), logger: testLogger("analytics"))
+        try await withRunningService(analytics) { analyticsAt in
+          try await withClient(to: analyticsAt) { client in
+            let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+            try await eventually(within: .seconds(30), "order applied and caught up; support down with its failure") {
+              let sources = try await api.getPipelineStatus(.init()).sources
+              guard let order = sources.first(where: { $0.source == "order" }),
+                let support = sources.first(where: { $0.source == "support" })
+              else { return false }
+              return order.reachable && order.backlog == 0 && order.cursor >= 2 && order.hasLastAppliedTime
+                && order.lagSeconds == 0 && order.headSequence >= order.cursor
+                && !support.reachable && support.cursor == 0 && support.lastError.hasPrefix("unavailable")
+                && support.hasLastErrorTime
+            }
+          }
+        }
+      }
+    }
+  }
+
   @Test func aCustomerWithoutEventsHasZeroMetricsAndBadIdsAreRefused() async throws {
     let database = try await TestDatabase.create()
     let refusing = try SilentListener(listening: false)

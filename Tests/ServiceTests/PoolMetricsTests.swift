@@ -29,6 +29,33 @@ struct PoolMetricsTests {
     }
   }
 
+  @Test func aLeaseThatWaitsForAnExhaustedPoolShowsItsWait() async throws {
+    let database = try await TestDatabase.create()
+    let app = try CustomerApp.build(config: testConfig("customer", database), logger: testLogger("customer"))
+    let pool = try #require(app.postgres)
+    try await withRunningService(app) { _ in
+      try await eventually(within: .seconds(15), "a first pass") { wait(app) != nil }
+      // testConfig's pool has 4 connections: hold all of them for 12 s. A pass comes every 5 s, so one
+      // starts while they are held and waits at least 12 − 5 = 7 s (an idle pool's lease takes
+      // milliseconds, even on a loaded machine far less than 5 s).
+      try await withThrowingDiscardingTaskGroup { group in
+        for _ in 0..<4 {
+          group.addTask { try await pool.withConnection { _ in try await Task.sleep(for: .seconds(12)) } }
+        }
+        try await eventually(within: .seconds(40), "the pass's lease waited for the held connections") {
+          (wait(app) ?? 0) >= 5
+        }
+      }
+    }
+  }
+
+  /// `rapport_db_lease_wait_seconds` as the metrics endpoint renders it.
+  private func wait(_ app: ServiceApp) -> Double? {
+    let prefix = "rapport_db_lease_wait_seconds "
+    let line = app.metrics.text().split(separator: "\n").first { $0.hasPrefix(prefix) }
+    return line.flatMap { Double($0.dropFirst(prefix.count)) }
+  }
+
   /// `rapport_db_connections{state=…}` as the metrics endpoint renders it.
   private func gauge(_ app: ServiceApp, _ state: String) -> Int? {
     let prefix = "rapport_db_connections{state=\"\(state)\"} "

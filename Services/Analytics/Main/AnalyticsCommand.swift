@@ -14,9 +14,10 @@ struct AnalyticsCommand: ServiceCommand {
   @Option(name: .customLong("customer-addr"), help: "Customer service, host:port (default 127.0.0.1:50051).") var customerAddr: String?
   @Option(name: .customLong("order-addr"), help: "Order service, host:port (default 127.0.0.1:50052).") var orderAddr: String?
   @Option(name: .customLong("support-addr"), help: "Support service, host:port (default 127.0.0.1:50053).") var supportAddr: String?
+  @Option(name: .customLong("rfm-interval-s"), help: "How often the RFM quintile edges are recomputed, in seconds (default 3600; also at start).") var rfmIntervalS: String?
 
   var ownFlags: [String: String?] {
-    ["customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr]
+    ["customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "rfm-interval-s": rfmIntervalS]
   }
 
   static func build(settings: Settings, logger: Logger) throws -> ServiceApp {

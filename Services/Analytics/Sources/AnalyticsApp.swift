@@ -3,18 +3,26 @@ import Logging
 import PostgresNIO
 import RapportCore
 import RapportProtos
+import ServiceLifecycle
 
 /// Builds the analytics service process; `main` and the tests both call this.
 public enum AnalyticsApp {
   public static let defaultPort = 50054
 
-  /// Reads the common settings plus `customer-addr`, `order-addr` and `support-addr` (the feeds it consumes).
+  /// Reads the common settings plus `customer-addr`, `order-addr` and `support-addr` (the feeds it
+  /// consumes) and `rfm-interval-s` (how often the RFM quintile edges are recomputed, default 3600).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
       customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"),
       orderAddress: settings.address("order-addr", default: "127.0.0.1:50052"),
-      supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"), logger: logger)
+      supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"),
+      rfmInterval: .seconds(try positive(settings.int("rfm-interval-s", default: 3600), "rfm-interval-s")), logger: logger)
+  }
+
+  private static func positive(_ value: Int, _ name: String) throws -> Int {
+    guard value > 0 else { throw ConfigurationError("\(name) must be at least 1, got \(value)") }
+    return value
   }
 
   /// Who may call what (enforced under mutual TLS): metrics from the gateway and operators; its feed
@@ -25,12 +33,25 @@ public enum AnalyticsApp {
 
   public static func build(
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
-    logger: Logger
+    rfmInterval: Duration = .seconds(3600), logger: Logger
   ) throws -> ServiceApp {
     var sources = [
-      ("order", try GRPCClientService.client(to: orderAddress, config: config), [Rapport_Events_V1_OrderPlaced.eventType]),
-      ("support", try GRPCClientService.client(to: supportAddress, config: config), [Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType]),
+      (
+        "order", try GRPCClientService.client(to: orderAddress, config: config),
+        [
+          Rapport_Events_V1_OrderPlaced.eventType, Rapport_Events_V1_OrderCancelled.eventType,
+          Rapport_Events_V1_OrderRefunded.eventType,
+        ]
+      ),
+      (
+        "support", try GRPCClientService.client(to: supportAddress, config: config),
+        [
+          Rapport_Events_V1_TicketOpened.eventType, Rapport_Events_V1_TicketStatusChanged.eventType,
+          Rapport_Events_V1_SlaBreached.eventType, Rapport_Events_V1_TicketRated.eventType,
+        ]
+      ),
     ]
+    let failures = FeedFailures()
     if let customerAddress {
       sources.append(("customer", try GRPCClientService.client(to: customerAddress, config: config), [Rapport_Events_V1_CustomerMerged.eventType]))
     }
@@ -39,13 +60,21 @@ public enum AnalyticsApp {
       serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), callers: callers, logger: logger,
       workers: { postgres in
         let store = AnalyticsStore(client: postgres, logger: logger)
-        return sources.map { source, client, types in
+        let feeds: [any Service] = sources.map { source, client, types in
           EventSubscription(
-            source: source, client: client, types: types, logger: logger,
+            source: source, client: client, types: types, logger: logger, failures: failures,
             cursor: { try await store.cursor(source: source) },
             apply: { batch in try await store.apply(batch, from: source) })
         }
+        return feeds + [Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() }]
       },
-      rpcs: { postgres in [AnalyticsRPCs(store: AnalyticsStore(client: postgres, logger: logger), logger: logger)] })
+      rpcs: { postgres in
+        [
+          AnalyticsRPCs(
+            store: AnalyticsStore(client: postgres, logger: logger),
+            feeds: sources.map { .init(source: $0.0, feed: .init(wrapping: $0.1), types: $0.2) }, failures: failures,
+            logger: logger)
+        ]
+      })
   }
 }

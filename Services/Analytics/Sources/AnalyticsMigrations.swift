@@ -30,5 +30,55 @@ enum AnalyticsMigrations {
     // Every service is built the same way (`ServiceApp.publishing`): analytics has an outbox and an
     // EventFeed too, empty until it publishes its own events (segment membership, issue 14).
     Migration(3, "outbox", outbox.migrationStatements),
+    // Expand only: new tables and columns. The order and support counters are rebuilt by replaying those
+    // two feeds from their start (their cursors are reset with the counters, in this migration's
+    // transaction), so history from before this release has its cancellations, refunds, ratings and
+    // breaches too. Merges are not replayed: the aliases they left map old events to survivors.
+    Migration(
+      4, "orders and their lines, support counters, RFM edges",
+      [
+        """
+        CREATE TABLE analytics.orders (
+          order_id uuid PRIMARY KEY,
+          customer_id uuid NOT NULL,
+          placed_at timestamptz NOT NULL,
+          currency char(3) NOT NULL,
+          total_minor bigint NOT NULL,
+          refunded_minor bigint NOT NULL DEFAULT 0,
+          cancelled boolean NOT NULL DEFAULT false,
+          channel integer NOT NULL)
+        """,
+        "CREATE INDEX orders_customer ON analytics.orders (customer_id)",
+        "CREATE INDEX orders_placed ON analytics.orders (placed_at)",
+        """
+        CREATE TABLE analytics.order_lines (
+          order_id uuid NOT NULL REFERENCES analytics.orders ON DELETE CASCADE,
+          line integer NOT NULL,
+          sku text NOT NULL,
+          title text NOT NULL,
+          quantity bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          PRIMARY KEY (order_id, line))
+        """,
+        """
+        ALTER TABLE analytics.customer_metrics
+          ADD COLUMN tickets_opened bigint NOT NULL DEFAULT 0,
+          ADD COLUMN sla_breaches bigint NOT NULL DEFAULT 0,
+          ADD COLUMN rating_sum bigint NOT NULL DEFAULT 0,
+          ADD COLUMN rating_count bigint NOT NULL DEFAULT 0
+        """,
+        """
+        CREATE TABLE analytics.rfm_edges (
+          dimension text NOT NULL,
+          currency text NOT NULL DEFAULT '',
+          edges float8[] NOT NULL,
+          population bigint NOT NULL,
+          computed_at timestamptz NOT NULL,
+          PRIMARY KEY (dimension, currency))
+        """,
+        "DELETE FROM analytics.customer_revenue",
+        "UPDATE analytics.customer_metrics SET order_count = 0, first_order_at = NULL, last_order_at = NULL, open_tickets = 0",
+        "DELETE FROM analytics.feed_cursors WHERE source IN ('order', 'support')",
+      ]),
   ]
 }

@@ -1,12 +1,58 @@
+import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Logging
 import RapportCore
 import RapportProtos
+import SwiftProtobuf
 
 /// `rapport.analytics.v1.AnalyticsService`.
 struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
   let store: AnalyticsStore
+  /// The feeds analytics consumes, for `GetPipelineStatus`.
+  let feeds: [Feed]
+  let failures: FeedFailures
   let logger: Logger
+
+  struct Feed: Sendable {
+    let source: String
+    let feed: Rapport_Events_V1_EventFeed.Client<HTTP2ClientTransport.Posix>
+    let types: [String]
+  }
+
+  func getPipelineStatus(
+    request: Rapport_Analytics_V1_GetPipelineStatusRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetPipelineStatusResponse {
+    var sources: [Rapport_Analytics_V1_SourceStatus] = []
+    for feed in feeds {
+      let (cursor, applied) = try await store.cursorStatus(source: feed.source)
+      var status = Rapport_Analytics_V1_SourceStatus()
+      status.source = feed.source
+      status.cursor = cursor
+      if let applied { status.lastAppliedTime = .init(microsecondsOf: applied) }
+      var options = CallOptions.defaults
+      options.timeout = .seconds(1)
+      if let backlog = try? await feed.feed.getBacklog(
+        .with {
+          $0.afterSequence = cursor
+          $0.types = feed.types
+        }, options: options)
+      {
+        status.reachable = true
+        status.headSequence = backlog.headSequence
+        status.backlog = backlog.pendingEvents
+        if backlog.hasOldestPendingTime {
+          status.lagSeconds = max(0, Date().timeIntervalSince(backlog.oldestPendingTime.date))
+        }
+      }
+      if let failure = failures.latest(feed.source) {
+        status.lastError = failure.message
+        status.lastErrorTime = .init(microsecondsOf: failure.time)
+      }
+      sources.append(status)
+    }
+    return .with { $0.sources = sources }
+  }
 
   func getCustomerMetrics(
     request: Rapport_Analytics_V1_GetCustomerMetricsRequest, context: ServerContext
@@ -14,5 +60,103 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     let id = try Validate.uuid(request.customerID, field: "customer_id")
     let metrics = try await store.metrics(customerID: id)
     return .with { $0.metrics = metrics }
+  }
+
+  func getRfmEdges(
+    request: Rapport_Analytics_V1_GetRfmEdgesRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetRfmEdgesResponse {
+    let edges = try await store.rfmEdges()
+    return .with { response in
+      response.recencyDays = edges.recency
+      response.frequency = edges.frequency
+      response.population = edges.population
+      response.monetary = edges.monetary.keys.sorted().map { currency in
+        .with {
+          $0.currency = currency
+          $0.edgesMinor = edges.monetary[currency] ?? []
+          $0.population = edges.monetaryPopulation[currency] ?? 0
+        }
+      }
+      if let computed = edges.computedAt { response.computedAt = .init(microsecondsOf: computed) }
+    }
+  }
+
+  func getSalesSummary(
+    request: Rapport_Analytics_V1_GetSalesSummaryRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetSalesSummaryResponse {
+    let unit: String
+    let shortest: TimeInterval
+    switch try Validate.specified(request.granularity, field: "granularity") {
+    case .day: (unit, shortest) = ("day", 86_400)
+    case .week: (unit, shortest) = ("week", 7 * 86_400)
+    default: (unit, shortest) = ("month", 28 * 86_400)
+    }
+    let range = try Self.range(
+      from: request.from, request.hasFrom, to: request.to, request.hasTo, channel: request.channel,
+      currency: request.currency, longest: shortest * 1_000)
+    let zone = try Self.timeZone(request.timeZone)
+    let (periods, total) = try await store.salesSummary(range, unit: unit, timeZone: zone)
+    return .with {
+      $0.periods = periods
+      $0.total = total
+    }
+  }
+
+  func getTopProducts(
+    request: Rapport_Analytics_V1_GetTopProductsRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetTopProductsResponse {
+    let range = try Self.range(
+      from: request.from, request.hasFrom, to: request.to, request.hasTo, channel: request.channel,
+      currency: request.currency, longest: 3_660 * 86_400)
+    let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
+    let products = try await store.topProducts(range, limit: limit)
+    return .with { $0.products = products }
+  }
+
+  func getCohortRetention(
+    request: Rapport_Analytics_V1_GetCohortRetentionRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetCohortRetentionResponse {
+    let (from, to) = try Self.interval(
+      from: request.from, request.hasFrom, to: request.to, request.hasTo, longest: 120 * 31 * 86_400,
+      what: "at most 120 months")
+    let zone = try Self.timeZone(request.timeZone)
+    let cohorts = try await store.cohorts(from: from, to: to, timeZone: zone)
+    return .with { $0.cohorts = cohorts }
+  }
+
+  /// `from` and `to`: required, in order, at most `longest` apart (`what` says the limit).
+  static func interval(
+    from: Google_Protobuf_Timestamp, _ hasFrom: Bool, to: Google_Protobuf_Timestamp, _ hasTo: Bool,
+    longest: TimeInterval, what: String
+  ) throws -> (Date, Date) {
+    guard let start = try Validate.time(from, isSet: hasFrom, field: "from") else {
+      throw RPCFailure.invalid("from", "is required")
+    }
+    guard let end = try Validate.time(to, isSet: hasTo, field: "to") else { throw RPCFailure.invalid("to", "is required") }
+    guard end > start else { throw RPCFailure.invalid("to", "must be after from") }
+    guard end.timeIntervalSince(start) <= longest else { throw RPCFailure.invalid("to", "the range is too long (\(what))") }
+    return (start, end)
+  }
+
+  /// An IANA time zone name; empty means UTC.
+  static func timeZone(_ raw: String) throws -> String {
+    let zone = raw.isEmpty ? "UTC" : raw
+    guard zone.utf8.count <= 64, TimeZone(identifier: zone) != nil else {
+      throw RPCFailure.invalid("time_zone", "is not an IANA time zone name")
+    }
+    return zone
+  }
+
+  /// The range of a sales question: `from` and `to` required and in order, at most `longest` apart; a
+  /// known currency; a known channel (unspecified: all).
+  static func range(
+    from: Google_Protobuf_Timestamp, _ hasFrom: Bool, to: Google_Protobuf_Timestamp, _ hasTo: Bool,
+    channel: Rapport_Common_V1_Channel, currency: String, longest: TimeInterval
+  ) throws -> AnalyticsStore.SalesRange {
+    let (start, end) = try interval(
+      from: from, hasFrom, to: to, hasTo, longest: longest, what: "at most 1000 periods; 10 years for products")
+    return AnalyticsStore.SalesRange(
+      from: start, to: end, currency: try Validate.currency(currency),
+      channel: try Validate.known(channel, field: "channel").rawValue)
   }
 }

@@ -11,6 +11,14 @@ struct AnalyticsStore: Sendable {
 
   private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
 
+  /// The last sequence applied from `source` and when it advanced (0 and nil before the first event).
+  func cursorStatus(source: String) async throws -> (Int64, Date?) {
+    let rows = try await client.query(
+      "SELECT last_sequence, updated_at FROM analytics.feed_cursors WHERE source = \(source)", logger: logger)
+    for try await (sequence, updated) in rows.decode((Int64, Date).self) { return (sequence, updated) }
+    return (0, nil)
+  }
+
   /// The last sequence applied from `source` (0 before the first event).
   func cursor(source: String) async throws -> Int64 {
     try await cursors.cursor(source: source, client: client, logger: logger)
@@ -41,8 +49,15 @@ struct AnalyticsStore: Sendable {
   /// first, so each row is written once.
   private func applyOrders(_ events: [Rapport_Events_V1_Event], on connection: PostgresConnection) async throws {
     var customers: [UUID] = [], placed: [Date] = [], currencies: [String] = [], amounts: [Int64] = [], occurred: [Date] = []
+    var orders: [UUID] = [], channels: [Int] = []
+    var lines = OrderLines()
     for event in events {
-      guard case .orderPlaced(let order)? = event.payload, let id = UUID(uuidString: order.customerID) else { continue }
+      guard case .orderPlaced(let order)? = event.payload, let id = UUID(uuidString: order.customerID),
+        let orderID = UUID(uuidString: order.orderID)
+      else { continue }
+      orders.append(orderID)
+      channels.append(order.channel.rawValue)
+      lines.append(order.lines, of: orderID)
       customers.append(id)
       placed.append(order.placedAt.date)
       currencies.append(order.total.currency)
@@ -53,10 +68,23 @@ struct AnalyticsStore: Sendable {
     try await connection.query(
       """
       WITH e AS (
-        SELECT coalesce(a.survivor_id, e.customer_id) AS customer_id, e.placed_at, e.currency, e.amount, e.occurred_at
-        FROM unnest(\(customers)::uuid[], \(placed)::timestamptz[], \(currencies)::text[], \(amounts)::int8[],
-                    \(occurred)::timestamptz[]) AS e(customer_id, placed_at, currency, amount, occurred_at)
+        SELECT e.order_id, coalesce(a.survivor_id, e.customer_id) AS customer_id, e.placed_at, e.currency, e.amount,
+               e.occurred_at, e.channel
+        FROM unnest(\(orders)::uuid[], \(customers)::uuid[], \(placed)::timestamptz[], \(currencies)::text[],
+                    \(amounts)::int8[], \(occurred)::timestamptz[], \(channels)::int4[])
+             AS e(order_id, customer_id, placed_at, currency, amount, occurred_at, channel)
         LEFT JOIN analytics.customer_aliases a ON a.duplicate_id = e.customer_id),
+      facts AS (
+        INSERT INTO analytics.orders (order_id, customer_id, placed_at, currency, total_minor, channel)
+        SELECT order_id, customer_id, placed_at, currency, amount, channel FROM e
+        ON CONFLICT (order_id) DO NOTHING
+        RETURNING order_id),
+      lines AS (
+        INSERT INTO analytics.order_lines (order_id, line, sku, title, quantity, net_minor)
+        SELECT l.order_id, l.line, l.sku, l.title, l.quantity, l.net
+        FROM unnest(\(lines.orders)::uuid[], \(lines.numbers)::int4[], \(lines.skus)::text[], \(lines.titles)::text[],
+                    \(lines.quantities)::int8[], \(lines.nets)::int8[]) AS l(order_id, line, sku, title, quantity, net)
+        JOIN facts f ON f.order_id = l.order_id),
       metrics AS (
         INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of)
         SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at) FROM e GROUP BY customer_id
@@ -72,31 +100,75 @@ struct AnalyticsStore: Sendable {
       """, logger: logger)
   }
 
+  /// Order lines as column arrays, to bind into one `unnest(…)`.
+  struct OrderLines {
+    var orders: [UUID] = [], numbers: [Int] = [], skus: [String] = [], titles: [String] = []
+    var quantities: [Int64] = [], nets: [Int64] = []
+
+    /// Net of a line: quantity × unit price − its discount, before tax.
+    mutating func append(_ lines: [Rapport_Order_V1_OrderLine], of order: UUID) {
+      for (number, line) in lines.enumerated() {
+        orders.append(order)
+        numbers.append(number + 1)
+        skus.append(line.sku)
+        titles.append(line.title)
+        quantities.append(line.quantity)
+        nets.append(line.quantity * line.unitPriceMinor - line.discountMinor)
+      }
+    }
+  }
+
   private func applyEffect(_ event: Rapport_Events_V1_Event, on connection: PostgresConnection) async throws {
     let occurred = event.occurredAt.date
     switch event.payload {
     case .ticketOpened(let ticket)?:
-      try await addOpenTickets(1, customer: ticket.customerID, at: occurred, on: connection)
+      try await addSupport(.init(open: 1, opened: 1), customer: ticket.customerID, at: occurred, on: connection)
     case .ticketStatusChanged(let change)?:
       // Open means not SOLVED or CLOSED: solving closes one, a reopening opens it again.
       let closed: Set<Rapport_Support_V1_TicketStatus> = [.solved, .closed]
       let delta = (closed.contains(change.from) ? 1 : 0) - (closed.contains(change.to) ? 1 : 0)
-      if delta != 0 { try await addOpenTickets(delta, customer: change.customerID, at: occurred, on: connection) }
+      if delta != 0 { try await addSupport(.init(open: delta), customer: change.customerID, at: occurred, on: connection) }
+    case .slaBreached(let breach)?:
+      try await addSupport(.init(breaches: 1), customer: breach.customerID, at: occurred, on: connection)
+    case .ticketRated(let rating)?:
+      try await addSupport(
+        .init(ratingSum: Int(rating.rating), ratings: 1), customer: rating.customerID, at: occurred, on: connection)
+    case .orderCancelled(let cancelled)?:
+      guard let order = UUID(uuidString: cancelled.orderID) else { return }
+      try await connection.query(
+        "UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order)", logger: logger)
+    case .orderRefunded(let refund)?:
+      // `amount_refunded` is the order's running total: applying it is the same once or twice.
+      guard let order = UUID(uuidString: refund.orderID) else { return }
+      try await connection.query(
+        """
+        UPDATE analytics.orders SET refunded_minor = GREATEST(refunded_minor, \(refund.amountRefunded.amountMinor))
+        WHERE order_id = \(order)
+        """, logger: logger)
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
       try await connection.query(
         """
-        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, open_tickets, as_of)
-        SELECT \(survivor), order_count, first_order_at, last_order_at, open_tickets, GREATEST(as_of, \(occurred))
+        INSERT INTO analytics.customer_metrics (
+          customer_id, order_count, first_order_at, last_order_at, open_tickets, tickets_opened, sla_breaches,
+          rating_sum, rating_count, as_of)
+        SELECT \(survivor), order_count, first_order_at, last_order_at, open_tickets, tickets_opened, sla_breaches,
+               rating_sum, rating_count, GREATEST(as_of, \(occurred))
         FROM analytics.customer_metrics WHERE customer_id = \(duplicate)
         ON CONFLICT (customer_id) DO UPDATE SET
           order_count = customer_metrics.order_count + EXCLUDED.order_count,
           first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
           last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
           open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
+          tickets_opened = customer_metrics.tickets_opened + EXCLUDED.tickets_opened,
+          sla_breaches = customer_metrics.sla_breaches + EXCLUDED.sla_breaches,
+          rating_sum = customer_metrics.rating_sum + EXCLUDED.rating_sum,
+          rating_count = customer_metrics.rating_count + EXCLUDED.rating_count,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
+      try await connection.query(
+        "UPDATE analytics.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
       try await connection.query(
         """
         INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
@@ -115,18 +187,29 @@ struct AnalyticsStore: Sendable {
     }
   }
 
-  /// Adds `delta` to the open-ticket count of a customer (a merged one's survivor).
-  private func addOpenTickets(_ delta: Int, customer raw: String, at occurred: Date, on connection: PostgresConnection)
+  /// Changes to a customer's support counters.
+  struct SupportDelta {
+    var open = 0, opened = 0, breaches = 0, ratingSum = 0, ratings = 0
+  }
+
+  /// Adds `delta` to the support counters of a customer (a merged one's survivor).
+  private func addSupport(_ delta: SupportDelta, customer raw: String, at occurred: Date, on connection: PostgresConnection)
     async throws
   {
     guard let id = UUID(uuidString: raw) else { return }
     let customer = try await aliases.canonical(id, on: connection, logger: logger)
     try await connection.query(
       """
-      INSERT INTO analytics.customer_metrics (customer_id, open_tickets, as_of)
-      VALUES (\(customer), \(delta), \(occurred))
+      INSERT INTO analytics.customer_metrics (
+        customer_id, open_tickets, tickets_opened, sla_breaches, rating_sum, rating_count, as_of)
+      VALUES (\(customer), \(delta.open), \(delta.opened), \(delta.breaches), \(delta.ratingSum), \(delta.ratings),
+              \(occurred))
       ON CONFLICT (customer_id) DO UPDATE SET
         open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
+        tickets_opened = customer_metrics.tickets_opened + EXCLUDED.tickets_opened,
+        sla_breaches = customer_metrics.sla_breaches + EXCLUDED.sla_breaches,
+        rating_sum = customer_metrics.rating_sum + EXCLUDED.rating_sum,
+        rating_count = customer_metrics.rating_count + EXCLUDED.rating_count,
         as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
       """, logger: logger)
   }
@@ -139,16 +222,31 @@ struct AnalyticsStore: Sendable {
     metrics.customerID = customerID.uuidString.lowercased()
     let rows = try await client.query(
       """
-      SELECT order_count, first_order_at, last_order_at, open_tickets, as_of
+      SELECT order_count, first_order_at, last_order_at, open_tickets, as_of, tickets_opened, sla_breaches,
+             rating_sum, rating_count
       FROM analytics.customer_metrics WHERE customer_id = \(customerID)
       """, logger: logger)
-    for try await (count, first, last, tickets, asOf) in rows.decode((Int64, Date?, Date?, Int64, Date).self) {
+    for try await (count, first, last, tickets, asOf, opened, breaches, ratingSum, ratings) in rows.decode(
+      (Int64, Date?, Date?, Int64, Date, Int64, Int64, Int64, Int64).self)
+    {
       metrics.orderCount = count
       if let first { metrics.firstOrderTime = .init(microsecondsOf: first) }
       if let last { metrics.lastOrderTime = .init(microsecondsOf: last) }
       metrics.openTicketCount = tickets
       metrics.asOf = .init(microsecondsOf: asOf)
+      metrics.ticketsOpened = opened
+      metrics.slaBreaches = breaches
+      metrics.ratingCount = ratings
+      metrics.averageRating = ratings > 0 ? Double(ratingSum) / Double(ratings) : 0
     }
+    let spend = try await spending(customerID)
+    metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
+    metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
+    metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
+      .money(Self.roundedDivision($0.net, $0.orders), $0.currency)
+    }
+    metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
+    if let rfm = try await rfm(spend) { metrics.rfm = rfm }
     let revenue = try await client.query(
       """
       SELECT currency, amount_minor FROM analytics.customer_revenue

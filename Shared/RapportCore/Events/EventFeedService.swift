@@ -25,11 +25,7 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
     response: RPCWriter<Rapport_Events_V1_Event>,
     context: ServerContext
   ) async throws {
-    guard request.afterSequence >= 0 else { throw RPCFailure.invalid("after_sequence", "must not be negative") }
-    guard request.types.count <= 64 else { throw RPCFailure.invalid("types", "must list at most 64 types") }
-    if let index = request.types.firstIndex(where: { $0.utf8.count > 128 }) {
-      throw RPCFailure.invalid("types[\(index)]", "must be at most 128 characters")
-    }
+    try Self.validate(after: request.afterSequence, types: request.types)
     let waiter = notifier.makeWaiter()
     defer { notifier.remove(waiter) }
     try await withRPCCancellationHandler {
@@ -46,6 +42,27 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
       }
     } onCancelRPC: {
       notifier.cancel(waiter)
+    }
+  }
+
+  public func getBacklog(
+    request: Rapport_Events_V1_GetBacklogRequest, context: ServerContext
+  ) async throws -> Rapport_Events_V1_GetBacklogResponse {
+    try Self.validate(after: request.afterSequence, types: request.types)
+    let backlog = try await outbox.backlog(after: request.afterSequence, types: request.types, from: client, logger: logger)
+    return .with {
+      $0.headSequence = backlog.head
+      $0.pendingEvents = backlog.pending
+      if let oldest = backlog.oldest { $0.oldestPendingTime = .init(microsecondsOf: oldest) }
+    }
+  }
+
+  /// A cursor and type list as `Subscribe` and `GetBacklog` take them.
+  static func validate(after: Int64, types: [String]) throws {
+    guard after >= 0 else { throw RPCFailure.invalid("after_sequence", "must not be negative") }
+    guard types.count <= 64 else { throw RPCFailure.invalid("types", "must list at most 64 types") }
+    if let index = types.firstIndex(where: { $0.utf8.count > 128 }) {
+      throw RPCFailure.invalid("types[\(index)]", "must be at most 128 characters")
     }
   }
 }

@@ -22,6 +22,8 @@ public struct EventSubscription: Service {
   let types: [String]
   let cursor: @Sendable () async throws -> Int64
   let apply: @Sendable ([Rapport_Events_V1_Event]) async throws -> Void
+  /// Where failures are recorded for status RPCs (optional).
+  let failures: FeedFailures?
   /// Most events applied in one transaction.
   public static let maxBatch = 500
   /// The pause after a batch that was not full (measured: see docs/BENCHMARKS.md, issue 4).
@@ -34,6 +36,7 @@ public struct EventSubscription: Service {
   ///     transaction; must ignore events at or below the stored cursor.
   public init(
     source: String, client: GRPCClient<HTTP2ClientTransport.Posix>, types: [String], logger: Logger,
+    failures: FeedFailures? = nil,
     cursor: @escaping @Sendable () async throws -> Int64,
     apply: @escaping @Sendable ([Rapport_Events_V1_Event]) async throws -> Void
   ) {
@@ -42,6 +45,7 @@ public struct EventSubscription: Service {
     self.types = types
     self.cursor = cursor
     self.apply = apply
+    self.failures = failures
     self.logger = logger
   }
 
@@ -78,6 +82,7 @@ public struct EventSubscription: Service {
         if applied > 0 { backoff.reset() }
       } catch {
         if Task.isCancelled { return }
+        failures?.record(source, error)
         logger.warning(
           "event feed interrupted; reconnecting",
           metadata: ["source": "\(source)", "error": "\(error)"])

@@ -141,6 +141,21 @@ public struct Outbox: Sendable {
     }
     return events
   }
+
+  /// The newest sequence, and how many events of `types` (all when empty) come after `sequence` and
+  /// when the oldest of them occurred.
+  public func backlog(after sequence: Int64, types: [String], from client: PostgresClient, logger: Logger)
+    async throws -> (head: Int64, pending: Int64, oldest: Date?)
+  {
+    let rows = try await client.query(
+      """
+      SELECT (SELECT coalesce(max(sequence), 0) FROM \(unescaped: schema).outbox), count(*), min(occurred_at)
+      FROM \(unescaped: schema).outbox
+      WHERE sequence > \(sequence) AND (cardinality(\(types)::text[]) = 0 OR type = ANY(\(types)))
+      """, logger: logger)
+    for try await (head, pending, oldest) in rows.decode((Int64, Int64, Date?).self) { return (head, pending, oldest) }
+    return (0, 0, nil)
+  }
 }
 
 extension Rapport_Events_V1_Event.OneOf_Payload {

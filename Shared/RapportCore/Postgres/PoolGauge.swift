@@ -10,9 +10,10 @@ import PostgresNIO
 /// Why from `pg_stat_activity`: postgres-nio 1.33.2 builds its pool's observability delegate itself, and
 /// the lease/release and queue-depth callbacks of that delegate are empty, so the process cannot count
 /// its own leases. Each process tags its connections with its own `application_name`
-/// (`applicationName(for:)`), so replicas sharing a role are counted apart. Not measurable this way:
-/// requests waiting for a connection; a pool whose `active + idle_in_transaction` sits at `--db-pool-size`
-/// is one where requests wait. The pass's own query shows as one `active` connection.
+/// (`applicationName(for:)`), so replicas sharing a role are counted apart. The number of requests
+/// waiting for a connection is not measurable this way; what is: `rapport_db_lease_wait_seconds`, how
+/// long this pass's own lease waited for a connection (near 0 unless the pool is exhausted). The pass's
+/// own query shows as one `active` connection.
 public enum PoolGauge {
   /// `rapport-<service>@<host name>#<pid>` (in Kubernetes the host name is the pod's), cut to
   /// PostgreSQL's 63 bytes.
@@ -27,15 +28,22 @@ public enum PoolGauge {
   public static func periodic(_ postgres: PostgresClient, applicationName: String, logger: Logger) -> Periodic {
     Periodic("pool gauge", every: .seconds(5), logger: logger) {
       guard let metrics = RPCMetrics.current else { return }
-      let rows = try await postgres.query(
-        """
-        SELECT replace(coalesce(state, ''), ' ', '_'), count(*)::bigint FROM pg_stat_activity
-        WHERE application_name = \(applicationName) AND usename = current_user AND datname = current_database()
-        GROUP BY 1
-        """, logger: logger)
-      var counts = Dictionary(uniqueKeysWithValues: states.map { ($0, 0) })
-      for try await (state, count) in rows.decode((String, Int).self) where counts[state] != nil {
-        counts[state] = count
+      let asked = ContinuousClock.now
+      let counts = try await postgres.withConnection { connection in
+        // How long this lease waited: the pool's queue as a request sees it right now.
+        let waited = ContinuousClock.now - asked
+        metrics.gauge("rapport_db_lease_wait_seconds", []).record(Double(waited.nanoseconds) / 1e9)
+        let rows = try await connection.query(
+          """
+          SELECT replace(coalesce(state, ''), ' ', '_'), count(*)::bigint FROM pg_stat_activity
+          WHERE application_name = \(applicationName) AND usename = current_user AND datname = current_database()
+          GROUP BY 1
+          """, logger: logger)
+        var counts = Dictionary(uniqueKeysWithValues: states.map { ($0, 0) })
+        for try await (state, count) in rows.decode((String, Int).self) where counts[state] != nil {
+          counts[state] = count
+        }
+        return counts
       }
       for (state, count) in counts { metrics.gauge("rapport_db_connections", [("state", state)]).record(count) }
     }

@@ -1,0 +1,173 @@
+import Foundation
+import PostgresNIO
+import RapportCore
+import RapportProtos
+
+/// Net spend and RFM (docs/ANALYTICS.md): per-customer values are read from `analytics.orders` when
+/// asked, so they move with every applied event; the quintile edges they are scored against are
+/// recomputed on a schedule (`computeRfmEdges`) and stored with their time.
+extension AnalyticsStore {
+  /// A customer's orders in one currency.
+  struct Spend: Sendable, Equatable {
+    let currency: String
+    /// Orders not cancelled.
+    let orders: Int64
+    let cancelled: Int64
+    /// Totals of orders not cancelled, less what was refunded on them.
+    let net: Int64
+    /// Refunded on all orders, cancelled ones included.
+    let refunded: Int64
+    /// The last order not cancelled.
+    let last: Date?
+  }
+
+  /// The customer's spend per currency, sorted by currency code.
+  func spending(_ customer: UUID) async throws -> [Spend] {
+    let rows = try await client.query(
+      """
+      SELECT currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
+             coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
+             sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled)
+      FROM analytics.orders WHERE customer_id = \(customer) GROUP BY currency ORDER BY currency
+      """, logger: logger)
+    var spend: [Spend] = []
+    for try await (currency, orders, cancelled, net, refunded, last) in rows.decode(
+      (String, Int64, Int64, Int64, Int64, Date?).self)
+    {
+      spend.append(Spend(currency: currency, orders: orders, cancelled: cancelled, net: net, refunded: refunded, last: last))
+    }
+    return spend
+  }
+
+  /// `a / b` rounded to the nearest integer, halves away from zero.
+  static func roundedDivision(_ a: Int64, _ b: Int64) -> Int64 {
+    let quotient = a / b, remainder = a % b
+    return 2 * abs(remainder) >= b ? quotient + (a < 0 ? -1 : 1) : quotient
+  }
+
+  /// The customer's main currency: the most orders not cancelled, then the higher net, then the first code.
+  static func mainCurrency(_ spend: [Spend]) -> Spend? {
+    spend.filter { $0.orders > 0 }.min {
+      ($0.orders, $0.net) != ($1.orders, $1.net) ? ($0.orders, $0.net) > ($1.orders, $1.net) : $0.currency < $1.currency
+    }
+  }
+
+  /// The quintile edges in use.
+  struct RfmEdges: Sendable {
+    var recency: [Double] = [], frequency: [Double] = []
+    var monetary: [String: [Double]] = [:], monetaryPopulation: [String: Int64] = [:]
+    var population: Int64 = 0
+    var computedAt: Date?
+  }
+
+  func rfmEdges() async throws -> RfmEdges {
+    let rows = try await client.query(
+      "SELECT dimension, currency, edges, population, computed_at FROM analytics.rfm_edges", logger: logger)
+    var edges = RfmEdges()
+    for try await (dimension, currency, cuts, population, computed) in rows.decode(
+      (String, String, [Double], Int64, Date).self)
+    {
+      edges.computedAt = computed
+      switch dimension {
+      case "recency":
+        edges.recency = cuts
+        edges.population = population
+      case "frequency": edges.frequency = cuts
+      default:
+        edges.monetary[currency] = cuts
+        edges.monetaryPopulation[currency] = population
+      }
+    }
+    return edges
+  }
+
+  /// The customer's RFM against the stored edges; nil without an order that was not cancelled, or
+  /// before edges exist for the customer's main currency.
+  func rfm(_ spend: [Spend], now: Date = Date()) async throws -> Rapport_Analytics_V1_Rfm? {
+    guard let main = Self.mainCurrency(spend), let last = spend.compactMap(\.last).max() else { return nil }
+    let edges = try await rfmEdges()
+    guard let computed = edges.computedAt, edges.recency.count == 4, edges.frequency.count == 4,
+      let monetaryEdges = edges.monetary[main.currency], monetaryEdges.count == 4
+    else { return nil }
+    var rfm = Rapport_Analytics_V1_Rfm()
+    rfm.recencyDays = Self.wholeDays(from: last, to: now)
+    rfm.frequency = spend.reduce(0) { $0 + $1.orders }
+    rfm.monetary = .money(main.net, main.currency)
+    rfm.recencyScore = Int32(6 - Self.quintile(Double(rfm.recencyDays), edges.recency))
+    rfm.frequencyScore = Int32(Self.quintile(Double(rfm.frequency), edges.frequency))
+    rfm.monetaryScore = Int32(Self.quintile(Double(main.net), monetaryEdges))
+    rfm.segment = Self.segment(
+      recency: Int(rfm.recencyScore), frequencyMonetary: Self.meanScore(Int(rfm.frequencyScore), Int(rfm.monetaryScore)))
+    rfm.edgesComputedAt = .init(microsecondsOf: computed)
+    return rfm
+  }
+
+  /// 1 + how many of the four ascending cut points `value` exceeds: 1 (lowest fifth) … 5 (highest).
+  static func quintile(_ value: Double, _ edges: [Double]) -> Int { 1 + edges.filter { value > $0 }.count }
+
+  /// The mean of two scores, halves rounded up.
+  static func meanScore(_ a: Int, _ b: Int) -> Int { (a + b + 1) / 2 }
+
+  static func wholeDays(from start: Date, to end: Date) -> Int64 { max(0, Int64((end.timeIntervalSince(start) / 86_400).rounded(.down))) }
+
+  /// The segment of a cell: recency score × rounded mean of frequency and monetary scores
+  /// (the table in docs/ANALYTICS.md; every one of the 25 cells has exactly one segment).
+  static func segment(recency r: Int, frequencyMonetary fm: Int) -> Rapport_Analytics_V1_RfmSegment {
+    switch (r, fm) {
+    case (5, 4...5): .champions
+    case (3...4, 4...5): .loyal
+    case (4...5, 2...3): .potentialLoyalist
+    case (5, 1): .new
+    case (4, 1): .promising
+    case (3, 1...3): .needsAttention
+    case (1...2, 5): .cantLoseThem
+    case (1...2, 3...4): .atRisk
+    case (2, 1...2): .hibernating
+    default: .lost  // (1, 1...2)
+    }
+  }
+
+  /// Recomputes the quintile edges over the active population as of `now` (one transaction; replicas
+  /// take turns on an advisory lock).
+  func computeRfmEdges(now: Date = Date()) async throws {
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query(
+        "SELECT pg_advisory_xact_lock(\(Migrator.lockKey("analytics.rfm_edges"))::int8)", logger: logger)
+      try await connection.query("DELETE FROM analytics.rfm_edges", logger: logger)
+      try await connection.query(
+        """
+        WITH per AS (
+          SELECT customer_id, currency, count(*) AS n, sum(total_minor - refunded_minor) AS net, max(placed_at) AS last
+          FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id, currency),
+        c AS (
+          SELECT customer_id, sum(n) AS frequency,
+                 floor(extract(epoch FROM \(now)::timestamptz - max(last)) / 86400) AS recency
+          FROM per GROUP BY customer_id),
+        main AS (
+          SELECT DISTINCT ON (customer_id) customer_id, currency, net FROM per
+          ORDER BY customer_id, n DESC, net DESC, currency),
+        cuts AS (
+          SELECT 'recency' AS dimension, '' AS currency,
+                 percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY recency) AS edges,
+                 count(*) AS population FROM c
+          UNION ALL
+          SELECT 'frequency', '', percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY frequency),
+                 count(*) FROM c
+          UNION ALL
+          SELECT 'monetary', currency::text, percentile_cont(ARRAY[0.2, 0.4, 0.6, 0.8]) WITHIN GROUP (ORDER BY net),
+                 count(*) FROM main GROUP BY currency)
+        INSERT INTO analytics.rfm_edges (dimension, currency, edges, population, computed_at)
+        SELECT dimension, currency, edges, population, \(now) FROM cuts WHERE population > 0
+        """, logger: logger)
+    }
+  }
+}
+
+extension Rapport_Common_V1_Money {
+  static func money(_ minor: Int64, _ currency: String) -> Self {
+    .with {
+      $0.amountMinor = minor
+      $0.currency = currency
+    }
+  }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import RapportCore
+import RapportProtos
+import RapportTesting
+import SwiftProtobuf
+import Testing
+
+@testable import AnalyticsService
+
+/// `GetSalesSummary` and `GetTopProducts` over events applied to a running analytics service's schema.
+@Suite struct AnalyticsSalesTests {
+  static func at(_ text: String) -> Date { ISO8601DateFormatter().date(from: text)! }
+  static func stamp(_ text: String) -> Google_Protobuf_Timestamp { .init(microsecondsOf: at(text)) }
+
+  static func placed(
+    _ order: UUID, _ customer: UUID, at time: String, channel: Rapport_Common_V1_Channel = .web, currency: String = "EUR",
+    lines: [(String, Int64, Int64)]
+  ) -> Rapport_Events_V1_Event.OneOf_Payload {
+    .orderPlaced(.with {
+      $0.orderID = order.uuidString
+      $0.customerID = customer.uuidString
+      $0.channel = channel
+      $0.placedAt = stamp(time)
+      $0.total = .money(lines.reduce(0) { $0 + $1.1 * $1.2 }, currency)
+      $0.lines = lines.map { sku, quantity, price in
+        .with {
+          $0.sku = sku
+          $0.title = "\(sku) title"
+          $0.quantity = quantity
+          $0.unitPriceMinor = price
+        }
+      }
+    })
+  }
+
+  /// c1 orders on 1 and 2 March (23:30 UTC: 3 March in Paris), c2 on 2 March (store) and 3 March
+  /// (cancelled), c3 in February and on 3 March (1 000 refunded), c4 in pounds.
+  func withSales(_ body: @Sendable (Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>) async throws -> Void)
+    async throws
+  {
+    let database = try await TestDatabase.create()
+    let refusing = try SilentListener(listening: false)
+    defer { refusing.stop() }
+    let closed = HostPort(host: "127.0.0.1", port: refusing.port)
+    let config = testConfig("analytics", database)
+    let app = try AnalyticsApp.build(config: config, orderAddress: closed, supportAddress: closed, logger: testLogger("analytics"))
+    try await withRunningService(app) { address in
+      let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("sales"))
+      try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { await pool.run() }
+        let events = AnalyticsRfmTests.Harness(store: AnalyticsStore(client: pool, logger: testLogger("sales")))
+        let (c1, c2, c3, c4) = (UUID(), UUID(), UUID(), UUID())
+        let cancelled = UUID(), refunded = UUID()
+        try await events.apply(
+          "order",
+          Self.placed(UUID(), c1, at: "2026-03-01T10:00:00Z", lines: [("TEA", 2, 3_000), ("MUG", 1, 4_000)]),
+          Self.placed(UUID(), c1, at: "2026-03-02T23:30:00Z", lines: [("TEA", 1, 5_000)]),
+          Self.placed(UUID(), c2, at: "2026-03-02T12:00:00Z", channel: .store, lines: [("PEN", 2, 1_000)]),
+          Self.placed(cancelled, c2, at: "2026-03-03T00:30:00Z", lines: [("MUG", 3, 1_000)]),
+          Self.placed(UUID(), c3, at: "2026-02-20T08:00:00Z", lines: [("TEA", 1, 7_000)]),
+          Self.placed(refunded, c3, at: "2026-03-03T09:00:00Z", lines: [("MUG", 1, 4_000)]),
+          Self.placed(UUID(), c4, at: "2026-03-02T09:00:00Z", currency: "GBP", lines: [("TEA", 1, 900)]),
+          .orderCancelled(.with { $0.orderID = cancelled.uuidString }),
+          .orderRefunded(.with {
+            $0.orderID = refunded.uuidString
+            $0.amountRefunded = .money(1_000, "EUR")
+          }))
+        try await withClient(to: address) { client in
+          try await body(Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client))
+        }
+        group.cancelAll()
+      }
+    }
+  }
+
+  static func summary(
+    _ granularity: Rapport_Analytics_V1_Granularity, zone: String = "", channel: Rapport_Common_V1_Channel = .unspecified,
+    from: String = "2026-03-01T00:00:00Z", to: String = "2026-03-04T00:00:00Z"
+  ) -> Rapport_Analytics_V1_GetSalesSummaryRequest {
+    .with {
+      $0.from = stamp(from)
+      $0.to = stamp(to)
+      $0.granularity = granularity
+      $0.currency = "EUR"
+      $0.timeZone = zone
+      $0.channel = channel
+    }
+  }
+
+  /// (start, orders, net, new, returning) of each period.
+  static func rows(_ periods: [Rapport_Analytics_V1_SalesPeriod]) -> [String] {
+    periods.map {
+      "\(ISO8601DateFormatter().string(from: $0.start.date)) \($0.orders) \($0.netRevenue.amountMinor) \($0.newCustomers) \($0.returningCustomers)"
+    }
+  }
+
+  @Test func salesPerDayWeekAndMonthInATimeZoneAndPerChannel() async throws {
+    try await withSales { api in
+      let days = try await api.getSalesSummary(Self.summary(.day))
+      #expect(Self.rows(days.periods) == [
+        "2026-03-01T00:00:00Z 1 10000 1 0", "2026-03-02T00:00:00Z 2 7000 1 1", "2026-03-03T00:00:00Z 1 3000 0 1",
+      ])
+      #expect(Self.rows([days.total]) == ["2026-03-01T00:00:00Z 4 20000 2 1"])
+      #expect(days.periods[1].averageOrderValue == .money(3_500, "EUR"))
+      // In Paris (UTC+1) c1's 23:30 UTC order belongs to 3 March; days start at 23:00 UTC.
+      let paris = try await api.getSalesSummary(
+        Self.summary(.day, zone: "Europe/Paris", from: "2026-02-28T23:00:00Z", to: "2026-03-03T23:00:00Z"))
+      #expect(Self.rows(paris.periods) == [
+        "2026-02-28T23:00:00Z 1 10000 1 0", "2026-03-01T23:00:00Z 1 2000 1 0", "2026-03-02T23:00:00Z 2 8000 0 2",
+      ])
+      // Weeks start on Monday: 1 March 2026 is a Sunday.
+      let weeks = try await api.getSalesSummary(Self.summary(.week))
+      #expect(Self.rows(weeks.periods) == ["2026-02-23T00:00:00Z 1 10000 1 0", "2026-03-02T00:00:00Z 3 10000 1 2"])
+      let month = try await api.getSalesSummary(Self.summary(.month))
+      #expect(Self.rows(month.periods) == ["2026-03-01T00:00:00Z 4 20000 2 1"])
+      let web = try await api.getSalesSummary(Self.summary(.day, channel: .web))
+      #expect(Self.rows(web.periods) == [
+        "2026-03-01T00:00:00Z 1 10000 1 0", "2026-03-02T00:00:00Z 1 5000 0 1", "2026-03-03T00:00:00Z 1 3000 0 1",
+      ])
+      // An empty range of days still lists its days.
+      let quiet = try await api.getSalesSummary(Self.summary(.day, from: "2026-04-01T00:00:00Z", to: "2026-04-03T00:00:00Z"))
+      #expect(Self.rows(quiet.periods) == ["2026-04-01T00:00:00Z 0 0 0 0", "2026-04-02T00:00:00Z 0 0 0 0"])
+    }
+  }
+
+  @Test func topProductsByNetLineRevenueExcludingCancelledOrders() async throws {
+    try await withSales { api in
+      let request = Rapport_Analytics_V1_GetTopProductsRequest.with {
+        $0.from = Self.stamp("2026-03-01T00:00:00Z")
+        $0.to = Self.stamp("2026-03-04T00:00:00Z")
+        $0.currency = "EUR"
+      }
+      let all = try await api.getTopProducts(request).products
+      #expect(all.map { "\($0.sku) \($0.quantity) \($0.netRevenue.amountMinor) \($0.orders)" } == [
+        "TEA 3 11000 2", "MUG 2 8000 2", "PEN 2 2000 1",
+      ])
+      #expect(all.first?.title == "TEA title")
+      let web = try await api.getTopProducts(request.changed { $0.channel = .web; $0.limit = 1 }).products
+      #expect(web.map(\.sku) == ["TEA"])
+    }
+  }
+
+  @Test func cohortsByFirstOrderMonthWithTheirActiveCustomersPerMonthSince() async throws {
+    try await withSales { api in
+      let cohorts = try await api.getCohortRetention(.with {
+        $0.from = Self.stamp("2026-01-15T00:00:00Z")
+        $0.to = Self.stamp("2026-04-01T00:00:00Z")
+      }).cohorts
+      // Months from each cohort's month to the current one (UTC), for the length of `active`.
+      let now = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: Date())
+      func since(_ month: Int) -> Int { (now.year! - 2026) * 12 + now.month! - month }
+      // February: c3 (ordered again in March). March: c1, c2 and c4 (in pounds: any currency counts).
+      #expect(cohorts.map { ISO8601DateFormatter().string(from: $0.month.date) } == ["2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"])
+      #expect(cohorts.map(\.customers) == [1, 3])
+      #expect(cohorts.first?.active == [1, 1] + Array(repeating: 0, count: since(2) - 1))
+      #expect(cohorts.last?.active == [3] + Array(repeating: 0, count: since(3)))
+      await expectStatus(.invalidArgument, field: "to") {
+        try await api.getCohortRetention(.with {
+          $0.from = Self.stamp("2026-01-01T00:00:00Z")
+          $0.to = Self.stamp("2040-01-01T00:00:00Z")
+        })
+      }
+    }
+  }
+
+  @Test func badRangesCurrenciesZonesAndLimitsAreRefusedByField() async throws {
+    try await withSales { api in
+      let good = Self.summary(.day)
+      await expectStatus(.invalidArgument, field: "from") { try await api.getSalesSummary(good.changed { $0.clearFrom() }) }
+      await expectStatus(.invalidArgument, field: "to") { try await api.getSalesSummary(good.changed { $0.to = $0.from }) }
+      await expectStatus(.invalidArgument, field: "to") {
+        try await api.getSalesSummary(good.changed { $0.to = Self.stamp("2029-01-01T00:00:00Z") })
+      }
+      await expectStatus(.invalidArgument, field: "granularity") {
+        try await api.getSalesSummary(good.changed { $0.granularity = .unspecified })
+      }
+      await expectStatus(.invalidArgument, field: "currency") { try await api.getSalesSummary(good.changed { $0.currency = "EURO" }) }
+      await expectStatus(.invalidArgument, field: "time_zone") {
+        try await api.getSalesSummary(good.changed { $0.timeZone = "Mars/Olympus_Mons" })
+      }
+      await expectStatus(.invalidArgument, field: "channel") {
+        try await api.getSalesSummary(good.changed { $0.channel = .UNRECOGNIZED(99) })
+      }
+      await expectStatus(.invalidArgument, field: "limit") {
+        try await api.getTopProducts(.with {
+          $0.from = good.from
+          $0.to = good.to
+          $0.currency = "EUR"
+          $0.limit = 101
+        })
+      }
+    }
+  }
+}
