@@ -100,6 +100,32 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Recommend" metadata.
+        public enum Recommend: Sendable {
+            /// Request type for "Recommend".
+            public typealias Input = Rapport_Analytics_V1_RecommendRequest
+            /// Response type for "Recommend".
+            public typealias Output = Rapport_Analytics_V1_RecommendResponse
+            /// Descriptor for "Recommend".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "Recommend",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSimilarProducts" metadata.
+        public enum GetSimilarProducts: Sendable {
+            /// Request type for "GetSimilarProducts".
+            public typealias Input = Rapport_Analytics_V1_GetSimilarProductsRequest
+            /// Response type for "GetSimilarProducts".
+            public typealias Output = Rapport_Analytics_V1_GetSimilarProductsResponse
+            /// Descriptor for "GetSimilarProducts".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetSimilarProducts",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "rapport.analytics.v1.AnalyticsService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetCustomerMetrics.descriptor,
@@ -107,7 +133,9 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
             GetSalesSummary.descriptor,
             GetTopProducts.descriptor,
             GetCohortRetention.descriptor,
-            GetPipelineStatus.descriptor
+            GetPipelineStatus.descriptor,
+            Recommend.descriptor,
+            GetSimilarProducts.descriptor
         ]
     }
 }
@@ -243,6 +271,43 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>
+
+        /// Handle the "Recommend" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+        /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_RecommendRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_RecommendResponse` messages.
+        func recommend(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_RecommendRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_RecommendResponse>
+
+        /// Handle the "GetSimilarProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetSimilarProductsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetSimilarProductsResponse` messages.
+        func getSimilarProducts(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>
     }
 
     /// Service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -362,6 +427,43 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetPipelineStatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>
+
+        /// Handle the "Recommend" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+        /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_RecommendRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_RecommendResponse` message.
+        func recommend(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_RecommendRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_RecommendResponse>
+
+        /// Handle the "GetSimilarProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSimilarProductsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetSimilarProductsResponse` message.
+        func getSimilarProducts(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>
     }
 
     /// Simple service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -479,6 +581,43 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: Rapport_Analytics_V1_GetPipelineStatusRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Analytics_V1_GetPipelineStatusResponse
+
+        /// Handle the "Recommend" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+        /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_RecommendRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_RecommendResponse` to respond with.
+        func recommend(
+            request: Rapport_Analytics_V1_RecommendRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_RecommendResponse
+
+        /// Handle the "GetSimilarProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetSimilarProductsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetSimilarProductsResponse` to respond with.
+        func getSimilarProducts(
+            request: Rapport_Analytics_V1_GetSimilarProductsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetSimilarProductsResponse
     }
 }
 
@@ -552,6 +691,28 @@ extension Rapport_Analytics_V1_AnalyticsService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.Recommend.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_RecommendRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_RecommendResponse>(),
+            handler: { request, context in
+                try await self.recommend(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetSimilarProducts.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetSimilarProductsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetSimilarProductsResponse>(),
+            handler: { request, context in
+                try await self.getSimilarProducts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -618,6 +779,28 @@ extension Rapport_Analytics_V1_AnalyticsService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse> {
         let response = try await self.getPipelineStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recommend(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_RecommendRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_RecommendResponse> {
+        let response = try await self.recommend(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSimilarProducts(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse> {
+        let response = try await self.getSimilarProducts(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -699,6 +882,32 @@ extension Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse> {
         return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>(
             message: try await self.getPipelineStatus(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recommend(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_RecommendRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_RecommendResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_RecommendResponse>(
+            message: try await self.recommend(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSimilarProducts(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>(
+            message: try await self.getSimilarProducts(
                 request: request.message,
                 context: context
             ),
@@ -854,6 +1063,53 @@ extension Rapport_Analytics_V1_AnalyticsService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetPipelineStatusResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPipelineStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Recommend" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+        /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_RecommendRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_RecommendRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_RecommendResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recommend<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_RecommendRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_RecommendRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_RecommendResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_RecommendResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSimilarProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSimilarProductsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetSimilarProductsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetSimilarProductsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSimilarProducts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetSimilarProductsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1078,6 +1334,75 @@ extension Rapport_Analytics_V1_AnalyticsService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Recommend" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+        /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_RecommendRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_RecommendRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_RecommendResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recommend<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_RecommendRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_RecommendRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_RecommendResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_RecommendResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.Recommend.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSimilarProducts" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetSimilarProductsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetSimilarProductsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetSimilarProductsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSimilarProducts<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetSimilarProductsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetSimilarProducts.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1255,6 +1580,65 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetPipelineStatusRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetPipelineStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Recommend" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+    /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_RecommendRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recommend<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_RecommendRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_RecommendResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recommend(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_RecommendRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_RecommendResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSimilarProducts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetSimilarProductsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSimilarProducts<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSimilarProducts(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetSimilarProductsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetSimilarProductsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1458,6 +1842,73 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getPipelineStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Recommend" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Products for a customer: those most similar to what they bought (co-purchases, Jaccard; recent
+    /// > purchases weigh more, 30-day half-life), then top sellers; never what they already bought.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recommend<Result>(
+        _ message: Rapport_Analytics_V1_RecommendRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_RecommendResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_RecommendRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recommend(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSimilarProducts" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The products most often bought by the same customers as `sku` (Jaccard similarity).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSimilarProducts<Result>(
+        _ message: Rapport_Analytics_V1_GetSimilarProductsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSimilarProducts(
             request: request,
             options: options,
             onResponse: handleResponse

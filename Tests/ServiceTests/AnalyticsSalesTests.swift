@@ -183,6 +183,17 @@ import Testing
       await expectStatus(.invalidArgument, field: "channel") {
         try await api.getSalesSummary(good.changed { $0.channel = .UNRECOGNIZED(99) })
       }
+      await expectStatus(.invalidArgument, field: "customer_id") { try await api.recommend(.with { $0.customerID = "nope" }) }
+      await expectStatus(.invalidArgument, field: "limit") {
+        try await api.recommend(.with {
+          $0.customerID = UUID().uuidString
+          $0.limit = 101
+        })
+      }
+      await expectStatus(.invalidArgument, field: "sku") { try await api.getSimilarProducts(.init()) }
+      await expectStatus(.notFound) { try await api.getSimilarProducts(.with { $0.sku = "NO-SUCH-SKU" }) }
+      let similar = try await api.getSimilarProducts(.with { $0.sku = "TEA" }).products
+      #expect(similar.map(\.sku) == ["MUG"])
       await expectStatus(.invalidArgument, field: "limit") {
         try await api.getTopProducts(.with {
           $0.from = good.from

@@ -80,5 +80,49 @@ enum AnalyticsMigrations {
         "UPDATE analytics.customer_metrics SET order_count = 0, first_order_at = NULL, last_order_at = NULL, open_tickets = 0",
         "DELETE FROM analytics.feed_cursors WHERE source IN ('order', 'support')",
       ]),
+    // Recommendations: per product its customers and units, per customer and product a time-decayed
+    // affinity, per pair of products the customers who bought both; filled from the order lines
+    // already stored, then kept up to date by each batch of OrderPlaced (AnalyticsStore+Recommendations).
+    Migration(
+      5, "recommendations",
+      [
+        """
+        CREATE TABLE analytics.items (
+          sku text PRIMARY KEY,
+          title text NOT NULL,
+          customers bigint NOT NULL,
+          units bigint NOT NULL)
+        """,
+        """
+        CREATE TABLE analytics.customer_items (
+          customer_id uuid NOT NULL,
+          sku text NOT NULL,
+          affinity float8 NOT NULL,
+          PRIMARY KEY (customer_id, sku))
+        """,
+        """
+        CREATE TABLE analytics.item_pairs (
+          a text NOT NULL,
+          b text NOT NULL,
+          customers bigint NOT NULL,
+          PRIMARY KEY (a, b))
+        """,
+        """
+        INSERT INTO analytics.customer_items (customer_id, sku, affinity)
+        SELECT o.customer_id, l.sku, sum(\(AnalyticsStore.affinitySQL("o.placed_at")))
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) GROUP BY o.customer_id, l.sku
+        """,
+        """
+        INSERT INTO analytics.items (sku, title, customers, units)
+        SELECT l.sku, (array_agg(l.title ORDER BY o.placed_at DESC))[1], count(DISTINCT o.customer_id), sum(l.quantity)
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) GROUP BY l.sku
+        """,
+        """
+        INSERT INTO analytics.item_pairs (a, b, customers)
+        SELECT x.sku, y.sku, count(*) FROM analytics.customer_items x
+        JOIN analytics.customer_items y ON y.customer_id = x.customer_id AND y.sku <> x.sku
+        GROUP BY x.sku, y.sku
+        """,
+      ]),
   ]
 }

@@ -138,6 +138,24 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     return (start, end)
   }
 
+  func recommend(
+    request: Rapport_Analytics_V1_RecommendRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_RecommendResponse {
+    let customer = try Validate.uuid(request.customerID, field: "customer_id")
+    let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
+    let products = try await store.recommend(customer, limit: limit)
+    return .with { $0.products = products }
+  }
+
+  func getSimilarProducts(
+    request: Rapport_Analytics_V1_GetSimilarProductsRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetSimilarProductsResponse {
+    let sku = try Validate.required(request.sku, field: "sku", max: 64)
+    let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
+    guard let products = try await store.similarProducts(sku, limit: limit) else { throw RPCFailure.notFound("product", sku) }
+    return .with { $0.products = products }
+  }
+
   /// An IANA time zone name; empty means UTC.
   static func timeZone(_ raw: String) throws -> String {
     let zone = raw.isEmpty ? "UTC" : raw

@@ -98,6 +98,7 @@ struct AnalyticsStore: Sendable {
       ON CONFLICT (customer_id, currency) DO UPDATE
       SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
       """, logger: logger)
+    try await addPurchases(orders, on: connection)
   }
 
   /// Order lines as column arrays, to bind into one `unnest(…)`.
@@ -169,6 +170,7 @@ struct AnalyticsStore: Sendable {
         """, logger: logger)
       try await connection.query(
         "UPDATE analytics.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
+      try await mergeAffinities(survivor: survivor, duplicate: duplicate, on: connection)
       try await connection.query(
         """
         INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
