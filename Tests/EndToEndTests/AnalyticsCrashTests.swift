@@ -18,14 +18,27 @@ extension Executables {
           let customer = try await clients.customers.createCustomer(.with { $0.email = "kill@example.com" }).customer.id
           let total = 200
           let acknowledged = Atomic(0)
+          // A shop's client: each order is retried until acknowledged (the idempotency key makes a retry
+          // safe). On a loaded machine a call can fail (the order service's 1 s check with the customer
+          // service); giving up would end the stream before the kill.
           let placing = Task {
             for index in 0..<total {
-              _ = try await clients.orders.placeOrder(PartnerEndToEndTests.order("kill-\(index)", customer))
+              var attempts = 0
+              while true {
+                do {
+                  _ = try await clients.orders.placeOrder(PartnerEndToEndTests.order("kill-\(index)", customer))
+                  break
+                } catch {
+                  attempts += 1
+                  if attempts == 20 { throw error }
+                  try await Task.sleep(for: .milliseconds(200))
+                }
+              }
               acknowledged.add(1, ordering: .relaxed)
             }
           }
           // Kill while the stream is flowing: after 50 orders, with 150 still to come.
-          try await eventually(within: .seconds(30), "50 orders placed") { acknowledged.load(ordering: .relaxed) >= 50 }
+          try await eventually(within: .seconds(90), "50 orders placed") { acknowledged.load(ordering: .relaxed) >= 50 }
           let analytics = try #require(stack.processes.first { $0.name == "analytics" }).process
           analytics.signal(SIGKILL)
           try await placing.value
