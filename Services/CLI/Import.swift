@@ -10,7 +10,7 @@ import RapportProtos
 /// `rapport import customers FILE.csv`: streams a CSV file to `CustomerService.ImportCustomers`.
 struct Import: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Bulk-import data from a file.", subcommands: [ImportCustomers.self])
+    abstract: "Bulk-import data from a file.", subcommands: [ImportCustomers.self, ImportOrders.self])
 }
 
 struct ImportCustomers: AsyncParsableCommand {
@@ -54,15 +54,10 @@ enum CustomerCSV {
     _ path: String, into customers: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>,
     progress: @escaping @Sendable (Int64, Int64) -> Void
   ) async throws -> (response: Rapport_Customer_V1_ImportCustomersResponse, seconds: Double) {
-    guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("cannot open \(path)") }
-    let size = Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+    let size = try fileSize(path)
     let started = ContinuousClock.now
     let response = try await customers.importCustomers { writer in
-      // The whole file as one string: Foundation's InputStream, which CSVReader's streaming initialiser
-      // needs, misbehaves on Linux (swift-corelibs-foundation). Fine for files of a few million rows.
-      let reader = try CSVReader(string: try String(contentsOfFile: path, encoding: .utf8), hasHeaderRow: true)
-      let header = (reader.headerRow ?? []).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-      let column = Dictionary(header.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+      let (reader, column) = try open(path)
       var number: Int64 = 1  // the header is row 1
       var bytes: Int64 = 0
       while let fields = reader.next() {
@@ -90,6 +85,21 @@ enum CustomerCSV {
     return (response, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
   }
 
+  /// The size of a readable file (for progress), or a usage error.
+  static func fileSize(_ path: String) throws -> Int64 {
+    guard FileManager.default.isReadableFile(atPath: path) else { throw ValidationError("cannot open \(path)") }
+    return Int64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+  }
+
+  /// A CSV file with a header row, and each (trimmed, lower-cased) column name's index.
+  static func open(_ path: String) throws -> (CSVReader, [String: Int]) {
+    // The whole file as one string: Foundation's InputStream, which CSVReader's streaming initialiser
+    // needs, misbehaves on Linux (swift-corelibs-foundation). Fine for files of a few million rows.
+    let reader = try CSVReader(string: try String(contentsOfFile: path, encoding: .utf8), hasHeaderRow: true)
+    let header = (reader.headerRow ?? []).map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+    return (reader, Dictionary(header.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first }))
+  }
+
   /// A one-line progress bar on standard error, redrawn in place.
   static let progressBar: @Sendable (Int64, Int64) -> Void = { done, total in
     let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
@@ -100,12 +110,22 @@ enum CustomerCSV {
   }
 
   static func summary(_ response: Rapport_Customer_V1_ImportCustomersResponse, seconds: Double) -> String {
+    summary(
+      rows: response.rows, what: "rows", created: response.created, existing: response.existing, failed: response.failed,
+      errors: response.errors, seconds: seconds)
+  }
+
+  /// "N rows in S s (R rows/s): C created, E already known, F failed", then the first 20 errors.
+  static func summary(
+    rows: Int64, what: String, created: Int64, existing: Int64, failed: Int64,
+    errors: [Rapport_Customer_V1_ImportRowError], seconds: Double
+  ) -> String {
     var lines = [
-      "\(response.rows) rows in \(String(format: "%.1f", seconds)) s (\(Int(Double(response.rows) / max(seconds, 0.001))) rows/s): "
-        + "\(response.created) created, \(response.existing) already known, \(response.failed) failed"
+      "\(rows) \(what) in \(String(format: "%.1f", seconds)) s (\(Int(Double(rows) / max(seconds, 0.001))) \(what)/s): "
+        + "\(created) created, \(existing) already known, \(failed) failed"
     ]
-    for error in response.errors.prefix(20) { lines.append("  row \(error.rowNumber): \(error.message)") }
-    if response.errors.count > 20 { lines.append("  … \(response.failed - 20) more failed rows") }
+    for error in errors.prefix(20) { lines.append("  row \(error.rowNumber): \(error.message)") }
+    if errors.count > 20 { lines.append("  … \(failed - 20) more failed rows") }
     return lines.joined(separator: "\n")
   }
 }

@@ -9,7 +9,7 @@ struct Rapport: AsyncParsableCommand {
     abstract: "Run, inspect and measure a Rapport installation.",
     version: RapportVersion.description,
     subcommands: [
-      Up.self, Certs.self, View.self, StatusCommand.self, Import.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self,
+      Up.self, Certs.self, View.self, StatusCommand.self, Import.self, Seed.self, Segments.self, Partners.self, Keys.self, Audit.self, Bench.self, BenchCustomers.self, BenchAnalytics.self,
       BenchPartners.self,
     ])
 }

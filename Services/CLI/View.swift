@@ -90,6 +90,17 @@ struct View: AsyncParsableCommand {
         "  RFM \(r.recencyScore)\(r.frequencyScore)\(r.monetaryScore) \(segmentName(r.segment)): last order \(r.recencyDays) day(s) ago, "
           + "\(r.frequency) order(s), \(money(r.monetary)) (quintiles of \(day(r.edgesComputedAt)))")
     }
+    if m.hasPrediction {
+      let p = m.prediction
+      out.append(
+        String(
+          format: "  12-month CLV %@, churn probability %.0f%%, %.1f purchase(s) expected of %@ each (model of %@)",
+          money(p.clv12M), p.churnProbability * 100, p.expectedPurchases12M, money(p.expectedSpend), day(p.modelFittedAt)))
+    }
+    if !m.segmentIds.isEmpty { out.append("  segments: \(m.segmentIds.joined(separator: ", "))") }
+    if !m.recommendations.isEmpty {
+      out.append("  recommended: \(m.recommendations.map { "\($0.title) (\($0.sku))" }.joined(separator: ", "))")
+    }
     out.append("")
     out.append("Sections")
     for section in view.sections {

@@ -126,6 +126,84 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "FitPredictionModel" metadata.
+        public enum FitPredictionModel: Sendable {
+            /// Request type for "FitPredictionModel".
+            public typealias Input = Rapport_Analytics_V1_FitPredictionModelRequest
+            /// Response type for "FitPredictionModel".
+            public typealias Output = Rapport_Analytics_V1_FitPredictionModelResponse
+            /// Descriptor for "FitPredictionModel".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "FitPredictionModel",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetPredictionModel" metadata.
+        public enum GetPredictionModel: Sendable {
+            /// Request type for "GetPredictionModel".
+            public typealias Input = Rapport_Analytics_V1_GetPredictionModelRequest
+            /// Response type for "GetPredictionModel".
+            public typealias Output = Rapport_Analytics_V1_GetPredictionModelResponse
+            /// Descriptor for "GetPredictionModel".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetPredictionModel",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetCustomerPrediction" metadata.
+        public enum GetCustomerPrediction: Sendable {
+            /// Request type for "GetCustomerPrediction".
+            public typealias Input = Rapport_Analytics_V1_GetCustomerPredictionRequest
+            /// Response type for "GetCustomerPrediction".
+            public typealias Output = Rapport_Analytics_V1_GetCustomerPredictionResponse
+            /// Descriptor for "GetCustomerPrediction".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "GetCustomerPrediction",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutSegment" metadata.
+        public enum PutSegment: Sendable {
+            /// Request type for "PutSegment".
+            public typealias Input = Rapport_Analytics_V1_PutSegmentRequest
+            /// Response type for "PutSegment".
+            public typealias Output = Rapport_Analytics_V1_PutSegmentResponse
+            /// Descriptor for "PutSegment".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "PutSegment",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSegments" metadata.
+        public enum ListSegments: Sendable {
+            /// Request type for "ListSegments".
+            public typealias Input = Rapport_Analytics_V1_ListSegmentsRequest
+            /// Response type for "ListSegments".
+            public typealias Output = Rapport_Analytics_V1_ListSegmentsResponse
+            /// Descriptor for "ListSegments".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "ListSegments",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSegmentMembers" metadata.
+        public enum ListSegmentMembers: Sendable {
+            /// Request type for "ListSegmentMembers".
+            public typealias Input = Rapport_Analytics_V1_ListSegmentMembersRequest
+            /// Response type for "ListSegmentMembers".
+            public typealias Output = Rapport_Analytics_V1_SegmentMember
+            /// Descriptor for "ListSegmentMembers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "ListSegmentMembers",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "rapport.analytics.v1.AnalyticsService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetCustomerMetrics.descriptor,
@@ -135,7 +213,13 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
             GetCohortRetention.descriptor,
             GetPipelineStatus.descriptor,
             Recommend.descriptor,
-            GetSimilarProducts.descriptor
+            GetSimilarProducts.descriptor,
+            FitPredictionModel.descriptor,
+            GetPredictionModel.descriptor,
+            GetCustomerPrediction.descriptor,
+            PutSegment.descriptor,
+            ListSegments.descriptor,
+            ListSegmentMembers.descriptor
         ]
     }
 }
@@ -221,7 +305,8 @@ extension Rapport_Analytics_V1_AnalyticsService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+        /// > customers of one RFM segment.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Rapport_Analytics_V1_GetTopProductsRequest` messages.
@@ -308,6 +393,119 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>
+
+        /// Handle the "FitPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+        /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+        /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_FitPredictionModelRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_FitPredictionModelResponse` messages.
+        func fitPredictionModel(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_FitPredictionModelResponse>
+
+        /// Handle the "GetPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The model predictions use for a currency; unset before its first fit.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetPredictionModelRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetPredictionModelResponse` messages.
+        func getPredictionModel(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPredictionModelResponse>
+
+        /// Handle the "GetCustomerPrediction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+        /// > main currency (or the one asked), from the model in use.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_GetCustomerPredictionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_GetCustomerPredictionResponse` messages.
+        func getCustomerPrediction(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>
+
+        /// Handle the "PutSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+        /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+        /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_PutSegmentRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_PutSegmentResponse` messages.
+        func putSegment(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_PutSegmentResponse>
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment with its current version and member count, by id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_ListSegmentsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_ListSegmentsResponse` messages.
+        func listSegments(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_ListSegmentsResponse>
+
+        /// Handle the "ListSegmentMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_ListSegmentMembersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_SegmentMember` messages.
+        func listSegmentMembers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember>
     }
 
     /// Service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -377,7 +575,8 @@ extension Rapport_Analytics_V1_AnalyticsService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+        /// > customers of one RFM segment.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
@@ -464,6 +663,119 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetSimilarProductsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>
+
+        /// Handle the "FitPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+        /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+        /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_FitPredictionModelRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_FitPredictionModelResponse` message.
+        func fitPredictionModel(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_FitPredictionModelResponse>
+
+        /// Handle the "GetPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The model predictions use for a currency; unset before its first fit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPredictionModelRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetPredictionModelResponse` message.
+        func getPredictionModel(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPredictionModelResponse>
+
+        /// Handle the "GetCustomerPrediction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+        /// > main currency (or the one asked), from the model in use.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCustomerPredictionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_GetCustomerPredictionResponse` message.
+        func getCustomerPrediction(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>
+
+        /// Handle the "PutSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+        /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+        /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_PutSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_PutSegmentResponse` message.
+        func putSegment(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_PutSegmentResponse>
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment with its current version and member count, by id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_ListSegmentsResponse` message.
+        func listSegments(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_ListSegmentsResponse>
+
+        /// Handle the "ListSegmentMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMembersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_SegmentMember` messages.
+        func listSegmentMembers(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember>
     }
 
     /// Simple service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -531,7 +843,8 @@ extension Rapport_Analytics_V1_AnalyticsService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+        /// > customers of one RFM segment.
         ///
         /// - Parameters:
         ///   - request: A `Rapport_Analytics_V1_GetTopProductsRequest` message.
@@ -618,6 +931,120 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: Rapport_Analytics_V1_GetSimilarProductsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Analytics_V1_GetSimilarProductsResponse
+
+        /// Handle the "FitPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+        /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+        /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_FitPredictionModelRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_FitPredictionModelResponse` to respond with.
+        func fitPredictionModel(
+            request: Rapport_Analytics_V1_FitPredictionModelRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_FitPredictionModelResponse
+
+        /// Handle the "GetPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The model predictions use for a currency; unset before its first fit.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetPredictionModelRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetPredictionModelResponse` to respond with.
+        func getPredictionModel(
+            request: Rapport_Analytics_V1_GetPredictionModelRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetPredictionModelResponse
+
+        /// Handle the "GetCustomerPrediction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+        /// > main currency (or the one asked), from the model in use.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_GetCustomerPredictionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_GetCustomerPredictionResponse` to respond with.
+        func getCustomerPrediction(
+            request: Rapport_Analytics_V1_GetCustomerPredictionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_GetCustomerPredictionResponse
+
+        /// Handle the "PutSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+        /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+        /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_PutSegmentRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_PutSegmentResponse` to respond with.
+        func putSegment(
+            request: Rapport_Analytics_V1_PutSegmentRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_PutSegmentResponse
+
+        /// Handle the "ListSegments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment with its current version and member count, by id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_ListSegmentsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_ListSegmentsResponse` to respond with.
+        func listSegments(
+            request: Rapport_Analytics_V1_ListSegmentsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_ListSegmentsResponse
+
+        /// Handle the "ListSegmentMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_ListSegmentMembersRequest` message.
+        ///   - response: A response stream of `Rapport_Analytics_V1_SegmentMember` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func listSegmentMembers(
+            request: Rapport_Analytics_V1_ListSegmentMembersRequest,
+            response: GRPCCore.RPCWriter<Rapport_Analytics_V1_SegmentMember>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -708,6 +1135,72 @@ extension Rapport_Analytics_V1_AnalyticsService.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetSimilarProductsResponse>(),
             handler: { request, context in
                 try await self.getSimilarProducts(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.FitPredictionModel.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_FitPredictionModelRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_FitPredictionModelResponse>(),
+            handler: { request, context in
+                try await self.fitPredictionModel(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetPredictionModel.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetPredictionModelRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetPredictionModelResponse>(),
+            handler: { request, context in
+                try await self.getPredictionModel(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetCustomerPrediction.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetCustomerPredictionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCustomerPredictionResponse>(),
+            handler: { request, context in
+                try await self.getCustomerPrediction(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.PutSegment.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_PutSegmentRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_PutSegmentResponse>(),
+            handler: { request, context in
+                try await self.putSegment(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.ListSegments.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_ListSegmentsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_ListSegmentsResponse>(),
+            handler: { request, context in
+                try await self.listSegments(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.ListSegmentMembers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_ListSegmentMembersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_SegmentMember>(),
+            handler: { request, context in
+                try await self.listSegmentMembers(
                     request: request,
                     context: context
                 )
@@ -805,6 +1298,72 @@ extension Rapport_Analytics_V1_AnalyticsService.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func fitPredictionModel(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_FitPredictionModelResponse> {
+        let response = try await self.fitPredictionModel(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getPredictionModel(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetPredictionModelResponse> {
+        let response = try await self.getPredictionModel(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getCustomerPrediction(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse> {
+        let response = try await self.getCustomerPrediction(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putSegment(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_PutSegmentResponse> {
+        let response = try await self.putSegment(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSegments(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_ListSegmentsResponse> {
+        let response = try await self.listSegments(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSegmentMembers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember> {
+        let response = try await self.listSegmentMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -914,6 +1473,88 @@ extension Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func fitPredictionModel(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_FitPredictionModelResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_FitPredictionModelResponse>(
+            message: try await self.fitPredictionModel(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getPredictionModel(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPredictionModelResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetPredictionModelResponse>(
+            message: try await self.getPredictionModel(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getCustomerPrediction(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>(
+            message: try await self.getCustomerPrediction(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putSegment(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_PutSegmentResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_PutSegmentResponse>(
+            message: try await self.putSegment(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSegments(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_ListSegmentsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_ListSegmentsResponse>(
+            message: try await self.listSegments(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSegmentMembers(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember> {
+        return GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember>(
+            metadata: [:],
+            producer: { writer in
+                try await self.listSegmentMembers(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
 }
 
 // MARK: rapport.analytics.v1.AnalyticsService (client)
@@ -999,7 +1640,8 @@ extension Rapport_Analytics_V1_AnalyticsService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+        /// > customers of one RFM segment.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
@@ -1110,6 +1752,149 @@ extension Rapport_Analytics_V1_AnalyticsService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetSimilarProductsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetSimilarProductsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "FitPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+        /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+        /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_FitPredictionModelRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_FitPredictionModelRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_FitPredictionModelResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fitPredictionModel<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_FitPredictionModelResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_FitPredictionModelResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The model predictions use for a currency; unset before its first fit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPredictionModelRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetPredictionModelRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetPredictionModelResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getPredictionModel<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetPredictionModelResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPredictionModelResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetCustomerPrediction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+        /// > main currency (or the one asked), from the model in use.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCustomerPredictionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetCustomerPredictionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetCustomerPredictionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getCustomerPrediction<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCustomerPredictionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+        /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+        /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_PutSegmentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_PutSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_PutSegmentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putSegment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_PutSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_PutSegmentResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_PutSegmentResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSegments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment with its current version and member count, by id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_ListSegmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSegments<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_ListSegmentsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_ListSegmentsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSegmentMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMembersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_SegmentMember` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSegmentMembers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_SegmentMember>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMember>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1236,7 +2021,8 @@ extension Rapport_Analytics_V1_AnalyticsService {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+        /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+        /// > customers of one RFM segment.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
@@ -1403,6 +2189,213 @@ extension Rapport_Analytics_V1_AnalyticsService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "FitPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+        /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+        /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_FitPredictionModelRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_FitPredictionModelRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_FitPredictionModelResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fitPredictionModel<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_FitPredictionModelRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_FitPredictionModelResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_FitPredictionModelResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.FitPredictionModel.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetPredictionModel" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The model predictions use for a currency; unset before its first fit.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetPredictionModelRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetPredictionModelRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetPredictionModelResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getPredictionModel<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetPredictionModelRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetPredictionModelResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPredictionModelResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetPredictionModel.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetCustomerPrediction" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+        /// > main currency (or the one asked), from the model in use.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_GetCustomerPredictionRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_GetCustomerPredictionRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_GetCustomerPredictionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getCustomerPrediction<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCustomerPredictionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetCustomerPrediction.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutSegment" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+        /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+        /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_PutSegmentRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_PutSegmentRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_PutSegmentResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putSegment<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_PutSegmentRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_PutSegmentResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_PutSegmentResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.PutSegment.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSegments" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Every segment with its current version and member count, by id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_ListSegmentsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSegments<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_ListSegmentsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_ListSegmentsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.ListSegments.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSegmentMembers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMembersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentMembersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_SegmentMember` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSegmentMembers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_SegmentMember>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMember>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.ListSegmentMembers.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1501,7 +2494,8 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+    /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+    /// > customers of one RFM segment.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Rapport_Analytics_V1_GetTopProductsRequest` message.
@@ -1643,6 +2637,183 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "FitPredictionModel" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+    /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+    /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_FitPredictionModelRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fitPredictionModel<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_FitPredictionModelRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_FitPredictionModelResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fitPredictionModel(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_FitPredictionModelRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_FitPredictionModelResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetPredictionModel" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The model predictions use for a currency; unset before its first fit.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetPredictionModelRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getPredictionModel<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPredictionModelRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPredictionModelResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getPredictionModel(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetPredictionModelRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetPredictionModelResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerPrediction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+    /// > main currency (or the one asked), from the model in use.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_GetCustomerPredictionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerPrediction<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getCustomerPrediction(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetCustomerPredictionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetCustomerPredictionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+    /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+    /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_PutSegmentRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putSegment<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_PutSegmentRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_PutSegmentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putSegment(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_PutSegmentRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_PutSegmentResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegments" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every segment with its current version and member count, by id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegments<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_ListSegmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSegments(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_ListSegmentsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_ListSegmentsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegmentMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMembersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegmentMembers<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMember>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSegmentMembers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_ListSegmentMembersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_SegmentMember>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
@@ -1752,7 +2923,8 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Best-selling products in one currency by net line revenue, overall or for one channel.
+    /// > Best-selling products in one currency by net line revenue, overall, for one channel or for the
+    /// > customers of one RFM segment.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -1909,6 +3081,207 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getSimilarProducts(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "FitPredictionModel" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Fits BG/NBD and Gamma-Gamma by maximum likelihood to one currency's orders placed up to `as_of`
+    /// > (docs/ANALYTICS.md). Without `as_of` the fit is at now and becomes the model predictions use (as the
+    /// > scheduled fit does, --fit-interval-s); with it, the fit is returned and kept for reading only.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fitPredictionModel<Result>(
+        _ message: Rapport_Analytics_V1_FitPredictionModelRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_FitPredictionModelResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_FitPredictionModelRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fitPredictionModel(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetPredictionModel" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The model predictions use for a currency; unset before its first fit.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getPredictionModel<Result>(
+        _ message: Rapport_Analytics_V1_GetPredictionModelRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetPredictionModelResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetPredictionModelRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getPredictionModel(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetCustomerPrediction" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A customer's probability of being alive, expected purchases and spend, and 12-month CLV in their
+    /// > main currency (or the one asked), from the model in use.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getCustomerPrediction<Result>(
+        _ message: Rapport_Analytics_V1_GetCustomerPredictionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerPredictionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_GetCustomerPredictionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getCustomerPrediction(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutSegment" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Creates a rule segment or, when its rule or description changes, a new version of it; its members
+    /// > are computed at once and kept current as events arrive and as time passes (docs/ANALYTICS.md).
+    /// > INVALID_ARGUMENT naming the token and its position for a rule that does not parse.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putSegment<Result>(
+        _ message: Rapport_Analytics_V1_PutSegmentRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_PutSegmentResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_PutSegmentRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putSegment(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegments" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Every segment with its current version and member count, by id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegments<Result>(
+        _ message: Rapport_Analytics_V1_ListSegmentsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_ListSegmentsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSegments(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegmentMembers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A segment's members, oldest membership first, streamed. NOT_FOUND for an unknown segment.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegmentMembers<Result>(
+        _ message: Rapport_Analytics_V1_ListSegmentMembersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMember>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSegmentMembers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -294,11 +294,363 @@ public nonisolated struct Rapport_Analytics_V1_CustomerMetrics: @unchecked Senda
   /// Clears the value of `rfm`. Subsequent reads from it will return its default value.
   public mutating func clearRfm() {_uniqueStorage()._rfm = nil}
 
+  /// BG/NBD, Gamma-Gamma and CLV in the customer's main currency; unset until the customer has an order
+  /// that was not cancelled and a model has been fitted for that currency.
+  public var prediction: Rapport_Analytics_V1_CustomerPrediction {
+    get {_storage._prediction ?? Rapport_Analytics_V1_CustomerPrediction()}
+    set {_uniqueStorage()._prediction = newValue}
+  }
+  /// Returns true if `prediction` has been explicitly set.
+  public var hasPrediction: Bool {_storage._prediction != nil}
+  /// Clears the value of `prediction`. Subsequent reads from it will return its default value.
+  public mutating func clearPrediction() {_uniqueStorage()._prediction = nil}
+
+  /// The rule segments the customer is in, by id.
+  public var segmentIds: [String] {
+    get {_storage._segmentIds}
+    set {_uniqueStorage()._segmentIds = newValue}
+  }
+
+  /// The first three of Recommend(customer_id).
+  public var recommendations: [Rapport_Analytics_V1_RecommendedProduct] {
+    get {_storage._recommendations}
+    set {_uniqueStorage()._recommendations = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A fitted pair of models for one currency. Time is in days (purchases on the same UTC day are one
+/// purchase); spend is in minor units, net of refunds.
+public nonisolated struct Rapport_Analytics_V1_PredictionModel: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
+  }
+
+  /// End of observation: orders placed up to this instant were used.
+  public var asOf: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._asOf ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._asOf = newValue}
+  }
+  /// Returns true if `asOf` has been explicitly set.
+  public var hasAsOf: Bool {_storage._asOf != nil}
+  /// Clears the value of `asOf`. Subsequent reads from it will return its default value.
+  public mutating func clearAsOf() {_uniqueStorage()._asOf = nil}
+
+  public var fittedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._fittedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._fittedAt = newValue}
+  }
+  /// Returns true if `fittedAt` has been explicitly set.
+  public var hasFittedAt: Bool {_storage._fittedAt != nil}
+  /// Clears the value of `fittedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearFittedAt() {_uniqueStorage()._fittedAt = nil}
+
+  /// Wall time the two fits took.
+  public var fitSeconds: Double {
+    get {_storage._fitSeconds}
+    set {_uniqueStorage()._fitSeconds = newValue}
+  }
+
+  /// Whether predictions use this model (the newest fit at its own time).
+  public var inUse: Bool {
+    get {_storage._inUse}
+    set {_uniqueStorage()._inUse = newValue}
+  }
+
+  /// BG/NBD: purchase rate λ ~ Gamma(r, alpha) per day, dropout p ~ Beta(a, b).
+  public var r: Double {
+    get {_storage._r}
+    set {_uniqueStorage()._r = newValue}
+  }
+
+  public var alpha: Double {
+    get {_storage._alpha}
+    set {_uniqueStorage()._alpha = newValue}
+  }
+
+  public var a: Double {
+    get {_storage._a}
+    set {_uniqueStorage()._a = newValue}
+  }
+
+  public var b: Double {
+    get {_storage._b}
+    set {_uniqueStorage()._b = newValue}
+  }
+
+  /// Total log-likelihood at the fitted parameters, and over how many customers.
+  public var purchaseLogLikelihood: Double {
+    get {_storage._purchaseLogLikelihood}
+    set {_uniqueStorage()._purchaseLogLikelihood = newValue}
+  }
+
+  public var population: Int64 {
+    get {_storage._population}
+    set {_uniqueStorage()._population = newValue}
+  }
+
+  /// Gamma-Gamma over customers with repeat purchases of positive net value; unset (all 0) without any.
+  public var p: Double {
+    get {_storage._p}
+    set {_uniqueStorage()._p = newValue}
+  }
+
+  public var q: Double {
+    get {_storage._q}
+    set {_uniqueStorage()._q = newValue}
+  }
+
+  public var v: Double {
+    get {_storage._v}
+    set {_uniqueStorage()._v = newValue}
+  }
+
+  public var spendLogLikelihood: Double {
+    get {_storage._spendLogLikelihood}
+    set {_uniqueStorage()._spendLogLikelihood = newValue}
+  }
+
+  public var spendPopulation: Int64 {
+    get {_storage._spendPopulation}
+    set {_uniqueStorage()._spendPopulation = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One customer's prediction from the model in use for a currency.
+public nonisolated struct Rapport_Analytics_V1_CustomerPrediction: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var currency: String {
+    get {_storage._currency}
+    set {_uniqueStorage()._currency = newValue}
+  }
+
+  /// Repeat purchase days, days from first to last purchase, days from first purchase to now.
+  public var frequency: Int64 {
+    get {_storage._frequency}
+    set {_uniqueStorage()._frequency = newValue}
+  }
+
+  public var recencyDays: Int64 {
+    get {_storage._recencyDays}
+    set {_uniqueStorage()._recencyDays = newValue}
+  }
+
+  public var ageDays: Int64 {
+    get {_storage._ageDays}
+    set {_uniqueStorage()._ageDays = newValue}
+  }
+
+  /// Mean net value of the repeat purchase days, in minor units (0 without any).
+  public var averageRepeatSpendMinor: Double {
+    get {_storage._averageRepeatSpendMinor}
+    set {_uniqueStorage()._averageRepeatSpendMinor = newValue}
+  }
+
+  /// P(the customer is still a customer), and 1 minus it.
+  public var probabilityAlive: Double {
+    get {_storage._probabilityAlive}
+    set {_uniqueStorage()._probabilityAlive = newValue}
+  }
+
+  public var churnProbability: Double {
+    get {_storage._churnProbability}
+    set {_uniqueStorage()._churnProbability = newValue}
+  }
+
+  /// Expected purchases in the next 12 months of 30 days.
+  public var expectedPurchases12M: Double {
+    get {_storage._expectedPurchases12M}
+    set {_uniqueStorage()._expectedPurchases12M = newValue}
+  }
+
+  /// Expected net value of one future purchase (Gamma-Gamma) and 12-month CLV at the monthly discount
+  /// rate (--monthly-discount-rate), in minor units; 0 when the spend model is missing or has q ≤ 1.
+  public var expectedSpendMinor: Double {
+    get {_storage._expectedSpendMinor}
+    set {_uniqueStorage()._expectedSpendMinor = newValue}
+  }
+
+  public var clv12MMinor: Double {
+    get {_storage._clv12MMinor}
+    set {_uniqueStorage()._clv12MMinor = newValue}
+  }
+
+  /// The same, rounded to whole minor units.
+  public var expectedSpend: Rapport_Common_V1_Money {
+    get {_storage._expectedSpend ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._expectedSpend = newValue}
+  }
+  /// Returns true if `expectedSpend` has been explicitly set.
+  public var hasExpectedSpend: Bool {_storage._expectedSpend != nil}
+  /// Clears the value of `expectedSpend`. Subsequent reads from it will return its default value.
+  public mutating func clearExpectedSpend() {_uniqueStorage()._expectedSpend = nil}
+
+  public var clv12M: Rapport_Common_V1_Money {
+    get {_storage._clv12M ?? Rapport_Common_V1_Money()}
+    set {_uniqueStorage()._clv12M = newValue}
+  }
+  /// Returns true if `clv12M` has been explicitly set.
+  public var hasClv12M: Bool {_storage._clv12M != nil}
+  /// Clears the value of `clv12M`. Subsequent reads from it will return its default value.
+  public mutating func clearClv12M() {_uniqueStorage()._clv12M = nil}
+
+  public var monthlyDiscountRate: Double {
+    get {_storage._monthlyDiscountRate}
+    set {_uniqueStorage()._monthlyDiscountRate = newValue}
+  }
+
+  public var modelFittedAt: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._modelFittedAt ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._modelFittedAt = newValue}
+  }
+  /// Returns true if `modelFittedAt` has been explicitly set.
+  public var hasModelFittedAt: Bool {_storage._modelFittedAt != nil}
+  /// Clears the value of `modelFittedAt`. Subsequent reads from it will return its default value.
+  public mutating func clearModelFittedAt() {_uniqueStorage()._modelFittedAt = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Rapport_Analytics_V1_FitPredictionModelRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required ISO 4217 code.
+  public var currency: String = String()
+
+  /// Optional end of observation, not in the future; default now.
+  public var asOf: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_asOf ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_asOf = newValue}
+  }
+  /// Returns true if `asOf` has been explicitly set.
+  public var hasAsOf: Bool {self._asOf != nil}
+  /// Clears the value of `asOf`. Subsequent reads from it will return its default value.
+  public mutating func clearAsOf() {self._asOf = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _asOf: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_FitPredictionModelResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var model: Rapport_Analytics_V1_PredictionModel {
+    get {_model ?? Rapport_Analytics_V1_PredictionModel()}
+    set {_model = newValue}
+  }
+  /// Returns true if `model` has been explicitly set.
+  public var hasModel: Bool {self._model != nil}
+  /// Clears the value of `model`. Subsequent reads from it will return its default value.
+  public mutating func clearModel() {self._model = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _model: Rapport_Analytics_V1_PredictionModel? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetPredictionModelRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required ISO 4217 code.
+  public var currency: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetPredictionModelResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Unset before the currency's first fit.
+  public var model: Rapport_Analytics_V1_PredictionModel {
+    get {_model ?? Rapport_Analytics_V1_PredictionModel()}
+    set {_model = newValue}
+  }
+  /// Returns true if `model` has been explicitly set.
+  public var hasModel: Bool {self._model != nil}
+  /// Clears the value of `model`. Subsequent reads from it will return its default value.
+  public mutating func clearModel() {self._model = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _model: Rapport_Analytics_V1_PredictionModel? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetCustomerPredictionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Required. The customer's id (a UUID).
+  public var customerID: String = String()
+
+  /// Optional ISO 4217 code; default the customer's main currency (as RFM's monetary).
+  public var currency: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_GetCustomerPredictionResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Unset when the customer has no order in the currency that was not cancelled, or no model is fitted.
+  public var prediction: Rapport_Analytics_V1_CustomerPrediction {
+    get {_prediction ?? Rapport_Analytics_V1_CustomerPrediction()}
+    set {_prediction = newValue}
+  }
+  /// Returns true if `prediction` has been explicitly set.
+  public var hasPrediction: Bool {self._prediction != nil}
+  /// Clears the value of `prediction`. Subsequent reads from it will return its default value.
+  public mutating func clearPrediction() {self._prediction = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _prediction: Rapport_Analytics_V1_CustomerPrediction? = nil
 }
 
 /// RFM (docs/ANALYTICS.md): the three values, their 1–5 quintile scores over the active population
@@ -603,6 +955,9 @@ public nonisolated struct Rapport_Analytics_V1_GetTopProductsRequest: Sendable {
 
   /// 1 to 100; default 10.
   public var limit: Int32 = 0
+
+  /// Optional: only orders of the customers in this RFM segment now (scored against the edges in use).
+  public var rfmSegment: Rapport_Analytics_V1_RfmSegment = .unspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -910,6 +1265,163 @@ public nonisolated struct Rapport_Analytics_V1_GetSimilarProductsResponse: Senda
   public init() {}
 }
 
+/// A rule segment (docs/ANALYTICS.md, "Rule segments").
+public nonisolated struct Rapport_Analytics_V1_Segment: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Lower-case letters, digits, '-' and '_', 1 to 64 characters; chosen by the caller.
+  public var id: String = String()
+
+  /// The rule, e.g. `spent(EUR, 90) > 20000 and consented(marketing_email)`; at most 2000 characters.
+  public var rule: String = String()
+
+  /// At most 500 characters.
+  public var description_p: String = String()
+
+  /// 1 for the first rule; +1 whenever the rule or description changes.
+  public var version: Int64 = 0
+
+  public var memberCount: Int64 = 0
+
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {self._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {self._createTime = nil}
+
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {self._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {self._updateTime = nil}
+
+  /// When membership was last recomputed for every customer (also on a schedule, --segment-interval-s).
+  public var evaluateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_evaluateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_evaluateTime = newValue}
+  }
+  /// Returns true if `evaluateTime` has been explicitly set.
+  public var hasEvaluateTime: Bool {self._evaluateTime != nil}
+  /// Clears the value of `evaluateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearEvaluateTime() {self._evaluateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _evaluateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_PutSegmentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var rule: String = String()
+
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_PutSegmentResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segment: Rapport_Analytics_V1_Segment {
+    get {_segment ?? Rapport_Analytics_V1_Segment()}
+    set {_segment = newValue}
+  }
+  /// Returns true if `segment` has been explicitly set.
+  public var hasSegment: Bool {self._segment != nil}
+  /// Clears the value of `segment`. Subsequent reads from it will return its default value.
+  public mutating func clearSegment() {self._segment = nil}
+
+  /// Customers who entered and left with this version.
+  public var entered: Int64 = 0
+
+  public var left: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _segment: Rapport_Analytics_V1_Segment? = nil
+}
+
+public nonisolated struct Rapport_Analytics_V1_ListSegmentsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_ListSegmentsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segments: [Rapport_Analytics_V1_Segment] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_ListSegmentMembersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segmentID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Analytics_V1_SegmentMember: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var customerID: String = String()
+
+  /// When the customer entered (this stay in the segment).
+  public var since: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_since ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_since = newValue}
+  }
+  /// Returns true if `since` has been explicitly set.
+  public var hasSince: Bool {self._since != nil}
+  /// Clears the value of `since`. Subsequent reads from it will return its default value.
+  public mutating func clearSince() {self._since = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _since: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.analytics.v1"
@@ -928,7 +1440,7 @@ nonisolated extension Rapport_Analytics_V1_RecommendationReason: SwiftProtobuf._
 
 nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CustomerMetrics"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}order_count\0\u{1}revenue\0\u{3}first_order_time\0\u{3}last_order_time\0\u{3}open_ticket_count\0\u{3}as_of\0\u{3}net_revenue\0\u{3}average_order_value\0\u{1}refunded\0\u{3}cancelled_order_count\0\u{3}tickets_opened\0\u{3}sla_breaches\0\u{3}rating_count\0\u{3}average_rating\0\u{1}rfm\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{3}order_count\0\u{1}revenue\0\u{3}first_order_time\0\u{3}last_order_time\0\u{3}open_ticket_count\0\u{3}as_of\0\u{3}net_revenue\0\u{3}average_order_value\0\u{1}refunded\0\u{3}cancelled_order_count\0\u{3}tickets_opened\0\u{3}sla_breaches\0\u{3}rating_count\0\u{3}average_rating\0\u{1}rfm\0\u{1}prediction\0\u{3}segment_ids\0\u{1}recommendations\0")
 
   fileprivate class _StorageClass {
     var _customerID: String = String()
@@ -947,6 +1459,9 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
     var _ratingCount: Int64 = 0
     var _averageRating: Double = 0
     var _rfm: Rapport_Analytics_V1_Rfm? = nil
+    var _prediction: Rapport_Analytics_V1_CustomerPrediction? = nil
+    var _segmentIds: [String] = []
+    var _recommendations: [Rapport_Analytics_V1_RecommendedProduct] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -973,6 +1488,9 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
       _ratingCount = source._ratingCount
       _averageRating = source._averageRating
       _rfm = source._rfm
+      _prediction = source._prediction
+      _segmentIds = source._segmentIds
+      _recommendations = source._recommendations
     }
   }
 
@@ -1007,6 +1525,9 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
         case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._ratingCount) }()
         case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._averageRating) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._rfm) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._prediction) }()
+        case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._segmentIds) }()
+        case 19: try { try decoder.decodeRepeatedMessageField(value: &_storage._recommendations) }()
         default: break
         }
       }
@@ -1067,6 +1588,15 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
       try { if let v = _storage._rfm {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
+      try { if let v = _storage._prediction {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+      if !_storage._segmentIds.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._segmentIds, fieldNumber: 18)
+      }
+      if !_storage._recommendations.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._recommendations, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1092,10 +1622,555 @@ nonisolated extension Rapport_Analytics_V1_CustomerMetrics: SwiftProtobuf.Messag
         if _storage._ratingCount != rhs_storage._ratingCount {return false}
         if _storage._averageRating != rhs_storage._averageRating {return false}
         if _storage._rfm != rhs_storage._rfm {return false}
+        if _storage._prediction != rhs_storage._prediction {return false}
+        if _storage._segmentIds != rhs_storage._segmentIds {return false}
+        if _storage._recommendations != rhs_storage._recommendations {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_PredictionModel: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PredictionModel"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}currency\0\u{3}as_of\0\u{3}fitted_at\0\u{3}fit_seconds\0\u{3}in_use\0\u{1}r\0\u{1}alpha\0\u{1}a\0\u{1}b\0\u{3}purchase_log_likelihood\0\u{1}population\0\u{1}p\0\u{1}q\0\u{1}v\0\u{3}spend_log_likelihood\0\u{3}spend_population\0")
+
+  fileprivate class _StorageClass {
+    var _currency: String = String()
+    var _asOf: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _fittedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _fitSeconds: Double = 0
+    var _inUse: Bool = false
+    var _r: Double = 0
+    var _alpha: Double = 0
+    var _a: Double = 0
+    var _b: Double = 0
+    var _purchaseLogLikelihood: Double = 0
+    var _population: Int64 = 0
+    var _p: Double = 0
+    var _q: Double = 0
+    var _v: Double = 0
+    var _spendLogLikelihood: Double = 0
+    var _spendPopulation: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _currency = source._currency
+      _asOf = source._asOf
+      _fittedAt = source._fittedAt
+      _fitSeconds = source._fitSeconds
+      _inUse = source._inUse
+      _r = source._r
+      _alpha = source._alpha
+      _a = source._a
+      _b = source._b
+      _purchaseLogLikelihood = source._purchaseLogLikelihood
+      _population = source._population
+      _p = source._p
+      _q = source._q
+      _v = source._v
+      _spendLogLikelihood = source._spendLogLikelihood
+      _spendPopulation = source._spendPopulation
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._asOf) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._fittedAt) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._fitSeconds) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._inUse) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._r) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._alpha) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._a) }()
+        case 9: try { try decoder.decodeSingularDoubleField(value: &_storage._b) }()
+        case 10: try { try decoder.decodeSingularDoubleField(value: &_storage._purchaseLogLikelihood) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._population) }()
+        case 12: try { try decoder.decodeSingularDoubleField(value: &_storage._p) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._q) }()
+        case 14: try { try decoder.decodeSingularDoubleField(value: &_storage._v) }()
+        case 15: try { try decoder.decodeSingularDoubleField(value: &_storage._spendLogLikelihood) }()
+        case 16: try { try decoder.decodeSingularInt64Field(value: &_storage._spendPopulation) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 1)
+      }
+      try { if let v = _storage._asOf {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._fittedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._fitSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._fitSeconds, fieldNumber: 4)
+      }
+      if _storage._inUse != false {
+        try visitor.visitSingularBoolField(value: _storage._inUse, fieldNumber: 5)
+      }
+      if _storage._r.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._r, fieldNumber: 6)
+      }
+      if _storage._alpha.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._alpha, fieldNumber: 7)
+      }
+      if _storage._a.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._a, fieldNumber: 8)
+      }
+      if _storage._b.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._b, fieldNumber: 9)
+      }
+      if _storage._purchaseLogLikelihood.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._purchaseLogLikelihood, fieldNumber: 10)
+      }
+      if _storage._population != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._population, fieldNumber: 11)
+      }
+      if _storage._p.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._p, fieldNumber: 12)
+      }
+      if _storage._q.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._q, fieldNumber: 13)
+      }
+      if _storage._v.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._v, fieldNumber: 14)
+      }
+      if _storage._spendLogLikelihood.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._spendLogLikelihood, fieldNumber: 15)
+      }
+      if _storage._spendPopulation != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._spendPopulation, fieldNumber: 16)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_PredictionModel, rhs: Rapport_Analytics_V1_PredictionModel) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._currency != rhs_storage._currency {return false}
+        if _storage._asOf != rhs_storage._asOf {return false}
+        if _storage._fittedAt != rhs_storage._fittedAt {return false}
+        if _storage._fitSeconds != rhs_storage._fitSeconds {return false}
+        if _storage._inUse != rhs_storage._inUse {return false}
+        if _storage._r != rhs_storage._r {return false}
+        if _storage._alpha != rhs_storage._alpha {return false}
+        if _storage._a != rhs_storage._a {return false}
+        if _storage._b != rhs_storage._b {return false}
+        if _storage._purchaseLogLikelihood != rhs_storage._purchaseLogLikelihood {return false}
+        if _storage._population != rhs_storage._population {return false}
+        if _storage._p != rhs_storage._p {return false}
+        if _storage._q != rhs_storage._q {return false}
+        if _storage._v != rhs_storage._v {return false}
+        if _storage._spendLogLikelihood != rhs_storage._spendLogLikelihood {return false}
+        if _storage._spendPopulation != rhs_storage._spendPopulation {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_CustomerPrediction: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CustomerPrediction"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}currency\0\u{1}frequency\0\u{3}recency_days\0\u{3}age_days\0\u{3}average_repeat_spend_minor\0\u{3}probability_alive\0\u{3}churn_probability\0\u{3}expected_purchases_12m\0\u{3}expected_spend_minor\0\u{3}clv_12m_minor\0\u{3}expected_spend\0\u{3}clv_12m\0\u{3}monthly_discount_rate\0\u{3}model_fitted_at\0")
+
+  fileprivate class _StorageClass {
+    var _currency: String = String()
+    var _frequency: Int64 = 0
+    var _recencyDays: Int64 = 0
+    var _ageDays: Int64 = 0
+    var _averageRepeatSpendMinor: Double = 0
+    var _probabilityAlive: Double = 0
+    var _churnProbability: Double = 0
+    var _expectedPurchases12M: Double = 0
+    var _expectedSpendMinor: Double = 0
+    var _clv12MMinor: Double = 0
+    var _expectedSpend: Rapport_Common_V1_Money? = nil
+    var _clv12M: Rapport_Common_V1_Money? = nil
+    var _monthlyDiscountRate: Double = 0
+    var _modelFittedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _currency = source._currency
+      _frequency = source._frequency
+      _recencyDays = source._recencyDays
+      _ageDays = source._ageDays
+      _averageRepeatSpendMinor = source._averageRepeatSpendMinor
+      _probabilityAlive = source._probabilityAlive
+      _churnProbability = source._churnProbability
+      _expectedPurchases12M = source._expectedPurchases12M
+      _expectedSpendMinor = source._expectedSpendMinor
+      _clv12MMinor = source._clv12MMinor
+      _expectedSpend = source._expectedSpend
+      _clv12M = source._clv12M
+      _monthlyDiscountRate = source._monthlyDiscountRate
+      _modelFittedAt = source._modelFittedAt
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._currency) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._frequency) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._recencyDays) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._ageDays) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._averageRepeatSpendMinor) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._probabilityAlive) }()
+        case 7: try { try decoder.decodeSingularDoubleField(value: &_storage._churnProbability) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._expectedPurchases12M) }()
+        case 9: try { try decoder.decodeSingularDoubleField(value: &_storage._expectedSpendMinor) }()
+        case 10: try { try decoder.decodeSingularDoubleField(value: &_storage._clv12MMinor) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._expectedSpend) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._clv12M) }()
+        case 13: try { try decoder.decodeSingularDoubleField(value: &_storage._monthlyDiscountRate) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._modelFittedAt) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._currency.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._currency, fieldNumber: 1)
+      }
+      if _storage._frequency != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._frequency, fieldNumber: 2)
+      }
+      if _storage._recencyDays != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._recencyDays, fieldNumber: 3)
+      }
+      if _storage._ageDays != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._ageDays, fieldNumber: 4)
+      }
+      if _storage._averageRepeatSpendMinor.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._averageRepeatSpendMinor, fieldNumber: 5)
+      }
+      if _storage._probabilityAlive.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._probabilityAlive, fieldNumber: 6)
+      }
+      if _storage._churnProbability.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._churnProbability, fieldNumber: 7)
+      }
+      if _storage._expectedPurchases12M.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._expectedPurchases12M, fieldNumber: 8)
+      }
+      if _storage._expectedSpendMinor.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._expectedSpendMinor, fieldNumber: 9)
+      }
+      if _storage._clv12MMinor.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._clv12MMinor, fieldNumber: 10)
+      }
+      try { if let v = _storage._expectedSpend {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._clv12M {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      if _storage._monthlyDiscountRate.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._monthlyDiscountRate, fieldNumber: 13)
+      }
+      try { if let v = _storage._modelFittedAt {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_CustomerPrediction, rhs: Rapport_Analytics_V1_CustomerPrediction) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._currency != rhs_storage._currency {return false}
+        if _storage._frequency != rhs_storage._frequency {return false}
+        if _storage._recencyDays != rhs_storage._recencyDays {return false}
+        if _storage._ageDays != rhs_storage._ageDays {return false}
+        if _storage._averageRepeatSpendMinor != rhs_storage._averageRepeatSpendMinor {return false}
+        if _storage._probabilityAlive != rhs_storage._probabilityAlive {return false}
+        if _storage._churnProbability != rhs_storage._churnProbability {return false}
+        if _storage._expectedPurchases12M != rhs_storage._expectedPurchases12M {return false}
+        if _storage._expectedSpendMinor != rhs_storage._expectedSpendMinor {return false}
+        if _storage._clv12MMinor != rhs_storage._clv12MMinor {return false}
+        if _storage._expectedSpend != rhs_storage._expectedSpend {return false}
+        if _storage._clv12M != rhs_storage._clv12M {return false}
+        if _storage._monthlyDiscountRate != rhs_storage._monthlyDiscountRate {return false}
+        if _storage._modelFittedAt != rhs_storage._modelFittedAt {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_FitPredictionModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FitPredictionModelRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}currency\0\u{3}as_of\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._asOf) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 1)
+    }
+    try { if let v = self._asOf {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_FitPredictionModelRequest, rhs: Rapport_Analytics_V1_FitPredictionModelRequest) -> Bool {
+    if lhs.currency != rhs.currency {return false}
+    if lhs._asOf != rhs._asOf {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_FitPredictionModelResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FitPredictionModelResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._model) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._model {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_FitPredictionModelResponse, rhs: Rapport_Analytics_V1_FitPredictionModelResponse) -> Bool {
+    if lhs._model != rhs._model {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetPredictionModelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPredictionModelRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}currency\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetPredictionModelRequest, rhs: Rapport_Analytics_V1_GetPredictionModelRequest) -> Bool {
+    if lhs.currency != rhs.currency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetPredictionModelResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPredictionModelResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}model\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._model) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._model {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetPredictionModelResponse, rhs: Rapport_Analytics_V1_GetPredictionModelResponse) -> Bool {
+    if lhs._model != rhs._model {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetCustomerPredictionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerPredictionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}currency\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.currency) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    if !self.currency.isEmpty {
+      try visitor.visitSingularStringField(value: self.currency, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetCustomerPredictionRequest, rhs: Rapport_Analytics_V1_GetCustomerPredictionRequest) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.currency != rhs.currency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_GetCustomerPredictionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCustomerPredictionResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}prediction\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._prediction) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._prediction {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_GetCustomerPredictionResponse, rhs: Rapport_Analytics_V1_GetCustomerPredictionResponse) -> Bool {
+    if lhs._prediction != rhs._prediction {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1506,7 +2581,7 @@ nonisolated extension Rapport_Analytics_V1_GetSalesSummaryResponse: SwiftProtobu
 
 nonisolated extension Rapport_Analytics_V1_GetTopProductsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetTopProductsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}channel\0\u{1}currency\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0\u{1}channel\0\u{1}currency\0\u{1}limit\0\u{3}rfm_segment\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1519,6 +2594,7 @@ nonisolated extension Rapport_Analytics_V1_GetTopProductsRequest: SwiftProtobuf.
       case 3: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.currency) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.limit) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.rfmSegment) }()
       default: break
       }
     }
@@ -1544,6 +2620,9 @@ nonisolated extension Rapport_Analytics_V1_GetTopProductsRequest: SwiftProtobuf.
     if self.limit != 0 {
       try visitor.visitSingularInt32Field(value: self.limit, fieldNumber: 5)
     }
+    if self.rfmSegment != .unspecified {
+      try visitor.visitSingularEnumField(value: self.rfmSegment, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1553,6 +2632,7 @@ nonisolated extension Rapport_Analytics_V1_GetTopProductsRequest: SwiftProtobuf.
     if lhs.channel != rhs.channel {return false}
     if lhs.currency != rhs.currency {return false}
     if lhs.limit != rhs.limit {return false}
+    if lhs.rfmSegment != rhs.rfmSegment {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2098,6 +3178,277 @@ nonisolated extension Rapport_Analytics_V1_GetSimilarProductsResponse: SwiftProt
 
   public static func ==(lhs: Rapport_Analytics_V1_GetSimilarProductsResponse, rhs: Rapport_Analytics_V1_GetSimilarProductsResponse) -> Bool {
     if lhs.products != rhs.products {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_Segment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Segment"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}rule\0\u{1}description\0\u{1}version\0\u{3}member_count\0\u{3}create_time\0\u{3}update_time\0\u{3}evaluate_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.version) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.memberCount) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._evaluateTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 2)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt64Field(value: self.version, fieldNumber: 4)
+    }
+    if self.memberCount != 0 {
+      try visitor.visitSingularInt64Field(value: self.memberCount, fieldNumber: 5)
+    }
+    try { if let v = self._createTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._updateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._evaluateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_Segment, rhs: Rapport_Analytics_V1_Segment) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.rule != rhs.rule {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.memberCount != rhs.memberCount {return false}
+    if lhs._createTime != rhs._createTime {return false}
+    if lhs._updateTime != rhs._updateTime {return false}
+    if lhs._evaluateTime != rhs._evaluateTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_PutSegmentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutSegmentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}rule\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rule) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.rule.isEmpty {
+      try visitor.visitSingularStringField(value: self.rule, fieldNumber: 2)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_PutSegmentRequest, rhs: Rapport_Analytics_V1_PutSegmentRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.rule != rhs.rule {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_PutSegmentResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutSegmentResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}segment\0\u{1}entered\0\u{1}left\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._segment) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.entered) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.left) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._segment {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.entered != 0 {
+      try visitor.visitSingularInt64Field(value: self.entered, fieldNumber: 2)
+    }
+    if self.left != 0 {
+      try visitor.visitSingularInt64Field(value: self.left, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_PutSegmentResponse, rhs: Rapport_Analytics_V1_PutSegmentResponse) -> Bool {
+    if lhs._segment != rhs._segment {return false}
+    if lhs.entered != rhs.entered {return false}
+    if lhs.left != rhs.left {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_ListSegmentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSegmentsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_ListSegmentsRequest, rhs: Rapport_Analytics_V1_ListSegmentsRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_ListSegmentsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSegmentsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}segments\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.segments) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.segments.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.segments, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_ListSegmentsResponse, rhs: Rapport_Analytics_V1_ListSegmentsResponse) -> Bool {
+    if lhs.segments != rhs.segments {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_ListSegmentMembersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListSegmentMembersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}segment_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.segmentID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.segmentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.segmentID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_ListSegmentMembersRequest, rhs: Rapport_Analytics_V1_ListSegmentMembersRequest) -> Bool {
+    if lhs.segmentID != rhs.segmentID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Analytics_V1_SegmentMember: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SegmentMember"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}since\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._since) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 1)
+    }
+    try { if let v = self._since {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_SegmentMember, rhs: Rapport_Analytics_V1_SegmentMember) -> Bool {
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs._since != rhs._since {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

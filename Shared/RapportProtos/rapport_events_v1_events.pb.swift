@@ -363,6 +363,14 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     set {_uniqueStorage()._payload = .ticketPriorityChanged(newValue)}
   }
 
+  public var segmentMembershipChanged: Rapport_Events_V1_SegmentMembershipChanged {
+    get {
+      if case .segmentMembershipChanged(let v)? = _storage._payload {return v}
+      return Rapport_Events_V1_SegmentMembershipChanged()
+    }
+    set {_uniqueStorage()._payload = .segmentMembershipChanged(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Payload: Equatable, Sendable {
@@ -394,6 +402,7 @@ public nonisolated struct Rapport_Events_V1_Event: @unchecked Sendable {
     case ticketAssigned(Rapport_Events_V1_TicketAssigned)
     case slaBreached(Rapport_Events_V1_SlaBreached)
     case ticketPriorityChanged(Rapport_Events_V1_TicketPriorityChanged)
+    case segmentMembershipChanged(Rapport_Events_V1_SegmentMembershipChanged)
 
   }
 
@@ -1318,6 +1327,38 @@ public nonisolated struct Rapport_Events_V1_TicketPriorityChanged: Sendable {
   fileprivate var _changedAt: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// Published by analytics: a customer entered or left a rule segment (for marketing automation).
+public nonisolated struct Rapport_Events_V1_SegmentMembershipChanged: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var segmentID: String = String()
+
+  /// The segment's version whose rule decided.
+  public var segmentVersion: Int64 = 0
+
+  public var customerID: String = String()
+
+  /// True when the customer entered, false when they left.
+  public var entered: Bool = false
+
+  public var changeTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_changeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_changeTime = newValue}
+  }
+  /// Returns true if `changeTime` has been explicitly set.
+  public var hasChangeTime: Bool {self._changeTime != nil}
+  /// Clears the value of `changeTime`. Subsequent reads from it will return its default value.
+  public mutating func clearChangeTime() {self._changeTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.events.v1"
@@ -1438,7 +1479,7 @@ nonisolated extension Rapport_Events_V1_SubscribeRequest: SwiftProtobuf.Message,
 
 nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{1}traceparent\0\u{4}\u{3}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0\u{3}sla_breached\0\u{3}ticket_priority_changed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}id\0\u{3}aggregate_type\0\u{3}aggregate_id\0\u{1}type\0\u{3}occurred_at\0\u{1}traceparent\0\u{4}\u{3}customer_created\0\u{3}order_placed\0\u{3}ticket_opened\0\u{3}customer_updated\0\u{3}customer_merged\0\u{3}customer_erased\0\u{3}consent_changed\0\u{3}company_created\0\u{3}company_updated\0\u{3}company_contact_linked\0\u{3}company_contact_unlinked\0\u{3}interaction_recorded\0\u{3}customer_identity_changed\0\u{3}order_paid\0\u{3}order_fulfilled\0\u{3}order_delivered\0\u{3}order_cancelled\0\u{3}order_refunded\0\u{3}payment_recorded\0\u{3}order_payment_overdue\0\u{3}cart_abandoned\0\u{3}cart_recovered\0\u{3}ticket_message_added\0\u{3}ticket_status_changed\0\u{3}ticket_rated\0\u{3}ticket_assigned\0\u{3}sla_breached\0\u{3}ticket_priority_changed\0\u{3}segment_membership_changed\0")
 
   fileprivate class _StorageClass {
     var _sequence: Int64 = 0
@@ -1856,6 +1897,19 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
             _storage._payload = .ticketPriorityChanged(v)
           }
         }()
+        case 38: try {
+          var v: Rapport_Events_V1_SegmentMembershipChanged?
+          var hadOneofValue = false
+          if let current = _storage._payload {
+            hadOneofValue = true
+            if case .segmentMembershipChanged(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._payload = .segmentMembershipChanged(v)
+          }
+        }()
         default: break
         }
       }
@@ -2001,6 +2055,10 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
       case .ticketPriorityChanged?: try {
         guard case .ticketPriorityChanged(let v)? = _storage._payload else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+      }()
+      case .segmentMembershipChanged?: try {
+        guard case .segmentMembershipChanged(let v)? = _storage._payload else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
       }()
       case nil: break
       }
@@ -3592,6 +3650,60 @@ nonisolated extension Rapport_Events_V1_TicketPriorityChanged: SwiftProtobuf.Mes
     if lhs.to != rhs.to {return false}
     if lhs.slaPolicy != rhs.slaPolicy {return false}
     if lhs._changedAt != rhs._changedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Events_V1_SegmentMembershipChanged: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SegmentMembershipChanged"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}segment_id\0\u{3}segment_version\0\u{3}customer_id\0\u{1}entered\0\u{3}change_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.segmentID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.segmentVersion) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.entered) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._changeTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.segmentID.isEmpty {
+      try visitor.visitSingularStringField(value: self.segmentID, fieldNumber: 1)
+    }
+    if self.segmentVersion != 0 {
+      try visitor.visitSingularInt64Field(value: self.segmentVersion, fieldNumber: 2)
+    }
+    if !self.customerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.customerID, fieldNumber: 3)
+    }
+    if self.entered != false {
+      try visitor.visitSingularBoolField(value: self.entered, fieldNumber: 4)
+    }
+    try { if let v = self._changeTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Events_V1_SegmentMembershipChanged, rhs: Rapport_Events_V1_SegmentMembershipChanged) -> Bool {
+    if lhs.segmentID != rhs.segmentID {return false}
+    if lhs.segmentVersion != rhs.segmentVersion {return false}
+    if lhs.customerID != rhs.customerID {return false}
+    if lhs.entered != rhs.entered {return false}
+    if lhs._changeTime != rhs._changeTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

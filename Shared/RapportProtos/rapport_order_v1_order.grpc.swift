@@ -179,6 +179,19 @@ public enum Rapport_Order_V1_OrderService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ImportOrders" metadata.
+        public enum ImportOrders: Sendable {
+            /// Request type for "ImportOrders".
+            public typealias Input = Rapport_Order_V1_ImportOrdersRequest
+            /// Response type for "ImportOrders".
+            public typealias Output = Rapport_Order_V1_ImportOrdersResponse
+            /// Descriptor for "ImportOrders".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "ImportOrders",
+                type: .clientStreaming
+            )
+        }
         /// Descriptors for all methods in the "rapport.order.v1.OrderService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             PlaceOrder.descriptor,
@@ -192,7 +205,8 @@ public enum Rapport_Order_V1_OrderService: Sendable {
             UpsertCart.descriptor,
             GetCart.descriptor,
             GetCustomerOrderSummary.descriptor,
-            GetCustomerOrderOverview.descriptor
+            GetCustomerOrderOverview.descriptor,
+            ImportOrders.descriptor
         ]
     }
 }
@@ -444,6 +458,30 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
+
+        /// Handle the "ImportOrders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+        /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+        /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+        /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+        /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+        /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+        /// > service cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_ImportOrdersResponse` messages.
+        func importOrders(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ImportOrdersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ImportOrdersResponse>
     }
 
     /// Service protocol for the "rapport.order.v1.OrderService" service.
@@ -679,6 +717,30 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.ServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
+
+        /// Handle the "ImportOrders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+        /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+        /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+        /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+        /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+        /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+        /// > service cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_ImportOrdersResponse` message.
+        func importOrders(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ImportOrdersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_ImportOrdersResponse>
     }
 
     /// Simple service protocol for the "rapport.order.v1.OrderService" service.
@@ -912,6 +974,30 @@ extension Rapport_Order_V1_OrderService {
             request: Rapport_Order_V1_GetCustomerOrderOverviewRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Order_V1_GetCustomerOrderOverviewResponse
+
+        /// Handle the "ImportOrders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+        /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+        /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+        /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+        /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+        /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+        /// > service cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_ImportOrdersResponse` to respond with.
+        func importOrders(
+            request: GRPCCore.RPCAsyncSequence<Rapport_Order_V1_ImportOrdersRequest, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_ImportOrdersResponse
     }
 }
 
@@ -1051,6 +1137,17 @@ extension Rapport_Order_V1_OrderService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.ImportOrders.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_ImportOrdersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_ImportOrdersResponse>(),
+            handler: { request, context in
+                try await self.importOrders(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1184,6 +1281,17 @@ extension Rapport_Order_V1_OrderService.ServiceProtocol {
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse> {
         let response = try await self.getCustomerOrderOverview(
             request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func importOrders(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ImportOrdersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_ImportOrdersResponse> {
+        let response = try await self.importOrders(
+            request: request,
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
@@ -1343,6 +1451,19 @@ extension Rapport_Order_V1_OrderService.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(
             message: try await self.getCustomerOrderOverview(
                 request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func importOrders(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_ImportOrdersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_ImportOrdersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_ImportOrdersResponse>(
+            message: try await self.importOrders(
+                request: request.messages,
                 context: context
             ),
             metadata: [:]
@@ -1643,6 +1764,35 @@ extension Rapport_Order_V1_OrderService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportOrders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+        /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+        /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+        /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+        /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+        /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+        /// > service cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - serializer: A serializer for `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_ImportOrdersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importOrders<Result>(
+            request: GRPCCore.StreamingClientRequest<Rapport_Order_V1_ImportOrdersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_ImportOrdersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_ImportOrdersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ImportOrdersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2079,6 +2229,46 @@ extension Rapport_Order_V1_OrderService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ImportOrders" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+        /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+        /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+        /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+        /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+        /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+        /// > service cannot be reached.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - serializer: A serializer for `Rapport_Order_V1_ImportOrdersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_ImportOrdersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func importOrders<Result>(
+            request: GRPCCore.StreamingClientRequest<Rapport_Order_V1_ImportOrdersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_ImportOrdersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_ImportOrdersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ImportOrdersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.ImportOrders.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2438,6 +2628,41 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportOrders" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+    /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+    /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+    /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+    /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+    /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+    /// > service cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Rapport_Order_V1_ImportOrdersRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importOrders<Result>(
+        request: GRPCCore.StreamingClientRequest<Rapport_Order_V1_ImportOrdersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ImportOrdersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.importOrders(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_ImportOrdersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_ImportOrdersResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2847,6 +3072,46 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerOrderOverview(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportOrders" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Bulk import of past orders (a shop adopting Rapport): one message per order, any number. Each is
+    /// > validated as PlaceOrder validates it, plus its original placed time and the status it reached, and
+    /// > is idempotent by (channel, channel_order_reference): an order sent again changes nothing and counts
+    /// > as `existing`. Each order is stored with its events (OrderPlaced and those of each status step, all
+    /// > at the original time) in one transaction. A bad order is reported in `errors` and never aborts the
+    /// > others; UNAVAILABLE (retry the file: nothing is imported twice) when the database or the customer
+    /// > service cannot be reached.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importOrders<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Rapport_Order_V1_ImportOrdersRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_ImportOrdersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Rapport_Order_V1_ImportOrdersRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.importOrders(
             request: request,
             options: options,
             onResponse: handleResponse

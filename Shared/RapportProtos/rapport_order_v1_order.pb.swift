@@ -1412,6 +1412,68 @@ public nonisolated struct Rapport_Order_V1_GetCustomerOrderOverviewResponse: Sen
   fileprivate var _summary: Rapport_Order_V1_OrderSummary? = nil
 }
 
+public nonisolated struct Rapport_Order_V1_ImportOrdersRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The row's number in the caller's file, echoed in errors; defaults to the message's position (1-based).
+  public var rowNumber: Int64 = 0
+
+  /// Required: the order as PlaceOrder takes it, with channel_order_reference required; idempotency_key
+  /// and cart_id must be empty (the key is derived from the reference).
+  public var order: Rapport_Order_V1_PlaceOrderRequest {
+    get {_order ?? Rapport_Order_V1_PlaceOrderRequest()}
+    set {_order = newValue}
+  }
+  /// Returns true if `order` has been explicitly set.
+  public var hasOrder: Bool {self._order != nil}
+  /// Clears the value of `order`. Subsequent reads from it will return its default value.
+  public mutating func clearOrder() {self._order = nil}
+
+  /// Required, not in the future: when the order was placed.
+  public var placedTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_placedTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_placedTime = newValue}
+  }
+  /// Returns true if `placedTime` has been explicitly set.
+  public var hasPlacedTime: Bool {self._placedTime != nil}
+  /// Clears the value of `placedTime`. Subsequent reads from it will return its default value.
+  public mutating func clearPlacedTime() {self._placedTime = nil}
+
+  /// The status it reached; default PENDING. PAID, FULFILLED and DELIVERED are fully paid; REFUNDED is
+  /// fully paid and fully refunded; CANCELLED is cancelled unpaid. Every step is dated placed_time.
+  public var status: Rapport_Order_V1_OrderStatus = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _order: Rapport_Order_V1_PlaceOrderRequest? = nil
+  fileprivate var _placedTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Rapport_Order_V1_ImportOrdersResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rows: Int64 = 0
+
+  public var created: Int64 = 0
+
+  public var existing: Int64 = 0
+
+  public var failed: Int64 = 0
+
+  /// The first 1000 row errors; `field` is relative to the row (`order.lines[0].quantity`, `placed_time`).
+  public var errors: [Rapport_Customer_V1_ImportRowError] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "rapport.order.v1"
@@ -3296,6 +3358,105 @@ nonisolated extension Rapport_Order_V1_GetCustomerOrderOverviewResponse: SwiftPr
   public static func ==(lhs: Rapport_Order_V1_GetCustomerOrderOverviewResponse, rhs: Rapport_Order_V1_GetCustomerOrderOverviewResponse) -> Bool {
     if lhs._summary != rhs._summary {return false}
     if lhs.recentOrders != rhs.recentOrders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_ImportOrdersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportOrdersRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}row_number\0\u{1}order\0\u{3}placed_time\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.rowNumber) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._order) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._placedTime) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.rowNumber != 0 {
+      try visitor.visitSingularInt64Field(value: self.rowNumber, fieldNumber: 1)
+    }
+    try { if let v = self._order {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._placedTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.status != .unspecified {
+      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_ImportOrdersRequest, rhs: Rapport_Order_V1_ImportOrdersRequest) -> Bool {
+    if lhs.rowNumber != rhs.rowNumber {return false}
+    if lhs._order != rhs._order {return false}
+    if lhs._placedTime != rhs._placedTime {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_ImportOrdersResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportOrdersResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rows\0\u{1}created\0\u{1}existing\0\u{1}failed\0\u{1}errors\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.rows) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.created) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.existing) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.failed) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.errors) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rows != 0 {
+      try visitor.visitSingularInt64Field(value: self.rows, fieldNumber: 1)
+    }
+    if self.created != 0 {
+      try visitor.visitSingularInt64Field(value: self.created, fieldNumber: 2)
+    }
+    if self.existing != 0 {
+      try visitor.visitSingularInt64Field(value: self.existing, fieldNumber: 3)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularInt64Field(value: self.failed, fieldNumber: 4)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.errors, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_ImportOrdersResponse, rhs: Rapport_Order_V1_ImportOrdersResponse) -> Bool {
+    if lhs.rows != rhs.rows {return false}
+    if lhs.created != rhs.created {return false}
+    if lhs.existing != rhs.existing {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.errors != rhs.errors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

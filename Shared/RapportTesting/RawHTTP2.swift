@@ -48,7 +48,11 @@ public enum RawHTTP2 {
     return try await stream.executeThenClose { inbound, outbound in
       try await outbound.write(.headers(.init(headers: headers, endStream: endRequest && body == nil)))
       if let body {
-        try await outbound.write(.data(.init(data: .byteBuffer(ByteBuffer(bytes: body)), endStream: endRequest)))
+        do {
+          try await outbound.write(.data(.init(data: .byteBuffer(ByteBuffer(bytes: body)), endStream: endRequest)))
+        } catch ChannelError.ioOnClosedChannel {
+          // The server answered on the headers alone (a malformed grpc-timeout) and closed the stream.
+        }
       }
       return try await withThrowingTaskGroup(of: Reply?.self) { group in
         group.addTask {

@@ -79,8 +79,9 @@ extension Executables {
     }
 
     @Test func mergeAndErasePropagateToOrdersTicketsMetricsAndTheView() async throws {
-      // RFM cut points every second (default: hourly), so the view shows a segment within the test.
-      try await withStack(settings: ["analytics": ["rfm-interval-s": "1"]]) { try await mergeThenErase($0) }
+      // RFM cut points every second and models every 2 s (default: hourly), so the view shows a segment
+      // and a CLV within the test.
+      try await withStack(settings: ["analytics": ["rfm-interval-s": "1", "fit-interval-s": "2"]]) { try await mergeThenErase($0) }
     }
 
     private func mergeThenErase(_ stack: Stack) async throws {
@@ -162,12 +163,25 @@ extension Executables {
           let metrics = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view.metrics
           return metrics.rfm.segment != .unspecified && metrics.rfm.frequency == 3
         }
+        // … and predicts: BG/NBD and Gamma-Gamma fitted to the suite's orders by the scheduled fit.
+        try await eventually(within: .seconds(15), "the view shows the survivor's CLV and churn probability") {
+          let metrics = try await gateway.getCustomerView(.with { $0.customerID = survivor.id }).view.metrics
+          return metrics.hasPrediction && metrics.prediction.currency == metrics.rfm.monetary.currency
+            && metrics.prediction.probabilityAlive > 0 && metrics.prediction.probabilityAlive <= 1
+        }
+        // A rule segment defined with `rapport segments put` counts the survivor at once.
+        let rapport = try Stack.binaryDirectory() + "/rapport"
+        let put = try Shell.run(rapport, ["segments", "put", "buyers", "orders >= 3", "--analytics", "\(stack.address("analytics"))"])
+        #expect(put.contains("buyers v1: 1 member(s)"), "\(put)")
+        let listed = try Shell.run(rapport, ["segments", "--analytics", "\(stack.address("analytics"))"])
+        #expect(listed.contains("buyers  1 member(s)  v1  orders >= 3"), "\(listed)")
         // `rapport view` by the duplicate's email shows the survivor with all of it.
         let cli = try Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])
         #expect(cli.contains("id \(survivor.id)"))
         #expect(cli.contains("Recent orders (3)") && cli.contains("Open tickets (2)"))
-        #expect(cli.contains("RFM ") && cli.contains("net revenue"), "\(cli)")
+        #expect(cli.contains("RFM ") && cli.contains("net revenue") && cli.contains("12-month CLV"), "\(cli)")
+        #expect(cli.contains("segments: buyers"), "\(cli)")
         for id in orderIDs + ticketIDs { #expect(cli.contains(id)) }
 
         _ = try await customers.eraseCustomer(.with {

@@ -56,6 +56,9 @@ extension Executables {
           ("order", "OrderService", ["gateway", "support", "operator"], { client in
             _ = try await Rapport_Order_V1_OrderService.Client(wrapping: client).listOrders(.with { $0.customerID = customer.id })
           }),
+          ("order", "ImportOrders", ["operator"], { client in
+            _ = try await Rapport_Order_V1_OrderService.Client(wrapping: client).importOrders { _ in }
+          }),
           ("support", "SupportService", ["gateway", "operator"], { client in
             _ = try await Rapport_Support_V1_SupportService.Client(wrapping: client).listTickets(.with { $0.customerID = customer.id })
           }),
@@ -65,7 +68,7 @@ extension Executables {
           ("customer", "EventFeed", ["order", "support", "analytics"], Self.subscribe),
           ("order", "EventFeed", ["analytics", "support", "gateway"], Self.subscribe),
           ("support", "EventFeed", ["analytics"], Self.subscribe),
-          ("analytics", "EventFeed", [], Self.subscribe),
+          ("analytics", "EventFeed", ["operator"], Self.subscribe),
         ]
         for probe in probes {
           for caller in ["customer", "order", "support", "analytics", "gateway", "operator", "stranger"] {

@@ -20,12 +20,24 @@ import Testing
     /// Applies `payloads` as the next events of `source`'s feed, occurring at `at`.
     @discardableResult
     func apply(_ source: String, at: Date = Date(), _ payloads: Rapport_Events_V1_Event.OneOf_Payload...) async throws -> Int {
-      let events = payloads.map { payload in
+      try await store.apply(events(source, at, payloads), from: source)
+    }
+
+    /// Applies `payloads` as the feed subscription does, then recomputes the rule segments of their
+    /// customers as the service's `SegmentEvaluator` does next.
+    func consume(_ source: String, at: Date = Date(), _ payloads: Rapport_Events_V1_Event.OneOf_Payload...) async throws {
+      let events = events(source, at, payloads)
+      try await store.apply(events, from: source)
+      try await store.evaluateAllSegments(customers: AnalyticsStore.customers(of: events))
+    }
+
+    /// `payloads` as the next events of `source`'s feed, occurring at `at`.
+    private func events(_ source: String, _ at: Date, _ payloads: [Rapport_Events_V1_Event.OneOf_Payload]) -> [Rapport_Events_V1_Event] {
+      payloads.map { payload in
         var event = Outbox.event(aggregateType: source, aggregateID: UUID().uuidString, occurredAt: at, payload)
         event.sequence = sequences.withLock { $0[source, default: 0] += 1; return $0[source]! }
         return event
       }
-      return try await store.apply(events, from: source)
     }
 
     func metrics(_ customer: UUID) async throws -> Rapport_Analytics_V1_CustomerMetrics {
@@ -45,6 +57,28 @@ import Testing
       group.addTask { await pool.run() }
       try await body(Harness(store: AnalyticsStore(client: pool, logger: testLogger("analytics"))))
       group.cancelAll()
+    }
+  }
+
+  /// A running analytics service on a fresh database (its feeds pointed at a port that refuses), and a
+  /// harness applying events to its schema as its subscriptions do; `body` gets the service's address.
+  static func withService(
+    _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
+  ) async throws {
+    let database = try await TestDatabase.create()
+    let refusing = try SilentListener(listening: false)
+    defer { refusing.stop() }
+    let closed = HostPort(host: "127.0.0.1", port: refusing.port)
+    let config = testConfig("analytics", database)
+    let app = try AnalyticsApp.build(
+      config: config, customerAddress: closed, orderAddress: closed, supportAddress: closed, logger: testLogger("analytics"))
+    try await withRunningService(app) { address in
+      let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("events"))
+      try await withThrowingDiscardingTaskGroup { group in
+        group.addTask { await pool.run() }
+        try await body(address, Harness(store: AnalyticsStore(client: pool, logger: testLogger("events"))), database)
+        group.cancelAll()
+      }
     }
   }
 
@@ -141,6 +175,26 @@ import Testing
       try await harness.apply("order", Self.placed(UUID(), customers[0], 100_000))
       let back = try await harness.metrics(customers[0]).rfm
       #expect((back.recencyScore, back.frequencyScore, back.monetaryScore, back.segment) == (5, 2, 5, .champions))
+
+      // Scored all at once (for top products per segment), every customer lands where `rfm` put them.
+      let sorted = { (ids: [UUID]) in ids.sorted { $0.uuidString.lowercased() < $1.uuidString.lowercased() } }
+      #expect(try await harness.store.customers(in: .champions) == sorted([customers[0], customers[4]]))
+      for (customer, (_, _, _, segment)) in zip(customers, expected).dropFirst().dropLast() {
+        #expect(try await harness.store.customers(in: segment) == [customer], "\(segment)")
+      }
+      #expect(try await harness.store.customers(in: .lost) == [])
+      // Top products of one segment: the champions' lines only.
+      try await harness.apply(
+        "order",
+        AnalyticsSalesTests.placed(UUID(), customers[4], at: "2026-03-01T10:00:00Z", lines: [("TEA", 2, 3_000)]),
+        AnalyticsSalesTests.placed(UUID(), customers[1], at: "2026-03-01T10:00:00Z", lines: [("MUG", 9, 4_000)]))
+      let range = AnalyticsStore.SalesRange(
+        from: AnalyticsSalesTests.at("2026-01-01T00:00:00Z"), to: AnalyticsSalesTests.at("2026-06-01T00:00:00Z"), currency: "EUR",
+        channel: 0)
+      let all = try await harness.store.topProducts(range, limit: 10)
+      #expect(all.map(\.sku) == ["MUG", "TEA"])
+      let champions = try await harness.store.topProducts(range, limit: 10, customers: try await harness.store.customers(in: .champions))
+      #expect(champions.map(\.sku) == ["TEA"] && champions[0].quantity == 2)
     }
   }
 

@@ -139,6 +139,12 @@ import Testing
       #expect(all.first?.title == "TEA title")
       let web = try await api.getTopProducts(request.changed { $0.channel = .web; $0.limit = 1 }).products
       #expect(web.map(\.sku) == ["TEA"])
+      // Per RFM segment (AnalyticsRfmTests checks the scoring and the filter): a subset of all.
+      let champions = try await api.getTopProducts(request.changed { $0.rfmSegment = .champions }).products
+      #expect(Set(champions.map(\.sku)).isSubset(of: Set(all.map(\.sku))))
+      await expectStatus(.invalidArgument, field: "rfm_segment") {
+        try await api.getTopProducts(request.changed { $0.rfmSegment = .UNRECOGNIZED(42) })
+      }
     }
   }
 

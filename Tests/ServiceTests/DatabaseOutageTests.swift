@@ -54,6 +54,23 @@ import Testing
     }
   }
 
+  /// A statement that fails inside a handler (here a table an operator renamed) reaches the client as
+  /// INTERNAL "internal error", counted as such, however many interceptors the platform stacks: grpc-swift
+  /// hands the outer ones such errors as UNKNOWN with the original as the cause, which the error mapping
+  /// unwraps (before, the client saw UNKNOWN with an empty message).
+  @Test func aStatementFailingInsideAHandlerIsInternalWithNoInternals() async throws {
+    let database = try await TestDatabase.create()
+    let app = try build("analytics", database)
+    try await withRunningService(app) { address in
+      _ = try await TestDatabase.column("ALTER TABLE analytics.rfm_edges RENAME TO rfm_edges_moved", on: database)
+      try await withClient(to: address) { client in
+        let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+        await expectStatus(.internalError, mentioning: "internal error") { try await api.getRfmEdges(.init()) }
+      }
+      #expect(app.metrics.calls("rapport.analytics.v1.AnalyticsService/GetRfmEdges", code: .internalError) == 1)
+    }
+  }
+
   /// The service named `name` on `database`, with upstream addresses nobody listens on (no RPC here
   /// reaches them: the database is down first).
   private func build(_ name: String, _ database: DatabaseURL) throws -> ServiceApp {

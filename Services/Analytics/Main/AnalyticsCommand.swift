@@ -16,8 +16,15 @@ struct AnalyticsCommand: ServiceCommand {
   @Option(name: .customLong("support-addr"), help: "Support service, host:port (default 127.0.0.1:50053).") var supportAddr: String?
   @Option(name: .customLong("rfm-interval-s"), help: "How often the RFM quintile edges are recomputed, in seconds (default 3600; also at start).") var rfmIntervalS: String?
 
+  @Option(name: .customLong("fit-interval-s"), help: "How often BG/NBD and Gamma-Gamma are refitted per currency, in seconds (default 3600; also at start).") var fitIntervalS: String?
+  @Option(name: .customLong("segment-interval-s"), help: "How often every rule segment is recomputed for every customer, in seconds (default 300; also at start).") var segmentIntervalS: String?
+  @Option(name: .customLong("monthly-discount-rate"), help: "CLV's monthly discount rate, in [0, 1) (default 0.01).") var monthlyDiscountRate: String?
+
   var ownFlags: [String: String?] {
-    ["customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "rfm-interval-s": rfmIntervalS]
+    [
+      "customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "rfm-interval-s": rfmIntervalS,
+      "fit-interval-s": fitIntervalS, "monthly-discount-rate": monthlyDiscountRate, "segment-interval-s": segmentIntervalS,
+    ]
   }
 
   static func build(settings: Settings, logger: Logger) throws -> ServiceApp {

@@ -10,14 +10,30 @@ public enum AnalyticsApp {
   public static let defaultPort = 50054
 
   /// Reads the common settings plus `customer-addr`, `order-addr` and `support-addr` (the feeds it
-  /// consumes) and `rfm-interval-s` (how often the RFM quintile edges are recomputed, default 3600).
+  /// consumes), `rfm-interval-s` (how often the RFM quintile edges are recomputed, default 3600),
+  /// `fit-interval-s` (how often BG/NBD and Gamma-Gamma are refitted, default 3600) and
+  /// `monthly-discount-rate` (CLV's, default 0.01) and `segment-interval-s` (how often every rule segment
+  /// is recomputed for everyone, default 300).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
       customerAddress: settings.address("customer-addr", default: "127.0.0.1:50051"),
       orderAddress: settings.address("order-addr", default: "127.0.0.1:50052"),
       supportAddress: settings.address("support-addr", default: "127.0.0.1:50053"),
-      rfmInterval: .seconds(try positive(settings.int("rfm-interval-s", default: 3600), "rfm-interval-s")), logger: logger)
+      rfmInterval: .seconds(try positive(settings.int("rfm-interval-s", default: 3600), "rfm-interval-s")),
+      fitInterval: .seconds(try positive(settings.int("fit-interval-s", default: 3600), "fit-interval-s")),
+      segmentInterval: .seconds(try positive(settings.int("segment-interval-s", default: 300), "segment-interval-s")),
+      monthlyDiscountRate: try discountRate(settings.string("monthly-discount-rate")), logger: logger)
+  }
+
+  public static let defaultMonthlyDiscountRate = 0.01
+
+  private static func discountRate(_ raw: String?) throws -> Double {
+    guard let raw else { return defaultMonthlyDiscountRate }
+    guard let rate = Double(raw), rate >= 0, rate < 1 else {
+      throw ConfigurationError("monthly-discount-rate must be a number in [0, 1), got '\(raw)'")
+    }
+    return rate
   }
 
   private static func positive(_ value: Int, _ name: String) throws -> Int {
@@ -26,15 +42,18 @@ public enum AnalyticsApp {
   }
 
   /// Who may call what (enforced under mutual TLS): metrics from the gateway and operators; its feed
-  /// (no consumer yet) from nobody.
+  /// (segment membership changes, for marketing automation) from operators' tools.
   public static let callers = CallerPolicy([
-    "rapport.analytics.v1.AnalyticsService": [CallerPolicy.Caller.gateway, CallerPolicy.Caller.operator]
+    "rapport.analytics.v1.AnalyticsService": [CallerPolicy.Caller.gateway, CallerPolicy.Caller.operator],
+    CallerPolicy.eventFeed: [CallerPolicy.Caller.operator],
   ])
 
   public static func build(
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
-    rfmInterval: Duration = .seconds(3600), logger: Logger
+    rfmInterval: Duration = .seconds(3600), fitInterval: Duration = .seconds(3600), segmentInterval: Duration = .seconds(300),
+    monthlyDiscountRate: Double = defaultMonthlyDiscountRate, logger: Logger
   ) throws -> ServiceApp {
+    let scheduled = ScheduledValues()
     var sources = [
       (
         "order", try GRPCClientService.client(to: orderAddress, config: config),
@@ -53,25 +72,43 @@ public enum AnalyticsApp {
     ]
     let failures = FeedFailures()
     if let customerAddress {
-      sources.append(("customer", try GRPCClientService.client(to: customerAddress, config: config), [Rapport_Events_V1_CustomerMerged.eventType]))
+      sources.append(
+        (
+          "customer", try GRPCClientService.client(to: customerAddress, config: config),
+          [
+            Rapport_Events_V1_CustomerMerged.eventType, Rapport_Events_V1_ConsentChanged.eventType,
+            Rapport_Events_V1_CustomerErased.eventType,
+          ]
+        ))
     }
     return try .publishing(
       config: config, schema: AnalyticsMigrations.schema, migrations: AnalyticsMigrations.all,
       serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), callers: callers, logger: logger,
       workers: { postgres in
-        let store = AnalyticsStore(client: postgres, logger: logger)
+        let store = AnalyticsStore(
+          client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled)
+        let segments = SegmentEvaluator(store: store, logger: logger)
         let feeds: [any Service] = sources.map { source, client, types in
           EventSubscription(
             source: source, client: client, types: types, logger: logger, failures: failures,
             cursor: { try await store.cursor(source: source) },
-            apply: { batch in try await store.apply(batch, from: source) })
+            apply: { batch in
+              try await store.apply(batch, from: source)
+              segments.mark(AnalyticsStore.customers(of: batch))
+            })
         }
-        return feeds + [Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() }]
+        return feeds + [
+          segments,
+          Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() },
+          Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },
+          Periodic("segments", every: segmentInterval, logger: logger) { try await store.evaluateAllSegments(customers: nil) },
+        ]
       },
       rpcs: { postgres in
         [
           AnalyticsRPCs(
-            store: AnalyticsStore(client: postgres, logger: logger),
+            store: AnalyticsStore(
+              client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled),
             feeds: sources.map { .init(source: $0.0, feed: .init(wrapping: $0.1), types: $0.2) }, failures: failures,
             logger: logger)
         ]

@@ -124,5 +124,68 @@ enum AnalyticsMigrations {
         GROUP BY x.sku, y.sku
         """,
       ]),
+    // BG/NBD and Gamma-Gamma fits (AnalyticsStore+Prediction): the model in use per currency and the
+    // newest fits asked for other observation ends, each as its `PredictionModel` message.
+    Migration(
+      6, "prediction models",
+      [
+        """
+        CREATE TABLE analytics.prediction_models (
+          id bigserial PRIMARY KEY,
+          currency char(3) NOT NULL,
+          as_of timestamptz NOT NULL,
+          fitted_at timestamptz NOT NULL,
+          fit_seconds float8 NOT NULL,
+          in_use boolean NOT NULL,
+          model bytea NOT NULL)
+        """,
+        "CREATE INDEX prediction_models_currency ON analytics.prediction_models (currency, in_use, id)",
+      ]),
+    // Rule segments (AnalyticsStore+Segments): consent decisions from the customer feed (ConsentChanged),
+    // erased customers (excluded from segments), versioned rules and their members. The customer feed's
+    // cursor is reset so earlier consent decisions and erasures are replayed (merges apply once: their
+    // aliases are recorded idempotently).
+    Migration(
+      7, "rule segments",
+      [
+        """
+        CREATE TABLE analytics.customer_consent (
+          customer_id uuid NOT NULL,
+          purpose integer NOT NULL,
+          channel integer NOT NULL,
+          granted boolean NOT NULL,
+          decided_at timestamptz NOT NULL,
+          PRIMARY KEY (customer_id, purpose, channel))
+        """,
+        "CREATE TABLE analytics.erased_customers (customer_id uuid PRIMARY KEY, erased_at timestamptz NOT NULL)",
+        """
+        CREATE TABLE analytics.segments (
+          id text PRIMARY KEY,
+          rule text NOT NULL,
+          description text NOT NULL,
+          version bigint NOT NULL,
+          created_at timestamptz NOT NULL,
+          updated_at timestamptz NOT NULL,
+          evaluated_at timestamptz)
+        """,
+        """
+        CREATE TABLE analytics.segment_versions (
+          segment_id text NOT NULL REFERENCES analytics.segments ON DELETE CASCADE,
+          version bigint NOT NULL,
+          rule text NOT NULL,
+          description text NOT NULL,
+          created_at timestamptz NOT NULL,
+          PRIMARY KEY (segment_id, version))
+        """,
+        """
+        CREATE TABLE analytics.segment_members (
+          segment_id text NOT NULL REFERENCES analytics.segments ON DELETE CASCADE,
+          customer_id uuid NOT NULL,
+          since timestamptz NOT NULL,
+          PRIMARY KEY (segment_id, customer_id))
+        """,
+        "CREATE INDEX segment_members_since ON analytics.segment_members (segment_id, since, customer_id)",
+        "DELETE FROM analytics.feed_cursors WHERE source = 'customer'",
+      ]),
   ]
 }

@@ -109,7 +109,11 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
       from: request.from, request.hasFrom, to: request.to, request.hasTo, channel: request.channel,
       currency: request.currency, longest: 3_660 * 86_400)
     let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
-    let products = try await store.topProducts(range, limit: limit)
+    var customers: [UUID]?
+    if request.rfmSegment != .unspecified {
+      customers = try await store.customers(in: try Validate.known(request.rfmSegment, field: "rfm_segment"))
+    }
+    let products = try await store.topProducts(range, limit: limit, customers: customers)
     return .with { $0.products = products }
   }
 
@@ -154,6 +158,88 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
     guard let products = try await store.similarProducts(sku, limit: limit) else { throw RPCFailure.notFound("product", sku) }
     return .with { $0.products = products }
+  }
+
+  func fitPredictionModel(
+    request: Rapport_Analytics_V1_FitPredictionModelRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_FitPredictionModelResponse {
+    let currency = try Validate.currency(request.currency)
+    let asOf = try Validate.time(request.asOf, isSet: request.hasAsOf, field: "as_of")
+    if let asOf, asOf > Date() { throw RPCFailure.invalid("as_of", "is in the future") }
+    guard let model = try await store.fitPredictionModel(currency: currency, asOf: asOf) else {
+      throw RPCFailure.failedPrecondition("no order in \(currency) was placed by as_of")
+    }
+    return .with { $0.model = model }
+  }
+
+  func getPredictionModel(
+    request: Rapport_Analytics_V1_GetPredictionModelRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetPredictionModelResponse {
+    let currency = try Validate.currency(request.currency)
+    let model = try await store.predictionModel(currency: currency)
+    return .with { if let model { $0.model = model } }
+  }
+
+  func getCustomerPrediction(
+    request: Rapport_Analytics_V1_GetCustomerPredictionRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_GetCustomerPredictionResponse {
+    let customer = try Validate.uuid(request.customerID, field: "customer_id")
+    let currency = request.currency.isEmpty ? nil : try Validate.currency(request.currency)
+    let prediction = try await store.prediction(customer, currency: currency)
+    return .with { if let prediction { $0.prediction = prediction } }
+  }
+
+  func putSegment(
+    request: Rapport_Analytics_V1_PutSegmentRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_PutSegmentResponse {
+    let id = try Self.segmentID(request.id)
+    guard request.rule.count <= 2_000 else { throw RPCFailure.invalid("rule", "is longer than 2000 characters") }
+    do {
+      _ = try SegmentRule.parse(request.rule)
+    } catch let error as SegmentRuleError {
+      throw RPCFailure.invalid("rule", error.description)
+    }
+    let description = try Validate.optional(request.description_p, field: "description", max: 500)
+    let (segment, entered, left) = try await store.putSegment(id: id, rule: request.rule, description: description)
+    return .with {
+      $0.segment = segment
+      $0.entered = Int64(entered)
+      $0.left = Int64(left)
+    }
+  }
+
+  func listSegments(
+    request: Rapport_Analytics_V1_ListSegmentsRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_ListSegmentsResponse {
+    let segments = try await store.segments()
+    return .with { $0.segments = segments.map(\.proto) }
+  }
+
+  func listSegmentMembers(
+    request: Rapport_Analytics_V1_ListSegmentMembersRequest, response: RPCWriter<Rapport_Analytics_V1_SegmentMember>,
+    context: ServerContext
+  ) async throws {
+    let id = try Self.segmentID(request.segmentID, field: "segment_id")
+    guard try await !store.segments(id: id).isEmpty else { throw RPCFailure.notFound("segment", id) }
+    var after: (Date, UUID)?
+    while true {
+      let page = try await store.segmentMembers(id, after: after, limit: 1_000)
+      try await response.write(contentsOf: page.map { customer, since in
+        .with {
+          $0.customerID = customer.uuidString.lowercased()
+          $0.since = .init(microsecondsOf: since)
+        }
+      })
+      guard page.count == 1_000, let last = page.last else { return }
+      after = (last.1, last.0)
+    }
+  }
+
+  /// A segment id: lower-case letters, digits, '-' and '_', 1 to 64 characters.
+  static func segmentID(_ raw: String, field: String = "id") throws -> String {
+    guard (1...64).contains(raw.count), raw.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" })
+    else { throw RPCFailure.invalid(field, "must be 1 to 64 lower-case letters, digits, '-' or '_'") }
+    return raw
   }
 
   /// An IANA time zone name; empty means UTC.

@@ -17,24 +17,31 @@ extension AnalyticsStore {
     let net: Int64
     /// Refunded on all orders, cancelled ones included.
     let refunded: Int64
-    /// The last order not cancelled.
+    /// The last and first orders not cancelled.
     let last: Date?
+    var first: Date? = nil
   }
 
   /// The customer's spend per currency, sorted by currency code.
-  func spending(_ customer: UUID) async throws -> [Spend] {
+  func spending(_ customer: UUID) async throws -> [Spend] { try await spending(of: [customer])[customer] ?? [] }
+
+  /// Each customer's spend per currency, sorted by currency code (customers without orders absent).
+  func spending(of customers: [UUID]) async throws -> [UUID: [Spend]] {
     let rows = try await client.query(
       """
-      SELECT currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
+      SELECT customer_id, currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
              coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
-             sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled)
-      FROM analytics.orders WHERE customer_id = \(customer) GROUP BY currency ORDER BY currency
+             sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled),
+             min(placed_at) FILTER (WHERE NOT cancelled)
+      FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
+      GROUP BY customer_id, currency ORDER BY customer_id, currency
       """, logger: logger)
-    var spend: [Spend] = []
-    for try await (currency, orders, cancelled, net, refunded, last) in rows.decode(
-      (String, Int64, Int64, Int64, Int64, Date?).self)
+    var spend: [UUID: [Spend]] = [:]
+    for try await (customer, currency, orders, cancelled, net, refunded, last, first) in rows.decode(
+      (UUID, String, Int64, Int64, Int64, Int64, Date?, Date?).self)
     {
-      spend.append(Spend(currency: currency, orders: orders, cancelled: cancelled, net: net, refunded: refunded, last: last))
+      spend[customer, default: []].append(
+        Spend(currency: currency, orders: orders, cancelled: cancelled, net: net, refunded: refunded, last: last, first: first))
     }
     return spend
   }
@@ -84,8 +91,13 @@ extension AnalyticsStore {
   /// The customer's RFM against the stored edges; nil without an order that was not cancelled, or
   /// before edges exist for the customer's main currency.
   func rfm(_ spend: [Spend], now: Date = Date()) async throws -> Rapport_Analytics_V1_Rfm? {
-    guard let main = Self.mainCurrency(spend), let last = spend.compactMap(\.last).max() else { return nil }
-    let edges = try await rfmEdges()
+    guard Self.mainCurrency(spend) != nil else { return nil }
+    return Self.rfm(spend, edges: try await scheduled.edges { try await rfmEdges() }, now: now)
+  }
+
+  /// `rfm(_:now:)` against `edges`.
+  static func rfm(_ spend: [Spend], edges: RfmEdges, now: Date) -> Rapport_Analytics_V1_Rfm? {
+    guard let main = mainCurrency(spend), let last = spend.compactMap(\.last).max() else { return nil }
     guard let computed = edges.computedAt, edges.recency.count == 4, edges.frequency.count == 4,
       let monetaryEdges = edges.monetary[main.currency], monetaryEdges.count == 4
     else { return nil }
@@ -127,9 +139,56 @@ extension AnalyticsStore {
     }
   }
 
+  /// The customers whose RFM segment (as `rfm` scores them one at a time) is `segment` at `now`, scored
+  /// in one statement: the same values (recency from the last order, orders, main-currency net), the same
+  /// quintile rule (1 + cut points exceeded) and the 25 cells of `segment(recency:frequencyMonetary:)`.
+  func customers(in segment: Rapport_Analytics_V1_RfmSegment, now: Date = Date()) async throws -> [UUID] {
+    var recency: [Int] = [], frequencyMonetary: [Int] = []
+    for r in 1...5 {
+      for fm in 1...5 where Self.segment(recency: r, frequencyMonetary: fm) == segment {
+        recency.append(r)
+        frequencyMonetary.append(fm)
+      }
+    }
+    let rows = try await client.query(
+      """
+      WITH per AS (
+        SELECT customer_id, currency, count(*) AS n, sum(total_minor - refunded_minor) AS net, max(placed_at) AS last
+        FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id, currency),
+      -- One row per customer (main currency first) by window functions: joining two aggregates of
+      -- per made the planner expect one row and nest loops (seconds per call at 5,000 customers).
+      c AS (
+        SELECT customer_id, currency, net, frequency,
+               greatest(0, floor(extract(epoch FROM \(now)::timestamptz - last_order) / 86400)) AS recency
+        FROM (
+          SELECT customer_id, currency, net, sum(n) OVER w AS frequency, max(last) OVER w AS last_order,
+                 row_number() OVER (PARTITION BY customer_id ORDER BY n DESC, net DESC, currency) AS rank
+          FROM per WINDOW w AS (PARTITION BY customer_id)) ranked
+        WHERE rank = 1),
+      scored AS (
+        SELECT c.customer_id,
+               6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
+               1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
+               1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms
+        FROM c
+        JOIN analytics.rfm_edges m ON m.dimension = 'monetary' AND m.currency = c.currency::text
+        JOIN analytics.rfm_edges r ON r.dimension = 'recency'
+        JOIN analytics.rfm_edges f ON f.dimension = 'frequency'
+        WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4)
+      SELECT s.customer_id FROM scored s
+      JOIN unnest(\(recency)::int4[], \(frequencyMonetary)::int4[]) AS cell(r, fm)
+        ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2
+      ORDER BY 1
+      """, logger: logger)
+    var customers: [UUID] = []
+    for try await id in rows.decode(UUID.self) { customers.append(id) }
+    return customers
+  }
+
   /// Recomputes the quintile edges over the active population as of `now` (one transaction; replicas
   /// take turns on an advisory lock).
   func computeRfmEdges(now: Date = Date()) async throws {
+    defer { scheduled.clear() }
     try await client.transaction(logger: logger) { connection in
       try await connection.query(
         "SELECT pg_advisory_xact_lock(\(Migrator.lockKey("analytics.rfm_edges"))::int8)", logger: logger)

@@ -80,7 +80,8 @@ extension AnalyticsStore {
   }
 
   /// The `limit` products with the highest net line revenue in the range.
-  func topProducts(_ range: SalesRange, limit: Int) async throws -> [Rapport_Analytics_V1_ProductSales] {
+  /// With `customers`, only their orders (an RFM segment's).
+  func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil) async throws -> [Rapport_Analytics_V1_ProductSales] {
     let rows = try await client.query(
       """
       SELECT l.sku, (array_agg(l.title ORDER BY o.placed_at DESC))[1], sum(l.quantity)::int8, sum(l.net_minor)::int8,
@@ -88,6 +89,7 @@ extension AnalyticsStore {
       FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
       WHERE NOT o.cancelled AND o.currency = \(range.currency) AND o.placed_at >= \(range.from)
         AND o.placed_at < \(range.to) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
+        AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
       GROUP BY l.sku ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
       """, logger: logger)
     var products: [Rapport_Analytics_V1_ProductSales] = []

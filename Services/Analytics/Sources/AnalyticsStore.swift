@@ -8,6 +8,10 @@ import RapportProtos
 struct AnalyticsStore: Sendable {
   let client: PostgresClient
   let logger: Logger
+  /// CLV's monthly discount rate (`--monthly-discount-rate`).
+  var monthlyDiscountRate = AnalyticsApp.defaultMonthlyDiscountRate
+  /// Edges and models, shared by the process's stores (`AnalyticsApp`).
+  var scheduled = ScheduledValues()
 
   private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
 
@@ -182,9 +186,36 @@ struct AnalyticsStore: Sendable {
         "DELETE FROM analytics.customer_revenue WHERE customer_id = \(duplicate)", logger: logger)
       try await connection.query(
         "DELETE FROM analytics.customer_metrics WHERE customer_id = \(duplicate)", logger: logger)
+      // The survivor keeps its own consent decisions; the duplicate's fill in the purposes it lacks.
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_consent (customer_id, purpose, channel, granted, decided_at)
+        SELECT \(survivor), purpose, channel, granted, decided_at FROM analytics.customer_consent
+        WHERE customer_id = \(duplicate) ON CONFLICT DO NOTHING
+        """, logger: logger)
+      try await connection.query(
+        "DELETE FROM analytics.customer_consent WHERE customer_id = \(duplicate)", logger: logger)
+    case .consentChanged(let consent)?:
+      guard let raw = UUID(uuidString: consent.customerID) else { return }
+      let customer = try await aliases.canonical(raw, on: connection, logger: logger)
+      try await connection.query(
+        """
+        INSERT INTO analytics.customer_consent (customer_id, purpose, channel, granted, decided_at)
+        VALUES (\(customer), \(consent.purpose.rawValue), \(consent.channel.rawValue), \(consent.granted), \(occurred))
+        ON CONFLICT (customer_id, purpose, channel) DO UPDATE SET granted = EXCLUDED.granted, decided_at = EXCLUDED.decided_at
+        WHERE customer_consent.decided_at <= EXCLUDED.decided_at
+        """, logger: logger)
+    case .customerErased(let erased)?:
+      // Metrics are keyed by an opaque id and hold no personal data; they stay as anonymous aggregates.
+      // The customer's consent goes, and rule segments (marketing) no longer count them.
+      guard let customer = UUID(uuidString: erased.customerID) else { return }
+      try await connection.query(
+        """
+        INSERT INTO analytics.erased_customers (customer_id, erased_at) VALUES (\(customer), \(occurred))
+        ON CONFLICT DO NOTHING
+        """, logger: logger)
+      try await connection.query("DELETE FROM analytics.customer_consent WHERE customer_id = \(customer)", logger: logger)
     default:
-      // CustomerErased: metrics are keyed by an opaque id and hold no personal data; they stay as
-      // anonymous aggregates.
       return
     }
   }
@@ -219,7 +250,7 @@ struct AnalyticsStore: Sendable {
   private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
 
   /// A customer's metrics; zeros when no event mentioned the customer yet.
-  func metrics(customerID: UUID) async throws -> Rapport_Analytics_V1_CustomerMetrics {
+  func metrics(customerID: UUID, withRecommendations: Bool = true) async throws -> Rapport_Analytics_V1_CustomerMetrics {
     var metrics = Rapport_Analytics_V1_CustomerMetrics()
     metrics.customerID = customerID.uuidString.lowercased()
     let rows = try await client.query(
@@ -249,6 +280,10 @@ struct AnalyticsStore: Sendable {
     }
     metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
     if let rfm = try await rfm(spend) { metrics.rfm = rfm }
+    if let prediction = try await prediction(customerID, spend: spend) { metrics.prediction = prediction }
+    metrics.segmentIds = try await segmentIDs(of: customerID)
+    // A customer without orders keeps all-zero metrics; recommendations start with the first order.
+    if withRecommendations, metrics.orderCount > 0 { metrics.recommendations = try await recommend(customerID, limit: 3) }
     let revenue = try await client.query(
       """
       SELECT currency, amount_minor FROM analytics.customer_revenue

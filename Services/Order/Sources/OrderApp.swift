@@ -37,11 +37,12 @@ public enum OrderApp {
   }
 
   /// Who may call what (enforced under mutual TLS): orders from the gateway, support (tickets about
-  /// orders) and operators; the feed from its consumers.
+  /// orders) and operators; imports only operators; the feed from its consumers.
   public static let callers: CallerPolicy = {
     typealias C = CallerPolicy.Caller
     return CallerPolicy([
       "rapport.order.v1.OrderService": [C.gateway, C.support, C.operator],
+      "rapport.order.v1.OrderService/ImportOrders": [C.operator],
       CallerPolicy.eventFeed: [C.analytics, C.support, C.gateway],
     ])
   }()

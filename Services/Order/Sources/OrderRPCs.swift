@@ -26,13 +26,29 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
       return try response(earlier)
     }
     let now = clock.now
+    let (customerID, terms) = try await customerAndTerms(draft, at: now)
+    let order = OrderRecord(draft, customerID: customerID, terms: terms, now: now)
+    return try response(try await place(order, draft: draft, requestBytes: bytes) { ($0, self.placementEvents($0)) })
+  }
+
+  /// The customer an order is for (resolved by identity, and remembered, when not given by id) and its
+  /// B2B terms, due `net` days after `now`.
+  func customerAndTerms(
+    _ draft: OrderDraft, at now: Date, resolved: ResolvedCustomers? = nil
+  ) async throws -> (UUID, OrderRecord.Terms?) {
     var customerID: UUID
     switch draft.customer {
     case .id(let id): customerID = id
     case .identities(let identities):
-      customerID = try await customers.resolve(
-        identities, channel: draft.channel, name: draft.billingAddress ?? draft.shippingAddress)
-      try await store.remember(customerID, as: .active, at: now)
+      let name = draft.billingAddress ?? draft.shippingAddress
+      let key = "\(draft.channel.rawValue)|\(name?.name ?? "")|" + identities.map { "\($0.kind.rawValue):\($0.value)" }.joined(separator: "|")
+      if let known = resolved?.id(for: key) {
+        customerID = known
+      } else {
+        customerID = try await customers.resolve(identities, channel: draft.channel, name: name)
+        try await store.remember(customerID, as: .active, at: clock.now)
+        resolved?.remember(customerID, for: key)
+      }
     }
     var terms: OrderRecord.Terms?
     if let company = draft.company {
@@ -44,17 +60,27 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
         companyID: company.id, purchaseOrderNumber: company.purchaseOrderNumber, netDays: net,
         dueAt: now.addingTimeInterval(Double(net) * 86_400))
     }
+    return (customerID, terms)
+  }
+
+  /// Stores the order `prepare` makes of the placed `order`, with the events it returns; when the
+  /// customer turns out merged, for the survivor instead. Never `.customerNotActive` nor a cart outcome.
+  func place(
+    _ order: OrderRecord, draft: OrderDraft, requestBytes bytes: [UInt8],
+    prepare: (OrderRecord) throws -> (OrderRecord, [Rapport_Events_V1_Event])
+  ) async throws -> OrderStore.Placement {
+    var order = order
     for _ in 0..<4 {
-      let order = OrderRecord(draft, customerID: customerID, terms: terms, now: now)
-      switch try await store.place(order, requestBytes: bytes, events: placementEvents(order)) {
+      let (stored, events) = try prepare(order)
+      switch try await store.place(stored, requestBytes: bytes, events: events) {
       case .customerNotActive:
-        customerID = try await activeCustomer(customerID)
+        order.customerID = try await activeCustomer(order.customerID)
       case .cartMissing:
         throw RPCFailure.notFound("cart", draft.cartID ?? "")
       case .cartConverted(let other):
         throw RPCFailure.failedPrecondition("cart_id: the cart was already converted to order \(other.uuidString.lowercased())")
       case let placement:
-        return try response(placement)
+        return placement
       }
     }
     throw RPCFailure.unavailable("the order could not be stored; retry")
@@ -153,7 +179,7 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
 
   /// `OrderPlaced`, `OrderPaid` for an order with nothing to pay, and `CartRecovered` (published only if
   /// the converted cart had been marked abandoned).
-  private func placementEvents(_ order: OrderRecord) -> [Rapport_Events_V1_Event] {
+  func placementEvents(_ order: OrderRecord) -> [Rapport_Events_V1_Event] {
     let proto = order.proto
     var payloads: [Rapport_Events_V1_Event.OneOf_Payload] = [
       .orderPlaced(.with {

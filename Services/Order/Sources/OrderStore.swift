@@ -44,11 +44,15 @@ struct OrderStore: Sendable {
   /// waits for it or is seen by it) and, with a cart, if the cart exists unconverted (locked and marked
   /// converted in the same statement).
   /// The first history entry is `order.history[0]`.
-  func place(_ order: OrderRecord, requestBytes: [UInt8], events: [Rapport_Events_V1_Event]) async throws -> Placement {
+  /// An imported order (ImportOrders) arrives in its later state — captured and refunded amounts,
+  /// shipment, delivery — and that state is inserted by the same statement (a placed order has none yet).
+  func place(
+    _ order: OrderRecord, requestBytes: [UInt8], events: [Rapport_Events_V1_Event]
+  ) async throws -> Placement {
     let query = Self.placeQuery(order, requestBytes: requestBytes, events: try Outbox.Rows(events), outbox: outbox)
     assert(query.sql == PlaceOrderStatement.sql, "PlaceOrder's SQL must not depend on the values")
-    let result = try await client.execute(PlaceOrderStatement(bindings: query.binds), logger: logger)
     var inserted: Int64 = 0, active: Int64 = 0, cartFree: Int64 = 0
+    let result = try await client.execute(PlaceOrderStatement(bindings: query.binds), logger: logger)
     for try await (o, r, c, _) in result {
       (inserted, active, cartFree) = (o, r, c)
     }
@@ -86,7 +90,7 @@ struct OrderStore: Sendable {
           id, customer_id, channel, idempotency_key, request_hash, status, currency, total_minor, created_at,
           updated_at, subtotal_minor, discount_minor, tax_minor, shipping_minor, channel_order_reference,
           shipping_address, billing_address, company_id, purchase_order_number, payment_terms_net_days,
-          payment_due_at, cart_id)
+          payment_due_at, cart_id, paid_minor, refunded_minor, carrier, tracking_number, shipped_at, delivered_at)
         SELECT \(order.id)::uuid, \(order.customerID)::uuid, \(order.channel)::int8, \(order.idempotencyKey)::text,
           sha256(\(requestBytes.bytea)::bytea), \(order.status.rawValue)::int8, \(order.currency)::text,
           \(order.totalMinor)::int8, \(order.createdAt)::timestamptz, \(order.createdAt)::timestamptz,
@@ -94,7 +98,9 @@ struct OrderStore: Sendable {
           \(order.amounts.shipping)::int8, \(order.channelOrderReference)::text,
           \(order.shippingAddress?.stored)::text::jsonb, \(order.billingAddress?.stored)::text::jsonb,
           \(terms?.companyID)::uuid, \(terms?.purchaseOrderNumber)::text, \(terms?.netDays)::int8,
-          \(terms?.dueAt)::timestamptz, NULLIF(\(cart)::text, '')
+          \(terms?.dueAt)::timestamptz, NULLIF(\(cart)::text, ''), \(order.paidMinor)::int8,
+          \(order.refundedMinor)::int8, \(order.carrier)::text, \(order.trackingNumber)::text,
+          \(order.shippedAt)::timestamptz, \(order.deliveredAt)::timestamptz
         FROM ok
         ON CONFLICT (channel, idempotency_key) DO NOTHING
         RETURNING id),

@@ -38,6 +38,10 @@ public enum RPCFailure {
   /// Maps any error thrown while serving an RPC to what the client may see.
   public static func map(_ error: any Error, logger: Logger) -> any Error {
     switch error {
+    case let error as RPCError where error.code == .unknown && error.cause != nil:
+      // grpc-swift wraps what an inner interceptor or the handler threw, if it is not an RPCError, as
+      // UNKNOWN with the original as its cause (ServerRPCExecutor): map the original.
+      return map(error.cause!, logger: logger)
     case let error as RPCError:
       return error
     case let error as any RPCErrorConvertible & Error:

@@ -74,8 +74,15 @@ final class StreamGuard: ChannelDuplexHandler, RemovableChannelHandler {
     default:
       break
     }
-    armIdleTimer(context)
+    cancelIdleTimer()
     context.fireChannelRead(data)
+  }
+
+  /// The idle clock runs only while gRPC asks for more of the request: a handler still working through
+  /// what it has (a long import whose client waits on flow control) is not a client that went quiet.
+  func read(context: ChannelHandlerContext) {
+    if idle == nil { armIdleTimer(context) }
+    context.read()
   }
 
   func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -98,16 +105,21 @@ final class StreamGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
   func handlerRemoved(context: ChannelHandlerContext) { cancelTimers() }
 
-  private func armIdleTimer(_ context: ChannelHandlerContext) {
+  private func cancelIdleTimer() {
     idle?.cancel()
     idle = nil
+  }
+
+  private func armIdleTimer(_ context: ChannelHandlerContext) {
+    cancelIdleTimer()
     guard !requestEnded, !answered else { return }
     let loop = context.eventLoop
     let handler = NIOLoopBound(self, eventLoop: loop)
     let bound = NIOLoopBound(context, eventLoop: loop)
-    let seconds = limits.requestIdleTimeout.nanoseconds / 1_000_000_000
+    let milliseconds = limits.requestIdleTimeout.nanoseconds / 1_000_000
+    let seconds = milliseconds % 1_000 == 0 ? "\(milliseconds / 1_000) s" : "\(milliseconds) ms"
     idle = loop.scheduleTask(in: limits.requestIdleTimeout) {
-      handler.value.answer(bound.value, code: 4, message: "request not completed: nothing received for \(seconds) s")
+      handler.value.answer(bound.value, code: 4, message: "request not completed: nothing received for \(seconds)")
     }
   }
 

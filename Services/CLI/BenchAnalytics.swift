@@ -1,0 +1,194 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Histogram
+import RapportCore
+import RapportLocal
+import RapportProtos
+import SwiftProtobuf
+import Synchronization
+
+/// `rapport bench-analytics`: on its own stack and fresh embedded database, loads a synthetic shop with
+/// `rapport seed`'s code (the import RPCs), then measures what issue 14's scale section asks for: every
+/// analytics read one call at a time, a full model fit, and the event→metric lag while orders are placed
+/// as fast as the order service takes them. Prints one Markdown report.
+struct BenchAnalytics: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench-analytics", abstract: "Measure analytics at scale (issue 14's targets).")
+
+  @Option(help: "Customers in the synthetic shop.") var customers = 100_000
+  @Option(help: "Orders in the synthetic shop.") var orders = 1_000_000
+  @Option(help: "Calls per read RPC.") var calls = 200
+  @Option(help: "Seconds of maximum-rate ingest for the lag measurement.") var ingestSeconds = 10
+  @Option(help: "Concurrent PlaceOrder callers during the lag measurement.") var writers = 8
+  @Option(help: "Scratch data folder (deleted first).") var dataDir = ".rapport/bench-analytics"
+  @Option(help: "Also write the report to this file.") var out: String?
+
+  func run() async throws {
+    let settings = ["analytics": ["rfm-interval-s": "5", "fit-interval-s": "86400", "segment-interval-s": "86400"]]
+    try await Bench.onScratchStack(dataDir: dataDir, out: out, settings: settings) { stack, _ in
+      try await withClient(stack.address("analytics"), security: stack.clientSecurity) { client in
+        try await stack.withClients { clients in
+          try await measure(stack, clients, Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client))
+        }
+      }
+    }
+  }
+
+  typealias Analytics = Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>
+
+  private func measure(_ stack: Stack, _ clients: StackClients, _ analytics: Analytics) async throws -> String {
+    var lines = ["## rapport bench-analytics: \(customers) customers, \(orders) orders", ""]
+    let shop = SyntheticShop(customers: customers, orders: orders, seed: 14, now: SyntheticShop.today())
+    print("seeding \(customers) customers and about \(orders) orders through ImportCustomers and ImportOrders")
+    let loaded = try await shop.load(into: clients.customers, clients.orders, streams: 4, progress: { print($0) })
+    lines.append("| step | seconds | rate |")
+    lines.append("|---|---:|---:|")
+    lines.append("| ImportCustomers, \(loaded.customers.created) created | \(f1(loaded.customerSeconds)) | \(Int(Double(loaded.customers.rows) / loaded.customerSeconds))/s |")
+    lines.append("| ImportOrders (4 streams), \(loaded.orders.created) created, \(loaded.orders.failed) failed | \(f1(loaded.orderSeconds)) | \(Int(Double(loaded.orders.rows) / loaded.orderSeconds))/s |")
+
+    // Analytics catches up with the order feed, then computes RFM edges (every 5 s here).
+    let caughtUp = ContinuousClock.now
+    while try await analytics.getPipelineStatus(.init()).sources.first(where: { $0.source == "order" }).map({ $0.backlog > 0 || !$0.reachable }) ?? true {
+      try await Task.sleep(for: .milliseconds(200))
+    }
+    lines.append("| analytics applies the order feed's backlog (after the import) | \(f1(SyntheticShop.seconds(since: caughtUp))) | |")
+    while try await analytics.getRfmEdges(.init()).population < Int64(loaded.customers.created) / 2 {
+      try await Task.sleep(for: .milliseconds(500))
+    }
+    let fitStarted = ContinuousClock.now
+    let model = try await analytics.fitPredictionModel(.with { $0.currency = "EUR" }).model
+    lines.append(
+      "| FitPredictionModel(EUR): BG/NBD + Gamma-Gamma over \(model.population) customers (\(model.spendPopulation) with repeat spend), call | \(f1(SyntheticShop.seconds(since: fitStarted))) | fit \(f1(model.fitSeconds)) s |")
+    let segmentStarted = ContinuousClock.now
+    let segment = try await analytics.putSegment(.with {
+      $0.id = "recent-spenders"
+      $0.rule = "spent(EUR, 90) > 10000 and orders >= 2"
+    })
+    lines.append("| PutSegment, first evaluation over every customer (\(segment.entered) members) | \(f1(SyntheticShop.seconds(since: segmentStarted))) | |")
+
+    // Reads, one at a time.
+    var found: [String] = []
+    for n in stride(from: 0, to: customers, by: max(1, customers / 200)) {
+      found.append(try await clients.customers.findCustomer(.with { $0.email = SyntheticShop.email(n) }).customer.id)
+    }
+    let ids = found
+    let year = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-365 * 86_400))
+    let tomorrow = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(86_400))
+    @Sendable func sales(_ granularity: Rapport_Analytics_V1_Granularity) -> Rapport_Analytics_V1_GetSalesSummaryRequest {
+      .with {
+        $0.from = year
+        $0.to = tomorrow
+        $0.granularity = granularity
+        $0.currency = "EUR"
+      }
+    }
+    @Sendable func top(_ segment: Rapport_Analytics_V1_RfmSegment) -> Rapport_Analytics_V1_GetTopProductsRequest {
+      .with {
+        $0.from = year
+        $0.to = tomorrow
+        $0.currency = "EUR"
+        $0.rfmSegment = segment
+      }
+    }
+    let reads: [(String, @Sendable (Int) async throws -> Void)] = [
+      ("GetCustomerMetrics (RFM, prediction, segments, recommendations)", { n in _ = try await analytics.getCustomerMetrics(.with { $0.customerID = ids[n % ids.count] }) }),
+      ("GetCustomerPrediction", { n in _ = try await analytics.getCustomerPrediction(.with { $0.customerID = ids[n % ids.count] }) }),
+      ("Recommend (10)", { n in _ = try await analytics.recommend(.with { $0.customerID = ids[n % ids.count] }) }),
+      ("GetSimilarProducts (10)", { n in _ = try await analytics.getSimilarProducts(.with { $0.sku = "SKU-\(1 + n % 50)" }) }),
+      ("GetRfmEdges", { _ in _ = try await analytics.getRfmEdges(.init()) }),
+      ("GetPredictionModel", { _ in _ = try await analytics.getPredictionModel(.with { $0.currency = "EUR" }) }),
+      ("GetSalesSummary (365 days by month)", { _ in _ = try await analytics.getSalesSummary(sales(.month)) }),
+      ("GetSalesSummary (365 days by day)", { _ in _ = try await analytics.getSalesSummary(sales(.day)) }),
+      ("GetTopProducts (365 days)", { _ in _ = try await analytics.getTopProducts(top(.unspecified)) }),
+      ("GetTopProducts (365 days, RFM segment champions)", { _ in _ = try await analytics.getTopProducts(top(.champions)) }),
+      ("GetCohortRetention (24 months)", { _ in
+        _ = try await analytics.getCohortRetention(.with {
+          $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
+          $0.to = tomorrow
+        })
+      }),
+      ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
+      ("GetPipelineStatus", { _ in _ = try await analytics.getPipelineStatus(.init()) }),
+    ]
+    lines += ["", "| read, one client, \(calls) calls each | p50 ms | p99 ms | max ms | p99 < 100 ms |", "|---|---:|---:|---:|---|"]
+    for (name, call) in reads {
+      print("measuring \(name)")
+      var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+      for n in 0..<calls {
+        let began = ContinuousClock.now
+        try await call(n)
+        _ = histogram.record(UInt64(Bench.seconds(ContinuousClock.now - began) * 1_000_000))
+      }
+      let p99 = Double(histogram.valueAtPercentile(99)) / 1000
+      lines.append("| \(name) | \(ms(histogram.valueAtPercentile(50))) | \(ms(histogram.valueAtPercentile(99))) | \(ms(histogram.max)) | \(p99 < 100 ? "met" : "missed") |")
+    }
+
+    // Event→metric lag while writers place orders as fast as the order service takes them: a probe
+    // customer orders every 250 ms and the time until GetCustomerMetrics counts it is the lag.
+    print("measuring the event→metric lag under maximum ingest for \(ingestSeconds) s")
+    let probe = try await clients.customers.createCustomer(.with { $0.email = "lag-probe@example.com" }).customer.id
+    let traffic = Traffic()
+    var lag = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    let ingestStarted = ContinuousClock.now
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for writer in 0..<writers {
+        group.addTask {
+          var n = 0
+          while !traffic.stop.withLock({ $0 }) {
+            _ = try await clients.orders.placeOrder(
+              Self.order("lag-\(writer)-\(n)", customer: ids[(writer * 7919 + n) % ids.count], sku: 1 + n % 200))
+            traffic.placed.withLock { $0 += 1 }
+            n += 1
+          }
+        }
+      }
+      var k = 0
+      while SyntheticShop.seconds(since: ingestStarted) < Double(ingestSeconds) {
+        _ = try await clients.orders.placeOrder(Self.order("probe-\(k)", customer: probe, sku: 1))
+        let acknowledged = ContinuousClock.now
+        k += 1
+        while try await analytics.getCustomerMetrics(.with { $0.customerID = probe }).metrics.orderCount < k {
+          try await Task.sleep(for: .milliseconds(5))
+        }
+        _ = lag.record(UInt64(Bench.seconds(ContinuousClock.now - acknowledged) * 1_000_000))
+        try await Task.sleep(for: .milliseconds(250))
+      }
+      traffic.stop.withLock { $0 = true }
+      try await group.waitForAll()
+    }
+    let ingested = traffic.placed.withLock { $0 }
+    let rate = Double(ingested) / SyntheticShop.seconds(since: ingestStarted)
+    lines += [
+      "", "| event→metric lag, \(writers) writers placing \(Int(rate)) orders/s | probes | p50 ms | p99 ms | max ms | under 1 s |",
+      "|---|---:|---:|---:|---:|---|",
+      "| PlaceOrder acknowledged → GetCustomerMetrics counts it | \(lag.totalCount) | \(ms(lag.valueAtPercentile(50))) | \(ms(lag.valueAtPercentile(99))) | \(ms(lag.max)) | \(lag.max < 1_000_000 ? "met" : "missed") |",
+    ]
+    return lines.joined(separator: "\n")
+  }
+
+  /// A one-line web order of 10 EUR.
+  static func order(_ key: String, customer: String, sku: Int) -> Rapport_Order_V1_PlaceOrderRequest {
+    .with {
+      $0.idempotencyKey = key
+      $0.customerID = customer
+      $0.channel = .web
+      $0.currency = "EUR"
+      $0.lines = [.with {
+        $0.sku = "SKU-\(sku)"
+        $0.title = "Product \(sku)"
+        $0.quantity = 1
+        $0.unitPriceMinor = 1_000
+      }]
+    }
+  }
+
+  final class Traffic: Sendable {
+    let stop = Mutex(false)
+    let placed = Mutex(0)
+  }
+
+  private func f1(_ seconds: Double) -> String { String(format: "%.1f", seconds) }
+  private func ms(_ micros: UInt64) -> String { String(format: "%.1f", Double(micros) / 1000) }
+}
