@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import SwiftProtobuf
@@ -208,6 +209,136 @@ import Testing
           $0.limit = 101
         })
       }
+    }
+  }
+
+  /// Which parts of a range the product rollups answer: whole UTC months, whole UTC days, and the orders
+  /// of the partial days at either end.
+  @Test func aRangeIsCoveredByWholeMonthsWholeDaysAndPartialDays() {
+    typealias Cover = AnalyticsStore.RollupCover
+    let wide = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-04-02T05:00:00Z"))
+    #expect(wide.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-04-02T00:00:00Z"))
+    #expect(wide.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
+    let aligned = Cover(from: Self.at("2026-02-01T00:00:00Z"), to: Self.at("2026-03-01T00:00:00Z"))
+    #expect(aligned.days == aligned.months && aligned.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-03-01T00:00:00Z"))
+    let daysOnly = Cover(from: Self.at("2026-02-03T12:00:00Z"), to: Self.at("2026-02-10T00:00:00Z"))
+    #expect(daysOnly.days == Self.at("2026-02-04T00:00:00Z")..<Self.at("2026-02-10T00:00:00Z") && daysOnly.months.isEmpty)
+    let withinADay = Cover(from: Self.at("2026-02-03T12:00:00Z"), to: Self.at("2026-02-03T18:00:00Z"))
+    #expect(withinADay.days.isEmpty && withinADay.months.isEmpty && withinADay.days.lowerBound == Self.at("2026-02-03T18:00:00Z"))
+  }
+
+  /// 240 orders at seeded random times over 100 days (two channels, two currencies, a product twice in
+  /// one order, one in eight cancelled afterwards): for ranges aligned and not, top products read from
+  /// the rollups equal the same sums over the orders, computed here and read from the orders by the
+  /// store (its per-customer path); the sales summary counts a customer whose first order was cancelled
+  /// as new at their next one.
+  struct Totals {
+    var quantity: Int64 = 0, net: Int64 = 0
+    var orders: Set<Int> = []
+
+    mutating func add(_ quantity: Int64, _ net: Int64, order: Int) {
+      self.quantity += quantity
+      self.net += net
+      orders.insert(order)
+    }
+
+    /// "SKU quantity net orders", by net, then quantity (both descending), then SKU.
+    static func ranked(_ totals: [String: Totals]) -> [String] {
+      let ordered = totals.sorted { (a: (key: String, value: Totals), b: (key: String, value: Totals)) -> Bool in
+        if a.value.net != b.value.net { return a.value.net > b.value.net }
+        if a.value.quantity != b.value.quantity { return a.value.quantity > b.value.quantity }
+        return a.key < b.key
+      }
+      return ordered.map { "\($0.key) \($0.value.quantity) \($0.value.net) \($0.value.orders.count)" }
+    }
+  }
+
+  @Test func productRollupsAnswerAsTheOrdersDo() async throws {
+    try await AnalyticsRfmTests.withService { _, events, _ in
+      struct Line { let order: Int, sku: String, quantity: Int64, net: Int64 }
+      struct Placed { let id: UUID, customer: UUID, at: Date, channel: Rapport_Common_V1_Channel, currency: String, lines: [Line] }
+      var random = SeededRandom(seed: 42)
+      let now = Date()
+      let customers = (0..<30).map { _ in UUID() }
+      var orders: [Placed] = []
+      for n in 0..<240 {
+        let at = now.addingTimeInterval(-Double(random.next() % 8_640_000))
+        let skus = ["TEA", "MUG", "PEN", "CUP", "POT", "BAG"]
+        var lines = (0..<(1 + Int(random.next() % 3))).map { _ in
+          let quantity = Int64(1 + random.next() % 3)
+          return Line(order: n, sku: skus[Int(random.next() % 6)], quantity: quantity, net: quantity * Int64(100 * (1 + random.next() % 50)))
+        }
+        if n % 10 == 0 { lines.append(lines[0]) }
+        orders.append(Placed(
+          id: UUID(), customer: customers[Int(random.next() % 30)], at: at, channel: n % 3 == 0 ? .store : .web,
+          currency: n % 11 == 0 ? "GBP" : "EUR", lines: lines))
+      }
+      let cancelled = Set(orders.indices.filter { $0 % 8 == 3 })
+      for order in orders {
+        _ = try await events.apply("order", .orderPlaced(.with {
+          $0.orderID = order.id.uuidString
+          $0.customerID = order.customer.uuidString
+          $0.channel = order.channel
+          $0.placedAt = .init(date: order.at)
+          $0.total = .money(order.lines.reduce(0) { $0 + $1.net }, order.currency)
+          $0.lines = order.lines.map { line in
+            .with {
+              $0.sku = line.sku
+              $0.title = "\(line.sku) title"
+              $0.quantity = line.quantity
+              $0.unitPriceMinor = line.net / line.quantity
+            }
+          }
+        }))
+      }
+      for index in cancelled.sorted() {
+        _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = orders[index].id.uuidString }))
+      }
+      let store = events.store
+      let ranges: [(Date, Date, Rapport_Common_V1_Channel)] = [
+        (now.addingTimeInterval(-101 * 86_400), now.addingTimeInterval(1), .unspecified),
+        (now.addingTimeInterval(-95 * 86_400 + 11_111), now.addingTimeInterval(-7_200), .web),
+        (now.addingTimeInterval(-40 * 86_400 - 3_333), now.addingTimeInterval(-2 * 86_400), .unspecified),
+        (now.addingTimeInterval(-10 * 86_400), now.addingTimeInterval(-9.5 * 86_400), .store),
+      ]
+      var compared = 0
+      for (from, to, channel) in ranges {
+        var expected: [String: Totals] = [:]
+        for (index, order) in orders.enumerated()
+        where !cancelled.contains(index) && order.currency == "EUR" && order.at >= from && order.at < to
+          && (channel == .unspecified || order.channel == channel)
+        {
+          for line in order.lines { expected[line.sku, default: Totals()].add(line.quantity, line.net, order: index) }
+        }
+        let sorted: [String] = Totals.ranked(expected)
+        let range = AnalyticsStore.SalesRange(from: from, to: to, currency: "EUR", channel: channel.rawValue)
+        let rolled = try await store.topProducts(range, limit: 50).map { "\($0.sku) \($0.quantity) \($0.netRevenue.amountMinor) \($0.orders)" }
+        let read = try await store.topProducts(range, limit: 50, customers: customers).map {
+          "\($0.sku) \($0.quantity) \($0.netRevenue.amountMinor) \($0.orders)"
+        }
+        #expect(rolled == sorted && read == sorted, "\(from) ..< \(to)")
+        compared += rolled.isEmpty ? 0 : 1
+      }
+      #expect(compared == ranges.count)
+
+      // A customer whose first order is cancelled is new at their next order, returning after it.
+      let late = UUID(), first = UUID()
+      let day = { (d: Double) in now.addingTimeInterval(-d * 86_400) }
+      for (id, at) in [(first, day(30)), (UUID(), day(20)), (UUID(), day(10))] {
+        _ = try await events.apply("order", .orderPlaced(.with {
+          $0.orderID = id.uuidString
+          $0.customerID = late.uuidString
+          $0.placedAt = .init(date: at)
+          $0.total = .money(1_000, "JPY")
+        }))
+      }
+      _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = first.uuidString }))
+      let summary = try await store.salesSummary(
+        .init(from: day(25), to: day(15), currency: "JPY", channel: 0), unit: "day", timeZone: "UTC")
+      #expect((summary.total.orders, summary.total.newCustomers, summary.total.returningCustomers) == (1, 1, 0))
+      let later = try await store.salesSummary(
+        .init(from: day(15), to: day(5), currency: "JPY", channel: 0), unit: "day", timeZone: "UTC")
+      #expect((later.total.orders, later.total.newCustomers, later.total.returningCustomers) == (1, 0, 1))
     }
   }
 }

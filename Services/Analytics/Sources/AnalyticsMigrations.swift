@@ -187,5 +187,35 @@ enum AnalyticsMigrations {
         "CREATE INDEX segment_members_since ON analytics.segment_members (segment_id, since, customer_id)",
         "DELETE FROM analytics.feed_cursors WHERE source = 'customer'",
       ]),
+    // Sales reads that do not grow with the history (AnalyticsStore+Sales): each customer's first order
+    // not cancelled, kept with their metrics; product sales per UTC day and per UTC month, kept by the
+    // same transactions that apply placements and cancellations. Both filled from the orders so far.
+    Migration(
+      8, "sales rollups",
+      [
+        "ALTER TABLE analytics.customer_metrics ADD COLUMN first_kept_order_at timestamptz",
+        """
+        UPDATE analytics.customer_metrics m SET first_kept_order_at = f.first_at
+        FROM (SELECT customer_id, min(placed_at) AS first_at FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id) f
+        WHERE f.customer_id = m.customer_id
+        """,
+        """
+        CREATE TABLE analytics.product_sales (
+          grain text NOT NULL CHECK (grain IN ('day', 'month')),
+          period timestamptz NOT NULL,
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          sku text NOT NULL,
+          quantity bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          orders bigint NOT NULL,
+          PRIMARY KEY (grain, currency, period, channel, sku))
+        """,
+        """
+        INSERT INTO analytics.product_sales (grain, period, currency, channel, sku, quantity, net_minor, orders)
+        \(AnalyticsStore.productSalesSQL(
+          from: "(SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE NOT o.cancelled)"))
+        """,
+      ]),
   ]
 }

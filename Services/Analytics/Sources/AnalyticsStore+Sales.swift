@@ -15,51 +15,52 @@ extension AnalyticsStore {
   }
 
   /// Orders, net revenue, new and returning customers per period (`unit`: `day`, `week` or `month`,
-  /// cut in `timeZone`), every period of the range included, and the range as a whole.
+  /// cut in `timeZone`), every period of the range included, and the range as a whole. A customer is new
+  /// in the period of their first order not cancelled (any currency or channel), returning after it.
+  /// Orders are first summed per customer and period, so no aggregate needs a sort.
   func salesSummary(_ range: SalesRange, unit: String, timeZone: String) async throws
     -> (periods: [Rapport_Analytics_V1_SalesPeriod], total: Rapport_Analytics_V1_SalesPeriod)
   {
     let rows = try await client.query(
       """
       WITH o AS (
-        SELECT order_id, customer_id, total_minor - refunded_minor AS net,
-               date_trunc(\(unit), placed_at AT TIME ZONE \(timeZone)) AS period
+        SELECT customer_id, date_trunc(\(unit), placed_at AT TIME ZONE \(timeZone)) AS period, count(*) AS n,
+               sum(total_minor - refunded_minor) AS net
         FROM analytics.orders
         WHERE NOT cancelled AND currency = \(range.currency) AND placed_at >= \(range.from) AND placed_at < \(range.to)
-          AND (\(range.channel) = 0 OR channel = \(range.channel))),
-      f AS (
-        SELECT customer_id, min(placed_at) AS first_at FROM analytics.orders
-        WHERE NOT cancelled AND customer_id IN (SELECT customer_id FROM o) GROUP BY customer_id),
+          AND (\(range.channel) = 0 OR channel = \(range.channel))
+        GROUP BY 1, 2),
+      c AS (
+        SELECT o.period, o.n, o.net, date_trunc(\(unit), m.first_kept_order_at AT TIME ZONE \(timeZone)) AS first_period
+        FROM o JOIN analytics.customer_metrics m USING (customer_id)),
+      -- periods as local times: adding a day or a month to a local time follows the zone's calendar
       periods AS (
         SELECT generate_series(
                  date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(timeZone)),
                  \(range.to)::timestamptz AT TIME ZONE \(timeZone) - interval '1 microsecond',
                  ('1 ' || \(unit))::interval) AS period)
-      SELECT p.period AT TIME ZONE \(timeZone), count(o.order_id), coalesce(sum(o.net), 0)::int8,
-             count(DISTINCT o.customer_id) FILTER (WHERE date_trunc(\(unit), f.first_at AT TIME ZONE \(timeZone)) = p.period),
-             count(DISTINCT o.customer_id) FILTER (WHERE f.first_at < p.period AT TIME ZONE \(timeZone))
-      FROM periods p LEFT JOIN o ON o.period = p.period LEFT JOIN f ON f.customer_id = o.customer_id
+      SELECT p.period AT TIME ZONE \(timeZone), coalesce(sum(c.n), 0)::int8, coalesce(sum(c.net), 0)::int8,
+             count(*) FILTER (WHERE c.first_period = p.period), count(*) FILTER (WHERE c.first_period < p.period)
+      FROM periods p LEFT JOIN c ON c.period = p.period
       GROUP BY p.period ORDER BY p.period
       """, logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
+    var total = Self.period(range.from, orders: 0, net: 0, new: 0, returning: 0, currency: range.currency)
     for try await (start, orders, net, new, returning) in rows.decode((Date, Int64, Int64, Int64, Int64).self) {
       periods.append(Self.period(start, orders: orders, net: net, new: new, returning: returning, currency: range.currency))
     }
     let totals = try await client.query(
       """
       WITH o AS (
-        SELECT customer_id, total_minor - refunded_minor AS net FROM analytics.orders
+        SELECT customer_id, count(*) AS n, sum(total_minor - refunded_minor) AS net FROM analytics.orders
         WHERE NOT cancelled AND currency = \(range.currency) AND placed_at >= \(range.from) AND placed_at < \(range.to)
-          AND (\(range.channel) = 0 OR channel = \(range.channel))),
-      f AS (
-        SELECT customer_id, min(placed_at) AS first_at FROM analytics.orders
-        WHERE NOT cancelled AND customer_id IN (SELECT customer_id FROM o) GROUP BY customer_id)
-      SELECT count(*), coalesce(sum(o.net), 0)::int8,
-             count(DISTINCT o.customer_id) FILTER (WHERE f.first_at >= \(range.from)),
-             count(DISTINCT o.customer_id) FILTER (WHERE f.first_at < \(range.from))
-      FROM o JOIN f USING (customer_id)
+          AND (\(range.channel) = 0 OR channel = \(range.channel))
+        GROUP BY customer_id)
+      SELECT coalesce(sum(o.n), 0)::int8, coalesce(sum(o.net), 0)::int8,
+             count(*) FILTER (WHERE m.first_kept_order_at >= \(range.from)),
+             count(*) FILTER (WHERE m.first_kept_order_at < \(range.from))
+      FROM o JOIN analytics.customer_metrics m USING (customer_id)
       """, logger: logger)
-    var total = Self.period(range.from, orders: 0, net: 0, new: 0, returning: 0, currency: range.currency)
     for try await (orders, net, new, returning) in totals.decode((Int64, Int64, Int64, Int64).self) {
       total = Self.period(range.from, orders: orders, net: net, new: new, returning: returning, currency: range.currency)
     }
@@ -79,18 +80,71 @@ extension AnalyticsStore {
     }
   }
 
-  /// The `limit` products with the highest net line revenue in the range.
-  /// With `customers`, only their orders (an RFM segment's).
+  /// SQL summing product sales of `relation` (order_id, placed_at, currency, channel, sku, quantity,
+  /// net_minor) per UTC day and per UTC month: the rows of `analytics.product_sales`.
+  static func productSalesSQL(from relation: String) -> String {
+    """
+    SELECT g.grain, date_trunc(g.grain, s.placed_at, 'UTC') AS period, s.currency, s.channel, s.sku,
+           sum(s.quantity) AS quantity, sum(s.net_minor) AS net_minor, count(DISTINCT s.order_id) AS orders
+    FROM \(relation) s CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
+    GROUP BY 1, 2, 3, 4, 5
+    """
+  }
+
+  /// How a range [from, to) is read: whole UTC months and days from `analytics.product_sales`, the
+  /// partial days at either end from the orders themselves.
+  struct RollupCover: Equatable, Sendable {
+    /// Whole months [monthsFrom, monthsTo); whole days [from, monthsFrom) and [monthsTo, to) of `days`;
+    /// orders in [range.from, days.from) and [days.to, range.to).
+    var days: Range<Date>
+    var months: Range<Date>
+
+    init(from: Date, to: Date) {
+      var utc = Calendar(identifier: .gregorian)
+      utc.timeZone = TimeZone(identifier: "UTC")!
+      func ceil(_ date: Date, _ unit: Calendar.Component) -> Date {
+        let start = utc.dateInterval(of: unit, for: date)!.start
+        return start == date ? start : utc.date(byAdding: unit, value: 1, to: start)!
+      }
+      let firstDay = ceil(from, .day), lastDay = utc.startOfDay(for: to)
+      guard firstDay < lastDay else {
+        days = to..<to
+        months = to..<to
+        return
+      }
+      days = firstDay..<lastDay
+      let firstMonth = ceil(firstDay, .month), lastMonth = utc.dateInterval(of: .month, for: lastDay)!.start
+      months = firstMonth < lastMonth ? firstMonth..<lastMonth : firstDay..<firstDay
+    }
+  }
+
+  /// The `limit` products with the highest net line revenue in the range (orders not cancelled), with
+  /// their title as analytics last saw it. With `customers`, only their orders (an RFM segment's), read
+  /// from the orders; otherwise from the daily and monthly rollups and the orders of partial days.
   func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil) async throws -> [Rapport_Analytics_V1_ProductSales] {
+    let cover = customers == nil ? RollupCover(from: range.from, to: range.to) : RollupCover(from: range.to, to: range.to)
+    let (days, months) = (cover.days, cover.months)
     let rows = try await client.query(
       """
-      SELECT l.sku, (array_agg(l.title ORDER BY o.placed_at DESC))[1], sum(l.quantity)::int8, sum(l.net_minor)::int8,
-             count(DISTINCT o.order_id)
-      FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
-      WHERE NOT o.cancelled AND o.currency = \(range.currency) AND o.placed_at >= \(range.from)
-        AND o.placed_at < \(range.to) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
-        AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
-      GROUP BY l.sku ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
+      WITH raw AS (
+        SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
+        WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
+          AND ((o.placed_at >= \(range.from) AND o.placed_at < \(days.lowerBound))
+               OR (o.placed_at >= \(days.upperBound) AND o.placed_at < \(range.to)))
+          AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
+        GROUP BY o.order_id, l.sku),
+      parts AS (
+        SELECT sku, sum(quantity) AS quantity, sum(net_minor) AS net_minor, count(*) AS orders FROM raw GROUP BY sku
+        UNION ALL
+        SELECT sku, quantity, net_minor, orders FROM analytics.product_sales
+        WHERE currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))
+          AND ((grain = 'month' AND period >= \(months.lowerBound) AND period < \(months.upperBound))
+               OR (grain = 'day' AND ((period >= \(days.lowerBound) AND period < \(months.lowerBound))
+                                      OR (period >= \(months.upperBound) AND period < \(days.upperBound))))))
+      SELECT p.sku, coalesce(min(i.title), p.sku), sum(p.quantity)::int8, sum(p.net_minor)::int8, sum(p.orders)::int8
+      FROM parts p LEFT JOIN analytics.items i USING (sku)
+      GROUP BY p.sku ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
       """, logger: logger)
     var products: [Rapport_Analytics_V1_ProductSales] = []
     for try await (sku, title, quantity, net, orders) in rows.decode((String, String, Int64, Int64, Int64).self) {

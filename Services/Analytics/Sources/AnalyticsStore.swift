@@ -88,13 +88,22 @@ struct AnalyticsStore: Sendable {
         SELECT l.order_id, l.line, l.sku, l.title, l.quantity, l.net
         FROM unnest(\(lines.orders)::uuid[], \(lines.numbers)::int4[], \(lines.skus)::text[], \(lines.titles)::text[],
                     \(lines.quantities)::int8[], \(lines.nets)::int8[]) AS l(order_id, line, sku, title, quantity, net)
-        JOIN facts f ON f.order_id = l.order_id),
+        JOIN facts f ON f.order_id = l.order_id
+        RETURNING order_id, sku, quantity, net_minor),
+      products AS (
+        INSERT INTO analytics.product_sales (grain, period, currency, channel, sku, quantity, net_minor, orders)
+        \(unescaped: Self.productSalesSQL(
+          from: "(SELECT l.order_id, e.placed_at, e.currency, e.channel, l.sku, l.quantity, l.net_minor FROM lines l JOIN e USING (order_id))"))
+        ON CONFLICT (grain, currency, period, channel, sku) DO UPDATE SET
+          quantity = product_sales.quantity + EXCLUDED.quantity, net_minor = product_sales.net_minor + EXCLUDED.net_minor,
+          orders = product_sales.orders + EXCLUDED.orders),
       metrics AS (
-        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of)
-        SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at) FROM e GROUP BY customer_id
+        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of, first_kept_order_at)
+        SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at), min(placed_at) FROM e GROUP BY customer_id
         ON CONFLICT (customer_id) DO UPDATE SET
           order_count = customer_metrics.order_count + EXCLUDED.order_count,
           first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+          first_kept_order_at = LEAST(customer_metrics.first_kept_order_at, EXCLUDED.first_kept_order_at),
           last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of))
       INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
@@ -140,8 +149,7 @@ struct AnalyticsStore: Sendable {
         .init(ratingSum: Int(rating.rating), ratings: 1), customer: rating.customerID, at: occurred, on: connection)
     case .orderCancelled(let cancelled)?:
       guard let order = UUID(uuidString: cancelled.orderID) else { return }
-      try await connection.query(
-        "UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order)", logger: logger)
+      try await cancel(order, on: connection)
     case .orderRefunded(let refund)?:
       // `amount_refunded` is the order's running total: applying it is the same once or twice.
       guard let order = UUID(uuidString: refund.orderID) else { return }
@@ -157,13 +165,14 @@ struct AnalyticsStore: Sendable {
         """
         INSERT INTO analytics.customer_metrics (
           customer_id, order_count, first_order_at, last_order_at, open_tickets, tickets_opened, sla_breaches,
-          rating_sum, rating_count, as_of)
+          rating_sum, rating_count, as_of, first_kept_order_at)
         SELECT \(survivor), order_count, first_order_at, last_order_at, open_tickets, tickets_opened, sla_breaches,
-               rating_sum, rating_count, GREATEST(as_of, \(occurred))
+               rating_sum, rating_count, GREATEST(as_of, \(occurred)), first_kept_order_at
         FROM analytics.customer_metrics WHERE customer_id = \(duplicate)
         ON CONFLICT (customer_id) DO UPDATE SET
           order_count = customer_metrics.order_count + EXCLUDED.order_count,
           first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+          first_kept_order_at = LEAST(customer_metrics.first_kept_order_at, EXCLUDED.first_kept_order_at),
           last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
           open_tickets = customer_metrics.open_tickets + EXCLUDED.open_tickets,
           tickets_opened = customer_metrics.tickets_opened + EXCLUDED.tickets_opened,
@@ -218,6 +227,38 @@ struct AnalyticsStore: Sendable {
     default:
       return
     }
+  }
+
+  /// Marks the order cancelled (once): its customer's first order not cancelled is found again, and its
+  /// lines leave the product rollups.
+  private func cancel(_ order: UUID, on connection: PostgresConnection) async throws {
+    let rows = try await connection.query(
+      "UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order) AND NOT cancelled RETURNING customer_id",
+      logger: logger)
+    var customer: UUID?
+    for try await id in rows.decode(UUID.self) { customer = id }
+    guard let customer else { return }
+    try await connection.query(
+      """
+      UPDATE analytics.customer_metrics SET first_kept_order_at = (
+        SELECT min(placed_at) FROM analytics.orders WHERE customer_id = \(customer) AND NOT cancelled)
+      WHERE customer_id = \(customer)
+      """, logger: logger)
+    try await connection.query(
+      """
+      WITH lost AS (
+        SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
+      gone AS (\(unescaped: Self.productSalesSQL(from: "lost"))),
+      left_over AS (
+        UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
+          orders = p.orders - g.orders
+        FROM gone g
+        WHERE (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
+        RETURNING p.grain, p.period, p.currency, p.channel, p.sku, p.orders)
+      DELETE FROM analytics.product_sales p USING left_over o
+      WHERE o.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (o.grain, o.period, o.currency, o.channel, o.sku)
+      """, logger: logger)
   }
 
   /// Changes to a customer's support counters.
