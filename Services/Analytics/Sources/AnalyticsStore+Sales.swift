@@ -167,8 +167,8 @@ extension AnalyticsStore {
     let rows = try await client.query(
       """
       WITH firsts AS (
-        SELECT customer_id, date_trunc('month', min(placed_at) AT TIME ZONE \(timeZone)) AS cohort
-        FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id),
+        SELECT customer_id, date_trunc('month', first_kept_order_at AT TIME ZONE \(timeZone)) AS cohort
+        FROM analytics.customer_metrics WHERE first_kept_order_at IS NOT NULL),
       c AS (
         SELECT * FROM firsts
         WHERE cohort >= date_trunc('month', \(from)::timestamptz AT TIME ZONE \(timeZone))
