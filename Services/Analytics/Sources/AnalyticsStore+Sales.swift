@@ -99,6 +99,9 @@ extension AnalyticsStore {
     var days: Range<Date>
     var months: Range<Date>
 
+    /// No rollup: every order of [from, to) is read.
+    static func ordersOnly(to: Date) -> RollupCover { RollupCover(from: to, to: to) }
+
     init(from: Date, to: Date) {
       var utc = Calendar(identifier: .gregorian)
       utc.timeZone = TimeZone(identifier: "UTC")!
@@ -122,7 +125,7 @@ extension AnalyticsStore {
   /// their title as analytics last saw it. With `customers`, only their orders (an RFM segment's), read
   /// from the orders; otherwise from the daily and monthly rollups and the orders of partial days.
   func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil) async throws -> [Rapport_Analytics_V1_ProductSales] {
-    let cover = customers == nil ? RollupCover(from: range.from, to: range.to) : RollupCover(from: range.to, to: range.to)
+    let cover = customers == nil ? RollupCover(from: range.from, to: range.to) : .ordersOnly(to: range.to)
     let (days, months) = (cover.days, cover.months)
     let rows = try await client.query(
       """
