@@ -420,6 +420,10 @@ public nonisolated struct Rapport_Events_V1_CustomerCreated: Sendable {
 
   public var channel: Rapport_Common_V1_Channel = .unspecified
 
+  /// Profile fields the customer was created with beyond identities and names (`tags`, `preferences`),
+  /// named as UpdateCustomer's update_mask names them. Read the customer for the values.
+  public var profileFields: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2090,7 +2094,7 @@ nonisolated extension Rapport_Events_V1_Event: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Rapport_Events_V1_CustomerCreated: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CustomerCreated"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}channel\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_id\0\u{1}channel\0\u{3}profile_fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2100,6 +2104,7 @@ nonisolated extension Rapport_Events_V1_CustomerCreated: SwiftProtobuf.Message, 
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.customerID) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.channel) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.profileFields) }()
       default: break
       }
     }
@@ -2112,12 +2117,16 @@ nonisolated extension Rapport_Events_V1_CustomerCreated: SwiftProtobuf.Message, 
     if self.channel != .unspecified {
       try visitor.visitSingularEnumField(value: self.channel, fieldNumber: 2)
     }
+    if !self.profileFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.profileFields, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Events_V1_CustomerCreated, rhs: Rapport_Events_V1_CustomerCreated) -> Bool {
     if lhs.customerID != rhs.customerID {return false}
     if lhs.channel != rhs.channel {return false}
+    if lhs.profileFields != rhs.profileFields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

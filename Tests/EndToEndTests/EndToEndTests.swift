@@ -175,6 +175,20 @@ extension Executables {
         #expect(put.contains("buyers v1: 1 member(s)"), "\(put)")
         let listed = try Shell.run(rapport, ["segments", "--analytics", "\(stack.address("analytics"))"])
         #expect(listed.contains("buyers  1 member(s)  v1  orders >= 3"), "\(listed)")
+        // Tags and attributes: analytics reads them from the customer service when the feed says they
+        // changed — Percy was imported with tags, the survivor gets an attribute now.
+        let current = try await customers.getCustomer(.with { $0.customerID = survivor.id }).customer
+        _ = try await customers.updateCustomer(.with {
+          $0.customerID = survivor.id
+          $0.expectedVersion = current.version
+          $0.customer = .with { $0.attributes = ["tier": .with { $0.stringValue = "gold" }] }
+          $0.updateMask = .with { $0.paths = ["attributes"] }
+        })
+        _ = try Shell.run(rapport, ["segments", "put", "poets", "tagged(poet) or attribute(tier) = 'gold' and orders >= 3", "--analytics", "\(stack.address("analytics"))"])
+        try await eventually(within: .seconds(10), "the segment counts the imported poet and the gold survivor") {
+          let members = try Shell.run(rapport, ["segments", "members", "poets", "--analytics", "\(stack.address("analytics"))"])
+          return Set(members.split(separator: "\n").map(String.init)) == [percy.id, survivor.id]
+        }
         // `rapport view` by the duplicate's email shows the survivor with all of it.
         let cli = try Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])

@@ -41,6 +41,20 @@ extension Executables {
           }
           let view = try await clients.gateway.getCustomerView(.with { $0.customerID = customer.id }).view
           #expect(view.sections.map(\.code) == [0, 0, 0, 0, 0, 0])
+          // Analytics reads tags from the customer service over mutual TLS, as `analytics`.
+          _ = try await clients.customers.updateCustomer(.with {
+            $0.customerID = customer.id
+            $0.expectedVersion = view.customer.version
+            $0.customer = .with { $0.tags = ["tls"] }
+            $0.updateMask = .with { $0.paths = ["tags"] }
+          })
+          try await withClient(stack.address("analytics"), security: Stack.clientSecurity(directory, as: "operator")) { client in
+            let analytics = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+            _ = try await analytics.putSegment(.with { $0.id = "tls"; $0.rule = "tagged(tls)" })
+            try await eventually(within: .seconds(10), "analytics read the customer's tags over mutual TLS") {
+              try await analytics.listSegments(.init()).segments.first?.memberCount == 1
+            }
+          }
           return customer
         }
 
@@ -48,6 +62,9 @@ extension Executables {
         // One call per internal RPC service and per event feed, with who may make it.
         let probes: [(name: String, service: String, allowed: Set<String>, call: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void)] = [
           ("customer", "CustomerService", ["gateway", "order", "support", "operator"], { client in
+            _ = try await Rapport_Customer_V1_CustomerService.Client(wrapping: client).findCustomer(.with { $0.email = "tls@example.com" })
+          }),
+          ("customer", "GetCustomer", ["gateway", "order", "support", "operator", "analytics"], { client in
             _ = try await Rapport_Customer_V1_CustomerService.Client(wrapping: client).getCustomer(.with { $0.customerID = customer.id })
           }),
           ("customer", "EraseCustomer", ["operator"], { client in

@@ -23,11 +23,14 @@ import Testing
       try await store.apply(events(source, at, payloads), from: source)
     }
 
-    /// Applies `payloads` as the feed subscription does, then recomputes the rule segments of their
-    /// customers as the service's `SegmentEvaluator` does next.
-    func consume(_ source: String, at: Date = Date(), _ payloads: Rapport_Events_V1_Event.OneOf_Payload...) async throws {
+    /// Applies `payloads` as the feed subscription does (reading the customers whose tags or attributes
+    /// changed through `profiles`), then recomputes the rule segments of their customers as the service's
+    /// `SegmentEvaluator` does next.
+    func consume(
+      _ source: String, at: Date = Date(), profiles: CustomerProfiles? = nil, _ payloads: Rapport_Events_V1_Event.OneOf_Payload...
+    ) async throws {
       let events = events(source, at, payloads)
-      try await store.apply(events, from: source)
+      try await store.apply(events, from: source, profiles: try await profiles?.profiles(for: events) ?? [:])
       try await store.evaluateAllSegments(customers: AnalyticsStore.customers(of: events))
     }
 

@@ -5,6 +5,7 @@ import RapportCore
 import RapportProtos
 import RapportTesting
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 @testable import AnalyticsService
@@ -30,6 +31,13 @@ import Testing
           .all([.compare(.orders, .equal, .number(0)), .compare(.clv("USD"), .less, .number(100.5))]),
         ]))
     #expect(try SegmentRule.parse("consented(marketing_sms, mobile)") == .consented(purpose: .marketingSms, channel: .mobile))
+    // Tags are lower case; quoted attribute keys keep their case; text, numbers and true/false compare.
+    #expect(
+      try SegmentRule.parse("tagged('VIP') and attribute(\"Loyalty.tier\") = 'Gold' or attribute(points) > 10 and not attribute(newsletter) = false")
+        == .any([
+          .all([.tagged("vip"), .compare(.attribute("Loyalty.tier"), .equal, .text("Gold"))]),
+          .all([.compare(.attribute("points"), .greater, .number(10)), .not(.compare(.attribute("newsletter"), .equal, .boolean(false)))]),
+        ]))
   }
 
   @Test(arguments: [
@@ -46,6 +54,10 @@ import Testing
     ("consented(newsletter)", "unknown consent purpose (marketing_email, marketing_push, marketing_sms, profiling): 'newsletter' at position 11"),
     ("orders > 'x", "unterminated string: ''x' at position 10"),
     ("orders ~ 1", "unexpected character: '~' at position 8"),
+    ("tagged('a b')", "expected a tag (1–64 letters, digits, '-', '_', ':'): 'a b' at position 8"),
+    ("attribute(tier) > 'gold'", "text, true and false compare only with = or !=: '>' at position 17"),
+    ("attribute(tier) = gold", "expected a number, a quoted text, true or false: 'gold' at position 19"),
+    ("attribute('a-b') = 1", "expected an attribute key (1–64 letters, digits, '_', '.'): 'a-b' at position 11"),
   ])
   func aBadRuleNamesTheTokenAndItsPosition(rule: String, message: String) {
     #expect(throws: SegmentRuleError.self) { try SegmentRule.parse(rule) }
@@ -53,6 +65,17 @@ import Testing
       _ = try SegmentRule.parse(rule)
     } catch {
       #expect("\(error)" == message)
+    }
+  }
+
+  /// The members of segment `id`, read with ListSegmentMembers.
+  static func members(
+    of id: String, _ api: Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>
+  ) async throws -> Set<UUID> {
+    try await api.listSegmentMembers(.with { $0.segmentID = id }) { response in
+      var ids = Set<UUID>()
+      for try await member in response.messages { ids.insert(UUID(uuidString: member.customerID)!) }
+      return ids
     }
   }
 
@@ -75,13 +98,7 @@ import Testing
 
       try await withClient(to: address) { client in
         let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
-        @Sendable func members(_ id: String) async throws -> Set<UUID> {
-          try await api.listSegmentMembers(.with { $0.segmentID = id }) { response in
-            var ids = Set<UUID>()
-            for try await member in response.messages { ids.insert(UUID(uuidString: member.customerID)!) }
-            return ids
-          }
-        }
+        @Sendable func members(_ id: String) async throws -> Set<UUID> { try await Self.members(of: id, api) }
         let big = try await api.putSegment(.with {
           $0.id = "big-spenders"
           $0.rule = "spent(EUR, 90) > 20000 and consented(marketing_email)"
@@ -163,6 +180,78 @@ import Testing
         }
         await expectStatus(.invalidArgument, field: "customer_id") { try await api.getCustomerPrediction(.with { $0.customerID = "1; drop" }) }
         #expect(try await count("analytics.segments", database) == 2)
+      }
+    }
+  }
+
+  /// Tags and attributes are read from the customer service (here a directory standing in for it) only
+  /// when the feed says they changed, and rules compare them: created, updated, merged and erased.
+  @Test func tagsAndAttributesComeFromTheCustomerWhenTheFeedSaysTheyChanged() async throws {
+    try await AnalyticsRfmTests.withService { address, events, database in
+      let (a, b, c) = (UUID(), UUID(), UUID())
+      @Sendable func customer(_ id: UUID, version: Int64, tags: [String], _ attributes: [String: Rapport_Customer_V1_AttributeValue.OneOf_Value])
+        -> Rapport_Customer_V1_Customer
+      {
+        .with { customer in
+          customer.id = id.uuidString.lowercased()
+          customer.state = .active
+          customer.version = version
+          customer.tags = tags
+          customer.attributes = attributes.mapValues { value in .with { $0.value = value } }
+        }
+      }
+      let directory = Mutex<[UUID: Rapport_Customer_V1_Customer]>([
+        a: customer(a, version: 1, tags: ["vip"], ["tier": .stringValue("gold"), "points": .intValue(1_200), "newsletter": .boolValue(true)]),
+        b: customer(b, version: 1, tags: [], ["tier": .stringValue("silver")]),
+        c: customer(c, version: 1, tags: [], [:]),
+      ])
+      let reads = Mutex<[UUID]>([])
+      let profiles = CustomerProfiles { id in
+        reads.withLock { $0.append(id) }
+        return directory.withLock { $0[id] }
+      }
+      @Sendable func created(_ id: UUID, _ fields: [String]) -> Rapport_Events_V1_Event.OneOf_Payload {
+        .customerCreated(.with { $0.customerID = id.uuidString; $0.profileFields = fields })
+      }
+      @Sendable func updated(_ id: UUID, _ fields: [String]) -> Rapport_Events_V1_Event.OneOf_Payload {
+        .customerUpdated(.with { $0.customerID = id.uuidString; $0.changedFields = fields })
+      }
+      try await events.consume("customer", profiles: profiles, created(a, ["tags", "attributes"]), created(b, ["attributes"]), created(c, []))
+      #expect(Set(reads.withLock { $0 }) == [a, b])
+
+      try await withClient(to: address) { client in
+        let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+        @Sendable func members(_ id: String) async throws -> Set<UUID> { try await Self.members(of: id, api) }
+        let gold = try await api.putSegment(.with { $0.id = "vip-gold"; $0.rule = "tagged(vip) and attribute(tier) = 'gold' and attribute(points) >= 1000" })
+        #expect(gold.entered == 1)
+        #expect(try await members("vip-gold") == [a])
+        _ = try await api.putSegment(.with { $0.id = "no-newsletter"; $0.rule = "not attribute(newsletter) = true" })
+        #expect(try await members("no-newsletter") == [b])
+
+        // B becomes a gold VIP; a change of name is not read.
+        directory.withLock {
+          $0[b] = customer(b, version: 2, tags: ["vip"], ["tier": .stringValue("gold"), "points": .doubleValue(1_500.5)])
+        }
+        try await events.consume("customer", profiles: profiles, updated(b, ["tags", "attributes.tier"]), updated(a, ["given_name"]))
+        #expect(reads.withLock { $0.count } == 3)
+        #expect(try await members("vip-gold") == [a, b])
+        // A stale read (an older version) does not overwrite what is stored.
+        try await events.store.client.withConnection { connection in
+          try await events.store.store(profiles: [b: customer(b, version: 1, tags: [], [:])], on: connection)
+        }
+        try await events.store.evaluateAllSegments(customers: nil)
+        #expect(try await members("vip-gold") == [a, b])
+
+        // B is merged into A: B's profile goes, A's is read again.
+        try await events.consume("customer", profiles: profiles, .customerMerged(.with { $0.survivorID = a.uuidString; $0.duplicateID = b.uuidString }))
+        #expect(reads.withLock { $0.last } == a)
+        #expect(try await members("vip-gold") == [a])
+        #expect(try await members("no-newsletter") == [])
+        // A is erased: A leaves and nothing of A's profile stays.
+        try await events.consume("customer", profiles: profiles, .customerErased(.with { $0.customerID = a.uuidString }))
+        #expect(try await members("vip-gold") == [])
+        #expect(try await count("analytics.customer_profiles", database) == 0)
+        #expect(try await count("analytics.customer_attributes", database) == 0)
       }
     }
   }

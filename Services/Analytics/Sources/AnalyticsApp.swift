@@ -77,7 +77,8 @@ public enum AnalyticsApp {
           "customer", try GRPCClientService.client(to: customerAddress, config: config),
           [
             Rapport_Events_V1_CustomerMerged.eventType, Rapport_Events_V1_ConsentChanged.eventType,
-            Rapport_Events_V1_CustomerErased.eventType,
+            Rapport_Events_V1_CustomerErased.eventType, Rapport_Events_V1_CustomerCreated.eventType,
+            Rapport_Events_V1_CustomerUpdated.eventType,
           ]
         ))
     }
@@ -88,12 +89,14 @@ public enum AnalyticsApp {
         let store = AnalyticsStore(
           client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled)
         let segments = SegmentEvaluator(store: store, logger: logger)
+        let profiles = sources.first { $0.0 == "customer" }.map { CustomerProfiles.reading(from: $0.1) }
         let feeds: [any Service] = sources.map { source, client, types in
           EventSubscription(
             source: source, client: client, types: types, logger: logger, failures: failures,
             cursor: { try await store.cursor(source: source) },
             apply: { batch in
-              try await store.apply(batch, from: source)
+              let read = source == "customer" ? try await profiles?.profiles(for: batch) : nil
+              try await store.apply(batch, from: source, profiles: read ?? [:])
               segments.mark(AnalyticsStore.customers(of: batch))
             })
         }

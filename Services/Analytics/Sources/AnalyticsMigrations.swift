@@ -217,5 +217,29 @@ enum AnalyticsMigrations {
           from: "(SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE NOT o.cancelled)"))
         """,
       ]),
+    // Tags and custom attributes for rule segments (CustomerProfiles): read from the customer service
+    // when the customer feed says they changed. The customer feed is read again from its start so that
+    // customers whose tags or attributes were updated before this version get theirs (a `CustomerCreated`
+    // from before it does not say whether the customer was created with tags).
+    Migration(
+      9, "customer profiles",
+      [
+        """
+        CREATE TABLE analytics.customer_profiles (
+          customer_id uuid PRIMARY KEY,
+          version bigint NOT NULL,
+          tags text[] NOT NULL)
+        """,
+        """
+        CREATE TABLE analytics.customer_attributes (
+          customer_id uuid NOT NULL REFERENCES analytics.customer_profiles ON DELETE CASCADE,
+          key text NOT NULL,
+          text_value text,
+          number_value double precision,
+          bool_value boolean,
+          PRIMARY KEY (customer_id, key))
+        """,
+        "DELETE FROM analytics.feed_cursors WHERE source = 'customer'",
+      ]),
   ]
 }

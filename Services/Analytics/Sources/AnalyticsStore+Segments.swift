@@ -72,13 +72,15 @@ extension AnalyticsStore {
     return (updated, entered, left)
   }
 
-  /// Every customer analytics knows (an order, a ticket, a consent decision) who was not erased.
+  /// Every customer analytics knows (an order, a ticket, a consent decision, tags or attributes) who was
+  /// not erased.
   func knownCustomers(among ids: [UUID]?) async throws -> [UUID] {
     let rows = try await client.query(
       """
       SELECT customer_id FROM (
         SELECT customer_id FROM analytics.customer_metrics
-        UNION SELECT customer_id FROM analytics.customer_consent) known
+        UNION SELECT customer_id FROM analytics.customer_consent
+        UNION SELECT customer_id FROM analytics.customer_profiles) known
       WHERE (\(ids)::uuid[] IS NULL OR customer_id = ANY(\(ids)::uuid[]))
         AND customer_id NOT IN (SELECT customer_id FROM analytics.erased_customers)
       """, logger: logger)
@@ -114,17 +116,24 @@ extension AnalyticsStore {
           """, logger: logger)
         var stored = Set<UUID>()
         for try await id in rows.decode(UUID.self) { stored.insert(id) }
-        let joining = members.subtracting(stored).sorted { $0.uuidString < $1.uuidString }
-        let leaving = stored.subtracting(members).sorted { $0.uuidString < $1.uuidString }
-        guard !joining.isEmpty || !leaving.isEmpty else { return (0, 0) }
-        try await connection.query(
+        let entering = members.subtracting(stored).sorted { $0.uuidString < $1.uuidString }
+        let exiting = stored.subtracting(members).sorted { $0.uuidString < $1.uuidString }
+        guard !entering.isEmpty || !exiting.isEmpty else { return (0, 0) }
+        // A concurrent pass may have added a member this one did not see (no row to lock yet): only the
+        // rows this statement writes are entries, so each is published once.
+        let joining = try await connection.query(
           """
           INSERT INTO analytics.segment_members (segment_id, customer_id, since)
-          SELECT \(segment.id), unnest(\(joining)::uuid[]), \(now)
-          """, logger: logger)
-        try await connection.query(
-          "DELETE FROM analytics.segment_members WHERE segment_id = \(segment.id) AND customer_id = ANY(\(leaving)::uuid[])",
-          logger: logger)
+          SELECT \(segment.id), unnest(\(entering)::uuid[]), \(now)
+          ON CONFLICT DO NOTHING RETURNING customer_id
+          """, logger: logger
+        ).ids()
+        let leaving = try await connection.query(
+          """
+          DELETE FROM analytics.segment_members WHERE segment_id = \(segment.id) AND customer_id = ANY(\(exiting)::uuid[])
+          RETURNING customer_id
+          """, logger: logger
+        ).ids()
         let events = (joining.map { ($0, true) } + leaving.map { ($0, false) }).map { customer, entering in
           Outbox.event(
             aggregateType: "segment", aggregateID: segment.id, occurredAt: now,
@@ -158,12 +167,22 @@ extension AnalyticsStore {
   struct SegmentNeeds: Sendable {
     var values: Set<SegmentRule.Value> = []
     var consent = false
+    var tags = false
     init(_ rules: [SegmentRule]) {
       for rule in rules {
         values.formUnion(rule.values)
         consent = consent || rule.readsConsent
+        tags = tags || rule.readsTags
       }
     }
+
+    /// The attribute keys the rules compare.
+    var attributes: [String] {
+      values.compactMap { if case .attribute(let key) = $0 { key } else { nil } }.sorted()
+    }
+
+    /// Values read from the orders, support and predictions (everything but the profile).
+    var metrics: Set<SegmentRule.Value> { values.filter { if case .attribute = $0 { false } else { true } } }
   }
 
   /// Customers whose facts are read together (a few statements per chunk, whatever its size).
@@ -175,7 +194,14 @@ extension AnalyticsStore {
   func facts(_ customers: [UUID], needs: SegmentNeeds, now: Date) async throws -> [UUID: SegmentFacts] {
     var facts = Dictionary(uniqueKeysWithValues: customers.map { ($0, SegmentFacts()) })
     guard !customers.isEmpty else { return facts }
-    if !needs.values.isEmpty {
+    if needs.tags || !needs.attributes.isEmpty {
+      let (tags, attributes) = try await profiles(of: customers, keys: needs.attributes)
+      for customer in customers {
+        facts[customer]?.tags = tags[customer] ?? []
+        for key in needs.attributes { facts[customer]?.values[.attribute(key)] = attributes[customer]?[key] }
+      }
+    }
+    if !needs.metrics.isEmpty {
       let counters = try await supportCounters(of: customers)
       let spending = try await spending(of: customers)
       let edges = try await scheduled.edges { try await rfmEdges() }
@@ -190,7 +216,7 @@ extension AnalyticsStore {
           .mapValues { Self.prediction($0, model: model, discountRate: monthlyDiscountRate) }
       }
       var spent: [SegmentRule.Value: [UUID: Int64]] = [:]
-      for value in needs.values {
+      for value in needs.metrics {
         if case .spent(let currency, let days) = value {
           spent[value] = try await self.spent(customers, currency: currency, since: now.addingTimeInterval(-Double(days) * 86_400))
         }
@@ -200,7 +226,7 @@ extension AnalyticsStore {
         let counter = counters[customer]
         let main = Self.mainCurrency(spend).flatMap { predictions[$0.currency]?[customer] }
         let first = spend.compactMap(\.first).min(), last = spend.compactMap(\.last).max()
-        for value in needs.values {
+        for value in needs.metrics {
           let fact: SegmentRule.Literal?
           switch value {
           case .orders: fact = .number(Double((counter?.orders ?? 0) - spend.reduce(0) { $0 + $1.cancelled }))
@@ -223,6 +249,7 @@ extension AnalyticsStore {
               $0.clv12MMinor > 0 || $0.expectedSpendMinor > 0 ? .number($0.clv12MMinor) : nil
             }
           case .spent: fact = .number(Double(spent[value]?[customer] ?? 0))
+          case .attribute: continue
           }
           facts[customer]?.values[value] = fact
         }
@@ -288,6 +315,8 @@ extension AnalyticsStore {
       case .consentChanged(let e)?: raw = [e.customerID]
       case .customerMerged(let e)?: raw = [e.survivorID, e.duplicateID]
       case .customerErased(let e)?: raw = [e.customerID]
+      case .customerCreated(let e)?: raw = [e.customerID]
+      case .customerUpdated(let e)?: raw = [e.customerID]
       default: raw = []
       }
       ids.formUnion(raw.compactMap(UUID.init(uuidString:)))
@@ -315,5 +344,14 @@ extension AnalyticsStore {
     var members: [(UUID, Date)] = []
     for try await (customer, since) in rows.decode((UUID, Date).self) { members.append((customer, since)) }
     return members
+  }
+}
+
+extension PostgresRowSequence {
+  /// The rows' single uuid column, in id order.
+  func ids() async throws -> [UUID] {
+    var ids: [UUID] = []
+    for try await id in decode(UUID.self) { ids.append(id) }
+    return ids.sorted { $0.uuidString < $1.uuidString }
   }
 }

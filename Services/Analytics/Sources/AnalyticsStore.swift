@@ -29,9 +29,13 @@ struct AnalyticsStore: Sendable {
   }
 
   /// Applies a batch of events and advances the source's cursor in one transaction; redeliveries change
-  /// nothing. Returns how many events took effect.
+  /// nothing. `profiles` (read by `CustomerProfiles` for a customer-feed batch) are stored last, in the
+  /// same transaction. Returns how many events took effect.
   @discardableResult
-  func apply(_ batch: [Rapport_Events_V1_Event], from source: String) async throws -> Int {
+  func apply(
+    _ batch: [Rapport_Events_V1_Event], from source: String,
+    profiles: [UUID: Rapport_Customer_V1_Customer?] = [:]
+  ) async throws -> Int {
     try await cursors.apply(batch, from: source, client: client, logger: logger) { events, connection in
       // Runs of OrderPlaced take one statement each; other events apply one by one, in order.
       var run: [Rapport_Events_V1_Event] = []
@@ -45,6 +49,7 @@ struct AnalyticsStore: Sendable {
         try await applyEffect(event, on: connection)
       }
       try await applyOrders(run, on: connection)
+      try await store(profiles: profiles, on: connection)
     }
   }
 
@@ -204,6 +209,9 @@ struct AnalyticsStore: Sendable {
         """, logger: logger)
       try await connection.query(
         "DELETE FROM analytics.customer_consent WHERE customer_id = \(duplicate)", logger: logger)
+      // The survivor's profile is read again (CustomerProfiles.changed); the duplicate's goes.
+      try await connection.query(
+        "DELETE FROM analytics.customer_profiles WHERE customer_id = \(duplicate)", logger: logger)
     case .consentChanged(let consent)?:
       guard let raw = UUID(uuidString: consent.customerID) else { return }
       let customer = try await aliases.canonical(raw, on: connection, logger: logger)
@@ -216,7 +224,7 @@ struct AnalyticsStore: Sendable {
         """, logger: logger)
     case .customerErased(let erased)?:
       // Metrics are keyed by an opaque id and hold no personal data; they stay as anonymous aggregates.
-      // The customer's consent goes, and rule segments (marketing) no longer count them.
+      // The customer's consent, tags and attributes go, and rule segments (marketing) no longer count them.
       guard let customer = UUID(uuidString: erased.customerID) else { return }
       try await connection.query(
         """
@@ -224,6 +232,7 @@ struct AnalyticsStore: Sendable {
         ON CONFLICT DO NOTHING
         """, logger: logger)
       try await connection.query("DELETE FROM analytics.customer_consent WHERE customer_id = \(customer)", logger: logger)
+      try await connection.query("DELETE FROM analytics.customer_profiles WHERE customer_id = \(customer)", logger: logger)
     default:
       return
     }

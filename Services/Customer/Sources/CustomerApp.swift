@@ -10,12 +10,14 @@ public enum CustomerApp {
   }
 
   /// Who may call what (enforced under mutual TLS): the services that resolve and read customers, and
-  /// operators; merging, erasing, exporting and importing only operators; the feed only its consumers.
+  /// operators (analytics only reads them); merging, erasing, exporting and importing only operators; the feed only its consumers.
   public static let callers: CallerPolicy = {
     typealias C = CallerPolicy.Caller
     let service = "rapport.customer.v1.CustomerService"
     return CallerPolicy([
       service: [C.gateway, C.order, C.support, C.operator],
+      // Analytics reads a customer's tags and attributes when the feed says they changed.
+      "\(service)/GetCustomer": [C.gateway, C.order, C.support, C.operator, C.analytics],
       "\(service)/MergeCustomers": [C.operator], "\(service)/EraseCustomer": [C.operator],
       "\(service)/ExportCustomer": [C.operator], "\(service)/ImportCustomers": [C.operator],
       CallerPolicy.eventFeed: [C.order, C.support, C.analytics],

@@ -54,6 +54,17 @@ enum CustomerRows {
 }
 
 extension Rapport_Customer_V1_Customer {
+  /// The profile fields a new customer carries beyond identities and names, as `CustomerCreated` names
+  /// them (so a consumer that keeps tags or attributes knows whether to read the customer).
+  var profileFields: [String] {
+    var fields: [String] = []
+    if preferences != Rapport_Customer_V1_Preferences() { fields.append("preferences") }
+    if !tags.isEmpty { fields.append("tags") }
+    if !attributes.isEmpty { fields.append("attributes") }
+    if !addresses.isEmpty { fields.append("addresses") }
+    return fields
+  }
+
   /// Decodes a row selected with `CustomerRows.select`, by position.
   init(row: PostgresRow) throws {
     var r = RowReader(row)

@@ -57,6 +57,7 @@ extension CustomerStore {
             .customerCreated(.with {
               $0.customerID = customer.id
               $0.channel = customer.channel
+              $0.profileFields = customer.profileFields
             }))
         }, on: connection, logger: logger)
       return (fresh.count, rows.count - fresh.count)

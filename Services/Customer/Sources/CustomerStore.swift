@@ -112,6 +112,7 @@ struct CustomerStore: Sendable {
       .customerCreated(.with {
         $0.customerID = customer.id
         $0.channel = customer.channel
+        $0.profileFields = customer.profileFields
       }), about: customer.id, at: now, on: connection)
     guard let stored = try await load(id, on: connection) else { throw RPCFailure.internal("customer vanished") }
     return stored

@@ -2,14 +2,16 @@ import Foundation
 import RapportProtos
 
 /// A rule segment's condition (docs/ANALYTICS.md, "Rule segments"): comparisons of a customer's metrics,
-/// RFM segment, predictions and consent, joined with `and`, `or`, `not` and parentheses, e.g.
-/// `spent(EUR, 90) > 20000 and consented(marketing_email)`.
+/// RFM segment, predictions, consent, tags and attributes, joined with `and`, `or`, `not` and
+/// parentheses, e.g. `spent(EUR, 90) > 20000 and consented(marketing_email)`.
 indirect enum SegmentRule: Sendable, Equatable {
   case all([SegmentRule])
   case any([SegmentRule])
   case not(SegmentRule)
   case compare(Value, Operator, Literal)
   case consented(purpose: Rapport_Customer_V1_ConsentPurpose, channel: Rapport_Common_V1_Channel)
+  /// The customer has the tag (lower case).
+  case tagged(String)
 
   enum Operator: String, Sendable, CaseIterable {
     case less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">=", equal = "=", notEqual = "!="
@@ -18,6 +20,7 @@ indirect enum SegmentRule: Sendable, Equatable {
   enum Literal: Sendable, Equatable {
     case number(Double)
     case text(String)
+    case boolean(Bool)
   }
 
   /// What a comparison reads about a customer.
@@ -32,6 +35,8 @@ indirect enum SegmentRule: Sendable, Equatable {
     case spent(String, days: Int)
     /// 12-month CLV in a currency (minor units).
     case clv(String)
+    /// A custom attribute of the profile, by key.
+    case attribute(String)
 
     static let plain: [String: Value] = [
       "orders": .orders, "cancelled_orders": .cancelledOrders, "days_since_last_order": .daysSinceLastOrder,
@@ -64,18 +69,22 @@ indirect enum SegmentRule: Sendable, Equatable {
     case .all(let rules), .any(let rules): rules.reduce(into: []) { $0.formUnion($1.values) }
     case .not(let rule): rule.values
     case .compare(let value, _, _): [value]
-    case .consented: []
+    case .consented, .tagged: []
     }
   }
 
-  var readsConsent: Bool {
+  /// Whether a leaf of the rule (a comparison or a condition) satisfies `leaf`.
+  func contains(_ leaf: (SegmentRule) -> Bool) -> Bool {
     switch self {
-    case .all(let rules), .any(let rules): rules.contains(where: \.readsConsent)
-    case .not(let rule): rule.readsConsent
-    case .compare: false
-    case .consented: true
+    case .all(let rules), .any(let rules): rules.contains { $0.contains(leaf) }
+    case .not(let rule): rule.contains(leaf)
+    case .compare, .consented, .tagged: leaf(self)
     }
   }
+
+  var readsConsent: Bool { contains { if case .consented = $0 { true } else { false } } }
+
+  var readsTags: Bool { contains { if case .tagged = $0 { true } else { false } } }
 
   /// Whether a customer with `facts` matches. A comparison with a value the customer does not have (no
   /// order yet, no model fitted) is false.
@@ -85,6 +94,7 @@ indirect enum SegmentRule: Sendable, Equatable {
     case .any(let rules): return rules.contains { $0.matches(facts) }
     case .not(let rule): return !rule.matches(facts)
     case .consented(let purpose, let channel): return facts.consented(purpose, channel)
+    case .tagged(let tag): return facts.tags.contains(tag)
     case .compare(let value, let op, let literal):
       switch (facts.values[value], literal) {
       case (.number(let have)?, .number(let want)):
@@ -98,6 +108,8 @@ indirect enum SegmentRule: Sendable, Equatable {
         }
       case (.text(let have)?, .text(let want)):
         return op == .equal ? have == want : have != want
+      case (.boolean(let have)?, .boolean(let want)):
+        return op == .equal ? have == want : have != want
       default: return false
       }
     }
@@ -109,6 +121,8 @@ struct SegmentFacts: Sendable {
   var values: [SegmentRule.Value: SegmentRule.Literal] = [:]
   /// (purpose, channel) → granted; channel unspecified is the decision for every channel.
   var consent: [SegmentConsentKey: Bool] = [:]
+  /// The profile's tags.
+  var tags: Set<String> = []
 
   /// The decision for the channel, else the one for every channel; no decision is no consent.
   func consented(_ purpose: Rapport_Customer_V1_ConsentPurpose, _ channel: Rapport_Common_V1_Channel) -> Bool {
@@ -276,6 +290,21 @@ extension SegmentRule {
         try expect(")")
         comparisons += 1
         return .consented(purpose: purpose, channel: channel)
+      case "tagged":
+        try expect("(")
+        let tag = try quotedName(
+          "a tag (1–64 letters, digits, '-', '_', ':')",
+          valid: { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_:".contains($0) } })
+          .lowercased()
+        try expect(")")
+        comparisons += 1
+        return .tagged(tag)
+      case "attribute":
+        try expect("(")
+        value = .attribute(try quotedName(
+          "an attribute key (1–64 letters, digits, '_', '.')",
+          valid: { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy { $0.isLetter || $0.isNumber || "_.".contains($0) } }))
+        try expect(")")
       case "net_revenue", "clv":
         try expect("(")
         let code = try currency()
@@ -315,11 +344,33 @@ extension SegmentRule {
         }
         return .compare(value, op, .text(literal.text.lowercased()))
       }
+      if case .attribute = value {
+        if literal.kind == .number, let number = Double(literal.text) { return .compare(value, op, .number(number)) }
+        let boolean = literal.kind == .word ? ["true": true, "false": false][literal.text] : nil
+        guard literal.kind == .text || boolean != nil else {
+          index -= 1
+          throw error("expected a number, a quoted text, true or false")
+        }
+        guard op == .equal || op == .notEqual else {
+          index -= 2
+          throw error("text, true and false compare only with = or !=")
+        }
+        return .compare(value, op, boolean.map { .boolean($0) } ?? .text(literal.text))
+      }
       guard literal.kind == .number, let number = Double(literal.text) else {
         index -= 1
         throw error("expected a number")
       }
       return .compare(value, op, .number(number))
+    }
+
+    /// A quoted name (or a bare word) that `valid` accepts.
+    mutating func quotedName(_ what: String, valid: (String) -> Bool) throws -> String {
+      guard let token = peek, token.kind == .text || token.kind == .word, valid(token.text) else {
+        throw error("expected \(what)")
+      }
+      index += 1
+      return token.text
     }
   }
 }
