@@ -52,13 +52,13 @@ struct Bench: AsyncParsableCommand {
   /// Starts the five release executables on a fresh embedded database under `dataDir` (deleted first),
   /// runs `body`, stops everything, prints the report `body` returns and writes it to `out` if given.
   static func onScratchStack(
-    dataDir: String, out: String?, settings: [String: [String: String]] = [:],
+    dataDir: String, out: String?, settings: [String: [String: String]] = [:], keep: Bool = false,
     _ body: (Stack, String) async throws -> String
   ) async throws {
     var logger = Logger(label: "rapport-bench")
     logger.logLevel = .warning
     let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
-    try? FileManager.default.removeItem(atPath: directory)
+    if !keep { try? FileManager.default.removeItem(atPath: directory) }
     let ports = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, 0) })
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: nil, ports: ports,

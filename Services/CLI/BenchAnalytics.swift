@@ -24,10 +24,12 @@ struct BenchAnalytics: AsyncParsableCommand {
   @Option(help: "Concurrent PlaceOrder callers during the lag measurement.") var writers = 8
   @Option(help: "Scratch data folder (deleted first).") var dataDir = ".rapport/bench-analytics"
   @Option(help: "Also write the report to this file.") var out: String?
+  @Flag(help: "Measure the shop an earlier run loaded into --data-dir (same --customers and --orders) instead of deleting it and seeding again; each run's lag measurement adds its orders.")
+  var reuse = false
 
   func run() async throws {
     let settings = ["analytics": ["rfm-interval-s": "5", "fit-interval-s": "86400", "segment-interval-s": "86400"]]
-    try await Bench.onScratchStack(dataDir: dataDir, out: out, settings: settings) { stack, _ in
+    try await Bench.onScratchStack(dataDir: dataDir, out: out, settings: settings, keep: reuse) { stack, _ in
       try await withClient(stack.address("analytics"), security: stack.clientSecurity) { client in
         try await stack.withClients { clients in
           try await measure(stack, clients, Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client))
@@ -40,13 +42,19 @@ struct BenchAnalytics: AsyncParsableCommand {
 
   private func measure(_ stack: Stack, _ clients: StackClients, _ analytics: Analytics) async throws -> String {
     var lines = ["## rapport bench-analytics: \(customers) customers, \(orders) orders", ""]
-    let shop = SyntheticShop(customers: customers, orders: orders, seed: 14, now: SyntheticShop.today())
-    print("seeding \(customers) customers and about \(orders) orders through ImportCustomers and ImportOrders")
-    let loaded = try await shop.load(into: clients.customers, clients.orders, streams: 4, progress: { print($0) })
     lines.append("| step | seconds | rate |")
     lines.append("|---|---:|---:|")
-    lines.append("| ImportCustomers, \(loaded.customers.created) created | \(f1(loaded.customerSeconds)) | \(Int(Double(loaded.customers.rows) / loaded.customerSeconds))/s |")
-    lines.append("| ImportOrders (4 streams), \(loaded.orders.created) created, \(loaded.orders.failed) failed | \(f1(loaded.orderSeconds)) | \(Int(Double(loaded.orders.rows) / loaded.orderSeconds))/s |")
+    var population = Int64(customers)
+    if reuse {
+      lines.append("| shop loaded by an earlier run, reused (--reuse) | | |")
+    } else {
+      let shop = SyntheticShop(customers: customers, orders: orders, seed: 14, now: SyntheticShop.today())
+      print("seeding \(customers) customers and about \(orders) orders through ImportCustomers and ImportOrders")
+      let loaded = try await shop.load(into: clients.customers, clients.orders, streams: 4, progress: { print($0) })
+      population = Int64(loaded.customers.created)
+      lines.append("| ImportCustomers, \(loaded.customers.created) created | \(f1(loaded.customerSeconds)) | \(Int(Double(loaded.customers.rows) / loaded.customerSeconds))/s |")
+      lines.append("| ImportOrders (4 streams), \(loaded.orders.created) created, \(loaded.orders.failed) failed | \(f1(loaded.orderSeconds)) | \(Int(Double(loaded.orders.rows) / loaded.orderSeconds))/s |")
+    }
 
     // Analytics catches up with the order feed, then computes RFM edges (every 5 s here).
     let caughtUp = ContinuousClock.now
@@ -54,7 +62,7 @@ struct BenchAnalytics: AsyncParsableCommand {
       try await Task.sleep(for: .milliseconds(200))
     }
     lines.append("| analytics applies the order feed's backlog (after the import) | \(f1(SyntheticShop.seconds(since: caughtUp))) | |")
-    while try await analytics.getRfmEdges(.init()).population < Int64(loaded.customers.created) / 2 {
+    while try await analytics.getRfmEdges(.init()).population < population / 2 {
       try await Task.sleep(for: .milliseconds(500))
     }
     let fitStarted = ContinuousClock.now

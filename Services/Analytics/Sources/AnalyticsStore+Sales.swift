@@ -137,14 +137,22 @@ extension AnalyticsStore {
                OR (o.placed_at >= \(days.upperBound) AND o.placed_at < \(range.to)))
           AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
         GROUP BY o.order_id, l.sku),
+      rollup AS NOT MATERIALIZED (
+        SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.product_sales
+        WHERE currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))),
+      -- One branch per piece of the cover, each an index range scan (OR'd ranges made one bitmap scan
+      -- of the table).
       parts AS (
         SELECT sku, sum(quantity) AS quantity, sum(net_minor) AS net_minor, count(*) AS orders FROM raw GROUP BY sku
         UNION ALL
-        SELECT sku, quantity, net_minor, orders FROM analytics.product_sales
-        WHERE currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))
-          AND ((grain = 'month' AND period >= \(months.lowerBound) AND period < \(months.upperBound))
-               OR (grain = 'day' AND ((period >= \(days.lowerBound) AND period < \(months.lowerBound))
-                                      OR (period >= \(months.upperBound) AND period < \(days.upperBound))))))
+        SELECT sku, quantity, net_minor, orders FROM rollup
+        WHERE grain = 'month' AND period >= \(months.lowerBound) AND period < \(months.upperBound)
+        UNION ALL
+        SELECT sku, quantity, net_minor, orders FROM rollup
+        WHERE grain = 'day' AND period >= \(days.lowerBound) AND period < \(months.lowerBound)
+        UNION ALL
+        SELECT sku, quantity, net_minor, orders FROM rollup
+        WHERE grain = 'day' AND period >= \(months.upperBound) AND period < \(days.upperBound))
       SELECT p.sku, coalesce(min(i.title), p.sku), sum(p.quantity)::int8, sum(p.net_minor)::int8, sum(p.orders)::int8
       FROM parts p LEFT JOIN analytics.items i USING (sku)
       GROUP BY p.sku ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
