@@ -98,10 +98,11 @@ let package = Package(
       plugins: ["BuildCommit"]
     ),
     .plugin(name: "BuildCommit", capability: .buildTool(), path: "Plugins/BuildCommit"),
+    .target(name: "CMalloc", path: "Shared/CMalloc"),
     .target(
       name: "RapportCore",
       dependencies: [
-        "RapportBuildInfo", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
+        "CMalloc", "RapportBuildInfo", "RapportProtos", grpcCore, grpcHTTP2, grpcProtobuf, swiftProtobuf, postgres, lifecycle, unixSignals, logging,
         metrics, prometheus, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioHPACK, argumentParser, connectionPool,
         certificateReloading, x509, tracing, instrumentation, otel,
       ],

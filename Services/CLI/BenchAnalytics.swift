@@ -136,7 +136,9 @@ struct BenchAnalytics: AsyncParsableCommand {
     // Event→metric lag while writers place orders as fast as the order service takes them: a probe
     // customer orders every 250 ms and the time until GetCustomerMetrics counts it is the lag.
     print("measuring the event→metric lag under maximum ingest for \(ingestSeconds) s")
-    let probe = try await clients.customers.createCustomer(.with { $0.email = "lag-probe@example.com" }).customer.id
+    // Unique per run: a reused shop keeps the probe customers and orders of earlier runs.
+    let run = UUID().uuidString.prefix(8).lowercased()
+    let probe = try await clients.customers.createCustomer(.with { $0.email = "lag-probe-\(run)@example.com" }).customer.id
     let traffic = Traffic()
     var lag = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     let ingestStarted = ContinuousClock.now
@@ -146,7 +148,7 @@ struct BenchAnalytics: AsyncParsableCommand {
           var n = 0
           while !traffic.stop.withLock({ $0 }) {
             _ = try await clients.orders.placeOrder(
-              Self.order("lag-\(writer)-\(n)", customer: ids[(writer * 7919 + n) % ids.count], sku: 1 + n % 200))
+              Self.order("lag-\(run)-\(writer)-\(n)", customer: ids[(writer * 7919 + n) % ids.count], sku: 1 + n % 200))
             traffic.placed.withLock { $0 += 1 }
             n += 1
           }
@@ -154,7 +156,7 @@ struct BenchAnalytics: AsyncParsableCommand {
       }
       var k = 0
       while SyntheticShop.seconds(since: ingestStarted) < Double(ingestSeconds) {
-        _ = try await clients.orders.placeOrder(Self.order("probe-\(k)", customer: probe, sku: 1))
+        _ = try await clients.orders.placeOrder(Self.order("probe-\(run)-\(k)", customer: probe, sku: 1))
         let acknowledged = ContinuousClock.now
         k += 1
         while try await analytics.getCustomerMetrics(.with { $0.customerID = probe }).metrics.orderCount < k {

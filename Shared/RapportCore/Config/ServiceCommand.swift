@@ -48,6 +48,8 @@ public struct CommonOptions: ParsableArguments {
   var tlsReloadIntervalMs: String?
   @Option(name: .customLong("otlp-endpoint"), help: "Export traces by OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 (default: no tracing). The OTEL_* variables of the OpenTelemetry specification refine it.")
   var otlpEndpoint: String?
+  @Option(name: .customLong("malloc-arena-max"), help: "Most glibc malloc arenas (default 2; 0: glibc's own limit, 8 per core).")
+  var mallocArenaMax: String?
 
   public init() {}
 
@@ -61,7 +63,7 @@ public struct CommonOptions: ParsableArguments {
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
       "metrics-addr": metricsAddr, "health-addr": healthAddr, "log-format": logFormat, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
       "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
-      "otlp-endpoint": otlpEndpoint,
+      "otlp-endpoint": otlpEndpoint, "malloc-arena-max": mallocArenaMax,
     ].compactMapValues { $0 }
   }
 }

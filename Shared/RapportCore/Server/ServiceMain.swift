@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OTel
+import CMalloc
 import ServiceLifecycle
 
 /// The body of every service's `run()`: build, run, and on any error log it and exit non-zero (an
@@ -25,6 +26,7 @@ public enum ServiceMain {
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
       let settings = Settings(service: name, flags: flags)
+      try limitMallocArenas(settings)
       let exporter = try migrateOnly ? nil : settings.string("otlp-endpoint").map { try startTracing(name, endpoint: $0) }
       let app = try build(settings, logger)
       if migrateOnly {
@@ -39,6 +41,18 @@ public enum ServiceMain {
       FileHandle.standardError.write(Data("rapport-\(name): \(error)\n".utf8))
       exit(1)
     }
+  }
+
+  /// glibc gives each thread that finds the arenas busy a new one, up to 8 per core, and each keeps the
+  /// memory it once held: a service's event-loop, concurrency and database threads then hold more
+  /// resident memory than they use. `--malloc-arena-max` (default 2) caps them before any of those
+  /// threads start, as `MALLOC_ARENA_MAX` would.
+  static func limitMallocArenas(_ settings: Settings) throws {
+    let arenas = try settings.int("malloc-arena-max", default: 2)
+    guard (0...64).contains(arenas) else {
+      throw ConfigurationError("malloc-arena-max must be from 0 to 64, got \(arenas)")
+    }
+    if arenas > 0 { _ = rapport_malloc_arena_max(Int32(arenas)) }
   }
 
   /// Bootstraps swift-otel's tracer with an OTLP/gRPC exporter to `endpoint` (traces only: metrics stay

@@ -1,0 +1,2 @@
+// The header's inline function is the whole target; SwiftPM needs one source file.
+#include "CMalloc.h"
