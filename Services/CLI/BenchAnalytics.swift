@@ -74,7 +74,7 @@ struct BenchAnalytics: AsyncParsableCommand {
       $0.id = "recent-spenders"
       $0.rule = "spent(EUR, 90) > 10000 and orders >= 2"
     })
-    lines.append("| PutSegment, first evaluation over every customer (\(segment.entered) members) | \(f1(SyntheticShop.seconds(since: segmentStarted))) | |")
+    lines.append("| PutSegment, first evaluation over every customer (\(segment.segment.memberCount) members) | \(f1(SyntheticShop.seconds(since: segmentStarted))) | |")
 
     // Reads, one at a time.
     var found: [String] = []

@@ -20,6 +20,12 @@ import Testing
     /// Applies `payloads` as the next events of `source`'s feed, occurring at `at`.
     @discardableResult
     func apply(_ source: String, at: Date = Date(), _ payloads: Rapport_Events_V1_Event.OneOf_Payload...) async throws -> Int {
+      try await apply(source, at: at, all: payloads)
+    }
+
+    /// Applies `payloads` as one batch of `source`'s feed.
+    @discardableResult
+    func apply(_ source: String, at: Date = Date(), all payloads: [Rapport_Events_V1_Event.OneOf_Payload]) async throws -> Int {
       try await store.apply(events(source, at, payloads), from: source)
     }
 

@@ -341,4 +341,75 @@ import Testing
       #expect((later.total.orders, later.total.newCustomers, later.total.returningCustomers) == (1, 0, 1))
     }
   }
+
+  /// The kept cohort cells equal cohorts read from the orders, in UTC, after each kind of change: runs
+  /// of placements for many customers at once, history placed after newer orders, cancellations (of
+  /// first orders too), a merge of two customers, redelivered events. A product whose only order is
+  /// cancelled leaves the product rollups.
+  @Test func cohortCellsAnswerAsTheOrdersDo() async throws {
+    try await AnalyticsRfmTests.withService { _, events, database in
+      var random = SeededRandom(seed: 7)
+      let now = Date()
+      let customers = (0..<40).map { _ in UUID() }
+      let store = events.store
+      let (from, to) = (now.addingTimeInterval(-500 * 86_400), now.addingTimeInterval(86_400))
+      func check(_ step: String) async throws {
+        let kept = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now)
+        let read = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now, kept: false)
+        #expect(kept == read, "\(step)")
+        #expect(!kept.isEmpty, "\(step)")
+      }
+      func order(_ id: UUID, _ customer: UUID, daysAgo: Double) -> Rapport_Events_V1_Event.OneOf_Payload {
+        .orderPlaced(.with {
+          $0.orderID = id.uuidString
+          $0.customerID = customer.uuidString
+          $0.placedAt = .init(date: now.addingTimeInterval(-daysAgo * 86_400))
+          $0.total = .money(1_000, "EUR")
+          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 1_000 }]
+        })
+      }
+      // Newer orders first, in runs of 10 (each run one statement), then older history.
+      var placed: [(UUID, UUID)] = []
+      for days in [[0.0, 200], [200.0, 420]] {
+        var run: [Rapport_Events_V1_Event.OneOf_Payload] = []
+        for _ in 0..<120 {
+          let id = UUID(), customer = customers[Int(random.next() % 40)]
+          placed.append((id, customer))
+          run.append(order(id, customer, daysAgo: days[0] + Double(random.next() % UInt64(days[1] - days[0]))))
+          if run.count == 10 {
+            try await events.apply("order", all: run)
+            run = []
+          }
+        }
+        try await check("placed \(days)")
+      }
+      // Cancellations, among them customers' first orders; a redelivered cancellation changes nothing.
+      for (index, (id, _)) in placed.enumerated() where index % 7 == 0 {
+        _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
+      }
+      try await check("cancelled")
+      // Two customers merged: their months combine, their cohort is the earlier one.
+      _ = try await events.apply(
+        "customer", .customerMerged(.with { $0.survivorID = customers[0].uuidString; $0.duplicateID = customers[1].uuidString }))
+      try await check("merged")
+      // An order placed for the merged-away id counts for the survivor.
+      _ = try await events.apply("order", order(UUID(), customers[1], daysAgo: 450))
+      try await check("placed for a merged id")
+      let rows = try await count("analytics.cohort_cells", database)
+      #expect(rows > 10)
+
+      // A product sold once, then cancelled, leaves the rollups (day and month rows).
+      let single = UUID()
+      _ = try await events.apply("order", .orderPlaced(.with {
+        $0.orderID = single.uuidString
+        $0.customerID = customers[2].uuidString
+        $0.placedAt = .init(date: now.addingTimeInterval(-3 * 86_400))
+        $0.total = .money(500, "EUR")
+        $0.lines = [.with { $0.sku = "ONCE"; $0.quantity = 1; $0.unitPriceMinor = 500 }]
+      }))
+      #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 2)
+      _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = single.uuidString }))
+      #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 0)
+    }
+  }
 }

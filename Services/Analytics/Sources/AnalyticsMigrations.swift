@@ -241,5 +241,19 @@ enum AnalyticsMigrations {
         """,
         "DELETE FROM analytics.feed_cursors WHERE source = 'customer'",
       ]),
+    // Cohort retention in UTC without reading the orders (AnalyticsStore+Cohorts): customers per
+    // (first-order month, month of activity), kept by the transactions that change orders.
+    Migration(
+      10, "cohort cells",
+      [
+        """
+        CREATE TABLE analytics.cohort_cells (
+          cohort timestamptz NOT NULL,
+          month timestamptz NOT NULL,
+          customers bigint NOT NULL,
+          PRIMARY KEY (cohort, month))
+        """,
+        "INSERT INTO analytics.cohort_cells (cohort, month, customers) \(AnalyticsStore.cohortCellsSQL(where: "true"))",
+      ]),
   ]
 }

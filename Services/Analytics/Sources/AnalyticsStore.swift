@@ -74,48 +74,50 @@ struct AnalyticsStore: Sendable {
       occurred.append(event.occurredAt.date)
     }
     guard !customers.isEmpty else { return }
-    try await connection.query(
-      """
-      WITH e AS (
-        SELECT e.order_id, coalesce(a.survivor_id, e.customer_id) AS customer_id, e.placed_at, e.currency, e.amount,
-               e.occurred_at, e.channel
-        FROM unnest(\(orders)::uuid[], \(customers)::uuid[], \(placed)::timestamptz[], \(currencies)::text[],
-                    \(amounts)::int8[], \(occurred)::timestamptz[], \(channels)::int4[])
-             AS e(order_id, customer_id, placed_at, currency, amount, occurred_at, channel)
-        LEFT JOIN analytics.customer_aliases a ON a.duplicate_id = e.customer_id),
-      facts AS (
-        INSERT INTO analytics.orders (order_id, customer_id, placed_at, currency, total_minor, channel)
-        SELECT order_id, customer_id, placed_at, currency, amount, channel FROM e
-        ON CONFLICT (order_id) DO NOTHING
-        RETURNING order_id),
-      lines AS (
-        INSERT INTO analytics.order_lines (order_id, line, sku, title, quantity, net_minor)
-        SELECT l.order_id, l.line, l.sku, l.title, l.quantity, l.net
-        FROM unnest(\(lines.orders)::uuid[], \(lines.numbers)::int4[], \(lines.skus)::text[], \(lines.titles)::text[],
-                    \(lines.quantities)::int8[], \(lines.nets)::int8[]) AS l(order_id, line, sku, title, quantity, net)
-        JOIN facts f ON f.order_id = l.order_id
-        RETURNING order_id, sku, quantity, net_minor),
-      products AS (
-        INSERT INTO analytics.product_sales (grain, period, currency, channel, sku, quantity, net_minor, orders)
-        \(unescaped: Self.productSalesSQL(
-          from: "(SELECT l.order_id, e.placed_at, e.currency, e.channel, l.sku, l.quantity, l.net_minor FROM lines l JOIN e USING (order_id))"))
-        ON CONFLICT (grain, currency, period, channel, sku) DO UPDATE SET
-          quantity = product_sales.quantity + EXCLUDED.quantity, net_minor = product_sales.net_minor + EXCLUDED.net_minor,
-          orders = product_sales.orders + EXCLUDED.orders),
-      metrics AS (
-        INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of, first_kept_order_at)
-        SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at), min(placed_at) FROM e GROUP BY customer_id
-        ON CONFLICT (customer_id) DO UPDATE SET
-          order_count = customer_metrics.order_count + EXCLUDED.order_count,
-          first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
-          first_kept_order_at = LEAST(customer_metrics.first_kept_order_at, EXCLUDED.first_kept_order_at),
-          last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
-          as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of))
-      INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
-      SELECT customer_id, currency, sum(amount) FROM e GROUP BY customer_id, currency
-      ON CONFLICT (customer_id, currency) DO UPDATE
-      SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
-      """, logger: logger)
+    try await keepingCohorts(of: Array(Set(customers)), on: connection) {
+      try await connection.query(
+        """
+        WITH e AS (
+          SELECT e.order_id, coalesce(a.survivor_id, e.customer_id) AS customer_id, e.placed_at, e.currency, e.amount,
+                 e.occurred_at, e.channel
+          FROM unnest(\(orders)::uuid[], \(customers)::uuid[], \(placed)::timestamptz[], \(currencies)::text[],
+                      \(amounts)::int8[], \(occurred)::timestamptz[], \(channels)::int4[])
+               AS e(order_id, customer_id, placed_at, currency, amount, occurred_at, channel)
+          LEFT JOIN analytics.customer_aliases a ON a.duplicate_id = e.customer_id),
+        facts AS (
+          INSERT INTO analytics.orders (order_id, customer_id, placed_at, currency, total_minor, channel)
+          SELECT order_id, customer_id, placed_at, currency, amount, channel FROM e
+          ON CONFLICT (order_id) DO NOTHING
+          RETURNING order_id),
+        lines AS (
+          INSERT INTO analytics.order_lines (order_id, line, sku, title, quantity, net_minor)
+          SELECT l.order_id, l.line, l.sku, l.title, l.quantity, l.net
+          FROM unnest(\(lines.orders)::uuid[], \(lines.numbers)::int4[], \(lines.skus)::text[], \(lines.titles)::text[],
+                      \(lines.quantities)::int8[], \(lines.nets)::int8[]) AS l(order_id, line, sku, title, quantity, net)
+          JOIN facts f ON f.order_id = l.order_id
+          RETURNING order_id, sku, quantity, net_minor),
+        products AS (
+          INSERT INTO analytics.product_sales (grain, period, currency, channel, sku, quantity, net_minor, orders)
+          \(unescaped: Self.productSalesSQL(
+            from: "(SELECT l.order_id, e.placed_at, e.currency, e.channel, l.sku, l.quantity, l.net_minor FROM lines l JOIN e USING (order_id))"))
+          ON CONFLICT (grain, currency, period, channel, sku) DO UPDATE SET
+            quantity = product_sales.quantity + EXCLUDED.quantity, net_minor = product_sales.net_minor + EXCLUDED.net_minor,
+            orders = product_sales.orders + EXCLUDED.orders),
+        metrics AS (
+          INSERT INTO analytics.customer_metrics (customer_id, order_count, first_order_at, last_order_at, as_of, first_kept_order_at)
+          SELECT customer_id, count(*), min(placed_at), max(placed_at), max(occurred_at), min(placed_at) FROM e GROUP BY customer_id
+          ON CONFLICT (customer_id) DO UPDATE SET
+            order_count = customer_metrics.order_count + EXCLUDED.order_count,
+            first_order_at = LEAST(customer_metrics.first_order_at, EXCLUDED.first_order_at),
+            first_kept_order_at = LEAST(customer_metrics.first_kept_order_at, EXCLUDED.first_kept_order_at),
+            last_order_at = GREATEST(customer_metrics.last_order_at, EXCLUDED.last_order_at),
+            as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of))
+        INSERT INTO analytics.customer_revenue (customer_id, currency, amount_minor)
+        SELECT customer_id, currency, sum(amount) FROM e GROUP BY customer_id, currency
+        ON CONFLICT (customer_id, currency) DO UPDATE
+        SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
+        """, logger: logger)
+    }
     try await addPurchases(orders, on: connection)
   }
 
@@ -186,8 +188,10 @@ struct AnalyticsStore: Sendable {
           rating_count = customer_metrics.rating_count + EXCLUDED.rating_count,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
-      try await connection.query(
-        "UPDATE analytics.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
+      try await keepingCohorts(of: [survivor, duplicate], on: connection) {
+        try await connection.query(
+          "UPDATE analytics.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
+      }
       try await mergeAffinities(survivor: survivor, duplicate: duplicate, on: connection)
       try await connection.query(
         """
@@ -242,32 +246,42 @@ struct AnalyticsStore: Sendable {
   /// lines leave the product rollups.
   private func cancel(_ order: UUID, on connection: PostgresConnection) async throws {
     let rows = try await connection.query(
-      "UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order) AND NOT cancelled RETURNING customer_id",
-      logger: logger)
+      "SELECT customer_id FROM analytics.orders WHERE order_id = \(order) AND NOT cancelled FOR UPDATE", logger: logger)
     var customer: UUID?
     for try await id in rows.decode(UUID.self) { customer = id }
     guard let customer else { return }
+    try await keepingCohorts(of: [customer], on: connection) {
+      try await connection.query("UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order)", logger: logger)
+    }
     try await connection.query(
       """
       UPDATE analytics.customer_metrics SET first_kept_order_at = (
         SELECT min(placed_at) FROM analytics.orders WHERE customer_id = \(customer) AND NOT cancelled)
       WHERE customer_id = \(customer)
       """, logger: logger)
-    try await connection.query(
-      """
+    let lost = """
       WITH lost AS (
         SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
-      gone AS (\(unescaped: Self.productSalesSQL(from: "lost"))),
-      left_over AS (
-        UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
-          orders = p.orders - g.orders
-        FROM gone g
-        WHERE (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
-        RETURNING p.grain, p.period, p.currency, p.channel, p.sku, p.orders)
-      DELETE FROM analytics.product_sales p USING left_over o
-      WHERE o.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (o.grain, o.period, o.currency, o.channel, o.sku)
-      """, logger: logger)
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = $1),
+      gone AS (\(Self.productSalesSQL(from: "lost")))
+      """
+    var binds = PostgresBindings()
+    binds.append(order)
+    try await connection.query(
+      PostgresQuery(
+        unsafeSQL: lost + """
+          UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
+            orders = p.orders - g.orders
+          FROM gone g
+          WHERE (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
+          """, binds: binds), logger: logger)
+    // A separate statement: one statement cannot delete the rows it updates (the delete would be skipped).
+    try await connection.query(
+      PostgresQuery(
+        unsafeSQL: lost + """
+          DELETE FROM analytics.product_sales p USING gone g
+          WHERE p.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
+          """, binds: binds), logger: logger)
   }
 
   /// Changes to a customer's support counters.
