@@ -342,30 +342,47 @@ import Testing
     }
   }
 
-  /// The kept cohort cells equal cohorts read from the orders, in UTC, after each kind of change: runs
-  /// of placements for many customers at once, history placed after newer orders, cancellations (of
-  /// first orders too), a merge of two customers, redelivered events. A product whose only order is
-  /// cancelled leaves the product rollups.
-  @Test func cohortCellsAnswerAsTheOrdersDo() async throws {
+  /// The kept aggregates answer as the orders do — cohorts, and sales summaries in UTC by day, week and
+  /// month, per channel and currency, for ranges cut mid-period, whole, ending after now and in the past —
+  /// after each kind of change: runs of placements for many customers at once, history placed after
+  /// newer orders, cancellations (of first orders too), refunds, a merge of two customers. A product
+  /// whose only order is cancelled leaves the product rollups.
+  @Test func keptAggregatesAnswerAsTheOrdersDo() async throws {
     try await AnalyticsRfmTests.withService { _, events, database in
       var random = SeededRandom(seed: 7)
       let now = Date()
       let customers = (0..<40).map { _ in UUID() }
       let store = events.store
       let (from, to) = (now.addingTimeInterval(-500 * 86_400), now.addingTimeInterval(86_400))
+      let ranges: [(Date, Date)] = [
+        (now.addingTimeInterval(-365 * 86_400), now.addingTimeInterval(86_400)),
+        (now.addingTimeInterval(-90 * 86_400 - 5_000), now.addingTimeInterval(-3 * 86_400)),
+        (now.addingTimeInterval(-30 * 86_400), now),
+      ]
       func check(_ step: String) async throws {
         let kept = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now)
         let read = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now, kept: false)
         #expect(kept == read, "\(step)")
         #expect(!kept.isEmpty, "\(step)")
+        for (start, end) in ranges {
+          for unit in ["day", "week", "month"] {
+            for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
+              let range = AnalyticsStore.SalesRange(from: start, to: end, currency: currency, channel: channel)
+              let fast = try await store.salesSummary(range, unit: unit, timeZone: "UTC", now: now)
+              let slow = try await store.salesSummary(range, unit: unit, timeZone: "UTC", now: now, kept: false)
+              #expect(fast.periods == slow.periods && fast.total == slow.total, "\(step): \(unit) \(currency) \(channel) \(start)..<\(end)")
+            }
+          }
+        }
       }
-      func order(_ id: UUID, _ customer: UUID, daysAgo: Double) -> Rapport_Events_V1_Event.OneOf_Payload {
+      func order(_ id: UUID, _ customer: UUID, daysAgo: Double, n: Int = 0) -> Rapport_Events_V1_Event.OneOf_Payload {
         .orderPlaced(.with {
           $0.orderID = id.uuidString
           $0.customerID = customer.uuidString
           $0.placedAt = .init(date: now.addingTimeInterval(-daysAgo * 86_400))
-          $0.total = .money(1_000, "EUR")
-          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 1_000 }]
+          $0.channel = n % 3 == 0 ? .store : .web
+          $0.total = .money(Int64(1_000 + n * 7), n % 5 == 0 ? "GBP" : "EUR")
+          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = Int64(1_000 + n * 7) }]
         })
       }
       // Newer orders first, in runs of 10 (each run one statement), then older history.
@@ -375,7 +392,7 @@ import Testing
         for _ in 0..<120 {
           let id = UUID(), customer = customers[Int(random.next() % 40)]
           placed.append((id, customer))
-          run.append(order(id, customer, daysAgo: days[0] + Double(random.next() % UInt64(days[1] - days[0]))))
+          run.append(order(id, customer, daysAgo: days[0] + Double(random.next() % UInt64((days[1] - days[0]) * 24)) / 24, n: placed.count - 1))
           if run.count == 10 {
             try await events.apply("order", all: run)
             run = []
@@ -388,6 +405,16 @@ import Testing
         _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
       }
       try await check("cancelled")
+      // Refunds: part of an order, then more of it.
+      for (index, (id, _)) in placed.enumerated() where index % 9 == 1 {
+        for amount in [300, 700] as [Int64] {
+          _ = try await events.apply("order", .orderRefunded(.with {
+            $0.orderID = id.uuidString
+            $0.amountRefunded = .money(amount, index % 5 == 0 ? "GBP" : "EUR")
+          }))
+        }
+      }
+      try await check("refunded")
       // Two customers merged: their months combine, their cohort is the earlier one.
       _ = try await events.apply(
         "customer", .customerMerged(.with { $0.survivorID = customers[0].uuidString; $0.duplicateID = customers[1].uuidString }))
@@ -395,8 +422,8 @@ import Testing
       // An order placed for the merged-away id counts for the survivor.
       _ = try await events.apply("order", order(UUID(), customers[1], daysAgo: 450))
       try await check("placed for a merged id")
-      let rows = try await count("analytics.cohort_cells", database)
-      #expect(rows > 10)
+      #expect(try await count("analytics.cohort_cells", database) > 10)
+      #expect(try await count("analytics.sales_periods", database) > 100)
 
       // A product sold once, then cancelled, leaves the rollups (day and month rows).
       let single = UUID()

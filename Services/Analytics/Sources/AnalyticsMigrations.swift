@@ -255,5 +255,35 @@ enum AnalyticsMigrations {
         """,
         "INSERT INTO analytics.cohort_cells (cohort, month, customers) \(AnalyticsStore.cohortCellsSQL(where: "true"))",
       ]),
+    // Sales summaries in UTC without reading every order of the range (AnalyticsStore+Kept): totals per
+    // period, and each customer's first and last order per currency and channel.
+    Migration(
+      11, "sales periods and customer scopes",
+      [
+        """
+        CREATE TABLE analytics.sales_periods (
+          unit text NOT NULL CHECK (unit IN ('day', 'week', 'month')),
+          period timestamptz NOT NULL,
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          orders bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          active bigint NOT NULL,
+          new bigint NOT NULL,
+          PRIMARY KEY (unit, currency, channel, period))
+        """,
+        "INSERT INTO analytics.sales_periods \(AnalyticsStore.salesPeriodsSQL(where: "true"))",
+        """
+        CREATE TABLE analytics.customer_scopes (
+          customer_id uuid NOT NULL,
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          first_kept_at timestamptz NOT NULL,
+          last_at timestamptz NOT NULL,
+          PRIMARY KEY (customer_id, currency, channel))
+        """,
+        "INSERT INTO analytics.customer_scopes \(AnalyticsStore.customerScopesSQL(where: "true"))",
+        "CREATE INDEX customer_scopes_last ON analytics.customer_scopes (currency, channel, last_at) INCLUDE (first_kept_at)",
+      ]),
   ]
 }

@@ -3,8 +3,9 @@ import PostgresNIO
 import RapportCore
 import RapportProtos
 
-/// Sales over `analytics.orders` and `analytics.order_lines` (docs/ANALYTICS.md, "Sales"): read when
-/// asked, so an order counts as soon as its `OrderPlaced` is applied.
+/// Sales over `analytics.orders` and `analytics.order_lines` (docs/ANALYTICS.md, "Sales"), and over
+/// rollups kept by the same transactions that apply the orders, so an order counts as soon as its
+/// `OrderPlaced` is applied.
 extension AnalyticsStore {
   /// What a sales question is about: placed times in [from, to), one currency, optionally one channel.
   struct SalesRange: Sendable {
@@ -17,10 +18,28 @@ extension AnalyticsStore {
   /// Orders, net revenue, new and returning customers per period (`unit`: `day`, `week` or `month`,
   /// cut in `timeZone`), every period of the range included, and the range as a whole. A customer is new
   /// in the period of their first order not cancelled (any currency or channel), returning after it.
-  /// Orders are first summed per customer and period, so no aggregate needs a sort.
-  func salesSummary(_ range: SalesRange, unit: String, timeZone: String) async throws
+  ///
+  /// In UTC the whole periods come from `analytics.sales_periods` and only the partial ones (cut by the
+  /// range) from the orders; a range that ends after now takes its customers from
+  /// `analytics.customer_scopes` (their last order in the scope is in the range). `kept: false` reads
+  /// everything from the orders (what the kept rows are checked against).
+  func salesSummary(_ range: SalesRange, unit: String, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> (periods: [Rapport_Analytics_V1_SalesPeriod], total: Rapport_Analytics_V1_SalesPeriod)
   {
+    let periods = kept && timeZone == "UTC"
+      ? try await keptSalesPeriods(range, unit: unit, now: now) : try await salesPeriods(range, unit: unit, timeZone: timeZone)
+    var total = kept && range.to > now ? try await keptSalesCustomers(range) : try await salesCustomers(range)
+    total.orders = periods.reduce(0) { $0 + $1.orders }
+    let net = periods.reduce(0) { $0 + $1.netRevenue.amountMinor }
+    total = Self.period(
+      range.from, orders: total.orders, net: net, new: total.newCustomers, returning: total.returningCustomers,
+      currency: range.currency)
+    return (periods, total)
+  }
+
+  /// Every period of the range, read from the orders. Orders are first summed per customer and period,
+  /// so no aggregate needs a sort.
+  func salesPeriods(_ range: SalesRange, unit: String, timeZone: String) async throws -> [Rapport_Analytics_V1_SalesPeriod] {
     let rows = try await client.query(
       """
       WITH o AS (
@@ -45,26 +64,79 @@ extension AnalyticsStore {
       GROUP BY p.period ORDER BY p.period
       """, logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
-    var total = Self.period(range.from, orders: 0, net: 0, new: 0, returning: 0, currency: range.currency)
     for try await (start, orders, net, new, returning) in rows.decode((Date, Int64, Int64, Int64, Int64).self) {
       periods.append(Self.period(start, orders: orders, net: net, new: new, returning: returning, currency: range.currency))
     }
-    let totals = try await client.query(
+    return periods
+  }
+
+  /// Every period of the range in UTC: whole ones (and the last one when the range ends after now, so
+  /// no order of it can lie past the range) from `analytics.sales_periods`, the others from the orders.
+  private func keptSalesPeriods(_ range: SalesRange, unit: String, now: Date) async throws -> [Rapport_Analytics_V1_SalesPeriod] {
+    let rows = try await client.query(
+      """
+      WITH periods AS (
+        SELECT p AT TIME ZONE 'UTC' AS period, (p + ('1 ' || \(unit))::interval) AT TIME ZONE 'UTC' AS period_end
+        FROM generate_series(
+               date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE 'UTC'),
+               \(range.to)::timestamptz AT TIME ZONE 'UTC' - interval '1 microsecond',
+               ('1 ' || \(unit))::interval) AS p)
+      SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.new, 0),
+             coalesce(s.active - s.new, 0)
+      FROM periods p LEFT JOIN analytics.sales_periods s
+        ON s.unit = \(unit) AND s.currency = \(range.currency) AND s.channel = \(range.channel) AND s.period = p.period
+      ORDER BY p.period
+      """, logger: logger)
+    var periods: [Rapport_Analytics_V1_SalesPeriod] = []
+    var partial: [(index: Int, range: SalesRange)] = []
+    for try await (start, end, orders, net, new, returning) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
+      if start < range.from || (end > range.to && range.to <= now) {
+        let cut = SalesRange(from: max(start, range.from), to: min(end, range.to), currency: range.currency, channel: range.channel)
+        partial.append((periods.count, cut))
+      }
+      periods.append(Self.period(start, orders: orders, net: net, new: new, returning: returning, currency: range.currency))
+    }
+    for (index, cut) in partial {
+      if let read = try await salesPeriods(cut, unit: unit, timeZone: "UTC").first { periods[index] = read }
+    }
+    return periods
+  }
+
+  /// The customers of the range, read from the orders: new ones (first order not cancelled in the range)
+  /// and returning ones, in `newCustomers` and `returningCustomers`.
+  private func salesCustomers(_ range: SalesRange) async throws -> Rapport_Analytics_V1_SalesPeriod {
+    let rows = try await client.query(
       """
       WITH o AS (
-        SELECT customer_id, count(*) AS n, sum(total_minor - refunded_minor) AS net FROM analytics.orders
+        SELECT DISTINCT customer_id FROM analytics.orders
         WHERE NOT cancelled AND currency = \(range.currency) AND placed_at >= \(range.from) AND placed_at < \(range.to)
-          AND (\(range.channel) = 0 OR channel = \(range.channel))
-        GROUP BY customer_id)
-      SELECT coalesce(sum(o.n), 0)::int8, coalesce(sum(o.net), 0)::int8,
-             count(*) FILTER (WHERE m.first_kept_order_at >= \(range.from)),
+          AND (\(range.channel) = 0 OR channel = \(range.channel)))
+      SELECT count(*) FILTER (WHERE m.first_kept_order_at >= \(range.from)),
              count(*) FILTER (WHERE m.first_kept_order_at < \(range.from))
       FROM o JOIN analytics.customer_metrics m USING (customer_id)
       """, logger: logger)
-    for try await (orders, net, new, returning) in totals.decode((Int64, Int64, Int64, Int64).self) {
-      total = Self.period(range.from, orders: orders, net: net, new: new, returning: returning, currency: range.currency)
+    return try await Self.customers(rows)
+  }
+
+  /// The customers of a range that ends after now, from `analytics.customer_scopes`: those whose last
+  /// order in the currency (and channel) is in the range.
+  private func keptSalesCustomers(_ range: SalesRange) async throws -> Rapport_Analytics_V1_SalesPeriod {
+    let rows = try await client.query(
+      """
+      SELECT count(*) FILTER (WHERE first_kept_at >= \(range.from)), count(*) FILTER (WHERE first_kept_at < \(range.from))
+      FROM analytics.customer_scopes
+      WHERE currency = \(range.currency) AND channel = \(range.channel) AND last_at >= \(range.from)
+      """, logger: logger)
+    return try await Self.customers(rows)
+  }
+
+  private static func customers(_ rows: PostgresRowSequence) async throws -> Rapport_Analytics_V1_SalesPeriod {
+    var counted = Rapport_Analytics_V1_SalesPeriod()
+    for try await (new, returning) in rows.decode((Int64, Int64).self) {
+      counted.newCustomers = new
+      counted.returningCustomers = returning
     }
-    return (periods, total)
+    return counted
   }
 
   private static func period(

@@ -74,7 +74,7 @@ struct AnalyticsStore: Sendable {
       occurred.append(event.occurredAt.date)
     }
     guard !customers.isEmpty else { return }
-    try await keepingCohorts(of: Array(Set(customers)), on: connection) {
+    try await keepingAggregates(of: Array(Set(customers)), on: connection) {
       try await connection.query(
         """
         WITH e AS (
@@ -160,11 +160,17 @@ struct AnalyticsStore: Sendable {
     case .orderRefunded(let refund)?:
       // `amount_refunded` is the order's running total: applying it is the same once or twice.
       guard let order = UUID(uuidString: refund.orderID) else { return }
-      try await connection.query(
-        """
-        UPDATE analytics.orders SET refunded_minor = GREATEST(refunded_minor, \(refund.amountRefunded.amountMinor))
-        WHERE order_id = \(order)
-        """, logger: logger)
+      let rows = try await connection.query(
+        "SELECT customer_id FROM analytics.orders WHERE order_id = \(order) FOR UPDATE", logger: logger)
+      var customers: [UUID] = []
+      for try await id in rows.decode(UUID.self) { customers.append(id) }
+      try await keepingAggregates(of: customers, on: connection) {
+        try await connection.query(
+          """
+          UPDATE analytics.orders SET refunded_minor = GREATEST(refunded_minor, \(refund.amountRefunded.amountMinor))
+          WHERE order_id = \(order)
+          """, logger: logger)
+      }
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
@@ -188,7 +194,7 @@ struct AnalyticsStore: Sendable {
           rating_count = customer_metrics.rating_count + EXCLUDED.rating_count,
           as_of = GREATEST(customer_metrics.as_of, EXCLUDED.as_of)
         """, logger: logger)
-      try await keepingCohorts(of: [survivor, duplicate], on: connection) {
+      try await keepingAggregates(of: [survivor, duplicate], on: connection) {
         try await connection.query(
           "UPDATE analytics.orders SET customer_id = \(survivor) WHERE customer_id = \(duplicate)", logger: logger)
       }
@@ -250,7 +256,7 @@ struct AnalyticsStore: Sendable {
     var customer: UUID?
     for try await id in rows.decode(UUID.self) { customer = id }
     guard let customer else { return }
-    try await keepingCohorts(of: [customer], on: connection) {
+    try await keepingAggregates(of: [customer], on: connection) {
       try await connection.query("UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order)", logger: logger)
     }
     try await connection.query(
