@@ -424,6 +424,20 @@ import Testing
       try await check("placed for a merged id")
       #expect(try await count("analytics.cohort_cells", database) > 10)
       #expect(try await count("analytics.sales_periods", database) > 100)
+      // The kept rows (kept in Swift, change by change) equal what the migrations' SQL computes from all
+      // orders at once; rows that fell to zero aside.
+      func rows(_ sql: String) async throws -> [String] { try await TestDatabase.column(sql, on: database) }
+      #expect(
+        try await rows(
+          "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE orders > 0 ORDER BY 1")
+          == rows(
+            "SELECT concat_ws(' ', a, b, c, d, e, f, g, h) FROM (\(AnalyticsStore.salesPeriodsSQL(where: "true"))) x(a, b, c, d, e, f, g, h) ORDER BY 1"))
+      #expect(
+        try await rows("SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE customers > 0 ORDER BY 1")
+          == rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true"))) x(a, b, c) ORDER BY 1"))
+      #expect(
+        try await rows("SELECT concat_ws(' ', customer_id, currency, channel, first_kept_at, last_at) FROM analytics.customer_scopes ORDER BY 1")
+          == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) x(a, b, c, d, e) ORDER BY 1"))
 
       // A product sold once, then cancelled, leaves the rollups (day and month rows).
       let single = UUID()

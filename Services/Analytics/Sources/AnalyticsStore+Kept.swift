@@ -62,89 +62,92 @@ extension AnalyticsStore {
     """
   }
 
-  /// Runs `change`, which may change the orders not cancelled of `customers` (or of the survivors they
-  /// were merged into), and moves the kept aggregates by what it changed.
+  /// Runs `change`, which may change the orders of `customers` (or of the survivors they were merged
+  /// into), and moves the kept aggregates by what it changed. With `placing`, the change only adds those
+  /// orders (the ones not stored yet), and what they change is computed without reading the orders again.
   func keepingAggregates(
-    of customers: [UUID], on connection: PostgresConnection, _ change: () async throws -> Void
+    of customers: [UUID], placing incoming: [KeptOrder]? = nil, on connection: PostgresConnection,
+    _ change: () async throws -> Void
   ) async throws {
     guard !customers.isEmpty else { return try await change() }
-    // The customers and the survivors of those merged away (an order for a merged id is the survivor's),
-    // so that the filter is one index lookup per customer.
-    let survivors = try await connection.query(
-      "SELECT survivor_id FROM analytics.customer_aliases WHERE duplicate_id = ANY(\(customers)::uuid[])", logger: logger)
-    var touched = Set(customers)
-    for try await survivor in survivors.decode(UUID.self) { touched.insert(survivor) }
-    let filter = "customer_id = ANY($1::uuid[])"
-    var binds = PostgresBindings()
-    binds.append(touched.sorted { $0.uuidString < $1.uuidString })
-    func read(_ sql: String, values: Int) async throws -> [KeptKey: [Int64]] {
-      var read: [KeptKey: [Int64]] = [:]
-      for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger) {
-        let key: KeptKey
-        let numbers: [Int64]
-        if values == 1 {
-          let (cohort, month, count) = try row.decode((Date, Date, Int64).self)
-          key = KeptKey(unit: "month", period: month, currency: "", channel: 0, cohort: cohort)
-          numbers = [count]
-        } else {
-          let (unit, period, currency, channel, orders, net, active, new) = try row.decode(
-            (String, Date, String, Int, Int64, Int64, Int64, Int64).self)
-          key = KeptKey(unit: unit, period: period, currency: currency, channel: channel, cohort: nil)
-          numbers = [orders, net, active, new]
-        }
-        read[key] = numbers
-      }
-      return read
-    }
-    let cohortsBefore = try await read(Self.cohortCellsSQL(where: filter), values: 1)
-    let salesBefore = try await read(Self.salesPeriodsSQL(where: filter), values: 4)
+    // The customers and the survivors of those merged away (an order for a merged id is the survivor's).
+    let aliases = try await connection.query(
+      "SELECT duplicate_id, survivor_id FROM analytics.customer_aliases WHERE duplicate_id = ANY(\(customers)::uuid[])",
+      logger: logger)
+    var survivorOf: [UUID: UUID] = [:]
+    for try await (duplicate, survivor) in aliases.decode((UUID, UUID).self) { survivorOf[duplicate] = survivor }
+    let touched = Set(customers).union(survivorOf.values).sorted { $0.uuidString < $1.uuidString }
+    let (before, stored) = try await keptOrders(of: touched, on: connection)
     try await change()
-    let cohorts = Self.difference(cohortsBefore, try await read(Self.cohortCellsSQL(where: filter), values: 1))
-    let sales = Self.difference(salesBefore, try await read(Self.salesPeriodsSQL(where: filter), values: 4))
-    if !cohorts.isEmpty {
-      let (starts, months) = (cohorts.map { $0.0.cohort ?? $0.0.period }, cohorts.map(\.0.period))
-      try await connection.query(
-        """
-        INSERT INTO analytics.cohort_cells (cohort, month, customers)
-        SELECT * FROM unnest(\(starts)::timestamptz[], \(months)::timestamptz[], \(cohorts.map { $0.1[0] })::int8[])
-        ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers
-        """, logger: logger)
-      // A separate statement: one statement cannot delete the rows it updates.
-      try await connection.query(
-        """
-        DELETE FROM analytics.cohort_cells WHERE customers = 0
-          AND (cohort, month) IN (SELECT * FROM unnest(\(starts)::timestamptz[], \(months)::timestamptz[]))
-        """, logger: logger)
+    let after: [KeptOrder]
+    if let incoming {
+      var added = before, seen = stored
+      for order in incoming where seen.insert(order.id).inserted {
+        added.append(order.of(survivorOf[order.customer] ?? order.customer))
+      }
+      after = added
+    } else {
+      after = try await keptOrders(of: touched, on: connection).kept
     }
-    if !sales.isEmpty {
-      let (units, periods, currencies, channels) = (
-        sales.map(\.0.unit), sales.map(\.0.period), sales.map(\.0.currency), sales.map(\.0.channel)
-      )
-      try await connection.query(
-        """
+    let (old, new) = (KeptContributions(before), KeptContributions(after))
+    let sales = Self.difference(old.sales, new.sales)
+    let cohorts = Self.difference(old.cohorts, new.cohorts)
+    let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
+    let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
+    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty else { return }
+    // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
+    // updates, and a second statement per change is not worth it.
+    try await connection.query(
+      """
+      WITH sales AS (
         INSERT INTO analytics.sales_periods (unit, period, currency, channel, orders, net_minor, active, new)
-        SELECT * FROM unnest(\(units)::text[], \(periods)::timestamptz[], \(currencies)::text[], \(channels)::int4[],
+        SELECT * FROM unnest(\(sales.map(\.0.unit))::text[], \(sales.map(\.0.period))::timestamptz[],
+                             \(sales.map(\.0.currency))::text[], \(sales.map(\.0.channel))::int4[],
                              \(sales.map { $0.1[0] })::int8[], \(sales.map { $0.1[1] })::int8[],
                              \(sales.map { $0.1[2] })::int8[], \(sales.map { $0.1[3] })::int8[])
         ON CONFLICT (unit, currency, channel, period) DO UPDATE SET
           orders = sales_periods.orders + EXCLUDED.orders, net_minor = sales_periods.net_minor + EXCLUDED.net_minor,
-          active = sales_periods.active + EXCLUDED.active, new = sales_periods.new + EXCLUDED.new
-        """, logger: logger)
+          active = sales_periods.active + EXCLUDED.active, new = sales_periods.new + EXCLUDED.new),
+      cohorts AS (
+        INSERT INTO analytics.cohort_cells (cohort, month, customers)
+        SELECT * FROM unnest(\(cohorts.map(\.0.cohort))::timestamptz[], \(cohorts.map(\.0.period))::timestamptz[],
+                             \(cohorts.map { $0.1[0] })::int8[])
+        ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers)
+      INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at)
+      SELECT * FROM unnest(\(scopes.map(\.key.customer))::uuid[], \(scopes.map(\.key.currency))::text[],
+                           \(scopes.map(\.key.channel))::int4[], \(scopes.map(\.value.first))::timestamptz[],
+                           \(scopes.map(\.value.last))::timestamptz[])
+      ON CONFLICT (customer_id, currency, channel) DO UPDATE SET first_kept_at = EXCLUDED.first_kept_at, last_at = EXCLUDED.last_at
+      """, logger: logger)
+    if !gone.isEmpty {
       try await connection.query(
         """
-        DELETE FROM analytics.sales_periods WHERE orders = 0
-          AND (unit, period, currency, channel) IN (
-            SELECT * FROM unnest(\(units)::text[], \(periods)::timestamptz[], \(currencies)::text[], \(channels)::int4[]))
+        DELETE FROM analytics.customer_scopes WHERE (customer_id, currency, channel) IN (
+          SELECT * FROM unnest(\(gone.map(\.customer))::uuid[], \(gone.map(\.currency))::text[], \(gone.map(\.channel))::int4[]))
         """, logger: logger)
     }
-    try await connection.query(
-      PostgresQuery(
-        unsafeSQL: "DELETE FROM analytics.customer_scopes WHERE \(filter)",
-        binds: binds), logger: logger)
-    try await connection.query(
-      PostgresQuery(
-        unsafeSQL: "INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at) \(Self.customerScopesSQL(where: filter))",
-        binds: binds), logger: logger)
+  }
+
+  /// The orders of `customers` that are not cancelled, and the ids of all their stored orders.
+  private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws
+    -> (kept: [KeptOrder], stored: Set<UUID>)
+  {
+    let rows = try await connection.query(
+      """
+      SELECT order_id, customer_id, placed_at, currency::text, channel, total_minor - refunded_minor, cancelled
+      FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
+      """, logger: logger)
+    var kept: [KeptOrder] = []
+    var stored: Set<UUID> = []
+    for try await (id, customer, placed, currency, channel, net, cancelled) in rows.decode(
+      (UUID, UUID, Date, String, Int, Int64, Bool).self)
+    {
+      stored.insert(id)
+      if !cancelled {
+        kept.append(KeptOrder(id: id, customer: customer, placed: placed, currency: currency, channel: channel, net: net))
+      }
+    }
+    return (kept, stored)
   }
 
   /// `after` − `before`, key by key, without the keys that did not change; in key order (so that
@@ -160,6 +163,21 @@ extension AnalyticsStore {
   }
 }
 
+/// An order not cancelled, as the kept aggregates see it.
+struct KeptOrder: Sendable {
+  let id: UUID
+  let customer: UUID
+  let placed: Date
+  let currency: String
+  let channel: Int
+  /// Total less refunds.
+  let net: Int64
+
+  func of(_ owner: UUID) -> KeptOrder {
+    KeptOrder(id: id, customer: owner, placed: placed, currency: currency, channel: channel, net: net)
+  }
+}
+
 /// A row of a kept aggregate: a sales period (unit, UTC start, currency, channel) or a cohort cell
 /// (`cohort`, and the month of activity in `period`).
 struct KeptKey: Hashable, Comparable {
@@ -167,9 +185,91 @@ struct KeptKey: Hashable, Comparable {
   let period: Date
   let currency: String
   let channel: Int
-  let cohort: Date?
+  var cohort: Date = .distantPast
 
   static func < (a: KeptKey, b: KeptKey) -> Bool {
-    (a.unit, a.currency, a.channel, a.cohort ?? .distantPast, a.period) < (b.unit, b.currency, b.channel, b.cohort ?? .distantPast, b.period)
+    (a.unit, a.currency, a.channel, a.cohort, a.period) < (b.unit, b.currency, b.channel, b.cohort, b.period)
+  }
+}
+
+/// A customer's orders in a currency and a channel (0: every channel).
+struct ScopeKey: Hashable, Comparable {
+  let customer: UUID
+  let currency: String
+  let channel: Int
+
+  static func < (a: ScopeKey, b: ScopeKey) -> Bool {
+    (a.customer.uuidString, a.currency, a.channel) < (b.customer.uuidString, b.currency, b.channel)
+  }
+}
+
+/// The customer's first order not cancelled (any scope) and their last one in the scope.
+struct ScopeTimes: Equatable {
+  let first: Date
+  var last: Date
+}
+
+/// What customers' orders not cancelled contribute to the kept aggregates — the same rows
+/// `salesPeriodsSQL`, `cohortCellsSQL` and `customerScopesSQL` compute in SQL for a whole history.
+struct KeptContributions {
+  /// Per (unit, period, currency, channel): orders, net, customers, new customers.
+  var sales: [KeptKey: [Int64]] = [:]
+  /// Per (cohort, month): customers.
+  var cohorts: [KeptKey: [Int64]] = [:]
+  var scopes: [ScopeKey: ScopeTimes] = [:]
+
+  init(_ orders: [KeptOrder]) {
+    for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
+      let first = own.map(\.placed).min()!
+      var active: Set<KeptKey> = []
+      var months: Set<Date> = []
+      for order in own {
+        months.insert(UTCPeriod.month.start(of: order.placed))
+        for channel in Set([order.channel, 0]) {
+          for unit in UTCPeriod.allCases {
+            let key = KeptKey(unit: unit.rawValue, period: unit.start(of: order.placed), currency: order.currency, channel: channel)
+            var values = sales[key] ?? [0, 0, 0, 0]
+            values[0] += 1
+            values[1] += order.net
+            if active.insert(key).inserted {
+              values[2] += 1
+              if unit.start(of: first) == key.period { values[3] += 1 }
+            }
+            sales[key] = values
+          }
+          let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
+          scopes[scope] = ScopeTimes(first: first, last: max(scopes[scope]?.last ?? order.placed, order.placed))
+        }
+      }
+      let cohort = UTCPeriod.month.start(of: first)
+      for month in months {
+        cohorts[KeptKey(unit: "month", period: month, currency: "", channel: 0, cohort: cohort), default: [0]][0] += 1
+      }
+    }
+  }
+}
+
+/// Days, weeks (from Monday) and months in UTC, as PostgreSQL's `date_trunc(unit, t, 'UTC')` cuts them.
+enum UTCPeriod: String, CaseIterable {
+  case day, week, month
+
+  private static let calendar: Calendar = {
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: "UTC")!
+    return calendar
+  }()
+
+  func start(of date: Date) -> Date {
+    let day = (date.timeIntervalSince1970 / 86_400).rounded(.down)
+    switch self {
+    case .day: return Date(timeIntervalSince1970: day * 86_400)
+    case .week:
+      // 1970-01-01 was a Thursday: days since the Monday before it, modulo 7.
+      let sinceMonday = (Int(day) + 3) % 7
+      return Date(timeIntervalSince1970: (day - Double(sinceMonday < 0 ? sinceMonday + 7 : sinceMonday)) * 86_400)
+    case .month:
+      let parts = Self.calendar.dateComponents([.year, .month], from: date)
+      return Self.calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!
+    }
   }
 }

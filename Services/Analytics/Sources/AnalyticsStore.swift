@@ -74,7 +74,12 @@ struct AnalyticsStore: Sendable {
       occurred.append(event.occurredAt.date)
     }
     guard !customers.isEmpty else { return }
-    try await keepingAggregates(of: Array(Set(customers)), on: connection) {
+    let incoming = orders.indices.map {
+      KeptOrder(
+        id: orders[$0], customer: customers[$0], placed: placed[$0], currency: currencies[$0], channel: channels[$0],
+        net: amounts[$0])
+    }
+    try await keepingAggregates(of: Array(Set(customers)), placing: incoming, on: connection) {
       try await connection.query(
         """
         WITH e AS (
