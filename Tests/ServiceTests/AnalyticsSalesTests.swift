@@ -225,6 +225,28 @@ import Testing
     #expect(daysOnly.days == Self.at("2026-02-04T00:00:00Z")..<Self.at("2026-02-10T00:00:00Z") && daysOnly.months.isEmpty)
     let withinADay = Cover(from: Self.at("2026-02-03T12:00:00Z"), to: Self.at("2026-02-03T18:00:00Z"))
     #expect(withinADay.days.isEmpty && withinADay.months.isEmpty && withinADay.days.lowerBound == Self.at("2026-02-03T18:00:00Z"))
+    // Ending after now: the last day is whole (nothing of it lies past the range), so is its month when
+    // the next day starts a month.
+    let open = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"), now: Self.at("2026-03-31T03:00:00Z"))
+    #expect(open.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
+    #expect(open.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
+    let past = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"), now: Self.at("2026-03-31T06:00:00Z"))
+    #expect(past.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
+  }
+
+  /// The integer calendar arithmetic of the kept aggregates cuts days, weeks (from Monday) and months
+  /// as the Gregorian calendar does, before and after 1970 and across leap days.
+  @Test func utcPeriodsStartWhereTheCalendarSays() {
+    var calendar = Calendar(identifier: .iso8601)
+    calendar.timeZone = TimeZone(identifier: "UTC")!
+    var random = SeededRandom(seed: 3)
+    let days = (0..<3_000).map { _ in Double(Int(random.next() % 146_000) - 73_000) * 86_400 + Double(random.next() % 86_400) }
+      + [Self.at("2024-02-29T23:59:59Z"), Self.at("2000-03-01T00:00:00Z"), Self.at("1969-12-31T12:00:00Z")].map(\.timeIntervalSince1970)
+    for seconds in days {
+      let date = Date(timeIntervalSince1970: seconds)
+      let expected = [Calendar.Component.day, .weekOfYear, .month].map { calendar.dateInterval(of: $0, for: date)!.start }
+      #expect(UTCPeriod.starts(of: date) == expected, "\(date)")
+    }
   }
 
   /// 240 orders at seeded random times over 100 days (two channels, two currencies, a product twice in

@@ -221,19 +221,21 @@ struct KeptContributions {
   init(_ orders: [KeptOrder]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
       let first = own.map(\.placed).min()!
+      let firstStarts = UTCPeriod.starts(of: first)
       var active: Set<KeptKey> = []
       var months: Set<Date> = []
       for order in own {
-        months.insert(UTCPeriod.month.start(of: order.placed))
+        let starts = UTCPeriod.starts(of: order.placed)
+        months.insert(starts[2])
         for channel in Set([order.channel, 0]) {
-          for unit in UTCPeriod.allCases {
-            let key = KeptKey(unit: unit.rawValue, period: unit.start(of: order.placed), currency: order.currency, channel: channel)
+          for (index, unit) in UTCPeriod.allCases.enumerated() {
+            let key = KeptKey(unit: unit.rawValue, period: starts[index], currency: order.currency, channel: channel)
             var values = sales[key] ?? [0, 0, 0, 0]
             values[0] += 1
             values[1] += order.net
             if active.insert(key).inserted {
               values[2] += 1
-              if unit.start(of: first) == key.period { values[3] += 1 }
+              if firstStarts[index] == key.period { values[3] += 1 }
             }
             sales[key] = values
           }
@@ -241,9 +243,8 @@ struct KeptContributions {
           scopes[scope] = ScopeTimes(first: first, last: max(scopes[scope]?.last ?? order.placed, order.placed))
         }
       }
-      let cohort = UTCPeriod.month.start(of: first)
       for month in months {
-        cohorts[KeptKey(unit: "month", period: month, currency: "", channel: 0, cohort: cohort), default: [0]][0] += 1
+        cohorts[KeptKey(unit: "month", period: month, currency: "", channel: 0, cohort: firstStarts[2]), default: [0]][0] += 1
       }
     }
   }
@@ -253,23 +254,28 @@ struct KeptContributions {
 enum UTCPeriod: String, CaseIterable {
   case day, week, month
 
-  private static let calendar: Calendar = {
-    var calendar = Calendar(identifier: .gregorian)
-    calendar.timeZone = TimeZone(identifier: "UTC")!
-    return calendar
-  }()
+  /// The starts of the day, week and month of `date`, in `allCases` order. Integer calendar arithmetic
+  /// (days since 1970-01-01 to and from a proleptic Gregorian year and month), as this runs for every
+  /// order of every customer a change touches.
+  static func starts(of date: Date) -> [Date] {
+    let day = Int((date.timeIntervalSince1970 / 86_400).rounded(.down))
+    // 1970-01-01 was a Thursday: the Monday of its week is 3 days earlier.
+    let monday = day - (((day + 3) % 7) + 7) % 7
+    return [day, monday, firstOfMonth(day)].map { Date(timeIntervalSince1970: Double($0) * 86_400) }
+  }
 
-  func start(of date: Date) -> Date {
-    let day = (date.timeIntervalSince1970 / 86_400).rounded(.down)
-    switch self {
-    case .day: return Date(timeIntervalSince1970: day * 86_400)
-    case .week:
-      // 1970-01-01 was a Thursday: days since the Monday before it, modulo 7.
-      let sinceMonday = (Int(day) + 3) % 7
-      return Date(timeIntervalSince1970: (day - Double(sinceMonday < 0 ? sinceMonday + 7 : sinceMonday)) * 86_400)
-    case .month:
-      let parts = Self.calendar.dateComponents([.year, .month], from: date)
-      return Self.calendar.date(from: DateComponents(year: parts.year, month: parts.month, day: 1))!
-    }
+  func start(of date: Date) -> Date { Self.starts(of: date)[Self.allCases.firstIndex(of: self)!] }
+
+  /// The first day of the month of `day` (days since 1970-01-01), after Howard Hinnant's
+  /// `civil_from_days` and `days_from_civil`.
+  static func firstOfMonth(_ day: Int) -> Int {
+    let z = day + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let doe = z - era * 146_097
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+    let mp = (5 * doy + 2) / 153
+    // The day of the year (from 1 March) of the first of that month, back to days since 1970-01-01.
+    return day - (doy - (153 * mp + 2) / 5)
   }
 }

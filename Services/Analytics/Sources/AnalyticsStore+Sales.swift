@@ -164,7 +164,8 @@ extension AnalyticsStore {
   }
 
   /// How a range [from, to) is read: whole UTC months and days from `analytics.product_sales`, the
-  /// partial days at either end from the orders themselves.
+  /// partial days at either end from the orders themselves. A range that ends after `now` reads its last
+  /// day whole from the rollup: no order of that day lies past the range.
   struct RollupCover: Equatable, Sendable {
     /// Whole months [monthsFrom, monthsTo); whole days [from, monthsFrom) and [monthsTo, to) of `days`;
     /// orders in [range.from, days.from) and [days.to, range.to).
@@ -174,14 +175,15 @@ extension AnalyticsStore {
     /// No rollup: every order of [from, to) is read.
     static func ordersOnly(to: Date) -> RollupCover { RollupCover(from: to, to: to) }
 
-    init(from: Date, to: Date) {
+    init(from: Date, to: Date, now: Date? = nil) {
       var utc = Calendar(identifier: .gregorian)
       utc.timeZone = TimeZone(identifier: "UTC")!
       func ceil(_ date: Date, _ unit: Calendar.Component) -> Date {
         let start = utc.dateInterval(of: unit, for: date)!.start
         return start == date ? start : utc.date(byAdding: unit, value: 1, to: start)!
       }
-      let firstDay = ceil(from, .day), lastDay = utc.startOfDay(for: to)
+      let firstDay = ceil(from, .day)
+      let lastDay = now.map { to > $0 } == true ? ceil(to, .day) : utc.startOfDay(for: to)
       guard firstDay < lastDay else {
         days = to..<to
         months = to..<to
@@ -196,8 +198,10 @@ extension AnalyticsStore {
   /// The `limit` products with the highest net line revenue in the range (orders not cancelled), with
   /// their title as analytics last saw it. With `customers`, only their orders (an RFM segment's), read
   /// from the orders; otherwise from the daily and monthly rollups and the orders of partial days.
-  func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil) async throws -> [Rapport_Analytics_V1_ProductSales] {
-    let cover = customers == nil ? RollupCover(from: range.from, to: range.to) : .ordersOnly(to: range.to)
+  func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil, now: Date = Date()) async throws
+    -> [Rapport_Analytics_V1_ProductSales]
+  {
+    let cover = customers == nil ? RollupCover(from: range.from, to: range.to, now: now) : .ordersOnly(to: range.to)
     let (days, months) = (cover.days, cover.months)
     let rows = try await client.query(
       """
