@@ -28,7 +28,9 @@ struct BenchAnalytics: AsyncParsableCommand {
   var reuse = false
 
   func run() async throws {
-    let settings = ["analytics": ["rfm-interval-s": "5", "fit-interval-s": "86400", "segment-interval-s": "86400"]]
+    // RFM edges every 60 s (default 3600), so that the seeded shop is scored soon without a recomputation
+    // over every customer competing with the reads all the time.
+    let settings = ["analytics": ["rfm-interval-s": "60", "fit-interval-s": "86400", "segment-interval-s": "86400"]]
     try await Bench.onScratchStack(dataDir: dataDir, out: out, settings: settings, keep: reuse) { stack, _ in
       try await withClient(stack.address("analytics"), security: stack.clientSecurity) { client in
         try await stack.withClients { clients in
@@ -120,9 +122,16 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
       ("GetPipelineStatus", { _ in _ = try await analytics.getPipelineStatus(.init()) }),
     ]
-    lines += ["", "| read, one client, \(calls) calls each | p50 ms | p99 ms | max ms | p99 < 100 ms |", "|---|---:|---:|---:|---|"]
+    lines += [
+      "", "| read, one client, a first call then \(calls) calls | first call ms | p50 ms | p99 ms | max ms | p99 < 100 ms |",
+      "|---|---:|---:|---:|---:|---|",
+    ]
     for (name, call) in reads {
       print("measuring \(name)")
+      // The first call (cold caches after the start) is reported on its own; the percentiles are the next calls'.
+      let firstStarted = ContinuousClock.now
+      try await call(calls)
+      let first = Bench.seconds(ContinuousClock.now - firstStarted) * 1_000
       var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
       for n in 0..<calls {
         let began = ContinuousClock.now
@@ -130,7 +139,7 @@ struct BenchAnalytics: AsyncParsableCommand {
         _ = histogram.record(UInt64(Bench.seconds(ContinuousClock.now - began) * 1_000_000))
       }
       let p99 = Double(histogram.valueAtPercentile(99)) / 1000
-      lines.append("| \(name) | \(ms(histogram.valueAtPercentile(50))) | \(ms(histogram.valueAtPercentile(99))) | \(ms(histogram.max)) | \(p99 < 100 ? "met" : "missed") |")
+      lines.append("| \(name) | \(f1(first)) | \(ms(histogram.valueAtPercentile(50))) | \(ms(histogram.valueAtPercentile(99))) | \(ms(histogram.max)) | \(p99 < 100 ? "met" : "missed") |")
     }
 
     // Event→metric lag while writers place orders as fast as the order service takes them: a probe
