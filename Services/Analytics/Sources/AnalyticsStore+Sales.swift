@@ -71,7 +71,9 @@ extension AnalyticsStore {
   }
 
   /// Every period of the range in UTC: whole ones (and the last one when the range ends after now, so
-  /// no order of it can lie past the range) from `analytics.sales_periods`, the others from the orders.
+  /// no order of it can lie past the range) from `analytics.sales_periods`. A period the range cuts is
+  /// read from the orders of the cut part, or — when the part outside the range is the shorter one —
+  /// as the kept period less what lies outside (`keptPeriod(_:less:cut:)`).
   private func keptSalesPeriods(_ range: SalesRange, unit: String, now: Date) async throws -> [Rapport_Analytics_V1_SalesPeriod] {
     let rows = try await client.query(
       """
@@ -81,25 +83,68 @@ extension AnalyticsStore {
                date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE 'UTC'),
                \(range.to)::timestamptz AT TIME ZONE 'UTC' - interval '1 microsecond',
                ('1 ' || \(unit))::interval) AS p)
-      SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.new, 0),
-             coalesce(s.active - s.new, 0)
+      SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.active, 0),
+             coalesce(s.new, 0)
       FROM periods p LEFT JOIN analytics.sales_periods s
         ON s.unit = \(unit) AND s.currency = \(range.currency) AND s.channel = \(range.channel) AND s.period = p.period
       ORDER BY p.period
       """, logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
-    var partial: [(index: Int, range: SalesRange)] = []
-    for try await (start, end, orders, net, new, returning) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
-      if start < range.from || (end > range.to && range.to <= now) {
-        let cut = SalesRange(from: max(start, range.from), to: min(end, range.to), currency: range.currency, channel: range.channel)
-        partial.append((periods.count, cut))
-      }
-      periods.append(Self.period(start, orders: orders, net: net, new: new, returning: returning, currency: range.currency))
+    var partial: [(index: Int, kept: KeptPeriod)] = []
+    for try await (start, end, orders, net, active, new) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
+      let kept = KeptPeriod(start: start, end: end, orders: orders, net: net, active: active, new: new)
+      if start < range.from || (end > range.to && range.to <= now) { partial.append((periods.count, kept)) }
+      periods.append(Self.period(start, orders: orders, net: net, new: new, returning: active - new, currency: range.currency))
     }
-    for (index, cut) in partial {
-      if let read = try await salesPeriods(cut, unit: unit, timeZone: "UTC").first { periods[index] = read }
+    for (index, kept) in partial {
+      let cut = SalesRange(from: max(kept.start, range.from), to: min(kept.end, range.to), currency: range.currency, channel: range.channel)
+      // Only orders up to now exist: that is how long each part can hold orders.
+      let inside = min(cut.to, now).timeIntervalSince(cut.from)
+      let outside = cut.from.timeIntervalSince(kept.start) + max(0, min(kept.end, now).timeIntervalSince(cut.to))
+      if outside < inside {
+        periods[index] = try await keptPeriod(kept, less: cut)
+      } else if let read = try await salesPeriods(cut, unit: unit, timeZone: "UTC").first {
+        periods[index] = read
+      }
     }
     return periods
+  }
+
+  /// A kept period's row: orders, net revenue, customers and new customers.
+  struct KeptPeriod {
+    let start: Date, end: Date
+    let orders: Int64, net: Int64, active: Int64, new: Int64
+  }
+
+  /// The part `cut` of a kept period, as the period less its orders outside `cut`: their count and net,
+  /// and their customers who have no order inside `cut` (and of those, the ones new in the period).
+  private func keptPeriod(_ kept: KeptPeriod, less cut: SalesRange) async throws -> Rapport_Analytics_V1_SalesPeriod {
+    let rows = try await client.query(
+      """
+      WITH outside AS (
+        SELECT customer_id, count(*) AS n, sum(total_minor - refunded_minor) AS net FROM analytics.orders
+        WHERE NOT cancelled AND currency = \(cut.currency) AND (\(cut.channel) = 0 OR channel = \(cut.channel))
+          AND ((placed_at >= \(kept.start) AND placed_at < \(cut.from)) OR (placed_at >= \(cut.to) AND placed_at < \(kept.end)))
+        GROUP BY customer_id),
+      gone AS (
+        SELECT o.customer_id FROM outside o
+        WHERE NOT EXISTS (
+          SELECT 1 FROM analytics.orders x
+          WHERE x.customer_id = o.customer_id AND NOT x.cancelled AND x.currency = \(cut.currency)
+            AND (\(cut.channel) = 0 OR x.channel = \(cut.channel)) AND x.placed_at >= \(cut.from) AND x.placed_at < \(cut.to)))
+      SELECT (SELECT coalesce(sum(n), 0)::int8 FROM outside), (SELECT coalesce(sum(net), 0)::int8 FROM outside),
+             (SELECT count(*) FROM gone),
+             (SELECT count(*) FROM gone g JOIN analytics.customer_metrics m USING (customer_id)
+              WHERE m.first_kept_order_at >= \(kept.start) AND m.first_kept_order_at < \(kept.end))
+      """, logger: logger)
+    var (orders, net, active, new) = (kept.orders, kept.net, kept.active, kept.new)
+    for try await (n, outsideNet, gone, goneNew) in rows.decode((Int64, Int64, Int64, Int64).self) {
+      orders -= n
+      net -= outsideNet
+      active -= gone
+      new -= goneNew
+    }
+    return Self.period(kept.start, orders: orders, net: net, new: new, returning: active - new, currency: cut.currency)
   }
 
   /// The customers of the range, read from the orders: new ones (first order not cancelled in the range)
