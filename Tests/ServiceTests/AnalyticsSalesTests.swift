@@ -217,7 +217,9 @@ import Testing
   @Test func aRangeIsCoveredByWholeMonthsWholeDaysAndPartialDays() {
     typealias Cover = AnalyticsStore.RollupCover
     let wide = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-04-02T05:00:00Z"))
-    #expect(wide.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-04-02T00:00:00Z"))
+    // 10:00 is early in the day: the day is read whole, less its first ten hours.
+    #expect(wide.days == Self.at("2026-01-30T00:00:00Z")..<Self.at("2026-04-02T00:00:00Z"))
+    #expect(wide.less == Self.at("2026-01-30T00:00:00Z")..<Self.at("2026-01-30T10:00:00Z"))
     #expect(wide.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
     let aligned = Cover(from: Self.at("2026-02-01T00:00:00Z"), to: Self.at("2026-03-01T00:00:00Z"))
     #expect(aligned.days == aligned.months && aligned.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-03-01T00:00:00Z"))
@@ -228,10 +230,41 @@ import Testing
     // Ending after now: the last day is whole (nothing of it lies past the range), so is its month when
     // the next day starts a month.
     let open = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"), now: Self.at("2026-03-31T03:00:00Z"))
-    #expect(open.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
+    #expect(open.days == Self.at("2026-01-30T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
     #expect(open.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
     let past = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"), now: Self.at("2026-03-31T06:00:00Z"))
-    #expect(past.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
+    #expect(past.days == Self.at("2026-01-30T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
+    // Starting early in a day: the day is read whole, less its hours before the range; late in a day:
+    // the rest of the day is read from the orders.
+    let early = Cover(from: Self.at("2026-01-31T03:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"))
+    #expect(early.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
+    #expect(early.less == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-01-31T03:00:00Z"))
+    #expect(early.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-03-01T00:00:00Z"))
+    let late = Cover(from: Self.at("2026-01-31T20:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"))
+    #expect(late.days.lowerBound == Self.at("2026-02-01T00:00:00Z") && late.less.isEmpty)
+  }
+
+  /// A range that starts early in a day reads the day's rollup less the orders before the range: a
+  /// product sold before and after the start counts only after, one sold only before does not show.
+  @Test func aDayReadWholeLessItsHoursBeforeTheRange() async throws {
+    try await AnalyticsRfmTests.withService { _, events, _ in
+      let day = Self.at("2026-05-04T00:00:00Z")
+      func order(_ hours: Double, _ lines: [(String, Int64)]) -> Rapport_Events_V1_Event.OneOf_Payload {
+        .orderPlaced(.with {
+          $0.orderID = UUID().uuidString
+          $0.customerID = UUID().uuidString
+          $0.placedAt = .init(date: day.addingTimeInterval(hours * 3_600))
+          $0.total = .money(lines.reduce(0) { $0 + $1.1 * 100 }, "EUR")
+          $0.lines = lines.map { sku, quantity in .with { $0.sku = sku; $0.quantity = quantity; $0.unitPriceMinor = 100 } }
+        })
+      }
+      try await events.apply(
+        "order", all: [order(1, [("TEA", 2)]), order(2, [("PEN", 5)]), order(5, [("TEA", 1), ("MUG", 1)]), order(34, [("MUG", 1)])])
+      let range = AnalyticsStore.SalesRange(from: day.addingTimeInterval(3 * 3_600), to: day.addingTimeInterval(48 * 3_600), currency: "EUR", channel: 0)
+      #expect(AnalyticsStore.RollupCover(from: range.from, to: range.to).less == day..<range.from)
+      let top = try await events.store.topProducts(range, limit: 10, now: day.addingTimeInterval(72 * 3_600))
+      #expect(top.map { "\($0.sku) \($0.quantity) \($0.netRevenue.amountMinor) \($0.orders)" } == ["MUG 2 200 2", "TEA 1 100 1"])
+    }
   }
 
   /// The integer calendar arithmetic of the kept aggregates cuts days, weeks (from Monday) and months

@@ -210,12 +210,15 @@ extension AnalyticsStore {
 
   /// How a range [from, to) is read: whole UTC months and days from `analytics.product_sales`, the
   /// partial days at either end from the orders themselves. A range that ends after `now` reads its last
-  /// day whole from the rollup: no order of that day lies past the range.
+  /// day whole from the rollup: no order of that day lies past the range. A range that starts early in a
+  /// day reads that day whole from the rollup, less the orders of the day before the range (`less`).
   struct RollupCover: Equatable, Sendable {
     /// Whole months [monthsFrom, monthsTo); whole days [from, monthsFrom) and [monthsTo, to) of `days`;
     /// orders in [range.from, days.from) and [days.to, range.to).
     var days: Range<Date>
     var months: Range<Date>
+    /// Orders subtracted: the part of the first day before the range, when it is the shorter part.
+    var less: Range<Date>
 
     /// No rollup: every order of [from, to) is read.
     static func ordersOnly(to: Date) -> RollupCover { RollupCover(from: to, to: to) }
@@ -227,12 +230,18 @@ extension AnalyticsStore {
         let start = utc.dateInterval(of: unit, for: date)!.start
         return start == date ? start : utc.date(byAdding: unit, value: 1, to: start)!
       }
-      let firstDay = ceil(from, .day)
+      var firstDay = ceil(from, .day)
       let lastDay = now.map { to > $0 } == true ? ceil(to, .day) : utc.startOfDay(for: to)
+      less = from..<from
       guard firstDay < lastDay else {
         days = to..<to
         months = to..<to
         return
+      }
+      let dayOfFrom = utc.startOfDay(for: from)
+      if dayOfFrom < from, from.timeIntervalSince(dayOfFrom) < firstDay.timeIntervalSince(from) {
+        less = dayOfFrom..<from
+        firstDay = dayOfFrom
       }
       days = firstDay..<lastDay
       let firstMonth = ceil(firstDay, .month), lastMonth = utc.dateInterval(of: .month, for: lastDay)!.start
@@ -258,6 +267,12 @@ extension AnalyticsStore {
                OR (o.placed_at >= \(days.upperBound) AND o.placed_at < \(range.to)))
           AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
         GROUP BY o.order_id, l.sku),
+      outside AS (
+        SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
+        WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
+          AND o.placed_at >= \(cover.less.lowerBound) AND o.placed_at < \(cover.less.upperBound)
+        GROUP BY o.order_id, l.sku),
       rollup AS NOT MATERIALIZED (
         SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.product_sales
         WHERE currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))),
@@ -265,6 +280,8 @@ extension AnalyticsStore {
       -- of the table).
       parts AS (
         SELECT sku, sum(quantity) AS quantity, sum(net_minor) AS net_minor, count(*) AS orders FROM raw GROUP BY sku
+        UNION ALL
+        SELECT sku, -sum(quantity), -sum(net_minor), -count(*) FROM outside GROUP BY sku
         UNION ALL
         SELECT sku, quantity, net_minor, orders FROM rollup
         WHERE grain = 'month' AND period >= \(months.lowerBound) AND period < \(months.upperBound)
@@ -276,7 +293,7 @@ extension AnalyticsStore {
         WHERE grain = 'day' AND period >= \(months.upperBound) AND period < \(days.upperBound))
       SELECT p.sku, coalesce(min(i.title), p.sku), sum(p.quantity)::int8, sum(p.net_minor)::int8, sum(p.orders)::int8
       FROM parts p LEFT JOIN analytics.items i USING (sku)
-      GROUP BY p.sku ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
+      GROUP BY p.sku HAVING sum(p.orders) > 0 ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
       """, logger: logger)
     var products: [Rapport_Analytics_V1_ProductSales] = []
     for try await (sku, title, quantity, net, orders) in rows.decode((String, String, Int64, Int64, Int64).self) {
