@@ -270,29 +270,29 @@ struct AnalyticsStore: Sendable {
         SELECT min(placed_at) FROM analytics.orders WHERE customer_id = \(customer) AND NOT cancelled)
       WHERE customer_id = \(customer)
       """, logger: logger)
-    let lost = """
+    // The order's lines as rollup rows (`gone`), taken out; the rows that fall to zero are deleted by a
+    // second statement: one statement cannot delete the rows it updates (the delete would be skipped).
+    let gone = Self.productSalesSQL(from: "lost")
+    try await connection.query(
+      """
       WITH lost AS (
         SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = $1),
-      gone AS (\(Self.productSalesSQL(from: "lost")))
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
+      gone AS (\(unescaped: gone))
+      UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
+        orders = p.orders - g.orders
+      FROM gone g
+      WHERE (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
+      """, logger: logger)
+    try await connection.query(
       """
-    var binds = PostgresBindings()
-    binds.append(order)
-    try await connection.query(
-      PostgresQuery(
-        unsafeSQL: lost + """
-          UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
-            orders = p.orders - g.orders
-          FROM gone g
-          WHERE (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
-          """, binds: binds), logger: logger)
-    // A separate statement: one statement cannot delete the rows it updates (the delete would be skipped).
-    try await connection.query(
-      PostgresQuery(
-        unsafeSQL: lost + """
-          DELETE FROM analytics.product_sales p USING gone g
-          WHERE p.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
-          """, binds: binds), logger: logger)
+      WITH lost AS (
+        SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
+      gone AS (\(unescaped: gone))
+      DELETE FROM analytics.product_sales p USING gone g
+      WHERE p.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
+      """, logger: logger)
   }
 
   /// Changes to a customer's support counters.
