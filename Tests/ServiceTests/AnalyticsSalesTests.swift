@@ -437,9 +437,42 @@ import Testing
           $0.placedAt = .init(date: now.addingTimeInterval(-daysAgo * 86_400))
           $0.channel = n % 3 == 0 ? .store : .web
           $0.total = .money(Int64(1_000 + n * 7), n % 5 == 0 ? "GBP" : "EUR")
-          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = Int64(1_000 + n * 7) }]
+          $0.lines = [
+            .with { $0.sku = ["TEA", "MUG", "POT", "CUP"][n % 4]; $0.quantity = Int64(1 + n % 3); $0.unitPriceMinor = Int64(1_000 + n * 7) },
+            .with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 200 },
+          ]
         })
       }
+      // Top products per RFM segment from the kept segments equal the ones of every customer scored at
+      // `at` (AnalyticsStore+SegmentSales), for every segment.
+      func checkSegments(_ step: String, at: Date) async throws {
+        #expect(try await store.segmentSalesReady(now: at), "\(step)")
+        var nonEmpty = 0
+        for segment in Rapport_Analytics_V1_RfmSegment.allCases where segment != .unspecified {
+          for (start, end) in ranges + [(at.addingTimeInterval(-500 * 86_400), at.addingTimeInterval(86_400))] {
+            for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
+              let range = AnalyticsStore.SalesRange(from: start, to: end, currency: currency, channel: channel)
+              let kept = try await store.topProducts(range, limit: 100, segment: segment.rawValue, now: at)
+              let scored = try await store.topProducts(
+                range, limit: 100, customers: try await store.customers(in: segment, now: at), now: at)
+              #expect(kept == scored, "\(step): \(segment) \(currency) \(channel) \(start)..<\(end)")
+              if !kept.isEmpty { nonEmpty += 1 }
+            }
+          }
+        }
+        #expect(nonEmpty > 20, "\(step)")
+        // The kept rollups are the orders' lines of each kept member, rows that fell to zero aside.
+        #expect(
+          try await rows(
+            "SELECT concat_ws(' ', segment, grain, period, currency, channel, sku, quantity, net_minor, orders) FROM analytics.rfm_segment_sales WHERE orders <> 0 ORDER BY 1")
+            == rows(
+              """
+              SELECT concat_ws(' ', a, b, c, d, e, f, g, h, i) FROM (\(AnalyticsStore.productSalesSQL(
+                from: "(SELECT m.segment, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor FROM analytics.orders o JOIN analytics.order_lines l USING (order_id) JOIN analytics.rfm_members m USING (customer_id) WHERE NOT o.cancelled)",
+                by: ["segment"]))) x(a, b, c, d, e, f, g, h, i) ORDER BY 1
+              """), "\(step)")
+      }
+      func rows(_ sql: String) async throws -> [String] { try await TestDatabase.column(sql, on: database) }
       // Newer orders first, in runs of 10 (each run one statement), then older history.
       var placed: [(UUID, UUID)] = []
       for days in [[0.0, 200], [200.0, 420]] {
@@ -454,12 +487,19 @@ import Testing
           }
         }
         try await check("placed \(days)")
+        if days[0] == 0 {
+          // Edges over the newer orders: every customer is scored; older history then moves them.
+          try await store.computeRfmEdges(now: now)
+          #expect(try await count("analytics.rfm_members", database) > 10)
+        }
+        try await checkSegments("placed \(days)", at: now)
       }
       // Cancellations, among them customers' first orders; a redelivered cancellation changes nothing.
       for (index, (id, _)) in placed.enumerated() where index % 7 == 0 {
         _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
       }
       try await check("cancelled")
+      try await checkSegments("cancelled", at: now)
       // Refunds: part of an order, then more of it.
       for (index, (id, _)) in placed.enumerated() where index % 9 == 1 {
         for amount in [300, 700] as [Int64] {
@@ -470,18 +510,26 @@ import Testing
         }
       }
       try await check("refunded")
+      try await checkSegments("refunded", at: now)
       // Two customers merged: their months combine, their cohort is the earlier one.
       _ = try await events.apply(
         "customer", .customerMerged(.with { $0.survivorID = customers[0].uuidString; $0.duplicateID = customers[1].uuidString }))
       try await check("merged")
+      try await checkSegments("merged", at: now)
       // An order placed for the merged-away id counts for the survivor.
       _ = try await events.apply("order", order(UUID(), customers[1], daysAgo: 450))
       try await check("placed for a merged id")
+      try await checkSegments("placed for a merged id", at: now)
       #expect(try await count("analytics.cohort_cells", database) > 10)
       #expect(try await count("analytics.sales_periods", database) > 100)
+      // Time passes: customers whose recency crosses an edge are scored again before the read.
+      let later = now.addingTimeInterval(45 * 86_400)
+      let expired = try await count("analytics.rfm_members WHERE valid_until <= '\(later.formatted(.iso8601))'", database)
+      #expect(expired > 0)
+      try await checkSegments("45 days later", at: later)
+      #expect(try await count("analytics.rfm_members WHERE valid_until <= '\(later.formatted(.iso8601))'", database) == 0)
       // The kept rows (kept in Swift, change by change) equal what the migrations' SQL computes from all
       // orders at once; rows that fell to zero aside.
-      func rows(_ sql: String) async throws -> [String] { try await TestDatabase.column(sql, on: database) }
       #expect(
         try await rows(
           "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE orders > 0 ORDER BY 1")
@@ -491,8 +539,9 @@ import Testing
         try await rows("SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE customers > 0 ORDER BY 1")
           == rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true"))) x(a, b, c) ORDER BY 1"))
       #expect(
-        try await rows("SELECT concat_ws(' ', customer_id, currency, channel, first_kept_at, last_at) FROM analytics.customer_scopes ORDER BY 1")
-          == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) x(a, b, c, d, e) ORDER BY 1"))
+        try await rows(
+          "SELECT concat_ws(' ', customer_id, currency, channel, first_kept_at, last_at, orders, net_minor) FROM analytics.customer_scopes ORDER BY 1")
+          == rows("SELECT concat_ws(' ', a, b, c, d, e, f, g) FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) x(a, b, c, d, e, f, g) ORDER BY 1"))
 
       // A product sold once, then cancelled, leaves the rollups (day and month rows).
       let single = UUID()

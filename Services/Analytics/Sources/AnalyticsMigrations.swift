@@ -282,7 +282,10 @@ enum AnalyticsMigrations {
           last_at timestamptz NOT NULL,
           PRIMARY KEY (customer_id, currency, channel))
         """,
-        "INSERT INTO analytics.customer_scopes \(AnalyticsStore.customerScopesSQL(where: "true"))",
+        """
+        INSERT INTO analytics.customer_scopes
+        SELECT customer_id, currency, channel, first_kept_at, last_at FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) s
+        """,
         "CREATE INDEX customer_scopes_last ON analytics.customer_scopes (currency, channel, last_at) INCLUDE (first_kept_at)",
       ]),
     // What sales reads of a range's orders need, in the index: a period cut by the range, or a range in
@@ -294,6 +297,42 @@ enum AnalyticsMigrations {
         CREATE INDEX orders_sales ON analytics.orders (currency, placed_at)
         INCLUDE (customer_id, channel, total_minor, refunded_minor, cancelled)
         """
+      ]),
+    // Top products per RFM segment without scoring every customer and reading their orders at each read
+    // (AnalyticsStore+SegmentSales): what RFM scores a customer by, per scope; each customer's segment and
+    // when it changes by itself; the product rollups per segment. Filled by the next computation of the
+    // RFM edges (one runs at start); until then a read scores every customer as before.
+    Migration(
+      13, "rfm segment sales",
+      [
+        "ALTER TABLE analytics.customer_scopes ADD COLUMN orders bigint NOT NULL DEFAULT 0, ADD COLUMN net_minor bigint NOT NULL DEFAULT 0",
+        """
+        UPDATE analytics.customer_scopes k SET orders = s.orders, net_minor = s.net_minor
+        FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) s
+        WHERE (k.customer_id, k.currency, k.channel) = (s.customer_id, s.currency, s.channel)
+        """,
+        """
+        CREATE TABLE analytics.rfm_members (
+          customer_id uuid PRIMARY KEY,
+          segment smallint NOT NULL,
+          valid_until timestamptz)
+        """,
+        "CREATE INDEX rfm_members_segment ON analytics.rfm_members (segment)",
+        "CREATE INDEX rfm_members_valid_until ON analytics.rfm_members (valid_until)",
+        """
+        CREATE TABLE analytics.rfm_segment_sales (
+          segment smallint NOT NULL,
+          grain text NOT NULL CHECK (grain IN ('day', 'month')),
+          period timestamptz NOT NULL,
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          sku text NOT NULL,
+          quantity bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          orders bigint NOT NULL,
+          PRIMARY KEY (segment, grain, currency, period, channel, sku))
+        """,
+        "CREATE TABLE analytics.rfm_segment_state (edges_computed_at timestamptz NOT NULL)",
       ]),
   ]
 }

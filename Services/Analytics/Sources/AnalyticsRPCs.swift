@@ -109,11 +109,11 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
       from: request.from, request.hasFrom, to: request.to, request.hasTo, channel: request.channel,
       currency: request.currency, longest: 3_660 * 86_400)
     let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
-    var customers: [UUID]?
-    if request.rfmSegment != .unspecified {
-      customers = try await store.customers(in: try Validate.known(request.rfmSegment, field: "rfm_segment"))
-    }
-    let products = try await store.topProducts(range, limit: limit, customers: customers)
+    let products =
+      request.rfmSegment == .unspecified
+      ? try await store.topProducts(range, limit: limit)
+      : try await store.topProducts(
+        range, limit: limit, rfmSegment: try Validate.known(request.rfmSegment, field: "rfm_segment"))
     return .with { $0.products = products }
   }
 

@@ -52,11 +52,13 @@ extension AnalyticsStore {
     """
   }
 
-  /// SQL: (customer_id, currency, channel, first_kept_at, last_at) of the customers `filter` selects.
+  /// SQL: (customer_id, currency, channel, first_kept_at, last_at, orders, net_minor) of the customers
+  /// `filter` selects.
   static func customerScopesSQL(where filter: String) -> String {
     """
     WITH \(keptOrdersSQL(where: filter))
-    SELECT o.customer_id, o.currency, c.channel, min(o.first_at), max(o.placed_at)
+    SELECT o.customer_id, o.currency, c.channel, min(o.first_at) AS first_kept_at, max(o.placed_at) AS last_at,
+           count(*) AS orders, sum(o.net) AS net_minor
     FROM o CROSS JOIN LATERAL (SELECT o.channel UNION SELECT 0) AS c(channel)
     GROUP BY 1, 2, 3
     """
@@ -77,15 +79,21 @@ extension AnalyticsStore {
     var survivorOf: [UUID: UUID] = [:]
     for try await (duplicate, survivor) in aliases.decode((UUID, UUID).self) { survivorOf[duplicate] = survivor }
     let touched = Set(customers).union(survivorOf.values).sorted { $0.uuidString < $1.uuidString }
+    let now = Date()
+    // A change other than placements takes the customers out of the kept segments first, and scores
+    // them again after (AnalyticsStore+SegmentSales).
+    if incoming == nil { try await scoreSegments(of: touched, forget: true, now: now, on: connection) }
     let (before, stored) = try await keptOrders(of: touched, on: connection)
     try await change()
     let after: [KeptOrder]
+    var added: [UUID] = []
     if let incoming {
-      var added = before, seen = stored
+      var kept = before, seen = stored
       for order in incoming where seen.insert(order.id).inserted {
-        added.append(order.of(survivorOf[order.customer] ?? order.customer))
+        kept.append(order.of(survivorOf[order.customer] ?? order.customer))
+        added.append(order.id)
       }
-      after = added
+      after = kept
     } else {
       after = try await keptOrders(of: touched, on: connection).kept
     }
@@ -94,7 +102,19 @@ extension AnalyticsStore {
     let cohorts = Self.difference(old.cohorts, new.cohorts)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
-    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty else { return }
+    if !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty {
+      try await write(sales: sales, cohorts: cohorts, scopes: scopes, gone: gone, on: connection)
+    }
+    if incoming == nil || !added.isEmpty {
+      try await scoreSegments(of: touched, adding: added, now: now, on: connection)
+    }
+  }
+
+  /// Adds the differences to the kept aggregates.
+  private func write(
+    sales: [(KeptKey, [Int64])], cohorts: [(KeptKey, [Int64])], scopes: [(key: ScopeKey, value: ScopeTimes)], gone: [ScopeKey],
+    on connection: PostgresConnection
+  ) async throws {
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
     try await connection.query(
@@ -113,11 +133,13 @@ extension AnalyticsStore {
         SELECT * FROM unnest(\(cohorts.map(\.0.cohort))::timestamptz[], \(cohorts.map(\.0.period))::timestamptz[],
                              \(cohorts.map { $0.1[0] })::int8[])
         ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers)
-      INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at)
+      INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at, orders, net_minor)
       SELECT * FROM unnest(\(scopes.map(\.key.customer))::uuid[], \(scopes.map(\.key.currency))::text[],
                            \(scopes.map(\.key.channel))::int4[], \(scopes.map(\.value.first))::timestamptz[],
-                           \(scopes.map(\.value.last))::timestamptz[])
-      ON CONFLICT (customer_id, currency, channel) DO UPDATE SET first_kept_at = EXCLUDED.first_kept_at, last_at = EXCLUDED.last_at
+                           \(scopes.map(\.value.last))::timestamptz[], \(scopes.map(\.value.orders))::int8[],
+                           \(scopes.map(\.value.net))::int8[])
+      ON CONFLICT (customer_id, currency, channel) DO UPDATE SET first_kept_at = EXCLUDED.first_kept_at,
+        last_at = EXCLUDED.last_at, orders = EXCLUDED.orders, net_minor = EXCLUDED.net_minor
       """, logger: logger)
     if !gone.isEmpty {
       try await connection.query(
@@ -203,10 +225,13 @@ struct ScopeKey: Hashable, Comparable {
   }
 }
 
-/// The customer's first order not cancelled (any scope) and their last one in the scope.
+/// The customer's first order not cancelled (any scope), their last one in the scope, and the scope's
+/// orders not cancelled and their net (total less refunds): what RFM scores a customer by.
 struct ScopeTimes: Equatable {
   let first: Date
   var last: Date
+  var orders: Int64 = 0
+  var net: Int64 = 0
 }
 
 /// What customers' orders not cancelled contribute to the kept aggregates — the same rows
@@ -240,7 +265,11 @@ struct KeptContributions {
             sales[key] = values
           }
           let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
-          scopes[scope] = ScopeTimes(first: first, last: max(scopes[scope]?.last ?? order.placed, order.placed))
+          var times = scopes[scope] ?? ScopeTimes(first: first, last: order.placed)
+          times.last = max(times.last, order.placed)
+          times.orders += 1
+          times.net += order.net
+          scopes[scope] = times
         }
       }
       for month in months {

@@ -140,53 +140,23 @@ extension AnalyticsStore {
   }
 
   /// The customers whose RFM segment (as `rfm` scores them one at a time) is `segment` at `now`, scored
-  /// in one statement: the same values (recency from the last order, orders, main-currency net), the same
-  /// quintile rule (1 + cut points exceeded) and the 25 cells of `segment(recency:frequencyMonetary:)`.
+  /// in one statement (`scoredSQL`): the same values (recency from the last order, orders, main-currency
+  /// net), the same quintile rule (1 + cut points exceeded) and the 25 cells of
+  /// `segment(recency:frequencyMonetary:)`.
   func customers(in segment: Rapport_Analytics_V1_RfmSegment, now: Date = Date()) async throws -> [UUID] {
-    var recency: [Int] = [], frequencyMonetary: [Int] = []
-    for r in 1...5 {
-      for fm in 1...5 where Self.segment(recency: r, frequencyMonetary: fm) == segment {
-        recency.append(r)
-        frequencyMonetary.append(fm)
-      }
-    }
     let rows = try await client.query(
       """
-      WITH per AS (
-        SELECT customer_id, currency, count(*) AS n, sum(total_minor - refunded_minor) AS net, max(placed_at) AS last
-        FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id, currency),
-      -- One row per customer (main currency first) by window functions: joining two aggregates of
-      -- per made the planner expect one row and nest loops (seconds per call at 5,000 customers).
-      c AS (
-        SELECT customer_id, currency, net, frequency,
-               greatest(0, floor(extract(epoch FROM \(now)::timestamptz - last_order) / 86400)) AS recency
-        FROM (
-          SELECT customer_id, currency, net, sum(n) OVER w AS frequency, max(last) OVER w AS last_order,
-                 row_number() OVER (PARTITION BY customer_id ORDER BY n DESC, net DESC, currency) AS rank
-          FROM per WINDOW w AS (PARTITION BY customer_id)) ranked
-        WHERE rank = 1),
-      scored AS (
-        SELECT c.customer_id,
-               6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
-               1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
-               1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms
-        FROM c
-        JOIN analytics.rfm_edges m ON m.dimension = 'monetary' AND m.currency = c.currency::text
-        JOIN analytics.rfm_edges r ON r.dimension = 'recency'
-        JOIN analytics.rfm_edges f ON f.dimension = 'frequency'
-        WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4)
-      SELECT s.customer_id FROM scored s
-      JOIN unnest(\(recency)::int4[], \(frequencyMonetary)::int4[]) AS cell(r, fm)
-        ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2
-      ORDER BY 1
+      WITH args AS (SELECT \(now)::timestamptz AS now), \(unescaped: Self.scoredSQL(of: "true"))
+      SELECT customer_id FROM scored WHERE segment = \(segment.rawValue) ORDER BY 1
       """, logger: logger)
     var customers: [UUID] = []
     for try await id in rows.decode(UUID.self) { customers.append(id) }
     return customers
   }
 
-  /// Recomputes the quintile edges over the active population as of `now` (one transaction; replicas
-  /// take turns on an advisory lock).
+  /// Recomputes the quintile edges over the active population as of `now`, from the kept
+  /// `analytics.customer_scopes`, and scores every customer's segment against them (one transaction;
+  /// replicas take turns on an advisory lock).
   func computeRfmEdges(now: Date = Date()) async throws {
     defer { scheduled.clear() }
     try await client.transaction(logger: logger) { connection in
@@ -196,8 +166,8 @@ extension AnalyticsStore {
       try await connection.query(
         """
         WITH per AS (
-          SELECT customer_id, currency, count(*) AS n, sum(total_minor - refunded_minor) AS net, max(placed_at) AS last
-          FROM analytics.orders WHERE NOT cancelled GROUP BY customer_id, currency),
+          SELECT customer_id, currency, orders AS n, net_minor AS net, last_at AS last
+          FROM analytics.customer_scopes WHERE channel = 0 AND orders > 0),
         c AS (
           SELECT customer_id, sum(n) AS frequency,
                  floor(extract(epoch FROM \(now)::timestamptz - max(last)) / 86400) AS recency
@@ -218,6 +188,7 @@ extension AnalyticsStore {
         INSERT INTO analytics.rfm_edges (dimension, currency, edges, population, computed_at)
         SELECT dimension, currency, edges, population, \(now) FROM cuts WHERE population > 0
         """, logger: logger)
+      try await scoreSegments(of: nil, now: now, on: connection)
     }
   }
 }

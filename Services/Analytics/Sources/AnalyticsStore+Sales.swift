@@ -199,12 +199,13 @@ extension AnalyticsStore {
 
   /// SQL summing product sales of `relation` (order_id, placed_at, currency, channel, sku, quantity,
   /// net_minor) per UTC day and per UTC month: the rows of `analytics.product_sales`.
-  static func productSalesSQL(from relation: String) -> String {
+  /// With `keys`, those columns of `relation` lead each row and group it too.
+  static func productSalesSQL(from relation: String, by keys: [String] = []) -> String {
     """
-    SELECT g.grain, date_trunc(g.grain, s.placed_at, 'UTC') AS period, s.currency, s.channel, s.sku,
-           sum(s.quantity) AS quantity, sum(s.net_minor) AS net_minor, count(DISTINCT s.order_id) AS orders
+    SELECT \(keys.map { "s.\($0), " }.joined())g.grain, date_trunc(g.grain, s.placed_at, 'UTC') AS period, s.currency,
+           s.channel, s.sku, sum(s.quantity) AS quantity, sum(s.net_minor) AS net_minor, count(DISTINCT s.order_id) AS orders
     FROM \(relation) s CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
-    GROUP BY 1, 2, 3, 4, 5
+    GROUP BY \((1...5 + keys.count).map(String.init).joined(separator: ", "))
     """
   }
 
@@ -251,9 +252,11 @@ extension AnalyticsStore {
 
   /// The `limit` products with the highest net line revenue in the range (orders not cancelled), with
   /// their title as analytics last saw it. With `customers`, only their orders (an RFM segment's), read
-  /// from the orders; otherwise from the daily and monthly rollups and the orders of partial days.
-  func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil, now: Date = Date()) async throws
-    -> [Rapport_Analytics_V1_ProductSales]
+  /// from the orders; otherwise from the daily and monthly rollups and the orders of partial days — with
+  /// `segment`, the rollups of that RFM segment and the orders of its kept members (see
+  /// `segmentSalesReady(now:)`).
+  func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil, segment: Int? = nil, now: Date = Date())
+    async throws -> [Rapport_Analytics_V1_ProductSales]
   {
     let cover = customers == nil ? RollupCover(from: range.from, to: range.to, now: now) : .ordersOnly(to: range.to)
     let (days, months) = (cover.days, cover.months)
@@ -266,16 +269,21 @@ extension AnalyticsStore {
           AND ((o.placed_at >= \(range.from) AND o.placed_at < \(days.lowerBound))
                OR (o.placed_at >= \(days.upperBound) AND o.placed_at < \(range.to)))
           AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
+          AND (\(segment)::int4 IS NULL OR o.customer_id IN (SELECT customer_id FROM analytics.rfm_members WHERE segment = \(segment)))
         GROUP BY o.order_id, l.sku),
       outside AS (
         SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
         FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
         WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
           AND o.placed_at >= \(cover.less.lowerBound) AND o.placed_at < \(cover.less.upperBound)
+          AND (\(segment)::int4 IS NULL OR o.customer_id IN (SELECT customer_id FROM analytics.rfm_members WHERE segment = \(segment)))
         GROUP BY o.order_id, l.sku),
       rollup AS NOT MATERIALIZED (
         SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.product_sales
-        WHERE currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))),
+        WHERE \(segment)::int4 IS NULL AND currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))
+        UNION ALL
+        SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.rfm_segment_sales
+        WHERE segment = \(segment) AND currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))),
       -- One branch per piece of the cover, each an index range scan (OR'd ranges made one bitmap scan
       -- of the table).
       parts AS (

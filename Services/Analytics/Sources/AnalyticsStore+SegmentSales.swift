@@ -1,0 +1,150 @@
+import Foundation
+import PostgresNIO
+import RapportCore
+import RapportProtos
+
+/// Top products per RFM segment without scoring every customer and reading their orders at each read
+/// (docs/ANALYTICS.md, "Top products"):
+/// - `analytics.rfm_members`: each customer's segment against the stored edges, and `valid_until`,
+///   the time their recency crosses the next edge (when the segment may change with no event);
+/// - `analytics.rfm_segment_sales`: the rows of `analytics.product_sales`, per segment.
+/// A customer is scored again, and their orders' lines move between segments when the segment changes:
+/// by every change to their orders (in the change's transaction, `keepingAggregates`), by every
+/// computation of the edges (in its transaction, every customer) and, before a read, once `valid_until`
+/// has passed. Between these, nothing a segment depends on changes: the kept segments are the ones
+/// `rfm(_:edges:now:)` gives at the time of the read. Scores are read from the channel-0 rows of
+/// `analytics.customer_scopes` (orders, net and last order per currency, kept exactly).
+extension AnalyticsStore {
+  /// Writers of the kept segments take turns on this lock (transaction-scoped).
+  static let segmentLock = Migrator.lockKey("analytics.rfm_members")
+
+  /// The 25 cells of `segment(recency:frequencyMonetary:)` as SQL arrays: recency score,
+  /// frequency-monetary score, segment.
+  static let segmentCellsSQL: String = {
+    let cells = (1...5).flatMap { r in (1...5).map { fm in (r, fm, segment(recency: r, frequencyMonetary: fm).rawValue) } }
+    let array = { (values: [Int]) in "'{\(values.map(String.init).joined(separator: ","))}'::int4[]" }
+    return "unnest(\(array(cells.map(\.0))), \(array(cells.map(\.1))), \(array(cells.map(\.2)))) AS cell(r, fm, segment)"
+  }()
+
+  /// SQL: the CTEs `c` (per customer `filter` selects in `analytics.customer_scopes`: main currency and
+  /// its net, orders in every currency, last order, and recency in whole days at `args.now`) and `scored`
+  /// (their segment and `valid_until`, against the stored edges; none without four cut points). The
+  /// statement defines `args(now, ids)` first.
+  static func scoredSQL(of filter: String) -> String {
+    """
+    c AS (
+      SELECT customer_id, currency, net, frequency, last_order,
+             greatest(0, floor(extract(epoch FROM (SELECT now FROM args) - last_order) / 86400)) AS recency
+      FROM (
+        SELECT customer_id, currency, net, sum(n) OVER w AS frequency, max(last) OVER w AS last_order,
+               row_number() OVER (PARTITION BY customer_id ORDER BY n DESC, net DESC, currency) AS rank
+        FROM (
+          SELECT customer_id, currency::text AS currency, orders AS n, net_minor AS net, last_at AS last
+          FROM analytics.customer_scopes WHERE channel = 0 AND orders > 0 AND (\(filter))) per
+        WINDOW w AS (PARTITION BY customer_id)) ranked
+      WHERE rank = 1),
+    scored AS (
+      SELECT c.customer_id, cell.segment,
+             (SELECT c.last_order + make_interval(secs => (floor(min(x)) + 1) * 86400)
+              FROM unnest(r.edges) x WHERE x >= c.recency) AS valid_until
+      FROM c
+      JOIN analytics.rfm_edges m ON m.dimension = 'monetary' AND m.currency = c.currency
+      JOIN analytics.rfm_edges r ON r.dimension = 'recency'
+      JOIN analytics.rfm_edges f ON f.dimension = 'frequency'
+      CROSS JOIN LATERAL (
+        SELECT 6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
+               1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
+               1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms) s
+      JOIN \(segmentCellsSQL) ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2
+      WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4)
+    """
+  }
+
+  /// Scores `customers` (every customer when nil) at `now` into `analytics.rfm_members` and moves
+  /// the lines of those whose segment changed in `analytics.rfm_segment_sales`. `added`: orders just stored
+  /// for these customers, not yet in the rollups (counted in the segment the customer had). `forget`:
+  /// take the customers out (before a change that `scoreSegments` follows).
+  func scoreSegments(
+    of customers: [UUID]?, adding added: [UUID] = [], forget: Bool = false, now: Date, on connection: PostgresConnection
+  ) async throws {
+    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
+    let filter = customers == nil ? "true" : "customer_id = ANY((SELECT ids FROM args)::uuid[])"
+    try await connection.query(
+      """
+      WITH args AS (SELECT \(now)::timestamptz AS now, \(customers ?? [])::uuid[] AS ids),
+      \(unescaped: Self.scoredSQL(of: filter)),
+      new AS (SELECT customer_id, segment, valid_until FROM scored WHERE NOT \(forget)),
+      old AS (SELECT customer_id, segment::int4 AS segment FROM analytics.rfm_members WHERE \(unescaped: filter)),
+      moved AS (
+        SELECT customer_id, o.segment AS old, n.segment AS new
+        FROM new n FULL JOIN old o USING (customer_id) WHERE o.segment IS DISTINCT FROM n.segment),
+      kept AS (
+        INSERT INTO analytics.rfm_members (customer_id, segment, valid_until)
+        SELECT customer_id, segment, valid_until FROM new
+        ON CONFLICT (customer_id) DO UPDATE SET segment = EXCLUDED.segment, valid_until = EXCLUDED.valid_until
+        WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until)),
+      dropped AS (
+        DELETE FROM analytics.rfm_members WHERE customer_id IN (SELECT customer_id FROM moved WHERE new IS NULL)),
+      lines AS (
+        SELECT x.segment, x.sign, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
+        FROM moved m CROSS JOIN LATERAL (VALUES (m.old, -1), (m.new, 1)) AS x(segment, sign)
+        JOIN analytics.orders o ON o.customer_id = m.customer_id AND NOT o.cancelled
+        JOIN analytics.order_lines l ON l.order_id = o.order_id
+        WHERE x.segment IS NOT NULL
+        UNION ALL
+        SELECT m.segment, 1, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
+        FROM analytics.orders o JOIN old m USING (customer_id) JOIN analytics.order_lines l USING (order_id)
+        WHERE o.order_id = ANY(\(added)::uuid[]) AND NOT o.cancelled),
+      signed AS (\(unescaped: Self.productSalesSQL(from: "lines", by: ["segment", "sign"])))
+      INSERT INTO analytics.rfm_segment_sales (segment, grain, period, currency, channel, sku, quantity, net_minor, orders)
+      SELECT segment, grain, period, currency, channel, sku, sum(sign * quantity), sum(sign * net_minor), sum(sign * orders)
+      FROM signed GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+      ON CONFLICT (segment, grain, currency, period, channel, sku) DO UPDATE SET
+        quantity = rfm_segment_sales.quantity + EXCLUDED.quantity, net_minor = rfm_segment_sales.net_minor + EXCLUDED.net_minor,
+        orders = rfm_segment_sales.orders + EXCLUDED.orders
+      """, logger: logger)
+    if customers == nil {
+      try await connection.query("DELETE FROM analytics.rfm_segment_state", logger: logger)
+      try await connection.query(
+        "INSERT INTO analytics.rfm_segment_state (edges_computed_at) SELECT max(computed_at) FROM analytics.rfm_edges HAVING count(*) > 0",
+        logger: logger)
+    }
+  }
+
+  /// Whether the kept segments answer for `now`: every customer was scored against the edges in use
+  /// (false until the first computation of the edges after an upgrade). Customers whose segment may have
+  /// changed since they were scored (`valid_until` passed) are scored again first.
+  func segmentSalesReady(now: Date = Date()) async throws -> Bool {
+    let rows = try await client.query(
+      """
+      SELECT EXISTS (SELECT 1 FROM analytics.rfm_segment_state s
+                     WHERE s.edges_computed_at = (SELECT max(computed_at) FROM analytics.rfm_edges)),
+             EXISTS (SELECT 1 FROM analytics.rfm_members WHERE valid_until <= \(now))
+      """, logger: logger)
+    var (ready, expired) = (false, false)
+    for try await (isReady, isExpired) in rows.decode((Bool, Bool).self) { (ready, expired) = (isReady, isExpired) }
+    guard ready else { return false }
+    if expired {
+      try await client.transaction(logger: logger) { connection in
+        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
+        let due = try await connection.query(
+          "SELECT customer_id FROM analytics.rfm_members WHERE valid_until <= \(now)", logger: logger)
+        var customers: [UUID] = []
+        for try await id in due.decode(UUID.self) { customers.append(id) }
+        try await scoreSegments(of: customers, now: now, on: connection)
+      }
+    }
+    return true
+  }
+
+  /// Top products of the customers in `segment` at `now`: from the kept segments when they answer,
+  /// otherwise by scoring every customer.
+  func topProducts(_ range: SalesRange, limit: Int, rfmSegment segment: Rapport_Analytics_V1_RfmSegment, now: Date = Date())
+    async throws -> [Rapport_Analytics_V1_ProductSales]
+  {
+    if try await segmentSalesReady(now: now) {
+      return try await topProducts(range, limit: limit, segment: segment.rawValue, now: now)
+    }
+    return try await topProducts(range, limit: limit, customers: try await customers(in: segment, now: now), now: now)
+  }
+}
