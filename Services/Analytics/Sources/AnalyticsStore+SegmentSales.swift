@@ -27,7 +27,7 @@ extension AnalyticsStore {
   }()
 
   /// SQL: the CTEs `c` (per customer `filter` selects in `analytics.customer_scopes`: main currency and
-  /// its net, orders in every currency, last order, and recency in whole days at `args.now`) and `scored`
+  /// its net, orders in every currency, last order, and recency in whole days at `args.now`) `scores` and `scored`
   /// (their segment and `valid_until`, against the stored edges; none without four cut points). The
   /// statement defines `args(now, ids)` first.
   static func scoredSQL(of filter: String) -> String {
@@ -43,20 +43,23 @@ extension AnalyticsStore {
           FROM analytics.customer_scopes WHERE channel = 0 AND orders > 0 AND (\(filter))) per
         WINDOW w AS (PARTITION BY customer_id)) ranked
       WHERE rank = 1),
-    scored AS (
-      SELECT c.customer_id, cell.segment,
-             (SELECT c.last_order + make_interval(secs => (floor(min(x)) + 1) * 86400)
-              FROM unnest(r.edges) x WHERE x >= c.recency) AS valid_until
+    -- Materialized: scored once per customer (joined to the cells first, the planner scored each
+    -- customer once per cell tried).
+    scores AS MATERIALIZED (
+      SELECT c.customer_id, c.recency, c.last_order, r.edges AS recency_edges,
+             6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
+             1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
+             1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms
       FROM c
       JOIN analytics.rfm_edges m ON m.dimension = 'monetary' AND m.currency = c.currency
       JOIN analytics.rfm_edges r ON r.dimension = 'recency'
       JOIN analytics.rfm_edges f ON f.dimension = 'frequency'
-      CROSS JOIN LATERAL (
-        SELECT 6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
-               1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
-               1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms) s
-      JOIN \(segmentCellsSQL) ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2
-      WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4)
+      WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4),
+    scored AS (
+      SELECT s.customer_id, cell.segment,
+             (SELECT s.last_order + make_interval(secs => (floor(min(x)) + 1) * 86400)
+              FROM unnest(s.recency_edges) x WHERE x >= s.recency) AS valid_until
+      FROM scores s JOIN \(segmentCellsSQL) ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2)
     """
   }
 
@@ -69,7 +72,8 @@ extension AnalyticsStore {
   ) async throws {
     try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
     let filter = customers == nil ? "true" : "customer_id = ANY((SELECT ids FROM args)::uuid[])"
-    try await connection.query(
+    // Scored and kept first; the customers who changed segment come back (0: none).
+    let scoring = try await connection.query(
       """
       WITH args AS (SELECT \(now)::timestamptz AS now, \(customers ?? [])::uuid[] AS ids),
       \(unescaped: Self.scoredSQL(of: filter)),
@@ -84,17 +88,35 @@ extension AnalyticsStore {
         ON CONFLICT (customer_id) DO UPDATE SET segment = EXCLUDED.segment, valid_until = EXCLUDED.valid_until
         WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until)),
       dropped AS (
-        DELETE FROM analytics.rfm_members WHERE customer_id IN (SELECT customer_id FROM moved WHERE new IS NULL)),
+        DELETE FROM analytics.rfm_members WHERE customer_id IN (SELECT customer_id FROM moved WHERE new IS NULL))
+      SELECT customer_id, coalesce(old, 0), coalesce(new, 0) FROM moved
+      """, logger: logger)
+    var moved: [UUID] = [], old: [Int] = [], new: [Int] = []
+    for try await (customer, from, to) in scoring.decode((UUID, Int, Int).self) {
+      moved.append(customer)
+      old.append(from)
+      new.append(to)
+    }
+    guard !moved.isEmpty || !added.isEmpty else { return try await keepState(scoredAll: customers == nil, on: connection) }
+    // Then the lines: a customer who moved takes every order from the old segment's rows (but the added
+    // ones, never counted there) to the new one's; an added order of a customer who stayed joins their
+    // segment's rows. (A separate statement, so that the planner sees how few customers moved.)
+    try await connection.query(
+      """
+      WITH moved AS (
+        SELECT customer_id, nullif(old, 0) AS old, nullif(new, 0) AS new
+        FROM unnest(\(moved)::uuid[], \(old)::int4[], \(new)::int4[]) AS m(customer_id, old, new)),
       lines AS (
         SELECT x.segment, x.sign, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
         FROM moved m CROSS JOIN LATERAL (VALUES (m.old, -1), (m.new, 1)) AS x(segment, sign)
         JOIN analytics.orders o ON o.customer_id = m.customer_id AND NOT o.cancelled
         JOIN analytics.order_lines l ON l.order_id = o.order_id
-        WHERE x.segment IS NOT NULL
+        WHERE x.segment IS NOT NULL AND NOT (x.sign = -1 AND o.order_id = ANY(\(added)::uuid[]))
         UNION ALL
-        SELECT m.segment, 1, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.orders o JOIN old m USING (customer_id) JOIN analytics.order_lines l USING (order_id)
-        WHERE o.order_id = ANY(\(added)::uuid[]) AND NOT o.cancelled),
+        SELECT k.segment, 1, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
+        FROM analytics.orders o JOIN analytics.rfm_members k USING (customer_id) JOIN analytics.order_lines l USING (order_id)
+        WHERE o.order_id = ANY(\(added)::uuid[]) AND NOT o.cancelled
+          AND NOT EXISTS (SELECT 1 FROM moved m WHERE m.customer_id = o.customer_id)),
       signed AS (\(unescaped: Self.productSalesSQL(from: "lines", by: ["segment", "sign"])))
       INSERT INTO analytics.rfm_segment_sales (segment, grain, period, currency, channel, sku, quantity, net_minor, orders)
       SELECT segment, grain, period, currency, channel, sku, sum(sign * quantity), sum(sign * net_minor), sum(sign * orders)
@@ -103,12 +125,16 @@ extension AnalyticsStore {
         quantity = rfm_segment_sales.quantity + EXCLUDED.quantity, net_minor = rfm_segment_sales.net_minor + EXCLUDED.net_minor,
         orders = rfm_segment_sales.orders + EXCLUDED.orders
       """, logger: logger)
-    if customers == nil {
-      try await connection.query("DELETE FROM analytics.rfm_segment_state", logger: logger)
-      try await connection.query(
-        "INSERT INTO analytics.rfm_segment_state (edges_computed_at) SELECT max(computed_at) FROM analytics.rfm_edges HAVING count(*) > 0",
-        logger: logger)
-    }
+    try await keepState(scoredAll: customers == nil, on: connection)
+  }
+
+  /// After every customer was scored: the kept segments answer for the edges in use.
+  private func keepState(scoredAll: Bool, on connection: PostgresConnection) async throws {
+    guard scoredAll else { return }
+    try await connection.query("DELETE FROM analytics.rfm_segment_state", logger: logger)
+    try await connection.query(
+      "INSERT INTO analytics.rfm_segment_state (edges_computed_at) SELECT max(computed_at) FROM analytics.rfm_edges HAVING count(*) > 0",
+      logger: logger)
   }
 
   /// Whether the kept segments answer for `now`: every customer was scored against the edges in use
