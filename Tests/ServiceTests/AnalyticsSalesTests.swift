@@ -234,12 +234,24 @@ import Testing
     #expect(open.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
     let past = Cover(from: Self.at("2026-01-30T10:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"), now: Self.at("2026-03-31T06:00:00Z"))
     #expect(past.days == Self.at("2026-01-30T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
+    // March is read whole less its last day (one day row against thirty).
+    #expect(past.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z") && past.lessAfter.isEmpty)
+    // Ending late in a day: the day is read whole, less its hours after the range.
+    let lateEnd = Cover(from: Self.at("2026-01-03T00:00:00Z"), to: Self.at("2026-03-10T20:00:00Z"))
+    #expect(lateEnd.days == Self.at("2026-01-03T00:00:00Z")..<Self.at("2026-03-11T00:00:00Z"))
+    #expect(lateEnd.lessAfter == Self.at("2026-03-10T20:00:00Z")..<Self.at("2026-03-11T00:00:00Z"))
+    // Starting on the 3rd: January is read whole less its first two days; March's ten days are days.
+    #expect(lateEnd.months == Self.at("2026-01-01T00:00:00Z")..<Self.at("2026-03-01T00:00:00Z"))
+    // Within one month that ends after now: the month whole, less its days before the range.
+    let thisMonth = Cover(from: Self.at("2026-03-04T00:00:00Z"), to: Self.at("2026-03-21T00:00:00Z"), now: Self.at("2026-03-20T09:00:00Z"))
+    #expect(thisMonth.months == Self.at("2026-03-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
+    #expect(thisMonth.days == Self.at("2026-03-04T00:00:00Z")..<Self.at("2026-03-21T00:00:00Z"))
     // Starting early in a day: the day is read whole, less its hours before the range; late in a day:
     // the rest of the day is read from the orders.
     let early = Cover(from: Self.at("2026-01-31T03:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"))
     #expect(early.days == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-03-31T00:00:00Z"))
     #expect(early.less == Self.at("2026-01-31T00:00:00Z")..<Self.at("2026-01-31T03:00:00Z"))
-    #expect(early.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-03-01T00:00:00Z"))
+    #expect(early.months == Self.at("2026-02-01T00:00:00Z")..<Self.at("2026-04-01T00:00:00Z"))
     let late = Cover(from: Self.at("2026-01-31T20:00:00Z"), to: Self.at("2026-03-31T05:00:00Z"))
     #expect(late.days.lowerBound == Self.at("2026-02-01T00:00:00Z") && late.less.isEmpty)
   }
@@ -350,11 +362,20 @@ import Testing
         _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = orders[index].id.uuidString }))
       }
       let store = events.store
+      /// The start of the UTC month `days` days from now.
+      func monthStart(_ days: Double) -> Date {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = TimeZone(identifier: "UTC")!
+        return utc.dateInterval(of: .month, for: now.addingTimeInterval(days * 86_400))!.start
+      }
       let ranges: [(Date, Date, Rapport_Common_V1_Channel)] = [
         (now.addingTimeInterval(-101 * 86_400), now.addingTimeInterval(1), .unspecified),
         (now.addingTimeInterval(-95 * 86_400 + 11_111), now.addingTimeInterval(-7_200), .web),
         (now.addingTimeInterval(-40 * 86_400 - 3_333), now.addingTimeInterval(-2 * 86_400), .unspecified),
         (now.addingTimeInterval(-10 * 86_400), now.addingTimeInterval(-9.5 * 86_400), .store),
+        // Months read whole less their days outside the range, and days whole less their hours, at both ends.
+        (monthStart(-60).addingTimeInterval(2 * 86_400 + 5 * 3_600), monthStart(-30).addingTimeInterval(26 * 86_400 + 22 * 3_600), .unspecified),
+        (monthStart(-60).addingTimeInterval(2 * 86_400 + 5 * 3_600), now.addingTimeInterval(86_400), .unspecified),
       ]
       var compared = 0
       for (from, to, channel) in ranges {
@@ -375,6 +396,9 @@ import Testing
         compared += rolled.isEmpty ? 0 : 1
       }
       #expect(compared == ranges.count)
+      let cut = AnalyticsStore.RollupCover(from: ranges[4].0, to: ranges[4].1)
+      #expect(cut.months.lowerBound < cut.days.lowerBound && cut.days.upperBound < cut.months.upperBound)
+      #expect(!cut.less.isEmpty && !cut.lessAfter.isEmpty)
 
       // A customer whose first order is cancelled is new at their next order, returning after it.
       let late = UUID(), first = UUID()

@@ -210,16 +210,21 @@ extension AnalyticsStore {
   }
 
   /// How a range [from, to) is read: whole UTC months and days from `analytics.product_sales`, the
-  /// partial days at either end from the orders themselves. A range that ends after `now` reads its last
-  /// day whole from the rollup: no order of that day lies past the range. A range that starts early in a
-  /// day reads that day whole from the rollup, less the orders of the day before the range (`less`).
+  /// partial days at either end from the orders themselves. At each end, a partial day is read whole from
+  /// the rollup less its orders outside the range when that part is the shorter one (`less`,
+  /// `lessAfter`), and likewise a partial month is read whole less its days outside the range (the day
+  /// rows between `months` and `days`). A range that ends after `now` reads its last day and month whole:
+  /// nothing of them lies past the range.
   struct RollupCover: Equatable, Sendable {
-    /// Whole months [monthsFrom, monthsTo); whole days [from, monthsFrom) and [monthsTo, to) of `days`;
-    /// orders in [range.from, days.from) and [days.to, range.to).
+    /// Whole days [days.from, days.to) read as: the months of `months`, plus the day rows of `days`
+    /// outside `months`, less the day rows of `months` outside `days`. Orders in [range.from, days.from)
+    /// and [days.to, range.to) are added.
     var days: Range<Date>
     var months: Range<Date>
-    /// Orders subtracted: the part of the first day before the range, when it is the shorter part.
+    /// Orders subtracted: the part of the first day before the range and of the last day after it, when
+    /// read whole.
     var less: Range<Date>
+    var lessAfter: Range<Date>
 
     /// No rollup: every order of [from, to) is read.
     static func ordersOnly(to: Date) -> RollupCover { RollupCover(from: to, to: to) }
@@ -227,25 +232,50 @@ extension AnalyticsStore {
     init(from: Date, to: Date, now: Date? = nil) {
       var utc = Calendar(identifier: .gregorian)
       utc.timeZone = TimeZone(identifier: "UTC")!
+      func floor(_ date: Date, _ unit: Calendar.Component) -> Date { utc.dateInterval(of: unit, for: date)!.start }
       func ceil(_ date: Date, _ unit: Calendar.Component) -> Date {
-        let start = utc.dateInterval(of: unit, for: date)!.start
+        let start = floor(date, unit)
         return start == date ? start : utc.date(byAdding: unit, value: 1, to: start)!
       }
+      // Whether [start, end) is worth reading whole and subtracting [start, inner) or [inner, end) from:
+      // the part outside is the shorter one, or (`free`) nothing lies there.
+      func whole(outside: TimeInterval, inside: TimeInterval, free: Bool = false) -> Bool {
+        outside > 0 && (free || outside < inside)
+      }
+      let free = now.map { to > $0 } == true
       var firstDay = ceil(from, .day)
-      let lastDay = now.map { to > $0 } == true ? ceil(to, .day) : utc.startOfDay(for: to)
-      less = from..<from
+      var lastDay = free ? ceil(to, .day) : floor(to, .day)
+      (less, lessAfter) = (from..<from, to..<to)
       guard firstDay < lastDay else {
         days = to..<to
         months = to..<to
         return
       }
-      let dayOfFrom = utc.startOfDay(for: from)
-      if dayOfFrom < from, from.timeIntervalSince(dayOfFrom) < firstDay.timeIntervalSince(from) {
+      let dayOfFrom = floor(from, .day), dayAfterTo = ceil(to, .day)
+      if whole(outside: from.timeIntervalSince(dayOfFrom), inside: firstDay.timeIntervalSince(from)) {
         less = dayOfFrom..<from
         firstDay = dayOfFrom
       }
+      if lastDay < to, whole(outside: dayAfterTo.timeIntervalSince(to), inside: to.timeIntervalSince(lastDay)) {
+        lessAfter = to..<dayAfterTo
+        lastDay = dayAfterTo
+      }
       days = firstDay..<lastDay
-      let firstMonth = ceil(firstDay, .month), lastMonth = utc.dateInterval(of: .month, for: lastDay)!.start
+      let (up, down) = (ceil(firstDay, .month), floor(firstDay, .month))
+      let (lastDown, lastUp) = (floor(lastDay, .month), ceil(lastDay, .month))
+      var (firstMonth, lastMonth) = (up, lastDown)
+      if up <= lastDown {
+        if whole(outside: firstDay.timeIntervalSince(down), inside: up.timeIntervalSince(firstDay)) { firstMonth = down }
+        if whole(outside: lastUp.timeIntervalSince(lastDay), inside: lastDay.timeIntervalSince(lastDown), free: free) {
+          lastMonth = lastUp
+        }
+      } else {
+        // Both ends in one month: read it whole when what lies outside the days is less than the days.
+        let outside = firstDay.timeIntervalSince(down) + (free ? 0 : lastUp.timeIntervalSince(lastDay))
+        if whole(outside: outside, inside: lastDay.timeIntervalSince(firstDay)) || (down == firstDay && free && lastUp > lastDay) {
+          (firstMonth, lastMonth) = (down, lastUp)
+        }
+      }
       months = firstMonth < lastMonth ? firstMonth..<lastMonth : firstDay..<firstDay
     }
   }
@@ -275,7 +305,8 @@ extension AnalyticsStore {
         SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
         FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
         WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
-          AND o.placed_at >= \(cover.less.lowerBound) AND o.placed_at < \(cover.less.upperBound)
+          AND ((o.placed_at >= \(cover.less.lowerBound) AND o.placed_at < \(cover.less.upperBound))
+               OR (o.placed_at >= \(cover.lessAfter.lowerBound) AND o.placed_at < \(cover.lessAfter.upperBound)))
           AND (\(segment)::int4 IS NULL OR o.customer_id IN (SELECT customer_id FROM analytics.rfm_members WHERE segment = \(segment)))
         GROUP BY o.order_id, l.sku),
       rollup AS NOT MATERIALIZED (
@@ -298,7 +329,13 @@ extension AnalyticsStore {
         WHERE grain = 'day' AND period >= \(days.lowerBound) AND period < \(months.lowerBound)
         UNION ALL
         SELECT sku, quantity, net_minor, orders FROM rollup
-        WHERE grain = 'day' AND period >= \(months.upperBound) AND period < \(days.upperBound))
+        WHERE grain = 'day' AND period >= \(months.upperBound) AND period < \(days.upperBound)
+        UNION ALL
+        SELECT sku, -quantity, -net_minor, -orders FROM rollup
+        WHERE grain = 'day' AND period >= \(months.lowerBound) AND period < \(days.lowerBound)
+        UNION ALL
+        SELECT sku, -quantity, -net_minor, -orders FROM rollup
+        WHERE grain = 'day' AND period >= \(days.upperBound) AND period < \(months.upperBound))
       SELECT p.sku, coalesce(min(i.title), p.sku), sum(p.quantity)::int8, sum(p.net_minor)::int8, sum(p.orders)::int8
       FROM parts p LEFT JOIN analytics.items i USING (sku)
       GROUP BY p.sku HAVING sum(p.orders) > 0 ORDER BY 4 DESC, 3 DESC, 1 LIMIT \(limit)
