@@ -49,7 +49,9 @@ public struct LocalPostgres: Sendable {
       "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=''",
       "-c max_connections=\(maxConnections)",
     ]
-    if ephemeral { options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"] }
+    // Throwaway test clusters trade durability for speed; a suite's cluster gets the shared buffers
+    // deploy/postgres/cluster.yaml gives production (PostgreSQL's default is 128 MB).
+    options += ephemeral ? ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"] : ["-c shared_buffers=512MB"]
     try Shell.run(
       pgctl, ["-D", directory, "-l", "\(directory)/server.log", "-w", "-t", "60", "-o", options.joined(separator: " "), "start"],
       asUser: user)

@@ -44,23 +44,29 @@ extension AnalyticsStore {
         WINDOW w AS (PARTITION BY customer_id)) ranked
       WHERE rank = 1),
     -- Materialized: scored once per customer (joined to the cells first, the planner scored each
-    -- customer once per cell tried).
+    -- customer once per cell tried). A score is 1 + the cut points exceeded, the four compared in turn.
     scores AS MATERIALIZED (
-      SELECT c.customer_id, c.recency, c.last_order, r.edges AS recency_edges,
-             6 - (1 + (SELECT count(*) FROM unnest(r.edges) x WHERE c.recency > x)) AS rs,
-             1 + (SELECT count(*) FROM unnest(f.edges) x WHERE c.frequency > x) AS fs,
-             1 + (SELECT count(*) FROM unnest(m.edges) x WHERE c.net > x) AS ms
+      SELECT c.customer_id, c.last_order,
+             6 - (1 + \(exceeded("c.recency", "r.edges"))) AS rs,
+             1 + \(exceeded("c.frequency", "f.edges")) AS fs,
+             1 + \(exceeded("c.net", "m.edges")) AS ms,
+             -- The first recency cut point not exceeded yet: one day past it, the recency score drops.
+             CASE WHEN c.recency <= r.edges[1] THEN r.edges[1] WHEN c.recency <= r.edges[2] THEN r.edges[2]
+                  WHEN c.recency <= r.edges[3] THEN r.edges[3] WHEN c.recency <= r.edges[4] THEN r.edges[4] END AS next_edge
       FROM c
       JOIN analytics.rfm_edges m ON m.dimension = 'monetary' AND m.currency = c.currency
       JOIN analytics.rfm_edges r ON r.dimension = 'recency'
       JOIN analytics.rfm_edges f ON f.dimension = 'frequency'
       WHERE cardinality(r.edges) = 4 AND cardinality(f.edges) = 4 AND cardinality(m.edges) = 4),
     scored AS (
-      SELECT s.customer_id, cell.segment,
-             (SELECT s.last_order + make_interval(secs => (floor(min(x)) + 1) * 86400)
-              FROM unnest(s.recency_edges) x WHERE x >= s.recency) AS valid_until
+      SELECT s.customer_id, cell.segment, s.last_order + make_interval(secs => (floor(s.next_edge) + 1) * 86400) AS valid_until
       FROM scores s JOIN \(segmentCellsSQL) ON cell.r = s.rs AND cell.fm = (s.fs + s.ms + 1) / 2)
     """
+  }
+
+  /// SQL: how many of the four cut points of `edges` `value` exceeds.
+  private static func exceeded(_ value: String, _ edges: String) -> String {
+    (1...4).map { "(\(value) > \(edges)[\($0)])::int" }.joined(separator: " + ")
   }
 
   /// Scores `customers` (every customer when nil) at `now` into `analytics.rfm_members` and moves
