@@ -103,6 +103,7 @@ public enum AnalyticsApp {
         return feeds + [
           segments,
           Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() },
+          Periodic("rfm segments", every: .seconds(1), logger: logger) { try await store.scorePendingSegments() },
           Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },
           Periodic("segments", every: segmentInterval, logger: logger) { try await store.evaluateAllSegments(customers: nil) },
         ]

@@ -334,5 +334,15 @@ enum AnalyticsMigrations {
         """,
         "CREATE TABLE analytics.rfm_segment_state (edges_computed_at timestamptz NOT NULL)",
       ]),
+    // Kept RFM segments maintained beside the feeds instead of inside their transactions: each order
+    // says in which segment its lines are counted, and a change to orders marks its customers pending.
+    // The kept segments start over (filled by the next computation of the edges, one runs at start).
+    Migration(
+      14, "rfm segments pending",
+      [
+        "ALTER TABLE analytics.orders ADD COLUMN rfm_segment smallint",
+        "CREATE TABLE analytics.rfm_pending (customer_id uuid PRIMARY KEY)",
+        "TRUNCATE analytics.rfm_members, analytics.rfm_segment_sales, analytics.rfm_segment_state",
+      ]),
   ]
 }

@@ -79,19 +79,13 @@ extension AnalyticsStore {
     var survivorOf: [UUID: UUID] = [:]
     for try await (duplicate, survivor) in aliases.decode((UUID, UUID).self) { survivorOf[duplicate] = survivor }
     let touched = Set(customers).union(survivorOf.values).sorted { $0.uuidString < $1.uuidString }
-    let now = Date()
-    // A change other than placements takes the customers out of the kept segments first, and scores
-    // them again after (AnalyticsStore+SegmentSales).
-    if incoming == nil { try await scoreSegments(of: touched, forget: true, now: now, on: connection) }
     let (before, stored) = try await keptOrders(of: touched, on: connection)
     try await change()
     let after: [KeptOrder]
-    var added: [UUID] = []
     if let incoming {
       var kept = before, seen = stored
       for order in incoming where seen.insert(order.id).inserted {
         kept.append(order.of(survivorOf[order.customer] ?? order.customer))
-        added.append(order.id)
       }
       after = kept
     } else {
@@ -102,19 +96,7 @@ extension AnalyticsStore {
     let cohorts = Self.difference(old.cohorts, new.cohorts)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
-    if !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty {
-      try await write(sales: sales, cohorts: cohorts, scopes: scopes, gone: gone, on: connection)
-    }
-    if incoming == nil || !added.isEmpty {
-      try await scoreSegments(of: touched, adding: added, now: now, on: connection)
-    }
-  }
-
-  /// Adds the differences to the kept aggregates.
-  private func write(
-    sales: [(KeptKey, [Int64])], cohorts: [(KeptKey, [Int64])], scopes: [(key: ScopeKey, value: ScopeTimes)], gone: [ScopeKey],
-    on connection: PostgresConnection
-  ) async throws {
+    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty else { return }
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
     try await connection.query(
@@ -132,7 +114,12 @@ extension AnalyticsStore {
         INSERT INTO analytics.cohort_cells (cohort, month, customers)
         SELECT * FROM unnest(\(cohorts.map(\.0.cohort))::timestamptz[], \(cohorts.map(\.0.period))::timestamptz[],
                              \(cohorts.map { $0.1[0] })::int8[])
-        ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers)
+        ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers),
+      -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales); the rows stay
+      -- locked until this commits, and are claimed only after.
+      pending AS (
+        INSERT INTO analytics.rfm_pending (customer_id) SELECT * FROM unnest(\(touched)::uuid[]) ORDER BY 1
+        ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id)
       INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at, orders, net_minor)
       SELECT * FROM unnest(\(scopes.map(\.key.customer))::uuid[], \(scopes.map(\.key.currency))::text[],
                            \(scopes.map(\.key.channel))::int4[], \(scopes.map(\.value.first))::timestamptz[],

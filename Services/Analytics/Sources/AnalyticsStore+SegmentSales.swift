@@ -7,13 +7,16 @@ import RapportProtos
 /// (docs/ANALYTICS.md, "Top products"):
 /// - `analytics.rfm_members`: each customer's segment against the stored edges, and `valid_until`,
 ///   the time their recency crosses the next edge (when the segment may change with no event);
-/// - `analytics.rfm_segment_sales`: the rows of `analytics.product_sales`, per segment.
-/// A customer is scored again, and their orders' lines move between segments when the segment changes:
-/// by every change to their orders (in the change's transaction, `keepingAggregates`), by every
-/// computation of the edges (in its transaction, every customer) and, before a read, once `valid_until`
-/// has passed. Between these, nothing a segment depends on changes: the kept segments are the ones
-/// `rfm(_:edges:now:)` gives at the time of the read. Scores are read from the channel-0 rows of
-/// `analytics.customer_scopes` (orders, net and last order per currency, kept exactly).
+/// - `analytics.rfm_segment_sales`: the rows of `analytics.product_sales`, per segment; each order says
+///   in which segment its lines are counted (`analytics.orders.rfm_segment`);
+/// - `analytics.rfm_pending`: customers whose orders changed since they were scored.
+/// A change to orders only marks its customers pending (in its transaction: the feeds do no more). A
+/// customer is scored again, and their orders' lines move to the segment they are due in, when pending
+/// (every second, and before a read), once `valid_until` has passed (likewise), and at every computation
+/// of the edges (every customer, in the same transaction). Between these, nothing a segment depends on
+/// changes: the kept segments are the ones `rfm(_:edges:now:)` gives at the time of the read. Scores are
+/// read from the channel-0 rows of `analytics.customer_scopes` (orders, net and last order per currency,
+/// kept exactly).
 extension AnalyticsStore {
   /// Writers of the kept segments take turns on this lock (transaction-scoped).
   static let segmentLock = Migrator.lockKey("analytics.rfm_members")
@@ -69,60 +72,38 @@ extension AnalyticsStore {
     (1...4).map { "(\(value) > \(edges)[\($0)])::int" }.joined(separator: " + ")
   }
 
-  /// Scores `customers` (every customer when nil) at `now` into `analytics.rfm_members` and moves
-  /// the lines of those whose segment changed in `analytics.rfm_segment_sales`. `added`: orders just stored
-  /// for these customers, not yet in the rollups (counted in the segment the customer had). `forget`:
-  /// take the customers out (before a change that `scoreSegments` follows).
-  func scoreSegments(
-    of customers: [UUID]?, adding added: [UUID] = [], forget: Bool = false, now: Date, on connection: PostgresConnection
-  ) async throws {
+  /// Scores `customers` (every customer when nil) at `now` into `analytics.rfm_members`, and moves the
+  /// lines of their orders not counted in the segment they are due in (none when cancelled) in
+  /// `analytics.rfm_segment_sales`.
+  func scoreSegments(of customers: [UUID]?, now: Date, on connection: PostgresConnection) async throws {
     try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
     let filter = customers == nil ? "true" : "customer_id = ANY((SELECT ids FROM args)::uuid[])"
-    // Scored and kept first; the customers who changed segment come back (0: none).
-    let scoring = try await connection.query(
+    try await connection.query(
       """
       WITH args AS (SELECT \(now)::timestamptz AS now, \(customers ?? [])::uuid[] AS ids),
       \(unescaped: Self.scoredSQL(of: filter)),
-      new AS (SELECT customer_id, segment, valid_until FROM scored WHERE NOT \(forget)),
-      old AS (SELECT customer_id, segment::int4 AS segment FROM analytics.rfm_members WHERE \(unescaped: filter)),
-      moved AS (
-        SELECT customer_id, o.segment AS old, n.segment AS new
-        FROM new n FULL JOIN old o USING (customer_id) WHERE o.segment IS DISTINCT FROM n.segment),
       kept AS (
         INSERT INTO analytics.rfm_members (customer_id, segment, valid_until)
-        SELECT customer_id, segment, valid_until FROM new
+        SELECT customer_id, segment, valid_until FROM scored
         ON CONFLICT (customer_id) DO UPDATE SET segment = EXCLUDED.segment, valid_until = EXCLUDED.valid_until
-        WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until)),
-      dropped AS (
-        DELETE FROM analytics.rfm_members WHERE customer_id IN (SELECT customer_id FROM moved WHERE new IS NULL))
-      SELECT customer_id, coalesce(old, 0), coalesce(new, 0) FROM moved
+        WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until))
+      DELETE FROM analytics.rfm_members WHERE (\(unescaped: filter)) AND customer_id NOT IN (SELECT customer_id FROM scored)
       """, logger: logger)
-    var moved: [UUID] = [], old: [Int] = [], new: [Int] = []
-    for try await (customer, from, to) in scoring.decode((UUID, Int, Int).self) {
-      moved.append(customer)
-      old.append(from)
-      new.append(to)
-    }
-    guard !moved.isEmpty || !added.isEmpty else { return try await keepState(scoredAll: customers == nil, on: connection) }
-    // Then the lines: a customer who moved takes every order from the old segment's rows (but the added
-    // ones, never counted there) to the new one's; an added order of a customer who stayed joins their
-    // segment's rows. (A separate statement, so that the planner sees how few customers moved.)
+    // A separate statement, so that the planner sees the members as they are now.
+    let all = customers == nil
     try await connection.query(
       """
-      WITH moved AS (
-        SELECT customer_id, nullif(old, 0) AS old, nullif(new, 0) AS new
-        FROM unnest(\(moved)::uuid[], \(old)::int4[], \(new)::int4[]) AS m(customer_id, old, new)),
+      WITH o AS (
+        SELECT o.order_id, o.placed_at, o.currency, o.channel, o.rfm_segment::int4 AS counted, due.segment AS due
+        FROM analytics.orders o LEFT JOIN analytics.rfm_members m USING (customer_id)
+        CROSS JOIN LATERAL (SELECT CASE WHEN o.cancelled THEN NULL ELSE m.segment::int4 END AS segment) due
+        WHERE (\(all) OR o.customer_id = ANY(\(customers ?? [])::uuid[])) AND o.rfm_segment IS DISTINCT FROM due.segment),
+      marked AS (UPDATE analytics.orders t SET rfm_segment = o.due FROM o WHERE t.order_id = o.order_id),
       lines AS (
         SELECT x.segment, x.sign, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM moved m CROSS JOIN LATERAL (VALUES (m.old, -1), (m.new, 1)) AS x(segment, sign)
-        JOIN analytics.orders o ON o.customer_id = m.customer_id AND NOT o.cancelled
+        FROM o CROSS JOIN LATERAL (VALUES (o.counted, -1), (o.due, 1)) AS x(segment, sign)
         JOIN analytics.order_lines l ON l.order_id = o.order_id
-        WHERE x.segment IS NOT NULL AND NOT (x.sign = -1 AND o.order_id = ANY(\(added)::uuid[]))
-        UNION ALL
-        SELECT k.segment, 1, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.orders o JOIN analytics.rfm_members k USING (customer_id) JOIN analytics.order_lines l USING (order_id)
-        WHERE o.order_id = ANY(\(added)::uuid[]) AND NOT o.cancelled
-          AND NOT EXISTS (SELECT 1 FROM moved m WHERE m.customer_id = o.customer_id)),
+        WHERE x.segment IS NOT NULL),
       signed AS (\(unescaped: Self.productSalesSQL(from: "lines", by: ["segment", "sign"])))
       INSERT INTO analytics.rfm_segment_sales (segment, grain, period, currency, channel, sku, quantity, net_minor, orders)
       SELECT segment, grain, period, currency, channel, sku, sum(sign * quantity), sum(sign * net_minor), sum(sign * orders)
@@ -131,7 +112,28 @@ extension AnalyticsStore {
         quantity = rfm_segment_sales.quantity + EXCLUDED.quantity, net_minor = rfm_segment_sales.net_minor + EXCLUDED.net_minor,
         orders = rfm_segment_sales.orders + EXCLUDED.orders
       """, logger: logger)
-    try await keepState(scoredAll: customers == nil, on: connection)
+    try await keepState(scoredAll: all, on: connection)
+  }
+
+  /// Scores the pending customers and those whose `valid_until` has passed at `now` (one transaction).
+  func scorePendingSegments(now: Date = Date()) async throws {
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
+      // A feed's transaction still open holds the rows it marked until it commits: those are skipped
+      // (their orders are not visible yet) and claimed by a later pass.
+      let due = try await connection.query(
+        """
+        WITH claimed AS (
+          DELETE FROM analytics.rfm_pending WHERE customer_id IN (
+            SELECT customer_id FROM analytics.rfm_pending FOR UPDATE SKIP LOCKED)
+          RETURNING customer_id)
+        SELECT customer_id FROM claimed
+        UNION SELECT customer_id FROM analytics.rfm_members WHERE valid_until <= \(now)
+        """, logger: logger)
+      var customers: [UUID] = []
+      for try await id in due.decode(UUID.self) { customers.append(id) }
+      if !customers.isEmpty { try await scoreSegments(of: customers, now: now, on: connection) }
+    }
   }
 
   /// After every customer was scored: the kept segments answer for the edges in use.
@@ -144,28 +146,20 @@ extension AnalyticsStore {
   }
 
   /// Whether the kept segments answer for `now`: every customer was scored against the edges in use
-  /// (false until the first computation of the edges after an upgrade). Customers whose segment may have
-  /// changed since they were scored (`valid_until` passed) are scored again first.
+  /// (false until the first computation of the edges after an upgrade). Pending customers, and those
+  /// whose segment may have changed since they were scored (`valid_until` passed), are scored first.
   func segmentSalesReady(now: Date = Date()) async throws -> Bool {
     let rows = try await client.query(
       """
       SELECT EXISTS (SELECT 1 FROM analytics.rfm_segment_state s
                      WHERE s.edges_computed_at = (SELECT max(computed_at) FROM analytics.rfm_edges)),
-             EXISTS (SELECT 1 FROM analytics.rfm_members WHERE valid_until <= \(now))
+             EXISTS (SELECT 1 FROM analytics.rfm_pending)
+             OR EXISTS (SELECT 1 FROM analytics.rfm_members WHERE valid_until <= \(now))
       """, logger: logger)
-    var (ready, expired) = (false, false)
-    for try await (isReady, isExpired) in rows.decode((Bool, Bool).self) { (ready, expired) = (isReady, isExpired) }
+    var (ready, due) = (false, false)
+    for try await (isReady, isDue) in rows.decode((Bool, Bool).self) { (ready, due) = (isReady, isDue) }
     guard ready else { return false }
-    if expired {
-      try await client.transaction(logger: logger) { connection in
-        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
-        let due = try await connection.query(
-          "SELECT customer_id FROM analytics.rfm_members WHERE valid_until <= \(now)", logger: logger)
-        var customers: [UUID] = []
-        for try await id in due.decode(UUID.self) { customers.append(id) }
-        try await scoreSegments(of: customers, now: now, on: connection)
-      }
-    }
+    if due { try await scorePendingSegments(now: now) }
     return true
   }
 
