@@ -344,5 +344,8 @@ enum AnalyticsMigrations {
         "CREATE TABLE analytics.rfm_pending (customer_id uuid PRIMARY KEY)",
         "TRUNCATE analytics.rfm_members, analytics.rfm_segment_sales, analytics.rfm_segment_state",
       ]),
+    // A feed marks a pending customer again by a new version instead of waiting for a scoring pass that
+    // holds the row (AnalyticsStore+SegmentSales).
+    Migration(15, "rfm pending versions", ["ALTER TABLE analytics.rfm_pending ADD COLUMN version bigint NOT NULL DEFAULT 0"]),
   ]
 }

@@ -115,11 +115,11 @@ extension AnalyticsStore {
         SELECT * FROM unnest(\(cohorts.map(\.0.cohort))::timestamptz[], \(cohorts.map(\.0.period))::timestamptz[],
                              \(cohorts.map { $0.1[0] })::int8[])
         ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers),
-      -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales); the rows stay
-      -- locked until this commits, and are claimed only after.
+      -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales): a row marked
+      -- again gets a new version, so that a scoring pass that read the old one leaves it pending.
       pending AS (
         INSERT INTO analytics.rfm_pending (customer_id) SELECT * FROM unnest(\(touched)::uuid[]) ORDER BY 1
-        ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id)
+        ON CONFLICT (customer_id) DO UPDATE SET version = rfm_pending.version + 1)
       INSERT INTO analytics.customer_scopes (customer_id, currency, channel, first_kept_at, last_at, orders, net_minor)
       SELECT * FROM unnest(\(scopes.map(\.key.customer))::uuid[], \(scopes.map(\.key.currency))::text[],
                            \(scopes.map(\.key.channel))::int4[], \(scopes.map(\.value.first))::timestamptz[],

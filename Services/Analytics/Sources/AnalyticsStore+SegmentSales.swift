@@ -116,23 +116,36 @@ extension AnalyticsStore {
   }
 
   /// Scores the pending customers and those whose `valid_until` has passed at `now` (one transaction).
+  /// The pending rows are read without a lock and deleted at the end only if no feed marked them again
+  /// meanwhile (their `version`), so a feed never waits for a scoring pass, and a change committed
+  /// during one is scored by the next.
   func scorePendingSegments(now: Date = Date()) async throws {
     try await client.transaction(logger: logger) { connection in
       try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
-      // A feed's transaction still open holds the rows it marked until it commits: those are skipped
-      // (their orders are not visible yet) and claimed by a later pass.
       let due = try await connection.query(
         """
-        WITH claimed AS (
-          DELETE FROM analytics.rfm_pending WHERE customer_id IN (
-            SELECT customer_id FROM analytics.rfm_pending FOR UPDATE SKIP LOCKED)
-          RETURNING customer_id)
-        SELECT customer_id FROM claimed
-        UNION SELECT customer_id FROM analytics.rfm_members WHERE valid_until <= \(now)
+        SELECT customer_id, version FROM analytics.rfm_pending
+        UNION ALL SELECT customer_id, -1 FROM analytics.rfm_members WHERE valid_until <= \(now)
         """, logger: logger)
-      var customers: [UUID] = []
-      for try await id in due.decode(UUID.self) { customers.append(id) }
-      if !customers.isEmpty { try await scoreSegments(of: customers, now: now, on: connection) }
+      var customers: Set<UUID> = [], pending: [UUID] = [], versions: [Int64] = []
+      for try await (id, version) in due.decode((UUID, Int64).self) {
+        customers.insert(id)
+        if version >= 0 {
+          pending.append(id)
+          versions.append(version)
+        }
+      }
+      guard !customers.isEmpty else { return }
+      try await scoreSegments(of: Array(customers), now: now, on: connection)
+      // Rows a feed holds (it is marking them again) are skipped: they stay pending.
+      try await connection.query(
+        """
+        DELETE FROM analytics.rfm_pending WHERE customer_id IN (
+          SELECT p.customer_id FROM analytics.rfm_pending p
+          JOIN unnest(\(pending)::uuid[], \(versions)::int8[]) AS c(customer_id, version)
+            ON p.customer_id = c.customer_id AND p.version = c.version
+          FOR UPDATE OF p SKIP LOCKED)
+        """, logger: logger)
     }
   }
 
