@@ -78,26 +78,35 @@ extension AnalyticsStore {
   func scoreSegments(of customers: [UUID]?, now: Date, on connection: PostgresConnection) async throws {
     try await connection.query("SELECT pg_advisory_xact_lock(\(Self.segmentLock)::int8)", logger: logger)
     let filter = customers == nil ? "true" : "customer_id = ANY((SELECT ids FROM args)::uuid[])"
-    try await connection.query(
+    // Scored and kept first; the customers whose segment changed come back.
+    let scoring = try await connection.query(
       """
       WITH args AS (SELECT \(now)::timestamptz AS now, \(customers ?? [])::uuid[] AS ids),
       \(unescaped: Self.scoredSQL(of: filter)),
+      old AS (SELECT customer_id, segment::int4 AS segment FROM analytics.rfm_members WHERE \(unescaped: filter)),
       kept AS (
         INSERT INTO analytics.rfm_members (customer_id, segment, valid_until)
         SELECT customer_id, segment, valid_until FROM scored
         ON CONFLICT (customer_id) DO UPDATE SET segment = EXCLUDED.segment, valid_until = EXCLUDED.valid_until
-        WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until))
-      DELETE FROM analytics.rfm_members WHERE (\(unescaped: filter)) AND customer_id NOT IN (SELECT customer_id FROM scored)
+        WHERE (rfm_members.segment, rfm_members.valid_until) IS DISTINCT FROM (EXCLUDED.segment, EXCLUDED.valid_until)),
+      dropped AS (
+        DELETE FROM analytics.rfm_members WHERE (\(unescaped: filter)) AND customer_id NOT IN (SELECT customer_id FROM scored))
+      SELECT customer_id FROM scored s FULL JOIN old o USING (customer_id) WHERE o.segment IS DISTINCT FROM s.segment
       """, logger: logger)
+    var moved: [UUID] = []
+    for try await id in scoring.decode(UUID.self) { moved.append(id) }
+    // The orders to look at: the given customers' (they may have new or cancelled orders), or, for
+    // every customer, those whose segment changed (pending customers are scored by their own pass).
+    let targets = customers ?? moved
+    guard !targets.isEmpty else { return try await keepState(scoredAll: customers == nil, on: connection) }
     // A separate statement, so that the planner sees the members as they are now.
-    let all = customers == nil
     try await connection.query(
       """
       WITH o AS (
         SELECT o.order_id, o.placed_at, o.currency, o.channel, o.rfm_segment::int4 AS counted, due.segment AS due
         FROM analytics.orders o LEFT JOIN analytics.rfm_members m USING (customer_id)
         CROSS JOIN LATERAL (SELECT CASE WHEN o.cancelled THEN NULL ELSE m.segment::int4 END AS segment) due
-        WHERE (\(all) OR o.customer_id = ANY(\(customers ?? [])::uuid[])) AND o.rfm_segment IS DISTINCT FROM due.segment),
+        WHERE o.customer_id = ANY(\(targets)::uuid[]) AND o.rfm_segment IS DISTINCT FROM due.segment),
       marked AS (UPDATE analytics.orders t SET rfm_segment = o.due FROM o WHERE t.order_id = o.order_id),
       lines AS (
         SELECT x.segment, x.sign, o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
@@ -112,7 +121,7 @@ extension AnalyticsStore {
         quantity = rfm_segment_sales.quantity + EXCLUDED.quantity, net_minor = rfm_segment_sales.net_minor + EXCLUDED.net_minor,
         orders = rfm_segment_sales.orders + EXCLUDED.orders
       """, logger: logger)
-    try await keepState(scoredAll: all, on: connection)
+    try await keepState(scoredAll: customers == nil, on: connection)
   }
 
   /// Scores the pending customers and those whose `valid_until` has passed at `now` (one transaction).
