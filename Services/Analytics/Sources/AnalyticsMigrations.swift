@@ -322,7 +322,14 @@ enum AnalyticsMigrations {
         """
         CREATE TABLE analytics.rfm_segment_sales (
           segment smallint NOT NULL,
-          LIKE analytics.product_sales INCLUDING CONSTRAINTS,
+          grain text NOT NULL CHECK (grain IN ('day', 'month')),
+          period timestamptz NOT NULL,
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          sku text NOT NULL,
+          quantity bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          orders bigint NOT NULL,
           PRIMARY KEY (segment, grain, currency, period, channel, sku))
         """,
         "CREATE TABLE analytics.rfm_segment_state (edges_computed_at timestamptz NOT NULL)",
