@@ -60,7 +60,7 @@ struct BenchAnalytics: AsyncParsableCommand {
 
     // Analytics catches up with the order feed, then computes RFM edges (every 5 s here).
     let caughtUp = ContinuousClock.now
-    while try await analytics.getPipelineStatus(.init()).sources.first(where: { $0.source == "order" }).map({ $0.backlog > 0 || !$0.reachable }) ?? true {
+    while case let feed = try await orderFeed(analytics), feed.backlog > 0 || !feed.reachable {
       try await Task.sleep(for: .milliseconds(200))
     }
     lines.append("| analytics applies the order feed's backlog (after the import) | \(f1(SyntheticShop.seconds(since: caughtUp))) | |")
@@ -86,8 +86,9 @@ struct BenchAnalytics: AsyncParsableCommand {
     let ids = found
     let year = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-365 * 86_400))
     let tomorrow = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(86_400))
-    @Sendable func sales(_ granularity: Rapport_Analytics_V1_Granularity) -> Rapport_Analytics_V1_GetSalesSummaryRequest {
+    @Sendable func sales(_ granularity: Rapport_Analytics_V1_Granularity, zone: String = "") -> Rapport_Analytics_V1_GetSalesSummaryRequest {
       .with {
+        $0.timeZone = zone
         $0.from = year
         $0.to = tomorrow
         $0.granularity = granularity
@@ -111,12 +112,20 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetPredictionModel", { _ in _ = try await analytics.getPredictionModel(.with { $0.currency = "EUR" }) }),
       ("GetSalesSummary (365 days by month)", { _ in _ = try await analytics.getSalesSummary(sales(.month)) }),
       ("GetSalesSummary (365 days by day)", { _ in _ = try await analytics.getSalesSummary(sales(.day)) }),
+      ("GetSalesSummary (365 days by month, Europe/Paris)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: "Europe/Paris")) }),
       ("GetTopProducts (365 days)", { _ in _ = try await analytics.getTopProducts(top(.unspecified)) }),
       ("GetTopProducts (365 days, RFM segment champions)", { _ in _ = try await analytics.getTopProducts(top(.champions)) }),
       ("GetCohortRetention (24 months)", { _ in
         _ = try await analytics.getCohortRetention(.with {
           $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
           $0.to = tomorrow
+        })
+      }),
+      ("GetCohortRetention (24 months, Europe/Paris)", { _ in
+        _ = try await analytics.getCohortRetention(.with {
+          $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
+          $0.to = tomorrow
+          $0.timeZone = "Europe/Paris"
         })
       }),
       ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
@@ -148,8 +157,19 @@ struct BenchAnalytics: AsyncParsableCommand {
     // Unique per run: a reused shop keeps the probe customers and orders of earlier runs.
     let run = UUID().uuidString.prefix(8).lowercased()
     let probe = try await clients.customers.createCustomer(.with { $0.email = "lag-probe-\(run)@example.com" }).customer.id
+    // The writers' customers: drawn at random from the whole shop for each run, as a shop's orders come
+    // from many customers (a few fixed ones would pile every run's orders onto them in a reused shop).
+    var drawn: [String] = []
+    for _ in 0..<2000 {
+      drawn.append(
+        try await clients.customers.findCustomer(.with { $0.email = SyntheticShop.email(Int.random(in: 0..<customers)) }).customer.id)
+    }
+    let buyers = drawn
     let traffic = Traffic()
     var lag = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    // The order feed's cursor and head around the ingest: whether analytics kept up with the feed.
+    let feedBefore = try await orderFeed(analytics)
+    var backlogMax: Int64 = 0
     let ingestStarted = ContinuousClock.now
     try await withThrowingTaskGroup(of: Void.self) { group in
       for writer in 0..<writers {
@@ -157,7 +177,7 @@ struct BenchAnalytics: AsyncParsableCommand {
           var n = 0
           while !traffic.stop.withLock({ $0 }) {
             _ = try await clients.orders.placeOrder(
-              Self.order("lag-\(run)-\(writer)-\(n)", customer: ids[(writer * 7919 + n) % ids.count], sku: 1 + n % 200))
+              Self.order("lag-\(run)-\(writer)-\(n)", customer: buyers[(writer * 7919 + n) % buyers.count], sku: 1 + n % 200))
             traffic.placed.withLock { $0 += 1 }
             n += 1
           }
@@ -172,19 +192,33 @@ struct BenchAnalytics: AsyncParsableCommand {
           try await Task.sleep(for: .milliseconds(5))
         }
         _ = lag.record(UInt64(Bench.seconds(ContinuousClock.now - acknowledged) * 1_000_000))
+        backlogMax = max(backlogMax, try await orderFeed(analytics).backlog)
         try await Task.sleep(for: .milliseconds(250))
       }
       traffic.stop.withLock { $0 = true }
       try await group.waitForAll()
     }
     let ingested = traffic.placed.withLock { $0 }
-    let rate = Double(ingested) / SyntheticShop.seconds(since: ingestStarted)
+    let elapsed = SyntheticShop.seconds(since: ingestStarted)
+    let rate = Double(ingested) / elapsed
+    let feedAfter = try await orderFeed(analytics)
     lines += [
       "", "| event→metric lag, \(writers) writers placing \(Int(rate)) orders/s | probes | p50 ms | p99 ms | max ms | under 1 s |",
       "|---|---:|---:|---:|---:|---|",
       "| PlaceOrder acknowledged → GetCustomerMetrics counts it | \(lag.totalCount) | \(ms(lag.valueAtPercentile(50))) | \(ms(lag.valueAtPercentile(99))) | \(ms(lag.max)) | \(lag.max < 1_000_000 ? "met" : "missed") |",
+      "",
+      "| order feed during the ingest | events/s |",
+      "|---|---:|",
+      "| appended by the order service (head sequence) | \(Int(Double(feedAfter.headSequence - feedBefore.headSequence) / elapsed)) |",
+      "| applied by analytics (cursor) | \(Int(Double(feedAfter.cursor - feedBefore.cursor) / elapsed)) |",
+      "| largest backlog seen after a probe, and at the end (events) | \(backlogMax), \(feedAfter.backlog) |",
     ]
     return lines.joined(separator: "\n")
+  }
+
+  /// Analytics' view of the order feed (`GetPipelineStatus`).
+  private func orderFeed(_ analytics: Analytics) async throws -> Rapport_Analytics_V1_SourceStatus {
+    try await analytics.getPipelineStatus(.init()).sources.first { $0.source == "order" } ?? .init()
   }
 
   /// A one-line web order of 10 EUR.
