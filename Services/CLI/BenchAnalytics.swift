@@ -30,7 +30,11 @@ struct BenchAnalytics: AsyncParsableCommand {
   func run() async throws {
     // RFM edges every 60 s (default 3600), so that the seeded shop is scored soon without a recomputation
     // over every customer competing with the reads all the time.
-    let settings = ["analytics": ["rfm-interval-s": "60", "fit-interval-s": "86400", "segment-interval-s": "86400"]]
+    let settings = [
+      "analytics": [
+        "rfm-interval-s": "60", "fit-interval-s": "86400", "segment-interval-s": "86400", "report-time-zones": Self.reportZone,
+      ]
+    ]
     try await Bench.onScratchStack(dataDir: dataDir, out: out, settings: settings, keep: reuse) { stack, _ in
       try await withClient(stack.address("analytics"), security: stack.clientSecurity) { client in
         try await stack.withClients { clients in
@@ -95,6 +99,13 @@ struct BenchAnalytics: AsyncParsableCommand {
         $0.currency = "EUR"
       }
     }
+    @Sendable func cohorts(_ zone: String) -> Rapport_Analytics_V1_GetCohortRetentionRequest {
+      .with {
+        $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
+        $0.to = tomorrow
+        $0.timeZone = zone
+      }
+    }
     @Sendable func top(_ segment: Rapport_Analytics_V1_RfmSegment) -> Rapport_Analytics_V1_GetTopProductsRequest {
       .with {
         $0.from = year
@@ -112,22 +123,13 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetPredictionModel", { _ in _ = try await analytics.getPredictionModel(.with { $0.currency = "EUR" }) }),
       ("GetSalesSummary (365 days by month)", { _ in _ = try await analytics.getSalesSummary(sales(.month)) }),
       ("GetSalesSummary (365 days by day)", { _ in _ = try await analytics.getSalesSummary(sales(.day)) }),
-      ("GetSalesSummary (365 days by month, Europe/Paris)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: "Europe/Paris")) }),
+      ("GetSalesSummary (365 days by month, \(Self.reportZone), a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: Self.reportZone)) }),
+      ("GetSalesSummary (365 days by month, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: Self.otherZone)) }),
       ("GetTopProducts (365 days)", { _ in _ = try await analytics.getTopProducts(top(.unspecified)) }),
       ("GetTopProducts (365 days, RFM segment champions)", { _ in _ = try await analytics.getTopProducts(top(.champions)) }),
-      ("GetCohortRetention (24 months)", { _ in
-        _ = try await analytics.getCohortRetention(.with {
-          $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
-          $0.to = tomorrow
-        })
-      }),
-      ("GetCohortRetention (24 months, Europe/Paris)", { _ in
-        _ = try await analytics.getCohortRetention(.with {
-          $0.from = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-730 * 86_400))
-          $0.to = tomorrow
-          $0.timeZone = "Europe/Paris"
-        })
-      }),
+      ("GetCohortRetention (24 months)", { _ in _ = try await analytics.getCohortRetention(cohorts("")) }),
+      ("GetCohortRetention (24 months, \(Self.reportZone), a reporting zone)", { _ in _ = try await analytics.getCohortRetention(cohorts(Self.reportZone)) }),
+      ("GetCohortRetention (24 months, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getCohortRetention(cohorts(Self.otherZone)) }),
       ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
       ("GetPipelineStatus", { _ in _ = try await analytics.getPipelineStatus(.init()) }),
     ]
@@ -215,6 +217,9 @@ struct BenchAnalytics: AsyncParsableCommand {
     ]
     return lines.joined(separator: "\n")
   }
+
+  /// The shop's reporting zone (`--report-time-zones`), and a zone it does not report in.
+  static let reportZone = "Europe/Paris", otherZone = "America/New_York"
 
   /// Analytics' view of the order feed (`GetPipelineStatus`).
   private func orderFeed(_ analytics: Analytics) async throws -> Rapport_Analytics_V1_SourceStatus {

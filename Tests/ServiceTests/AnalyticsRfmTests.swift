@@ -72,7 +72,7 @@ import Testing
   /// A running analytics service on a fresh database (its feeds pointed at a port that refuses), and a
   /// harness applying events to its schema as its subscriptions do; `body` gets the service's address.
   static func withService(
-    _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
+    reportTimeZones: [String] = [], _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
   ) async throws {
     let database = try await TestDatabase.create()
     let refusing = try SilentListener(listening: false)
@@ -80,7 +80,8 @@ import Testing
     let closed = HostPort(host: "127.0.0.1", port: refusing.port)
     let config = testConfig("analytics", database)
     let app = try AnalyticsApp.build(
-      config: config, customerAddress: closed, orderAddress: closed, supportAddress: closed, logger: testLogger("analytics"))
+      config: config, customerAddress: closed, orderAddress: closed, supportAddress: closed, reportTimeZones: reportTimeZones,
+      logger: testLogger("analytics"))
     try await withRunningService(app) { address in
       let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("events"))
       try await withThrowingDiscardingTaskGroup { group in

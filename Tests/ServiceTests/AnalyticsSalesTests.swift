@@ -279,19 +279,42 @@ import Testing
     }
   }
 
+  /// A reporting zone that is not an IANA name stops the service at start, naming it.
+  @Test func reportTimeZonesMustBeIANANames() async throws {
+    let database = try await TestDatabase.create()
+    let address = HostPort(host: "127.0.0.1", port: 1)
+    for bad in ["Mars/Olympus_Mons", "Europe/Paris'--", ""] {
+      let error = #expect(throws: ConfigurationError.self) {
+        try AnalyticsApp.build(
+          config: testConfig("analytics", database), orderAddress: address, supportAddress: address,
+          reportTimeZones: ["Europe/Paris", bad], logger: testLogger("analytics"))
+      }
+      #expect(error?.description.contains("report-time-zones") == true && error?.description.contains("'\(bad)'") == true)
+    }
+    _ = try AnalyticsApp.build(
+      config: testConfig("analytics", database), orderAddress: address, supportAddress: address,
+      reportTimeZones: ["Europe/Paris", "Asia/Kolkata"], logger: testLogger("analytics"))
+  }
+
   /// The integer calendar arithmetic of the kept aggregates cuts days, weeks (from Monday) and months
-  /// as the Gregorian calendar does, before and after 1970 and across leap days.
-  @Test func utcPeriodsStartWhereTheCalendarSays() {
+  /// as the Gregorian calendar does, before and after 1970 and across leap days — in UTC, and in zones
+  /// with summer time (both hemispheres), a half-hour offset and a changed offset.
+  @Test(arguments: ["UTC", "Europe/Paris", "America/Sao_Paulo", "Asia/Kolkata", "Australia/Sydney", "Pacific/Apia"])
+  func keptPeriodsStartWhereTheCalendarSays(zone: String) throws {
     var calendar = Calendar(identifier: .iso8601)
-    calendar.timeZone = TimeZone(identifier: "UTC")!
+    calendar.timeZone = TimeZone(identifier: zone)!
+    let kept = try #require(KeptZone(zone))
     var random = SeededRandom(seed: 3)
     let days = (0..<3_000).map { _ in Double(Int(random.next() % 146_000) - 73_000) * 86_400 + Double(random.next() % 86_400) }
-      + [Self.at("2024-02-29T23:59:59Z"), Self.at("2000-03-01T00:00:00Z"), Self.at("1969-12-31T12:00:00Z")].map(\.timeIntervalSince1970)
+      + [Self.at("2024-02-29T23:59:59Z"), Self.at("2000-03-01T00:00:00Z"), Self.at("1969-12-31T12:00:00Z"),
+         Self.at("2024-03-31T00:30:00Z"), Self.at("2024-10-27T00:30:00Z"), Self.at("2011-12-30T10:00:00Z")].map(\.timeIntervalSince1970)
     for seconds in days {
       let date = Date(timeIntervalSince1970: seconds)
       let expected = [Calendar.Component.day, .weekOfYear, .month].map { calendar.dateInterval(of: $0, for: date)!.start }
-      #expect(UTCPeriod.starts(of: date) == expected, "\(date)")
+      #expect(kept.starts(of: date) == expected, "\(zone) \(date)")
     }
+    #expect(KeptZone("Europe/Paris'; DROP TABLE x; --") == nil)
+    #expect(KeptZone("Mars/Olympus_Mons") == nil)
   }
 
   /// 240 orders at seeded random times over 100 days (two channels, two currencies, a product twice in
@@ -427,11 +450,18 @@ import Testing
   /// newer orders, cancellations (of first orders too), refunds, a merge of two customers. A product
   /// whose only order is cancelled leaves the product rollups.
   @Test func keptAggregatesAnswerAsTheOrdersDo() async throws {
-    try await AnalyticsRfmTests.withService { _, events, database in
+    try await AnalyticsRfmTests.withService(reportTimeZones: ["Europe/Paris"]) { _, events, database in
       var random = SeededRandom(seed: 7)
       let now = Date()
       let customers = (0..<40).map { _ in UUID() }
       let store = events.store
+      // Kept in the reporting zone from the start (as the service does at start), in a zone with a
+      // half-hour offset from the middle of the history on.
+      let (paris, kolkata) = (try #require(KeptZone("Europe/Paris")), try #require(KeptZone("Asia/Kolkata")))
+      try await store.keepZones([paris])
+      #expect(try await store.keptZone("Europe/Paris") == paris)
+      #expect(try await store.keptZone("Asia/Kolkata") == nil)
+      var zones = ["UTC", "Europe/Paris"]
       let (from, to) = (now.addingTimeInterval(-500 * 86_400), now.addingTimeInterval(86_400))
       let ranges: [(Date, Date)] = [
         (now.addingTimeInterval(-365 * 86_400), now.addingTimeInterval(86_400)),
@@ -439,19 +469,40 @@ import Testing
         (now.addingTimeInterval(-30 * 86_400), now),
       ]
       func check(_ step: String) async throws {
-        let kept = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now)
-        let read = try await store.cohorts(from: from, to: to, timeZone: "UTC", now: now, kept: false)
-        #expect(kept == read, "\(step)")
-        #expect(!kept.isEmpty, "\(step)")
-        for (start, end) in ranges {
-          for unit in ["day", "week", "month"] {
-            for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
-              let range = AnalyticsStore.SalesRange(from: start, to: end, currency: currency, channel: channel)
-              let fast = try await store.salesSummary(range, unit: unit, timeZone: "UTC", now: now)
-              let slow = try await store.salesSummary(range, unit: unit, timeZone: "UTC", now: now, kept: false)
-              #expect(fast.periods == slow.periods && fast.total == slow.total, "\(step): \(unit) \(currency) \(channel) \(start)..<\(end)")
+        for zone in zones {
+          let kept = try await store.cohorts(from: from, to: to, timeZone: zone, now: now)
+          let read = try await store.cohorts(from: from, to: to, timeZone: zone, now: now, kept: false)
+          #expect(kept == read, "\(step) \(zone)")
+          #expect(!kept.isEmpty, "\(step) \(zone)")
+          for (start, end) in ranges {
+            for unit in ["day", "week", "month"] {
+              for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
+                let range = AnalyticsStore.SalesRange(from: start, to: end, currency: currency, channel: channel)
+                let fast = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now)
+                let slow = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now, kept: false)
+                #expect(
+                  fast.periods == slow.periods && fast.total == slow.total,
+                  "\(step) \(zone): \(unit) \(currency) \(channel) \(start)..<\(end)")
+              }
             }
           }
+        }
+      }
+      // The kept rows of each zone (kept in Swift, change by change, or built from the orders) equal
+      // what the SQL computes from all orders at once; rows that fell to zero aside.
+      func checkRows(_ step: String) async throws {
+        for zone in zones.compactMap(KeptZone.init) {
+          #expect(
+            try await rows(
+              "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE zone = \(zone.sqlLiteral) AND orders > 0 ORDER BY 1")
+              == rows(
+                "SELECT concat_ws(' ', a, b, c, d, e, f, g, h) FROM (\(AnalyticsStore.salesPeriodsSQL(where: "true", zone: zone))) x(a, b, c, d, e, f, g, h) ORDER BY 1"),
+            "\(step) \(zone.identifier)")
+          #expect(
+            try await rows(
+              "SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE zone = \(zone.sqlLiteral) AND customers > 0 ORDER BY 1")
+              == rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true", zone: zone))) x(a, b, c) ORDER BY 1"),
+            "\(step) \(zone.identifier)")
         }
       }
       func order(_ id: UUID, _ customer: UUID, daysAgo: Double, n: Int = 0) -> Rapport_Events_V1_Event.OneOf_Payload {
@@ -540,6 +591,12 @@ import Testing
         "customer", .customerMerged(.with { $0.survivorID = customers[0].uuidString; $0.duplicateID = customers[1].uuidString }))
       try await check("merged")
       try await checkSegments("merged", at: now)
+      // A zone kept from here on: its rows are computed from the orders, then kept change by change.
+      try await store.keepZones([paris, kolkata])
+      #expect(try await store.keptZone("Asia/Kolkata") == kolkata)
+      zones.append("Asia/Kolkata")
+      try await check("Asia/Kolkata kept")
+      try await checkRows("Asia/Kolkata kept")
       // An order placed for the merged-away id counts for the survivor.
       _ = try await events.apply("order", order(UUID(), customers[1], daysAgo: 450))
       try await check("placed for a merged id")
@@ -552,16 +609,14 @@ import Testing
       #expect(expired > 0)
       try await checkSegments("45 days later", at: later)
       #expect(try await count("analytics.rfm_members WHERE valid_until <= '\(later.formatted(.iso8601))'", database) == 0)
-      // The kept rows (kept in Swift, change by change) equal what the migrations' SQL computes from all
-      // orders at once; rows that fell to zero aside.
-      #expect(
-        try await rows(
-          "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE orders > 0 ORDER BY 1")
-          == rows(
-            "SELECT concat_ws(' ', a, b, c, d, e, f, g, h) FROM (\(AnalyticsStore.salesPeriodsSQL(where: "true"))) x(a, b, c, d, e, f, g, h) ORDER BY 1"))
-      #expect(
-        try await rows("SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE customers > 0 ORDER BY 1")
-          == rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true"))) x(a, b, c) ORDER BY 1"))
+      try await checkRows("end")
+      // A zone no longer wanted is dropped; reads in it read the orders.
+      try await store.keepZones([paris])
+      #expect(try await store.keptZone("Asia/Kolkata") == nil)
+      #expect(try await count("analytics.sales_periods WHERE zone = 'Asia/Kolkata'", database) == 0)
+      #expect(try await count("analytics.cohort_cells WHERE zone = 'Asia/Kolkata'", database) == 0)
+      zones.removeLast()
+      try await check("Asia/Kolkata dropped")
       #expect(
         try await rows(
           "SELECT concat_ws(' ', customer_id, currency, channel, first_kept_at, last_at, orders, net_minor) FROM analytics.customer_scopes ORDER BY 1")

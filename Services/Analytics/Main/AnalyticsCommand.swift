@@ -19,11 +19,13 @@ struct AnalyticsCommand: ServiceCommand {
   @Option(name: .customLong("fit-interval-s"), help: "How often BG/NBD and Gamma-Gamma are refitted per currency, in seconds (default 3600; also at start).") var fitIntervalS: String?
   @Option(name: .customLong("segment-interval-s"), help: "How often every rule segment is recomputed for every customer, in seconds (default 300; also at start).") var segmentIntervalS: String?
   @Option(name: .customLong("monthly-discount-rate"), help: "CLV's monthly discount rate, in [0, 1) (default 0.01).") var monthlyDiscountRate: String?
+  @Option(name: .customLong("report-time-zones"), help: "Comma-separated IANA time zones the shop reports in: sales summaries and cohorts in them are kept like UTC's; other zones read the orders (default none).") var reportTimeZones: String?
 
   var ownFlags: [String: String?] {
     [
       "customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "rfm-interval-s": rfmIntervalS,
       "fit-interval-s": fitIntervalS, "monthly-discount-rate": monthlyDiscountRate, "segment-interval-s": segmentIntervalS,
+      "report-time-zones": reportTimeZones,
     ]
   }
 

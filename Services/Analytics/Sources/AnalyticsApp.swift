@@ -4,6 +4,7 @@ import PostgresNIO
 import RapportCore
 import RapportProtos
 import ServiceLifecycle
+import Synchronization
 
 /// Builds the analytics service process; `main` and the tests both call this.
 public enum AnalyticsApp {
@@ -12,8 +13,9 @@ public enum AnalyticsApp {
   /// Reads the common settings plus `customer-addr`, `order-addr` and `support-addr` (the feeds it
   /// consumes), `rfm-interval-s` (how often the RFM quintile edges are recomputed, default 3600),
   /// `fit-interval-s` (how often BG/NBD and Gamma-Gamma are refitted, default 3600) and
-  /// `monthly-discount-rate` (CLV's, default 0.01) and `segment-interval-s` (how often every rule segment
-  /// is recomputed for everyone, default 300).
+  /// `monthly-discount-rate` (CLV's, default 0.01), `segment-interval-s` (how often every rule segment
+  /// is recomputed for everyone, default 300) and `report-time-zones` (comma-separated IANA zones the
+  /// sales summaries and cohorts are kept in besides UTC, default none).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
@@ -23,7 +25,10 @@ public enum AnalyticsApp {
       rfmInterval: .seconds(try positive(settings.int("rfm-interval-s", default: 3600), "rfm-interval-s")),
       fitInterval: .seconds(try positive(settings.int("fit-interval-s", default: 3600), "fit-interval-s")),
       segmentInterval: .seconds(try positive(settings.int("segment-interval-s", default: 300), "segment-interval-s")),
-      monthlyDiscountRate: try discountRate(settings.string("monthly-discount-rate")), logger: logger)
+      monthlyDiscountRate: try discountRate(settings.string("monthly-discount-rate")),
+      reportTimeZones: (settings.string("report-time-zones") ?? "").split(separator: ",").map {
+        $0.trimmingCharacters(in: .whitespaces)
+      }, logger: logger)
   }
 
   public static let defaultMonthlyDiscountRate = 0.01
@@ -51,8 +56,14 @@ public enum AnalyticsApp {
   public static func build(
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     rfmInterval: Duration = .seconds(3600), fitInterval: Duration = .seconds(3600), segmentInterval: Duration = .seconds(300),
-    monthlyDiscountRate: Double = defaultMonthlyDiscountRate, logger: Logger
+    monthlyDiscountRate: Double = defaultMonthlyDiscountRate, reportTimeZones: [String] = [], logger: Logger
   ) throws -> ServiceApp {
+    let reportZones = try reportTimeZones.map { name in
+      guard let zone = KeptZone(name) else {
+        throw ConfigurationError("report-time-zones must list IANA time zone names such as Europe/Paris, got '\(name)'")
+      }
+      return zone
+    }
     let scheduled = ScheduledValues()
     var sources = [
       (
@@ -89,6 +100,7 @@ public enum AnalyticsApp {
         let store = AnalyticsStore(
           client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled)
         let segments = SegmentEvaluator(store: store, logger: logger)
+        let zonesKept = Mutex(false)
         let profiles = sources.first { $0.0 == "customer" }.map { CustomerProfiles.reading(from: $0.1) }
         let feeds: [any Service] = sources.map { source, client, types in
           EventSubscription(
@@ -102,6 +114,12 @@ public enum AnalyticsApp {
         }
         return feeds + [
           segments,
+          // Once, at start (a new zone's rows are computed then); again a minute later if that failed.
+          Periodic("kept zones", every: .seconds(60), logger: logger) {
+            guard !zonesKept.withLock({ $0 }) else { return }
+            try await store.keepZones(reportZones)
+            zonesKept.withLock { $0 = true }
+          },
           Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() },
           Periodic("rfm segments", every: .seconds(1), logger: logger) { try await store.scorePendingSegments() },
           Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },

@@ -347,5 +347,17 @@ enum AnalyticsMigrations {
     // A feed marks a pending customer again by a new version instead of waiting for a scoring pass that
     // holds the row (AnalyticsStore+SegmentSales).
     Migration(15, "rfm pending versions", ["ALTER TABLE analytics.rfm_pending ADD COLUMN version bigint NOT NULL DEFAULT 0"]),
+    // Sales periods and cohort cells kept in the reporting zone besides UTC (AnalyticsStore+Zones): the
+    // rows so far are UTC's; another zone's rows are computed when the service is configured with it.
+    Migration(
+      16, "kept zones",
+      [
+        "CREATE TABLE analytics.kept_zones (zone text PRIMARY KEY, built_at timestamptz NOT NULL DEFAULT now())",
+        "INSERT INTO analytics.kept_zones (zone) VALUES ('UTC')",
+        "ALTER TABLE analytics.sales_periods ADD COLUMN zone text NOT NULL DEFAULT 'UTC'",
+        "ALTER TABLE analytics.sales_periods DROP CONSTRAINT sales_periods_pkey, ADD PRIMARY KEY (zone, unit, currency, channel, period)",
+        "ALTER TABLE analytics.cohort_cells ADD COLUMN zone text NOT NULL DEFAULT 'UTC'",
+        "ALTER TABLE analytics.cohort_cells DROP CONSTRAINT cohort_cells_pkey, ADD PRIMARY KEY (zone, cohort, month)",
+      ]),
   ]
 }

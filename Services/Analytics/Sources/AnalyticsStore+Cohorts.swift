@@ -4,22 +4,23 @@ import RapportCore
 import RapportProtos
 
 /// Cohort retention (docs/ANALYTICS.md, "Sales"): customers by the month of their first order not
-/// cancelled, and how many of each cohort ordered in each month since. In UTC the cells are kept in
-/// `analytics.cohort_cells` (AnalyticsStore+Kept), so a read does not grow with the history; other time
-/// zones read the orders.
+/// cancelled, and how many of each cohort ordered in each month since. In a kept zone (UTC, and the
+/// reporting zone: AnalyticsStore+Zones) the cells are kept in `analytics.cohort_cells`
+/// (AnalyticsStore+Kept), so a read does not grow with the history; other time zones read the orders.
 extension AnalyticsStore {
   /// Cohorts by first-order month (cut in `timeZone`) starting in [from, to), with their active
-  /// customers per month since, up to the current month. `kept: false` reads the orders even in UTC
-  /// (what the cells are checked against).
+  /// customers per month since, up to the current month. `kept: false` reads the orders even in a kept
+  /// zone (what the cells are checked against).
   func cohorts(from: Date, to: Date, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> [Rapport_Analytics_V1_Cohort]
   {
     let rows: PostgresRowSequence
-    if kept && timeZone == "UTC" {
+    if kept, let zone = try await keptZone(timeZone) {
       rows = try await client.query(
         """
         SELECT cohort, month, customers FROM analytics.cohort_cells
-        WHERE cohort >= date_trunc('month', \(from)::timestamptz, 'UTC') AND cohort < \(to) AND customers > 0
+        WHERE zone = \(zone.identifier) AND cohort >= date_trunc('month', \(from)::timestamptz, \(zone.identifier))
+          AND cohort < \(to) AND customers > 0
         ORDER BY cohort, month
         """, logger: logger)
     } else {

@@ -24,30 +24,30 @@ extension AnalyticsStore {
     """
   }
 
-  /// SQL: (cohort, month, customers) of the customers `filter` selects, months in UTC.
-  static func cohortCellsSQL(where filter: String) -> String {
+  /// SQL: (cohort, month, customers) of the customers `filter` selects, months cut in `zone`.
+  static func cohortCellsSQL(where filter: String, zone: KeptZone = .utc) -> String {
     """
     WITH \(keptOrdersSQL(where: filter))
     SELECT cohort, month, count(*)::int8 AS customers FROM (
-      SELECT DISTINCT customer_id, date_trunc('month', placed_at, 'UTC') AS month,
-             date_trunc('month', first_at, 'UTC') AS cohort FROM o) x
+      SELECT DISTINCT customer_id, date_trunc('month', placed_at, \(zone.sqlLiteral)) AS month,
+             date_trunc('month', first_at, \(zone.sqlLiteral)) AS cohort FROM o) x
     GROUP BY cohort, month
     """
   }
 
   /// SQL: (unit, period, currency, channel, orders, net_minor, active, new) of the customers `filter`
-  /// selects, periods in UTC; channel 0 counts every channel.
-  static func salesPeriodsSQL(where filter: String) -> String {
+  /// selects, periods cut in `zone`; channel 0 counts every channel.
+  static func salesPeriodsSQL(where filter: String, zone: KeptZone = .utc) -> String {
     """
     WITH \(keptOrdersSQL(where: filter)),
     g AS (
-      SELECT u.unit, date_trunc(u.unit, o.placed_at, 'UTC') AS period, o.currency, c.channel, o.customer_id,
+      SELECT u.unit, date_trunc(u.unit, o.placed_at, \(zone.sqlLiteral)) AS period, o.currency, c.channel, o.customer_id,
              min(o.first_at) AS first_at, count(*) AS n, sum(o.net) AS net
       FROM o CROSS JOIN (VALUES ('day'), ('week'), ('month')) AS u(unit)
       CROSS JOIN LATERAL (SELECT o.channel UNION SELECT 0) AS c(channel)
       GROUP BY 1, 2, 3, 4, 5)
     SELECT unit, period, currency, channel, sum(n)::int8, sum(net)::int8, count(*)::int8,
-           count(*) FILTER (WHERE date_trunc(unit, first_at, 'UTC') = period)::int8
+           count(*) FILTER (WHERE date_trunc(unit, first_at, \(zone.sqlLiteral)) = period)::int8
     FROM g GROUP BY 1, 2, 3, 4
     """
   }
@@ -72,6 +72,9 @@ extension AnalyticsStore {
     _ change: () async throws -> Void
   ) async throws {
     guard !customers.isEmpty else { return try await change() }
+    // The zones the sales periods and cohort cells are kept in; a build of a new zone waits for this
+    // transaction, and this one for the build (AnalyticsStore+Zones).
+    let zones = try await keptZones(sharing: connection)
     // The customers and the survivors of those merged away (an order for a merged id is the survivor's).
     let aliases = try await connection.query(
       "SELECT duplicate_id, survivor_id FROM analytics.customer_aliases WHERE duplicate_id = ANY(\(customers)::uuid[])",
@@ -91,7 +94,7 @@ extension AnalyticsStore {
     } else {
       after = try await keptOrders(of: touched, on: connection).kept
     }
-    let (old, new) = (KeptContributions(before), KeptContributions(after))
+    let (old, new) = (KeptContributions(before, zones: zones), KeptContributions(after, zones: zones))
     let sales = Self.difference(old.sales, new.sales)
     let cohorts = Self.difference(old.cohorts, new.cohorts)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
@@ -102,19 +105,19 @@ extension AnalyticsStore {
     try await connection.query(
       """
       WITH sales AS (
-        INSERT INTO analytics.sales_periods (unit, period, currency, channel, orders, net_minor, active, new)
-        SELECT * FROM unnest(\(sales.map(\.0.unit))::text[], \(sales.map(\.0.period))::timestamptz[],
+        INSERT INTO analytics.sales_periods (zone, unit, period, currency, channel, orders, net_minor, active, new)
+        SELECT * FROM unnest(\(sales.map(\.0.zone))::text[], \(sales.map(\.0.unit))::text[], \(sales.map(\.0.period))::timestamptz[],
                              \(sales.map(\.0.currency))::text[], \(sales.map(\.0.channel))::int4[],
                              \(sales.map { $0.1[0] })::int8[], \(sales.map { $0.1[1] })::int8[],
                              \(sales.map { $0.1[2] })::int8[], \(sales.map { $0.1[3] })::int8[])
-        ON CONFLICT (unit, currency, channel, period) DO UPDATE SET
+        ON CONFLICT (zone, unit, currency, channel, period) DO UPDATE SET
           orders = sales_periods.orders + EXCLUDED.orders, net_minor = sales_periods.net_minor + EXCLUDED.net_minor,
           active = sales_periods.active + EXCLUDED.active, new = sales_periods.new + EXCLUDED.new),
       cohorts AS (
-        INSERT INTO analytics.cohort_cells (cohort, month, customers)
-        SELECT * FROM unnest(\(cohorts.map(\.0.cohort))::timestamptz[], \(cohorts.map(\.0.period))::timestamptz[],
-                             \(cohorts.map { $0.1[0] })::int8[])
-        ON CONFLICT (cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers),
+        INSERT INTO analytics.cohort_cells (zone, cohort, month, customers)
+        SELECT * FROM unnest(\(cohorts.map(\.0.zone))::text[], \(cohorts.map(\.0.cohort))::timestamptz[],
+                             \(cohorts.map(\.0.period))::timestamptz[], \(cohorts.map { $0.1[0] })::int8[])
+        ON CONFLICT (zone, cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers),
       -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales): a row marked
       -- again gets a new version, so that a scoring pass that read the old one leaves it pending.
       pending AS (
@@ -190,6 +193,7 @@ struct KeptOrder: Sendable {
 /// A row of a kept aggregate: a sales period (unit, UTC start, currency, channel) or a cohort cell
 /// (`cohort`, and the month of activity in `period`).
 struct KeptKey: Hashable, Comparable {
+  let zone: String
   let unit: String
   let period: Date
   let currency: String
@@ -197,7 +201,7 @@ struct KeptKey: Hashable, Comparable {
   var cohort: Date = .distantPast
 
   static func < (a: KeptKey, b: KeptKey) -> Bool {
-    (a.unit, a.currency, a.channel, a.cohort, a.period) < (b.unit, b.currency, b.channel, b.cohort, b.period)
+    (a.zone, a.unit, a.currency, a.channel, a.cohort, a.period) < (b.zone, b.unit, b.currency, b.channel, b.cohort, b.period)
   }
 }
 
@@ -230,27 +234,12 @@ struct KeptContributions {
   var cohorts: [KeptKey: [Int64]] = [:]
   var scopes: [ScopeKey: ScopeTimes] = [:]
 
-  init(_ orders: [KeptOrder]) {
+  /// Sales periods and cohort cells cut in each of `zones`; the customer scopes (no periods) once.
+  init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
       let first = own.map(\.placed).min()!
-      let firstStarts = UTCPeriod.starts(of: first)
-      var active: Set<KeptKey> = []
-      var months: Set<Date> = []
       for order in own {
-        let starts = UTCPeriod.starts(of: order.placed)
-        months.insert(starts[2])
         for channel in Set([order.channel, 0]) {
-          for (index, unit) in UTCPeriod.allCases.enumerated() {
-            let key = KeptKey(unit: unit.rawValue, period: starts[index], currency: order.currency, channel: channel)
-            var values = sales[key] ?? [0, 0, 0, 0]
-            values[0] += 1
-            values[1] += order.net
-            if active.insert(key).inserted {
-              values[2] += 1
-              if firstStarts[index] == key.period { values[3] += 1 }
-            }
-            sales[key] = values
-          }
           let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
           var times = scopes[scope] ?? ScopeTimes(first: first, last: order.placed)
           times.last = max(times.last, order.placed)
@@ -259,8 +248,32 @@ struct KeptContributions {
           scopes[scope] = times
         }
       }
-      for month in months {
-        cohorts[KeptKey(unit: "month", period: month, currency: "", channel: 0, cohort: firstStarts[2]), default: [0]][0] += 1
+      for zone in zones {
+        let firstStarts = zone.starts(of: first)
+        var active: Set<KeptKey> = []
+        var months: Set<Date> = []
+        for order in own {
+          let starts = zone.starts(of: order.placed)
+          months.insert(starts[2])
+          for channel in Set([order.channel, 0]) {
+            for (index, unit) in UTCPeriod.allCases.enumerated() {
+              let key = KeptKey(
+                zone: zone.identifier, unit: unit.rawValue, period: starts[index], currency: order.currency, channel: channel)
+              var values = sales[key] ?? [0, 0, 0, 0]
+              values[0] += 1
+              values[1] += order.net
+              if active.insert(key).inserted {
+                values[2] += 1
+                if firstStarts[index] == key.period { values[3] += 1 }
+              }
+              sales[key] = values
+            }
+          }
+        }
+        for month in months {
+          let cell = KeptKey(zone: zone.identifier, unit: "month", period: month, currency: "", channel: 0, cohort: firstStarts[2])
+          cohorts[cell, default: [0]][0] += 1
+        }
       }
     }
   }

@@ -19,15 +19,19 @@ extension AnalyticsStore {
   /// cut in `timeZone`), every period of the range included, and the range as a whole. A customer is new
   /// in the period of their first order not cancelled (any currency or channel), returning after it.
   ///
-  /// In UTC the whole periods come from `analytics.sales_periods` and only the partial ones (cut by the
-  /// range) from the orders; a range that ends after now takes its customers from
+  /// In a kept zone (UTC, and the reporting zone: AnalyticsStore+Zones) the whole periods come from
+  /// `analytics.sales_periods` and only the partial ones (cut by the range) from the orders; a range that ends after now takes its customers from
   /// `analytics.customer_scopes` (their last order in the scope is in the range). `kept: false` reads
   /// everything from the orders (what the kept rows are checked against).
   func salesSummary(_ range: SalesRange, unit: String, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> (periods: [Rapport_Analytics_V1_SalesPeriod], total: Rapport_Analytics_V1_SalesPeriod)
   {
-    let periods = kept && timeZone == "UTC"
-      ? try await keptSalesPeriods(range, unit: unit, now: now) : try await salesPeriods(range, unit: unit, timeZone: timeZone)
+    let periods =
+      if kept, let zone = try await keptZone(timeZone) {
+        try await keptSalesPeriods(range, unit: unit, zone: zone, now: now)
+      } else {
+        try await salesPeriods(range, unit: unit, timeZone: timeZone)
+      }
     var total = kept && range.to > now ? try await keptSalesCustomers(range) : try await salesCustomers(range)
     total.orders = periods.reduce(0) { $0 + $1.orders }
     let net = periods.reduce(0) { $0 + $1.netRevenue.amountMinor }
@@ -70,23 +74,26 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// Every period of the range in UTC: whole ones (and the last one when the range ends after now, so
+  /// Every period of the range in a kept zone: whole ones (and the last one when the range ends after now, so
   /// no order of it can lie past the range) from `analytics.sales_periods`. A period the range cuts is
   /// read from the orders of the cut part, or — when the part outside the range is the shorter one —
   /// as the kept period less what lies outside (`keptPeriod(_:less:cut:)`).
-  private func keptSalesPeriods(_ range: SalesRange, unit: String, now: Date) async throws -> [Rapport_Analytics_V1_SalesPeriod] {
+  private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, now: Date) async throws
+    -> [Rapport_Analytics_V1_SalesPeriod]
+  {
     let rows = try await client.query(
       """
       WITH periods AS (
-        SELECT p AT TIME ZONE 'UTC' AS period, (p + ('1 ' || \(unit))::interval) AT TIME ZONE 'UTC' AS period_end
+        SELECT p AT TIME ZONE \(zone.identifier) AS period, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(zone.identifier) AS period_end
         FROM generate_series(
-               date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE 'UTC'),
-               \(range.to)::timestamptz AT TIME ZONE 'UTC' - interval '1 microsecond',
+               date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(zone.identifier)),
+               \(range.to)::timestamptz AT TIME ZONE \(zone.identifier) - interval '1 microsecond',
                ('1 ' || \(unit))::interval) AS p)
       SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.active, 0),
              coalesce(s.new, 0)
       FROM periods p LEFT JOIN analytics.sales_periods s
-        ON s.unit = \(unit) AND s.currency = \(range.currency) AND s.channel = \(range.channel) AND s.period = p.period
+        ON s.zone = \(zone.identifier) AND s.unit = \(unit) AND s.currency = \(range.currency) AND s.channel = \(range.channel)
+           AND s.period = p.period
       ORDER BY p.period
       """, logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
@@ -103,7 +110,7 @@ extension AnalyticsStore {
       let outside = cut.from.timeIntervalSince(kept.start) + max(0, min(kept.end, now).timeIntervalSince(cut.to))
       if outside < inside {
         periods[index] = try await keptPeriod(kept, less: cut)
-      } else if let read = try await salesPeriods(cut, unit: unit, timeZone: "UTC").first {
+      } else if let read = try await salesPeriods(cut, unit: unit, timeZone: zone.identifier).first {
         periods[index] = read
       }
     }
