@@ -622,16 +622,18 @@ import Testing
           "SELECT concat_ws(' ', customer_id, currency, channel, first_kept_at, last_at, orders, net_minor) FROM analytics.customer_scopes ORDER BY 1")
           == rows("SELECT concat_ws(' ', a, b, c, d, e, f, g) FROM (\(AnalyticsStore.customerScopesSQL(where: "true"))) x(a, b, c, d, e, f, g) ORDER BY 1"))
 
-      // A product sold once, then cancelled, leaves the rollups (day and month rows).
+      // A product sold once, then cancelled, leaves the rollups (day and month rows, of its channel and
+      // of all channels).
       let single = UUID()
       _ = try await events.apply("order", .orderPlaced(.with {
         $0.orderID = single.uuidString
         $0.customerID = customers[2].uuidString
         $0.placedAt = .init(date: now.addingTimeInterval(-3 * 86_400))
+        $0.channel = .web
         $0.total = .money(500, "EUR")
         $0.lines = [.with { $0.sku = "ONCE"; $0.quantity = 1; $0.unitPriceMinor = 500 }]
       }))
-      #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 2)
+      #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 4)
       _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = single.uuidString }))
       #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 0)
     }

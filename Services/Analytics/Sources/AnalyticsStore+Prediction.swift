@@ -17,7 +17,7 @@ extension AnalyticsStore {
         SELECT customer_id, floor(extract(epoch FROM placed_at) / 86400)::int8 AS day,
                sum(total_minor - refunded_minor)::int8 AS value
         FROM analytics.orders
-        WHERE NOT cancelled AND currency = \(currency) AND placed_at <= \(asOf)
+        WHERE NOT cancelled AND currency = \(currency)::bpchar AND placed_at <= \(asOf)
           AND (\(customers)::uuid[] IS NULL OR customer_id = ANY(\(customers)::uuid[]))
         GROUP BY customer_id, day)
       SELECT customer_id, count(*) - 1, max(day) - min(day), \(end)::int8 - min(day),
@@ -69,7 +69,7 @@ extension AnalyticsStore {
     try await client.transaction(logger: logger) { connection in
       if stored.inUse {
         try await connection.query(
-          "DELETE FROM analytics.prediction_models WHERE currency = \(currency) AND in_use", logger: logger)
+          "DELETE FROM analytics.prediction_models WHERE currency = \(currency)::bpchar AND in_use", logger: logger)
       }
       try await connection.query(
         """
@@ -79,8 +79,8 @@ extension AnalyticsStore {
       // Fits asked for an earlier observation end are kept for reading: the newest 20 per currency.
       try await connection.query(
         """
-        DELETE FROM analytics.prediction_models WHERE currency = \(currency) AND NOT in_use AND id NOT IN (
-          SELECT id FROM analytics.prediction_models WHERE currency = \(currency) AND NOT in_use
+        DELETE FROM analytics.prediction_models WHERE currency = \(currency)::bpchar AND NOT in_use AND id NOT IN (
+          SELECT id FROM analytics.prediction_models WHERE currency = \(currency)::bpchar AND NOT in_use
           ORDER BY id DESC LIMIT 20)
         """, logger: logger)
     }
@@ -103,7 +103,7 @@ extension AnalyticsStore {
   func predictionModel(currency: String) async throws -> Rapport_Analytics_V1_PredictionModel? {
     let rows = try await client.query(
       """
-      SELECT model FROM analytics.prediction_models WHERE currency = \(currency) AND in_use
+      SELECT model FROM analytics.prediction_models WHERE currency = \(currency)::bpchar AND in_use
       ORDER BY id DESC LIMIT 1
       """, logger: logger)
     for try await (bytes) in rows.decode(ByteBuffer.self) {

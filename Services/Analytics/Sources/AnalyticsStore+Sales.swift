@@ -8,6 +8,8 @@ import RapportProtos
 /// `OrderPlaced` is applied.
 extension AnalyticsStore {
   /// What a sales question is about: placed times in [from, to), one currency, optionally one channel.
+  /// SQL compares a bound currency as `::bpchar`: the columns are `char(3)`, and a text parameter would
+  /// cast the column to text instead, which no index on it serves.
   struct SalesRange: Sendable {
     let from: Date, to: Date
     let currency: String
@@ -50,7 +52,7 @@ extension AnalyticsStore {
         SELECT customer_id, date_trunc(\(unit), placed_at AT TIME ZONE \(timeZone)) AS period, count(*) AS n,
                sum(total_minor - refunded_minor) AS net
         FROM analytics.orders
-        WHERE NOT cancelled AND currency = \(range.currency) AND placed_at >= \(range.from) AND placed_at < \(range.to)
+        WHERE NOT cancelled AND currency = \(range.currency)::bpchar AND placed_at >= \(range.from) AND placed_at < \(range.to)
           AND (\(range.channel) = 0 OR channel = \(range.channel))
         GROUP BY 1, 2),
       c AS (
@@ -92,7 +94,7 @@ extension AnalyticsStore {
       SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.active, 0),
              coalesce(s.new, 0)
       FROM periods p LEFT JOIN analytics.sales_periods s
-        ON s.zone = \(zone.identifier) AND s.unit = \(unit) AND s.currency = \(range.currency) AND s.channel = \(range.channel)
+        ON s.zone = \(zone.identifier) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar AND s.channel = \(range.channel)
            AND s.period = p.period
       ORDER BY p.period
       """, logger: logger)
@@ -130,14 +132,14 @@ extension AnalyticsStore {
       """
       WITH outside AS (
         SELECT customer_id, count(*) AS n, sum(total_minor - refunded_minor) AS net FROM analytics.orders
-        WHERE NOT cancelled AND currency = \(cut.currency) AND (\(cut.channel) = 0 OR channel = \(cut.channel))
+        WHERE NOT cancelled AND currency = \(cut.currency)::bpchar AND (\(cut.channel) = 0 OR channel = \(cut.channel))
           AND ((placed_at >= \(kept.start) AND placed_at < \(cut.from)) OR (placed_at >= \(cut.to) AND placed_at < \(kept.end)))
         GROUP BY customer_id),
       gone AS (
         SELECT o.customer_id FROM outside o
         WHERE NOT EXISTS (
           SELECT 1 FROM analytics.orders x
-          WHERE x.customer_id = o.customer_id AND NOT x.cancelled AND x.currency = \(cut.currency)
+          WHERE x.customer_id = o.customer_id AND NOT x.cancelled AND x.currency = \(cut.currency)::bpchar
             AND (\(cut.channel) = 0 OR x.channel = \(cut.channel)) AND x.placed_at >= \(cut.from) AND x.placed_at < \(cut.to)))
       SELECT (SELECT coalesce(sum(n), 0)::int8 FROM outside), (SELECT coalesce(sum(net), 0)::int8 FROM outside),
              (SELECT count(*) FROM gone),
@@ -161,7 +163,7 @@ extension AnalyticsStore {
       """
       WITH o AS (
         SELECT DISTINCT customer_id FROM analytics.orders
-        WHERE NOT cancelled AND currency = \(range.currency) AND placed_at >= \(range.from) AND placed_at < \(range.to)
+        WHERE NOT cancelled AND currency = \(range.currency)::bpchar AND placed_at >= \(range.from) AND placed_at < \(range.to)
           AND (\(range.channel) = 0 OR channel = \(range.channel)))
       SELECT count(*) FILTER (WHERE m.first_kept_order_at >= \(range.from)),
              count(*) FILTER (WHERE m.first_kept_order_at < \(range.from))
@@ -177,7 +179,7 @@ extension AnalyticsStore {
       """
       SELECT count(*) FILTER (WHERE first_kept_at >= \(range.from)), count(*) FILTER (WHERE first_kept_at < \(range.from))
       FROM analytics.customer_scopes
-      WHERE currency = \(range.currency) AND channel = \(range.channel) AND last_at >= \(range.from)
+      WHERE currency = \(range.currency)::bpchar AND channel = \(range.channel) AND last_at >= \(range.from)
       """, logger: logger)
     return try await Self.customers(rows)
   }
@@ -205,13 +207,14 @@ extension AnalyticsStore {
   }
 
   /// SQL summing product sales of `relation` (order_id, placed_at, currency, channel, sku, quantity,
-  /// net_minor) per UTC day and per UTC month: the rows of `analytics.product_sales`.
-  /// With `keys`, those columns of `relation` lead each row and group it too.
+  /// net_minor) per UTC day and per UTC month, per channel and for all channels (channel 0): the rows of
+  /// `analytics.product_sales`. With `keys`, those columns of `relation` lead each row and group it too.
   static func productSalesSQL(from relation: String, by keys: [String] = []) -> String {
     """
     SELECT \(keys.map { "s.\($0), " }.joined())g.grain, date_trunc(g.grain, s.placed_at, 'UTC') AS period, s.currency,
-           s.channel, s.sku, sum(s.quantity) AS quantity, sum(s.net_minor) AS net_minor, count(DISTINCT s.order_id) AS orders
+           c.channel, s.sku, sum(s.quantity) AS quantity, sum(s.net_minor) AS net_minor, count(DISTINCT s.order_id) AS orders
     FROM \(relation) s CROSS JOIN (VALUES ('day'), ('month')) AS g(grain)
+    CROSS JOIN LATERAL (SELECT s.channel UNION SELECT 0) AS c(channel)
     GROUP BY \((1...5 + keys.count).map(String.init).joined(separator: ", "))
     """
   }
@@ -302,7 +305,7 @@ extension AnalyticsStore {
       WITH raw AS (
         SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
         FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
-        WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
+        WHERE NOT o.cancelled AND o.currency = \(range.currency)::bpchar AND (\(range.channel) = 0 OR o.channel = \(range.channel))
           AND ((o.placed_at >= \(range.from) AND o.placed_at < \(days.lowerBound))
                OR (o.placed_at >= \(days.upperBound) AND o.placed_at < \(range.to)))
           AND (\(customers)::uuid[] IS NULL OR o.customer_id = ANY(\(customers)::uuid[]))
@@ -311,17 +314,18 @@ extension AnalyticsStore {
       outside AS (
         SELECT l.sku, sum(l.quantity) AS quantity, sum(l.net_minor) AS net_minor
         FROM analytics.order_lines l JOIN analytics.orders o USING (order_id)
-        WHERE NOT o.cancelled AND o.currency = \(range.currency) AND (\(range.channel) = 0 OR o.channel = \(range.channel))
+        WHERE NOT o.cancelled AND o.currency = \(range.currency)::bpchar AND (\(range.channel) = 0 OR o.channel = \(range.channel))
           AND ((o.placed_at >= \(cover.less.lowerBound) AND o.placed_at < \(cover.less.upperBound))
                OR (o.placed_at >= \(cover.lessAfter.lowerBound) AND o.placed_at < \(cover.lessAfter.upperBound)))
           AND (\(segment)::int4 IS NULL OR o.customer_id IN (SELECT customer_id FROM analytics.rfm_members WHERE segment = \(segment)))
         GROUP BY o.order_id, l.sku),
+      -- Channel 0 rows count every channel.
       rollup AS NOT MATERIALIZED (
         SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.product_sales
-        WHERE \(segment)::int4 IS NULL AND currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))
+        WHERE \(segment)::int4 IS NULL AND currency = \(range.currency)::bpchar AND channel = \(range.channel)
         UNION ALL
         SELECT grain, period, sku, quantity, net_minor, orders FROM analytics.rfm_segment_sales
-        WHERE segment = \(segment) AND currency = \(range.currency) AND (\(range.channel) = 0 OR channel = \(range.channel))),
+        WHERE segment = \(segment) AND currency = \(range.currency)::bpchar AND channel = \(range.channel)),
       -- One branch per piece of the cover, each an index range scan (OR'd ranges made one bitmap scan
       -- of the table).
       parts AS (

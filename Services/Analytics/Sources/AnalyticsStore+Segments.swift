@@ -291,7 +291,7 @@ extension AnalyticsStore {
     let rows = try await client.query(
       """
       SELECT customer_id, sum(total_minor - refunded_minor)::int8 FROM analytics.orders
-      WHERE customer_id = ANY(\(customers)::uuid[]) AND currency = \(currency) AND NOT cancelled AND placed_at > \(since)
+      WHERE customer_id = ANY(\(customers)::uuid[]) AND currency = \(currency)::bpchar AND NOT cancelled AND placed_at > \(since)
       GROUP BY customer_id
       """, logger: logger)
     var spent: [UUID: Int64] = [:]
