@@ -491,6 +491,9 @@ import Testing
       // The kept rows of each zone (kept in Swift, change by change, or built from the orders) equal
       // what the SQL computes from all orders at once; rows that fell to zero aside.
       func checkRows(_ step: String) async throws {
+        #expect(
+          try await rows("SELECT concat_ws(' ', currency, channel, kind, day, customers) FROM analytics.scope_days WHERE customers <> 0 ORDER BY 1")
+            == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.scopeDaysSQL)) x(a, b, c, d, e) ORDER BY 1"), "\(step)")
         for zone in zones.compactMap(KeptZone.init) {
           #expect(
             try await rows(

@@ -387,5 +387,23 @@ enum AnalyticsMigrations {
         "CREATE INDEX orders_customer_placed ON analytics.orders (customer_id, placed_at)",
         "DROP INDEX analytics.orders_customer",
       ]),
+    // A sales total's new and returning customers without counting every customer of the range: scope
+    // rows per UTC day of their last order and of their customer's first, kept with the scopes
+    // (AnalyticsStore+Kept); the partial first day is counted in the scopes by index.
+    Migration(
+      19, "scope days",
+      [
+        """
+        CREATE TABLE analytics.scope_days (
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          kind smallint NOT NULL CHECK (kind IN (0, 1)),
+          day timestamptz NOT NULL,
+          customers bigint NOT NULL,
+          PRIMARY KEY (currency, channel, kind, day))
+        """,
+        "INSERT INTO analytics.scope_days \(AnalyticsStore.scopeDaysSQL)",
+        "CREATE INDEX customer_scopes_first ON analytics.customer_scopes (currency, channel, first_kept_at)",
+      ]),
   ]
 }

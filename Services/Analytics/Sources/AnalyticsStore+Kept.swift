@@ -99,6 +99,7 @@ extension AnalyticsStore {
     let cohorts = Self.difference(old.cohorts, new.cohorts)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
+    let days = Self.scopeDayChanges(old.scopes, new.scopes)
     guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty else { return }
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
@@ -118,6 +119,11 @@ extension AnalyticsStore {
         SELECT * FROM unnest(\(cohorts.map(\.0.zone))::text[], \(cohorts.map(\.0.cohort))::timestamptz[],
                              \(cohorts.map(\.0.period))::timestamptz[], \(cohorts.map { $0.1[0] })::int8[])
         ON CONFLICT (zone, cohort, month) DO UPDATE SET customers = cohort_cells.customers + EXCLUDED.customers),
+      days AS (
+        INSERT INTO analytics.scope_days (currency, channel, kind, day, customers)
+        SELECT * FROM unnest(\(days.map(\.0.currency))::text[], \(days.map(\.0.channel))::int4[], \(days.map(\.0.kind))::int4[],
+                             \(days.map(\.0.day))::timestamptz[], \(days.map(\.1))::int8[])
+        ON CONFLICT (currency, channel, kind, day) DO UPDATE SET customers = scope_days.customers + EXCLUDED.customers),
       -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales): a row marked
       -- again gets a new version, so that a scoring pass that read the old one leaves it pending.
       pending AS (
@@ -138,6 +144,29 @@ extension AnalyticsStore {
           SELECT * FROM unnest(\(gone.map(\.customer))::uuid[], \(gone.map(\.currency))::text[], \(gone.map(\.channel))::int4[]))
         """, logger: logger)
     }
+  }
+
+  /// SQL: the rows of `analytics.scope_days` computed from `analytics.customer_scopes`.
+  static let scopeDaysSQL = """
+    SELECT currency, channel, 0::int2 AS kind, date_trunc('day', last_at, 'UTC') AS day, count(*)::int8 AS customers
+    FROM analytics.customer_scopes GROUP BY 1, 2, 4
+    UNION ALL
+    SELECT currency, channel, 1::int2, date_trunc('day', first_kept_at, 'UTC'), count(*)::int8
+    FROM analytics.customer_scopes GROUP BY 1, 2, 4
+    """
+
+  /// How the scope rows per UTC day of their last order (kind 0) and of their customer's first (kind 1)
+  /// change when the scopes go from `old` to `new`; without the days that do not change, in key order.
+  static func scopeDayChanges(_ old: [ScopeKey: ScopeTimes], _ new: [ScopeKey: ScopeTimes]) -> [(ScopeDay, Int64)] {
+    var changes: [ScopeDay: Int64] = [:]
+    func count(_ key: ScopeKey, _ times: ScopeTimes, _ sign: Int64) {
+      for (kind, at) in [(0, times.last), (1, times.first)] {
+        changes[ScopeDay(currency: key.currency, channel: key.channel, kind: kind, day: UTCPeriod.starts(of: at)[0]), default: 0] += sign
+      }
+    }
+    for (key, times) in old where new[key] != times { count(key, times, -1) }
+    for (key, times) in new where old[key] != times { count(key, times, 1) }
+    return changes.filter { $0.value != 0 }.sorted { $0.key < $1.key }
   }
 
   /// The orders of `customers` that are not cancelled, and the ids of all their stored orders.
@@ -213,6 +242,19 @@ struct ScopeKey: Hashable, Comparable {
 
   static func < (a: ScopeKey, b: ScopeKey) -> Bool {
     (a.customer.uuidString, a.currency, a.channel) < (b.customer.uuidString, b.currency, b.channel)
+  }
+}
+
+/// A row of `analytics.scope_days`: scope rows of a currency and channel whose last order (kind 0) or
+/// whose customer's first order (kind 1) is on a UTC day.
+struct ScopeDay: Hashable, Comparable {
+  let currency: String
+  let channel: Int
+  let kind: Int
+  let day: Date
+
+  static func < (a: ScopeDay, b: ScopeDay) -> Bool {
+    (a.currency, a.channel, a.kind, a.day) < (b.currency, b.channel, b.kind, b.day)
   }
 }
 

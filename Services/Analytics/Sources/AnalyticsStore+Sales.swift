@@ -175,11 +175,21 @@ extension AnalyticsStore {
   /// The customers of a range that ends after now, from `analytics.customer_scopes`: those whose last
   /// order in the currency (and channel) is in the range.
   private func keptSalesCustomers(_ range: SalesRange) async throws -> Rapport_Analytics_V1_SalesPeriod {
+    // Whole UTC days from `analytics.scope_days`, the rest of the first day from the scopes themselves.
+    let day = UTCPeriod.starts(of: range.from)[0]
+    let next = day == range.from ? day : day.addingTimeInterval(86_400)
     let rows = try await client.query(
       """
-      SELECT count(*) FILTER (WHERE first_kept_at >= \(range.from)), count(*) FILTER (WHERE first_kept_at < \(range.from))
-      FROM analytics.customer_scopes
-      WHERE currency = \(range.currency)::bpchar AND channel = \(range.channel) AND last_at >= \(range.from)
+      WITH s AS NOT MATERIALIZED (SELECT * FROM analytics.customer_scopes WHERE currency = \(range.currency)::bpchar AND channel = \(range.channel)),
+      d AS (
+        SELECT kind, sum(customers) AS n FROM analytics.scope_days
+        WHERE currency = \(range.currency)::bpchar AND channel = \(range.channel) AND day >= \(next) GROUP BY kind),
+      counted AS (
+        SELECT coalesce((SELECT n FROM d WHERE kind = 1), 0)
+                 + (SELECT count(*) FROM s WHERE first_kept_at >= \(range.from) AND first_kept_at < \(next)) AS new,
+               coalesce((SELECT n FROM d WHERE kind = 0), 0)
+                 + (SELECT count(*) FROM s WHERE last_at >= \(range.from) AND last_at < \(next)) AS active)
+      SELECT new::int8, (active - new)::int8 FROM counted
       """, logger: logger)
     return try await Self.customers(rows)
   }
