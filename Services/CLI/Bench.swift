@@ -257,7 +257,7 @@ struct Bench: AsyncParsableCommand {
   private func settle(_ stack: Stack) async throws {
     try await catchUp(stack)
     let url = stack.databaseURL
-    _ = try Shell.run(
+    _ = try await Shell.run(
       try LocalPostgres.binary("psql"),
       [
         "-v", "ON_ERROR_STOP=1", "-qc",
@@ -274,7 +274,7 @@ struct Bench: AsyncParsableCommand {
         - (SELECT coalesce(max(last_sequence), 0) FROM analytics.feed_cursors WHERE source = 'order')
       """
     while ContinuousClock.now - started < .seconds(120) {
-      let behind = try Shell.run(
+      let behind = try await Shell.run(
         try LocalPostgres.binary("psql"),
         ["-tAc", sql, "-h", url.host, "-p", "\(url.port)", "-U", url.user, url.database])
       if Int(behind.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 1 <= 0 {
@@ -305,7 +305,7 @@ struct Bench: AsyncParsableCommand {
     ]
     if let rate { arguments += ["-R", String(format: "%.0f", rate), "-l", "--log-prefix=\(scratch)/tx"] }
     if prepared { arguments += ["-M", "prepared"] }
-    let output = try Shell.run(try LocalPostgres.binary("pgbench"), arguments + [url.database])
+    let output = try await Shell.run(try LocalPostgres.binary("pgbench"), arguments + [url.database])
     var histogram: Histogram<UInt64>?
     if rate != nil {
       var paced = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)

@@ -39,7 +39,7 @@ extension Bench {
     let method = String(target.path.dropFirst())
     let port = Self.metricsPorts[target.service]!
     let okBefore = try await Self.okCount(method, metricsPort: port)
-    let output = try Shell.run(
+    let output = try await Shell.run(
       try Shell.which("h2load"),
       [
         "-n", "\(requests)", "-c", "1", "-m", "\(streams)", "-d", body, "-H", "content-type: application/grpc",

@@ -48,6 +48,21 @@ public enum Shell {
     return text
   }
 
+  /// `run` on a thread of its own, for async callers: waiting for a child must not hold one of the few
+  /// threads every Swift task runs on (two on a 2-core machine). Tests that waited there froze the
+  /// in-process services of the tests running beside them ("service did not start listening").
+  @discardableResult
+  public static func run(_ program: String, _ arguments: [String], asUser user: String? = nil) async throws -> String {
+    try await onOwnThread { try run(program, arguments, asUser: user) }
+  }
+
+  /// Runs blocking `work` on a new thread and waits for it without holding a Swift concurrency thread.
+  public static func onOwnThread<Result: Sendable>(_ work: @escaping @Sendable () throws -> Result) async throws -> Result {
+    try await withCheckedThrowingContinuation { continuation in
+      Thread { continuation.resume(with: Swift.Result { try work() }) }.start()
+    }
+  }
+
   /// The full path of a program on PATH.
   public static func which(_ name: String) throws -> String {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"

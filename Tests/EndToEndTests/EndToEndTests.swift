@@ -52,7 +52,7 @@ extension Executables {
         #expect(view.metrics.revenue.map(\.amountMinor) == [1497])
 
         // A partner in another language calls the gateway and the customer service.
-        let partner = try Self.interop(stack, email: "e2e@example.com")
+        let partner = try await Self.interop(stack, email: "e2e@example.com")
         #expect(partner["found_id"] as? String == customer.id)
         #expect(partner["view_customer_id"] as? String == customer.id)
         #expect(partner["created_email"] as? String == "python.partner@example.com")
@@ -151,7 +151,7 @@ extension Executables {
           MARY@example.com,Mary,,web,
           """.write(toFile: csv, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: csv) }
-        let imported = try Shell.run(
+        let imported = try await Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["import", "customers", csv, "--customer", "\(stack.address("customer"))"])
         #expect(imported.contains("3 rows") && imported.contains("1 created, 1 already known, 1 failed"))
         #expect(imported.contains("row 3: email: must be an email address"))
@@ -171,9 +171,9 @@ extension Executables {
         }
         // A rule segment defined with `rapport segments put` counts the survivor at once.
         let rapport = try Stack.binaryDirectory() + "/rapport"
-        let put = try Shell.run(rapport, ["segments", "put", "buyers", "orders >= 3", "--analytics", "\(stack.address("analytics"))"])
+        let put = try await Shell.run(rapport, ["segments", "put", "buyers", "orders >= 3", "--analytics", "\(stack.address("analytics"))"])
         #expect(put.contains("buyers v1: 1 member(s)"), "\(put)")
-        let listed = try Shell.run(rapport, ["segments", "--analytics", "\(stack.address("analytics"))"])
+        let listed = try await Shell.run(rapport, ["segments", "--analytics", "\(stack.address("analytics"))"])
         #expect(listed.contains("buyers  1 member(s)  v1  orders >= 3"), "\(listed)")
         // Tags and attributes: analytics reads them from the customer service when the feed says they
         // changed — Percy was imported with tags, the survivor gets an attribute now.
@@ -184,13 +184,13 @@ extension Executables {
           $0.customer = .with { $0.attributes = ["tier": .with { $0.stringValue = "gold" }] }
           $0.updateMask = .with { $0.paths = ["attributes"] }
         })
-        _ = try Shell.run(rapport, ["segments", "put", "poets", "tagged(poet) or attribute(tier) = 'gold' and orders >= 3", "--analytics", "\(stack.address("analytics"))"])
+        _ = try await Shell.run(rapport, ["segments", "put", "poets", "tagged(poet) or attribute(tier) = 'gold' and orders >= 3", "--analytics", "\(stack.address("analytics"))"])
         try await eventually(within: .seconds(10), "the segment counts the imported poet and the gold survivor") {
-          let members = try Shell.run(rapport, ["segments", "members", "poets", "--analytics", "\(stack.address("analytics"))"])
+          let members = try await Shell.run(rapport, ["segments", "members", "poets", "--analytics", "\(stack.address("analytics"))"])
           return Set(members.split(separator: "\n").map(String.init)) == [percy.id, survivor.id]
         }
         // `rapport view` by the duplicate's email shows the survivor with all of it.
-        let cli = try Shell.run(
+        let cli = try await Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])
         #expect(cli.contains("id \(survivor.id)"))
         #expect(cli.contains("Recent orders (3)") && cli.contains("Open tickets (2)"))
@@ -226,10 +226,10 @@ extension Executables {
 
     /// Runs Tests/EndToEndTests/interop/partner_client.py and returns the JSON it prints (over TLS when
     /// the stack runs with it).
-    static func interop(_ stack: Stack, email: String) throws -> [String: Any] {
+    static func interop(_ stack: Stack, email: String) async throws -> [String: Any] {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-      let output = try Shell.run(
+      let output = try await Shell.run(
         try Shell.which("python3"),
         [
           root.appendingPathComponent("Tests/EndToEndTests/interop/partner_client.py").path,

@@ -88,31 +88,36 @@ extension Executables {
       }
     }
 
-    @Test func everyExecutableAnswersHelpAndVersionAndRefusesUnknownFlags() throws {
+    @Test func everyExecutableAnswersHelpAndVersionAndRefusesUnknownFlags() async throws {
       let directory = try Stack.binaryDirectory()
       for name in Stack.order {
-        let help = try run("\(directory)/rapport-\(name)", ["--help"])
+        let help = try await run("\(directory)/rapport-\(name)", ["--help"])
         #expect(help.status == 0 && help.output.contains("--database-url") && help.output.contains("--metrics-addr"))
-        let version = try run("\(directory)/rapport-\(name)", ["--version"])
+        let version = try await run("\(directory)/rapport-\(name)", ["--version"])
         #expect(version.status == 0 && version.output.contains(RapportVersion.description))
-        let unknown = try run("\(directory)/rapport-\(name)", ["--no-such-flag"])
+        let unknown = try await run("\(directory)/rapport-\(name)", ["--no-such-flag"])
         #expect(unknown.status != 0 && unknown.output.contains("no-such-flag"), "\(name): \(unknown)")
       }
     }
 
     /// `--version` names the commit the binaries were built from: the checkout's own HEAD (with
     /// `-dirty` when it has uncommitted changes).
-    @Test func theVersionNamesTheCommitTheBinariesWereBuiltFrom() throws {
+    @Test func theVersionNamesTheCommitTheBinariesWereBuiltFrom() async throws {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-      let head = try run("/usr/bin/git", ["-C", root.path, "rev-parse", "--short=12", "HEAD"])
+      let head = try await run("/usr/bin/git", ["-C", root.path, "rev-parse", "--short=12", "HEAD"])
       try #require(head.status == 0, "the tests run from a git checkout")
       #expect(RapportVersion.commit.hasPrefix(head.output.trimmingCharacters(in: .whitespacesAndNewlines)))
-      let cli = try run("\(try Stack.binaryDirectory())/rapport", ["--version"])
+      let cli = try await run("\(try Stack.binaryDirectory())/rapport", ["--version"])
       #expect(cli.status == 0 && cli.output.trimmingCharacters(in: .whitespacesAndNewlines) == RapportVersion.description)
     }
 
-    /// Runs an executable to its end (they must not start listening for these), output and status.
-    private func run(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs an executable to its end (they must not start listening for these), output and status; the
+    /// wait on a thread of its own (`Shell.onOwnThread`).
+    private func run(_ path: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+      try await Shell.onOwnThread { try Self.runBlocking(path, arguments) }
+    }
+
+    private static func runBlocking(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
       let process = Process()
       process.executableURL = URL(fileURLWithPath: path)
       process.arguments = arguments

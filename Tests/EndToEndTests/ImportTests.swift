@@ -26,11 +26,11 @@ extension Executables {
           """.write(toFile: csv, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: csv) }
         let binary = try Stack.binaryDirectory() + "/rapport"
-        let first = try Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"])
+        let first = try await Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"])
         #expect(first.contains("5 orders") && first.contains("3 created, 0 already known, 2 failed"), "\(first)")
         #expect(first.contains("row 6: quantity: 'x' is not an integer"), "\(first)")
         #expect(first.contains("row 7: order.lines[0].quantity"), "\(first)")
-        let again = try Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"])
+        let again = try await Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"])
         #expect(again.contains("0 created, 3 already known, 2 failed"), "\(again)")
 
         let customer = try await stack.withClients {
@@ -100,10 +100,10 @@ extension Executables {
           "seed", "--customers", "60", "--orders", "1500", "--streams", "1", "--customer", "\(stack.address("customer"))",
           "--order", "\(stack.address("order"))",
         ]
-        let first = try Shell.run(rapport, arguments)
+        let first = try await Shell.run(rapport, arguments)
         #expect(first.contains("customers: 60 rows") && first.contains("60 created"), "\(first)")
         #expect(first.contains("orders: 1500 in") && first.contains("1500 created, 0 already known, 0 failed"), "\(first)")
-        let again = try Shell.run(rapport, arguments)
+        let again = try await Shell.run(rapport, arguments)
         #expect(again.contains("0 created, 1500 already known, 0 failed"), "\(again)")
         try await withClient(stack.address("analytics"), security: stack.clientSecurity) { client in
           let analytics = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)

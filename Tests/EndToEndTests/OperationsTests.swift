@@ -83,7 +83,7 @@ extension Executables {
       let binaries = try Stack.binaryDirectory()
       for (name, schema) in [("customer", "customer"), ("order", "orders"), ("support", "support"), ("analytics", "analytics"), ("gateway", "gateway")] {
         for _ in 0..<2 {  // twice: the second run finds nothing to do
-          let output = try Shell.run(
+          let output = try await Shell.run(
             "/usr/bin/env", ["RAPPORT_\(name.uppercased())_DATABASE_URL=\(database.role(of: name).urlString)", "\(binaries)/rapport-\(name)", "migrate"])
           #expect(output.contains("rapport-\(name): migrations applied"), "\(output)")
         }
@@ -116,7 +116,7 @@ extension Executables {
       }
     }
 
-    @Test func theOperationsGuideListsEveryOptionOfEveryExecutable() throws {
+    @Test func theOperationsGuideListsEveryOptionOfEveryExecutable() async throws {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
       let guide = try String(contentsOf: root.appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)
       // The options in the first column of the configuration reference.
@@ -124,7 +124,7 @@ extension Executables {
       let documented = Set(rows.flatMap { $0.split(separator: "|").first.map { $0.matches(of: /`(--[a-z-]+)`/).map { String($0.1) } } ?? [] })
       var offered = Set<String>()
       for name in Stack.order {
-        let help = try Shell.run("\(try Stack.binaryDirectory())/rapport-\(name)", ["--help"])
+        let help = try await Shell.run("\(try Stack.binaryDirectory())/rapport-\(name)", ["--help"])
         offered.formUnion(help.matches(of: /(?m)^\s+(?:-[a-z], )?(--[a-z-]+)/).map { String($0.1) })
       }
       offered.remove("--help")
@@ -152,10 +152,10 @@ extension Executables {
         let dump = NSTemporaryDirectory() + "rapport-orders-\(UUID().uuidString).dump"
         defer { try? FileManager.default.removeItem(atPath: dump) }
         // The documented drill: dump the schema, lose it, restore it with the service stopped.
-        try Shell.run(try LocalPostgres.binary("pg_dump"), ["-Fc", "-n", "orders", "-f", dump, "--dbname=\(url.urlString)"])
+        try await Shell.run(try LocalPostgres.binary("pg_dump"), ["-Fc", "-n", "orders", "-f", dump, "--dbname=\(url.urlString)"])
         await stack.process("order").stop()
         try await Bootstrap.execute("DROP SCHEMA orders CASCADE", on: url, logger: testLogger("restore"))
-        try Shell.run(try LocalPostgres.binary("pg_restore"), ["--dbname=\(url.urlString)", dump])
+        try await Shell.run(try LocalPostgres.binary("pg_restore"), ["--dbname=\(url.urlString)", dump])
         try await stack.restart("order")
         let (orderOwner, email) = try await stack.withClients { clients in
           (

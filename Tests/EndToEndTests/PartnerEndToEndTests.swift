@@ -110,7 +110,7 @@ extension Executables {
           #expect(await Self.code { try await gateway.getCustomer(.with { $0.customerID = acme.customer }, metadata: Self.bearer("rpk_x")) } == .unauthenticated)
 
           // The Python example of docs/PARTNERS.md, over TLS with only the .proto files, the CA and a key.
-          let shopSeen = try Self.pythonExample(stack, key: shopKey, email: "buyer@acme.example")
+          let shopSeen = try await Self.pythonExample(stack, key: shopKey, email: "buyer@acme.example")
           #expect(shopSeen["find"] as? String == acme.customer)
           #expect((shopSeen["view_sections"] as? [String: Int])?.values.allSatisfy { $0 == 0 } == true)
           #expect((shopSeen["orders"] as? [String])?.contains(acme.order) == true)
@@ -118,21 +118,21 @@ extension Executables {
           let shopPlaced = shopSeen["place"] as? [String]
           #expect(shopPlaced?.count == 2 && shopPlaced?[0] == shopPlaced?[1] && UUID(uuidString: shopPlaced?[0] ?? "") != nil)
           #expect(UUID(uuidString: shopSeen["ticket"] as? String ?? "") != nil)
-          let analystSeen = try Self.pythonExample(stack, key: analystKey, email: "buyer@globex.example")
+          let analystSeen = try await Self.pythonExample(stack, key: analystKey, email: "buyer@globex.example")
           #expect(analystSeen["find"] as? String == globex.customer)
           #expect(analystSeen["orders"] as? [String] == [globex.order])
           #expect(analystSeen["place"] as? [String] == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
           #expect(analystSeen["ticket"] as? String == "PERMISSION_DENIED")
-          #expect(try Self.pythonExample(stack, key: analystKey, email: "buyer@acme.example")["find"] as? String == "NOT_FOUND")
+          #expect(try await Self.pythonExample(stack, key: analystKey, email: "buyer@acme.example")["find"] as? String == "NOT_FOUND")
         }
       }
     }
 
     /// Tests/EndToEndTests/interop/partner_example.py (the example docs/PARTNERS.md shows) against the
     /// stack's gateway; the JSON it prints.
-    static func pythonExample(_ stack: Stack, key: String, email: String) throws -> [String: Any] {
+    static func pythonExample(_ stack: Stack, key: String, email: String) async throws -> [String: Any] {
       let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-      let output = try Shell.run(
+      let output = try await Shell.run(
         try Shell.which("python3"),
         [
           root.appendingPathComponent("Tests/EndToEndTests/interop/partner_example.py").path,

@@ -107,7 +107,7 @@ extension Executables {
         #expect(await Self.code(stack.address("gateway"), .plaintext, Self.health) == .unavailable)
 
         // Python grpcio over TLS: the gateway verified against the CA, the customer service with a client certificate.
-        let partner = try EndToEndTests.interop(stack, email: "tls@example.com")
+        let partner = try await EndToEndTests.interop(stack, email: "tls@example.com")
         #expect(partner["found_id"] as? String == customer.id)
         #expect(partner["view_customer_id"] as? String == customer.id)
         #expect(partner["view_order_totals"] as? [Int] == [499])

@@ -111,7 +111,7 @@ import Testing
 
   /// Rapport's fit and closed forms against the `lifetimes` package (PyPI, installed by
   /// scripts/install-deps): Tests/EndToEndTests/interop/clv_lifetimes.py scores both.
-  @Test func closedFormsMatchLifetimesAndTheFitIsAtLeastAsLikely() throws {
+  @Test func closedFormsMatchLifetimesAndTheFitIsAtLeastAsLikely() async throws {
     let histories = Self.population(3_000, seed: 7)
     let purchases = try #require(ModelFitting.fitBetaGeometric(histories)).model
     let spend = try #require(ModelFitting.fitGammaGamma(histories)).model
@@ -133,7 +133,7 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: path) }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .appendingPathComponent("EndToEndTests/interop/clv_lifetimes.py").path
-    let output = try Shell.run(try Shell.which("python3"), [script, path])
+    let output = try await Shell.run(try Shell.which("python3"), [script, path])
     let line = output.split(separator: "\n").last.map(String.init) ?? ""
     let answer = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(output)")
     print("lifetimes reference: \(line)")

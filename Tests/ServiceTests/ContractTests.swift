@@ -6,11 +6,11 @@ import Testing
 
 /// The generated code in Shared/RapportProtos was produced from the protos in Protos/ as they are now
 /// (Protos/generate.sh records their checksum; CI also regenerates and diffs).
-@Test func generatedCodeMatchesTheProtos() throws {
+@Test func generatedCodeMatchesTheProtos() async throws {
   let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   let recorded = try String(contentsOf: root.appendingPathComponent("Shared/RapportProtos/protos.sha256"), encoding: .utf8)
     .trimmingCharacters(in: .whitespacesAndNewlines)
-  let current = try Shell.run(
+  let current = try await Shell.run(
     "/bin/sh",
     ["-c", "cd '\(root.path)/Protos' && cat $(find . -name '*.proto' | sed 's|^\\./||' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1"]
   ).trimmingCharacters(in: .whitespacesAndNewlines)
