@@ -41,8 +41,8 @@ public enum Bootstrap {
   }
 
   /// Applies a SQL file with psql (it holds a DO block and several statements), stopping at the first error.
-  public static func apply(file: String, on url: DatabaseURL) throws {
-    try Shell.run(
+  public static func apply(file: String, on url: DatabaseURL) async throws {
+    try await Shell.run(
       try LocalPostgres.binary("psql"),
       ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file, "--dbname=\(url.urlString)"])
   }
@@ -61,7 +61,7 @@ public enum Bootstrap {
     for try await count in rows.decode(Int.self) { exists = count > 0 }
     if !exists { _ = try await connection.query("CREATE DATABASE \(unescaped: database)", logger: logger) }
     try await connection.close()
-    try apply(file: try sqlFile(), on: server.with(database: database))
+    try await apply(file: try sqlFile(), on: server.with(database: database))
   }
 }
 

@@ -62,7 +62,8 @@ public final class Stack: Sendable {
     if let given {
       server = given
     } else {
-      let local = try LocalPostgres.start(directory: "\(dataDirectory)/postgres")
+      let directory = "\(dataDirectory)/postgres"
+      let local = try await Shell.onOwnThread { try LocalPostgres.start(directory: directory) }
       say("PostgreSQL \(local.adminURL.host):\(local.port), data in \(local.directory)")
       postgres = local
       server = local.adminURL.with(database: "rapport")

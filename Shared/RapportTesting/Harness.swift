@@ -16,7 +16,7 @@ public enum TestDatabase {
   private static let cluster: Task<LocalPostgres, any Error> = Task {
     let directory = "/tmp/rapport-test-\(getpid())"
     cleanUpStaleClusters()
-    let postgres = try LocalPostgres.start(directory: directory, ephemeral: true, maxConnections: 1000)
+    let postgres = try await Shell.onOwnThread { try LocalPostgres.start(directory: directory, ephemeral: true, maxConnections: 1000) }
     clusterDirectory = directory
     atexit {
       if let directory = clusterDirectory {
