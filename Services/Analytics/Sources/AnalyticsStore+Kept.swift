@@ -82,19 +82,30 @@ extension AnalyticsStore {
     var survivorOf: [UUID: UUID] = [:]
     for try await (duplicate, survivor) in aliases.decode((UUID, UUID).self) { survivorOf[duplicate] = survivor }
     let touched = Set(customers).union(survivorOf.values).sorted { $0.uuidString < $1.uuidString }
-    let (before, stored) = try await keptOrders(of: touched, on: connection)
-    try await change()
-    let after: [KeptOrder]
+    var before: [KeptOrder], after: [KeptOrder]
+    var window = PlacementWindow()
     if let incoming {
-      var kept = before, seen = stored
-      for order in incoming where seen.insert(order.id).inserted {
-        kept.append(order.of(survivorOf[order.customer] ?? order.customer))
-      }
-      after = kept
+      // Placements: the orders not stored yet are added. A customer with kept orders, none of whose new
+      // orders comes before their first and who takes no part in a merge, is read only in the weeks
+      // and months of their new orders, and their scopes come from `analytics.customer_scopes`: what
+      // they contribute elsewhere does not change. Other customers' orders are read whole.
+      let fresh = try await unstored(incoming, on: connection)
+      let aliased = Set(survivorOf.keys).union(survivorOf.values)
+      window = try await placementWindow(
+        for: fresh.filter { !aliased.contains($0.customer) }, of: touched.filter { !aliased.contains($0) }, on: connection)
+      before = try await keptOrders(of: touched.filter { window.firsts[$0] == nil }, on: connection).kept
+        + window.orders
+      try await change()
+      after = before + fresh.map { $0.of(survivorOf[$0.customer] ?? $0.customer) }
     } else {
+      before = try await keptOrders(of: touched, on: connection).kept
+      try await change()
       after = try await keptOrders(of: touched, on: connection).kept
     }
-    let (old, new) = (KeptContributions(before, zones: zones), KeptContributions(after, zones: zones))
+    var (old, new) = (
+      KeptContributions(before, zones: zones, firsts: window.firsts), KeptContributions(after, zones: zones, firsts: window.firsts)
+    )
+    window.replaceScopes(old: &old, new: &new, placed: after)
     let sales = Self.difference(old.sales, new.sales)
     let cohorts = Self.difference(old.cohorts, new.cohorts)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
@@ -169,6 +180,66 @@ extension AnalyticsStore {
     return changes.filter { $0.value != 0 }.sorted { $0.key < $1.key }
   }
 
+  /// `orders` less those already stored (a redelivery), each once.
+  private func unstored(_ orders: [KeptOrder], on connection: PostgresConnection) async throws -> [KeptOrder] {
+    let rows = try await connection.query(
+      "SELECT order_id FROM analytics.orders WHERE order_id = ANY(\(orders.map(\.id))::uuid[])", logger: logger)
+    var seen: Set<UUID> = []
+    for try await id in rows.decode(UUID.self) { seen.insert(id) }
+    return orders.filter { seen.insert($0.id).inserted }
+  }
+
+  /// The customers among `customers` whose placements `fresh` can be kept from a window of their orders
+  /// (they have kept orders and no new one before their first), with their kept scopes and the orders
+  /// (not cancelled) in the weeks and months of their new orders, a day's margin either side for the
+  /// kept zones' local periods.
+  private func placementWindow(for fresh: [KeptOrder], of customers: [UUID], on connection: PostgresConnection) async throws
+    -> PlacementWindow
+  {
+    var window = PlacementWindow()
+    let placing = Dictionary(grouping: fresh, by: \.customer)
+    let candidates = customers.filter { placing[$0] != nil }
+    guard !candidates.isEmpty else { return window }
+    let rows = try await connection.query(
+      """
+      SELECT customer_id, currency::text, channel, first_kept_at, last_at, orders, net_minor
+      FROM analytics.customer_scopes WHERE customer_id = ANY(\(candidates)::uuid[])
+      """, logger: logger)
+    var scopes: [UUID: [ScopeKey: ScopeTimes]] = [:]
+    for try await (customer, currency, channel, first, last, orders, net) in rows.decode((UUID, String, Int, Date, Date, Int64, Int64).self) {
+      scopes[customer, default: [:]][ScopeKey(customer: customer, currency: currency, channel: channel)] =
+        ScopeTimes(first: first, last: last, orders: orders, net: net)
+    }
+    var ids: [UUID] = [], froms: [Date] = [], tos: [Date] = []
+    for customer in candidates {
+      guard let own = scopes[customer], let first = own.values.first?.first,
+        let new = placing[customer], new.allSatisfy({ $0.placed >= first })
+      else { continue }
+      window.firsts[customer] = first
+      window.scopes[customer] = own
+      let spans = new.map { order -> (Date, Date) in
+        let starts = UTCPeriod.starts(of: order.placed)
+        let nextMonth = UTCPeriod.starts(of: starts[2].addingTimeInterval(32 * 86_400))[2]
+        return (min(starts[1], starts[2]).addingTimeInterval(-86_400), max(starts[1].addingTimeInterval(7 * 86_400), nextMonth).addingTimeInterval(86_400))
+      }
+      ids.append(customer)
+      froms.append(spans.map(\.0).min()!)
+      tos.append(spans.map(\.1).max()!)
+    }
+    guard !ids.isEmpty else { return window }
+    let orders = try await connection.query(
+      """
+      SELECT o.order_id, o.customer_id, o.placed_at, o.currency::text, o.channel, o.total_minor - o.refunded_minor
+      FROM unnest(\(ids)::uuid[], \(froms)::timestamptz[], \(tos)::timestamptz[]) AS w(customer_id, from_at, to_at)
+      JOIN analytics.orders o ON o.customer_id = w.customer_id AND o.placed_at >= w.from_at AND o.placed_at < w.to_at
+      WHERE NOT o.cancelled
+      """, logger: logger)
+    for try await (id, customer, placed, currency, channel, net) in orders.decode((UUID, UUID, Date, String, Int, Int64).self) {
+      window.orders.append(KeptOrder(id: id, customer: customer, placed: placed, currency: currency, channel: channel, net: net))
+    }
+    return window
+  }
+
   /// The orders of `customers` that are not cancelled, and the ids of all their stored orders.
   private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws
     -> (kept: [KeptOrder], stored: Set<UUID>)
@@ -201,6 +272,41 @@ extension AnalyticsStore {
       if delta.contains(where: { $0 != 0 }) { changes.append((key, delta)) }
     }
     return changes.sorted { $0.0 < $1.0 }
+  }
+}
+
+/// Customers whose placements are kept from a window of their orders (`placementWindow`): their first
+/// order, their kept scopes, and their orders in the window.
+struct PlacementWindow {
+  var firsts: [UUID: Date] = [:]
+  var scopes: [UUID: [ScopeKey: ScopeTimes]] = [:]
+  var orders: [KeptOrder] = []
+
+  /// The window's customers' scopes as kept (`old`), and as kept plus the orders of `placed` that are
+  /// not in the window (`new`): a window holds part of their orders, so their scopes do not come from it.
+  func replaceScopes(old: inout KeptContributions, new: inout KeptContributions, placed: [KeptOrder]) {
+    guard !firsts.isEmpty else { return }
+    for key in Set(old.scopes.keys).union(new.scopes.keys) where firsts[key.customer] != nil {
+      old.scopes[key] = nil
+      new.scopes[key] = nil
+    }
+    let known = Set(orders.map(\.id))
+    for (customer, own) in scopes {
+      for (key, times) in own {
+        old.scopes[key] = times
+        new.scopes[key] = times
+      }
+      for order in placed where order.customer == customer && !known.contains(order.id) {
+        for channel in Set([order.channel, 0]) {
+          let key = ScopeKey(customer: customer, currency: order.currency, channel: channel)
+          var times = new.scopes[key] ?? ScopeTimes(first: firsts[customer]!, last: order.placed)
+          times.last = max(times.last, order.placed)
+          times.orders += 1
+          times.net += order.net
+          new.scopes[key] = times
+        }
+      }
+    }
   }
 }
 
@@ -277,9 +383,10 @@ struct KeptContributions {
   var scopes: [ScopeKey: ScopeTimes] = [:]
 
   /// Sales periods and cohort cells cut in each of `zones`; the customer scopes (no periods) once.
-  init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc]) {
+  /// `firsts`: customers' first orders when `orders` holds only part of theirs.
+  init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
-      let first = own.map(\.placed).min()!
+      let first = firsts[customer] ?? own.map(\.placed).min()!
       for order in own {
         for channel in Set([order.channel, 0]) {
           let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
