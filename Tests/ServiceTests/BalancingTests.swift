@@ -59,6 +59,9 @@ struct BalancingTests {
       let health = Grpc_Health_V1_Health.Client(wrapping: client)
       var options = CallOptions.defaults
       options.waitForReady = true
+      // Bounded: a balancer that never finds a ready replica fails the test instead of hanging the run
+      // (one clean-clone CI run hung here for over 5 minutes).
+      options.timeout = .seconds(20)
       for _ in 0..<40 { _ = try await health.check(.init(), options: options) }
       // Round robin over two ready endpoints: both answer, neither all.
       let answered = counters.map { $0.calls.load(ordering: .relaxed) }
@@ -84,6 +87,9 @@ struct BalancingTests {
       group.addTask { try await client.runConnections() }
       var options = CallOptions.defaults
       options.waitForReady = true
+      // Bounded: a balancer that never finds a ready replica fails the test instead of hanging the run
+      // (one clean-clone CI run hung here for over 5 minutes).
+      options.timeout = .seconds(20)
       _ = try await Grpc_Health_V1_Health.Client(wrapping: client).check(.init(), options: options)
       #expect(counter.calls.load(ordering: .relaxed) == 1)
       client.beginGracefulShutdown()
