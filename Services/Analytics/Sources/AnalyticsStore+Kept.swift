@@ -93,14 +93,14 @@ extension AnalyticsStore {
       let aliased = Set(survivorOf.keys).union(survivorOf.values)
       window = try await placementWindow(
         for: fresh.filter { !aliased.contains($0.customer) }, of: touched.filter { !aliased.contains($0) }, on: connection)
-      before = try await keptOrders(of: touched.filter { window.firsts[$0] == nil }, on: connection).kept
+      before = try await keptOrders(of: touched.filter { window.firsts[$0] == nil }, on: connection)
         + window.orders
       try await change()
       after = before + fresh.map { $0.of(survivorOf[$0.customer] ?? $0.customer) }
     } else {
-      before = try await keptOrders(of: touched, on: connection).kept
+      before = try await keptOrders(of: touched, on: connection)
       try await change()
-      after = try await keptOrders(of: touched, on: connection).kept
+      after = try await keptOrders(of: touched, on: connection)
     }
     var (old, new) = (
       KeptContributions(before, zones: zones, firsts: window.firsts), KeptContributions(after, zones: zones, firsts: window.firsts)
@@ -240,26 +240,19 @@ extension AnalyticsStore {
     return window
   }
 
-  /// The orders of `customers` that are not cancelled, and the ids of all their stored orders.
-  private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws
-    -> (kept: [KeptOrder], stored: Set<UUID>)
-  {
+  /// The orders of `customers` that are not cancelled.
+  private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws -> [KeptOrder] {
+    guard !customers.isEmpty else { return [] }
     let rows = try await connection.query(
       """
-      SELECT order_id, customer_id, placed_at, currency::text, channel, total_minor - refunded_minor, cancelled
-      FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
+      SELECT order_id, customer_id, placed_at, currency::text, channel, total_minor - refunded_minor
+      FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[]) AND NOT cancelled
       """, logger: logger)
     var kept: [KeptOrder] = []
-    var stored: Set<UUID> = []
-    for try await (id, customer, placed, currency, channel, net, cancelled) in rows.decode(
-      (UUID, UUID, Date, String, Int, Int64, Bool).self)
-    {
-      stored.insert(id)
-      if !cancelled {
-        kept.append(KeptOrder(id: id, customer: customer, placed: placed, currency: currency, channel: channel, net: net))
-      }
+    for try await (id, customer, placed, currency, channel, net) in rows.decode((UUID, UUID, Date, String, Int, Int64).self) {
+      kept.append(KeptOrder(id: id, customer: customer, placed: placed, currency: currency, channel: channel, net: net))
     }
-    return (kept, stored)
+    return kept
   }
 
   /// `after` − `before`, key by key, without the keys that did not change; in key order (so that
