@@ -125,6 +125,8 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetSalesSummary (365 days by day)", { _ in _ = try await analytics.getSalesSummary(sales(.day)) }),
       ("GetSalesSummary (365 days by month, \(Self.reportZone), a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: Self.reportZone)) }),
       ("GetSalesSummary (365 days by month, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: Self.otherZone)) }),
+      ("GetSalesSummary (365 days by week, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.week, zone: Self.otherZone)) }),
+      ("GetSalesSummary (365 days by day, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.day, zone: Self.otherZone)) }),
       ("GetTopProducts (365 days)", { _ in _ = try await analytics.getTopProducts(top(.unspecified)) }),
       ("GetTopProducts (365 days, RFM segment champions)", { _ in _ = try await analytics.getTopProducts(top(.champions)) }),
       ("GetCohortRetention (24 months)", { _ in _ = try await analytics.getCohortRetention(cohorts("")) }),

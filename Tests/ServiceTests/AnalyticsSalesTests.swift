@@ -444,8 +444,8 @@ import Testing
     }
   }
 
-  /// The kept aggregates answer as the orders do — cohorts, and sales summaries in UTC by day, week and
-  /// month, per channel and currency, for ranges cut mid-period, whole, ending after now and in the past —
+  /// The kept aggregates answer as the orders do — cohorts, and sales summaries by day, week and month,
+  /// in kept zones and in zones derived from UTC's rows, per channel and currency, for ranges cut mid-period, whole, ending after now and in the past —
   /// after each kind of change: runs of placements for many customers at once, history placed after
   /// newer orders, cancellations (of first orders too), refunds, a merge of two customers. A product
   /// whose only order is cancelled leaves the product rollups.
@@ -468,8 +468,11 @@ import Testing
         (now.addingTimeInterval(-90 * 86_400 - 5_000), now.addingTimeInterval(-3 * 86_400)),
         (now.addingTimeInterval(-30 * 86_400), now),
       ]
+      // Zones not kept, derived from UTC's rows: summer time, offsets of 5:45, +14 and −11 hours, and the
+      // zone dropped below.
+      let derivedZones = ["America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Asia/Kolkata"]
       func check(_ step: String) async throws {
-        for zone in zones {
+        for zone in zones + derivedZones.filter({ !zones.contains($0) }) {
           let kept = try await store.cohorts(from: from, to: to, timeZone: zone, now: now)
           let read = try await store.cohorts(from: from, to: to, timeZone: zone, now: now, kept: false)
           #expect(kept == read, "\(step) \(zone)")
@@ -613,7 +616,7 @@ import Testing
       try await checkSegments("45 days later", at: later)
       #expect(try await count("analytics.rfm_members WHERE valid_until <= '\(later.formatted(.iso8601))'", database) == 0)
       try await checkRows("end")
-      // A zone no longer wanted is dropped; reads in it read the orders.
+      // A zone no longer wanted is dropped; reads in it are derived from UTC's rows again.
       try await store.keepZones([paris])
       #expect(try await store.keptZone("Asia/Kolkata") == nil)
       #expect(try await count("analytics.sales_periods WHERE zone = 'Asia/Kolkata'", database) == 0)
@@ -639,6 +642,67 @@ import Testing
       #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 4)
       _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = single.uuidString }))
       #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 0)
+    }
+  }
+
+  /// Reads in zones that are not kept are derived from UTC's rows; the customers whose answer differs
+  /// are those with orders, or their first order, between a UTC period's start and the zone's. Orders
+  /// placed on those edges — first orders among them, in another currency, cancelled — give the same
+  /// cohorts and summaries as reading the orders, in zones ahead of UTC and behind it.
+  @Test func zonesNotKeptAnswerAsTheOrdersDoAtPeriodEdges() async throws {
+    try await AnalyticsRfmTests.withService { _, events, _ in
+      let store = events.store
+      var utc = Calendar(identifier: .gregorian)
+      utc.timeZone = .gmt
+      let now = Date()
+      let thisMonth = utc.dateInterval(of: .month, for: now)!.start
+      // The starts of the last eight UTC months, and instants around them.
+      let edges = (1...8).map { utc.date(byAdding: .month, value: -$0, to: thisMonth)! }
+      let offsets: [Double] = [-13, -6, -3, -0.5, 0.5, 3, 6, 13]
+      let customers = (0..<16).map { _ in UUID() }
+      var placed: [UUID] = []
+      var payloads: [Rapport_Events_V1_Event.OneOf_Payload] = []
+      for (c, customer) in customers.enumerated() {
+        // Customer c's first order lies `offsets[c % 8]` hours from a month's start; later orders lie on
+        // other edges and in the middle of months.
+        let first = edges[7 - c % 4].addingTimeInterval(offsets[c % 8] * 3_600)
+        let times = [first] + (0..<5).map { k in
+          let later = edges[(c + k) % (7 - c % 4)]
+          return k % 2 == 0 ? later.addingTimeInterval(offsets[(c + k) % 8] * 3_600) : later.addingTimeInterval(15 * 86_400 + Double(c) * 3_600)
+        }
+        for (k, time) in times.enumerated() where time < now {
+          let id = UUID()
+          placed.append(id)
+          payloads.append(.orderPlaced(.with {
+            $0.orderID = id.uuidString
+            $0.customerID = customer.uuidString
+            $0.placedAt = .init(date: time)
+            $0.channel = (c + k) % 3 == 0 ? .store : .web
+            $0.total = .money(Int64(1_000 + 10 * c + k), (c + k) % 5 == 4 ? "GBP" : "EUR")
+            $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = Int64(1_000 + 10 * c + k) }]
+          }))
+        }
+      }
+      _ = try await events.apply("order", all: payloads)
+      // A few cancelled, first orders among them.
+      for (index, id) in placed.enumerated() where index % 7 == 0 {
+        _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
+      }
+      let (from, to) = (edges[7].addingTimeInterval(-40 * 86_400), now.addingTimeInterval(86_400))
+      for zone in ["America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+        let derived = try await store.cohorts(from: from, to: to, timeZone: zone, now: now)
+        let read = try await store.cohorts(from: from, to: to, timeZone: zone, now: now, kept: false)
+        #expect(derived == read, "\(zone)")
+        #expect(read.count >= 4, "\(zone)")
+        for unit in ["day", "week", "month"] {
+          for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
+            let range = AnalyticsStore.SalesRange(from: from, to: to, currency: currency, channel: channel)
+            let fast = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now)
+            let slow = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now, kept: false)
+            #expect(fast.periods == slow.periods && fast.total == slow.total, "\(zone) \(unit) \(currency) \(channel)")
+          }
+        }
+      }
     }
   }
 }

@@ -405,5 +405,10 @@ enum AnalyticsMigrations {
         "INSERT INTO analytics.scope_days \(AnalyticsStore.scopeDaysSQL)",
         "CREATE INDEX customer_scopes_first ON analytics.customer_scopes (currency, channel, first_kept_at)",
       ]),
+    // Sales summaries and cohorts in a zone that is not kept are derived from UTC's rows and the customers
+    // whose first order lies in a sliver between a UTC period's start and the zone's: found by index.
+    Migration(
+      20, "customers by first order",
+      ["CREATE INDEX customer_metrics_first ON analytics.customer_metrics (first_kept_order_at)"]),
   ]
 }

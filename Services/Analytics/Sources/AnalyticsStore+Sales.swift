@@ -22,15 +22,20 @@ extension AnalyticsStore {
   /// in the period of their first order not cancelled (any currency or channel), returning after it.
   ///
   /// In a kept zone (UTC, and the reporting zone: AnalyticsStore+Zones) the whole periods come from
-  /// `analytics.sales_periods` and only the partial ones (cut by the range) from the orders; a range that ends after now takes its customers from
-  /// `analytics.customer_scopes` (their last order in the scope is in the range). `kept: false` reads
-  /// everything from the orders (what the kept rows are checked against).
+  /// `analytics.sales_periods`; in any other zone they are derived from the UTC rows
+  /// (`periodRowsSQL`); only the partial ones (cut by the range) read the orders. A range that ends
+  /// after now takes its customers from `analytics.customer_scopes` (their last order in the scope is in
+  /// the range). `kept: false` reads everything from the orders (what the kept rows are checked against).
   func salesSummary(_ range: SalesRange, unit: String, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> (periods: [Rapport_Analytics_V1_SalesPeriod], total: Rapport_Analytics_V1_SalesPeriod)
   {
     let periods =
-      if kept, let zone = try await keptZone(timeZone) {
-        try await keptSalesPeriods(range, unit: unit, zone: zone, now: now)
+      if !kept {
+        try await salesPeriods(range, unit: unit, timeZone: timeZone)
+      } else if let zone = try await keptZone(timeZone) {
+        try await keptSalesPeriods(range, unit: unit, zone: zone, derived: false, now: now)
+      } else if let zone = KeptZone(timeZone) {
+        try await keptSalesPeriods(range, unit: unit, zone: zone, derived: true, now: now)
       } else {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
       }
@@ -76,28 +81,15 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// Every period of the range in a kept zone: whole ones (and the last one when the range ends after now, so
-  /// no order of it can lie past the range) from `analytics.sales_periods`. A period the range cuts is
-  /// read from the orders of the cut part, or — when the part outside the range is the shorter one —
-  /// as the kept period less what lies outside (`keptPeriod(_:less:cut:)`).
-  private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, now: Date) async throws
+  /// Every period of the range from kept rows (`periodRowsSQL`: the zone's own, or `derived` from UTC's). Whole
+  /// periods (and the last one when the range ends after now, so no order of it can lie past the range)
+  /// are taken as they are. A period the range cuts is read from the orders of the cut part, or — when
+  /// the part outside the range is the shorter one — as the kept period less what lies outside
+  /// (`keptPeriod(_:less:cut:)`).
+  private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, derived: Bool, now: Date) async throws
     -> [Rapport_Analytics_V1_SalesPeriod]
   {
-    let rows = try await client.query(
-      """
-      WITH periods AS (
-        SELECT p AT TIME ZONE \(zone.identifier) AS period, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(zone.identifier) AS period_end
-        FROM generate_series(
-               date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(zone.identifier)),
-               \(range.to)::timestamptz AT TIME ZONE \(zone.identifier) - interval '1 microsecond',
-               ('1 ' || \(unit))::interval) AS p)
-      SELECT p.period, p.period_end, coalesce(s.orders, 0), coalesce(s.net_minor, 0), coalesce(s.active, 0),
-             coalesce(s.new, 0)
-      FROM periods p LEFT JOIN analytics.sales_periods s
-        ON s.zone = \(zone.identifier) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar AND s.channel = \(range.channel)
-           AND s.period = p.period
-      ORDER BY p.period
-      """, logger: logger)
+    let rows = try await client.query(periodRowsSQL(range, unit: unit, zone: zone, derived: derived), logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
     var partial: [(index: Int, kept: KeptPeriod)] = []
     for try await (start, end, orders, net, active, new) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
@@ -117,6 +109,73 @@ extension AnalyticsStore {
       }
     }
     return periods
+  }
+
+  /// (start, end, orders, net, active, new) per period of the range in `zone`. In a kept zone: its rows
+  /// of `analytics.sales_periods`. In any other zone (`derived`), from the UTC row of the period of the
+  /// same calendar name (docs/ANALYTICS.md, "Sales"): the two periods differ only by the orders in
+  /// their symmetric difference — a sliver as long as the zone's offset at either end — so orders and
+  /// net are the UTC row's plus the sliver orders in the local period, less those in the UTC one; and
+  /// customers and new customers are the UTC row's plus, for each customer with an order or their first
+  /// order in a sliver (the only ones whose answer can differ), whether they count in the local period
+  /// less whether they count in the UTC one: known from their sliver orders, or else from one index probe
+  /// for an order in both periods. Exact in any zone; it reads a share of the range's orders of about the
+  /// zone's offset over the period's length.
+  private func periodRowsSQL(_ range: SalesRange, unit: String, zone: KeptZone, derived: Bool) -> PostgresQuery {
+    """
+    WITH periods AS (
+      SELECT p AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ps, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(unescaped: zone.sqlLiteral) AS pe,
+             p AT TIME ZONE 'UTC' AS us, (p + ('1 ' || \(unit))::interval) AT TIME ZONE 'UTC' AS ue
+      FROM generate_series(
+             date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
+             \(range.to)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral) - interval '1 microsecond',
+             ('1 ' || \(unit))::interval) AS p),
+    slivers AS (
+      SELECT ps, pe, us, ue, least(us, ps) AS a, greatest(us, ps) AS b FROM periods WHERE \(derived) AND us <> ps
+      UNION ALL
+      SELECT ps, pe, us, ue, least(ue, pe), greatest(ue, pe) FROM periods WHERE \(derived) AND ue <> pe),
+    moved AS MATERIALIZED (
+      SELECT s.ps, s.pe, s.us, s.ue, o.customer_id, o.total_minor - o.refunded_minor AS net,
+             (o.placed_at >= s.ps AND o.placed_at < s.pe)::int - (o.placed_at >= s.us AND o.placed_at < s.ue)::int AS sign
+      FROM slivers s JOIN analytics.orders o ON o.currency = \(range.currency)::bpchar AND o.placed_at >= s.a AND o.placed_at < s.b
+      WHERE NOT o.cancelled AND (\(range.channel) = 0 OR o.channel = \(range.channel))),
+    -- per customer and period: an order only in the local period, an order only in the UTC one
+    flagged AS (
+      SELECT ps, pe, us, ue, customer_id, bool_or(sign > 0) AS p_only, bool_or(sign < 0) AS u_only FROM moved GROUP BY 1, 2, 3, 4, 5),
+    touched AS (
+      SELECT * FROM flagged
+      UNION ALL
+      SELECT s.ps, s.pe, s.us, s.ue, m.customer_id, false, false
+      FROM slivers s JOIN analytics.customer_metrics m ON m.first_kept_order_at >= s.a AND m.first_kept_order_at < s.b
+      WHERE NOT EXISTS (SELECT 1 FROM flagged f WHERE f.ps = s.ps AND f.customer_id = m.customer_id)),
+    -- (the subqueries in select lists are asked per row, by index: the planner cannot know how few rows
+    -- these are)
+    firsts AS (
+      SELECT t.*, coalesce(t.first >= t.ps AND t.first < t.pe, false) AS first_p, coalesce(t.first >= t.us AND t.first < t.ue, false) AS first_u
+      FROM (SELECT t.*, (SELECT first_kept_order_at FROM analytics.customer_metrics m WHERE m.customer_id = t.customer_id) AS first FROM touched t OFFSET 0) t),
+    -- whether they have an order in both periods, asked only where the answer can matter
+    counted AS MATERIALIZED (
+      SELECT ps, p_only, u_only, first_p, first_u,
+             NOT (p_only = u_only AND (p_only OR first_p = first_u)) AND EXISTS (
+               SELECT 1 FROM analytics.orders o
+               WHERE o.customer_id = f.customer_id AND o.placed_at >= greatest(f.ps, f.us) AND o.placed_at < least(f.pe, f.ue)
+                 AND NOT o.cancelled AND o.currency = \(range.currency)::bpchar AND (\(range.channel) = 0 OR o.channel = \(range.channel))) AS in_both
+      FROM firsts f),
+    customers AS (
+      SELECT ps, sum((p_only OR in_both)::int - (u_only OR in_both)::int) AS active,
+             sum(((p_only OR in_both) AND first_p)::int - ((u_only OR in_both) AND first_u)::int) AS new
+      FROM counted GROUP BY ps),
+    orders AS (SELECT ps, sum(sign) AS orders, sum(sign * net) AS net FROM moved GROUP BY ps)
+    SELECT p.ps, p.pe, (coalesce(s.orders, 0) + coalesce(o.orders, 0))::int8, (coalesce(s.net_minor, 0) + coalesce(o.net, 0))::int8,
+           (coalesce(s.active, 0) + coalesce(c.active, 0))::int8, (coalesce(s.new, 0) + coalesce(c.new, 0))::int8
+    FROM periods p
+      LEFT JOIN analytics.sales_periods s
+        ON s.zone = \(unescaped: derived ? "'UTC'" : zone.sqlLiteral) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar
+           AND s.channel = \(range.channel) AND s.period = \(unescaped: derived ? "p.us" : "p.ps")
+      LEFT JOIN orders o USING (ps)
+      LEFT JOIN customers c USING (ps)
+    ORDER BY p.ps
+    """
   }
 
   /// A kept period's row: orders, net revenue, customers and new customers.

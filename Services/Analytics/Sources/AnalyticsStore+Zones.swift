@@ -4,7 +4,8 @@ import RapportCore
 
 /// A time zone the sales periods and cohort cells are kept in (`analytics.kept_zones`, docs/ANALYTICS.md,
 /// "Sales"): UTC always, and the shop's reporting zone (`report-time-zone`). Sales summaries and cohorts
-/// in a kept zone take their whole periods from the kept rows; in any other zone they read the orders.
+/// in a kept zone take their whole periods from the kept rows; in any other zone they are derived from UTC's
+/// (a name this type admits is also what those derived reads need).
 struct KeptZone: Hashable, Comparable, Sendable {
   let identifier: String
   private let timeZone: TimeZone
