@@ -127,6 +127,7 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetSalesSummary (365 days by month, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.month, zone: Self.otherZone)) }),
       ("GetSalesSummary (365 days by week, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.week, zone: Self.otherZone)) }),
       ("GetSalesSummary (365 days by day, \(Self.otherZone), not a reporting zone)", { _ in _ = try await analytics.getSalesSummary(sales(.day, zone: Self.otherZone)) }),
+      ("GetSalesSummary (365 days by day, \(Self.neighbourZone), not a reporting zone, same clocks as one)", { _ in _ = try await analytics.getSalesSummary(sales(.day, zone: Self.neighbourZone)) }),
       ("GetTopProducts (365 days)", { _ in _ = try await analytics.getTopProducts(top(.unspecified)) }),
       ("GetTopProducts (365 days, RFM segment champions)", { _ in _ = try await analytics.getTopProducts(top(.champions)) }),
       ("GetCohortRetention (24 months)", { _ in _ = try await analytics.getCohortRetention(cohorts("")) }),
@@ -221,7 +222,7 @@ struct BenchAnalytics: AsyncParsableCommand {
   }
 
   /// The shop's reporting zone (`--report-time-zones`), and a zone it does not report in.
-  static let reportZone = "Europe/Paris", otherZone = "America/New_York"
+  static let reportZone = "Europe/Paris", otherZone = "America/New_York", neighbourZone = "Europe/Berlin"
 
   /// Analytics' view of the order feed (`GetPipelineStatus`).
   private func orderFeed(_ analytics: Analytics) async throws -> Rapport_Analytics_V1_SourceStatus {

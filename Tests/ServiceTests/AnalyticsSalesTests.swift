@@ -645,13 +645,24 @@ import Testing
     }
   }
 
-  /// Reads in zones that are not kept are derived from UTC's rows; the customers whose answer differs
-  /// are those with orders, or their first order, between a UTC period's start and the zone's. Orders
-  /// placed on those edges — first orders among them, in another currency, cancelled — give the same
-  /// cohorts and summaries as reading the orders, in zones ahead of UTC and behind it.
+  /// Reads in zones that are not kept are derived from the nearest kept zone's rows (UTC or the
+  /// reporting zone); the customers whose answer differs are those with orders, or their first order,
+  /// between that zone's period start and the zone's. Orders placed on those edges — first orders among
+  /// them, in another currency, cancelled — give the same cohorts and summaries as reading the orders, in
+  /// zones ahead of UTC and behind it, and in zones nearer the reporting zone.
   @Test func zonesNotKeptAnswerAsTheOrdersDoAtPeriodEdges() async throws {
     try await AnalyticsRfmTests.withService { _, events, _ in
       let store = events.store
+      let paris = try #require(KeptZone("Europe/Paris"))
+      try await store.keepZones([paris])
+      // The base: the zone itself when kept, else the kept zone with the nearest clocks (UTC on a tie).
+      let year = (Date().addingTimeInterval(-365 * 86_400), Date())
+      for (zone, base) in [
+        ("Europe/Paris", "Europe/Paris"), ("Europe/Berlin", "Europe/Paris"), ("Europe/Madrid", "Europe/Paris"),
+        ("Africa/Lagos", "Europe/Paris"), ("Atlantic/Reykjavik", "UTC"), ("America/New_York", "UTC"), ("UTC", "UTC"),
+      ] {
+        #expect(try await store.derivationBase(for: try #require(KeptZone(zone)), from: year.0, to: year.1).identifier == base, "\(zone)")
+      }
       var utc = Calendar(identifier: .gregorian)
       utc.timeZone = .gmt
       let now = Date()
@@ -689,7 +700,7 @@ import Testing
         _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
       }
       let (from, to) = (edges[7].addingTimeInterval(-40 * 86_400), now.addingTimeInterval(86_400))
-      for zone in ["America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "Pacific/Pago_Pago"] {
+      for zone in ["America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "Pacific/Pago_Pago", "Europe/Berlin", "Europe/London", "Africa/Lagos"] {
         let derived = try await store.cohorts(from: from, to: to, timeZone: zone, now: now)
         let read = try await store.cohorts(from: from, to: to, timeZone: zone, now: now, kept: false)
         #expect(derived == read, "\(zone)")

@@ -7,7 +7,7 @@ import RapportProtos
 /// cancelled, and how many of each cohort ordered in each month since. In a kept zone (UTC, and the
 /// reporting zone: AnalyticsStore+Zones) the cells are kept in `analytics.cohort_cells`
 /// (AnalyticsStore+Kept), so a read does not grow with the history; in other time zones they are
-/// derived from the UTC cells (`derivedCohortsSQL`).
+/// derived from the nearest kept zone's cells (`derivedCohortsSQL`).
 extension AnalyticsStore {
   /// Cohorts by first-order month (cut in `timeZone`) starting in [from, to), with their active
   /// customers per month since, up to the current month. `kept: false` reads the orders even in a kept
@@ -16,7 +16,12 @@ extension AnalyticsStore {
     -> [Rapport_Analytics_V1_Cohort]
   {
     let rows: PostgresRowSequence
-    if kept, let zone = try await keptZone(timeZone) {
+    // The cells span the cohorts' months and every month since, up to now.
+    let zone = kept ? KeptZone(timeZone) : nil
+    let base = if let zone { try await derivationBase(for: zone, from: from, to: max(to, now)) } else { KeptZone?.none }
+    if let zone, let base, base != zone {
+      rows = try await client.query(Self.derivedCohortsSQL(from: from, to: to, zone: zone, base: base, now: now), logger: logger)
+    } else if let zone, base == zone {
       rows = try await client.query(
         """
         SELECT cohort, month, customers FROM analytics.cohort_cells
@@ -24,8 +29,6 @@ extension AnalyticsStore {
           AND cohort < \(to) AND customers > 0
         ORDER BY cohort, month
         """, logger: logger)
-    } else if kept, let zone = KeptZone(timeZone) {
-      rows = try await client.query(Self.derivedCohortsSQL(from: from, to: to, zone: zone, now: now), logger: logger)
     } else {
       rows = try await client.query(
         """
@@ -66,24 +69,24 @@ extension AnalyticsStore {
   }
 
   /// (cohort, month, customers) of the cohorts starting in [from, to) in a zone that is not kept, from
-  /// the UTC cells (docs/ANALYTICS.md, "Sales"). A month's sliver is what lies between its start in UTC
-  /// and in the zone. A customer's cells by calendar name are the same in both zones unless an order of
-  /// theirs or their first order lies in a sliver, so the cells are the UTC ones (renamed to the zone's
-  /// months), corrected for those customers:
-  /// - a customer whose first order is in a sliver (their cohort may differ): less all their UTC cells,
-  ///   plus all their cells in the zone, from their orders;
-  /// - any other customer with orders in slivers: for each month one of those orders falls in only in UTC
-  ///   or only in the zone, the difference, unless they have an order in the month in both (one index
-  ///   probe).
+  /// the cells of the kept zone `base` (`derivationBase`; docs/ANALYTICS.md, "Sales"). A month's sliver is
+  /// what lies between its start in `base` and in the zone. A customer's cells by calendar name are the
+  /// same in both zones unless an order of theirs or their first order lies in a sliver, so the cells are
+  /// `base`'s (renamed to the zone's months), corrected for those customers:
+  /// - a customer whose first order is in a sliver (their cohort may differ): less all their cells in
+  ///   `base`, plus all their cells in the zone, from their orders;
+  /// - any other customer with orders in slivers: for each month one of those orders falls in only in
+  ///   `base` or only in the zone, the difference, unless they have an order in the month in both (one
+  ///   index probe).
   /// Slivers are taken from the first cohort's month to two months after the last order or `now`.
-  static func derivedCohortsSQL(from: Date, to: Date, zone: KeptZone, now: Date) -> PostgresQuery {
+  static func derivedCohortsSQL(from: Date, to: Date, zone: KeptZone, base: KeptZone, now: Date) -> PostgresQuery {
     """
     WITH months AS (
       SELECT l, l AT TIME ZONE \(unescaped: zone.sqlLiteral) AS zs, (l + interval '1 month') AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ze,
-             l AT TIME ZONE 'UTC' AS us, (l + interval '1 month') AT TIME ZONE 'UTC' AS ue
+             l AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (l + interval '1 month') AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
       FROM generate_series(
              date_trunc('month', \(from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
-             date_trunc('month', greatest(\(now)::timestamptz, (SELECT max(placed_at) FROM analytics.orders)) AT TIME ZONE 'UTC')
+             date_trunc('month', greatest(\(now)::timestamptz, (SELECT max(placed_at) FROM analytics.orders)) AT TIME ZONE \(unescaped: base.sqlLiteral))
                + interval '2 months',
              interval '1 month') AS l),
     earliest AS (SELECT least(min(zs), min(us)) AS at FROM months),
@@ -92,7 +95,7 @@ extension AnalyticsStore {
       SELECT m.customer_id, m.first_kept_order_at AS first
       FROM slivers s JOIN analytics.customer_metrics m ON m.first_kept_order_at >= s.a AND m.first_kept_order_at < s.b),
     moved AS MATERIALIZED (
-      SELECT o.customer_id, date_trunc('month', o.placed_at AT TIME ZONE 'UTC') AS u, date_trunc('month', o.placed_at AT TIME ZONE \(unescaped: zone.sqlLiteral)) AS z
+      SELECT o.customer_id, date_trunc('month', o.placed_at AT TIME ZONE \(unescaped: base.sqlLiteral)) AS u, date_trunc('month', o.placed_at AT TIME ZONE \(unescaped: zone.sqlLiteral)) AS z
       FROM slivers s JOIN analytics.orders o ON o.placed_at >= s.a AND o.placed_at < s.b
       WHERE NOT o.cancelled),
     -- per customer and month: an order in it only in UTC, an order in it only in the zone
@@ -103,7 +106,7 @@ extension AnalyticsStore {
     -- (the subqueries in the select lists are asked per row, by index: the planner cannot know how few rows
     -- these are)
     stayers AS MATERIALIZED (
-      SELECT date_trunc('month', (SELECT first_kept_order_at FROM analytics.customer_metrics m WHERE m.customer_id = g.customer_id) AT TIME ZONE 'UTC') AS cohort,
+      SELECT date_trunc('month', (SELECT first_kept_order_at FROM analytics.customer_metrics m WHERE m.customer_id = g.customer_id) AT TIME ZONE \(unescaped: base.sqlLiteral)) AS cohort,
              g.month,
              CASE
                WHEN EXISTS (
@@ -119,10 +122,10 @@ extension AnalyticsStore {
                date_trunc('month', o.placed_at AT TIME ZONE z.zone) AS month
         FROM movers t
           CROSS JOIN LATERAL (SELECT placed_at FROM analytics.orders o WHERE o.customer_id = t.customer_id AND NOT o.cancelled OFFSET 0) o
-          CROSS JOIN (VALUES ('UTC', -1), (\(unescaped: zone.sqlLiteral), 1)) AS z(zone, sign)) x),
+          CROSS JOIN (VALUES (\(unescaped: base.sqlLiteral), -1), (\(unescaped: zone.sqlLiteral), 1)) AS z(zone, sign)) x),
     cells AS (
-      SELECT cohort AT TIME ZONE 'UTC' AS cohort, month AT TIME ZONE 'UTC' AS month, customers FROM analytics.cohort_cells
-      WHERE zone = 'UTC' AND cohort >= (SELECT at FROM earliest)
+      SELECT cohort AT TIME ZONE \(unescaped: base.sqlLiteral) AS cohort, month AT TIME ZONE \(unescaped: base.sqlLiteral) AS month, customers FROM analytics.cohort_cells
+      WHERE zone = \(unescaped: base.sqlLiteral) AND cohort >= (SELECT at FROM earliest)
       UNION ALL SELECT cohort, month, customers FROM stayers
       UNION ALL SELECT cohort, month, customers FROM moves)
     SELECT cohort AT TIME ZONE \(unescaped: zone.sqlLiteral), month AT TIME ZONE \(unescaped: zone.sqlLiteral), sum(customers)::int8

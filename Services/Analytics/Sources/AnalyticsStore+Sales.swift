@@ -22,8 +22,8 @@ extension AnalyticsStore {
   /// in the period of their first order not cancelled (any currency or channel), returning after it.
   ///
   /// In a kept zone (UTC, and the reporting zone: AnalyticsStore+Zones) the whole periods come from
-  /// `analytics.sales_periods`; in any other zone they are derived from the UTC rows
-  /// (`periodRowsSQL`); only the partial ones (cut by the range) read the orders. A range that ends
+  /// `analytics.sales_periods`; in any other zone they are derived from the rows of the nearest kept
+  /// zone (`periodRowsSQL`); only the partial ones (cut by the range) read the orders. A range that ends
   /// after now takes its customers from `analytics.customer_scopes` (their last order in the scope is in
   /// the range). `kept: false` reads everything from the orders (what the kept rows are checked against).
   func salesSummary(_ range: SalesRange, unit: String, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
@@ -32,10 +32,9 @@ extension AnalyticsStore {
     let periods =
       if !kept {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
-      } else if let zone = try await keptZone(timeZone) {
-        try await keptSalesPeriods(range, unit: unit, zone: zone, derived: false, now: now)
       } else if let zone = KeptZone(timeZone) {
-        try await keptSalesPeriods(range, unit: unit, zone: zone, derived: true, now: now)
+        try await keptSalesPeriods(
+          range, unit: unit, zone: zone, base: try await derivationBase(for: zone, from: range.from, to: range.to), now: now)
       } else {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
       }
@@ -81,15 +80,15 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// Every period of the range from kept rows (`periodRowsSQL`: the zone's own, or `derived` from UTC's). Whole
+  /// Every period of the range from kept rows (`periodRowsSQL`: the zone's own, or derived from `base`'s). Whole
   /// periods (and the last one when the range ends after now, so no order of it can lie past the range)
   /// are taken as they are. A period the range cuts is read from the orders of the cut part, or — when
   /// the part outside the range is the shorter one — as the kept period less what lies outside
   /// (`keptPeriod(_:less:cut:)`).
-  private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, derived: Bool, now: Date) async throws
+  private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone, now: Date) async throws
     -> [Rapport_Analytics_V1_SalesPeriod]
   {
-    let rows = try await client.query(periodRowsSQL(range, unit: unit, zone: zone, derived: derived), logger: logger)
+    let rows = try await client.query(periodRowsSQL(range, unit: unit, zone: zone, base: base), logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
     var partial: [(index: Int, kept: KeptPeriod)] = []
     for try await (start, end, orders, net, active, new) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
@@ -111,29 +110,29 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// (start, end, orders, net, active, new) per period of the range in `zone`. In a kept zone: its rows
-  /// of `analytics.sales_periods`. In any other zone (`derived`), from the UTC row of the period of the
-  /// same calendar name (docs/ANALYTICS.md, "Sales"): the two periods differ only by the orders in
-  /// their symmetric difference — a sliver as long as the zone's offset at either end — so orders and
-  /// net are the UTC row's plus the sliver orders in the local period, less those in the UTC one; and
-  /// customers and new customers are the UTC row's plus, for each customer with an order or their first
+  /// (start, end, orders, net, active, new) per period of the range in `zone`, from the rows of the kept
+  /// zone `base` (`derivationBase`): `zone`'s own when it is kept. Otherwise derived (docs/ANALYTICS.md,
+  /// "Sales"): the local period and `base`'s period of the same calendar name differ only by the orders in
+  /// their symmetric difference — a sliver as long as the two zones' clocks are apart at either end — so
+  /// orders and net are `base`'s row plus the sliver orders in the local period, less those in `base`'s;
+  /// and customers and new customers are `base`'s row plus, for each customer with an order or their first
   /// order in a sliver (the only ones whose answer can differ), whether they count in the local period
-  /// less whether they count in the UTC one: known from their sliver orders, or else from one index probe
-  /// for an order in both periods. Exact in any zone; it reads a share of the range's orders of about the
-  /// zone's offset over the period's length.
-  private func periodRowsSQL(_ range: SalesRange, unit: String, zone: KeptZone, derived: Bool) -> PostgresQuery {
+  /// less whether they count in `base`'s: known from their sliver orders, or else from one index probe for
+  /// an order in both periods. Exact in any zone; it reads a share of the range's orders of about the
+  /// zones' distance over the period's length (`us`, `ue`: `base`'s period; no slivers when it is `zone`).
+  private func periodRowsSQL(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone) -> PostgresQuery {
     """
     WITH periods AS (
       SELECT p AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ps, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(unescaped: zone.sqlLiteral) AS pe,
-             p AT TIME ZONE 'UTC' AS us, (p + ('1 ' || \(unit))::interval) AT TIME ZONE 'UTC' AS ue
+             p AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
       FROM generate_series(
              date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
              \(range.to)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral) - interval '1 microsecond',
              ('1 ' || \(unit))::interval) AS p),
     slivers AS (
-      SELECT ps, pe, us, ue, least(us, ps) AS a, greatest(us, ps) AS b FROM periods WHERE \(derived) AND us <> ps
+      SELECT ps, pe, us, ue, least(us, ps) AS a, greatest(us, ps) AS b FROM periods WHERE us <> ps
       UNION ALL
-      SELECT ps, pe, us, ue, least(ue, pe), greatest(ue, pe) FROM periods WHERE \(derived) AND ue <> pe),
+      SELECT ps, pe, us, ue, least(ue, pe), greatest(ue, pe) FROM periods WHERE ue <> pe),
     moved AS MATERIALIZED (
       SELECT s.ps, s.pe, s.us, s.ue, o.customer_id, o.total_minor - o.refunded_minor AS net,
              (o.placed_at >= s.ps AND o.placed_at < s.pe)::int - (o.placed_at >= s.us AND o.placed_at < s.ue)::int AS sign
@@ -170,8 +169,8 @@ extension AnalyticsStore {
            (coalesce(s.active, 0) + coalesce(c.active, 0))::int8, (coalesce(s.new, 0) + coalesce(c.new, 0))::int8
     FROM periods p
       LEFT JOIN analytics.sales_periods s
-        ON s.zone = \(unescaped: derived ? "'UTC'" : zone.sqlLiteral) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar
-           AND s.channel = \(range.channel) AND s.period = \(unescaped: derived ? "p.us" : "p.ps")
+        ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar
+           AND s.channel = \(range.channel) AND s.period = p.us
       LEFT JOIN orders o USING (ps)
       LEFT JOIN customers c USING (ps)
     ORDER BY p.ps

@@ -4,8 +4,8 @@ import RapportCore
 
 /// A time zone the sales periods and cohort cells are kept in (`analytics.kept_zones`, docs/ANALYTICS.md,
 /// "Sales"): UTC always, and the shop's reporting zone (`report-time-zone`). Sales summaries and cohorts
-/// in a kept zone take their whole periods from the kept rows; in any other zone they are derived from UTC's
-/// (a name this type admits is also what those derived reads need).
+/// in a kept zone take their whole periods from the kept rows; in any other zone they are derived from the
+/// nearest kept zone's (a name this type admits is also what those derived reads need).
 struct KeptZone: Hashable, Comparable, Sendable {
   let identifier: String
   private let timeZone: TimeZone
@@ -47,6 +47,14 @@ struct KeptZone: Hashable, Comparable, Sendable {
     return wall.addingTimeInterval(-Double(min(first, second)))
   }
 
+  /// How far apart this zone's clocks and `other`'s are over [from, to): the mean of the absolute
+  /// difference of their UTC offsets, in seconds, at 24 instants spread over the range.
+  func offsetDistance(to other: KeptZone, from: Date, to: Date) -> Double {
+    let span = max(to.timeIntervalSince(from), 0)
+    let instants = (0..<24).map { from.addingTimeInterval(span * (Double($0) + 0.5) / 24) }
+    return instants.reduce(0) { $0 + Double(abs(timeZone.secondsFromGMT(for: $1) - other.timeZone.secondsFromGMT(for: $1))) } / 24
+  }
+
   static func == (a: KeptZone, b: KeptZone) -> Bool { a.identifier == b.identifier }
   func hash(into hasher: inout Hasher) { hasher.combine(identifier) }
   static func < (a: KeptZone, b: KeptZone) -> Bool { a.identifier < b.identifier }
@@ -69,6 +77,17 @@ extension AnalyticsStore {
     var names: [String] = []
     for try await name in rows.decode(String.self) { names.append(name) }
     return names
+  }
+
+  /// The kept zone `zone`'s sales periods and cohort cells are read from for [from, to): `zone` itself
+  /// when it is kept; otherwise the kept zone whose clocks are nearest to it over the range (UTC on a
+  /// tie), from which they are derived — the nearer, the fewer orders the derivation reads (none between
+  /// zones with the same clocks, such as Europe/Paris and Europe/Berlin).
+  func derivationBase(for zone: KeptZone, from: Date, to: Date) async throws -> KeptZone {
+    let kept = try await client.withConnection { try await keptZoneNames(on: $0) }.compactMap(KeptZone.init)
+    if kept.contains(zone) { return zone }
+    let ranked = kept.map { (distance: zone.offsetDistance(to: $0, from: from, to: to), notUTC: $0 != .utc, zone: $0) }
+    return ranked.min { ($0.distance, $0.notUTC ? 1 : 0, $0.zone.identifier) < ($1.distance, $1.notUTC ? 1 : 0, $1.zone.identifier) }?.zone ?? .utc
   }
 
   /// `name` when the sales periods and cohort cells are kept in it.
