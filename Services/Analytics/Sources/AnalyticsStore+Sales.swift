@@ -29,6 +29,8 @@ extension AnalyticsStore {
   func salesSummary(_ range: SalesRange, unit: String, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> (periods: [Rapport_Analytics_V1_SalesPeriod], total: Rapport_Analytics_V1_SalesPeriod)
   {
+    // The range's customers do not depend on its periods: counted meanwhile, on another connection.
+    async let counted = kept && range.to > now ? keptSalesCustomers(range) : salesCustomers(range)
     let periods =
       if !kept {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
@@ -38,7 +40,7 @@ extension AnalyticsStore {
       } else {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
       }
-    var total = kept && range.to > now ? try await keptSalesCustomers(range) : try await salesCustomers(range)
+    var total = try await counted
     total.orders = periods.reduce(0) { $0 + $1.orders }
     let net = periods.reduce(0) { $0 + $1.netRevenue.amountMinor }
     total = Self.period(
@@ -96,16 +98,19 @@ extension AnalyticsStore {
       if start < range.from || (end > range.to && range.to <= now) { partial.append((periods.count, kept)) }
       periods.append(Self.period(start, orders: orders, net: net, new: new, returning: active - new, currency: range.currency))
     }
-    for (index, kept) in partial {
-      let cut = SalesRange(from: max(kept.start, range.from), to: min(kept.end, range.to), currency: range.currency, channel: range.channel)
-      // Only orders up to now exist: that is how long each part can hold orders.
-      let inside = min(cut.to, now).timeIntervalSince(cut.from)
-      let outside = cut.from.timeIntervalSince(kept.start) + max(0, min(kept.end, now).timeIntervalSince(cut.to))
-      if outside < inside {
-        periods[index] = try await keptPeriod(kept, less: cut)
-      } else if let read = try await salesPeriods(cut, unit: unit, timeZone: zone.identifier).first {
-        periods[index] = read
+    // The first and the last period, when cut, are read at the same time.
+    try await withThrowingTaskGroup(of: (Int, Rapport_Analytics_V1_SalesPeriod?).self) { group in
+      for (index, kept) in partial {
+        group.addTask {
+          let cut = SalesRange(from: max(kept.start, range.from), to: min(kept.end, range.to), currency: range.currency, channel: range.channel)
+          // Only orders up to now exist: that is how long each part can hold orders.
+          let inside = min(cut.to, now).timeIntervalSince(cut.from)
+          let outside = cut.from.timeIntervalSince(kept.start) + max(0, min(kept.end, now).timeIntervalSince(cut.to))
+          if outside < inside { return (index, try await keptPeriod(kept, less: cut)) }
+          return (index, try await salesPeriods(cut, unit: unit, timeZone: zone.identifier).first)
+        }
       }
+      for try await case (let index, let read?) in group { periods[index] = read }
     }
     return periods
   }
