@@ -198,12 +198,15 @@ extension AnalyticsStore {
         WHERE NOT cancelled AND currency = \(cut.currency)::bpchar AND (\(cut.channel) = 0 OR channel = \(cut.channel))
           AND ((placed_at >= \(kept.start) AND placed_at < \(cut.from)) OR (placed_at >= \(cut.to) AND placed_at < \(kept.end)))
         GROUP BY customer_id),
+      -- one index probe per customer: as a NOT EXISTS, the planner may turn it into an anti-join that reads
+      -- every order inside the cut (it did at 1M once the table had been vacuumed)
       gone AS (
         SELECT o.customer_id FROM outside o
-        WHERE NOT EXISTS (
-          SELECT 1 FROM analytics.orders x
+        WHERE NOT coalesce((
+          SELECT true FROM analytics.orders x
           WHERE x.customer_id = o.customer_id AND NOT x.cancelled AND x.currency = \(cut.currency)::bpchar
-            AND (\(cut.channel) = 0 OR x.channel = \(cut.channel)) AND x.placed_at >= \(cut.from) AND x.placed_at < \(cut.to)))
+            AND (\(cut.channel) = 0 OR x.channel = \(cut.channel)) AND x.placed_at >= \(cut.from) AND x.placed_at < \(cut.to)
+          LIMIT 1), false))
       SELECT (SELECT coalesce(sum(n), 0)::int8 FROM outside), (SELECT coalesce(sum(net), 0)::int8 FROM outside),
              (SELECT count(*) FROM gone),
              (SELECT count(*) FROM gone g JOIN analytics.customer_metrics m USING (customer_id)
