@@ -98,7 +98,7 @@ extension AnalyticsStore {
       SELECT o.customer_id, date_trunc('month', o.placed_at AT TIME ZONE \(unescaped: base.sqlLiteral)) AS u, date_trunc('month', o.placed_at AT TIME ZONE \(unescaped: zone.sqlLiteral)) AS z
       FROM slivers s JOIN analytics.orders o ON o.placed_at >= s.a AND o.placed_at < s.b
       WHERE NOT o.cancelled),
-    -- per customer and month: an order in it only in UTC, an order in it only in the zone
+    -- per customer and month: an order in it only in the base zone, an order in it only in this one
     flagged AS (
       SELECT customer_id, month, bool_or(utc) AS u_only, bool_or(NOT utc) AS z_only FROM (
         SELECT customer_id, u AS month, true AS utc FROM moved UNION ALL SELECT customer_id, z, false FROM moved) x

@@ -143,7 +143,7 @@ extension AnalyticsStore {
              (o.placed_at >= s.ps AND o.placed_at < s.pe)::int - (o.placed_at >= s.us AND o.placed_at < s.ue)::int AS sign
       FROM slivers s JOIN analytics.orders o ON o.currency = \(range.currency)::bpchar AND o.placed_at >= s.a AND o.placed_at < s.b
       WHERE NOT o.cancelled AND (\(range.channel) = 0 OR o.channel = \(range.channel))),
-    -- per customer and period: an order only in the local period, an order only in the UTC one
+    -- per customer and period: an order only in the local period, an order only in the base one
     flagged AS (
       SELECT ps, pe, us, ue, customer_id, bool_or(sign > 0) AS p_only, bool_or(sign < 0) AS u_only FROM moved GROUP BY 1, 2, 3, 4, 5),
     touched AS (
