@@ -100,9 +100,9 @@ extension AnalyticsStore {
       WHERE NOT o.cancelled),
     -- per customer and month: an order in it only in the base zone, an order in it only in this one
     flagged AS (
-      SELECT customer_id, month, bool_or(utc) AS u_only, bool_or(NOT utc) AS z_only FROM (
-        SELECT customer_id, u AS month, true AS utc FROM moved UNION ALL SELECT customer_id, z, false FROM moved) x
-      GROUP BY 1, 2 HAVING bool_or(utc) <> bool_or(NOT utc)),
+      SELECT customer_id, month, bool_or(in_base) AS u_only, bool_or(NOT in_base) AS z_only FROM (
+        SELECT customer_id, u AS month, true AS in_base FROM moved UNION ALL SELECT customer_id, z, false FROM moved) x
+      GROUP BY 1, 2 HAVING bool_or(in_base) <> bool_or(NOT in_base)),
     -- (the subqueries in the select lists are asked per row, by index: the planner cannot know how few rows
     -- these are)
     stayers AS MATERIALIZED (
