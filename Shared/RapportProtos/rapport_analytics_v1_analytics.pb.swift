@@ -1156,12 +1156,60 @@ public nonisolated struct Rapport_Analytics_V1_SourceStatus: Sendable {
   fileprivate var _lastErrorTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
+/// A time zone sales periods and cohort cells are kept in (docs/ANALYTICS.md, "Sales"): reads in it take
+/// whole periods from kept rows; reads in any other zone derive them, reading more orders.
+public nonisolated struct Rapport_Analytics_V1_KeptZoneStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// IANA name; "UTC" is always kept.
+  public var zone: String = String()
+
+  /// Kept because reads asked for it, not because --report-time-zones lists it. A learned zone is
+  /// dropped when no read asks for it for 30 days; at most --learned-time-zones are kept.
+  public var learned: Bool = false
+
+  /// Whether every period is computed. Until then reads in the zone are derived.
+  public var ready: Bool = false
+
+  /// While not ready: periods starting before this are computed (a local month at a time, oldest first).
+  public var builtUntil: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_builtUntil ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_builtUntil = newValue}
+  }
+  /// Returns true if `builtUntil` has been explicitly set.
+  public var hasBuiltUntil: Bool {self._builtUntil != nil}
+  /// Clears the value of `builtUntil`. Subsequent reads from it will return its default value.
+  public mutating func clearBuiltUntil() {self._builtUntil = nil}
+
+  /// The last read that asked for the zone, for a learned zone (recorded within a few seconds).
+  public var lastReadTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_lastReadTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_lastReadTime = newValue}
+  }
+  /// Returns true if `lastReadTime` has been explicitly set.
+  public var hasLastReadTime: Bool {self._lastReadTime != nil}
+  /// Clears the value of `lastReadTime`. Subsequent reads from it will return its default value.
+  public mutating func clearLastReadTime() {self._lastReadTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _builtUntil: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _lastReadTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
 public nonisolated struct Rapport_Analytics_V1_GetPipelineStatusResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var sources: [Rapport_Analytics_V1_SourceStatus] = []
+
+  /// UTC first, then by name.
+  public var keptZones: [Rapport_Analytics_V1_KeptZoneStatus] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2933,9 +2981,63 @@ nonisolated extension Rapport_Analytics_V1_SourceStatus: SwiftProtobuf.Message, 
   }
 }
 
+nonisolated extension Rapport_Analytics_V1_KeptZoneStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeptZoneStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}zone\0\u{1}learned\0\u{1}ready\0\u{3}built_until\0\u{3}last_read_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.zone) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.learned) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.ready) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._builtUntil) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._lastReadTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.zone.isEmpty {
+      try visitor.visitSingularStringField(value: self.zone, fieldNumber: 1)
+    }
+    if self.learned != false {
+      try visitor.visitSingularBoolField(value: self.learned, fieldNumber: 2)
+    }
+    if self.ready != false {
+      try visitor.visitSingularBoolField(value: self.ready, fieldNumber: 3)
+    }
+    try { if let v = self._builtUntil {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._lastReadTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Analytics_V1_KeptZoneStatus, rhs: Rapport_Analytics_V1_KeptZoneStatus) -> Bool {
+    if lhs.zone != rhs.zone {return false}
+    if lhs.learned != rhs.learned {return false}
+    if lhs.ready != rhs.ready {return false}
+    if lhs._builtUntil != rhs._builtUntil {return false}
+    if lhs._lastReadTime != rhs._lastReadTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Rapport_Analytics_V1_GetPipelineStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetPipelineStatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sources\0\u{3}kept_zones\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2944,6 +3046,7 @@ nonisolated extension Rapport_Analytics_V1_GetPipelineStatusResponse: SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.sources) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.keptZones) }()
       default: break
       }
     }
@@ -2953,11 +3056,15 @@ nonisolated extension Rapport_Analytics_V1_GetPipelineStatusResponse: SwiftProto
     if !self.sources.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.sources, fieldNumber: 1)
     }
+    if !self.keptZones.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.keptZones, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Rapport_Analytics_V1_GetPipelineStatusResponse, rhs: Rapport_Analytics_V1_GetPipelineStatusResponse) -> Bool {
     if lhs.sources != rhs.sources {return false}
+    if lhs.keptZones != rhs.keptZones {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -55,6 +55,12 @@ import Testing
   }
 
   func withHarness(_ body: (Harness) async throws -> Void) async throws {
+    try await Self.withHarness { harness, _ in try await body(harness) }
+  }
+
+  /// A fresh database with analytics' schema, no service running on it, and a harness applying events
+  /// to it; `body` gets the database too.
+  static func withHarness(_ body: (Harness, DatabaseURL) async throws -> Void) async throws {
     let database = try await TestDatabase.create()
     let nowhere = HostPort(host: "127.0.0.1", port: 9)
     let config = testConfig("analytics", database)
@@ -64,7 +70,7 @@ import Testing
     let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("analytics"))
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await pool.run() }
-      try await body(Harness(store: AnalyticsStore(client: pool, logger: testLogger("analytics"))))
+      try await body(Harness(store: AnalyticsStore(client: pool, logger: testLogger("analytics"))), database)
       group.cancelAll()
     }
   }

@@ -498,17 +498,8 @@ import Testing
           try await rows("SELECT concat_ws(' ', currency, channel, kind, day, customers) FROM analytics.scope_days WHERE customers <> 0 ORDER BY 1")
             == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.scopeDaysSQL)) x(a, b, c, d, e) ORDER BY 1"), "\(step)")
         for zone in zones.compactMap(KeptZone.init) {
-          #expect(
-            try await rows(
-              "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE zone = \(zone.sqlLiteral) AND orders > 0 ORDER BY 1")
-              == rows(
-                "SELECT concat_ws(' ', a, b, c, d, e, f, g, h) FROM (\(AnalyticsStore.salesPeriodsSQL(where: "true", zone: zone))) x(a, b, c, d, e, f, g, h) ORDER BY 1"),
-            "\(step) \(zone.identifier)")
-          #expect(
-            try await rows(
-              "SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE zone = \(zone.sqlLiteral) AND customers > 0 ORDER BY 1")
-              == rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true", zone: zone))) x(a, b, c) ORDER BY 1"),
-            "\(step) \(zone.identifier)")
+          let (kept, computed) = try await Self.keptRows(zone, database)
+          #expect(kept == computed, "\(step) \(zone.identifier)")
         }
       }
       func order(_ id: UUID, _ customer: UUID, daysAgo: Double, n: Int = 0) -> Rapport_Events_V1_Event.OneOf_Payload {
@@ -642,6 +633,119 @@ import Testing
       #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 4)
       _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = single.uuidString }))
       #expect(try await count("analytics.product_sales WHERE sku = 'ONCE'", database) == 0)
+    }
+  }
+
+  /// A kept zone's sales periods and cohort cells as kept (rows that fell to zero aside), and as the SQL
+  /// computes them from all orders at once.
+  static func keptRows(_ zone: KeptZone, _ database: DatabaseURL) async throws -> (kept: [String], computed: [String]) {
+    func rows(_ sql: String) async throws -> [String] { try await TestDatabase.column(sql, on: database) }
+    let kept = try await rows(
+      "SELECT concat_ws(' ', unit, period, currency, channel, orders, net_minor, active, new) FROM analytics.sales_periods WHERE zone = \(zone.sqlLiteral) AND orders > 0 ORDER BY 1")
+      + rows("SELECT concat_ws(' ', cohort, month, customers) FROM analytics.cohort_cells WHERE zone = \(zone.sqlLiteral) AND customers > 0 ORDER BY 1")
+    let computed = try await rows(
+      "SELECT concat_ws(' ', a, b, c, d, e, f, g, h) FROM (\(AnalyticsStore.salesPeriodsSQL(where: "true", zone: zone))) x(a, b, c, d, e, f, g, h) ORDER BY 1")
+      + rows("SELECT concat_ws(' ', a, b, c) FROM (\(AnalyticsStore.cohortCellsSQL(where: "true", zone: zone))) x(a, b, c) ORDER BY 1")
+    return (kept, computed)
+  }
+
+  /// A zone reads ask for is learned: kept from then on, built a local month at a time while orders keep
+  /// changing — placements, history placed late (in months built and not built yet), cancellations, a
+  /// merge, between the months' builds and at the same time as them — and then equal to what the orders
+  /// give. At most `limit` zones are learned; one no read asked for in 30 days is dropped; a learned zone
+  /// configured later is kept as configured.
+  @Test func zonesReadsAskForAreLearnedAMonthAtATimeWhileOrdersChange() async throws {
+    // No service: its worker would build the zones too.
+    try await AnalyticsRfmTests.withHarness { events, database in
+      let store = events.store
+      var random = SeededRandom(seed: 11)
+      let now = Date()
+      let customers = (0..<30).map { _ in UUID() }
+      var placed: [UUID] = []
+      func run(_ count: Int, daysAgo: ClosedRange<Double>) -> [Rapport_Events_V1_Event.OneOf_Payload] {
+        (0..<count).map { _ in
+          let id = UUID()
+          placed.append(id)
+          let n = placed.count
+          let days = daysAgo.lowerBound + Double(random.next() % 10_000) / 10_000 * (daysAgo.upperBound - daysAgo.lowerBound)
+          return .orderPlaced(.with {
+            $0.orderID = id.uuidString
+            $0.customerID = customers[Int(random.next() % 30)].uuidString
+            $0.placedAt = .init(date: now.addingTimeInterval(-days * 86_400))
+            $0.channel = n % 3 == 0 ? .store : .web
+            $0.total = .money(Int64(1_000 + n), n % 4 == 0 ? "GBP" : "EUR")
+            $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = Int64(1_000 + n) }]
+          })
+        }
+      }
+      _ = try await events.apply("order", all: run(150, daysAgo: 0...400))
+      let (newYork, kathmandu, sydney) = (
+        try #require(KeptZone("America/New_York")), try #require(KeptZone("Asia/Kathmandu")), try #require(KeptZone("Australia/Sydney"))
+      )
+      let range = AnalyticsStore.SalesRange(from: now.addingTimeInterval(-450 * 86_400), to: now.addingTimeInterval(86_400), currency: "EUR", channel: 0)
+      // Reads in three zones; two are learned (at most `limit`), none is ready yet.
+      for zone in [newYork, kathmandu, sydney] { _ = try await store.salesSummary(range, unit: "day", timeZone: zone.identifier, now: now) }
+      try await store.learnAskedZones(limit: 2, now: now)
+      var rows = try await store.zoneRows()
+      #expect(rows.map(\.zone.identifier) == ["UTC", "America/New_York", "Asia/Kathmandu"])
+      #expect(rows.map(\.learned) == [false, true, true])
+      #expect(rows.map(\.ready) == [true, false, false])
+      #expect(try await store.keptZone("America/New_York") == nil)
+      // New York is built a month at a time; orders change between the months.
+      var months = 0
+      while try await store.buildMonth(of: newYork, now: now) {
+        months += 1
+        _ = try await events.apply("order", all: run(3, daysAgo: 0...2) + run(3, daysAgo: 0...420))
+        if months == 4 {
+          for id in placed.prefix(60) where random.next() % 4 == 0 {
+            _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
+          }
+        }
+        if months == 8 {
+          _ = try await events.apply(
+            "customer", .customerMerged(.with { $0.survivorID = customers[0].uuidString; $0.duplicateID = customers[1].uuidString }))
+        }
+      }
+      #expect(months >= 13)
+      #expect(try await store.keptZone("America/New_York") == newYork)
+      // Kathmandu is built while orders arrive at the same time.
+      let batches = (0..<20).map { _ in run(2, daysAgo: 0...1) + run(2, daysAgo: 0...420) }
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await store.keepLearnedZones(limit: 2, now: now) }
+        group.addTask {
+          for batch in batches { _ = try await events.apply("order", all: batch) }
+        }
+        try await group.waitForAll()
+      }
+      #expect(try await store.keptZone("Asia/Kathmandu") == kathmandu)
+      for zone in [newYork, kathmandu] {
+        let (kept, computed) = try await Self.keptRows(zone, database)
+        #expect(kept == computed, "\(zone.identifier)")
+        #expect(kept.count > 100, "\(zone.identifier)")
+        for unit in ["day", "week", "month"] {
+          let fast = try await store.salesSummary(range, unit: unit, timeZone: zone.identifier, now: now)
+          let slow = try await store.salesSummary(range, unit: unit, timeZone: zone.identifier, now: now, kept: false)
+          #expect(fast.periods == slow.periods && fast.total == slow.total, "\(zone.identifier) \(unit)")
+        }
+        #expect(
+          try await store.cohorts(from: range.from, to: range.to, timeZone: zone.identifier, now: now)
+            == store.cohorts(from: range.from, to: range.to, timeZone: zone.identifier, now: now, kept: false), "\(zone.identifier)")
+      }
+      // New York configured: kept as configured. Kathmandu unread for 31 days: dropped; Sydney, asked
+      // again, takes its place.
+      try await store.keepZones([newYork])
+      try await store.learnAskedZones(limit: 2, now: now)
+      _ = try await store.cohorts(from: range.from, to: range.to, timeZone: sydney.identifier, now: now)
+      try await store.learnAskedZones(limit: 1, now: now.addingTimeInterval(31 * 86_400))
+      rows = try await store.zoneRows()
+      #expect(rows.map(\.zone.identifier) == ["UTC", "America/New_York", "Australia/Sydney"])
+      #expect(rows.map(\.learned) == [false, false, true])
+      #expect(try await count("analytics.sales_periods WHERE zone = 'Asia/Kathmandu'", database) == 0)
+      #expect(try await count("analytics.cohort_cells WHERE zone = 'Asia/Kathmandu'", database) == 0)
+      // With no room, a zone asked for is not learned.
+      _ = try await store.cohorts(from: range.from, to: range.to, timeZone: kathmandu.identifier, now: now)
+      try await store.learnAskedZones(limit: 1, now: now.addingTimeInterval(31 * 86_400))
+      #expect(try await store.zoneRows().map(\.zone.identifier) == ["UTC", "America/New_York", "Australia/Sydney"])
     }
   }
 

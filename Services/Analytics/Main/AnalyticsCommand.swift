@@ -19,13 +19,14 @@ struct AnalyticsCommand: ServiceCommand {
   @Option(name: .customLong("fit-interval-s"), help: "How often BG/NBD and Gamma-Gamma are refitted per currency, in seconds (default 3600; also at start).") var fitIntervalS: String?
   @Option(name: .customLong("segment-interval-s"), help: "How often every rule segment is recomputed for every customer, in seconds (default 300; also at start).") var segmentIntervalS: String?
   @Option(name: .customLong("monthly-discount-rate"), help: "CLV's monthly discount rate, in [0, 1) (default 0.01).") var monthlyDiscountRate: String?
-  @Option(name: .customLong("report-time-zones"), help: "Comma-separated IANA time zones the shop reports in: sales summaries and cohorts in them are kept like UTC's; other zones read the orders (default none).") var reportTimeZones: String?
+  @Option(name: .customLong("report-time-zones"), help: "Comma-separated IANA time zones the shop reports in: sales summaries and cohorts in them are kept like UTC's; other zones are derived from their rows (default none).") var reportTimeZones: String?
+  @Option(name: .customLong("learned-time-zones"), help: "How many other zones reads ask for are kept too, built in the background and dropped after 30 days unread (default 4; 0: none).") var learnedTimeZones: Int?
 
   var ownFlags: [String: String?] {
     [
       "customer-addr": customerAddr, "order-addr": orderAddr, "support-addr": supportAddr, "rfm-interval-s": rfmIntervalS,
       "fit-interval-s": fitIntervalS, "monthly-discount-rate": monthlyDiscountRate, "segment-interval-s": segmentIntervalS,
-      "report-time-zones": reportTimeZones,
+      "report-time-zones": reportTimeZones, "learned-time-zones": learnedTimeZones.map(String.init),
     ]
   }
 

@@ -14,8 +14,9 @@ public enum AnalyticsApp {
   /// consumes), `rfm-interval-s` (how often the RFM quintile edges are recomputed, default 3600),
   /// `fit-interval-s` (how often BG/NBD and Gamma-Gamma are refitted, default 3600) and
   /// `monthly-discount-rate` (CLV's, default 0.01), `segment-interval-s` (how often every rule segment
-  /// is recomputed for everyone, default 300) and `report-time-zones` (comma-separated IANA zones the
-  /// sales summaries and cohorts are kept in besides UTC, default none).
+  /// is recomputed for everyone, default 300), `report-time-zones` (comma-separated IANA zones the
+  /// sales summaries and cohorts are kept in besides UTC, default none) and `learned-time-zones` (how
+  /// many other zones reads ask for are kept too, default 4; 0: none).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
@@ -28,10 +29,13 @@ public enum AnalyticsApp {
       monthlyDiscountRate: try discountRate(settings.string("monthly-discount-rate")),
       reportTimeZones: (settings.string("report-time-zones") ?? "").split(separator: ",").map {
         $0.trimmingCharacters(in: .whitespaces)
-      }, logger: logger)
+      },
+      learnedTimeZones: try atLeastZero(settings.int("learned-time-zones", default: defaultLearnedTimeZones), "learned-time-zones"),
+      logger: logger)
   }
 
   public static let defaultMonthlyDiscountRate = 0.01
+  public static let defaultLearnedTimeZones = 4
 
   private static func discountRate(_ raw: String?) throws -> Double {
     guard let raw else { return defaultMonthlyDiscountRate }
@@ -39,6 +43,11 @@ public enum AnalyticsApp {
       throw ConfigurationError("monthly-discount-rate must be a number in [0, 1), got '\(raw)'")
     }
     return rate
+  }
+
+  private static func atLeastZero(_ value: Int, _ name: String) throws -> Int {
+    guard value >= 0 else { throw ConfigurationError("\(name) must be at least 0, got \(value)") }
+    return value
   }
 
   private static func positive(_ value: Int, _ name: String) throws -> Int {
@@ -56,7 +65,8 @@ public enum AnalyticsApp {
   public static func build(
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     rfmInterval: Duration = .seconds(3600), fitInterval: Duration = .seconds(3600), segmentInterval: Duration = .seconds(300),
-    monthlyDiscountRate: Double = defaultMonthlyDiscountRate, reportTimeZones: [String] = [], logger: Logger
+    monthlyDiscountRate: Double = defaultMonthlyDiscountRate, reportTimeZones: [String] = [],
+    learnedTimeZones: Int = defaultLearnedTimeZones, logger: Logger
   ) throws -> ServiceApp {
     let reportZones = try reportTimeZones.map { name in
       guard let zone = KeptZone(name) else {
@@ -65,6 +75,7 @@ public enum AnalyticsApp {
       return zone
     }
     let scheduled = ScheduledValues()
+    let zoneRequests = ZoneRequests()
     var sources = [
       (
         "order", try GRPCClientService.client(to: orderAddress, config: config),
@@ -98,7 +109,8 @@ public enum AnalyticsApp {
       serviceName: "rapport.analytics.v1.AnalyticsService", clients: sources.map(\.1), callers: callers, logger: logger,
       workers: { postgres in
         let store = AnalyticsStore(
-          client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled)
+          client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
+          zoneRequests: zoneRequests)
         let segments = SegmentEvaluator(store: store, logger: logger)
         let zonesKept = Mutex(false)
         let profiles = sources.first { $0.0 == "customer" }.map { CustomerProfiles.reading(from: $0.1) }
@@ -120,6 +132,11 @@ public enum AnalyticsApp {
             try await store.keepZones(reportZones)
             zonesKept.withLock { $0 = true }
           },
+          // Zones reads asked for: kept (built a month at a time), or dropped when no longer read.
+          Periodic("learned zones", every: .seconds(2), logger: logger) {
+            guard zonesKept.withLock({ $0 }) else { return }
+            try await store.keepLearnedZones(limit: learnedTimeZones)
+          },
           Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() },
           Periodic("rfm segments", every: .seconds(1), logger: logger) { try await store.scorePendingSegments() },
           Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },
@@ -130,7 +147,8 @@ public enum AnalyticsApp {
         [
           AnalyticsRPCs(
             store: AnalyticsStore(
-              client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled),
+              client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
+              zoneRequests: zoneRequests),
             feeds: sources.map { .init(source: $0.0, feed: .init(wrapping: $0.1), types: $0.2) }, failures: failures,
             logger: logger)
         ]

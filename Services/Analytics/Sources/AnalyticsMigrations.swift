@@ -410,5 +410,15 @@ enum AnalyticsMigrations {
     Migration(
       20, "customers by first order",
       ["CREATE INDEX customer_metrics_first ON analytics.customer_metrics (first_kept_order_at)"]),
+    // Zones kept because reads asked for them (AnalyticsStore+Zones): built a local month at a time
+    // (`built_until`: NULL once every period is computed), dropped when no read asks for them.
+    Migration(
+      21, "learned zones",
+      [
+        """
+        ALTER TABLE analytics.kept_zones ADD COLUMN learned boolean NOT NULL DEFAULT false,
+          ADD COLUMN built_until timestamptz, ADD COLUMN read_at timestamptz NOT NULL DEFAULT now()
+        """
+      ]),
   ]
 }

@@ -51,7 +51,19 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
       }
       sources.append(status)
     }
-    return .with { $0.sources = sources }
+    let zones = try await store.zoneRows().map { row in
+      Rapport_Analytics_V1_KeptZoneStatus.with {
+        $0.zone = row.zone.identifier
+        $0.learned = row.learned
+        $0.ready = row.ready
+        if let until = row.builtUntil { $0.builtUntil = .init(microsecondsOf: until) }
+        if row.learned { $0.lastReadTime = .init(microsecondsOf: row.readAt) }
+      }
+    }
+    return .with {
+      $0.sources = sources
+      $0.keptZones = zones
+    }
   }
 
   func getCustomerMetrics(

@@ -24,10 +24,32 @@ extension AnalyticsStore {
     """
   }
 
+  /// A timestamp as a SQL literal (`.distantFuture`: infinity).
+  private static func literal(_ date: Date) -> String {
+    date == .distantFuture ? "'infinity'::timestamptz" : "'\(date.ISO8601Format())'::timestamptz"
+  }
+
   /// SQL: (cohort, month, customers) of the customers `filter` selects, months cut in `zone`.
   static func cohortCellsSQL(where filter: String, zone: KeptZone = .utc) -> String {
+    cohortCellsSQL(orders: keptOrdersSQL(where: filter), zone: zone)
+  }
+
+  /// SQL: (cohort, month, customers) of the cohorts starting in [from, to) in `zone` (whole seconds;
+  /// `to`: `.distantFuture` for no end): the orders not cancelled of the customers whose first is there.
+  static func cohortCellsSQL(firstFrom from: Date, to: Date, zone: KeptZone) -> String {
+    cohortCellsSQL(
+      orders: """
+        o AS (
+          SELECT o.customer_id, o.placed_at, m.first_kept_order_at AS first_at
+          FROM analytics.customer_metrics m JOIN analytics.orders o USING (customer_id)
+          WHERE m.first_kept_order_at >= \(literal(from)) AND m.first_kept_order_at < \(literal(to)) AND NOT o.cancelled)
+        """, zone: zone)
+  }
+
+  /// `orders`: a CTE `o` of (customer_id, placed_at, first_at).
+  private static func cohortCellsSQL(orders: String, zone: KeptZone) -> String {
     """
-    WITH \(keptOrdersSQL(where: filter))
+    WITH \(orders)
     SELECT cohort, month, count(*)::int8 AS customers FROM (
       SELECT DISTINCT customer_id, date_trunc('month', placed_at, \(zone.sqlLiteral)) AS month,
              date_trunc('month', first_at, \(zone.sqlLiteral)) AS cohort FROM o) x
@@ -38,8 +60,29 @@ extension AnalyticsStore {
   /// SQL: (unit, period, currency, channel, orders, net_minor, active, new) of the customers `filter`
   /// selects, periods cut in `zone`; channel 0 counts every channel.
   static func salesPeriodsSQL(where filter: String, zone: KeptZone = .utc) -> String {
+    salesPeriodsSQL(orders: keptOrdersSQL(where: filter), zone: zone)
+  }
+
+  /// SQL: the same rows for every customer, of the periods starting in [from, to) in `zone` (whole
+  /// seconds; `to`: `.distantFuture` for no end): from the orders placed from `from` to a week and a day
+  /// past `to` (a week runs 7 days, and an hour more when the clocks go back).
+  static func salesPeriodsSQL(placedFrom from: Date, to: Date, zone: KeptZone) -> String {
+    let end = to == .distantFuture ? to : to.addingTimeInterval(8 * 86_400)
+    return salesPeriodsSQL(
+      orders: """
+        o AS (
+          SELECT o.customer_id, o.placed_at, o.currency::text AS currency, o.channel, o.total_minor - o.refunded_minor AS net,
+                 m.first_kept_order_at AS first_at
+          FROM analytics.orders o JOIN analytics.customer_metrics m USING (customer_id)
+          WHERE NOT o.cancelled AND o.placed_at >= \(literal(from)) AND o.placed_at < \(literal(end)))
+        """, zone: zone, periods: "period >= \(literal(from)) AND period < \(literal(to))")
+  }
+
+  /// `orders`: a CTE `o` of (customer_id, placed_at, currency, channel, net, first_at); `periods`: a
+  /// condition on the rows' `period`.
+  private static func salesPeriodsSQL(orders: String, zone: KeptZone, periods: String = "true") -> String {
     """
-    WITH \(keptOrdersSQL(where: filter)),
+    WITH \(orders),
     g AS (
       SELECT u.unit, date_trunc(u.unit, o.placed_at, \(zone.sqlLiteral)) AS period, o.currency, c.channel, o.customer_id,
              min(o.first_at) AS first_at, count(*) AS n, sum(o.net) AS net
@@ -48,7 +91,7 @@ extension AnalyticsStore {
       GROUP BY 1, 2, 3, 4, 5)
     SELECT unit, period, currency, channel, sum(n)::int8, sum(net)::int8, count(*)::int8,
            count(*) FILTER (WHERE date_trunc(unit, first_at, \(zone.sqlLiteral)) = period)::int8
-    FROM g GROUP BY 1, 2, 3, 4
+    FROM g WHERE \(periods) GROUP BY 1, 2, 3, 4
     """
   }
 
@@ -72,8 +115,8 @@ extension AnalyticsStore {
     _ change: () async throws -> Void
   ) async throws {
     guard !customers.isEmpty else { return try await change() }
-    // The zones the sales periods and cohort cells are kept in; a build of a new zone waits for this
-    // transaction, and this one for the build (AnalyticsStore+Zones).
+    // The zones the sales periods and cohort cells are kept in; adding a zone waits for this
+    // transaction, and this one for the addition (AnalyticsStore+Zones).
     let zones = try await keptZones(sharing: connection)
     // The customers and the survivors of those merged away (an order for a merged id is the survivor's).
     let aliases = try await connection.query(
@@ -102,12 +145,14 @@ extension AnalyticsStore {
       try await change()
       after = try await keptOrders(of: touched, on: connection)
     }
+    let cut = zones.map(\.zone)
     var (old, new) = (
-      KeptContributions(before, zones: zones, firsts: window.firsts), KeptContributions(after, zones: zones, firsts: window.firsts)
+      KeptContributions(before, zones: cut, firsts: window.firsts), KeptContributions(after, zones: cut, firsts: window.firsts)
     )
     window.replaceScopes(old: &old, new: &new, placed: after)
-    let sales = Self.difference(old.sales, new.sales)
-    let cohorts = Self.difference(old.cohorts, new.cohorts)
+    // Rows of a zone being built count once their month is built (AnalyticsStore+Zones).
+    let (sales, cohorts) = try await withoutUnbuilt(
+      Self.difference(old.sales, new.sales), Self.difference(old.cohorts, new.cohorts), zones: zones, on: connection)
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
     let days = Self.scopeDayChanges(old.scopes, new.scopes)

@@ -1,9 +1,11 @@
 import Foundation
 import PostgresNIO
 import RapportCore
+import Synchronization
 
 /// A time zone the sales periods and cohort cells are kept in (`analytics.kept_zones`, docs/ANALYTICS.md,
-/// "Sales"): UTC always, and the shop's reporting zone (`report-time-zone`). Sales summaries and cohorts
+/// "Sales"): UTC always, the shop's reporting zones (`report-time-zones`), and zones reads asked for
+/// (learned: `keepLearnedZones`). Sales summaries and cohorts
 /// in a kept zone take their whole periods from the kept rows; in any other zone they are derived from the
 /// nearest kept zone's (a name this type admits is also what those derived reads need).
 struct KeptZone: Hashable, Comparable, Sendable {
@@ -55,59 +57,116 @@ struct KeptZone: Hashable, Comparable, Sendable {
     return instants.reduce(0) { $0 + Double(abs(timeZone.secondsFromGMT(for: $1) - other.timeZone.secondsFromGMT(for: $1))) } / 24
   }
 
+  /// The start of the local month of `date`.
+  func monthStart(of date: Date) -> Date { starts(of: date)[2] }
+
+  /// The start of the local month after the one starting at `start`.
+  func monthStart(after start: Date) -> Date { monthStart(of: start.addingTimeInterval(32 * 86_400)) }
+
   static func == (a: KeptZone, b: KeptZone) -> Bool { a.identifier == b.identifier }
   func hash(into hasher: inout Hasher) { hasher.combine(identifier) }
   static func < (a: KeptZone, b: KeptZone) -> Bool { a.identifier < b.identifier }
 }
 
+/// A row of `analytics.kept_zones`.
+struct KeptZoneRow: Sendable {
+  let zone: KeptZone
+  /// Kept because reads asked for it, not configured (`report-time-zones`).
+  let learned: Bool
+  /// While the zone is being built: its rows are computed for the local months before this (oldest
+  /// first); nil once they all are.
+  let builtUntil: Date?
+  let readAt: Date
+
+  var ready: Bool { builtUntil == nil }
+}
+
+/// The zones reads asked for since the last `keepLearnedZones`, shared by a process's stores: the RPCs'
+/// store notes them, the workers' store learns them.
+final class ZoneRequests: Sendable {
+  private let asked = Mutex<Set<KeptZone>>([])
+
+  func note(_ zone: KeptZone) {
+    guard zone != .utc else { return }
+    _ = asked.withLock { $0.insert(zone) }
+  }
+
+  func drain() -> [KeptZone] { asked.withLock { asked in defer { asked = [] }; return asked.sorted() } }
+}
+
 extension AnalyticsStore {
-  /// Changes to orders hold this lock shared while they move the kept rows; building or dropping a zone
-  /// holds it alone (transaction-scoped).
+  /// Changes to orders hold this lock shared while they move the kept rows, and so do builds of a local
+  /// month of a learned zone; adding or dropping a zone holds it alone (transaction-scoped).
   static let keptZonesLock = Migrator.lockKey("analytics.kept_zones")
 
-  /// The zones kept, read after taking `keptZonesLock` shared for the rest of the transaction: a zone
-  /// built meanwhile is either in the list, or its build waits for this transaction and then reads it.
-  func keptZones(sharing connection: PostgresConnection) async throws -> [KeptZone] {
-    try await connection.query("SELECT pg_advisory_xact_lock_shared(\(Self.keptZonesLock)::int8)", logger: logger)
-    return try await keptZoneNames(on: connection).compactMap(KeptZone.init)
+  /// How long a learned zone stays kept without a read asking for it.
+  static let learnedZoneIdle: TimeInterval = 30 * 86_400
+
+  /// The lock of a local month of a zone being built: the build holds it alone; a change that moves
+  /// rows of that month (not built yet when it looked) holds it shared (`withoutUnbuilt`).
+  static func monthLock(_ zone: KeptZone, _ start: Date) -> Int64 {
+    Migrator.lockKey("analytics.kept_zones \(zone.identifier) \(Int64(start.timeIntervalSince1970))")
   }
 
-  private func keptZoneNames(on connection: PostgresConnection) async throws -> [String] {
-    let rows = try await connection.query("SELECT zone FROM analytics.kept_zones ORDER BY zone", logger: logger)
-    var names: [String] = []
-    for try await name in rows.decode(String.self) { names.append(name) }
-    return names
+  /// The zones kept (ready or being built), read after taking `keptZonesLock` shared for the rest of
+  /// the transaction: a zone added meanwhile is either in the list, or its addition waits for this
+  /// transaction.
+  func keptZones(sharing connection: PostgresConnection) async throws -> [KeptZoneRow] {
+    try await connection.query("SELECT pg_advisory_xact_lock_shared(\(Self.keptZonesLock)::int8)", logger: logger)
+    return try await zoneRows(on: connection)
   }
+
+  /// Every row of `analytics.kept_zones`, UTC first, then by name.
+  func zoneRows(on connection: PostgresConnection) async throws -> [KeptZoneRow] {
+    let rows = try await connection.query(
+      "SELECT zone, learned, built_until, read_at FROM analytics.kept_zones ORDER BY zone <> 'UTC', zone", logger: logger)
+    var kept: [KeptZoneRow] = []
+    for try await (name, learned, builtUntil, readAt) in rows.decode((String, Bool, Date?, Date).self) {
+      if let zone = KeptZone(name) { kept.append(KeptZoneRow(zone: zone, learned: learned, builtUntil: builtUntil, readAt: readAt)) }
+    }
+    return kept
+  }
+
+  func zoneRows() async throws -> [KeptZoneRow] { try await client.withConnection { try await zoneRows(on: $0) } }
 
   /// The kept zone `zone`'s sales periods and cohort cells are read from for [from, to): `zone` itself
-  /// when it is kept; otherwise the kept zone whose clocks are nearest to it over the range (UTC on a
-  /// tie), from which they are derived — the nearer, the fewer orders the derivation reads (none between
-  /// zones with the same clocks, such as Europe/Paris and Europe/Berlin).
+  /// when it is kept and ready; otherwise the ready zone whose clocks are nearest to it over the range
+  /// (UTC on a tie), from which they are derived — the nearer, the fewer orders the derivation reads
+  /// (none between zones with the same clocks, such as Europe/Paris and Europe/Berlin). Notes the zone
+  /// as asked for (`keepLearnedZones`).
   func derivationBase(for zone: KeptZone, from: Date, to: Date) async throws -> KeptZone {
-    let kept = try await client.withConnection { try await keptZoneNames(on: $0) }.compactMap(KeptZone.init)
+    zoneRequests.note(zone)
+    let kept = try await zoneRows().filter(\.ready).map(\.zone)
     if kept.contains(zone) { return zone }
     let ranked = kept.map { (distance: zone.offsetDistance(to: $0, from: from, to: to), notUTC: $0 != .utc, zone: $0) }
     return ranked.min { ($0.distance, $0.notUTC ? 1 : 0, $0.zone.identifier) < ($1.distance, $1.notUTC ? 1 : 0, $1.zone.identifier) }?.zone ?? .utc
   }
 
-  /// `name` when the sales periods and cohort cells are kept in it.
+  /// `name` when the sales periods and cohort cells are kept in it and ready.
   func keptZone(_ name: String) async throws -> KeptZone? {
-    let rows = try await client.query("SELECT zone FROM analytics.kept_zones WHERE zone = \(name)", logger: logger)
-    for try await found in rows.decode(String.self) { return KeptZone(found) }
-    return nil
+    try await zoneRows().first { $0.zone.identifier == name && $0.ready }?.zone
   }
 
-  /// Keeps the sales periods and cohort cells in UTC and `zones`, and in no other zone: a zone not kept
-  /// yet is computed from the orders, with every change to orders waiting for it; a zone no longer
-  /// wanted is dropped. One read when nothing changes.
+  /// Keeps the sales periods and cohort cells in UTC and `zones` (configured), and in learned zones: a
+  /// configured zone not kept yet is computed from the orders, with every change to orders waiting for
+  /// it; one kept as learned becomes configured; a configured zone no longer wanted is dropped. One read
+  /// when nothing changes.
   func keepZones(_ zones: [KeptZone]) async throws {
     let wanted = Set(zones + [.utc])
-    let names = try await client.withConnection { try await keptZoneNames(on: $0) }
-    guard Set(names) != Set(wanted.map(\.identifier)) else { return }
+    func settled(_ rows: [KeptZoneRow]) -> Bool {
+      wanted.allSatisfy { zone in rows.contains { $0.zone == zone && !$0.learned } }
+        && rows.allSatisfy { $0.learned || wanted.contains($0.zone) }
+    }
+    guard !settled(try await zoneRows()) else { return }
     try await client.transaction(logger: logger) { connection in
       try await connection.query("SELECT pg_advisory_xact_lock(\(Self.keptZonesLock)::int8)", logger: logger)
-      let kept = Set(try await keptZoneNames(on: connection))
-      for zone in wanted.sorted() where !kept.contains(zone.identifier) {
+      let rows = try await zoneRows(on: connection)
+      for zone in wanted.sorted() {
+        if rows.contains(where: { $0.zone == zone }) {
+          try await connection.query(
+            "UPDATE analytics.kept_zones SET learned = false WHERE zone = \(zone.identifier) AND learned", logger: logger)
+          continue
+        }
         try await connection.query(
           """
           INSERT INTO analytics.sales_periods (zone, unit, period, currency, channel, orders, net_minor, active, new)
@@ -121,12 +180,140 @@ extension AnalyticsStore {
         try await connection.query("INSERT INTO analytics.kept_zones (zone) VALUES (\(zone.identifier))", logger: logger)
         logger.info("sales periods and cohort cells kept in a new zone", metadata: ["zone": "\(zone.identifier)"])
       }
-      for name in kept.sorted() where !wanted.contains(where: { $0.identifier == name }) {
-        try await connection.query("DELETE FROM analytics.sales_periods WHERE zone = \(name)", logger: logger)
-        try await connection.query("DELETE FROM analytics.cohort_cells WHERE zone = \(name)", logger: logger)
-        try await connection.query("DELETE FROM analytics.kept_zones WHERE zone = \(name)", logger: logger)
-        logger.info("sales periods and cohort cells no longer kept in a zone", metadata: ["zone": "\(name)"])
+      try await drop(rows.filter { !$0.learned && !wanted.contains($0.zone) }.map(\.zone), on: connection)
+    }
+  }
+
+  /// Drops the kept rows of `zones`; the caller holds `keptZonesLock` alone.
+  private func drop(_ zones: [KeptZone], on connection: PostgresConnection) async throws {
+    for zone in zones {
+      try await connection.query("DELETE FROM analytics.sales_periods WHERE zone = \(zone.identifier)", logger: logger)
+      try await connection.query("DELETE FROM analytics.cohort_cells WHERE zone = \(zone.identifier)", logger: logger)
+      try await connection.query("DELETE FROM analytics.kept_zones WHERE zone = \(zone.identifier)", logger: logger)
+      logger.info("sales periods and cohort cells no longer kept in a zone", metadata: ["zone": "\(zone.identifier)"])
+    }
+  }
+
+  /// Learned zones (docs/ANALYTICS.md, "Sales"): records which learned zones reads asked for since the
+  /// last call (`zoneRequests`); drops learned zones no read asked for in `learnedZoneIdle`; starts
+  /// keeping each zone asked for that is not kept while fewer than `limit` are learned; and builds every
+  /// zone not ready, a local month per transaction. A month being built holds back only the changes to
+  /// orders that move its rows: the history's months do not hold back new orders, the current one does,
+  /// for as long as its build takes.
+  func keepLearnedZones(limit: Int, now: Date = Date()) async throws {
+    try await learnAskedZones(limit: limit, now: now)
+    for row in try await zoneRows() where !row.ready {
+      while try await buildMonth(of: row.zone, now: now) {}
+    }
+  }
+
+  /// `keepLearnedZones` but the builds: the zones asked for are recorded, kept (not built yet) or dropped.
+  func learnAskedZones(limit: Int, now: Date = Date()) async throws {
+    let asked = zoneRequests.drain()
+    if !asked.isEmpty {
+      try await client.query(
+        "UPDATE analytics.kept_zones SET read_at = \(now) WHERE learned AND zone = ANY(\(asked.map(\.identifier))::text[])",
+        logger: logger)
+    }
+    let rows = try await zoneRows()
+    // Kept: the learned zones read within `learnedZoneIdle`, at most `limit`, most recently read first.
+    let learned = rows.filter(\.learned).sorted { ($0.readAt, $1.zone) > ($1.readAt, $0.zone) }
+    let idle = learned.enumerated().filter { $0.offset >= limit || now.timeIntervalSince($0.element.readAt) > Self.learnedZoneIdle }
+      .map(\.element.zone)
+    let fresh = asked.filter { zone in !rows.contains { $0.zone == zone } }
+    let room = max(0, limit - (learned.count - idle.count))
+    if !idle.isEmpty || (room > 0 && !fresh.isEmpty) {
+      try await client.transaction(logger: logger) { connection in
+        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.keptZonesLock)::int8)", logger: logger)
+        try await drop(idle, on: connection)
+        guard room > 0, !fresh.isEmpty else { return }
+        // Built from the month of the oldest order; an order placed before it later is a change like
+        // any other (its months count as built: nothing was there).
+        var oldest: Date? = nil
+        for try await first in try await connection.query("SELECT min(placed_at) FROM analytics.orders", logger: logger)
+          .decode(Date?.self) { oldest = first }
+        for zone in fresh.prefix(room) {
+          try await connection.query(
+            """
+            INSERT INTO analytics.kept_zones (zone, learned, built_until, read_at)
+            VALUES (\(zone.identifier), true, \(zone.monthStart(of: oldest ?? now)), \(now))
+            """, logger: logger)
+          logger.info("sales periods and cohort cells kept in a zone reads asked for", metadata: ["zone": "\(zone.identifier)"])
+        }
       }
     }
+  }
+
+  /// Computes the rows of the next local month of `zone` not built yet — the sales periods starting in
+  /// it and the cohort cells of its cohort — from the orders, and moves `built_until` past it. The last
+  /// month (the one holding now) takes every period from its start on, and the zone becomes ready.
+  /// Returns whether months remain. Holds the month's lock alone (`monthLock`) so that no change to its
+  /// rows' orders is in flight; a replica building the same month waits, then finds it built.
+  func buildMonth(of zone: KeptZone, now: Date = Date()) async throws -> Bool {
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query("SELECT pg_advisory_xact_lock_shared(\(Self.keptZonesLock)::int8)", logger: logger)
+      func builtUntil() async throws -> Date? {
+        try await zoneRows(on: connection).first { $0.zone == zone }?.builtUntil
+      }
+      guard let from = try await builtUntil() else { return false }
+      let next = zone.monthStart(after: from)
+      let last = next > now
+      // The last month also locks the next one: an order placed as the month turns is in either.
+      for month in last ? [from, next] : [from] {
+        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.monthLock(zone, month))::int8)", logger: logger)
+      }
+      guard try await builtUntil() == from else { return true }
+      let to = last ? Date.distantFuture : next
+      try await connection.query(
+        """
+        INSERT INTO analytics.sales_periods (zone, unit, period, currency, channel, orders, net_minor, active, new)
+        SELECT \(zone.identifier), s.* FROM (\(unescaped: Self.salesPeriodsSQL(placedFrom: from, to: to, zone: zone))) s
+        ON CONFLICT (zone, unit, currency, channel, period) DO UPDATE SET orders = EXCLUDED.orders,
+          net_minor = EXCLUDED.net_minor, active = EXCLUDED.active, new = EXCLUDED.new
+        """, logger: logger)
+      try await connection.query(
+        """
+        INSERT INTO analytics.cohort_cells (zone, cohort, month, customers)
+        SELECT \(zone.identifier), c.* FROM (\(unescaped: Self.cohortCellsSQL(firstFrom: from, to: to, zone: zone))) c
+        ON CONFLICT (zone, cohort, month) DO UPDATE SET customers = EXCLUDED.customers
+        """, logger: logger)
+      try await connection.query(
+        "UPDATE analytics.kept_zones SET built_until = \(last ? nil : next), built_at = now() WHERE zone = \(zone.identifier)",
+        logger: logger)
+      if last { logger.info("a learned zone is ready", metadata: ["zone": "\(zone.identifier)"]) }
+      return !last
+    }
+  }
+
+  /// `sales` and `cohorts` (changes to kept rows) without the rows of zones being built that lie in
+  /// local months not built yet: a month's build computes them from the orders, this change's included
+  /// once it commits. The months at or past where each build stood are locked shared first — so a
+  /// month being built waits for this transaction, or this transaction for the build — and the builds'
+  /// progress is read again.
+  func withoutUnbuilt(
+    _ sales: [(KeptKey, [Int64])], _ cohorts: [(KeptKey, [Int64])], zones: [KeptZoneRow], on connection: PostgresConnection
+  ) async throws -> (sales: [(KeptKey, [Int64])], cohorts: [(KeptKey, [Int64])]) {
+    var building: [String: KeptZone] = [:], seen: [String: Date] = [:]
+    for row in zones {
+      guard let until = row.builtUntil else { continue }
+      building[row.zone.identifier] = row.zone
+      seen[row.zone.identifier] = until
+    }
+    guard !building.isEmpty else { return (sales, cohorts) }
+    func month(_ key: KeptKey) -> (KeptZone, Date)? {
+      building[key.zone].map { ($0, $0.monthStart(of: key.cohort == .distantPast ? key.period : key.cohort)) }
+    }
+    let locks = Set((sales + cohorts).compactMap { change in
+      month(change.0).flatMap { zone, start in start >= seen[zone.identifier]! ? Self.monthLock(zone, start) : nil }
+    }).sorted()
+    guard !locks.isEmpty else { return (sales, cohorts) }
+    try await connection.query(
+      "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT k FROM unnest(\(locks)::int8[]) AS k ORDER BY k) AS l", logger: logger)
+    let now = Dictionary(uniqueKeysWithValues: try await zoneRows(on: connection).map { ($0.zone.identifier, $0.builtUntil) })
+    func built(_ change: (KeptKey, [Int64])) -> Bool {
+      guard let (zone, start) = month(change.0), let until = now[zone.identifier] ?? nil else { return true }
+      return start < until
+    }
+    return (sales.filter(built), cohorts.filter(built))
   }
 }

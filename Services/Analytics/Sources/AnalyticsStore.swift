@@ -12,6 +12,8 @@ struct AnalyticsStore: Sendable {
   var monthlyDiscountRate = AnalyticsApp.defaultMonthlyDiscountRate
   /// Edges and models, shared by the process's stores (`AnalyticsApp`).
   var scheduled = ScheduledValues()
+  /// Zones reads asked for, shared by the process's stores (`keepLearnedZones`).
+  var zoneRequests = ZoneRequests()
 
   private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
 
