@@ -678,6 +678,15 @@ import Testing
           })
         }
       }
+      // The oldest order's week starts in the month before (Wednesday 1 October 2025 in both zones).
+      _ = try await events.apply("order", .orderPlaced(.with {
+        $0.orderID = UUID().uuidString
+        $0.customerID = customers[29].uuidString
+        $0.placedAt = Self.stamp("2025-10-01T12:00:00Z")
+        $0.channel = .web
+        $0.total = .money(900, "EUR")
+        $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 900 }]
+      }))
       _ = try await events.apply("order", all: run(150, daysAgo: 0...400))
       let (newYork, kathmandu, sydney) = (
         try #require(KeptZone("America/New_York")), try #require(KeptZone("Asia/Kathmandu")), try #require(KeptZone("Australia/Sydney"))

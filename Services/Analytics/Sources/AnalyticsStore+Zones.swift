@@ -215,31 +215,35 @@ extension AnalyticsStore {
         "UPDATE analytics.kept_zones SET read_at = \(now) WHERE learned AND zone = ANY(\(asked.map(\.identifier))::text[])",
         logger: logger)
     }
-    let rows = try await zoneRows()
-    // Kept: the learned zones read within `learnedZoneIdle`, at most `limit`, most recently read first.
-    let learned = rows.filter(\.learned).sorted { ($0.readAt, $1.zone) > ($1.readAt, $0.zone) }
-    let idle = learned.enumerated().filter { $0.offset >= limit || now.timeIntervalSince($0.element.readAt) > Self.learnedZoneIdle }
-      .map(\.element.zone)
-    let fresh = asked.filter { zone in !rows.contains { $0.zone == zone } }
-    let room = max(0, limit - (learned.count - idle.count))
-    if !idle.isEmpty || (room > 0 && !fresh.isEmpty) {
-      try await client.transaction(logger: logger) { connection in
-        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.keptZonesLock)::int8)", logger: logger)
-        try await drop(idle, on: connection)
-        guard room > 0, !fresh.isEmpty else { return }
-        // Built from the month of the oldest order; an order placed before it later is a change like
-        // any other (its months count as built: nothing was there).
-        var oldest: Date? = nil
-        for try await first in try await connection.query("SELECT min(placed_at) FROM analytics.orders", logger: logger)
-          .decode(Date?.self) { oldest = first }
-        for zone in fresh.prefix(room) {
-          try await connection.query(
-            """
-            INSERT INTO analytics.kept_zones (zone, learned, built_until, read_at)
-            VALUES (\(zone.identifier), true, \(zone.monthStart(of: oldest ?? now)), \(now))
-            """, logger: logger)
-          logger.info("sales periods and cohort cells kept in a zone reads asked for", metadata: ["zone": "\(zone.identifier)"])
-        }
+    // The learned zones to drop (not read within `learnedZoneIdle`, or past `limit`, least recently
+    // read first) and the zones asked for to add while there is room.
+    func plan(_ rows: [KeptZoneRow]) -> (drop: [KeptZone], add: [KeptZone]) {
+      let learned = rows.filter(\.learned).sorted { ($0.readAt, $1.zone) > ($1.readAt, $0.zone) }
+      let idle = learned.enumerated().filter { $0.offset >= limit || now.timeIntervalSince($0.element.readAt) > Self.learnedZoneIdle }
+        .map(\.element.zone)
+      let room = max(0, limit - (learned.count - idle.count))
+      return (idle, Array(asked.filter { zone in !rows.contains { $0.zone == zone } }.prefix(room)))
+    }
+    // Planned without the lock (every pass), done under it (when there is something to do): replicas
+    // learning at the same time do not add a zone twice.
+    guard case let planned = plan(try await zoneRows()), !planned.drop.isEmpty || !planned.add.isEmpty else { return }
+    try await client.transaction(logger: logger) { connection in
+      try await connection.query("SELECT pg_advisory_xact_lock(\(Self.keptZonesLock)::int8)", logger: logger)
+      let (idle, fresh) = plan(try await zoneRows(on: connection))
+      try await drop(idle, on: connection)
+      guard !fresh.isEmpty else { return }
+      // Built from the month of the oldest order's week (a week can start in the month before); an order
+      // placed before that later is a change like any other (its months count as built: nothing was there).
+      var oldest: Date? = nil
+      for try await first in try await connection.query("SELECT min(placed_at) FROM analytics.orders", logger: logger)
+        .decode(Date?.self) { oldest = first }
+      for zone in fresh {
+        try await connection.query(
+          """
+          INSERT INTO analytics.kept_zones (zone, learned, built_until, read_at)
+          VALUES (\(zone.identifier), true, \(zone.monthStart(of: zone.starts(of: oldest ?? now)[1])), \(now))
+          """, logger: logger)
+        logger.info("sales periods and cohort cells kept in a zone reads asked for", metadata: ["zone": "\(zone.identifier)"])
       }
     }
   }
