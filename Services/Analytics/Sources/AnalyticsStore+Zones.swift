@@ -267,6 +267,7 @@ extension AnalyticsStore {
         try await connection.query("SELECT pg_advisory_xact_lock(\(Self.monthLock(zone, month))::int8)", logger: logger)
       }
       guard try await builtUntil() == from else { return true }
+      let locked = ContinuousClock.now
       let to = last ? Date.distantFuture : next
       try await connection.query(
         """
@@ -284,7 +285,14 @@ extension AnalyticsStore {
       try await connection.query(
         "UPDATE analytics.kept_zones SET built_until = \(last ? nil : next), built_at = now() WHERE zone = \(zone.identifier)",
         logger: logger)
-      if last { logger.info("a learned zone is ready", metadata: ["zone": "\(zone.identifier)"]) }
+      // How long the month's lock held back the changes to its orders (for the month of now: new orders).
+      let elapsed = (ContinuousClock.now - locked).components
+      let held = "\(elapsed.seconds * 1_000 + elapsed.attoseconds / 1_000_000_000_000_000) ms"
+      if last {
+        logger.info("a learned zone is ready", metadata: ["zone": "\(zone.identifier)", "month_of_now_held": "\(held)"])
+      } else {
+        logger.debug("a month of a learned zone built", metadata: ["zone": "\(zone.identifier)", "month": "\(from)", "held": "\(held)"])
+      }
       return !last
     }
   }
