@@ -195,7 +195,8 @@ extension AnalyticsStore {
   }
 
   /// Learned zones (docs/ANALYTICS.md, "Sales"): records which learned zones reads asked for since the
-  /// last call (`zoneRequests`); drops learned zones no read asked for in `learnedZoneIdle`; starts
+  /// last call (`zoneRequests`); drops learned zones no read asked for in `learnedZoneIdle`, and the least
+  /// recently read past `limit`; starts
   /// keeping each zone asked for that is not kept while fewer than `limit` are learned; and builds every
   /// zone not ready, a local month per transaction. A month being built holds back only the changes to
   /// orders that move its rows: the history's months do not hold back new orders, the current one does,
@@ -262,9 +263,10 @@ extension AnalyticsStore {
       guard let from = try await builtUntil() else { return false }
       let next = zone.monthStart(after: from)
       let last = next > now
-      // The last month also locks the next one: an order placed as the month turns is in either.
-      for month in last ? [from, next] : [from] {
-        try await connection.query("SELECT pg_advisory_xact_lock(\(Self.monthLock(zone, month))::int8)", logger: logger)
+      // The last month also locks the next one: an order placed as the month turns is in either. In key
+      // order, as changes take them (`withoutUnbuilt`), so that neither waits for the other in a cycle.
+      for lock in (last ? [from, next] : [from]).map({ Self.monthLock(zone, $0) }).sorted() {
+        try await connection.query("SELECT pg_advisory_xact_lock(\(lock)::int8)", logger: logger)
       }
       guard try await builtUntil() == from else { return true }
       let locked = ContinuousClock.now
