@@ -653,7 +653,7 @@ import Testing
   /// changing — placements, history placed late (in months built and not built yet), cancellations, a
   /// merge, between the months' builds and at the same time as them — and then equal to what the orders
   /// give. At most `limit` zones are learned; one no read asked for in 30 days is dropped; a learned zone
-  /// configured later is kept as configured.
+  /// configured later is kept as configured; a read whose zone is dropped under it reads again.
   @Test func zonesReadsAskForAreLearnedAMonthAtATimeWhileOrdersChange() async throws {
     // No service: its worker would build the zones too.
     try await AnalyticsRfmTests.withHarness { events, database in
@@ -755,6 +755,18 @@ import Testing
       _ = try await store.cohorts(from: range.from, to: range.to, timeZone: kathmandu.identifier, now: now)
       try await store.learnAskedZones(limit: 1, now: now.addingTimeInterval(31 * 86_400))
       #expect(try await store.zoneRows().map(\.zone.identifier) == ["UTC", "America/New_York", "Australia/Sydney"])
+      // A read whose kept zone is dropped under it (its rows deleted) reads again, from the base chosen
+      // anew: UTC's, the nearest to Sydney's clocks.
+      while try await store.buildMonth(of: sydney, now: now) {}
+      var bases: [String] = []
+      let answered = try await store.withDerivationBase(for: sydney, from: range.from, to: range.to) { base in
+        bases.append(base.identifier)
+        if bases.count == 1 { try await store.learnAskedZones(limit: 0, now: now) }
+        return base.identifier
+      }
+      #expect(bases == ["Australia/Sydney", "UTC"])
+      #expect(answered == "UTC")
+      #expect(try await store.zoneRows().map(\.zone.identifier) == ["UTC", "America/New_York"])
     }
   }
 

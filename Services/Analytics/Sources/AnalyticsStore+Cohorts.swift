@@ -15,36 +15,40 @@ extension AnalyticsStore {
   func cohorts(from: Date, to: Date, timeZone: String, now: Date = Date(), kept: Bool = true) async throws
     -> [Rapport_Analytics_V1_Cohort]
   {
-    let rows: PostgresRowSequence
     // The cells span the cohorts' months and every month since, up to now.
-    let zone = kept ? KeptZone(timeZone) : nil
-    let base = if let zone { try await derivationBase(for: zone, from: from, to: max(to, now)) } else { KeptZone?.none }
-    if let zone, let base, base != zone {
-      rows = try await client.query(Self.derivedCohortsSQL(from: from, to: to, zone: zone, base: base, now: now), logger: logger)
-    } else if let zone, base == zone {
-      rows = try await client.query(
-        """
-        SELECT cohort, month, customers FROM analytics.cohort_cells
-        WHERE zone = \(zone.identifier) AND cohort >= date_trunc('month', \(from)::timestamptz, \(zone.identifier))
-          AND cohort < \(to) AND customers > 0
-        ORDER BY cohort, month
-        """, logger: logger)
+    let cells: [(Date, Date, Int64)]
+    if kept, let zone = KeptZone(timeZone) {
+      cells = try await withDerivationBase(for: zone, from: from, to: max(to, now)) { base in
+        if base != zone {
+          return try await Self.cells(
+            client.query(Self.derivedCohortsSQL(from: from, to: to, zone: zone, base: base, now: now), logger: logger))
+        }
+        return try await Self.cells(
+          client.query(
+            """
+            SELECT cohort, month, customers FROM analytics.cohort_cells
+            WHERE zone = \(zone.identifier) AND cohort >= date_trunc('month', \(from)::timestamptz, \(zone.identifier))
+              AND cohort < \(to) AND customers > 0
+            ORDER BY cohort, month
+            """, logger: logger))
+      }
     } else {
-      rows = try await client.query(
-        """
-        WITH firsts AS (
-          SELECT customer_id, date_trunc('month', first_kept_order_at AT TIME ZONE \(timeZone)) AS cohort
-          FROM analytics.customer_metrics WHERE first_kept_order_at IS NOT NULL),
-        c AS (
-          SELECT * FROM firsts
-          WHERE cohort >= date_trunc('month', \(from)::timestamptz AT TIME ZONE \(timeZone))
-            AND cohort < \(to)::timestamptz AT TIME ZONE \(timeZone)),
-        activity AS (
-          SELECT DISTINCT o.customer_id, c.cohort, date_trunc('month', o.placed_at AT TIME ZONE \(timeZone)) AS month
-          FROM analytics.orders o JOIN c USING (customer_id) WHERE NOT o.cancelled)
-        SELECT cohort AT TIME ZONE \(timeZone), month AT TIME ZONE \(timeZone), count(*)::int8
-        FROM activity GROUP BY cohort, month ORDER BY cohort, month
-        """, logger: logger)
+      cells = try await Self.cells(
+        client.query(
+          """
+          WITH firsts AS (
+            SELECT customer_id, date_trunc('month', first_kept_order_at AT TIME ZONE \(timeZone)) AS cohort
+            FROM analytics.customer_metrics WHERE first_kept_order_at IS NOT NULL),
+          c AS (
+            SELECT * FROM firsts
+            WHERE cohort >= date_trunc('month', \(from)::timestamptz AT TIME ZONE \(timeZone))
+              AND cohort < \(to)::timestamptz AT TIME ZONE \(timeZone)),
+          activity AS (
+            SELECT DISTINCT o.customer_id, c.cohort, date_trunc('month', o.placed_at AT TIME ZONE \(timeZone)) AS month
+            FROM analytics.orders o JOIN c USING (customer_id) WHERE NOT o.cancelled)
+          SELECT cohort AT TIME ZONE \(timeZone), month AT TIME ZONE \(timeZone), count(*)::int8
+          FROM activity GROUP BY cohort, month ORDER BY cohort, month
+          """, logger: logger))
     }
     var calendar = Calendar(identifier: .gregorian)
     calendar.timeZone = TimeZone(identifier: timeZone) ?? .gmt
@@ -53,7 +57,7 @@ extension AnalyticsStore {
     }
     let current = calendar.dateInterval(of: .month, for: now)?.start ?? now
     var cohorts: [Rapport_Analytics_V1_Cohort] = []
-    for try await (cohortStart, month, active) in rows.decode((Date, Date, Int64).self) {
+    for (cohortStart, month, active) in cells {
       if cohorts.last?.month.date != cohortStart {
         var cohort = Rapport_Analytics_V1_Cohort()
         cohort.month = .init(microsecondsOf: cohortStart)
@@ -66,6 +70,13 @@ extension AnalyticsStore {
       if k == 0 { cohorts[cohorts.count - 1].customers = active }
     }
     return cohorts
+  }
+
+  /// (cohort, month, customers) rows, in their order.
+  private static func cells(_ rows: PostgresRowSequence) async throws -> [(Date, Date, Int64)] {
+    var cells: [(Date, Date, Int64)] = []
+    for try await cell in rows.decode((Date, Date, Int64).self) { cells.append(cell) }
+    return cells
   }
 
   /// (cohort, month, customers) of the cohorts starting in [from, to) in a zone that is not kept, from

@@ -35,8 +35,9 @@ extension AnalyticsStore {
       if !kept {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
       } else if let zone = KeptZone(timeZone) {
-        try await keptSalesPeriods(
-          range, unit: unit, zone: zone, base: try await derivationBase(for: zone, from: range.from, to: range.to), now: now)
+        try await withDerivationBase(for: zone, from: range.from, to: range.to) { base in
+          try await keptSalesPeriods(range, unit: unit, zone: zone, base: base, now: now)
+        }
       } else {
         try await salesPeriods(range, unit: unit, timeZone: timeZone)
       }

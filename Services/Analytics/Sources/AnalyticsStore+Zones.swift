@@ -142,6 +142,24 @@ extension AnalyticsStore {
     return ranked.min { ($0.distance, $0.notUTC ? 1 : 0, $0.zone.identifier) < ($1.distance, $1.notUTC ? 1 : 0, $1.zone.identifier) }?.zone ?? .utc
   }
 
+  /// `read` of the rows of the kept zone `zone`'s reads take (`derivationBase`), and again, with the
+  /// base chosen anew, when that base stopped being kept meanwhile (a learned zone dropped, a configured
+  /// one no longer wanted): its rows may have been deleted under the read. The third try reads UTC's,
+  /// which are always kept.
+  func withDerivationBase<Result>(for zone: KeptZone, from: Date, to: Date, _ read: (KeptZone) async throws -> Result)
+    async throws -> Result
+  {
+    var attempt = 0
+    while true {
+      let base = attempt < 2 ? try await derivationBase(for: zone, from: from, to: to) : .utc
+      let result = try await read(base)
+      if base == .utc { return result }
+      if try await zoneRows().contains(where: { $0.zone == base && $0.ready }) { return result }
+      logger.info("a kept zone was dropped during a read; read again", metadata: ["zone": "\(base.identifier)"])
+      attempt += 1
+    }
+  }
+
   /// `name` when the sales periods and cohort cells are kept in it and ready.
   func keptZone(_ name: String) async throws -> KeptZone? {
     try await zoneRows().first { $0.zone.identifier == name && $0.ready }?.zone
