@@ -27,15 +27,7 @@ extension AnalyticsStore {
 
   /// Each customer's spend per currency, sorted by currency code (customers without orders absent).
   func spending(of customers: [UUID]) async throws -> [UUID: [Spend]] {
-    let rows = try await client.query(
-      """
-      SELECT customer_id, currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
-             coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
-             sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled),
-             min(placed_at) FILTER (WHERE NOT cancelled)
-      FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
-      GROUP BY customer_id, currency ORDER BY customer_id, currency
-      """, logger: logger)
+    let rows = try await client.prepared(SpendingText.self, Self.spendingQuery(customers), logger: logger)
     var spend: [UUID: [Spend]] = [:]
     for try await (customer, currency, orders, cancelled, net, refunded, last, first) in rows.decode(
       (UUID, String, Int64, Int64, Int64, Int64, Date?, Date?).self)
@@ -45,6 +37,19 @@ extension AnalyticsStore {
     }
     return spend
   }
+  static func spendingQuery(_ customers: [UUID]) -> PostgresQuery {
+    """
+    SELECT customer_id, currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
+           coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
+           sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled),
+           min(placed_at) FILTER (WHERE NOT cancelled)
+    FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
+    GROUP BY customer_id, currency ORDER BY customer_id, currency
+    """
+  }
+
+  enum SpendingText: StatementText { static let sql = AnalyticsStore.spendingQuery([]).sql }
+
 
   /// `a / b` rounded to the nearest integer, halves away from zero.
   static func roundedDivision(_ a: Int64, _ b: Int64) -> Int64 {

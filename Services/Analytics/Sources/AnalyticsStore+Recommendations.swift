@@ -68,28 +68,7 @@ extension AnalyticsStore {
   /// Up to `limit` products for `customer`: by affinity-weighted Jaccard similarity to what they bought,
   /// then top sellers; none they bought.
   func recommend(_ customer: UUID, limit: Int) async throws -> [Rapport_Analytics_V1_RecommendedProduct] {
-    let rows = try await client.query(
-      """
-      WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)),
-      total AS (SELECT sum(affinity) AS affinity FROM mine),
-      alike AS (
-        SELECT p.b AS sku,
-               sum(m.affinity * p.customers::float8 / (ia.customers + ib.customers - p.customers)) / (SELECT affinity FROM total)
-                 AS score
-        FROM mine m JOIN analytics.item_pairs p ON p.a = m.sku
-        JOIN analytics.items ia ON ia.sku = p.a JOIN analytics.items ib ON ib.sku = p.b
-        WHERE p.b NOT IN (SELECT sku FROM mine) GROUP BY p.b
-        ORDER BY score DESC, sku LIMIT \(limit)),
-      sellers AS (
-        SELECT sku, 0::float8 AS score FROM analytics.items
-        WHERE sku NOT IN (SELECT sku FROM mine) AND sku NOT IN (SELECT sku FROM alike)
-        ORDER BY customers DESC, units DESC, sku LIMIT \(limit))
-      SELECT r.sku, i.title, r.score, r.by_similarity FROM (
-        SELECT sku, score, true AS by_similarity, 0 AS part FROM alike
-        UNION ALL SELECT sku, score, false, 1 FROM sellers) r
-      JOIN analytics.items i USING (sku)
-      ORDER BY r.part, r.score DESC, i.customers DESC, i.units DESC, r.sku LIMIT \(limit)
-      """, logger: logger)
+    let rows = try await client.prepared(RecommendText.self, Self.recommendQuery(customer, limit: limit), logger: logger)
     var products: [Rapport_Analytics_V1_RecommendedProduct] = []
     for try await (sku, title, score, similar) in rows.decode((String, String, Double, Bool).self) {
       products.append(.with {
@@ -101,6 +80,32 @@ extension AnalyticsStore {
     }
     return products
   }
+  static func recommendQuery(_ customer: UUID, limit: Int) -> PostgresQuery {
+    """
+    WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)::uuid),
+    total AS (SELECT sum(affinity) AS affinity FROM mine),
+    alike AS (
+      SELECT p.b AS sku,
+             sum(m.affinity * p.customers::float8 / (ia.customers + ib.customers - p.customers)) / (SELECT affinity FROM total)
+               AS score
+      FROM mine m JOIN analytics.item_pairs p ON p.a = m.sku
+      JOIN analytics.items ia ON ia.sku = p.a JOIN analytics.items ib ON ib.sku = p.b
+      WHERE p.b NOT IN (SELECT sku FROM mine) GROUP BY p.b
+      ORDER BY score DESC, sku LIMIT \(limit)::int8),
+    sellers AS (
+      SELECT sku, 0::float8 AS score FROM analytics.items
+      WHERE sku NOT IN (SELECT sku FROM mine) AND sku NOT IN (SELECT sku FROM alike)
+      ORDER BY customers DESC, units DESC, sku LIMIT \(limit)::int8)
+    SELECT r.sku, i.title, r.score, r.by_similarity FROM (
+      SELECT sku, score, true AS by_similarity, 0 AS part FROM alike
+      UNION ALL SELECT sku, score, false, 1 FROM sellers) r
+    JOIN analytics.items i USING (sku)
+    ORDER BY r.part, r.score DESC, i.customers DESC, i.units DESC, r.sku LIMIT \(limit)::int8
+    """
+  }
+
+  enum RecommendText: StatementText { static let sql = AnalyticsStore.recommendQuery(UUID(), limit: 0).sql }
+
 
   /// Up to `limit` products by Jaccard similarity to `sku`; nil when nobody bought `sku`.
   func similarProducts(_ sku: String, limit: Int) async throws -> [Rapport_Analytics_V1_SimilarProduct]? {

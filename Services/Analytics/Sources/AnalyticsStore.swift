@@ -330,12 +330,7 @@ struct AnalyticsStore: Sendable {
   func metrics(customerID: UUID, withRecommendations: Bool = true) async throws -> Rapport_Analytics_V1_CustomerMetrics {
     var metrics = Rapport_Analytics_V1_CustomerMetrics()
     metrics.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.query(
-      """
-      SELECT order_count, first_order_at, last_order_at, open_tickets, as_of, tickets_opened, sla_breaches,
-             rating_sum, rating_count
-      FROM analytics.customer_metrics WHERE customer_id = \(customerID)
-      """, logger: logger)
+    let rows = try await client.prepared(MetricsText.self, Self.metricsQuery(customerID), logger: logger)
     for try await (count, first, last, tickets, asOf, opened, breaches, ratingSum, ratings) in rows.decode(
       (Int64, Date?, Date?, Int64, Date, Int64, Int64, Int64, Int64).self)
     {
@@ -361,11 +356,7 @@ struct AnalyticsStore: Sendable {
     metrics.segmentIds = try await segmentIDs(of: customerID)
     // A customer without orders keeps all-zero metrics; recommendations start with the first order.
     if withRecommendations, metrics.orderCount > 0 { metrics.recommendations = try await recommend(customerID, limit: 3) }
-    let revenue = try await client.query(
-      """
-      SELECT currency, amount_minor FROM analytics.customer_revenue
-      WHERE customer_id = \(customerID) ORDER BY currency
-      """, logger: logger)
+    let revenue = try await client.prepared(RevenueText.self, Self.revenueQuery(customerID), logger: logger)
     for try await (currency, amount) in revenue.decode((String, Int64).self) {
       metrics.revenue.append(.with {
         $0.currency = currency
@@ -374,4 +365,19 @@ struct AnalyticsStore: Sendable {
     }
     return metrics
   }
+  static func metricsQuery(_ customerID: UUID) -> PostgresQuery {
+    """
+    SELECT order_count, first_order_at, last_order_at, open_tickets, as_of, tickets_opened, sla_breaches,
+           rating_sum, rating_count
+    FROM analytics.customer_metrics WHERE customer_id = \(customerID)::uuid
+    """
+  }
+
+  static func revenueQuery(_ customerID: UUID) -> PostgresQuery {
+    "SELECT currency, amount_minor FROM analytics.customer_revenue WHERE customer_id = \(customerID)::uuid ORDER BY currency"
+  }
+
+  enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery(UUID()).sql }
+  enum RevenueText: StatementText { static let sql = AnalyticsStore.revenueQuery(UUID()).sql }
+
 }

@@ -146,33 +146,32 @@ struct OrderStore: Sendable {
     var createdBefore: Date?
   }
 
-  /// Orders newest first, after the page token's position.
+  /// Orders newest first, after the page token's position (a prepared statement: `ListText`).
   func list(_ filter: Filter, after token: PageToken?, limit: Int) async throws -> [OrderRecord] {
-    let rows = try await client.query(
-      """
-      SELECT \(unescaped: OrderRecord.columns) FROM orders.orders
-      WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
-        AND (cardinality(\(filter.statuses)::integer[]) = 0 OR status = ANY(\(filter.statuses)))
-        AND (\(filter.channel) = 0 OR channel = \(filter.channel))
-        AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
-        AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
-        AND \(after: token, time: "created_at", id: "id", descending: true)
-      ORDER BY created_at DESC, id DESC LIMIT \(limit)
-      """, logger: logger)
+    let rows = try await client.prepared(ListText.self, Self.listQuery(filter, after: token, limit: limit), logger: logger)
     return try await withLines(decode(rows))
   }
+
+  static func listQuery(_ filter: Filter, after token: PageToken?, limit: Int) -> PostgresQuery {
+    """
+    SELECT \(unescaped: OrderRecord.columns) FROM orders.orders
+    WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID)::uuid)
+      AND (cardinality(\(filter.statuses)::int8[]) = 0 OR status = ANY(\(filter.statuses)::int8[]))
+      AND (\(filter.channel)::int8 = 0 OR channel = \(filter.channel)::int8)
+      AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter)::timestamptz)
+      AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore)::timestamptz)
+      AND \(after: token, time: "created_at", id: "id", descending: true)
+    ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8
+    """
+  }
+
+  enum ListText: StatementText { static let sql = OrderStore.listQuery(Filter(), after: nil, limit: 0).sql }
 
   /// A customer's order count, totals and refunds per currency, first/last and open orders.
   func summary(customerID: UUID) async throws -> Rapport_Order_V1_OrderSummary {
     var summary = Rapport_Order_V1_OrderSummary()
     summary.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.query(
-      """
-      SELECT currency, count(*), coalesce(sum(total_minor) FILTER (WHERE status <> \(cancelled)), 0)::bigint,
-             sum(refunded_minor)::bigint, min(created_at), max(created_at),
-             count(*) FILTER (WHERE status = ANY(\(Self.openStatuses.map(\.rawValue))))
-      FROM orders.orders WHERE customer_id = \(customerID) GROUP BY currency ORDER BY currency
-      """, logger: logger)
+    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
     var first: Date?, last: Date?
     for try await (currency, count, total, refunded, earliest, latest, open) in rows.decode(
       (String, Int64, Int64, Int64, Date, Date, Int64).self)
@@ -197,11 +196,22 @@ struct OrderStore: Sendable {
     return summary
   }
 
-  private var cancelled: Int { Rapport_Order_V1_OrderStatus.cancelled.rawValue }
+  static func summaryQuery(_ customerID: UUID) -> PostgresQuery {
+    """
+    SELECT currency, count(*),
+           coalesce(sum(total_minor) FILTER (WHERE status <> \(code: Rapport_Order_V1_OrderStatus.cancelled)), 0)::bigint,
+           sum(refunded_minor)::bigint, min(created_at), max(created_at),
+           count(*) FILTER (WHERE status = ANY(\(openStatuses.map(\.rawValue))::int8[]))
+    FROM orders.orders WHERE customer_id = \(customerID)::uuid GROUP BY currency ORDER BY currency
+    """
+  }
+
+  enum SummaryText: StatementText { static let sql = OrderStore.summaryQuery(UUID()).sql }
+
   /// PENDING, PAID, FULFILLED: orders still in progress.
   static let openStatuses: [Rapport_Order_V1_OrderStatus] = [.pending, .paid, .fulfilled]
 
-  func decode(_ rows: PostgresRowSequence) async throws -> [OrderRecord] {
+  func decode<Rows: AsyncSequence>(_ rows: Rows) async throws -> [OrderRecord] where Rows.Element == PostgresRow {
     var records: [OrderRecord] = []
     for try await row in rows { records.append(try OrderRecord(row: row)) }
     return records
@@ -210,11 +220,7 @@ struct OrderStore: Sendable {
   /// Loads the lines of `orders` in one query.
   func withLines(_ orders: [OrderRecord]) async throws -> [OrderRecord] {
     guard !orders.isEmpty else { return [] }
-    let rows = try await client.query(
-      """
-      SELECT order_id, sku, title, quantity, unit_price_minor, discount_minor, tax_minor FROM orders.order_lines
-      WHERE order_id = ANY(\(orders.map(\.id))) ORDER BY order_id, line_no
-      """, logger: logger)
+    let rows = try await client.prepared(LinesText.self, Self.linesQuery(orders.map(\.id)), logger: logger)
     let currencies = Dictionary(orders.map { ($0.id, $0.currency) }, uniquingKeysWith: { a, _ in a })
     var lines: [UUID: [Rapport_Order_V1_OrderLine]] = [:]
     for try await (orderID, sku, title, quantity, price, discount, tax) in rows.decode(
@@ -230,6 +236,15 @@ struct OrderStore: Sendable {
       return order
     }
   }
+  static func linesQuery(_ orderIDs: [UUID]) -> PostgresQuery {
+    """
+    SELECT order_id, sku, title, quantity, unit_price_minor, discount_minor, tax_minor FROM orders.order_lines
+    WHERE order_id = ANY(\(orderIDs)::uuid[]) ORDER BY order_id, line_no
+    """
+  }
+
+  enum LinesText: StatementText { static let sql = OrderStore.linesQuery([]).sql }
+
 }
 
 extension Rapport_Order_V1_OrderLine {

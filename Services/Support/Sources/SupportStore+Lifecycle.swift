@@ -127,16 +127,7 @@ extension SupportStore {
   func summary(customerID: UUID) async throws -> Rapport_Support_V1_SupportSummary {
     var summary = Rapport_Support_V1_SupportSummary()
     summary.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.query(
-      """
-      SELECT count(*), count(*) FILTER (WHERE NOT (status = ANY(\(TicketRecord.closedStatuses)))),
-        greatest(max(t.created_at), (SELECT max(m.created_at) FROM support.ticket_messages m
-          JOIN support.tickets x ON x.id = m.ticket_id
-          WHERE x.customer_id = \(customerID) AND m.author_kind = \(Rapport_Support_V1_AuthorKind.customer.rawValue)
-            AND NOT m.internal)),
-        coalesce(avg(csat_rating), 0)::float8, count(csat_rating)
-      FROM support.tickets t WHERE t.customer_id = \(customerID)
-      """, logger: logger)
+    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
     for try await (count, open, last, average, rated) in rows.decode((Int64, Int64, Date?, Double, Int64).self) {
       summary.ticketCount = count
       summary.openCount = open
@@ -146,6 +137,20 @@ extension SupportStore {
     }
     return summary
   }
+  static func summaryQuery(_ customerID: UUID) -> PostgresQuery {
+    """
+    SELECT count(*), count(*) FILTER (WHERE NOT (status = ANY(\(TicketRecord.closedStatuses)::int8[]))),
+      greatest(max(t.created_at), (SELECT max(m.created_at) FROM support.ticket_messages m
+        JOIN support.tickets x ON x.id = m.ticket_id
+        WHERE x.customer_id = \(customerID)::uuid AND m.author_kind = \(code: Rapport_Support_V1_AuthorKind.customer)
+          AND NOT m.internal)),
+      coalesce(avg(csat_rating), 0)::float8, count(csat_rating)
+    FROM support.tickets t WHERE t.customer_id = \(customerID)::uuid
+    """
+  }
+
+  enum SummaryText: StatementText { static let sql = SupportStore.summaryQuery(UUID()).sql }
+
 }
 
 extension Rapport_Support_V1_TicketChange {

@@ -244,31 +244,36 @@ struct SupportStore: Sendable {
     var tag: String?
   }
 
-  /// Tickets newest first, after the page token's position.
+  /// Tickets newest first, after the page token's position (a prepared statement: `ListText`).
   func list(_ filter: Filter, after token: PageToken?, limit: Int) async throws -> [TicketRecord] {
-    let excluded = filter.onlyOpen ? TicketRecord.closedStatuses : []
-    let rows = try await client.query(
-      """
-      SELECT \(unescaped: Self.columns) FROM support.tickets t
-      WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID))
-        AND NOT (status = ANY(\(excluded)))
-        AND (cardinality(\(filter.statuses)::integer[]) = 0 OR status = ANY(\(filter.statuses)))
-        AND (\(filter.priority) = 0 OR priority = \(filter.priority))
-        AND (\(filter.team)::text IS NULL OR team = \(filter.team))
-        AND (\(filter.assignee)::text IS NULL OR assignee = \(filter.assignee))
-        AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter))
-        AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore))
-        AND (\(filter.tag)::text IS NULL OR tags @> ARRAY[\(filter.tag)::text])
-        AND (NOT \(filter.onlyBreached) OR EXISTS (
-          SELECT 1 FROM support.sla_targets s
-          WHERE s.ticket_id = t.id AND s.state = \(SlaState.breached.rawValue)))
-        AND \(after: token, time: "created_at", id: "id", descending: true)
-      ORDER BY created_at DESC, id DESC LIMIT \(limit)
-      """, logger: logger)
+    let rows = try await client.prepared(ListText.self, Self.listQuery(filter, after: token, limit: limit), logger: logger)
     var tickets: [TicketRecord] = []
     for try await row in rows { tickets.append(try TicketRecord(row: row)) }
     return tickets
   }
+  static func listQuery(_ filter: Filter, after token: PageToken?, limit: Int) -> PostgresQuery {
+    let excluded = filter.onlyOpen ? TicketRecord.closedStatuses : []
+    return """
+      SELECT \(unescaped: columns) FROM support.tickets t
+      WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID)::uuid)
+        AND NOT (status = ANY(\(excluded)::int8[]))
+        AND (cardinality(\(filter.statuses)::int8[]) = 0 OR status = ANY(\(filter.statuses)::int8[]))
+        AND (\(filter.priority)::int8 = 0 OR priority = \(filter.priority)::int8)
+        AND (\(filter.team)::text IS NULL OR team = \(filter.team)::text)
+        AND (\(filter.assignee)::text IS NULL OR assignee = \(filter.assignee)::text)
+        AND (\(filter.createdAfter)::timestamptz IS NULL OR created_at >= \(filter.createdAfter)::timestamptz)
+        AND (\(filter.createdBefore)::timestamptz IS NULL OR created_at < \(filter.createdBefore)::timestamptz)
+        AND (\(filter.tag)::text IS NULL OR tags @> ARRAY[\(filter.tag)::text])
+        AND (NOT \(filter.onlyBreached)::bool OR EXISTS (
+          SELECT 1 FROM support.sla_targets s
+          WHERE s.ticket_id = t.id AND s.state = \(code: SlaState.breached)))
+        AND \(after: token, time: "created_at", id: "id", descending: true)
+      ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8
+      """
+  }
+
+  enum ListText: StatementText { static let sql = SupportStore.listQuery(Filter(), after: nil, limit: 0).sql }
+
 
   /// A ticket from a row of `columns`.
 }
