@@ -37,16 +37,21 @@ extension AnalyticsStore {
     }
     return spend
   }
+
   static func spendingQuery(_ customers: [UUID]) -> PostgresQuery {
     """
-    SELECT customer_id, currency::text, count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
-           coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
-           sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled),
-           min(placed_at) FILTER (WHERE NOT cancelled)
+    SELECT customer_id, currency::text, \(unescaped: spendColumns)
     FROM analytics.orders WHERE customer_id = ANY(\(customers)::uuid[])
     GROUP BY customer_id, currency ORDER BY customer_id, currency
     """
   }
+
+  /// A customer's orders in one currency, aggregated in `Spend`'s order (after its currency).
+  static let spendColumns = """
+    count(*) FILTER (WHERE NOT cancelled), count(*) FILTER (WHERE cancelled),
+    coalesce(sum(total_minor - refunded_minor) FILTER (WHERE NOT cancelled), 0)::int8,
+    sum(refunded_minor)::int8, max(placed_at) FILTER (WHERE NOT cancelled), min(placed_at) FILTER (WHERE NOT cancelled)
+    """
 
   enum SpendingText: StatementText { static let sql = AnalyticsStore.spendingQuery([]).sql }
 

@@ -80,6 +80,7 @@ extension AnalyticsStore {
     }
     return products
   }
+
   static func recommendQuery(_ customer: UUID, limit: Int) -> PostgresQuery {
     """
     WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)::uuid),

@@ -324,20 +324,6 @@ extension AnalyticsStore {
     return ids.sorted { $0.uuidString < $1.uuidString }
   }
 
-  /// The segments a customer is in, by id.
-  func segmentIDs(of customer: UUID) async throws -> [String] {
-    let rows = try await client.prepared(SegmentIDsText.self, Self.segmentIDsQuery(customer), logger: logger)
-    var ids: [String] = []
-    for try await id in rows.decode(String.self) { ids.append(id) }
-    return ids
-  }
-  static func segmentIDsQuery(_ customer: UUID) -> PostgresQuery {
-    "SELECT segment_id FROM analytics.segment_members WHERE customer_id = \(customer)::uuid ORDER BY segment_id"
-  }
-
-  enum SegmentIDsText: StatementText { static let sql = AnalyticsStore.segmentIDsQuery(UUID()).sql }
-
-
   /// The members of a segment, oldest first, `limit` at a time after `after` (keyset).
   func segmentMembers(_ id: String, after: (Date, UUID)?, limit: Int) async throws -> [(UUID, Date)] {
     let rows = try await client.query(

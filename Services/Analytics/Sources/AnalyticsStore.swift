@@ -326,25 +326,47 @@ struct AnalyticsStore: Sendable {
 
   private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
 
-  /// A customer's metrics; zeros when no event mentioned the customer yet.
+  /// A customer's metrics; zeros when no event mentioned the customer yet. One statement reads the
+  /// counters, the spend per currency, the segments and the revenue (`metricsQuery`); recommendations
+  /// are a second.
   func metrics(customerID: UUID, withRecommendations: Bool = true) async throws -> Rapport_Analytics_V1_CustomerMetrics {
     var metrics = Rapport_Analytics_V1_CustomerMetrics()
     metrics.customerID = customerID.uuidString.lowercased()
     let rows = try await client.prepared(MetricsText.self, Self.metricsQuery(customerID), logger: logger)
-    for try await (count, first, last, tickets, asOf, opened, breaches, ratingSum, ratings) in rows.decode(
-      (Int64, Date?, Date?, Int64, Date, Int64, Int64, Int64, Int64).self)
-    {
-      metrics.orderCount = count
-      if let first { metrics.firstOrderTime = .init(microsecondsOf: first) }
-      if let last { metrics.lastOrderTime = .init(microsecondsOf: last) }
-      metrics.openTicketCount = tickets
-      metrics.asOf = .init(microsecondsOf: asOf)
-      metrics.ticketsOpened = opened
-      metrics.slaBreaches = breaches
-      metrics.ratingCount = ratings
-      metrics.averageRating = ratings > 0 ? Double(ratingSum) / Double(ratings) : 0
+    var spend: [Spend] = []
+    var first = true
+    for try await row in rows {
+      var r = RowReader(row)
+      let asOf = try r.next(Date?.self)
+      let counters = (
+        count: try r.next(Int64?.self) ?? 0, first: try r.next(Date?.self), last: try r.next(Date?.self),
+        tickets: try r.next(Int64?.self) ?? 0, opened: try r.next(Int64?.self) ?? 0,
+        breaches: try r.next(Int64?.self) ?? 0, ratingSum: try r.next(Int64?.self) ?? 0,
+        ratings: try r.next(Int64?.self) ?? 0)
+      let segments = try r.next([String]?.self) ?? []
+      let revenueCurrencies = try r.next([String]?.self) ?? []
+      let revenueAmounts = try r.next([Int64]?.self) ?? []
+      if let currency = try r.next(String?.self) {
+        spend.append(Spend(
+          currency: currency, orders: try r.next(), cancelled: try r.next(), net: try r.next(),
+          refunded: try r.next(), last: try r.next(), first: try r.next()))
+      }
+      guard first else { continue }
+      first = false
+      if let asOf {
+        metrics.orderCount = counters.count
+        if let time = counters.first { metrics.firstOrderTime = .init(microsecondsOf: time) }
+        if let time = counters.last { metrics.lastOrderTime = .init(microsecondsOf: time) }
+        metrics.openTicketCount = counters.tickets
+        metrics.asOf = .init(microsecondsOf: asOf)
+        metrics.ticketsOpened = counters.opened
+        metrics.slaBreaches = counters.breaches
+        metrics.ratingCount = counters.ratings
+        metrics.averageRating = counters.ratings > 0 ? Double(counters.ratingSum) / Double(counters.ratings) : 0
+      }
+      metrics.segmentIds = segments
+      metrics.revenue = zip(revenueCurrencies, revenueAmounts).map { .money($1, $0) }
     }
-    let spend = try await spending(customerID)
     metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
     metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
     metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
@@ -353,31 +375,30 @@ struct AnalyticsStore: Sendable {
     metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
     if let rfm = try await rfm(spend) { metrics.rfm = rfm }
     if let prediction = try await prediction(customerID, spend: spend) { metrics.prediction = prediction }
-    metrics.segmentIds = try await segmentIDs(of: customerID)
     // A customer without orders keeps all-zero metrics; recommendations start with the first order.
     if withRecommendations, metrics.orderCount > 0 { metrics.recommendations = try await recommend(customerID, limit: 3) }
-    let revenue = try await client.prepared(RevenueText.self, Self.revenueQuery(customerID), logger: logger)
-    for try await (currency, amount) in revenue.decode((String, Int64).self) {
-      metrics.revenue.append(.with {
-        $0.currency = currency
-        $0.amountMinor = amount
-      })
-    }
     return metrics
   }
+
+  /// One row per currency the customer ordered in (one row with no currency when none), each with the
+  /// counters (NULL when no event mentioned the customer), the segment ids and the revenue per currency.
   static func metricsQuery(_ customerID: UUID) -> PostgresQuery {
     """
-    SELECT order_count, first_order_at, last_order_at, open_tickets, as_of, tickets_opened, sla_breaches,
-           rating_sum, rating_count
-    FROM analytics.customer_metrics WHERE customer_id = \(customerID)::uuid
+    SELECT m.as_of, m.order_count, m.first_order_at, m.last_order_at, m.open_tickets, m.tickets_opened,
+      m.sla_breaches, m.rating_sum, m.rating_count,
+      (SELECT array_agg(segment_id ORDER BY segment_id) FROM analytics.segment_members WHERE customer_id = k.id),
+      (SELECT array_agg(currency::text ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
+      (SELECT array_agg(amount_minor ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
+      s.*
+    FROM (SELECT \(customerID)::uuid AS id) k
+    LEFT JOIN analytics.customer_metrics m ON m.customer_id = k.id
+    LEFT JOIN LATERAL (
+      SELECT currency::text, \(unescaped: spendColumns) FROM analytics.orders WHERE customer_id = k.id GROUP BY currency
+    ) s ON true
+    ORDER BY s.currency
     """
-  }
-
-  static func revenueQuery(_ customerID: UUID) -> PostgresQuery {
-    "SELECT currency, amount_minor FROM analytics.customer_revenue WHERE customer_id = \(customerID)::uuid ORDER BY currency"
   }
 
   enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery(UUID()).sql }
-  enum RevenueText: StatementText { static let sql = AnalyticsStore.revenueQuery(UUID()).sql }
 
 }

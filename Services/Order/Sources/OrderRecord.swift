@@ -116,9 +116,36 @@ struct OrderRecord: Sendable {
     self.updatedAt = createdAt
   }
 
+  /// `columns` and then the order's lines as parallel arrays, from `orders.orders` joined with `withLines`.
+  static let columnsWithLines = columns + ", l.skus, l.titles, l.quantities, l.prices, l.discounts, l.taxes"
+  static let withLines = """
+    CROSS JOIN LATERAL (
+      SELECT array_agg(sku ORDER BY line_no) AS skus, array_agg(title ORDER BY line_no) AS titles,
+        array_agg(quantity ORDER BY line_no) AS quantities, array_agg(unit_price_minor ORDER BY line_no) AS prices,
+        array_agg(discount_minor ORDER BY line_no) AS discounts, array_agg(tax_minor ORDER BY line_no) AS taxes
+      FROM orders.order_lines WHERE order_id = orders.id) l
+    """
+
   /// Decodes a row selected with `columns`.
   init(row: PostgresRow) throws {
     var r = RowReader(row)
+    try self.init(reader: &r)
+  }
+
+  /// Decodes a row selected with `columnsWithLines`.
+  init(rowWithLines row: PostgresRow) throws {
+    var r = RowReader(row)
+    try self.init(reader: &r)
+    let skus = try r.next([String]?.self) ?? [], titles = try r.next([String]?.self) ?? []
+    let quantities = try r.next([Int64]?.self) ?? [], prices = try r.next([Int64]?.self) ?? []
+    let discounts = try r.next([Int64]?.self) ?? [], taxes = try r.next([Int64]?.self) ?? []
+    lines = skus.indices.map { n in
+      .line(sku: skus[n], title: titles[n], quantity: quantities[n], price: prices[n], discount: discounts[n],
+            tax: taxes[n], currency: currency)
+    }
+  }
+
+  private init(reader r: inout RowReader) throws {
     self.init(
       id: try r.next(), customerID: try r.next(), channel: try r.next(), idempotencyKey: try r.next(),
       status: Rapport_Order_V1_OrderStatus(rawValue: try r.next(Int.self)) ?? .unspecified,

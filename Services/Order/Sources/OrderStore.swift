@@ -130,12 +130,22 @@ struct OrderStore: Sendable {
 
   /// One order; with `full`, its history, payments and refunds too.
   func get(id: UUID, full: Bool = false) async throws -> OrderRecord? {
-    let rows = try await client.query(
-      "SELECT \(unescaped: OrderRecord.columns) FROM orders.orders WHERE id = \(id)", logger: logger)
-    guard var order = try await withLines(decode(rows)).first else { return nil }
+    let rows = try await client.prepared(GetText.self, Self.getQuery(id), logger: logger)
+    var found: OrderRecord?
+    for try await row in rows { found = try OrderRecord(rowWithLines: row) }
+    guard var order = found else { return nil }
     if full { try await loadActivity(&order) }
     return order
   }
+
+  static func getQuery(_ id: UUID) -> PostgresQuery {
+    """
+    SELECT \(unescaped: OrderRecord.columnsWithLines) FROM orders.orders \(unescaped: OrderRecord.withLines)
+    WHERE id = \(id)::uuid
+    """
+  }
+
+  enum GetText: StatementText { static let sql = OrderStore.getQuery(UUID()).sql }
 
   /// Filters of `list`.
   struct Filter: Sendable {
@@ -149,12 +159,14 @@ struct OrderStore: Sendable {
   /// Orders newest first, after the page token's position (a prepared statement: `ListText`).
   func list(_ filter: Filter, after token: PageToken?, limit: Int) async throws -> [OrderRecord] {
     let rows = try await client.prepared(ListText.self, Self.listQuery(filter, after: token, limit: limit), logger: logger)
-    return try await withLines(decode(rows))
+    var records: [OrderRecord] = []
+    for try await row in rows { records.append(try OrderRecord(rowWithLines: row)) }
+    return records
   }
 
   static func listQuery(_ filter: Filter, after token: PageToken?, limit: Int) -> PostgresQuery {
     """
-    SELECT \(unescaped: OrderRecord.columns) FROM orders.orders
+    SELECT \(unescaped: OrderRecord.columnsWithLines) FROM orders.orders \(unescaped: OrderRecord.withLines)
     WHERE (\(filter.customerID)::uuid IS NULL OR customer_id = \(filter.customerID)::uuid)
       AND (cardinality(\(filter.statuses)::int8[]) = 0 OR status = ANY(\(filter.statuses)::int8[]))
       AND (\(filter.channel)::int8 = 0 OR channel = \(filter.channel)::int8)
@@ -216,34 +228,6 @@ struct OrderStore: Sendable {
     for try await row in rows { records.append(try OrderRecord(row: row)) }
     return records
   }
-
-  /// Loads the lines of `orders` in one query.
-  func withLines(_ orders: [OrderRecord]) async throws -> [OrderRecord] {
-    guard !orders.isEmpty else { return [] }
-    let rows = try await client.prepared(LinesText.self, Self.linesQuery(orders.map(\.id)), logger: logger)
-    let currencies = Dictionary(orders.map { ($0.id, $0.currency) }, uniquingKeysWith: { a, _ in a })
-    var lines: [UUID: [Rapport_Order_V1_OrderLine]] = [:]
-    for try await (orderID, sku, title, quantity, price, discount, tax) in rows.decode(
-      (UUID, String, String, Int64, Int64, Int64, Int64).self)
-    {
-      lines[orderID, default: []].append(
-        .line(sku: sku, title: title, quantity: quantity, price: price, discount: discount, tax: tax,
-              currency: currencies[orderID] ?? ""))
-    }
-    return orders.map { order in
-      var order = order
-      order.lines = lines[order.id] ?? []
-      return order
-    }
-  }
-  static func linesQuery(_ orderIDs: [UUID]) -> PostgresQuery {
-    """
-    SELECT order_id, sku, title, quantity, unit_price_minor, discount_minor, tax_minor FROM orders.order_lines
-    WHERE order_id = ANY(\(orderIDs)::uuid[]) ORDER BY order_id, line_no
-    """
-  }
-
-  enum LinesText: StatementText { static let sql = OrderStore.linesQuery([]).sql }
 
 }
 

@@ -137,6 +137,7 @@ extension SupportStore {
     }
     return summary
   }
+
   static func summaryQuery(_ customerID: UUID) -> PostgresQuery {
     """
     SELECT count(*), count(*) FILTER (WHERE NOT (status = ANY(\(TicketRecord.closedStatuses)::int8[]))),

@@ -251,6 +251,7 @@ struct SupportStore: Sendable {
     for try await row in rows { tickets.append(try TicketRecord(row: row)) }
     return tickets
   }
+
   static func listQuery(_ filter: Filter, after token: PageToken?, limit: Int) -> PostgresQuery {
     let excluded = filter.onlyOpen ? TicketRecord.closedStatuses : []
     return """
