@@ -92,6 +92,10 @@ import Testing
       #expect(overview.recentOrders.map(\.id) == newestFirst.map(\.id) && newestFirst.count == 2)
       let defaults = try await env.orders.getCustomerOrderOverview(.with { $0.customerID = env.customerID })
       #expect(defaults.recentOrders.count == 3)
+      #expect(defaults.recentOrders.allSatisfy { !$0.lines.isEmpty })
+      let nobody = UUID().uuidString.lowercased()
+      let none = try await env.orders.getCustomerOrderOverview(.with { $0.customerID = nobody })
+      #expect(none.summary == .with { $0.customerID = nobody } && none.recentOrders.isEmpty)
       await expectStatus(.invalidArgument, field: "recent_order_limit") {
         try await env.orders.getCustomerOrderOverview(.with {
           $0.customerID = env.customerID

@@ -194,6 +194,8 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
       let customer = try await env.customer()
       let empty = try await support.getCustomerSupportSummary(.with { $0.customerID = customer }).summary
       #expect(empty.ticketCount == 0 && !empty.hasLastContactTime && empty.averageCsat == 0)
+      let emptyOverview = try await support.getCustomerSupportOverview(.with { $0.customerID = customer })
+      #expect(emptyOverview.summary == empty && emptyOverview.openTickets.isEmpty)
       let first = try await support.openTicket(ticket(customer)).ticket
       let second = try await support.openTicket(ticket(customer, subject: "Wrong size")).ticket
       _ = try await support.openTicket(ticket(customer, subject: "Invoice"))
@@ -219,6 +221,9 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
       }).tickets
       #expect(overview.openTickets.map(\.id) == open.map(\.id) && open.count == 2)
       #expect(overview.openTickets.allSatisfy { $0.status != .solved && $0.status != .closed })
+      for ticket in overview.openTickets { _ = try await support.changeTicketStatus(status(ticket.id, .solved)) }
+      let allSolved = try await support.getCustomerSupportOverview(.with { $0.customerID = customer })
+      #expect(allSolved.summary.ticketCount == 3 && allSolved.summary.openCount == 0 && allSolved.openTickets.isEmpty)
       await expectStatus(.invalidArgument, field: "open_ticket_limit") {
         try await support.getCustomerSupportOverview(.with {
           $0.customerID = customer

@@ -129,11 +129,7 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
   ) async throws -> Rapport_Order_V1_GetCustomerOrderOverviewResponse {
     let id = try Validate.uuid(request.customerID, field: "customer_id")
     let limit = try Validate.pageSize(request.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
-    var filter = OrderStore.Filter()
-    filter.customerID = id
-    async let recent = store.list(filter, after: nil, limit: limit)
-    let summary = try await store.summary(customerID: id)
-    let orders = try await recent
+    let (summary, orders) = try await store.overview(customerID: id, limit: limit)
     return .with {
       $0.summary = summary
       $0.recentOrders = orders.map(\.proto)

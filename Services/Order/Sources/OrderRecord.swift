@@ -135,10 +135,17 @@ struct OrderRecord: Sendable {
   /// Decodes a row selected with `columnsWithLines`.
   init(rowWithLines row: PostgresRow) throws {
     var r = RowReader(row)
+    try self.init(readerWithLines: &r)
+  }
+
+  /// Decodes `columnsWithLines` from where `r` stands.
+  init(readerWithLines r: inout RowReader) throws {
     try self.init(reader: &r)
     let skus = try r.next([String]?.self) ?? [], titles = try r.next([String]?.self) ?? []
     let quantities = try r.next([Int64]?.self) ?? [], prices = try r.next([Int64]?.self) ?? []
     let discounts = try r.next([Int64]?.self) ?? [], taxes = try r.next([Int64]?.self) ?? []
+    guard [titles.count, quantities.count, prices.count, discounts.count, taxes.count].allSatisfy({ $0 == skus.count })
+    else { throw RPCFailure.internal("an order's line arrays differ in length") }
     lines = skus.indices.map { n in
       .line(sku: skus[n], title: titles[n], quantity: quantities[n], price: prices[n], discount: discounts[n],
             tax: taxes[n], currency: currency)

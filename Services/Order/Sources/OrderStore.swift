@@ -181,13 +181,29 @@ struct OrderStore: Sendable {
 
   /// A customer's order count, totals and refunds per currency, first/last and open orders.
   func summary(customerID: UUID) async throws -> Rapport_Order_V1_OrderSummary {
+    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
+    var perCurrency: [CurrencySummary] = []
+    for try await row in rows.decode(CurrencySummary.self) { perCurrency.append(row) }
+    return Self.summary(customerID, perCurrency)
+  }
+
+  /// A customer's orders in one currency: `summaryColumns` in order.
+  typealias CurrencySummary = (String, Int64, Int64, Int64, Date, Date, Int64)
+
+  /// Per currency (grouped by it): the currency, orders, totals of those not cancelled, refunds, the
+  /// first and last order's time and the orders still open.
+  static let summaryColumns = """
+    currency::text, count(*),
+    coalesce(sum(total_minor) FILTER (WHERE status <> \(Rapport_Order_V1_OrderStatus.cancelled.rawValue)), 0)::bigint,
+    sum(refunded_minor)::bigint, min(created_at), max(created_at),
+    count(*) FILTER (WHERE status IN (\(openStatuses.map { String($0.rawValue) }.joined(separator: ", "))))
+    """
+
+  static func summary(_ customerID: UUID, _ perCurrency: [CurrencySummary]) -> Rapport_Order_V1_OrderSummary {
     var summary = Rapport_Order_V1_OrderSummary()
     summary.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
     var first: Date?, last: Date?
-    for try await (currency, count, total, refunded, earliest, latest, open) in rows.decode(
-      (String, Int64, Int64, Int64, Date, Date, Int64).self)
-    {
+    for (currency, count, total, refunded, earliest, latest, open) in perCurrency {
       summary.orderCount += count
       summary.openOrderCount += open
       summary.totals.append(.with {
@@ -210,15 +226,52 @@ struct OrderStore: Sendable {
 
   static func summaryQuery(_ customerID: UUID) -> PostgresQuery {
     """
-    SELECT currency, count(*),
-           coalesce(sum(total_minor) FILTER (WHERE status <> \(code: Rapport_Order_V1_OrderStatus.cancelled)), 0)::bigint,
-           sum(refunded_minor)::bigint, min(created_at), max(created_at),
-           count(*) FILTER (WHERE status = ANY(\(openStatuses.map(\.rawValue))::int8[]))
-    FROM orders.orders WHERE customer_id = \(customerID)::uuid GROUP BY currency ORDER BY currency
+    SELECT \(unescaped: summaryColumns) FROM orders.orders WHERE customer_id = \(customerID)::uuid
+    GROUP BY currency ORDER BY currency
     """
   }
 
   enum SummaryText: StatementText { static let sql = OrderStore.summaryQuery(UUID()).sql }
+
+  /// GetCustomerOrderOverview in one statement: the summary (per currency, as arrays) on every row, and
+  /// the `limit` most recent orders with their lines (none: one row whose order columns are NULL).
+  func overview(customerID: UUID, limit: Int) async throws -> (Rapport_Order_V1_OrderSummary, [OrderRecord]) {
+    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerID, limit: limit), logger: logger)
+    var perCurrency: [CurrencySummary] = [], recent: [OrderRecord] = []
+    for try await row in rows {
+      var r = RowReader(row)
+      let currencies = try r.next([String]?.self) ?? [], counts = try r.next([Int64]?.self) ?? []
+      let totals = try r.next([Int64]?.self) ?? [], refunds = try r.next([Int64]?.self) ?? []
+      let firsts = try r.next([Date]?.self) ?? [], lasts = try r.next([Date]?.self) ?? []
+      let open = try r.next([Int64]?.self) ?? []
+      guard !currencies.isEmpty else { break }
+      if recent.isEmpty {
+        let n = currencies.count
+        guard counts.count == n, totals.count == n, refunds.count == n, firsts.count == n, lasts.count == n,
+          open.count == n
+        else { throw RPCFailure.internal("an order summary's arrays differ in length") }
+        perCurrency = (0..<n).map { (currencies[$0], counts[$0], totals[$0], refunds[$0], firsts[$0], lasts[$0], open[$0]) }
+      }
+      recent.append(try OrderRecord(readerWithLines: &r))
+    }
+    return (Self.summary(customerID, perCurrency), recent)
+  }
+
+  static func overviewQuery(_ customerID: UUID, limit: Int) -> PostgresQuery {
+    """
+    SELECT s.*, r.*
+    FROM (SELECT array_agg(g.c ORDER BY g.c), array_agg(g.n ORDER BY g.c), array_agg(g.t ORDER BY g.c),
+            array_agg(g.rf ORDER BY g.c), array_agg(g.f ORDER BY g.c), array_agg(g.l ORDER BY g.c),
+            array_agg(g.o ORDER BY g.c)
+          FROM (SELECT \(unescaped: summaryColumns) FROM orders.orders WHERE customer_id = \(customerID)::uuid
+                GROUP BY currency) g(c, n, t, rf, f, l, o)) s
+    LEFT JOIN LATERAL (
+      SELECT \(unescaped: OrderRecord.columnsWithLines) FROM orders.orders \(unescaped: OrderRecord.withLines)
+      WHERE customer_id = \(customerID)::uuid ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8) r ON true
+    """
+  }
+
+  enum OverviewText: StatementText { static let sql = OrderStore.overviewQuery(UUID(), limit: 0).sql }
 
   /// PENDING, PAID, FULFILLED: orders still in progress.
   static let openStatuses: [Rapport_Order_V1_OrderStatus] = [.pending, .paid, .fulfilled]

@@ -109,12 +109,7 @@ extension SupportRPCs {
   ) async throws -> Rapport_Support_V1_GetCustomerSupportOverviewResponse {
     let id = try Validate.uuid(request.customerID, field: "customer_id")
     let limit = try Validate.pageSize(request.openTicketLimit, field: "open_ticket_limit", default: 50, max: 50)
-    var filter = SupportStore.Filter()
-    filter.customerID = id
-    filter.onlyOpen = true
-    async let open = store.list(filter, after: nil, limit: limit)
-    let summary = try await store.summary(customerID: id)
-    let tickets = try await open
+    let (summary, tickets) = try await store.overview(customerID: id, limit: limit)
     return .with {
       $0.summary = summary
       $0.openTickets = tickets.map(\.proto)

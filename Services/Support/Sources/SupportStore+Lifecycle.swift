@@ -125,32 +125,80 @@ extension SupportStore {
 
   /// A customer's ticket count, open tickets, last contact and CSAT.
   func summary(customerID: UUID) async throws -> Rapport_Support_V1_SupportSummary {
+    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
     var summary = Rapport_Support_V1_SupportSummary()
     summary.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.prepared(SummaryText.self, Self.summaryQuery(customerID), logger: logger)
-    for try await (count, open, last, average, rated) in rows.decode((Int64, Int64, Date?, Double, Int64).self) {
-      summary.ticketCount = count
-      summary.openCount = open
-      if let last { summary.lastContactTime = .init(microsecondsOf: last) }
-      summary.averageCsat = average
-      summary.ratedCount = rated
+    for try await row in rows {
+      var r = RowReader(row)
+      summary = try Self.summary(customerID, &r)
     }
+    return summary
+  }
+
+  /// The ticket count, open tickets, last contact by the customer, average and count of CSAT ratings of
+  /// the customer whose id is the SQL expression `customer`.
+  private static func summarySelect(of customer: String) -> String {
+    let closed = TicketRecord.closedStatuses.map(String.init).joined(separator: ", ")
+    return """
+      SELECT count(*), count(*) FILTER (WHERE status NOT IN (\(closed))),
+        greatest(max(t.created_at), (SELECT max(m.created_at) FROM support.ticket_messages m
+          JOIN support.tickets x ON x.id = m.ticket_id
+          WHERE x.customer_id = \(customer) AND m.author_kind = \(Rapport_Support_V1_AuthorKind.customer.rawValue)
+            AND NOT m.internal)),
+        coalesce(avg(csat_rating), 0)::float8, count(csat_rating)
+      FROM support.tickets t WHERE t.customer_id = \(customer)
+      """
+  }
+
+  /// Decodes `summarySelect`'s columns from where `r` stands.
+  private static func summary(_ customerID: UUID, _ r: inout RowReader) throws -> Rapport_Support_V1_SupportSummary {
+    var summary = Rapport_Support_V1_SupportSummary()
+    summary.customerID = customerID.uuidString.lowercased()
+    summary.ticketCount = try r.next()
+    summary.openCount = try r.next()
+    if let last = try r.next(Date?.self) { summary.lastContactTime = .init(microsecondsOf: last) }
+    summary.averageCsat = try r.next()
+    summary.ratedCount = try r.next()
     return summary
   }
 
   static func summaryQuery(_ customerID: UUID) -> PostgresQuery {
     """
-    SELECT count(*), count(*) FILTER (WHERE NOT (status = ANY(\(TicketRecord.closedStatuses)::int8[]))),
-      greatest(max(t.created_at), (SELECT max(m.created_at) FROM support.ticket_messages m
-        JOIN support.tickets x ON x.id = m.ticket_id
-        WHERE x.customer_id = \(customerID)::uuid AND m.author_kind = \(code: Rapport_Support_V1_AuthorKind.customer)
-          AND NOT m.internal)),
-      coalesce(avg(csat_rating), 0)::float8, count(csat_rating)
-    FROM support.tickets t WHERE t.customer_id = \(customerID)::uuid
+    SELECT s.* FROM (SELECT \(customerID)::uuid AS id) k CROSS JOIN LATERAL (\(unescaped: summarySelect(of: "k.id"))) s
     """
   }
 
   enum SummaryText: StatementText { static let sql = SupportStore.summaryQuery(UUID()).sql }
+
+  /// GetCustomerSupportOverview in one statement: the summary on every row, and the `limit` most recent
+  /// open tickets (none: one row whose ticket columns are NULL).
+  func overview(customerID: UUID, limit: Int) async throws -> (Rapport_Support_V1_SupportSummary, [TicketRecord]) {
+    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerID, limit: limit), logger: logger)
+    var summary = Rapport_Support_V1_SupportSummary()
+    summary.customerID = customerID.uuidString.lowercased()
+    var open: [TicketRecord] = []
+    for try await row in rows {
+      var r = RowReader(row)
+      summary = try Self.summary(customerID, &r)
+      if try r.next(Bool.self) { open.append(try TicketRecord(reader: &r)) }
+    }
+    return (summary, open)
+  }
+
+  static func overviewQuery(_ customerID: UUID, limit: Int) -> PostgresQuery {
+    let closed = TicketRecord.closedStatuses.map(String.init).joined(separator: ", ")
+    return """
+      SELECT s.*, r.id IS NOT NULL, r.*
+      FROM (SELECT \(customerID)::uuid AS id) k
+      CROSS JOIN LATERAL (\(unescaped: summarySelect(of: "k.id"))) s
+      LEFT JOIN LATERAL (
+        SELECT \(unescaped: columns) FROM support.tickets
+        WHERE customer_id = k.id AND status NOT IN (\(unescaped: closed))
+        ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8) r ON true
+      """
+  }
+
+  enum OverviewText: StatementText { static let sql = SupportStore.overviewQuery(UUID(), limit: 0).sql }
 
 }
 

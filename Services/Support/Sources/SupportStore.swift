@@ -75,6 +75,11 @@ extension TicketRecord {
   /// Decodes a row selected with `SupportStore.columns`.
   init(row: PostgresRow) throws {
     var r = RowReader(row)
+    try self.init(reader: &r)
+  }
+
+  /// Decodes `SupportStore.columns` from where `r` stands.
+  init(reader r: inout RowReader) throws {
     self.init(
       id: try r.next(), requestID: try r.next(), customerID: try r.next(), subject: try r.next(),
       body: try r.next(), priority: try r.next(), status: try r.next(), channel: try r.next(), createdAt: try r.next())
