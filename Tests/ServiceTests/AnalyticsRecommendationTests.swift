@@ -71,6 +71,13 @@ import Testing
       #expect(cold.map(\.sku) == ["A", "B", "C", "D", "E"] && cold.allSatisfy { $0.reason == .topSeller })
       // Never what the customer already bought.
       #expect(try await store.recommend(u5, limit: 10).map(\.sku) == ["A", "B", "C", "D"])
+
+      // The metrics (and so the 360° view) carry the same three, read in the metrics' one statement;
+      // none for a customer without orders, nor when the caller does not ask for them.
+      #expect(try await store.metrics(customerID: u2).recommendations == forU2)
+      #expect(try await store.metrics(customerID: u4).recommendations == (try await store.recommend(u4, limit: 3)))
+      #expect(try await store.metrics(customerID: newcomer).recommendations.isEmpty)
+      #expect(try await store.metrics(customerID: u2, withRecommendations: false).recommendations.isEmpty)
     }
   }
 }

@@ -70,20 +70,33 @@ extension AnalyticsStore {
   func recommend(_ customer: UUID, limit: Int) async throws -> [Rapport_Analytics_V1_RecommendedProduct] {
     let rows = try await client.prepared(RecommendText.self, Self.recommendQuery(customer, limit: limit), logger: logger)
     var products: [Rapport_Analytics_V1_RecommendedProduct] = []
-    for try await (sku, title, score, similar) in rows.decode((String, String, Double, Bool).self) {
-      products.append(.with {
-        $0.sku = sku
-        $0.title = title
-        $0.score = score
-        $0.reason = similar ? .similar : .topSeller
-      })
+    for try await (sku, title, score, similar, _) in rows.decode((String, String, Double, Bool, Int64).self) {
+      products.append(Self.recommended(sku, title, score, similar))
     }
     return products
   }
 
+  static func recommended(_ sku: String, _ title: String, _ score: Double, _ similar: Bool) -> Rapport_Analytics_V1_RecommendedProduct {
+    .with {
+      $0.sku = sku
+      $0.title = title
+      $0.score = score
+      $0.reason = similar ? .similar : .topSeller
+    }
+  }
+
   static func recommendQuery(_ customer: UUID, limit: Int) -> PostgresQuery {
+    var binds = PostgresBindings(capacity: 2)
+    binds.append(customer)
+    binds.append(limit)
+    return PostgresQuery(unsafeSQL: recommendSelect(customer: "$1::uuid", limit: "$2::int8"), binds: binds)
+  }
+
+  /// The ranking as rows of (sku, title, score, by similarity, rank) for the customer whose id is the SQL
+  /// expression `customer`, at most `limit` (an SQL expression) of them.
+  static func recommendSelect(customer: String, limit: String) -> String {
     """
-    WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)::uuid),
+    WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)),
     total AS (SELECT sum(affinity) AS affinity FROM mine),
     alike AS (
       SELECT p.b AS sku,
@@ -92,16 +105,18 @@ extension AnalyticsStore {
       FROM mine m JOIN analytics.item_pairs p ON p.a = m.sku
       JOIN analytics.items ia ON ia.sku = p.a JOIN analytics.items ib ON ib.sku = p.b
       WHERE p.b NOT IN (SELECT sku FROM mine) GROUP BY p.b
-      ORDER BY score DESC, sku LIMIT \(limit)::int8),
+      ORDER BY score DESC, sku LIMIT \(limit)),
     sellers AS (
       SELECT sku, 0::float8 AS score FROM analytics.items
       WHERE sku NOT IN (SELECT sku FROM mine) AND sku NOT IN (SELECT sku FROM alike)
-      ORDER BY customers DESC, units DESC, sku LIMIT \(limit)::int8)
-    SELECT r.sku, i.title, r.score, r.by_similarity FROM (
+      ORDER BY customers DESC, units DESC, sku LIMIT \(limit))
+    SELECT r.sku, i.title, r.score, r.by_similarity,
+      row_number() OVER (ORDER BY r.part, r.score DESC, i.customers DESC, i.units DESC, r.sku) AS rank
+    FROM (
       SELECT sku, score, true AS by_similarity, 0 AS part FROM alike
       UNION ALL SELECT sku, score, false, 1 FROM sellers) r
     JOIN analytics.items i USING (sku)
-    ORDER BY r.part, r.score DESC, i.customers DESC, i.units DESC, r.sku LIMIT \(limit)::int8
+    ORDER BY rank LIMIT \(limit)
     """
   }
 

@@ -327,12 +327,12 @@ struct AnalyticsStore: Sendable {
   private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
 
   /// A customer's metrics; zeros when no event mentioned the customer yet. One statement reads the
-  /// counters, the spend per currency, the segments and the revenue (`metricsQuery`); recommendations
-  /// are a second.
+  /// counters, the spend per currency, the segments, the revenue and the recommendations (`metricsQuery`).
   func metrics(customerID: UUID, withRecommendations: Bool = true) async throws -> Rapport_Analytics_V1_CustomerMetrics {
     var metrics = Rapport_Analytics_V1_CustomerMetrics()
     metrics.customerID = customerID.uuidString.lowercased()
-    let rows = try await client.prepared(MetricsText.self, Self.metricsQuery(customerID), logger: logger)
+    let rows = try await client.prepared(
+      MetricsText.self, Self.metricsQuery(customerID, withRecommendations: withRecommendations), logger: logger)
     var spend: [Spend] = []
     var first = true
     for try await row in rows {
@@ -346,6 +346,8 @@ struct AnalyticsStore: Sendable {
       let segments = try r.next([String]?.self) ?? []
       let revenueCurrencies = try r.next([String]?.self) ?? []
       let revenueAmounts = try r.next([Int64]?.self) ?? []
+      let skus = try r.next([String]?.self) ?? [], titles = try r.next([String]?.self) ?? []
+      let scores = try r.next([Double]?.self) ?? [], similar = try r.next([Bool]?.self) ?? []
       if let currency = try r.next(String?.self) {
         spend.append(Spend(
           currency: currency, orders: try r.next(), cancelled: try r.next(), net: try r.next(),
@@ -366,6 +368,10 @@ struct AnalyticsStore: Sendable {
       }
       metrics.segmentIds = segments
       metrics.revenue = zip(revenueCurrencies, revenueAmounts).map { .money($1, $0) }
+      guard titles.count == skus.count, scores.count == skus.count, similar.count == skus.count else {
+        throw RPCFailure.internal("recommendation arrays differ in length")
+      }
+      metrics.recommendations = skus.indices.map { Self.recommended(skus[$0], titles[$0], scores[$0], similar[$0]) }
     }
     metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
     metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
@@ -375,23 +381,27 @@ struct AnalyticsStore: Sendable {
     metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
     if let rfm = try await rfm(spend) { metrics.rfm = rfm }
     if let prediction = try await prediction(customerID, spend: spend) { metrics.prediction = prediction }
-    // A customer without orders keeps all-zero metrics; recommendations start with the first order.
-    if withRecommendations, metrics.orderCount > 0 { metrics.recommendations = try await recommend(customerID, limit: 3) }
     return metrics
   }
 
   /// One row per currency the customer ordered in (one row with no currency when none), each with the
-  /// counters (NULL when no event mentioned the customer), the segment ids and the revenue per currency.
-  static func metricsQuery(_ customerID: UUID) -> PostgresQuery {
+  /// counters (NULL when no event mentioned the customer), the segment ids, the revenue per currency and
+  /// three recommendations (none for a customer without orders: they start with the first).
+  static func metricsQuery(_ customerID: UUID, withRecommendations: Bool) -> PostgresQuery {
     """
     SELECT m.as_of, m.order_count, m.first_order_at, m.last_order_at, m.open_tickets, m.tickets_opened,
       m.sla_breaches, m.rating_sum, m.rating_count,
       (SELECT array_agg(segment_id ORDER BY segment_id) FROM analytics.segment_members WHERE customer_id = k.id),
       (SELECT array_agg(currency::text ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
       (SELECT array_agg(amount_minor ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
-      s.*
+      rec.*, s.*
     FROM (SELECT \(customerID)::uuid AS id) k
     LEFT JOIN analytics.customer_metrics m ON m.customer_id = k.id
+    CROSS JOIN LATERAL (
+      SELECT array_agg(sku ORDER BY rank), array_agg(title ORDER BY rank), array_agg(score ORDER BY rank),
+        array_agg(by_similarity ORDER BY rank)
+      FROM (\(unescaped: recommendSelect(customer: "k.id", limit: "3"))) r
+      WHERE \(withRecommendations)::bool AND m.order_count > 0) rec
     LEFT JOIN LATERAL (
       SELECT currency::text, \(unescaped: spendColumns) FROM analytics.orders WHERE customer_id = k.id GROUP BY currency
     ) s ON true
@@ -399,6 +409,6 @@ struct AnalyticsStore: Sendable {
     """
   }
 
-  enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery(UUID()).sql }
+  enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery(UUID(), withRecommendations: true).sql }
 
 }
