@@ -230,8 +230,11 @@ extension PartnerSuites {
         }
         _ = try await gateway.view(bearer(viewer.secret))  // a read: not audited
         let adminID = try #require(KeySecretID.of(adminKey))
-        try await eventually("the refusals were flushed") {
-          try await admin.listAuditEntries(.with { $0.code = 16 }, metadata: bearer(adminKey)).entries.count == 2
+        // The log is written in batches: wait for all five entries (two refusals, one denial, two writes).
+        try await eventually("the refusals, the denial and the writes were flushed") {
+          let codes = try await admin.listAuditEntries(.init(), metadata: bearer(adminKey)).entries.map(\.code)
+          return codes.filter { $0 == 16 }.count == 2 && codes.filter { $0 == 7 }.count == 1
+            && codes.filter { $0 == 0 }.count == 2
         }
         let all = try await admin.listAuditEntries(.init(), metadata: bearer(adminKey)).entries
         let view = "rapport.gateway.v1.PartnerGateway/GetCustomerView"

@@ -50,6 +50,8 @@ public struct CommonOptions: ParsableArguments {
   var otlpEndpoint: String?
   @Option(name: .customLong("malloc-arena-max"), help: "Most glibc malloc arenas (default 2; 0: glibc's own limit, 8 per core).")
   var mallocArenaMax: String?
+  @Option(name: .customLong("malloc-trim-interval-ms"), help: "How often freed malloc memory is returned to the system (default 10000; 0: never, as glibc does by itself only at a heap's top).")
+  var mallocTrimIntervalMs: String?
 
   public init() {}
 
@@ -63,7 +65,7 @@ public struct CommonOptions: ParsableArguments {
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
       "metrics-addr": metricsAddr, "health-addr": healthAddr, "log-format": logFormat, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
       "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
-      "otlp-endpoint": otlpEndpoint, "malloc-arena-max": mallocArenaMax,
+      "otlp-endpoint": otlpEndpoint, "malloc-arena-max": mallocArenaMax, "malloc-trim-interval-ms": mallocTrimIntervalMs,
     ].compactMapValues { $0 }
   }
 }

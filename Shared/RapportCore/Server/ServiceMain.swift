@@ -27,13 +27,14 @@ public enum ServiceMain {
     do {
       let settings = Settings(service: name, flags: flags)
       try limitMallocArenas(settings)
+      let trimmer = try mallocTrimmer(settings, logger: logger)
       let exporter = try migrateOnly ? nil : settings.string("otlp-endpoint").map { try startTracing(name, endpoint: $0) }
       let app = try build(settings, logger)
       if migrateOnly {
         try await app.migrate()
         print("rapport-\(name): migrations applied")
       } else {
-        try await app.run(alongside: exporter.map { [$0] } ?? [])
+        try await app.run(alongside: [exporter, trimmer].compactMap { $0 })
       }
       exit(0)
     } catch {
@@ -53,6 +54,19 @@ public enum ServiceMain {
       throw ConfigurationError("malloc-arena-max must be from 0 to 64, got \(arenas)")
     }
     if arenas > 0 { _ = rapport_malloc_arena_max(Int32(arenas)) }
+  }
+
+  /// glibc returns freed memory to the system by itself only from the top of a heap, so after a burst a
+  /// service keeps the pages it freed in the middle resident. `--malloc-trim-interval-ms` (default
+  /// 10000; 0: never) runs `malloc_trim(0)` that often: it gives back every arena's free pages.
+  static func mallocTrimmer(_ settings: Settings, logger: Logger) throws -> (any Service)? {
+    let interval = try settings.int("malloc-trim-interval-ms", default: 10_000)
+    guard (0...3_600_000).contains(interval) else {
+      throw ConfigurationError("malloc-trim-interval-ms must be from 0 to 3600000, got \(interval)")
+    }
+    guard interval > 0 else { return nil }
+    let trim = Periodic("malloc trim", every: .milliseconds(interval), logger: logger) { _ = rapport_malloc_trim() }
+    return ClosureService { try await cancelWhenGracefulShutdown { try await trim.run() } }
   }
 
   /// Bootstraps swift-otel's tracer with an OTLP/gRPC exporter to `endpoint` (traces only: metrics stay
