@@ -158,7 +158,7 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     request: Rapport_Analytics_V1_RecommendRequest, context: ServerContext
   ) async throws -> Rapport_Analytics_V1_RecommendResponse {
     let customer = try Validate.uuid(request.customerID, field: "customer_id")
-    let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: 100)
+    let limit = try Validate.pageSize(request.limit, field: "limit", default: 10, max: AnalyticsStore.mostRecommended)
     let products = try await store.recommend(customer, limit: limit)
     return .with { $0.products = products }
   }

@@ -85,12 +85,18 @@ extension AnalyticsStore {
     }
   }
 
+  /// The ranking cut at `limit` (at most `Self.mostRecommended`): the same first `limit` as a ranking
+  /// of `limit`, since similar products come first and top sellers only fill up after them.
   static func recommendQuery(_ customer: UUID, limit: Int) -> PostgresQuery {
-    var binds = PostgresBindings(capacity: 2)
-    binds.append(customer)
-    binds.append(limit)
-    return PostgresQuery(unsafeSQL: recommendSelect(customer: "$1::uuid", limit: "$2::int8"), binds: binds)
+    """
+    SELECT r.* FROM (SELECT \(customer)::uuid AS id) k
+    CROSS JOIN LATERAL (\(unescaped: recommendSelect(customer: "k.id", limit: String(mostRecommended)))) r
+    WHERE r.rank <= \(limit)::int8 ORDER BY r.rank
+    """
   }
+
+  /// The largest `limit` of `Recommend`.
+  static let mostRecommended = 100
 
   /// The ranking as rows of (sku, title, score, by similarity, rank) for the customer whose id is the SQL
   /// expression `customer`, at most `limit` (an SQL expression) of them.
