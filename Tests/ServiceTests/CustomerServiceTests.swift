@@ -98,6 +98,58 @@ func withCustomerService(
     }
   }
 
+  /// Reads by id are batched under load (`CustomerStore.byID`): each concurrent read still gets its own
+  /// customer, NOT_FOUND, or the survivor of a merge, and a read after an acknowledged write sees it.
+  @Test func concurrentReadsByIdEachGetTheirOwnAnswerAndSeeEveryAcknowledgedWrite() async throws {
+    try await withCustomerService { customers, _, _ in
+      var created: [String] = []
+      for n in 0..<20 { created.append(try await customers.createCustomer(.with { $0.email = "batch-\(n)@example.com"; $0.givenName = "N\(n)" }).customer.id) }
+      let ids = created
+      _ = try await customers.mergeCustomers(.with { $0.survivorID = ids[0]; $0.duplicateID = ids[1] })
+      let unknown = UUID().uuidString.lowercased()
+      let answers = try await withThrowingTaskGroup(of: (String, String?, String).self) { group in
+        for round in 0..<10 {
+          for id in ids + [unknown] {
+            group.addTask {
+              do {
+                let response = try await customers.getCustomer(.with { $0.customerID = id })
+                return (id, response.customer.id, response.mergedFrom + "|\(round)|" + response.customer.givenName)
+              } catch let error as RPCError where error.code == .notFound {
+                return (id, nil, "")
+              }
+            }
+          }
+        }
+        return try await group.reduce(into: [(String, String?, String)]()) { $0.append($1) }
+      }
+      #expect(answers.count == 210)
+      for (asked, got, detail) in answers {
+        switch asked {
+        case unknown: #expect(got == nil)
+        case ids[1]: #expect(got == ids[0] && detail.hasPrefix(ids[1] + "|"))
+        default:
+          let n = ids.firstIndex(of: asked) ?? -1
+          #expect(got == asked && detail.hasSuffix("|N\(n)"), "\(asked): \(String(describing: got)) \(detail)")
+        }
+      }
+      // Reads racing each other and a write: every read that starts after the write's acknowledgement sees it.
+      for n in 0..<5 {
+        let current = try await customers.getCustomer(.with { $0.customerID = ids[2] }).customer
+        _ = try await customers.updateCustomer(.with {
+          $0.customerID = ids[2]
+          $0.expectedVersion = current.version
+          $0.customer.givenName = "Renamed \(n)"
+          $0.updateMask = .with { $0.paths = ["given_name"] }
+        })
+        let seen = try await withThrowingTaskGroup(of: String.self) { group in
+          for _ in 0..<16 { group.addTask { try await customers.getCustomer(.with { $0.customerID = ids[2] }).customer.givenName } }
+          return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(seen == Array(repeating: "Renamed \(n)", count: 16))
+      }
+    }
+  }
+
   @Test(arguments: [
     ("email", Rapport_Customer_V1_CreateCustomerRequest.with { $0.email = "" }),
     ("email", .with { $0.email = "not-an-email" }),

@@ -27,15 +27,16 @@ enum CustomerRows {
       FROM customer.company_contacts l WHERE l.customer_id = c.id) cl
     """
 
-  /// The customer with this id as stored, prepared once per connection: the hot read.
-  struct ByID: PostgresPreparedStatement {
-    static let sql = CustomerRows.select + " WHERE c.id = $1"
+  /// The customers with these ids as stored, prepared once per connection: the hot read, batched by
+  /// `CustomerStore.byID` (one id when the service is idle, every waiting id when it is busy).
+  struct ByIDs: PostgresPreparedStatement {
+    static let sql = CustomerRows.select + " WHERE c.id = ANY($1::uuid[])"
     typealias Row = Rapport_Customer_V1_Customer
-    let id: UUID
+    let ids: [UUID]
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 1)
-      bindings.append(id)
+      bindings.append(ids)
       return bindings
     }
 

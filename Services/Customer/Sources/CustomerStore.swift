@@ -10,8 +10,24 @@ struct CustomerStore: Sendable {
   let client: PostgresClient
   let logger: Logger
   let outbox = CustomerMigrations.outbox
+  /// Reads by id outside a transaction, coalesced under load (`ReadBatcher`): up to 2 statements at once,
+  /// each for up to 64 ids. (Measured with h2load at 64 streams: 2 at once gave the most reads per second;
+  /// 10 — one per pooled connection — about a third fewer, each read then a round trip of its own.)
+  let byID: ReadBatcher<UUID, Customer>
 
   typealias Customer = Rapport_Customer_V1_Customer
+
+  init(client: PostgresClient, logger: Logger) {
+    self.client = client
+    self.logger = logger
+    byID = ReadBatcher(maxInFlight: 2, maxBatch: 64) { ids in
+      var found: [UUID: Customer] = [:]
+      for try await customer in try await client.execute(CustomerRows.ByIDs(ids: ids), logger: logger) {
+        if let id = UUID(uuidString: customer.id) { found[id] = customer }
+      }
+      return found
+    }
+  }
 
   static let active = Rapport_Customer_V1_CustomerState.active.rawValue
   static let merged = Rapport_Customer_V1_CustomerState.merged.rawValue
@@ -27,10 +43,7 @@ struct CustomerStore: Sendable {
 
   /// The row with this id as stored (a tombstone stays a tombstone).
   func load(_ id: UUID, on connection: PostgresConnection? = nil, forUpdate: Bool = false) async throws -> Customer? {
-    if connection == nil, !forUpdate {
-      for try await customer in try await client.execute(CustomerRows.ByID(id: id), logger: logger) { return customer }
-      return nil
-    }
+    if connection == nil, !forUpdate { return try await byID.load(id) }
     let query: PostgresQuery = forUpdate
       ? "\(unescaped: CustomerRows.select) WHERE c.id = \(id) FOR UPDATE OF c"
       : "\(unescaped: CustomerRows.select) WHERE c.id = \(id)"
