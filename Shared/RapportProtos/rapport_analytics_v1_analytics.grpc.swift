@@ -35,6 +35,19 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "BatchGetCustomerMetrics" metadata.
+        public enum BatchGetCustomerMetrics: Sendable {
+            /// Request type for "BatchGetCustomerMetrics".
+            public typealias Input = Rapport_Analytics_V1_BatchGetCustomerMetricsRequest
+            /// Response type for "BatchGetCustomerMetrics".
+            public typealias Output = Rapport_Analytics_V1_BatchGetCustomerMetricsResponse
+            /// Descriptor for "BatchGetCustomerMetrics".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "BatchGetCustomerMetrics",
+                type: .unary
+            )
+        }
         /// Namespace for "GetRfmEdges" metadata.
         public enum GetRfmEdges: Sendable {
             /// Request type for "GetRfmEdges".
@@ -207,6 +220,7 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
         /// Descriptors for all methods in the "rapport.analytics.v1.AnalyticsService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetCustomerMetrics.descriptor,
+            BatchGetCustomerMetrics.descriptor,
             GetRfmEdges.descriptor,
             GetSalesSummary.descriptor,
             GetTopProducts.descriptor,
@@ -263,6 +277,25 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetCustomerMetricsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>
+
+        /// Handle the "BatchGetCustomerMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+        /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_BatchGetCustomerMetricsResponse` messages.
+        func batchGetCustomerMetrics(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>
 
         /// Handle the "GetRfmEdges" method.
         ///
@@ -534,6 +567,25 @@ extension Rapport_Analytics_V1_AnalyticsService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>
 
+        /// Handle the "BatchGetCustomerMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+        /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Analytics_V1_BatchGetCustomerMetricsResponse` message.
+        func batchGetCustomerMetrics(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>
+
         /// Handle the "GetRfmEdges" method.
         ///
         /// > Source IDL Documentation:
@@ -802,6 +854,25 @@ extension Rapport_Analytics_V1_AnalyticsService {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Analytics_V1_GetCustomerMetricsResponse
 
+        /// Handle the "BatchGetCustomerMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+        /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Analytics_V1_BatchGetCustomerMetricsResponse` to respond with.
+        func batchGetCustomerMetrics(
+            request: Rapport_Analytics_V1_BatchGetCustomerMetricsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Analytics_V1_BatchGetCustomerMetricsResponse
+
         /// Handle the "GetRfmEdges" method.
         ///
         /// > Source IDL Documentation:
@@ -1064,6 +1135,17 @@ extension Rapport_Analytics_V1_AnalyticsService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.BatchGetCustomerMetrics.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>(),
+            handler: { request, context in
+                try await self.batchGetCustomerMetrics(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Analytics_V1_AnalyticsService.Method.GetRfmEdges.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_GetRfmEdgesRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_GetRfmEdgesResponse>(),
@@ -1223,6 +1305,17 @@ extension Rapport_Analytics_V1_AnalyticsService.ServiceProtocol {
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
+    public func batchGetCustomerMetrics(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse> {
+        let response = try await self.batchGetCustomerMetrics(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func getRfmEdges(
         request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_GetRfmEdgesRequest>,
         context: GRPCCore.ServerContext
@@ -1376,6 +1469,19 @@ extension Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse> {
         return GRPCCore.ServerResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>(
             message: try await self.getCustomerMetrics(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func batchGetCustomerMetrics(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>(
+            message: try await self.batchGetCustomerMetrics(
                 request: request.message,
                 context: context
             ),
@@ -1587,6 +1693,30 @@ extension Rapport_Analytics_V1_AnalyticsService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_GetCustomerMetricsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_GetCustomerMetricsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BatchGetCustomerMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+        /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_BatchGetCustomerMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func batchGetCustomerMetrics<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "GetRfmEdges" method.
@@ -1941,6 +2071,41 @@ extension Rapport_Analytics_V1_AnalyticsService {
             try await self.client.unary(
                 request: request,
                 descriptor: Rapport_Analytics_V1_AnalyticsService.Method.GetCustomerMetrics.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "BatchGetCustomerMetrics" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+        /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_BatchGetCustomerMetricsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func batchGetCustomerMetrics<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.BatchGetCustomerMetrics.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2431,6 +2596,36 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
         )
     }
 
+    /// Call the "BatchGetCustomerMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+    /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_BatchGetCustomerMetricsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerMetrics<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.batchGetCustomerMetrics(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetRfmEdges" method.
     ///
     /// > Source IDL Documentation:
@@ -2846,6 +3041,40 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerMetrics(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BatchGetCustomerMetrics" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerMetrics for up to 100 customers in one call (the gateway's views under load): one result
+    /// > per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerMetrics<Result>(
+        _ message: Rapport_Analytics_V1_BatchGetCustomerMetricsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Analytics_V1_BatchGetCustomerMetricsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_BatchGetCustomerMetricsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.batchGetCustomerMetrics(
             request: request,
             options: options,
             onResponse: handleResponse

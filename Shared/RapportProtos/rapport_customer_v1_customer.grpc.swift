@@ -48,6 +48,19 @@ public enum Rapport_Customer_V1_CustomerService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "BatchGetCustomers" metadata.
+        public enum BatchGetCustomers: Sendable {
+            /// Request type for "BatchGetCustomers".
+            public typealias Input = Rapport_Customer_V1_BatchGetCustomersRequest
+            /// Response type for "BatchGetCustomers".
+            public typealias Output = Rapport_Customer_V1_BatchGetCustomersResponse
+            /// Descriptor for "BatchGetCustomers".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.customer.v1.CustomerService"),
+                method: "BatchGetCustomers",
+                type: .unary
+            )
+        }
         /// Namespace for "FindCustomer" metadata.
         public enum FindCustomer: Sendable {
             /// Request type for "FindCustomer".
@@ -325,6 +338,7 @@ public enum Rapport_Customer_V1_CustomerService: Sendable {
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateCustomer.descriptor,
             GetCustomer.descriptor,
+            BatchGetCustomers.descriptor,
             FindCustomer.descriptor,
             ResolveCustomer.descriptor,
             UpdateCustomer.descriptor,
@@ -408,6 +422,26 @@ extension Rapport_Customer_V1_CustomerService {
             request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_GetCustomerRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCustomerResponse>
+
+        /// Handle the "BatchGetCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+        /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+        /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Customer_V1_BatchGetCustomersRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Customer_V1_BatchGetCustomersResponse` messages.
+        func batchGetCustomers(
+            request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_BatchGetCustomersResponse>
 
         /// Handle the "FindCustomer" method.
         ///
@@ -829,6 +863,26 @@ extension Rapport_Customer_V1_CustomerService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse>
 
+        /// Handle the "BatchGetCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+        /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+        /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_BatchGetCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Customer_V1_BatchGetCustomersResponse` message.
+        func batchGetCustomers(
+            request: GRPCCore.ServerRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_BatchGetCustomersResponse>
+
         /// Handle the "FindCustomer" method.
         ///
         /// > Source IDL Documentation:
@@ -1247,6 +1301,26 @@ extension Rapport_Customer_V1_CustomerService {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Customer_V1_GetCustomerResponse
 
+        /// Handle the "BatchGetCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+        /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+        /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Customer_V1_BatchGetCustomersRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Customer_V1_BatchGetCustomersResponse` to respond with.
+        func batchGetCustomers(
+            request: Rapport_Customer_V1_BatchGetCustomersRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Customer_V1_BatchGetCustomersResponse
+
         /// Handle the "FindCustomer" method.
         ///
         /// > Source IDL Documentation:
@@ -1650,6 +1724,17 @@ extension Rapport_Customer_V1_CustomerService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Customer_V1_CustomerService.Method.BatchGetCustomers.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_BatchGetCustomersRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_BatchGetCustomersResponse>(),
+            handler: { request, context in
+                try await self.batchGetCustomers(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Customer_V1_CustomerService.Method.FindCustomer.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_FindCustomerRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_FindCustomerResponse>(),
@@ -1902,6 +1987,17 @@ extension Rapport_Customer_V1_CustomerService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_GetCustomerResponse> {
         let response = try await self.getCustomer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func batchGetCustomers(
+        request: GRPCCore.StreamingServerRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Customer_V1_BatchGetCustomersResponse> {
+        let response = try await self.batchGetCustomers(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2162,6 +2258,19 @@ extension Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse> {
         return GRPCCore.ServerResponse<Rapport_Customer_V1_GetCustomerResponse>(
             message: try await self.getCustomer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func batchGetCustomers(
+        request: GRPCCore.ServerRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Customer_V1_BatchGetCustomersResponse> {
+        return GRPCCore.ServerResponse<Rapport_Customer_V1_BatchGetCustomersResponse>(
+            message: try await self.batchGetCustomers(
                 request: request.message,
                 context: context
             ),
@@ -2497,6 +2606,31 @@ extension Rapport_Customer_V1_CustomerService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_GetCustomerResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_GetCustomerResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BatchGetCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+        /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+        /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_BatchGetCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_BatchGetCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_BatchGetCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func batchGetCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_BatchGetCustomersResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_BatchGetCustomersResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "FindCustomer" method.
@@ -3057,6 +3191,42 @@ extension Rapport_Customer_V1_CustomerService {
             try await self.client.unary(
                 request: request,
                 descriptor: Rapport_Customer_V1_CustomerService.Method.GetCustomer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "BatchGetCustomers" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+        /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+        /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Customer_V1_BatchGetCustomersRequest` message.
+        ///   - serializer: A serializer for `Rapport_Customer_V1_BatchGetCustomersRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Customer_V1_BatchGetCustomersResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func batchGetCustomers<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Customer_V1_BatchGetCustomersRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Customer_V1_BatchGetCustomersResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_BatchGetCustomersResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Customer_V1_CustomerService.Method.BatchGetCustomers.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3838,6 +4008,37 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
         )
     }
 
+    /// Call the "BatchGetCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+    /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+    /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Customer_V1_BatchGetCustomersRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomers<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Customer_V1_BatchGetCustomersRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_BatchGetCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.batchGetCustomers(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Customer_V1_BatchGetCustomersRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Customer_V1_BatchGetCustomersResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "FindCustomer" method.
     ///
     /// > Source IDL Documentation:
@@ -4508,6 +4709,41 @@ extension Rapport_Customer_V1_CustomerService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BatchGetCustomers" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomer for up to 100 ids in one call (the gateway's views under load): one result per id asked,
+    /// > in the same order, each as GetCustomer answers it; an id with no customer has an empty result (no
+    /// > `customer`). INVALID_ARGUMENT names the first malformed id (`customer_ids[i]`).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomers<Result>(
+        _ message: Rapport_Customer_V1_BatchGetCustomersRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Customer_V1_BatchGetCustomersResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Customer_V1_BatchGetCustomersRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.batchGetCustomers(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -179,6 +179,19 @@ public enum Rapport_Order_V1_OrderService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "BatchGetCustomerOrderOverviews" metadata.
+        public enum BatchGetCustomerOrderOverviews: Sendable {
+            /// Request type for "BatchGetCustomerOrderOverviews".
+            public typealias Input = Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest
+            /// Response type for "BatchGetCustomerOrderOverviews".
+            public typealias Output = Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse
+            /// Descriptor for "BatchGetCustomerOrderOverviews".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.order.v1.OrderService"),
+                method: "BatchGetCustomerOrderOverviews",
+                type: .unary
+            )
+        }
         /// Namespace for "ImportOrders" metadata.
         public enum ImportOrders: Sendable {
             /// Request type for "ImportOrders".
@@ -206,6 +219,7 @@ public enum Rapport_Order_V1_OrderService: Sendable {
             GetCart.descriptor,
             GetCustomerOrderSummary.descriptor,
             GetCustomerOrderOverview.descriptor,
+            BatchGetCustomerOrderOverviews.descriptor,
             ImportOrders.descriptor
         ]
     }
@@ -458,6 +472,25 @@ extension Rapport_Order_V1_OrderService {
             request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_GetCustomerOrderOverviewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
+
+        /// Handle the "BatchGetCustomerOrderOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse` messages.
+        func batchGetCustomerOrderOverviews(
+            request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>
 
         /// Handle the "ImportOrders" method.
         ///
@@ -718,6 +751,25 @@ extension Rapport_Order_V1_OrderService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>
 
+        /// Handle the "BatchGetCustomerOrderOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse` message.
+        func batchGetCustomerOrderOverviews(
+            request: GRPCCore.ServerRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>
+
         /// Handle the "ImportOrders" method.
         ///
         /// > Source IDL Documentation:
@@ -975,6 +1027,25 @@ extension Rapport_Order_V1_OrderService {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Order_V1_GetCustomerOrderOverviewResponse
 
+        /// Handle the "BatchGetCustomerOrderOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse` to respond with.
+        func batchGetCustomerOrderOverviews(
+            request: Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse
+
         /// Handle the "ImportOrders" method.
         ///
         /// > Source IDL Documentation:
@@ -1138,6 +1209,17 @@ extension Rapport_Order_V1_OrderService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Order_V1_OrderService.Method.BatchGetCustomerOrderOverviews.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>(),
+            handler: { request, context in
+                try await self.batchGetCustomerOrderOverviews(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Order_V1_OrderService.Method.ImportOrders.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_ImportOrdersRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_ImportOrdersResponse>(),
@@ -1280,6 +1362,17 @@ extension Rapport_Order_V1_OrderService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse> {
         let response = try await self.getCustomerOrderOverview(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func batchGetCustomerOrderOverviews(
+        request: GRPCCore.StreamingServerRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse> {
+        let response = try await self.batchGetCustomerOrderOverviews(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1450,6 +1543,19 @@ extension Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse> {
         return GRPCCore.ServerResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(
             message: try await self.getCustomerOrderOverview(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func batchGetCustomerOrderOverviews(
+        request: GRPCCore.ServerRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>(
+            message: try await self.batchGetCustomerOrderOverviews(
                 request: request.message,
                 context: context
             ),
@@ -1764,6 +1870,30 @@ extension Rapport_Order_V1_OrderService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_GetCustomerOrderOverviewResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BatchGetCustomerOrderOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func batchGetCustomerOrderOverviews<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ImportOrders" method.
@@ -2230,6 +2360,41 @@ extension Rapport_Order_V1_OrderService {
             )
         }
 
+        /// Call the "BatchGetCustomerOrderOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func batchGetCustomerOrderOverviews<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Order_V1_OrderService.Method.BatchGetCustomerOrderOverviews.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ImportOrders" method.
         ///
         /// > Source IDL Documentation:
@@ -2628,6 +2793,36 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_GetCustomerOrderOverviewRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_GetCustomerOrderOverviewResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BatchGetCustomerOrderOverviews" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+    /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerOrderOverviews<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.batchGetCustomerOrderOverviews(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3072,6 +3267,40 @@ extension Rapport_Order_V1_OrderService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerOrderOverview(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BatchGetCustomerOrderOverviews" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerOrderOverview for up to 100 customers in one call (the gateway's views under load): one
+    /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerOrderOverviews<Result>(
+        _ message: Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.batchGetCustomerOrderOverviews(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -1412,6 +1412,35 @@ public nonisolated struct Rapport_Order_V1_GetCustomerOrderOverviewResponse: Sen
   fileprivate var _summary: Rapport_Order_V1_OrderSummary? = nil
 }
 
+public nonisolated struct Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–100 customer ids (UUIDs); an id may repeat.
+  public var customerIds: [String] = []
+
+  /// 1–50; 0 means 10. The same for every customer.
+  public var recentOrderLimit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One per id asked, in order.
+  public var overviews: [Rapport_Order_V1_GetCustomerOrderOverviewResponse] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Rapport_Order_V1_ImportOrdersRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -3358,6 +3387,71 @@ nonisolated extension Rapport_Order_V1_GetCustomerOrderOverviewResponse: SwiftPr
   public static func ==(lhs: Rapport_Order_V1_GetCustomerOrderOverviewResponse, rhs: Rapport_Order_V1_GetCustomerOrderOverviewResponse) -> Bool {
     if lhs._summary != rhs._summary {return false}
     if lhs.recentOrders != rhs.recentOrders {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BatchGetCustomerOrderOverviewsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_ids\0\u{3}recent_order_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.customerIds) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.recentOrderLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.customerIds, fieldNumber: 1)
+    }
+    if self.recentOrderLimit != 0 {
+      try visitor.visitSingularInt32Field(value: self.recentOrderLimit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest, rhs: Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest) -> Bool {
+    if lhs.customerIds != rhs.customerIds {return false}
+    if lhs.recentOrderLimit != rhs.recentOrderLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BatchGetCustomerOrderOverviewsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}overviews\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.overviews) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.overviews.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.overviews, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse, rhs: Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse) -> Bool {
+    if lhs.overviews != rhs.overviews {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -139,6 +139,19 @@ public enum Rapport_Support_V1_SupportService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "BatchGetCustomerSupportOverviews" metadata.
+        public enum BatchGetCustomerSupportOverviews: Sendable {
+            /// Request type for "BatchGetCustomerSupportOverviews".
+            public typealias Input = Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest
+            /// Response type for "BatchGetCustomerSupportOverviews".
+            public typealias Output = Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse
+            /// Descriptor for "BatchGetCustomerSupportOverviews".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.support.v1.SupportService"),
+                method: "BatchGetCustomerSupportOverviews",
+                type: .unary
+            )
+        }
         /// Namespace for "ChangeTicketPriority" metadata.
         public enum ChangeTicketPriority: Sendable {
             /// Request type for "ChangeTicketPriority".
@@ -241,6 +254,7 @@ public enum Rapport_Support_V1_SupportService: Sendable {
             AssignTicket.descriptor,
             GetCustomerSupportSummary.descriptor,
             GetCustomerSupportOverview.descriptor,
+            BatchGetCustomerSupportOverviews.descriptor,
             ChangeTicketPriority.descriptor,
             SetTicketTags.descriptor,
             PutBusinessCalendar.descriptor,
@@ -439,6 +453,25 @@ extension Rapport_Support_V1_SupportService {
             request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_GetCustomerSupportOverviewRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>
+
+        /// Handle the "BatchGetCustomerSupportOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse` messages.
+        func batchGetCustomerSupportOverviews(
+            request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>
 
         /// Handle the "ChangeTicketPriority" method.
         ///
@@ -743,6 +776,25 @@ extension Rapport_Support_V1_SupportService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>
 
+        /// Handle the "BatchGetCustomerSupportOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse` message.
+        func batchGetCustomerSupportOverviews(
+            request: GRPCCore.ServerRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>
+
         /// Handle the "ChangeTicketPriority" method.
         ///
         /// > Source IDL Documentation:
@@ -1044,6 +1096,25 @@ extension Rapport_Support_V1_SupportService {
             context: GRPCCore.ServerContext
         ) async throws -> Rapport_Support_V1_GetCustomerSupportOverviewResponse
 
+        /// Handle the "BatchGetCustomerSupportOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse` to respond with.
+        func batchGetCustomerSupportOverviews(
+            request: Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse
+
         /// Handle the "ChangeTicketPriority" method.
         ///
         /// > Source IDL Documentation:
@@ -1278,6 +1349,17 @@ extension Rapport_Support_V1_SupportService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Rapport_Support_V1_SupportService.Method.BatchGetCustomerSupportOverviews.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>(),
+            handler: { request, context in
+                try await self.batchGetCustomerSupportOverviews(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Rapport_Support_V1_SupportService.Method.ChangeTicketPriority.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_ChangeTicketPriorityRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_ChangeTicketPriorityResponse>(),
@@ -1453,6 +1535,17 @@ extension Rapport_Support_V1_SupportService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse> {
         let response = try await self.getCustomerSupportOverview(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func batchGetCustomerSupportOverviews(
+        request: GRPCCore.StreamingServerRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse> {
+        let response = try await self.batchGetCustomerSupportOverviews(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1650,6 +1743,19 @@ extension Rapport_Support_V1_SupportService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse> {
         return GRPCCore.ServerResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>(
             message: try await self.getCustomerSupportOverview(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func batchGetCustomerSupportOverviews(
+        request: GRPCCore.ServerRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse> {
+        return GRPCCore.ServerResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>(
+            message: try await self.batchGetCustomerSupportOverviews(
                 request: request.message,
                 context: context
             ),
@@ -1967,6 +2073,30 @@ extension Rapport_Support_V1_SupportService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_GetCustomerSupportOverviewResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_GetCustomerSupportOverviewResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "BatchGetCustomerSupportOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func batchGetCustomerSupportOverviews<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ChangeTicketPriority" method.
@@ -2452,6 +2582,41 @@ extension Rapport_Support_V1_SupportService {
             try await self.client.unary(
                 request: request,
                 descriptor: Rapport_Support_V1_SupportService.Method.GetCustomerSupportOverview.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "BatchGetCustomerSupportOverviews" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+        /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` message.
+        ///   - serializer: A serializer for `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func batchGetCustomerSupportOverviews<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Rapport_Support_V1_SupportService.Method.BatchGetCustomerSupportOverviews.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -2969,6 +3134,36 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
         )
     }
 
+    /// Call the "BatchGetCustomerSupportOverviews" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+    /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerSupportOverviews<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.batchGetCustomerSupportOverviews(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ChangeTicketPriority" method.
     ///
     /// > Source IDL Documentation:
@@ -3473,6 +3668,40 @@ extension Rapport_Support_V1_SupportService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getCustomerSupportOverview(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "BatchGetCustomerSupportOverviews" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > GetCustomerSupportOverview for up to 100 customers in one call (the gateway's views under load): one
+    /// > overview per id asked, in the same order. INVALID_ARGUMENT names the first malformed id.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func batchGetCustomerSupportOverviews<Result>(
+        _ message: Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.batchGetCustomerSupportOverviews(
             request: request,
             options: options,
             onResponse: handleResponse

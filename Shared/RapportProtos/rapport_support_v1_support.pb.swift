@@ -1219,6 +1219,35 @@ public nonisolated struct Rapport_Support_V1_GetCustomerSupportOverviewResponse:
   fileprivate var _summary: Rapport_Support_V1_SupportSummary? = nil
 }
 
+public nonisolated struct Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–100 customer ids (UUIDs); an id may repeat.
+  public var customerIds: [String] = []
+
+  /// 1–50; 0 means 50. The same for every customer.
+  public var openTicketLimit: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One per id asked, in order.
+  public var overviews: [Rapport_Support_V1_GetCustomerSupportOverviewResponse] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Rapport_Support_V1_ChangeTicketPriorityRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -3069,6 +3098,71 @@ nonisolated extension Rapport_Support_V1_GetCustomerSupportOverviewResponse: Swi
   public static func ==(lhs: Rapport_Support_V1_GetCustomerSupportOverviewResponse, rhs: Rapport_Support_V1_GetCustomerSupportOverviewResponse) -> Bool {
     if lhs._summary != rhs._summary {return false}
     if lhs.openTickets != rhs.openTickets {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BatchGetCustomerSupportOverviewsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}customer_ids\0\u{3}open_ticket_limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.customerIds) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.openTicketLimit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.customerIds.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.customerIds, fieldNumber: 1)
+    }
+    if self.openTicketLimit != 0 {
+      try visitor.visitSingularInt32Field(value: self.openTicketLimit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest, rhs: Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest) -> Bool {
+    if lhs.customerIds != rhs.customerIds {return false}
+    if lhs.openTicketLimit != rhs.openTicketLimit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BatchGetCustomerSupportOverviewsResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}overviews\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.overviews) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.overviews.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.overviews, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse, rhs: Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse) -> Bool {
+    if lhs.overviews != rhs.overviews {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -44,11 +44,12 @@ extension Executables {
           return try text.split(separator: "\n").map { try JSONDecoder().decode(Span.self, from: Data($0.utf8)) }
         }
         let view = "rapport.gateway.v1.PartnerGateway/GetCustomerView"
+        // The view's batch calls (`ViewReads`); one view at a time leads each of its own batches.
         let upstream = [
-          "rapport.customer.v1.CustomerService/GetCustomer": "rapport-customer",
-          "rapport.order.v1.OrderService/GetCustomerOrderOverview": "rapport-order",
-          "rapport.support.v1.SupportService/GetCustomerSupportOverview": "rapport-support",
-          "rapport.analytics.v1.AnalyticsService/GetCustomerMetrics": "rapport-analytics",
+          "rapport.customer.v1.CustomerService/BatchGetCustomers": "rapport-customer",
+          "rapport.order.v1.OrderService/BatchGetCustomerOrderOverviews": "rapport-order",
+          "rapport.support.v1.SupportService/BatchGetCustomerSupportOverviews": "rapport-support",
+          "rapport.analytics.v1.AnalyticsService/BatchGetCustomerMetrics": "rapport-analytics",
         ]
         /// The spans of the first view whose trace holds a server span of each upstream call.
         @Sendable func completeViewTrace(_ all: [Span]) -> [Span]? {

@@ -49,7 +49,15 @@ import Testing
                 let m = try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
                 return m.orderCount == 2 && m.openTicketCount == 1
               }
-              return try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
+              let single = try await api.getCustomerMetrics(.with { $0.customerID = customer }).metrics
+              // The batch read answers each id as the single read does, in order, repeats and unknown ids included.
+              let unknown = UUID().uuidString.lowercased()
+              let batch = try await api.batchGetCustomerMetrics(.with { $0.customerIds = [customer, unknown, customer] }).results
+              #expect(batch.map(\.metrics) == [single, try await api.getCustomerMetrics(.with { $0.customerID = unknown }).metrics, single])
+              await expectStatus(.invalidArgument, field: "customer_ids[0]") {
+                try await api.batchGetCustomerMetrics(.with { $0.customerIds = ["x"] })
+              }
+              return single
             }
             #expect(metrics.revenue.map(\.currency) == ["EUR", "GBP"])
             #expect(metrics.revenue.map(\.amountMinor) == [1250 * 3, 1250])

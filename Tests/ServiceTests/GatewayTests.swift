@@ -147,6 +147,61 @@ final class SilentListener: Sendable {
     }
   }
 
+  /// Views composed at the same time share batch calls (`ViewReads`): each still shows its own customer,
+  /// its own number of recent orders, and a merged id's survivor; the batch RPCs answer in the order asked.
+  @Test func concurrentViewsShareBatchCallsAndEachShowsItsOwnCustomer() async throws {
+    try await withGateway { gateway, customers, orders, support in
+      var made: [(id: String, orders: [String])] = []
+      for n in 0..<6 {
+        let id = try await customers.createCustomer(.with { $0.email = "batched-\(n)@example.com"; $0.givenName = "B\(n)" }).customer.id
+        var placed: [String] = []
+        for k in 0..<n { placed.insert(try await orders.placeOrder(order("b\(n)-\(k)", customer: id)).order.id, at: 0) }
+        if n % 2 == 0 { _ = try await support.openTicket(ticket(id)) }
+        made.append((id, placed))
+      }
+      _ = try await customers.mergeCustomers(.with { $0.survivorID = made[5].id; $0.duplicateID = made[0].id })
+      let all = made
+      try await eventually("analytics counted every order") {
+        try await gateway.getCustomerView(.with { $0.customerID = all[4].id }).view.metrics.orderCount == 4
+      }
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for round in 0..<8 {
+          for (n, customer) in all.enumerated() {
+            group.addTask {
+              let limit = 1 + (round + n) % 3
+              let view = try await gateway.getCustomerView(.with { $0.customerID = customer.id; $0.recentOrderLimit = Int32(limit) }).view
+              #expect(view.sections.allSatisfy { $0.code == 0 }, "\(view.sections)")
+              // A merged id shows its survivor (customer 5), with the survivor's orders.
+              let shown = n == 0 ? all[5] : customer
+              #expect(view.customer.id == shown.id)
+              #expect(view.recentOrders.map(\.id) == Array(shown.orders.prefix(limit)))
+              #expect(view.orderSummary.orderCount == Int64(shown.orders.count))
+              // (The merged customer's ticket moves to the survivor in its own time: not checked.)
+              if n != 0, n != 5 { #expect(view.openTickets.count == (n % 2 == 0 ? 1 : 0)) }
+            }
+          }
+        }
+        try await group.waitForAll()
+      }
+      // The batch RPCs themselves: one answer per id asked, in order, repeats included.
+      let ids = [all[3].id, all[1].id, all[3].id]
+      let overviews = try await orders.batchGetCustomerOrderOverviews(.with { $0.customerIds = ids; $0.recentOrderLimit = 2 }).overviews
+      #expect(overviews.map { $0.recentOrders.map(\.id) } == [Array(all[3].orders.prefix(2)), all[1].orders, Array(all[3].orders.prefix(2))])
+      let tickets = try await support.batchGetCustomerSupportOverviews(.with { $0.customerIds = [all[2].id, all[1].id] }).overviews
+      #expect(tickets.map(\.openTickets.count) == [1, 0])
+      let found = try await customers.batchGetCustomers(.with { $0.customerIds = [all[0].id, UUID().uuidString, all[2].id] }).results
+      #expect(found.map(\.customer.id) == [all[5].id, "", all[2].id])
+      #expect(found.map(\.mergedFrom) == [all[0].id, "", ""])
+      await expectStatus(.invalidArgument, field: "customer_ids[1]") {
+        try await orders.batchGetCustomerOrderOverviews(.with { $0.customerIds = [all[1].id, "nope"] })
+      }
+      await expectStatus(.invalidArgument, field: "customer_ids") { try await customers.batchGetCustomers(.init()) }
+      await expectStatus(.invalidArgument, field: "customer_ids") {
+        try await support.batchGetCustomerSupportOverviews(.with { $0.customerIds = Array(repeating: all[1].id, count: 101) })
+      }
+    }
+  }
+
   @Test func unknownOrMissingCustomersGetPreciseStatuses() async throws {
     try await withGateway { gateway, _, _, _ in
       await expectStatus(.notFound) { try await gateway.getCustomerView(.with { $0.customerID = UUID().uuidString }) }

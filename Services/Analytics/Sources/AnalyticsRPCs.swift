@@ -74,6 +74,15 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     return .with { $0.metrics = metrics }
   }
 
+  func batchGetCustomerMetrics(
+    request: Rapport_Analytics_V1_BatchGetCustomerMetricsRequest, context: ServerContext
+  ) async throws -> Rapport_Analytics_V1_BatchGetCustomerMetricsResponse {
+    let ids = try Validate.uuids(request.customerIds, field: "customer_ids")
+    let found = try await store.metrics(customerIDs: Array(Set(ids)))
+    let results = try inOrder(ids, found) { metrics in Rapport_Analytics_V1_GetCustomerMetricsResponse.with { $0.metrics = metrics } }
+    return .with { $0.results = results }
+  }
+
   func getRfmEdges(
     request: Rapport_Analytics_V1_GetRfmEdgesRequest, context: ServerContext
   ) async throws -> Rapport_Analytics_V1_GetRfmEdgesResponse {

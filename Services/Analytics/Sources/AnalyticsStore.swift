@@ -326,17 +326,25 @@ struct AnalyticsStore: Sendable {
 
   private let aliases = CustomerAliases(schema: AnalyticsMigrations.schema)
 
-  /// A customer's metrics; zeros when no event mentioned the customer yet. One statement reads the
-  /// counters, the spend per currency, the segments, the revenue and the recommendations (`metricsQuery`).
+  /// A customer's metrics; zeros when no event mentioned the customer yet (`metrics(customerIDs:)`).
   func metrics(customerID: UUID, withRecommendations: Bool = true) async throws -> Rapport_Analytics_V1_CustomerMetrics {
-    var metrics = Rapport_Analytics_V1_CustomerMetrics()
-    metrics.customerID = customerID.uuidString.lowercased()
+    guard let metrics = try await metrics(customerIDs: [customerID], withRecommendations: withRecommendations)[customerID] else {
+      throw RPCFailure.internal("metrics are missing")
+    }
+    return metrics
+  }
+
+  /// Several customers' metrics, every id asked with an entry. One statement reads the counters, the spend
+  /// per currency, the segments, the revenue and the recommendations of all of them (`metricsQuery`).
+  func metrics(
+    customerIDs: [UUID], withRecommendations: Bool = true
+  ) async throws -> [UUID: Rapport_Analytics_V1_CustomerMetrics] {
     let rows = try await client.prepared(
-      MetricsText.self, Self.metricsQuery(customerID, withRecommendations: withRecommendations), logger: logger)
-    var spend: [Spend] = []
-    var first = true
+      MetricsText.self, Self.metricsQuery(customerIDs, withRecommendations: withRecommendations), logger: logger)
+    var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend])] = [:]
     for try await row in rows {
       var r = RowReader(row)
+      let id = try r.next(UUID.self)
       let asOf = try r.next(Date?.self)
       let counters = (
         count: try r.next(Int64?.self) ?? 0, first: try r.next(Date?.self), last: try r.next(Date?.self),
@@ -348,13 +356,19 @@ struct AnalyticsStore: Sendable {
       let revenueAmounts = try r.next([Int64]?.self) ?? []
       let skus = try r.next([String]?.self) ?? [], titles = try r.next([String]?.self) ?? []
       let scores = try r.next([Double]?.self) ?? [], similar = try r.next([Bool]?.self) ?? []
+      var spend = found[id]?.spend ?? []
       if let currency = try r.next(String?.self) {
         spend.append(Spend(
           currency: currency, orders: try r.next(), cancelled: try r.next(), net: try r.next(),
           refunded: try r.next(), last: try r.next(), first: try r.next()))
       }
-      guard first else { continue }
-      first = false
+      if var known = found[id] {
+        known.spend = spend
+        found[id] = known
+        continue
+      }
+      var metrics = Rapport_Analytics_V1_CustomerMetrics()
+      metrics.customerID = id.uuidString.lowercased()
       if let asOf {
         metrics.orderCount = counters.count
         if let time = counters.first { metrics.firstOrderTime = .init(microsecondsOf: time) }
@@ -367,35 +381,43 @@ struct AnalyticsStore: Sendable {
         metrics.averageRating = counters.ratings > 0 ? Double(counters.ratingSum) / Double(counters.ratings) : 0
       }
       metrics.segmentIds = segments
+      guard revenueAmounts.count == revenueCurrencies.count else { throw RPCFailure.internal("revenue arrays differ in length") }
       metrics.revenue = zip(revenueCurrencies, revenueAmounts).map { .money($1, $0) }
       guard titles.count == skus.count, scores.count == skus.count, similar.count == skus.count else {
         throw RPCFailure.internal("recommendation arrays differ in length")
       }
       metrics.recommendations = skus.indices.map { Self.recommended(skus[$0], titles[$0], scores[$0], similar[$0]) }
+      found[id] = (metrics, spend)
     }
-    metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
-    metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
-    metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
-      .money(Self.roundedDivision($0.net, $0.orders), $0.currency)
+    var answers: [UUID: Rapport_Analytics_V1_CustomerMetrics] = [:]
+    for id in customerIDs where answers[id] == nil {
+      var metrics = found[id]?.metrics ?? .with { $0.customerID = id.uuidString.lowercased() }
+      let spend = found[id]?.spend ?? []
+      metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
+      metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
+      metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
+        .money(Self.roundedDivision($0.net, $0.orders), $0.currency)
+      }
+      metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
+      if let rfm = try await rfm(spend) { metrics.rfm = rfm }
+      if let prediction = try await prediction(id, spend: spend) { metrics.prediction = prediction }
+      answers[id] = metrics
     }
-    metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
-    if let rfm = try await rfm(spend) { metrics.rfm = rfm }
-    if let prediction = try await prediction(customerID, spend: spend) { metrics.prediction = prediction }
-    return metrics
+    return answers
   }
 
   /// One row per currency the customer ordered in (one row with no currency when none), each with the
   /// counters (NULL when no event mentioned the customer), the segment ids, the revenue per currency and
   /// three recommendations (none for a customer without orders: they start with the first).
-  static func metricsQuery(_ customerID: UUID, withRecommendations: Bool) -> PostgresQuery {
+  static func metricsQuery(_ customerIDs: [UUID], withRecommendations: Bool) -> PostgresQuery {
     """
-    SELECT m.as_of, m.order_count, m.first_order_at, m.last_order_at, m.open_tickets, m.tickets_opened,
+    SELECT k.id, m.as_of, m.order_count, m.first_order_at, m.last_order_at, m.open_tickets, m.tickets_opened,
       m.sla_breaches, m.rating_sum, m.rating_count,
       (SELECT array_agg(segment_id ORDER BY segment_id) FROM analytics.segment_members WHERE customer_id = k.id),
       (SELECT array_agg(currency::text ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
       (SELECT array_agg(amount_minor ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
       rec.*, s.*
-    FROM (SELECT \(customerID)::uuid AS id) k
+    FROM unnest(\(customerIDs)::uuid[]) k(id)
     LEFT JOIN analytics.customer_metrics m ON m.customer_id = k.id
     CROSS JOIN LATERAL (
       SELECT array_agg(sku ORDER BY rank), array_agg(title ORDER BY rank), array_agg(score ORDER BY rank),
@@ -405,10 +427,10 @@ struct AnalyticsStore: Sendable {
     LEFT JOIN LATERAL (
       SELECT currency::text, \(unescaped: spendColumns) FROM analytics.orders WHERE customer_id = k.id GROUP BY currency
     ) s ON true
-    ORDER BY s.currency
+    ORDER BY k.id, s.currency
     """
   }
 
-  enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery(UUID(), withRecommendations: true).sql }
+  enum MetricsText: StatementText { static let sql = AnalyticsStore.metricsQuery([], withRecommendations: true).sql }
 
 }

@@ -36,6 +36,23 @@ struct CustomerRPCs: Rapport_Customer_V1_CustomerService.SimpleServiceProtocol {
     }
   }
 
+  func batchGetCustomers(
+    request: Rapport_Customer_V1_BatchGetCustomersRequest, context: ServerContext
+  ) async throws -> Rapport_Customer_V1_BatchGetCustomersResponse {
+    let ids = try Validate.uuids(request.customerIds, field: "customer_ids")
+    let store = store
+    let found = try await readEach(ids) { try await store.get($0) }
+    return .with {
+      $0.results = found.map { found in
+        .with {
+          guard let found else { return }
+          $0.customer = found.customer
+          $0.mergedFrom = found.mergedFrom ?? ""
+        }
+      }
+    }
+  }
+
   func findCustomer(
     request: Rapport_Customer_V1_FindCustomerRequest, context: ServerContext
   ) async throws -> Rapport_Customer_V1_FindCustomerResponse {

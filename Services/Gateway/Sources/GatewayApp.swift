@@ -72,9 +72,13 @@ public enum GatewayApp {
   ) throws -> ServiceApp {
     let clients = try [upstreams.customer, upstreams.order, upstreams.support, upstreams.analytics]
       .map { try GRPCClientService.client(to: $0, config: config) }
+    let customers = Rapport_Customer_V1_CustomerService.Client(wrapping: clients[0])
+    let orders = Rapport_Order_V1_OrderService.Client(wrapping: clients[1])
+    let support = Rapport_Support_V1_SupportService.Client(wrapping: clients[2])
+    let analytics = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: clients[3])
     let rpcs = GatewayRPCs(
-      customers: .init(wrapping: clients[0]), orders: .init(wrapping: clients[1]),
-      support: .init(wrapping: clients[2]), analytics: .init(wrapping: clients[3]),
+      customers: customers, orders: orders, support: support, analytics: analytics,
+      reads: ViewReads(customers: customers, orders: orders, support: support, analytics: analytics),
       defaultBudget: viewTimeout, maximumBudget: max(viewTimeout, .seconds(10)), logger: logger)
     let warm = ClosureService { await warmUp(clients, logger: logger) }
     guard config.databaseURL != nil else {

@@ -14,6 +14,8 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
   let orders: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>
   let support: Rapport_Support_V1_SupportService.Client<HTTP2ClientTransport.Posix>
   let analytics: Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>
+  /// The view's reads, batched under load.
+  let reads: ViewReads
   /// Budget when the caller sent no deadline, and the most any view may take.
   let defaultBudget: Duration
   let maximumBudget: Duration
@@ -72,17 +74,15 @@ struct GatewayRPCs: Rapport_Gateway_V1_PartnerGateway.ServiceProtocol {
   private func compose(
     id: String, known: SectionResult<Rapport_Customer_V1_Customer>?, limit: Int, budget: CallBudget
   ) async throws -> Rapport_Gateway_V1_CustomerView {
-    let customerCall = Upcall { try await customers.getCustomer(.with { $0.customerID = id }, options: $0).customer }
-    let orderCall = Upcall {
-      try await orders.getCustomerOrderOverview(.with {
-        $0.customerID = id
-        $0.recentOrderLimit = Int32(limit)
-      }, options: $0)
+    let key = ViewReads.Key(id: id, limit: limit, deadline: .now + budget.remaining())
+    let reads = reads
+    let customerCall = Upcall { _ in
+      guard let found = try await reads.customer.load(key), found.hasCustomer else { throw RPCFailure.notFound("customer", id) }
+      return found.customer
     }
-    let supportCall = Upcall {
-      try await support.getCustomerSupportOverview(.with { $0.customerID = id }, options: $0)
-    }
-    let metricCall = Upcall { try await analytics.getCustomerMetrics(.with { $0.customerID = id }, options: $0).metrics }
+    let orderCall = Upcall { _ in try ViewReads.value(try await reads.orders.load(key), "orders") }
+    let supportCall = Upcall { _ in try ViewReads.value(try await reads.support.load(key), "tickets") }
+    let metricCall = Upcall { _ in try ViewReads.value(try await reads.metrics.load(key), "metrics") }
     await fanOut(budget, (known == nil ? [customerCall.run] : []) + [orderCall.run, supportCall.run, metricCall.run])
 
     let customer = known ?? section("customer", customerCall.outcome())

@@ -136,6 +136,21 @@ struct OrderRPCs: Rapport_Order_V1_OrderService.SimpleServiceProtocol {
     }
   }
 
+  func batchGetCustomerOrderOverviews(
+    request: Rapport_Order_V1_BatchGetCustomerOrderOverviewsRequest, context: ServerContext
+  ) async throws -> Rapport_Order_V1_BatchGetCustomerOrderOverviewsResponse {
+    let ids = try Validate.uuids(request.customerIds, field: "customer_ids")
+    let limit = try Validate.pageSize(request.recentOrderLimit, field: "recent_order_limit", default: 10, max: 50)
+    let found = try await store.overviews(customerIDs: Array(Set(ids)), limit: limit)
+    let overviews = try inOrder(ids, found) { summary, orders in
+      Rapport_Order_V1_GetCustomerOrderOverviewResponse.with {
+        $0.summary = summary
+        $0.recentOrders = orders.map(\.proto)
+      }
+    }
+    return .with { $0.overviews = overviews }
+  }
+
   /// The id to store a customer's rows under, as this service knows it or as the customer service
   /// confirms it: the survivor of a merge; FAILED_PRECONDITION when erased; NOT_FOUND when unknown;
   /// UNAVAILABLE when the customer service cannot tell in time.

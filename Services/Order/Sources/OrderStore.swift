@@ -233,45 +233,61 @@ struct OrderStore: Sendable {
 
   enum SummaryText: StatementText { static let sql = OrderStore.summaryQuery(UUID()).sql }
 
-  /// GetCustomerOrderOverview in one statement: the summary (per currency, as arrays) on every row, and
-  /// the `limit` most recent orders with their lines (none: one row whose order columns are NULL).
+  /// GetCustomerOrderOverview: the summary and the `limit` most recent orders with their lines.
   func overview(customerID: UUID, limit: Int) async throws -> (Rapport_Order_V1_OrderSummary, [OrderRecord]) {
-    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerID, limit: limit), logger: logger)
-    var perCurrency: [CurrencySummary] = [], recent: [OrderRecord] = []
+    try await overviews(customerIDs: [customerID], limit: limit)[customerID] ?? (Self.summary(customerID, []), [])
+  }
+
+  /// The overviews of several customers in one statement: per customer, the summary (per currency, as
+  /// arrays) on every row, and the `limit` most recent orders with their lines (none: one row whose order
+  /// columns are NULL). Every id asked has an entry.
+  func overviews(
+    customerIDs: [UUID], limit: Int
+  ) async throws -> [UUID: (Rapport_Order_V1_OrderSummary, [OrderRecord])] {
+    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
+    var found: [UUID: (perCurrency: [CurrencySummary], recent: [OrderRecord])] = [:]
     for try await row in rows {
       var r = RowReader(row)
+      let id = try r.next(UUID.self)
       let currencies = try r.next([String]?.self) ?? [], counts = try r.next([Int64]?.self) ?? []
       let totals = try r.next([Int64]?.self) ?? [], refunds = try r.next([Int64]?.self) ?? []
       let firsts = try r.next([Date]?.self) ?? [], lasts = try r.next([Date]?.self) ?? []
       let open = try r.next([Int64]?.self) ?? []
-      guard !currencies.isEmpty else { break }
-      if recent.isEmpty {
+      guard !currencies.isEmpty else { continue }
+      if found[id] == nil {
         let n = currencies.count
         guard counts.count == n, totals.count == n, refunds.count == n, firsts.count == n, lasts.count == n,
           open.count == n
         else { throw RPCFailure.internal("an order summary's arrays differ in length") }
-        perCurrency = (0..<n).map { (currencies[$0], counts[$0], totals[$0], refunds[$0], firsts[$0], lasts[$0], open[$0]) }
+        found[id] = ((0..<n).map { (currencies[$0], counts[$0], totals[$0], refunds[$0], firsts[$0], lasts[$0], open[$0]) }, [])
       }
-      recent.append(try OrderRecord(readerWithLines: &r))
+      found[id]?.recent.append(try OrderRecord(readerWithLines: &r))
     }
-    return (Self.summary(customerID, perCurrency), recent)
+    var overviews: [UUID: (Rapport_Order_V1_OrderSummary, [OrderRecord])] = [:]
+    for id in customerIDs {
+      let entry = found[id] ?? ([], [])
+      overviews[id] = (Self.summary(id, entry.perCurrency), entry.recent)
+    }
+    return overviews
   }
 
-  static func overviewQuery(_ customerID: UUID, limit: Int) -> PostgresQuery {
+  static func overviewQuery(_ customerIDs: [UUID], limit: Int) -> PostgresQuery {
     """
-    SELECT s.*, r.*
-    FROM (SELECT array_agg(g.c ORDER BY g.c), array_agg(g.n ORDER BY g.c), array_agg(g.t ORDER BY g.c),
-            array_agg(g.rf ORDER BY g.c), array_agg(g.f ORDER BY g.c), array_agg(g.l ORDER BY g.c),
-            array_agg(g.o ORDER BY g.c)
-          FROM (SELECT \(unescaped: summaryColumns) FROM orders.orders WHERE customer_id = \(customerID)::uuid
-                GROUP BY currency) g(c, n, t, rf, f, l, o)) s
+    SELECT k.id, s.*, r.*
+    FROM unnest(\(customerIDs)::uuid[]) k(id)
+    CROSS JOIN LATERAL (
+      SELECT array_agg(g.c ORDER BY g.c), array_agg(g.n ORDER BY g.c), array_agg(g.t ORDER BY g.c),
+        array_agg(g.rf ORDER BY g.c), array_agg(g.f ORDER BY g.c), array_agg(g.l ORDER BY g.c),
+        array_agg(g.o ORDER BY g.c)
+      FROM (SELECT \(unescaped: summaryColumns) FROM orders.orders WHERE customer_id = k.id
+            GROUP BY currency) g(c, n, t, rf, f, l, o)) s
     LEFT JOIN LATERAL (
       SELECT \(unescaped: OrderRecord.columnsWithLines) FROM orders.orders \(unescaped: OrderRecord.withLines)
-      WHERE customer_id = \(customerID)::uuid ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8) r ON true
+      WHERE customer_id = k.id ORDER BY created_at DESC, id DESC LIMIT \(limit)::int8) r ON true
     """
   }
 
-  enum OverviewText: StatementText { static let sql = OrderStore.overviewQuery(UUID(), limit: 0).sql }
+  enum OverviewText: StatementText { static let sql = OrderStore.overviewQuery([], limit: 0).sql }
 
   /// PENDING, PAID, FULFILLED: orders still in progress.
   static let openStatuses: [Rapport_Order_V1_OrderStatus] = [.pending, .paid, .fulfilled]

@@ -115,4 +115,19 @@ extension SupportRPCs {
       $0.openTickets = tickets.map(\.proto)
     }
   }
+
+  func batchGetCustomerSupportOverviews(
+    request: Rapport_Support_V1_BatchGetCustomerSupportOverviewsRequest, context: ServerContext
+  ) async throws -> Rapport_Support_V1_BatchGetCustomerSupportOverviewsResponse {
+    let ids = try Validate.uuids(request.customerIds, field: "customer_ids")
+    let limit = try Validate.pageSize(request.openTicketLimit, field: "open_ticket_limit", default: 50, max: 50)
+    let found = try await store.overviews(customerIDs: Array(Set(ids)), limit: limit)
+    let overviews = try inOrder(ids, found) { summary, tickets in
+      Rapport_Support_V1_GetCustomerSupportOverviewResponse.with {
+        $0.summary = summary
+        $0.openTickets = tickets.map(\.proto)
+      }
+    }
+    return .with { $0.overviews = overviews }
+  }
 }

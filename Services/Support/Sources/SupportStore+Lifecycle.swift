@@ -170,26 +170,38 @@ extension SupportStore {
 
   enum SummaryText: StatementText { static let sql = SupportStore.summaryQuery(UUID()).sql }
 
-  /// GetCustomerSupportOverview in one statement: the summary on every row, and the `limit` most recent
-  /// open tickets (none: one row whose ticket columns are NULL).
+  /// GetCustomerSupportOverview: the summary and the `limit` most recent open tickets.
   func overview(customerID: UUID, limit: Int) async throws -> (Rapport_Support_V1_SupportSummary, [TicketRecord]) {
-    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerID, limit: limit), logger: logger)
-    var summary = Rapport_Support_V1_SupportSummary()
-    summary.customerID = customerID.uuidString.lowercased()
-    var open: [TicketRecord] = []
-    for try await row in rows {
-      var r = RowReader(row)
-      summary = try Self.summary(customerID, &r)
-      if try r.next(Bool.self) { open.append(try TicketRecord(reader: &r)) }
+    guard let overview = try await overviews(customerIDs: [customerID], limit: limit)[customerID] else {
+      throw RPCFailure.internal("an overview is missing")
     }
-    return (summary, open)
+    return overview
   }
 
-  static func overviewQuery(_ customerID: UUID, limit: Int) -> PostgresQuery {
+  /// The overviews of several customers in one statement: per customer, the summary on every row, and the
+  /// `limit` most recent open tickets (none: one row whose ticket columns are NULL). Every id asked has an
+  /// entry.
+  func overviews(
+    customerIDs: [UUID], limit: Int
+  ) async throws -> [UUID: (Rapport_Support_V1_SupportSummary, [TicketRecord])] {
+    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
+    var found: [UUID: (Rapport_Support_V1_SupportSummary, [TicketRecord])] = [:]
+    for try await row in rows {
+      var r = RowReader(row)
+      let id = try r.next(UUID.self)
+      let summary = try Self.summary(id, &r)
+      var open = found[id]?.1 ?? []
+      if try r.next(Bool.self) { open.append(try TicketRecord(reader: &r)) }
+      found[id] = (summary, open)
+    }
+    return found
+  }
+
+  static func overviewQuery(_ customerIDs: [UUID], limit: Int) -> PostgresQuery {
     let closed = TicketRecord.closedStatuses.map(String.init).joined(separator: ", ")
     return """
-      SELECT s.*, r.id IS NOT NULL, r.*
-      FROM (SELECT \(customerID)::uuid AS id) k
+      SELECT k.id, s.*, r.id IS NOT NULL, r.*
+      FROM unnest(\(customerIDs)::uuid[]) k(id)
       CROSS JOIN LATERAL (\(unescaped: summarySelect(of: "k.id"))) s
       LEFT JOIN LATERAL (
         SELECT \(unescaped: columns) FROM support.tickets
@@ -198,7 +210,7 @@ extension SupportStore {
       """
   }
 
-  enum OverviewText: StatementText { static let sql = SupportStore.overviewQuery(UUID(), limit: 0).sql }
+  enum OverviewText: StatementText { static let sql = SupportStore.overviewQuery([], limit: 0).sql }
 
 }
 

@@ -137,3 +137,29 @@ public final class ReadBatcher<Key: Hashable & Sendable, Value: Sendable>: Senda
     return try result.get()[key]
   }
 }
+
+/// Reads every distinct key of `keys` at once (one child task each) and answers in the order asked, a
+/// repeated key with the same value: a batch RPC's handler. The first failure fails the batch.
+public func readEach<Key: Hashable & Sendable, Value: Sendable>(
+  _ keys: [Key], _ read: @escaping @Sendable (Key) async throws -> Value
+) async throws -> [Value] {
+  var distinct: [Key] = []
+  var seen: Set<Key> = []
+  for key in keys where seen.insert(key).inserted { distinct.append(key) }
+  let values = try await withThrowingTaskGroup(of: (Key, Value).self) { group in
+    for key in distinct { group.addTask { (key, try await read(key)) } }
+    return try await group.reduce(into: [Key: Value]()) { $0[$1.0] = $1.1 }
+  }
+  return try inOrder(keys, values) { $0 }
+}
+
+/// A batch read's answers in the order the ids were asked (repeats included), from values read once per
+/// distinct id; `make` turns a value into the answer.
+public func inOrder<Key: Hashable, Value, Answer>(
+  _ keys: [Key], _ found: [Key: Value], _ make: (Value) -> Answer
+) throws -> [Answer] {
+  try keys.map { key in
+    guard let value = found[key] else { throw RPCFailure.internal("a batch read lost a key") }
+    return make(value)
+  }
+}

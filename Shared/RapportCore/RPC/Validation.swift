@@ -11,6 +11,14 @@ public enum Validate {
     return id
   }
 
+  /// A required list of 1...max UUIDs (`customer_ids` of a batch read); a malformed one is named by its
+  /// index, e.g. `customer_ids[3]`.
+  public static func uuids(_ values: [String], field: String, max: Int = 100) throws -> [UUID] {
+    guard !values.isEmpty else { throw RPCFailure.invalid(field, "is required") }
+    guard values.count <= max else { throw RPCFailure.invalid(field, "must hold at most \(max) ids") }
+    return try values.enumerated().map { try uuid($1, field: "\(field)[\($0)]") }
+  }
+
   /// A required string of 1...max characters (after trimming white space); returns it trimmed.
   public static func required(_ value: String, field: String, max: Int) throws -> String {
     let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
