@@ -195,6 +195,9 @@ final class SilentListener: Sendable {
       await expectStatus(.invalidArgument, field: "customer_ids[1]") {
         try await orders.batchGetCustomerOrderOverviews(.with { $0.customerIds = [all[1].id, "nope"] })
       }
+      await expectStatus(.invalidArgument, field: "customer_ids[1]", mentioning: "NUL") {
+        try await customers.batchGetCustomers(.with { $0.customerIds = [all[1].id, "a\u{0}b"] })
+      }
       await expectStatus(.invalidArgument, field: "customer_ids") { try await customers.batchGetCustomers(.init()) }
       await expectStatus(.invalidArgument, field: "customer_ids") {
         try await support.batchGetCustomerSupportOverviews(.with { $0.customerIds = Array(repeating: all[1].id, count: 101) })
