@@ -117,7 +117,8 @@ struct Bench: AsyncParsableCommand {
       try await settle(stack)
       let reference = try await pgbench("pgbench: PlaceOrder's statement (order, lines, history, outbox)", stack, Self.orderScript)
       rows.append(reference)
-      // For information: the service prepares its statement once per connection; pgbench can too.
+      // The target's reference: the service prepares its statement once per connection and runs it with
+      // generic plans (`Pools.genericPlans`); pgbench does both too (`-M prepared`, the same session setting).
       try await settle(stack)
       rows.append(
         try await pgbench("pgbench: the same statement, prepared (-M prepared)", stack, Self.orderScript, prepared: true))
@@ -287,6 +288,8 @@ struct Bench: AsyncParsableCommand {
   }
 
   /// Runs pgbench with `script` against the stack's database, as the superuser, same concurrency.
+  /// With `prepared`, pgbench prepares the script's statements (`-M prepared`) and its sessions plan them
+  /// once, as the service's generic-plan pool does (`plan_cache_mode = force_generic_plan`).
   /// With `rate`, pgbench paces transactions (`-R`) and logs each one (`-l`); the row then reports
   /// percentiles of time + schedule lag, the same open-loop latency the paced RPC row measures.
   private func pgbench(
@@ -304,8 +307,13 @@ struct Bench: AsyncParsableCommand {
       "-h", url.host, "-p", "\(url.port)", "-U", url.user, "-f", path,
     ]
     if let rate { arguments += ["-R", String(format: "%.0f", rate), "-l", "--log-prefix=\(scratch)/tx"] }
-    if prepared { arguments += ["-M", "prepared"] }
-    let output = try await Shell.run(try LocalPostgres.binary("pgbench"), arguments + [url.database])
+    var program = try LocalPostgres.binary("pgbench")
+    if prepared {
+      arguments = [program] + arguments + ["-M", "prepared"]
+      program = try Shell.which("env")
+      arguments.insert("PGOPTIONS=-c plan_cache_mode=force_generic_plan", at: 0)
+    }
+    let output = try await Shell.run(program, arguments + [url.database])
     var histogram: Histogram<UInt64>?
     if rate != nil {
       var paced = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)

@@ -143,12 +143,12 @@ public enum AnalyticsApp {
           Periodic("segments", every: segmentInterval, logger: logger) { try await store.evaluateAllSegments(customers: nil) },
         ]
       },
-      rpcs: { postgres in
+      rpcs: { pools in
         [
           AnalyticsRPCs(
             store: AnalyticsStore(
-              client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
-              zoneRequests: zoneRequests),
+              client: pools.main, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
+              zoneRequests: zoneRequests, genericPlans: pools.genericPlans),
             feeds: sources.map { .init(source: $0.0, feed: .init(wrapping: $0.1), types: $0.2) }, failures: failures,
             logger: logger)
         ]

@@ -14,6 +14,8 @@ struct AnalyticsStore: Sendable {
   var scheduled = ScheduledValues()
   /// Zones reads asked for, shared by the process's stores (`keepLearnedZones`).
   var zoneRequests = ZoneRequests()
+  /// The generic-plan pool (`Pools.genericPlans`) for metrics by customer; the main pool when nil (tests).
+  var genericPlans: PostgresClient? = nil
 
   private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
 
@@ -339,7 +341,7 @@ struct AnalyticsStore: Sendable {
   func metrics(
     customerIDs: [UUID], withRecommendations: Bool = true
   ) async throws -> [UUID: Rapport_Analytics_V1_CustomerMetrics] {
-    let rows = try await client.prepared(
+    let rows = try await (genericPlans ?? client).prepared(
       MetricsText.self, Self.metricsQuery(customerIDs, withRecommendations: withRecommendations), logger: logger)
     var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend])] = [:]
     for try await row in rows {

@@ -28,8 +28,8 @@ public enum CustomerApp {
     try .publishing(
       config: config, schema: CustomerMigrations.schema, migrations: CustomerMigrations.all,
       serviceName: "rapport.customer.v1.CustomerService", callers: callers, logger: logger
-    ) { postgres in
-      [CustomerRPCs(store: CustomerStore(client: postgres, logger: logger), logger: logger)]
+    ) { pools in
+      [CustomerRPCs(store: CustomerStore(client: pools.main, genericPlans: pools.genericPlans, logger: logger), logger: logger)]
     }
   }
 }

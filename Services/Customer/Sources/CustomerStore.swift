@@ -17,12 +17,14 @@ struct CustomerStore: Sendable {
 
   typealias Customer = Rapport_Customer_V1_Customer
 
-  init(client: PostgresClient, logger: Logger) {
+  /// - Parameter genericPlans: the generic-plan pool (`Pools.genericPlans`) for reads by id; the main pool when nil.
+  init(client: PostgresClient, genericPlans: PostgresClient? = nil, logger: Logger) {
     self.client = client
     self.logger = logger
+    let reads = genericPlans ?? client
     byID = ReadBatcher(maxInFlight: 2, maxBatch: 64) { ids in
       var found: [UUID: Customer] = [:]
-      for try await customer in try await client.execute(CustomerRows.ByIDs(ids: ids), logger: logger) {
+      for try await customer in try await reads.execute(CustomerRows.ByIDs(ids: ids), logger: logger) {
         if let id = UUID(uuidString: customer.id) { found[id] = customer }
       }
       return found

@@ -66,10 +66,10 @@ public enum OrderApp {
             logger: logger),
         ]
       }
-    ) { postgres in
+    ) { pools in
       [
         OrderRPCs(
-          store: OrderStore(client: postgres, logger: logger),
+          store: OrderStore(client: pools.main, logger: logger, genericPlans: pools.genericPlans),
           customers: CustomerDirectory(
             client: Rapport_Customer_V1_CustomerService.Client(wrapping: customerClient), timeout: customerTimeout,
             logger: logger),

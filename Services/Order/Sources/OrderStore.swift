@@ -20,6 +20,9 @@ struct OrderStore: Sendable {
 
   let client: PostgresClient
   let logger: Logger
+  /// The generic-plan pool (`Pools.genericPlans`) for PlaceOrder's statement and the overviews by customer;
+  /// the main pool when nil (tests).
+  var genericPlans: PostgresClient? = nil
   let outbox = OrderMigrations.outbox
 
   /// The order an earlier request with this key created, and whether `requestBytes` is that request.
@@ -52,7 +55,7 @@ struct OrderStore: Sendable {
     let query = Self.placeQuery(order, requestBytes: requestBytes, events: try Outbox.Rows(events), outbox: outbox)
     assert(query.sql == PlaceOrderStatement.sql, "PlaceOrder's SQL must not depend on the values")
     var inserted: Int64 = 0, active: Int64 = 0, cartFree: Int64 = 0
-    let result = try await client.execute(PlaceOrderStatement(bindings: query.binds), logger: logger)
+    let result = try await (genericPlans ?? client).execute(PlaceOrderStatement(bindings: query.binds), logger: logger)
     for try await (o, r, c, _) in result {
       (inserted, active, cartFree) = (o, r, c)
     }
@@ -244,7 +247,7 @@ struct OrderStore: Sendable {
   func overviews(
     customerIDs: [UUID], limit: Int
   ) async throws -> [UUID: (Rapport_Order_V1_OrderSummary, [OrderRecord])] {
-    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
+    let rows = try await (genericPlans ?? client).prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
     var found: [UUID: (perCurrency: [CurrencySummary], recent: [OrderRecord])] = [:]
     for try await row in rows {
       var r = RowReader(row)
@@ -319,7 +322,9 @@ extension Rapport_Order_V1_OrderLine {
 }
 
 /// PlaceOrder's statement prepared once per connection and executed by name: parsing, analysing and
-/// planning a statement of nine CTEs costs the database more CPU than running it.
+/// planning a statement of nine CTEs costs the database more CPU than running it. It runs on the
+/// generic-plan pool (`Pools.genericPlans`): with PostgreSQL's default it would still be planned on every
+/// execution (its arrays of lines make the generic plan look dearer than one for the lines given).
 struct PlaceOrderStatement: PostgresPreparedStatement {
   typealias Row = (Int64, Int64, Int64, Int64)
   /// The text for any order (the values are parameters).

@@ -79,10 +79,10 @@ public enum SupportApp {
           },
         ]
       }
-    ) { postgres in
+    ) { pools in
       [
         SupportRPCs(
-          store: SupportStore(client: postgres, logger: logger), directory: directory, clock: timing.clock,
+          store: SupportStore(client: pools.main, logger: logger, genericPlans: pools.genericPlans), directory: directory, clock: timing.clock,
           logger: logger)
       ]
     }

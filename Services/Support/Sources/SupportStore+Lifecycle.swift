@@ -184,7 +184,7 @@ extension SupportStore {
   func overviews(
     customerIDs: [UUID], limit: Int
   ) async throws -> [UUID: (Rapport_Support_V1_SupportSummary, [TicketRecord])] {
-    let rows = try await client.prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
+    let rows = try await (genericPlans ?? client).prepared(OverviewText.self, Self.overviewQuery(customerIDs, limit: limit), logger: logger)
     var found: [UUID: (Rapport_Support_V1_SupportSummary, [TicketRecord])] = [:]
     for try await row in rows {
       var r = RowReader(row)

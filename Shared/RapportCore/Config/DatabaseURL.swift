@@ -69,7 +69,12 @@ public struct DatabaseURL: Sendable, Hashable, CustomStringConvertible {
 
   /// postgres-nio's client configuration for this URL.
   /// - Parameter applicationName: shown in `pg_stat_activity.application_name` for every connection.
-  public func clientConfiguration(maxConnections: Int, applicationName: String? = nil) -> PostgresClient.Configuration {
+  /// - Parameter genericPlans: every statement on these connections is planned once per prepared statement
+  ///   (`plan_cache_mode = force_generic_plan`), for a pool that runs only statements whose best plan does
+  ///   not depend on their values (`Pools.genericPlans`).
+  public func clientConfiguration(
+    maxConnections: Int, applicationName: String? = nil, genericPlans: Bool = false
+  ) -> PostgresClient.Configuration {
     var configuration = PostgresClient.Configuration(
       host: host, port: port, username: user, password: password, database: database,
       tls: tls ? .require(.makeClientConfiguration()) : .disable)
@@ -80,6 +85,7 @@ public struct DatabaseURL: Sendable, Hashable, CustomStringConvertible {
     // EXPLAIN ANALYZE on analytics' sales summary over 30,000 orders).
     configuration.options.additionalStartupParameters = [("jit", "off")]
     if let applicationName { configuration.options.additionalStartupParameters.append(("application_name", applicationName)) }
+    if genericPlans { configuration.options.additionalStartupParameters.append(("plan_cache_mode", "force_generic_plan")) }
     return configuration
   }
 }

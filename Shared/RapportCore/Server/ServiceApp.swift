@@ -19,6 +19,8 @@ public final class ServiceApp: Sendable {
   public let metrics = RPCMetrics()
   /// The service's database pool; nil for a service without a database.
   public let postgres: PostgresClient?
+  /// The generic-plan pool (`Pools.genericPlans`), run and stopped with the main pool.
+  let genericPlans: PostgresClient?
   private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
   private let application: ApplicationService
   private let group = Mutex<ServiceGroup?>(nil)
@@ -28,7 +30,7 @@ public final class ServiceApp: Sendable {
   ///   - rpcServices: the service's RPCs; the health service is added here.
   ///   - workers: background loops started after migrations; they must end on cancellation.
   public init(
-    config: CommonConfig, postgres: PostgresClient?, migrator: Migrator?,
+    config: CommonConfig, postgres: PostgresClient?, genericPlans: PostgresClient? = nil, migrator: Migrator?,
     rpcServices: [any RegistrableRPCService], serviceNames: Set<String>,
     clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], workers: [any Service] = [],
     notifier: OutboxNotifier? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
@@ -37,6 +39,7 @@ public final class ServiceApp: Sendable {
     self.config = config
     self.logger = logger
     self.postgres = postgres
+    self.genericPlans = genericPlans
     self.clients = clients
     var workers = workers
     if postgres != nil, let url = config.databaseURL {
@@ -95,11 +98,11 @@ public final class ServiceApp: Sendable {
   /// The services to run, in dependency order.
   public var services: [any Service] {
     var services: [any Service] = []
-    if let postgres {
-      // The pool is the last to stop, when nothing uses it any more: cancel it rather than wait for its
-      // graceful shutdown, which postgres-nio 1.33.2 never finishes while connection attempts fail (a
-      // SIGTERM during a database outage would otherwise hang the process).
-      services.append(ClosureService { try await cancelWhenGracefulShutdown { await postgres.run() } })
+    // The pools are the last to stop, when nothing uses them any more: cancel them rather than wait for
+    // their graceful shutdown, which postgres-nio 1.33.2 never finishes while connection attempts fail (a
+    // SIGTERM during a database outage would otherwise hang the process).
+    for pool in [postgres, genericPlans].compactMap({ $0 }) {
+      services.append(ClosureService { try await cancelWhenGracefulShutdown { await pool.run() } })
     }
     services += clients.map(GRPCClientService.init(client:))
     services.append(application)
