@@ -12,6 +12,12 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
   let logger: Logger
   /// Events read per query.
   let batchSize = 256
+  /// Least time between two reads of a live stream: under a steady stream of commits (one notification
+  /// each) a stream reads at most 1 / `linger` times per second, each read carrying every event committed
+  /// meanwhile, instead of one read (and one round trip to PostgreSQL) per commit per subscriber. An
+  /// event committed after a quiet spell is read at once. Consumers wait `EventSubscription.linger`
+  /// after a partial batch too.
+  public static let linger: Duration = .milliseconds(5)
 
   public init(client: PostgresClient, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
     self.client = client
@@ -30,15 +36,21 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
     defer { notifier.remove(waiter) }
     try await withRPCCancellationHandler {
       var cursor = request.afterSequence
+      var readAt = ContinuousClock.now
       while !notifier.isFinished(waiter) {
         let generation = notifier.generation
+        readAt = .now
         let events = try await outbox.read(
           after: cursor, types: request.types, limit: batchSize, from: client, logger: logger)
         for event in events {
           try await response.write(event)
           cursor = event.sequence
         }
-        if events.count < batchSize { await notifier.wait(beyond: generation, waiter: waiter) }
+        if events.count < batchSize {
+          await notifier.wait(beyond: generation, waiter: waiter)
+          let next = readAt + Self.linger
+          if next > .now, !notifier.isFinished(waiter) { try? await Task.sleep(until: next) }
+        }
       }
     } onCancelRPC: {
       notifier.cancel(waiter)
