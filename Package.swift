@@ -112,7 +112,7 @@ let package = Package(
       // Spawning PostgreSQL and the service executables: linked by the CLI and the tests only, so a
       // service binary carries none of it.
       name: "RapportLocal",
-      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, x509, asn1, crypto],
+      dependencies: ["RapportCore", "RapportProtos", grpcCore, grpcHTTP2, postgres, logging, x509, asn1, crypto, nioCore],
       path: "Shared/RapportLocal"
     ),
     .target(

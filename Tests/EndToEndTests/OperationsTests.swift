@@ -93,6 +93,21 @@ extension Executables {
       #expect(try await TestDatabase.scalar("SELECT count(*)::int FROM orders.orders", on: database) == 0)
     }
 
+    /// `rapport up` gives each service its share of the machine's cores as NIO event loops (at least 1),
+    /// not one loop per core each.
+    @Test func eachLaunchedServiceRunsItsShareOfEventLoops() async throws {
+      try await withStack("loops") { stack in
+        for entry in stack.processes {
+          let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(entry.process.pid)/task")
+          let loops = try tasks.filter { task in
+            try String(contentsOfFile: "/proc/\(entry.process.pid)/task/\(task)/comm", encoding: .utf8).hasPrefix("NIO-SGLTN-")
+          }
+          let expected = ProcessInfo.processInfo.environment[Stack.eventLoopVariable].flatMap(Int.init) ?? Stack.eventLoopsPerService
+          #expect(loops.count == expected, "\(entry.name) runs \(loops.count) event loops")
+        }
+      }
+    }
+
     @Test func jsonLogsAreOneObjectPerLineAndCarryNoPersonalData() async throws {
       let settings = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, ["log-format": "json"]) })
       try await withStack("json-logs", settings: settings) { stack in
