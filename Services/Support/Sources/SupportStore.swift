@@ -108,7 +108,7 @@ struct SupportStore: Sendable {
 
   let client: PostgresClient
   let logger: Logger
-  /// The generic-plan pool (`Pools.genericPlans`) for the reads by key below; the main pool when nil (tests).
+  /// The generic-plan pool (`Pools.genericPlans`) for the overviews by customer; the main pool when nil (tests).
   var genericPlans: PostgresClient? = nil
   let outbox = SupportMigrations.outbox
   /// The columns `TicketRecord.init(row:)` reads, in its order (it reads by position).

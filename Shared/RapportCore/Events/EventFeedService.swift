@@ -36,10 +36,9 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
     defer { notifier.remove(waiter) }
     try await withRPCCancellationHandler {
       var cursor = request.afterSequence
-      var readAt = ContinuousClock.now
       while !notifier.isFinished(waiter) {
         let generation = notifier.generation
-        readAt = .now
+        let readAt = ContinuousClock.now
         let events = try await outbox.read(
           after: cursor, types: request.types, limit: batchSize, from: client, logger: logger)
         for event in events {
