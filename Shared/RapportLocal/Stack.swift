@@ -100,10 +100,8 @@ public final class Stack: Sendable {
   /// Event-loop threads for each service when the whole suite shares one machine: its share of the cores,
   /// at least 1. With NIO's default every process ran one loop per core, so on 2 cores the five services
   /// ran 10 loop threads, and a call's work (its HTTP/2 connection, its database connection) crossed
-  /// between them. Measured by hand with `rapport up --demo` on 2 cores, alternating 2 and 1 loops per
-  /// service, two stacks each (h2load, 64 streams): Health/Check 7,356–10,434/s against 5,453–6,613/s,
-  /// GetCustomer 4,800–6,106/s against 3,769–4,546/s, GetCustomerView 1,569–1,633/s against 1,345–1,512/s;
-  /// views paced at 183/s were no better (p99 33.3–51.0 ms against 27.8–48.1 ms).
+  /// between them; with one loop each, reads and checks under h2load were faster (alternated stacks,
+  /// by hand), paced views no faster.
   /// A caller's own `NIO_SINGLETON_GROUP_LOOP_COUNT` is passed through unchanged.
   public static var eventLoopsPerService: Int { max(1, System.coreCount / order.count) }
 

@@ -8,8 +8,8 @@ import PostgresNIO
 ///
 /// Why: PostgreSQL plans a prepared statement again on every execution while the plan made for the
 /// values given looks cheaper than the generic one, and for an array parameter the generic plan assumes
-/// 10 elements, so it always does. Seen by hand with `perf` on PostgreSQL during one view at a time: 62 %
-/// of its CPU went to planning the view's four statements, 11 % to running them. The main pool keeps
+/// 10 elements, so it always does: a `perf` profile of PostgreSQL during views showed most of its CPU in
+/// the planner, far more than in running the view's four statements. The main pool keeps
 /// PostgreSQL's choice, because its statements (search, lists with optional filters, analytics over
 /// ranges) are the ones whose best plan depends on the values.
 public struct Pools: Sendable {
