@@ -16,11 +16,21 @@ struct Up: AsyncParsableCommand {
   @Option(help: "Use this PostgreSQL (a superuser URL) instead of the embedded one.")
   var databaseURL: String?
 
-  @Flag(help: "Load a small demo data set (customers, orders, tickets).")
+  @Flag(help: "Load a small demo data set (customers, orders, tickets). Runs in development mode (see --plaintext) unless --tls is given.")
   var demo = false
 
-  @Flag(help: "TLS everywhere: a CA and certificates in <data-dir>/tls, mutual TLS between the services with per-caller allow-lists, TLS on the gateway. The CLI then needs --tls-dir <data-dir>/tls.")
+  @Flag(help: "TLS everywhere: a CA and certificates in <data-dir>/tls, mutual TLS between the services with per-caller allow-lists, TLS on the gateway, and partner calls need an API key. The default, except with --demo. The CLI then needs --tls-dir <data-dir>/tls (or RAPPORT_TLS_DIR).")
   var tls = false
+
+  @Flag(help: "Development mode: plaintext everywhere, every caller trusted, and the gateway serves partner calls without a key (what --demo implies). Not for real data.")
+  var plaintext = false
+
+  /// TLS and partner keys, unless development mode was asked for (`--plaintext`, or `--demo` without `--tls`).
+  var secure: Bool { tls || !(demo || plaintext) }
+
+  func validate() throws {
+    if tls && plaintext { throw ValidationError("--tls and --plaintext exclude each other") }
+  }
 
   func run() async throws {
     var logger = Logger(label: "rapport")
@@ -32,7 +42,7 @@ struct Up: AsyncParsableCommand {
     settings["gateway", default: [:]]["admin-key-file"] = keyFile
     let stack = try await Stack.start(
       dataDirectory: directory, databaseURL: try databaseURL.map(DatabaseURL.init(parsing:)),
-      ports: Stack.defaultPorts, settings: settings, tls: tls, logger: logger, say: say)
+      ports: Stack.defaultPorts, settings: settings, tls: secure, logger: logger, say: say)
     await Self.announceFirstAdminKey(keyFile)
     say("metrics: GET http://127.0.0.1:<port>/metrics, ports \(Stack.order.map { "\($0) \(Stack.defaultMetricsPorts[$0]!)" }.joined(separator: ", "))")
     if demo {
@@ -45,8 +55,12 @@ struct Up: AsyncParsableCommand {
         throw error
       }
     }
-    say("Rapport is up: gateway at \(stack.address("gateway"))\(tls ? " (TLS)" : ""). Ctrl-C stops everything.")
-    if let tlsDirectory = stack.tlsDirectory { say("  CLI: export RAPPORT_TLS_DIR=\(tlsDirectory)") }
+    say("Rapport is up: gateway at \(stack.address("gateway"))\(secure ? " (TLS, partner keys required)" : ""). Ctrl-C stops everything.")
+    if let tlsDirectory = stack.tlsDirectory {
+      say("  CLI: export RAPPORT_TLS_DIR=\(tlsDirectory); rapport view also needs a key with views:read in RAPPORT_API_KEY")
+    } else {
+      say("  development mode: plaintext, every caller trusted, partner calls without keys; not for real data")
+    }
     let reason = await waitForStop(stack)
     say("stopping (\(reason))")
     await stack.stop()

@@ -24,16 +24,24 @@ struct View: AsyncParsableCommand {
 
   @OptionGroup var tls: ClientTLS
 
+  @Option(help: "An API key with the views:read scope, when the gateway requires keys (default: $RAPPORT_API_KEY).")
+  var apiKey: String?
+
   func run() async throws {
     let request = Rapport_Gateway_V1_GetCustomerViewRequest.with {
       if UUID(uuidString: customer) != nil { $0.customerID = customer } else { $0.email = customer }
     }
     var options = CallOptions.defaults
     options.timeout = .milliseconds(timeoutMs)
+    var metadata: Metadata = [:]
+    if let key = apiKey ?? ProcessInfo.processInfo.environment["RAPPORT_API_KEY"], !key.isEmpty {
+      metadata.addString("Bearer \(key)", forKey: "authorization")
+    }
     let response: Rapport_Gateway_V1_GetCustomerViewResponse
     do {
       response = try await withClient(try HostPort(parsing: gateway), security: tls.security) { client in
-        try await Rapport_Gateway_V1_PartnerGateway.Client(wrapping: client).getCustomerView(request, options: options)
+        try await Rapport_Gateway_V1_PartnerGateway.Client(wrapping: client).getCustomerView(
+          request, metadata: metadata, options: options)
       }
     } catch let error as RPCError {
       throw ValidationError("\(error.code): \(error.message)")

@@ -48,7 +48,9 @@ public final class Stack: Sendable {
 
   /// Starts the embedded database (unless `databaseURL` is given) and the five services, each with its
   /// `settings` (see `launch`); waits until each reports SERVING. With `tls`, a new CA and certificates
-  /// are written to `<dataDirectory>/tls` (kept when they exist) and every listener and call uses them.
+  /// are written to `<dataDirectory>/tls` (kept when they exist), every listener and call uses them, and
+  /// the gateway requires partner keys (its default). Without, the suite runs in development mode:
+  /// plaintext and partner auth off (unless `settings` give `plaintext` or `partner-auth`).
   public static func start(
     dataDirectory: String, databaseURL given: DatabaseURL?, ports: [String: Int],
     settings: [String: [String: String]] = [:], tls: Bool = false, logger: Logger, say: (String) -> Void = { _ in }
@@ -115,6 +117,10 @@ public final class Stack: Sendable {
       settings["tls-cert"] = settings["tls-cert"] ?? files.certificate
       settings["tls-key"] = settings["tls-key"] ?? files.privateKey
       settings["tls-ca"] = settings["tls-ca"] ?? files.trustRoots
+    } else {
+      // Development: plaintext, and a gateway that serves calls without a key, unless `settings` say otherwise.
+      settings["plaintext"] = settings["plaintext"] ?? "true"
+      if name == "gateway" { settings["partner-auth"] = settings["partner-auth"] ?? "off" }
     }
     var environment = [
       "RAPPORT_\(name.uppercased())_ADDR": "127.0.0.1:\(port)",

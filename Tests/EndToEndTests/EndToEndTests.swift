@@ -227,20 +227,9 @@ extension Executables {
     /// Runs Tests/EndToEndTests/interop/partner_client.py and returns the JSON it prints (over TLS when
     /// the stack runs with it).
     static func interop(_ stack: Stack, email: String) async throws -> [String: Any] {
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-      let output = try await Shell.run(
-        try Shell.which("python3"),
-        [
-          root.appendingPathComponent("Tests/EndToEndTests/interop/partner_client.py").path,
-          root.appendingPathComponent("Protos").path, "\(stack.address("gateway"))", "\(stack.address("customer"))",
-          email,
-        ] + (stack.tlsDirectory.map { [$0] } ?? []))
-      let line = output.split(separator: "\n").last.map(String.init) ?? ""
-      guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-        throw TestFailure("partner client printed no JSON: \(output)")
-      }
-      return object
+      try await runInterop(
+        "partner_client.py",
+        ["\(stack.address("gateway"))", "\(stack.address("customer"))", email] + (stack.tlsDirectory.map { [$0] } ?? []))
     }
   }
 }

@@ -100,10 +100,25 @@ extension Executables {
       }
     }
 
+    /// Secure by default (issue 12 §6): no service listens in plaintext unless told to (`--plaintext`),
+    /// and the gateway requires partner keys, so it needs its database, unless told `--partner-auth off`.
+    @Test func noServiceListensInPlaintextOrWithoutPartnerKeysUnlessToldTo() async throws {
+      let directory = try Stack.binaryDirectory()
+      for name in Stack.order {
+        let upper = name.uppercased()
+        let refused = try await run(
+          "/usr/bin/env",
+          ["RAPPORT_\(upper)_DATABASE_URL=postgres://nobody@127.0.0.1:1/none", "RAPPORT_\(upper)_ADDR=127.0.0.1:0", "\(directory)/rapport-\(name)"])
+        #expect(refused.status != 0 && refused.output.contains("no TLS: pass --tls-cert"), "\(name): \(refused)")
+      }
+      let keyless = try await run("\(directory)/rapport-gateway", ["--plaintext", "--addr", "127.0.0.1:0"])
+      #expect(keyless.status != 0 && keyless.output.contains("partner-auth required needs --database-url"), "\(keyless)")
+    }
+
     /// `--version` names the commit the binaries were built from: the checkout's own HEAD (with
     /// `-dirty` when it has uncommitted changes).
     @Test func theVersionNamesTheCommitTheBinariesWereBuiltFrom() async throws {
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let root = repositoryRoot
       let head = try await run("/usr/bin/git", ["-C", root.path, "rev-parse", "--short=12", "HEAD"])
       try #require(head.status == 0, "the tests run from a git checkout")
       #expect(RapportVersion.commit.hasPrefix(head.output.trimmingCharacters(in: .whitespacesAndNewlines)))

@@ -20,14 +20,26 @@ extension Executables {
       try await withStack("rolling") { stack in
         let others = stack.processes.filter { $0.name != "order" }.map { ($0.name, $0.process.pid) }
         let customer = try await stack.withClients { try await $0.customers.createCustomer(.with { $0.email = "steady@example.com" }).customer.id }
-        // gRPC's retry policy (UNAVAILABLE retried with exponential backoff) and waitForReady (a call
-        // waits for a connection instead of failing while no process listens): what a client that
-        // follows gRPC's service config does while a service is replaced.
-        // Observed with grpc-swift-nio-transport 2.9.2: in the moment the old connection has gone and no
-        // new one is up, a call fails at once with UNAVAILABLE ("no subchannel available", "subchannel
-        // isn't ready"), waitForReady or not, and the client's retry policy does not retry it (the
-        // failure is in creating the stream, before any response). So this client also retries
-        // UNAVAILABLE itself, with gRPC's backoff (`retryingUnavailable`), as docs/OPERATIONS.md advises.
+        // Two clients at once. The Python one (grpcio, steady_client.py) does only what gRPC's service
+        // config says: waitForReady (a call waits for a connection instead of failing while no process
+        // listens) and a retry policy for UNAVAILABLE with exponential backoff; no retry of its own.
+        // The Swift one has the same policy, but grpc-swift-nio-transport 2.9.2 fails a call at once
+        // with UNAVAILABLE in the moment the old connection has gone and no new one is up ("no subchannel
+        // available", "subchannel isn't ready"), waitForReady or not, and its retry policy does not retry
+        // that (the failure is in creating the stream, before any response). So the Swift client also
+        // retries UNAVAILABLE itself, with gRPC's backoff (`retryingUnavailable`), as
+        // docs/OPERATIONS.md advises Swift clients to.
+        let signals = NSTemporaryDirectory() + "rapport-steady-\(UUID().uuidString)"
+        let (ready, stop) = (signals + ".ready", signals + ".stop")
+        // However the test ends, the Python client stops (it also gives up after 120 s by itself).
+        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        let python = Task { () -> (sent: Int, placed: Set<String>, failures: [String]) in
+          let seen = try await runInterop("steady_client.py", ["\(stack.address("order"))", customer, ready, stop])
+          return (seen["sent"] as? Int ?? -1, Set(seen["placed"] as? [String] ?? []), seen["failures"] as? [String] ?? ["no failures list"])
+        }
+        try await eventually(within: .seconds(60), "the Python client's first order was acknowledged") {
+          FileManager.default.fileExists(atPath: ready)
+        }
         let retry = RetryPolicy(
           maxAttempts: 5, initialBackoff: .milliseconds(500), maxBackoff: .seconds(4), backoffMultiplier: 2,
           retryableStatusCodes: [.unavailable])
@@ -61,12 +73,21 @@ extension Executables {
             print("order service replaced: no process listened for \(ContinuousClock.now - began)")
             try await Task.sleep(for: .seconds(2))
             traffic.stop.withLock { $0 = true }
+            FileManager.default.createFile(atPath: stop, contents: nil)
             try await group.waitForAll()
           }
         }
         #expect(traffic.failures.withLock { $0 } == [], "calls failed during the replacement")
-        let count = traffic.placed.withLock { $0.count }
-        #expect(count == traffic.sent.withLock { $0 } && count > 20)
+        let swiftCount = traffic.placed.withLock { $0.count }
+        #expect(swiftCount == traffic.sent.withLock { $0 } && swiftCount > 20)
+        let seen = try await python.value
+        let pythonPlaced = seen.placed
+        #expect(
+          seen.failures.isEmpty,
+          "\(seen.failures.count) of the Python client's calls failed during the replacement, e.g. \(seen.failures.prefix(3))")
+        #expect(pythonPlaced.count == seen.sent && pythonPlaced.count > 20, "\(seen.sent) sent, \(pythonPlaced.count) placed")
+        print("order service replaced under traffic: Swift client \(swiftCount) orders, Python client \(pythonPlaced.count)")
+        let count = swiftCount + pythonPlaced.count
         // Every acknowledged order's event reaches analytics exactly once.
         try await stack.withClients { clients in
           try await eventually(within: .seconds(20), "analytics counted every placed order") {
@@ -132,7 +153,7 @@ extension Executables {
     }
 
     @Test func theOperationsGuideListsEveryOptionOfEveryExecutable() async throws {
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let root = repositoryRoot
       let guide = try String(contentsOf: root.appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)
       // The options in the first column of the configuration reference.
       let rows = guide.split(separator: "\n").filter { $0.hasPrefix("| `") }
@@ -186,7 +207,7 @@ extension Executables {
 
     @Test func prometheusScrapesEveryServiceWithTheAlertingRulesLoaded() async throws {
       let prometheus = try Shell.which("prometheus")
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let root = repositoryRoot
       var metricsPorts: [String: Int] = [:]
       for name in Stack.order { metricsPorts[name] = try Shell.freePort() }
       let settings = metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }

@@ -15,7 +15,8 @@ extension Executables {
     @Test func twoBoundPartnersThroughEveryPartnerRPCOverTLSFromSwiftAndPython() async throws {
       let keyFile = NSTemporaryDirectory() + "rapport-first-admin-\(UUID().uuidString).key"
       defer { try? FileManager.default.removeItem(atPath: keyFile) }
-      let settings = ["gateway": ["partner-auth": "required", "admin-key-file": keyFile]]
+      // No `partner-auth`: with TLS, keys are required by default.
+      let settings = ["gateway": ["admin-key-file": keyFile]]
       try await withStack("partners", settings: settings, tls: true) { stack in
         @Sendable func readKey() -> String {
           (try? String(contentsOfFile: keyFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -124,6 +125,12 @@ extension Executables {
           #expect(analystSeen["place"] as? [String] == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
           #expect(analystSeen["ticket"] as? String == "PERMISSION_DENIED")
           #expect(try await Self.pythonExample(stack, key: analystKey, email: "buyer@acme.example")["find"] as? String == "NOT_FOUND")
+
+          // `rapport view` as an operator of the secure suite uses it: the CA folder and a key with views:read.
+          let rapport = try Stack.binaryDirectory() + "/rapport"
+          let view = ["view", "buyer@acme.example", "--gateway", "\(stack.address("gateway"))", "--tls-dir", try #require(stack.tlsDirectory)]
+          #expect(try await Shell.run(rapport, view + ["--api-key", shopKey]).contains("id \(acme.customer)"))
+          await #expect(throws: (any Error).self) { try await Shell.run(rapport, view) }
         }
       }
     }
@@ -131,19 +138,8 @@ extension Executables {
     /// Tests/EndToEndTests/interop/partner_example.py (the example docs/PARTNERS.md shows) against the
     /// stack's gateway; the JSON it prints.
     static func pythonExample(_ stack: Stack, key: String, email: String) async throws -> [String: Any] {
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-      let output = try await Shell.run(
-        try Shell.which("python3"),
-        [
-          root.appendingPathComponent("Tests/EndToEndTests/interop/partner_example.py").path,
-          root.appendingPathComponent("Protos").path, "\(stack.address("gateway"))",
-          stack.tlsDirectory.map { "\($0)/ca.pem" } ?? "-", key, email,
-        ])
-      let line = output.split(separator: "\n").last.map(String.init) ?? ""
-      guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-        throw TestFailure("the partner example printed no JSON: \(output)")
-      }
-      return object
+      try await runInterop(
+        "partner_example.py", ["\(stack.address("gateway"))", stack.tlsDirectory.map { "\($0)/ca.pem" } ?? "-", key, email])
     }
 
     static func bearer(_ key: String) -> Metadata {

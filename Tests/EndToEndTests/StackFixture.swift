@@ -29,3 +29,21 @@ func withStack(
     throw error
   }
 }
+
+/// The repository's root (the tests run from a checkout).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+  .deletingLastPathComponent()
+
+/// Runs the Python script `Tests/EndToEndTests/interop/<script>` with the Protos folder as its first
+/// argument, then `arguments`; returns the JSON object it prints on its last line.
+func runInterop(_ script: String, _ arguments: [String]) async throws -> [String: Any] {
+  let output = try await Shell.run(
+    try Shell.which("python3"),
+    [repositoryRoot.appendingPathComponent("Tests/EndToEndTests/interop/\(script)").path,
+     repositoryRoot.appendingPathComponent("Protos").path] + arguments)
+  let line = output.split(separator: "\n").last.map(String.init) ?? ""
+  guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+    throw TestFailure("\(script) printed no JSON: \(output)")
+  }
+  return object
+}

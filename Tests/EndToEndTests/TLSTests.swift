@@ -12,7 +12,7 @@ extension Executables {
   /// certificate each, per-caller allow-lists on every internal service, TLS on the gateway.
   @Suite struct TLSTests {
     @Test func internalServicesAnswerOnlyListedCallersWithCertificatesFromTheSuitesCA() async throws {
-      try await withStack("tls", tls: true) { stack in
+      try await withStack("tls", settings: ["gateway": ["partner-auth": "off"]], tls: true) { stack in
         let directory = try #require(stack.tlsDirectory)
         // A peer with a certificate from the suite's CA that no allow-list names, and one whose
         // certificate comes from another CA.
@@ -121,7 +121,8 @@ extension Executables {
       let second = try CertificateAuthority()
       try second.write(to: renewal)
       // The timed reload is an hour away: only SIGHUP can make the gateway notice.
-      try await withStack("tls-reload", settings: ["gateway": ["tls-reload-interval-ms": "3600000"]], tls: true) { stack in
+      try await withStack(
+        "tls-reload", settings: ["gateway": ["tls-reload-interval-ms": "3600000", "partner-auth": "off"]], tls: true) { stack in
         let directory = try #require(stack.tlsDirectory)
         @Sendable func trusting(_ folder: String) -> HTTP2ClientTransport.Posix.TransportSecurity {
           .tls { $0.trustRoots = .certificates([.file(path: "\(folder)/ca.pem", format: .pem)]) }

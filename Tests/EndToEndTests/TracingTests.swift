@@ -16,7 +16,7 @@ extension Executables {
     }
 
     @Test func oneViewIsOneTraceAcrossTheGatewayAndTheFourServicesAndAnEventJoinsItsOrdersTrace() async throws {
-      let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      let root = repositoryRoot
       let directory = NSTemporaryDirectory() + "rapport-otlp-\(UUID().uuidString)"
       try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
       defer { try? FileManager.default.removeItem(atPath: directory) }

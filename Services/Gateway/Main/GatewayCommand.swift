@@ -16,7 +16,7 @@ struct GatewayCommand: ServiceCommand {
   @Option(name: .customLong("support-addr"), help: "Support service, host:port (default 127.0.0.1:50053).") var supportAddr: String?
   @Option(name: .customLong("analytics-addr"), help: "Analytics service, host:port (default 127.0.0.1:50054).") var analyticsAddr: String?
   @Option(name: .customLong("view-timeout-ms"), help: "Budget of a view when the caller sends no deadline (default 2000).") var viewTimeoutMs: String?
-  @Option(name: .customLong("partner-auth"), help: "required: partner RPCs need an API key; off (default): a call without a key is served, one with a key is checked. The admin service always needs an admin key. Needs --database-url when required.") var partnerAuth: String?
+  @Option(name: .customLong("partner-auth"), help: "required (default): partner RPCs need an API key, and the gateway needs --database-url; off (development only): a call without a key is served, one with a key is checked. The admin service always needs an admin key.") var partnerAuth: String?
   @Option(name: .customLong("admin-key-file"), help: "When no admin key exists yet, create one at start and write it to this file (mode 0600) for the operator to read once and delete.") var adminKeyFile: String?
   @Option(name: .customLong("key-rate"), help: "Requests per second of keys created without their own (default 50).") var keyRate: String?
   @Option(name: .customLong("key-burst"), help: "Burst of keys created without their own (default 100).") var keyBurst: String?

@@ -13,10 +13,11 @@ public enum GatewayApp {
   /// Reads the common settings plus the four service addresses, `view-timeout-ms` (default budget of a
   /// view when the caller sends no deadline; also the most a view may take) and the partner settings
   /// (`partner-auth`, `admin-key-file`, `key-rate`, `key-burst`, `audit-retention-days`,
-  /// `hidden-row-floor-ms`). The database (`database-url`) is
-  /// optional until partner auth is required: without one the gateway serves views and no admin service.
+  /// `hidden-row-floor-ms`). Partner auth is required unless `partner-auth off` (development), and then
+  /// the database (`database-url`, where keys live) is too; with auth off and no database the gateway
+  /// serves views and no admin service.
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
-    guard let auth = PartnerOptions.Auth(rawValue: settings.string("partner-auth", default: "off")) else {
+    guard let auth = PartnerOptions.Auth(rawValue: settings.string("partner-auth", default: "required")) else {
       throw ConfigurationError("partner-auth must be required or off")
     }
     return try build(

@@ -46,7 +46,7 @@ public struct CommonConfig: Sendable {
 
   /// Reads `addr`, `database-url`, `db-pool-size`, `max-streams`, `max-request-bytes`,
   /// `request-idle-timeout-ms`, `metrics-addr`, `health-addr` and the TLS files `tls-cert`, `tls-key`, `tls-ca`
-  /// (all three or none), `tls-client-auth` (`required`/`none`; the default is `defaultClientAuth`) and
+  /// (all three, or none with `plaintext` for development), `tls-client-auth` (`required`/`none`; the default is `defaultClientAuth`) and
   /// `tls-reload-interval-ms` (default 10000) for a service (see `CommonOptions`).
   public init(
     settings: Settings, name: String, defaultPort: Int, needsDatabase: Bool = true, defaultClientAuth: Bool = true
@@ -72,7 +72,16 @@ public struct CommonConfig: Sendable {
 
   static func tls(settings: Settings, name: String, defaultClientAuth: Bool) throws -> ProcessTLS? {
     let paths = ["tls-cert", "tls-key", "tls-ca"].map { settings.string($0) }
-    if paths.allSatisfy({ $0 == nil }) { return nil }
+    // Secure by default: a service listens in plaintext (and trusts every caller) only when told to.
+    let plaintext = try settings.bool("plaintext", default: false)
+    if paths.allSatisfy({ $0 == nil }) {
+      guard plaintext else {
+        throw ConfigurationError(
+          "no TLS: pass --tls-cert, --tls-key and --tls-ca, or --plaintext for development (every caller is then trusted)")
+      }
+      return nil
+    }
+    if plaintext { throw ConfigurationError("--plaintext and --tls-cert, --tls-key, --tls-ca exclude each other") }
     guard let certificate = paths[0], let key = paths[1], let ca = paths[2] else {
       throw ConfigurationError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
     }

@@ -36,7 +36,7 @@ public struct CommonOptions: ParsableArguments {
   var logFormat: String?
   @Option(name: .customLong("health-addr"), help: "Also serve grpc.health.v1.Health alone, in plaintext, on host:port (for probes that cannot do mutual TLS; default: off).")
   var healthAddr: String?
-  @Option(name: .customLong("tls-cert"), help: "PEM certificate of this service (with --tls-key and --tls-ca: TLS on the listener and mutual TLS to other services; re-read on SIGHUP and every --tls-reload-interval-ms). Default: plaintext, for development only.")
+  @Option(name: .customLong("tls-cert"), help: "PEM certificate of this service (with --tls-key and --tls-ca: TLS on the listener and mutual TLS to other services; re-read on SIGHUP and every --tls-reload-interval-ms). Required unless --plaintext.")
   var tlsCert: String?
   @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert.")
   var tlsKey: String?
@@ -44,6 +44,8 @@ public struct CommonOptions: ParsableArguments {
   var tlsCA: String?
   @Option(name: .customLong("tls-client-auth"), help: "required: callers must present a certificate from --tls-ca (default, except on the gateway); none: they need not.")
   var tlsClientAuth: String?
+  @Flag(name: .customLong("plaintext"), help: "Development only: listen and call other services without TLS, trusting every caller (RAPPORT_PLAINTEXT=true does the same). Without it the service needs --tls-cert, --tls-key and --tls-ca.")
+  var plaintext = false
   @Option(name: .customLong("tls-reload-interval-ms"), help: "How often the certificate and key files are re-read (default 10000).")
   var tlsReloadIntervalMs: String?
   @Option(name: .customLong("otlp-endpoint"), help: "Export traces by OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317 (default: no tracing). The OTEL_* variables of the OpenTelemetry specification refine it.")
@@ -65,7 +67,7 @@ public struct CommonOptions: ParsableArguments {
       "max-request-bytes": maxRequestBytes, "request-idle-timeout-ms": requestIdleTimeoutMs,
       "metrics-addr": metricsAddr, "health-addr": healthAddr, "log-format": logFormat, "tls-cert": tlsCert, "tls-key": tlsKey, "tls-ca": tlsCA,
       "tls-client-auth": tlsClientAuth, "tls-reload-interval-ms": tlsReloadIntervalMs,
-      "otlp-endpoint": otlpEndpoint, "malloc-arena-max": mallocArenaMax, "malloc-trim-interval-ms": mallocTrimIntervalMs,
+      "plaintext": plaintext ? "true" : nil, "otlp-endpoint": otlpEndpoint, "malloc-arena-max": mallocArenaMax, "malloc-trim-interval-ms": mallocTrimIntervalMs,
     ].compactMapValues { $0 }
   }
 }

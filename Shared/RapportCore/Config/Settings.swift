@@ -40,6 +40,16 @@ public struct Settings: Sendable {
     return value
   }
 
+  /// A yes/no setting (`true`/`false`, `1`/`0`); anything else is a configuration error.
+  public func bool(_ name: String, default fallback: Bool) throws -> Bool {
+    guard let raw = string(name) else { return fallback }
+    switch raw.lowercased() {
+    case "true", "1": return true
+    case "false", "0": return false
+    default: throw ConfigurationError("\(name) must be true or false, got '\(raw)'")
+    }
+  }
+
   /// A duration setting in milliseconds.
   public func milliseconds(_ name: String, default fallback: Int) throws -> Duration {
     .milliseconds(try int(name, default: fallback))

@@ -25,7 +25,11 @@ public enum ServiceMain {
     var logger = Logger(label: "rapport-\(name)", metadataProvider: metadata)
     logger.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["RAPPORT_LOG_LEVEL"] ?? "info") ?? .info
     do {
-      let settings = Settings(service: name, flags: flags)
+      var settings = Settings(service: name, flags: flags)
+      // `migrate` listens nowhere and calls no service: it needs no TLS files.
+      if migrateOnly, ["tls-cert", "tls-key", "tls-ca"].allSatisfy({ settings.string($0) == nil }) {
+        settings = Settings(service: name, flags: flags.merging(["plaintext": "true"]) { $1 })
+      }
       try limitMallocArenas(settings)
       let trimmer = try mallocTrimmer(settings, logger: logger)
       let exporter = try migrateOnly ? nil : settings.string("otlp-endpoint").map { try startTracing(name, endpoint: $0) }
