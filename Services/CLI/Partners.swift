@@ -29,9 +29,16 @@ struct AdminConnection: ParsableArguments {
         try await body(.init(wrapping: client), ["authorization": "Bearer \(key)"])
       }
     } catch let error as RPCError {
-      throw ValidationError("\(error.code): \(error.message)")
+      throw CallFailed(error)
     }
   }
+}
+
+/// A call the CLI made was refused: printed as `Error: <code>: <message>`, without the usage text that
+/// ArgumentParser adds to a `ValidationError` (the command line was fine).
+struct CallFailed: Error, CustomStringConvertible {
+  let description: String
+  init(_ error: RPCError) { description = "\(error.code): \(error.message)" }
 }
 
 /// Prints a message as JSON (field names as in the .proto files).

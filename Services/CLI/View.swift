@@ -44,7 +44,7 @@ struct View: AsyncParsableCommand {
           request, metadata: metadata, options: options)
       }
     } catch let error as RPCError {
-      throw ValidationError("\(error.code): \(error.message)")
+      throw CallFailed(error)
     }
     if json {
       var options = JSONEncodingOptions()
