@@ -272,6 +272,11 @@ extension Executables {
           let pools = (try? await query("rapport_db_connections{state=\"idle\"}")) ?? []
           return Set(pools.compactMap { ($0["metric"] as? [String: String])?["job"] }) == Set(Stack.order.map { "rapport-\($0)" })
         }
+        // … and as the process counts its leases: requests waiting now, leases granted (both pools).
+        let waiting = try await query("rapport_db_lease_requests_waiting")
+        #expect(Set(waiting.compactMap { ($0["metric"] as? [String: String]).map { "\($0["job"] ?? "")/\($0["pool"] ?? "")" } })
+          == Set(Stack.order.flatMap { ["rapport-\($0)/main", "rapport-\($0)/generic_plans"] }))
+        #expect(try await !query("rapport_db_leases_total{job=\"rapport-order\",pool=\"main\"} > 0").isEmpty)
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/api/v1/rules")!)
         let groups = (((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
         let rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }

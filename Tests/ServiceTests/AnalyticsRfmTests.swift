@@ -69,7 +69,7 @@ import Testing
       .migrate()
     let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("analytics"))
     try await withThrowingDiscardingTaskGroup { group in
-      group.addTask { await pool.run() }
+      group.addTask { await pool.client.run() }
       try await body(Harness(store: AnalyticsStore(client: pool, logger: testLogger("analytics"))), database)
       group.cancelAll()
     }
@@ -91,7 +91,7 @@ import Testing
     try await withRunningService(app) { address in
       let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("events"))
       try await withThrowingDiscardingTaskGroup { group in
-        group.addTask { await pool.run() }
+        group.addTask { await pool.client.run() }
         try await body(address, Harness(store: AnalyticsStore(client: pool, logger: testLogger("events"))), database)
         group.cancelAll()
       }

@@ -50,7 +50,7 @@ import Testing
     try await withRunningService(app) { address in
       let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("sales"))
       try await withThrowingDiscardingTaskGroup { group in
-        group.addTask { await pool.run() }
+        group.addTask { await pool.client.run() }
         let events = AnalyticsRfmTests.Harness(store: AnalyticsStore(client: pool, logger: testLogger("sales")))
         let (c1, c2, c3, c4) = (UUID(), UUID(), UUID(), UUID())
         let cancelled = UUID(), refunded = UUID()

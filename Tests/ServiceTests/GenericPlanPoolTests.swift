@@ -26,8 +26,8 @@ struct GenericPlanPoolTests {
     let main = try ServiceApp.makePostgres(config: config, logger: logger)
     let genericPlans = try ServiceApp.makePostgres(config: config, logger: logger, genericPlans: true)
     try await withThrowingDiscardingTaskGroup { group in
-      group.addTask { await main.run() }
-      group.addTask { await genericPlans.run() }
+      group.addTask { await main.client.run() }
+      group.addTask { await genericPlans.client.run() }
       let keys = [UUID(), UUID()]
       for (pool, generic) in [(main, false), (genericPlans, true)] {
         let plans = try await pool.withConnection { connection in

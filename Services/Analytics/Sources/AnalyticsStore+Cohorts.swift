@@ -73,7 +73,7 @@ extension AnalyticsStore {
   }
 
   /// (cohort, month, customers) rows, in their order.
-  private static func cells(_ rows: PostgresRowSequence) async throws -> [(Date, Date, Int64)] {
+  private static func cells(_ rows: Rows) async throws -> [(Date, Date, Int64)] {
     var cells: [(Date, Date, Int64)] = []
     for try await cell in rows.decode((Date, Date, Int64).self) { cells.append(cell) }
     return cells

@@ -11,25 +11,28 @@ extension AnalyticsStore {
   /// cancelled, net of refunds, grouped by UTC day.
   func histories(currency: String, asOf: Date, customers: [UUID]? = nil) async throws -> [UUID: PurchaseHistory] {
     let end = Self.day(asOf)
-    let rows = try await client.query(
-      """
-      WITH days AS (
-        SELECT customer_id, floor(extract(epoch FROM placed_at) / 86400)::int8 AS day,
-               sum(total_minor - refunded_minor)::int8 AS value
-        FROM analytics.orders
-        WHERE NOT cancelled AND currency = \(currency)::bpchar AND placed_at <= \(asOf)
-          AND (\(customers)::uuid[] IS NULL OR customer_id = ANY(\(customers)::uuid[]))
-        GROUP BY customer_id, day)
-      SELECT customer_id, count(*) - 1, max(day) - min(day), \(end)::int8 - min(day),
-             (sum(value) - (array_agg(value ORDER BY day))[1])::int8
-      FROM days GROUP BY customer_id
-      """, logger: logger)
-    var histories: [UUID: PurchaseHistory] = [:]
-    for try await (id, x, tx, T, repeatValue) in rows.decode((UUID, Int64, Int64, Int64, Int64).self) {
-      histories[id] = PurchaseHistory(
-        x: Double(x), tx: Double(tx), T: Double(T), m: x > 0 ? Double(repeatValue) / Double(x) : 0)
+    // The whole population: streamed on the connection rather than read to the end first.
+    return try await client.withConnection { connection in
+      let rows = try await connection.query(
+        """
+        WITH days AS (
+          SELECT customer_id, floor(extract(epoch FROM placed_at) / 86400)::int8 AS day,
+                 sum(total_minor - refunded_minor)::int8 AS value
+          FROM analytics.orders
+          WHERE NOT cancelled AND currency = \(currency)::bpchar AND placed_at <= \(asOf)
+            AND (\(customers)::uuid[] IS NULL OR customer_id = ANY(\(customers)::uuid[]))
+          GROUP BY customer_id, day)
+        SELECT customer_id, count(*) - 1, max(day) - min(day), \(end)::int8 - min(day),
+               (sum(value) - (array_agg(value ORDER BY day))[1])::int8
+        FROM days GROUP BY customer_id
+        """, logger: logger)
+      var histories: [UUID: PurchaseHistory] = [:]
+      for try await (id, x, tx, T, repeatValue) in rows.decode((UUID, Int64, Int64, Int64, Int64).self) {
+        histories[id] = PurchaseHistory(
+          x: Double(x), tx: Double(tx), T: Double(T), m: x > 0 ? Double(repeatValue) / Double(x) : 0)
+      }
+      return histories
     }
-    return histories
   }
 
   static func day(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 / 86_400).rounded(.down)) }

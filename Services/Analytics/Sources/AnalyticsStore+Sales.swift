@@ -261,7 +261,7 @@ extension AnalyticsStore {
     return try await Self.customers(rows)
   }
 
-  private static func customers(_ rows: PostgresRowSequence) async throws -> Rapport_Analytics_V1_SalesPeriod {
+  private static func customers(_ rows: Rows) async throws -> Rapport_Analytics_V1_SalesPeriod {
     var counted = Rapport_Analytics_V1_SalesPeriod()
     for try await (new, returning) in rows.decode((Int64, Int64).self) {
       counted.newCustomers = new

@@ -338,7 +338,7 @@ extension AnalyticsStore {
   }
 }
 
-extension PostgresRowSequence {
+extension AsyncSequence where Element == PostgresRow {
   /// The rows' single uuid column, in id order.
   func ids() async throws -> [UUID] {
     var ids: [UUID] = []

@@ -6,7 +6,7 @@ import RapportProtos
 
 /// Analytics SQL: per-customer metrics and the cursor of each consumed feed.
 struct AnalyticsStore: Sendable {
-  let client: PostgresClient
+  let client: Database
   let logger: Logger
   /// CLV's monthly discount rate (`--monthly-discount-rate`).
   var monthlyDiscountRate = AnalyticsApp.defaultMonthlyDiscountRate
@@ -15,7 +15,7 @@ struct AnalyticsStore: Sendable {
   /// Zones reads asked for, shared by the process's stores (`keepLearnedZones`).
   var zoneRequests = ZoneRequests()
   /// The generic-plan pool (`Pools.genericPlans`) for metrics by customer; the main pool when nil (tests).
-  var genericPlans: PostgresClient? = nil
+  var genericPlans: Database? = nil
 
   private let cursors = FeedCursors(schema: AnalyticsMigrations.schema)
 

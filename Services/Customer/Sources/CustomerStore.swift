@@ -7,7 +7,7 @@ import RapportProtos
 /// Customer SQL; nothing else in the service touches the database. Domain refusals are thrown as the
 /// `RPCError` the client sees (their messages name only what the caller sent).
 struct CustomerStore: Sendable {
-  let client: PostgresClient
+  let client: Database
   let logger: Logger
   let outbox = CustomerMigrations.outbox
   /// Reads by id outside a transaction, coalesced under load (`ReadBatcher`): up to 2 statements at once,
@@ -18,13 +18,13 @@ struct CustomerStore: Sendable {
   typealias Customer = Rapport_Customer_V1_Customer
 
   /// - Parameter genericPlans: the generic-plan pool (`Pools.genericPlans`) for reads by id; the main pool when nil.
-  init(client: PostgresClient, genericPlans: PostgresClient? = nil, logger: Logger) {
+  init(client: Database, genericPlans: Database? = nil, logger: Logger) {
     self.client = client
     self.logger = logger
     let reads = genericPlans ?? client
     byID = ReadBatcher(maxInFlight: 2, maxBatch: 64) { ids in
       var found: [UUID: Customer] = [:]
-      for try await customer in try await reads.execute(CustomerRows.ByIDs(ids: ids), logger: logger) {
+      for customer in try await reads.execute(CustomerRows.ByIDs(ids: ids), logger: logger) {
         if let id = UUID(uuidString: customer.id) { found[id] = customer }
       }
       return found
@@ -38,8 +38,8 @@ struct CustomerStore: Sendable {
   // MARK: Reads
 
   /// Runs a query on the caller's transaction when given one, else on the pool.
-  func rows(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> PostgresRowSequence {
-    if let connection { return try await connection.query(query, logger: logger) }
+  func rows(_ query: PostgresQuery, on connection: PostgresConnection?) async throws -> Rows {
+    if let connection { return Rows(try await connection.query(query, logger: logger).collect()) }
     return try await client.query(query, logger: logger)
   }
 

@@ -76,7 +76,7 @@ extension Rapport_Gateway_V1_Partner {
 
 /// Partner and key SQL; nothing else in the gateway touches the database.
 struct PartnerStore: Sendable {
-  let client: PostgresClient
+  let client: Database
   let logger: Logger
 
   func createPartner(name: String, contact: String, at now: Date) async throws -> Rapport_Gateway_V1_Partner {

@@ -119,9 +119,9 @@ extension OrderStore {
       WHERE (channel, cart_id) IN (SELECT * FROM unnest(\(carts.map(\.channel)), \(carts.map(\.cartID))))
       ORDER BY channel, cart_id, line_no
       """
-    let rows: PostgresRowSequence
+    let rows: Rows
     if let connection {
-      rows = try await connection.query(query, logger: logger)
+      rows = Rows(try await connection.query(query, logger: logger).collect())
     } else {
       rows = try await client.query(query, logger: logger)
     }

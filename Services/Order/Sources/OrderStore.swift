@@ -18,11 +18,11 @@ struct OrderStore: Sendable {
     case cartConverted(orderID: UUID)
   }
 
-  let client: PostgresClient
+  let client: Database
   let logger: Logger
   /// The generic-plan pool (`Pools.genericPlans`) for PlaceOrder's statement and the overviews by customer;
   /// the main pool when nil (tests).
-  var genericPlans: PostgresClient? = nil
+  var genericPlans: Database? = nil
   let outbox = OrderMigrations.outbox
 
   /// The order an earlier request with this key created, and whether `requestBytes` is that request.
@@ -56,7 +56,7 @@ struct OrderStore: Sendable {
     assert(query.sql == PlaceOrderStatement.sql, "PlaceOrder's SQL must not depend on the values")
     var inserted: Int64 = 0, active: Int64 = 0, cartFree: Int64 = 0
     let result = try await (genericPlans ?? client).execute(PlaceOrderStatement(bindings: query.binds), logger: logger)
-    for try await (o, r, c, _) in result {
+    for (o, r, c, _) in result {
       (inserted, active, cartFree) = (o, r, c)
     }
     if inserted == 1 { return .created(order) }

@@ -106,10 +106,10 @@ struct SupportStore: Sendable {
     case requestConflict
   }
 
-  let client: PostgresClient
+  let client: Database
   let logger: Logger
   /// The generic-plan pool (`Pools.genericPlans`) for the overviews by customer; the main pool when nil (tests).
-  var genericPlans: PostgresClient? = nil
+  var genericPlans: Database? = nil
   let outbox = SupportMigrations.outbox
   /// The columns `TicketRecord.init(row:)` reads, in its order (it reads by position).
   static let columns = """

@@ -63,7 +63,7 @@ extension EventSubscription {
   /// the cursor update, so each event takes effect exactly once.
   public static func stored(
     source: String, client: GRPCClient<HTTP2ClientTransport.Posix>, types: [String], cursors: FeedCursors,
-    postgres: PostgresClient, logger: Logger,
+    postgres: Database, logger: Logger,
     effect: @escaping @Sendable (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
   ) -> EventSubscription {
     EventSubscription(
@@ -79,7 +79,7 @@ extension EventSubscription {
   /// The customer feed's `CustomerMerged` and `CustomerErased`, as every service holding rows per
   /// customer consumes them; the cursor is kept in `schema`'s `feed_cursors`.
   public static func customerLifecycle(
-    client: GRPCClient<HTTP2ClientTransport.Posix>, schema: String, postgres: PostgresClient, logger: Logger,
+    client: GRPCClient<HTTP2ClientTransport.Posix>, schema: String, postgres: Database, logger: Logger,
     effect: @escaping @Sendable (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
   ) -> EventSubscription {
     .stored(

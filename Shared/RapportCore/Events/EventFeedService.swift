@@ -6,7 +6,7 @@ import RapportProtos
 /// `rapport.events.v1.EventFeed` over a service's outbox: the backlog after the cursor in sequence order,
 /// then live events as LISTEN/NOTIFY wakes the stream. Ends when the client cancels or the server drains.
 public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtocol {
-  let client: PostgresClient
+  let client: Database
   let outbox: Outbox
   let notifier: OutboxNotifier
   let logger: Logger
@@ -19,7 +19,7 @@ public struct EventFeedService: Rapport_Events_V1_EventFeed.SimpleServiceProtoco
   /// after a partial batch too.
   public static let linger: Duration = .milliseconds(5)
 
-  public init(client: PostgresClient, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
+  public init(client: Database, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
     self.client = client
     self.outbox = outbox
     self.notifier = notifier

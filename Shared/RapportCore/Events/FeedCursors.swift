@@ -25,7 +25,7 @@ public struct FeedCursors: Sendable {
   }
 
   /// The last sequence applied from `source` (0 before the first event).
-  public func cursor(source: String, client: PostgresClient, logger: Logger) async throws -> Int64 {
+  public func cursor(source: String, client: Database, logger: Logger) async throws -> Int64 {
     let rows = try await client.query(
       "SELECT last_sequence FROM \(unescaped: schema).feed_cursors WHERE source = \(source)", logger: logger)
     for try await sequence in rows.decode(Int64.self) { return sequence }
@@ -42,7 +42,7 @@ public struct FeedCursors: Sendable {
   /// keep synchronous commits.
   @discardableResult
   public func apply(
-    _ batch: [Rapport_Events_V1_Event], from source: String, client: PostgresClient, logger: Logger,
+    _ batch: [Rapport_Events_V1_Event], from source: String, client: Database, logger: Logger,
     effect: (Rapport_Events_V1_Event, PostgresConnection) async throws -> Void
   ) async throws -> Int {
     try await apply(batch, from: source, client: client, logger: logger) { events, connection in
@@ -54,7 +54,7 @@ public struct FeedCursors: Sendable {
   /// consumers that apply a batch with set-based statements.
   @discardableResult
   public func apply(
-    _ batch: [Rapport_Events_V1_Event], from source: String, client: PostgresClient, logger: Logger,
+    _ batch: [Rapport_Events_V1_Event], from source: String, client: Database, logger: Logger,
     effects: ([Rapport_Events_V1_Event], PostgresConnection) async throws -> Void
   ) async throws -> Int {
     guard !batch.isEmpty else { return 0 }

@@ -6,12 +6,12 @@ import ServiceLifecycle
 /// `OutboxNotifier.notify()`. Reconnects with backoff; every (re)connect also notifies, because
 /// notifications sent while it was away are lost.
 public struct OutboxListener: Service {
-  let client: PostgresClient
+  let client: Database
   let outbox: Outbox
   let notifier: OutboxNotifier
   let logger: Logger
 
-  public init(client: PostgresClient, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
+  public init(client: Database, outbox: Outbox, notifier: OutboxNotifier, logger: Logger) {
     self.client = client
     self.outbox = outbox
     self.notifier = notifier

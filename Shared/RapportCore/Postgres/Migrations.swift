@@ -28,7 +28,7 @@ public struct Migrator: Sendable {
 
   /// Applies every migration not yet recorded; returns how many ran.
   @discardableResult
-  public func apply(on client: PostgresClient, logger: Logger) async throws -> Int {
+  public func apply(on client: Database, logger: Logger) async throws -> Int {
     try await client.transaction(logger: logger) { connection in
       _ = try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey(schema)))", logger: logger)
       _ = try await connection.query(

@@ -14,7 +14,7 @@ import SwiftProtobuf
 public struct Outbox: Sendable {
   /// Every 5 s, exports `rapport_outbox_head_sequence` (the newest event's sequence; 0 when none), so
   /// that a consumer's backlog is this minus its `rapport_feed_cursor_sequence{source}`.
-  public func headGauge(_ postgres: PostgresClient, logger: Logger) -> Periodic {
+  public func headGauge(_ postgres: Database, logger: Logger) -> Periodic {
     let schema = self.schema
     return Periodic("outbox head", every: .seconds(5), logger: logger) {
       let gauge = RPCMetrics.current?.gauge("rapport_outbox_head_sequence", [])
@@ -125,7 +125,7 @@ public struct Outbox: Sendable {
 
   /// Reads up to `limit` events after `sequence`, in order; `types` empty means every type.
   public func read(
-    after sequence: Int64, types: [String], limit: Int, from client: PostgresClient, logger: Logger
+    after sequence: Int64, types: [String], limit: Int, from client: Database, logger: Logger
   ) async throws -> [Rapport_Events_V1_Event] {
     let rows = try await client.query(
       """
@@ -144,7 +144,7 @@ public struct Outbox: Sendable {
 
   /// The newest sequence, and how many events of `types` (all when empty) come after `sequence` and
   /// when the oldest of them occurred.
-  public func backlog(after sequence: Int64, types: [String], from client: PostgresClient, logger: Logger)
+  public func backlog(after sequence: Int64, types: [String], from client: Database, logger: Logger)
     async throws -> (head: Int64, pending: Int64, oldest: Date?)
   {
     let rows = try await client.query(

@@ -8,12 +8,10 @@ import PostgresNIO
 /// connections.
 ///
 /// Why from `pg_stat_activity`: postgres-nio 1.33.2 builds its pool's observability delegate itself, and
-/// the lease/release and queue-depth callbacks of that delegate are empty, so the process cannot count
-/// its own leases. Each process tags its connections with its own `application_name`
-/// (`applicationName(for:)`), so replicas sharing a role are counted apart. The number of requests
-/// waiting for a connection is not measurable this way; what is: `rapport_db_lease_wait_seconds`, how
-/// long this pass's own lease waited for a connection (near 0 unless the pool is exhausted). The pass's
-/// own query shows as one `active` connection.
+/// the lease/release and queue-depth callbacks of that delegate are empty. Each process tags its
+/// connections with its own `application_name` (`applicationName(for:)`), so replicas sharing a role are
+/// counted apart. The requests waiting for a connection are counted by the process itself, on every
+/// lease (`Database`, `LeaseQueue`). The pass's own query shows as one `active` connection.
 public enum PoolGauge {
   /// `rapport-<service>@<host name>#<pid>` (in Kubernetes the host name is the pod's), cut to
   /// PostgreSQL's 63 bytes.
@@ -25,14 +23,10 @@ public enum PoolGauge {
 
   static let states = ["active", "idle_in_transaction", "idle"]
 
-  public static func periodic(_ postgres: PostgresClient, applicationName: String, logger: Logger) -> Periodic {
+  public static func periodic(_ postgres: Database, applicationName: String, logger: Logger) -> Periodic {
     Periodic("pool gauge", every: .seconds(5), logger: logger) {
       guard let metrics = RPCMetrics.current else { return }
-      let asked = ContinuousClock.now
       let counts = try await postgres.withConnection { connection in
-        // How long this lease waited: the pool's queue as a request sees it right now.
-        let waited = ContinuousClock.now - asked
-        metrics.gauge("rapport_db_lease_wait_seconds", []).record(Double(waited.nanoseconds) / 1e9)
         let rows = try await connection.query(
           """
           SELECT replace(coalesce(state, ''), ' ', '_'), count(*)::bigint FROM pg_stat_activity

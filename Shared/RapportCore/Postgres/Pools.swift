@@ -14,15 +14,15 @@ import PostgresNIO
 /// ranges) are the ones whose best plan depends on the values.
 public struct Pools: Sendable {
   /// Every statement; PostgreSQL chooses custom or generic plans as usual.
-  public let main: PostgresClient
+  public let main: Database
   /// Prepared statements planned once per connection, `Pools.genericPlanConnections` connections at most.
-  public let genericPlans: PostgresClient
+  public let genericPlans: Database
 
   /// The generic-plan pool's size: a `ReadBatcher`'s statements at once (2), and room for PlaceOrders to
   /// insert while another holds the outbox lock until its commit.
   public static let genericPlanConnections = 4
 
-  public init(main: PostgresClient, genericPlans: PostgresClient) {
+  public init(main: Database, genericPlans: Database) {
     self.main = main
     self.genericPlans = genericPlans
   }

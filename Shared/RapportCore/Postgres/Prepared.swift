@@ -28,12 +28,3 @@ public struct Prepared<Text: StatementText>: PostgresPreparedStatement {
   public func makeBindings() -> PostgresBindings { bindings }
   public func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
 }
-
-extension PostgresClient {
-  /// Runs `query` as the prepared statement `Text` on a connection of the pool.
-  public func prepared<Text: StatementText>(
-    _ text: Text.Type, _ query: PostgresQuery, logger: Logger
-  ) async throws -> AsyncThrowingMapSequence<PostgresRowSequence, PostgresRow> {
-    try await execute(Prepared<Text>(query), logger: logger)
-  }
-}

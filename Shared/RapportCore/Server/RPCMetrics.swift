@@ -13,6 +13,8 @@ public final class RPCMetrics: Sendable {
   public let registry: PrometheusCollectorRegistry
   private let factory: PrometheusMetricsFactory
   private let methods = Mutex<[String: Method]>([:])
+  /// Run before each rendering: they record what is read rather than counted by the registry's handles.
+  private let collectors = Mutex<[@Sendable () -> Void]>([])
 
   public init() {
     registry = PrometheusCollectorRegistry()
@@ -71,7 +73,30 @@ public final class RPCMetrics: Sendable {
 
   /// The registry in Prometheus text format.
   public func text() -> String {
-    registry.emitToString()
+    for collect in collectors.withLock({ $0 }) { collect() }
+    return registry.emitToString()
+  }
+
+  /// Exports `queue` at every rendering: `rapport_db_lease_requests_waiting{pool}` (requests waiting for a
+  /// connection now), `rapport_db_leases_total{pool}` and `rapport_db_lease_wait_seconds_total{pool}` (their
+  /// rate over a window is the mean number of requests waiting in it, by Little's law).
+  public func export(_ queue: LeaseQueue) {
+    let labels = [("pool", queue.pool)]
+    let waiting = gauge("rapport_db_lease_requests_waiting", labels)
+    let leases = counter("rapport_db_leases_total", labels)
+    let waited = FloatingPointCounter(label: "rapport_db_lease_wait_seconds_total", dimensions: labels, factory: factory)
+    let exported = Mutex<(leases: Int, waited: Duration)>((0, .zero))
+    collectors.withLock {
+      $0.append {
+        waiting.record(queue.waiting)
+        exported.withLock { last in
+          let now = (leases: queue.granted, waited: queue.waited)
+          leases.increment(by: now.leases - last.leases)
+          waited.increment(by: Double((now.waited - last.waited).nanoseconds) / 1e9)
+          last = now
+        }
+      }
+    }
   }
 
   private func handles(_ method: String, code: Status.Code?) -> (CoreMetrics.Timer, Meter, CoreMetrics.Counter) {

@@ -17,9 +17,9 @@ extension ServiceApp {
   public static func publishing(
     config: CommonConfig, schema: String, migrations: [Migration], serviceName: String,
     otherServiceNames: [String] = [], clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [],
-    postgres given: PostgresClient? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
+    postgres given: Database? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
     logger: Logger,
-    workers: (PostgresClient) -> [any Service] = { _ in [] },
+    workers: (Database) -> [any Service] = { _ in [] },
     rpcs: (Pools) -> [any RegistrableRPCService]
   ) throws -> ServiceApp {
     let postgres = try given ?? makePostgres(config: config, logger: logger)
@@ -43,13 +43,14 @@ extension ServiceApp {
 
   /// The service's database pool, from its configuration; with `genericPlans`, its generic-plan pool
   /// (`Pools.genericPlans`: generic plans, its own `application_name`, `<name>-generic-plans`).
-  public static func makePostgres(config: CommonConfig, logger: Logger, genericPlans: Bool = false) throws -> PostgresClient {
+  public static func makePostgres(config: CommonConfig, logger: Logger, genericPlans: Bool = false) throws -> Database {
     guard let url = config.databaseURL else { throw ConfigurationError("\(config.name) needs a database URL") }
-    return PostgresClient(
+    let client = PostgresClient(
       configuration: url.clientConfiguration(
         maxConnections: genericPlans ? Pools.genericPlanConnections : config.maxDatabaseConnections,
         applicationName: PoolGauge.applicationName(for: genericPlans ? "\(config.name)-generic-plans" : config.name),
         genericPlans: genericPlans),
       backgroundLogger: logger)
+    return Database(client, pool: genericPlans ? "generic_plans" : "main")
   }
 }

@@ -18,9 +18,9 @@ public final class ServiceApp: Sendable {
   /// Per-method RPC metrics (served on `config.metricsAddress` when set).
   public let metrics = RPCMetrics()
   /// The service's database pool; nil for a service without a database.
-  public let postgres: PostgresClient?
+  public let postgres: Database?
   /// The generic-plan pool (`Pools.genericPlans`), run and stopped with the main pool.
-  let genericPlans: PostgresClient?
+  let genericPlans: Database?
   private let clients: [GRPCClient<HTTP2ClientTransport.Posix>]
   private let application: ApplicationService
   private let group = Mutex<ServiceGroup?>(nil)
@@ -30,7 +30,7 @@ public final class ServiceApp: Sendable {
   ///   - rpcServices: the service's RPCs; the health service is added here.
   ///   - workers: background loops started after migrations; they must end on cancellation.
   public init(
-    config: CommonConfig, postgres: PostgresClient?, genericPlans: PostgresClient? = nil, migrator: Migrator?,
+    config: CommonConfig, postgres: Database?, genericPlans: Database? = nil, migrator: Migrator?,
     rpcServices: [any RegistrableRPCService], serviceNames: Set<String>,
     clients: [GRPCClient<HTTP2ClientTransport.Posix>] = [], workers: [any Service] = [],
     notifier: OutboxNotifier? = nil, interceptors: [any ServerInterceptor] = [], callers: CallerPolicy? = nil,
@@ -41,6 +41,7 @@ public final class ServiceApp: Sendable {
     self.postgres = postgres
     self.genericPlans = genericPlans
     self.clients = clients
+    for pool in [postgres, genericPlans].compactMap({ $0 }) { metrics.export(pool.queue) }
     var workers = workers
     if postgres != nil, let url = config.databaseURL {
       let probe = DatabaseProbe(url: url, health: health, logger: logger)
@@ -102,7 +103,7 @@ public final class ServiceApp: Sendable {
     // their graceful shutdown, which postgres-nio 1.33.2 never finishes while connection attempts fail (a
     // SIGTERM during a database outage would otherwise hang the process).
     for pool in [postgres, genericPlans].compactMap({ $0 }) {
-      services.append(ClosureService { try await cancelWhenGracefulShutdown { await pool.run() } })
+      services.append(ClosureService { try await cancelWhenGracefulShutdown { await pool.client.run() } })
     }
     services += clients.map(GRPCClientService.init(client:))
     services.append(application)
@@ -156,7 +157,7 @@ public final class ServiceApp: Sendable {
   public func migrate() async throws {
     guard let postgres, let migrator = application.migrator else { return }
     try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { await postgres.run() }
+      group.addTask { await postgres.client.run() }
       try await application.migrate(postgres, migrator)
       group.cancelAll()
     }
@@ -173,7 +174,7 @@ final class ApplicationService: Service {
   let name: String
   let server: GRPCServer<HTTP2ServerTransport.Posix>
   let transport: HTTP2ServerTransport.Posix
-  let postgres: PostgresClient?
+  let postgres: Database?
   let migrator: Migrator?
   let workers: [any Service]
   let health: HealthState
@@ -188,7 +189,7 @@ final class ApplicationService: Service {
 
   init(
     name: String, server: GRPCServer<HTTP2ServerTransport.Posix>,
-    transport: HTTP2ServerTransport.Posix, postgres: PostgresClient?,
+    transport: HTTP2ServerTransport.Posix, postgres: Database?,
     migrator: Migrator?, workers: [any Service], health: HealthState, notifier: OutboxNotifier?,
     logger: Logger
   ) {
@@ -242,7 +243,7 @@ final class ApplicationService: Service {
   }
 
   /// Applies migrations, retrying while the database is not reachable yet (up to 60 s).
-  func migrate(_ postgres: PostgresClient, _ migrator: Migrator) async throws {
+  func migrate(_ postgres: Database, _ migrator: Migrator) async throws {
     var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
     let deadline = ContinuousClock.now + .seconds(60)
     while true {
