@@ -280,7 +280,7 @@ extension Executables {
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/api/v1/rules")!)
         let groups = (((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["data"] as? [String: Any])?["groups"] as? [[String: Any]]) ?? []
         let rules = groups.flatMap { ($0["rules"] as? [[String: Any]]) ?? [] }
-        #expect(Set(rules.compactMap { $0["name"] as? String }) == ["RapportServiceDown", "RapportErrorRatioHigh", "RapportConsumerLagging", "RapportSlaScannerStalled"])
+        #expect(Set(rules.compactMap { $0["name"] as? String }) == ["RapportServiceDown", "RapportErrorRatioHigh", "RapportConsumerLagging", "RapportSlaScannerStalled", "RapportDatabasePoolSaturated"])
         #expect(rules.allSatisfy { $0["health"] as? String == "ok" || $0["health"] as? String == "unknown" })
         // Nothing fires on a healthy suite.
         #expect(try await query("ALERTS{alertstate=\"firing\"}").isEmpty)
