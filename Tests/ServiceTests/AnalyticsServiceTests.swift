@@ -15,9 +15,12 @@ import Testing
   @Test func metricsCatchUpFromFeedsThatStartLaterAndReplaysChangeNothing() async throws {
     try await withCustomerService { customers, database, customerAt in
       let customer = try await customers.createCustomer(.with { $0.email = "metrics@example.com" }).customer.id
-      // Analytics starts first, pointed at order and support services that are not up yet.
-      let orderPort = try Shell.freePort()
-      let supportPort = try Shell.freePort()
+      // Analytics starts first, pointed at order and support services that are not up yet. Their ports
+      // stay bound (connections refused) until just before each starts: a port only found free could be
+      // taken meanwhile, by any socket of the tests running alongside (seen once in CI).
+      let orderHold = try SilentListener(listening: false)
+      let supportHold = try SilentListener(listening: false)
+      let (orderPort, supportPort) = (orderHold.port, supportHold.port)
       let analytics = try AnalyticsApp.build(
         config: testConfig("analytics", database),
         orderAddress: HostPort(host: "127.0.0.1", port: orderPort),
@@ -29,7 +32,9 @@ import Testing
         let supportApp = try SupportApp.build(
           config: testConfig("support", database, port: supportPort), customerAddress: customerAt,
           upstreamTimeout: .seconds(10), logger: testLogger("support"))
+        orderHold.stop()
         try await withRunningService(orderApp) { orderAt in
+          supportHold.stop()
           try await withRunningService(supportApp) { supportAt in
             try await withClient(to: orderAt) { client in
               let orders = Rapport_Order_V1_OrderService.Client(wrapping: client)
