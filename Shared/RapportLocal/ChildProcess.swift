@@ -45,15 +45,26 @@ public final class ChildProcess: Sendable {
 
   /// Waits until the process printed its address, or fails when it exits first or time runs out.
   public func address(timeout: Duration = .seconds(60)) async throws -> HostPort {
+    try await announced("start", timeout: timeout) { $0.address }
+  }
+
+  /// Where the process serves `GET /metrics`, once it has announced it (so `metrics-addr` may use port 0).
+  public func metricsAddress(timeout: Duration = .seconds(60)) async throws -> HostPort {
+    try await announced("serve metrics", timeout: timeout) { $0.metricsAddress }
+  }
+
+  private func announced(
+    _ what: String, timeout: Duration, _ read: (AnnouncementScanner) -> String?
+  ) async throws -> HostPort {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-      if let text = scanner.address { return try HostPort(parsing: text) }
+      if let text = read(scanner) { return try HostPort(parsing: text) }
       if !isRunning {
         throw ShellError(description: "\(name) exited (\(exitStatus ?? -1)); see \(logPath):\n\(logTail())")
       }
       try await Task.sleep(for: .milliseconds(50))
     }
-    throw ShellError(description: "\(name) did not start within \(timeout); see \(logPath)")
+    throw ShellError(description: "\(name) did not \(what) within \(timeout); see \(logPath)")
   }
 
   public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
@@ -82,11 +93,13 @@ public final class ChildProcess: Sendable {
   }
 }
 
-/// Scans a child's output for its "… listening on host:port" line.
+/// Scans a child's output for its "… listening on host:port" line (the gRPC listener) and its
+/// "… metrics on host:port" line (`GET /metrics`, when the service serves it).
 final class AnnouncementScanner: Sendable {
-  private let state = Mutex<(buffer: Data, address: String?)>((Data(), nil))
+  private let state = Mutex<(buffer: Data, address: String?, metricsAddress: String?)>((Data(), nil, nil))
 
   var address: String? { state.withLock { $0.address } }
+  var metricsAddress: String? { state.withLock { $0.metricsAddress } }
 
   func consume(_ data: Data) {
     state.withLock { state in
@@ -95,6 +108,7 @@ final class AnnouncementScanner: Sendable {
         let line = String(decoding: state.buffer[state.buffer.startIndex..<newline], as: UTF8.self)
         state.buffer.removeSubrange(state.buffer.startIndex...newline)
         if let range = line.range(of: " listening on ") { state.address = String(line[range.upperBound...]) }
+        if let range = line.range(of: " metrics on ") { state.metricsAddress = String(line[range.upperBound...]) }
       }
     }
   }

@@ -208,15 +208,17 @@ extension Executables {
     @Test func prometheusScrapesEveryServiceWithTheAlertingRulesLoaded() async throws {
       let prometheus = try Shell.which("prometheus")
       let root = repositoryRoot
-      var metricsPorts: [String: Int] = [:]
-      for name in Stack.order { metricsPorts[name] = try Shell.freePort() }
-      let settings = metricsPorts.mapValues { ["metrics-addr": "127.0.0.1:\($0)"] }
+      // Each service binds any free port for /metrics and announces it: a port only found free beforehand
+      // can be taken by another test's socket before the service binds it.
+      let settings = Dictionary(uniqueKeysWithValues: Stack.order.map { ($0, ["metrics-addr": "127.0.0.1:0"]) })
       try await withStack("scrape", settings: settings) { stack in
+        var metricsAddresses: [String: HostPort] = [:]
+        for name in Stack.order { metricsAddresses[name] = try await stack.process(name).metricsAddress() }
         let directory = NSTemporaryDirectory() + "rapport-prometheus-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let jobs = Stack.order.map { name in
-          "- job_name: rapport-\(name)\n  static_configs: [{targets: [\"127.0.0.1:\(metricsPorts[name]!)\"]}]"
+          "- job_name: rapport-\(name)\n  static_configs: [{targets: [\"\(metricsAddresses[name]!)\"]}]"
         }
         try """
           global: {scrape_interval: 1s, evaluation_interval: 1s}
@@ -224,14 +226,26 @@ extension Executables {
           scrape_configs:
           \(jobs.joined(separator: "\n"))
           """.write(toFile: "\(directory)/prometheus.yml", atomically: true, encoding: .utf8)
-        let web = try Shell.freePort()
-        let server = try ChildProcess(
-          name: "prometheus", executable: prometheus,
-          arguments: [
-            "--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/data",
-            "--web.listen-address=127.0.0.1:\(web)",
-          ],
-          environment: [:], logPath: "\(directory)/prometheus.log")
+        // Prometheus cannot listen on a port of its own choosing and say which: a port found free may be
+        // taken before it binds, so a Prometheus that exits is started again on another one.
+        var started: (server: ChildProcess, web: Int)?
+        for _ in 1...3 where started == nil {
+          let web = try Shell.freePort()
+          let server = try ChildProcess(
+            name: "prometheus", executable: prometheus,
+            arguments: [
+              "--config.file=\(directory)/prometheus.yml", "--storage.tsdb.path=\(directory)/data",
+              "--web.listen-address=127.0.0.1:\(web)",
+            ],
+            environment: [:], logPath: "\(directory)/prometheus.log")
+          let deadline = ContinuousClock.now + .seconds(30)
+          while server.isRunning && ContinuousClock.now < deadline && started == nil {
+            let ready = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(web)/-/ready")!)
+            if (ready?.1 as? HTTPURLResponse)?.statusCode == 200 { started = (server, web) } else { try await Task.sleep(for: .milliseconds(200)) }
+          }
+          if started == nil { server.signal(SIGKILL) }
+        }
+        guard let (server, web) = started else { throw TestFailure("Prometheus did not start; see \(directory)/prometheus.log") }
         defer { server.signal(SIGKILL) }
         // Traffic, so that calls, feed lag and worker passes have samples.
         try await stack.withClients { clients in

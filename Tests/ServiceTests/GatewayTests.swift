@@ -79,31 +79,6 @@ func withGateway(
   }
 }
 
-/// A TCP port that accepts connections and never answers: calls to it can only time out. With
-/// `listening: false` the port is only bound: connections are refused, and while this object holds it
-/// no other test's server can take the port (a port from `Shell.freePort()` could be).
-final class SilentListener: Sendable {
-  let fd: Int32
-  let port: Int
-
-  init(listening: Bool = true) throws {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    self.fd = fd
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard ok, !listening || listen(fd, 16) == 0 else { throw TestFailure("silent listener could not bind") }
-    port = Int(UInt16(bigEndian: address.sin_port))
-  }
-
-  /// Closes the socket: pending connections are reset, so clients stuck connecting can shut down.
-  func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
-}
-
 @Suite struct GatewayTests {
   @Test func theOpenTicketMetricFollowsSolvingReopeningAndClosing() async throws {
     try await withGateway { gateway, customers, _, support in

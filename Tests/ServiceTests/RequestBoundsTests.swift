@@ -116,9 +116,8 @@ import Testing
 
   @Test func everyResponseCarriesTheRequestIdAndMetricsCountCallsByMethodAndCode() async throws {
     let database = try await TestDatabase.create()
-    let port = try Shell.freePort()
     var config = testConfig("customer", database)
-    config.metricsAddress = HostPort(host: "127.0.0.1", port: port)
+    config.metricsAddress = HostPort(host: "127.0.0.1", port: 0)
     let app = try CustomerApp.build(config: config, logger: testLogger("customer"))
     try await withRunningService(app) { address in
       try await withClient(to: address) { client in
@@ -139,7 +138,8 @@ import Testing
       let get = "rapport.customer.v1.CustomerService/GetCustomer"
       #expect(app.metrics.calls("rapport.customer.v1.CustomerService/CreateCustomer", code: .ok) == 1)
       #expect(app.metrics.calls(get, code: .notFound) == 1)
-      let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+      let endpoint = try await #require(app.metricsEndpoint).listeningAddress()
+      let (body, response) = try await URLSession.shared.data(from: URL(string: "http://\(endpoint)/metrics")!)
       let text = String(decoding: body, as: UTF8.self)
       #expect((response as? HTTPURLResponse)?.statusCode == 200)
       #expect(text.contains("rpc_server_calls_total{method=\"\(get)\",code=\"NOT_FOUND\"} 1"), "\(text)")

@@ -1,17 +1,23 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 import ServiceLifecycle
 
 /// `GET /metrics` in Prometheus text format on its own address (`--metrics-addr`), a plain HTTP/1.1
-/// listener beside the gRPC one. Anything else is 404; it ends on graceful shutdown.
+/// listener beside the gRPC one. Anything else is 404; it ends on graceful shutdown. Once bound it prints
+/// "rapport-NAME metrics on host:port" on standard output, so port 0 (any free port) can be read back.
 public final class MetricsEndpoint: Service {
+  let name: String
   let address: HostPort
   let metrics: RPCMetrics
   let logger: Logger
+  private let bound = Mutex<HostPort?>(nil)
 
-  public init(address: HostPort, metrics: RPCMetrics, logger: Logger) {
+  public init(name: String, address: HostPort, metrics: RPCMetrics, logger: Logger) {
+    self.name = name
     self.address = address
     self.metrics = metrics
     self.logger = logger
@@ -27,7 +33,12 @@ public final class MetricsEndpoint: Service {
             wrappingChannelSynchronously: channel)
         }
       }
-    logger.info("metrics listening", metadata: ["address": "\(server.channel.localAddress.map { "\($0)" } ?? "?")"])
+    let bound = server.channel.localAddress.flatMap { local in local.ipAddress.map { "\($0):\(local.port ?? 0)" } } ?? "?"
+    if let local = server.channel.localAddress, let host = local.ipAddress, let port = local.port {
+      self.bound.withLock { $0 = HostPort(host: host, port: port) }
+    }
+    logger.info("metrics listening", metadata: ["address": "\(bound)"])
+    FileHandle.standardOutput.write(Data("rapport-\(name) metrics on \(bound)\n".utf8))
     try await withGracefulShutdownHandler {
       try await withThrowingDiscardingTaskGroup { group in
         try await server.executeThenClose { connections in
@@ -39,6 +50,16 @@ public final class MetricsEndpoint: Service {
     } onGracefulShutdown: {
       server.channel.close(promise: nil)
     }
+  }
+
+  /// The address it listens on, once bound (port 0 in `address` becomes the port chosen).
+  public func listeningAddress(timeout: Duration = .seconds(30)) async throws -> HostPort {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if let address = bound.withLock({ $0 }) { return address }
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    throw RPCFailure.internal("the metrics endpoint did not bind within \(timeout)")
   }
 
   private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {

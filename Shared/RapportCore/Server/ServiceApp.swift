@@ -17,6 +17,8 @@ public final class ServiceApp: Sendable {
   public let health = HealthState()
   /// Per-method RPC metrics (served on `config.metricsAddress` when set).
   public let metrics = RPCMetrics()
+  /// The `GET /metrics` listener, when `config.metricsAddress` is set.
+  public let metricsEndpoint: MetricsEndpoint?
   /// The service's database pool; nil for a service without a database.
   public let postgres: Database?
   /// The generic-plan pool (`Pools.genericPlans`), run and stopped with the main pool.
@@ -65,9 +67,10 @@ public final class ServiceApp: Sendable {
         try await withTaskCancellationHandler { try await probes.serve() } onCancel: { probes.beginGracefulShutdown() }
       })
     }
-    if let address = config.metricsAddress {
-      workers.append(MetricsEndpoint(address: address, metrics: metrics, logger: logger))
-    }
+    let metrics = self.metrics
+    let endpoint = config.metricsAddress.map { MetricsEndpoint(name: config.name, address: $0, metrics: metrics, logger: logger) }
+    if let endpoint { workers.append(endpoint) }
+    metricsEndpoint = endpoint
     let limits = StreamGuard.Limits(
       maxMessageBytes: config.maxRequestBytes,
       requestIdleTimeout: .nanoseconds(Int64(config.requestIdleTimeout.nanoseconds)))
