@@ -27,8 +27,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
   /// no SNI, which may not carry an address), a name through DNS with one endpoint per address it
   /// resolves to (`EveryAddress`: with round robin, calls spread over a headless Service's replicas).
   public var target: any ResolvableTarget {
-    if Self.ipv4Octets(host) != nil { return .ipv4(host: host, port: port) }
-    if host.contains(":") { return .ipv6(host: host, port: port) }
+    if Self.ipv4Octets(host) != nil { return .ipv4(address: host, port: port) }
+    if host.contains(":") { return .ipv6(address: host, port: port) }
     return .everyAddress(host: host, port: port)
   }
 

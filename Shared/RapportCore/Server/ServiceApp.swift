@@ -59,7 +59,11 @@ public final class ServiceApp: Sendable {
           address: .ipv4(host: address.host, port: address.port), transportSecurity: .plaintext,
           config: .defaults {
             $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = { channel in
-              channel.pipeline.addHandler(StreamGuard(limits: .init(maxMessageBytes: 1024, requestIdleTimeout: .seconds(5))), position: .first)
+              // grpc-swift-nio-transport calls this on the stream's event loop.
+              channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(
+                  StreamGuard(limits: .init(maxMessageBytes: 1024, requestIdleTimeout: .seconds(5))), position: .first)
+              }
             }
           }),
         services: [HealthService(state: health, services: serviceNames)])
@@ -82,7 +86,9 @@ public final class ServiceApp: Sendable {
         $0.rpc.maxRequestPayloadSize = config.maxRequestBytes
         // Every stream's first handler: see StreamGuard for what it refuses before gRPC parses a byte.
         $0.channelDebuggingCallbacks.onAcceptHTTP2Stream = { channel in
-          channel.pipeline.addHandler(StreamGuard(limits: limits), position: .first)
+          channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(StreamGuard(limits: limits), position: .first)
+          }
         }
       })
     // Who may call what is only known when peers present certificates (mutual TLS).
@@ -106,7 +112,7 @@ public final class ServiceApp: Sendable {
     // their graceful shutdown, which postgres-nio 1.33.2 never finishes while connection attempts fail (a
     // SIGTERM during a database outage would otherwise hang the process).
     for pool in [postgres, genericPlans].compactMap({ $0 }) {
-      services.append(ClosureService { try await cancelWhenGracefulShutdown { await pool.client.run() } })
+      services.append(ClosureService { await cancelWhenGracefulShutdown { await pool.client.run() } })
     }
     services += clients.map(GRPCClientService.init(client:))
     services.append(application)
