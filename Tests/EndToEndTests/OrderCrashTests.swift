@@ -21,9 +21,12 @@ extension Executables {
       let directory = NSTemporaryDirectory() + "rapport-crash-\(UUID().uuidString)"
       let (customers, customerAt) = try await Stack.launch(
         "customer", port: 0, database: database, upstream: [], dataDirectory: directory)
-      let port = try Shell.freePort()
       let (order, orderAt) = try await Stack.launch(
-        "order", port: port, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
+        "order", port: 0, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
+      let port = orderAt.port
+      // Once the kill has freed the port, it is reserved until the new process listens on it.
+      let reservation = PortReservation(port)
+      defer { reservation.release() }
       var restarted: ChildProcess?
       do {
         let customer = try await withPlaintextClient(customerAt) { client in
@@ -31,7 +34,7 @@ extension Executables {
             .createCustomer(.with { $0.email = "crash@example.com" }).customer.id
         }
         let outcomes = try await withPlaintextClient(orderAt) { client in
-          try await load(OrderAPI(wrapping: client), customer: customer, killing: order)
+          try await load(OrderAPI(wrapping: client), customer: customer, killing: order, reserving: reservation)
         }
         let acknowledged = outcomes.flatMap(\.acknowledged)
         let attempted = outcomes.flatMap(\.attempted)
@@ -53,6 +56,8 @@ extension Executables {
         let (again, _) = try await Stack.launch(
           "order", port: port, database: database, upstream: [("customer", customerAt)], dataDirectory: directory)
         restarted = again
+        #expect(reservation.isHeld, "the killed service's port was not reserved")
+        reservation.release()
         let ids = Dictionary(acknowledged.map { ($0.key, $0.id) }, uniquingKeysWith: { a, _ in a })
         try await withPlaintextClient(orderAt) { client in
           let api = OrderAPI(wrapping: client)
@@ -80,7 +85,9 @@ extension Executables {
     /// Eight workers place orders with fresh keys; the order process is killed once 50 orders were
     /// acknowledged (mid-load however fast the machine is); each worker stops at its first failure after
     /// the kill. Returns what each acknowledged and attempted.
-    private func load(_ api: OrderAPI, customer: String, killing process: ChildProcess) async throws -> [Outcome] {
+    private func load(
+      _ api: OrderAPI, customer: String, killing process: ChildProcess, reserving reservation: PortReservation
+    ) async throws -> [Outcome] {
       let placed = Counter()
       return try await withThrowingTaskGroup(of: Outcome.self) { group in
         for worker in 0..<8 {
@@ -106,10 +113,33 @@ extension Executables {
           let giveUp = ContinuousClock.now + .seconds(60)
           while placed.value < 50 && ContinuousClock.now < giveUp { try await Task.sleep(for: .milliseconds(5)) }
           process.signal(SIGKILL)
+          // Another test's outgoing connection could otherwise take the port before the restart.
+          let giveUpReserving = ContinuousClock.now + .seconds(10)
+          while !reservation.take() && ContinuousClock.now < giveUpReserving { try await Task.sleep(for: .milliseconds(1)) }
           return Outcome()
         }
         return try await group.reduce(into: []) { $0.append($1) }
       }
+    }
+
+    /// A port held (`SilentListener(reserving:)`) from the moment its server's death frees it.
+    final class PortReservation: Sendable {
+      let port: Int
+      private let listener = Mutex<SilentListener?>(nil)
+
+      init(_ port: Int) { self.port = port }
+
+      var isHeld: Bool { listener.withLock { $0 != nil } }
+
+      /// Binds the port if it is free (true once held).
+      func take() -> Bool {
+        listener.withLock { held in
+          if held == nil { held = try? SilentListener(listening: false, reserving: port) }
+          return held != nil
+        }
+      }
+
+      func release() { listener.withLock { $0?.stop(); $0 = nil } }
     }
 
     private final class Counter: Sendable {
