@@ -139,6 +139,10 @@ struct Bench: AsyncParsableCommand {
       rows.append(try await load("GetCustomerView paced at half the rate above", services, rate: view.rate / 2) { n in
         _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
       })
+      // The floor under the paced row: one view at a time, nothing else running.
+      rows.append(try await load("GetCustomerView one at a time", services, inFlight: 1) { n in
+        _ = try await gateway.getCustomerView(.with { $0.customerID = ids[n % min(count, 200)] })
+      })
       rows.append(try await deadlineViews(gateway, ids: ids, background: { n in
         _ = try await customersAPI.getCustomer(.with { $0.customerID = ids[n % count] })
       }, services))
@@ -184,13 +188,14 @@ struct Bench: AsyncParsableCommand {
     }
   }
 
-  /// Runs `call` from `concurrency` tasks for `duration` seconds: back to back, or with `rate`, open-loop
-  /// at that many calls per second in all, each latency counted from the call's scheduled start (so a
-  /// call that had to wait for an earlier one counts its wait).
+  /// Runs `call` from `concurrency` tasks (`inFlight` when given) for `duration` seconds: back to back,
+  /// or with `rate`, open-loop at that many calls per second in all, each latency counted from the call's
+  /// scheduled start (so a call that had to wait for an earlier one counts its wait).
   func load(
-    _ name: String, _ services: [ChildProcess], rate: Double? = nil,
+    _ name: String, _ services: [ChildProcess], rate: Double? = nil, inFlight: Int? = nil,
     _ call: @escaping @Sendable (Int) async throws -> Void
   ) async throws -> Row {
+    let concurrency = inFlight ?? self.concurrency
     print("measuring \(name)" + (rate.map { String(format: " at %.0f/s", $0) } ?? ""))
     if warmup > 0 {
       let warm = ContinuousClock.now + .seconds(warmup)
@@ -200,7 +205,7 @@ struct Bench: AsyncParsableCommand {
             var n = 1_000_000_000 + worker
             while ContinuousClock.now < warm {
               try? await call(n)
-              n += self.concurrency
+              n += concurrency
             }
           }
         }
@@ -231,7 +236,7 @@ struct Bench: AsyncParsableCommand {
             } catch {
               errors += 1
             }
-            n += self.concurrency
+            n += concurrency
           }
           return (histogram, errors)
         }
