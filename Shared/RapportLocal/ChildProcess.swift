@@ -9,6 +9,8 @@ public final class ChildProcess: Sendable {
   public let logPath: String
   private let process: Mutex<Process?>
   private let scanner = AnnouncementScanner()
+  /// Where this process's output begins in the log (a restarted service appends to its predecessor's).
+  private let logStart: Int
 
   /// Starts `executable` and waits (up to `timeout`) until it announces its address; returns it.
   public init(
@@ -22,9 +24,9 @@ public final class ChildProcess: Sendable {
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     // A restarted service appends to the log of the process it replaces.
-    if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+    if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    try log.seekToEnd()
+    logStart = Int(try log.seekToEnd())
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = log
@@ -88,7 +90,8 @@ public final class ChildProcess: Sendable {
 
   /// The last lines of the log, for error messages.
   public func logTail(lines: Int = 20) -> String {
-    let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    let data = (try? Data(contentsOf: URL(fileURLWithPath: logPath))) ?? Data()
+    let text = String(decoding: data.dropFirst(logStart), as: UTF8.self)
     return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
   }
 }

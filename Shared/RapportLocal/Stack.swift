@@ -107,9 +107,29 @@ public final class Stack: Sendable {
   /// A caller's own `NIO_SINGLETON_GROUP_LOOP_COUNT` is passed through unchanged.
   public static var eventLoopsPerService: Int { max(1, System.coreCount / order.count) }
 
+  ///
+  /// A fixed port (the defaults of `rapport up` lie in Linux's range for outgoing connections' local
+  /// ports) can be held for a while by a connection that is closing: a process that exits because its
+  /// address is in use is started again every 2 s for up to a minute.
   public static func launch(
     _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String,
     settings: [String: String] = [:], tlsDirectory: String? = nil
+  ) async throws -> (ChildProcess, HostPort) {
+    let giveUp = ContinuousClock.now + .seconds(60)
+    while true {
+      do {
+        return try await launchOnce(
+          name, port: port, database: database, upstream: upstream, dataDirectory: dataDirectory, settings: settings,
+          tlsDirectory: tlsDirectory)
+      } catch let error as ShellError where error.description.contains("Address already in use") && ContinuousClock.now < giveUp {
+        try await Task.sleep(for: .seconds(2))
+      }
+    }
+  }
+
+  private static func launchOnce(
+    _ name: String, port: Int, database: DatabaseURL, upstream: [(String, HostPort)], dataDirectory: String,
+    settings: [String: String], tlsDirectory: String?
   ) async throws -> (ChildProcess, HostPort) {
     var settings = settings
     if let tlsDirectory {

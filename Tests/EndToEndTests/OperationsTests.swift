@@ -32,7 +32,7 @@ extension Executables {
         let signals = NSTemporaryDirectory() + "rapport-steady-\(UUID().uuidString)"
         let (ready, stop) = (signals + ".ready", signals + ".stop")
         // However the test ends, the Python client stops (it also gives up after 120 s by itself).
-        defer { FileManager.default.createFile(atPath: stop, contents: nil) }
+        defer { _ = FileManager.default.createFile(atPath: stop, contents: nil) }
         let python = Task { () -> (sent: Int, placed: Set<String>, failures: [String]) in
           let seen = try await runInterop("steady_client.py", ["\(stack.address("order"))", customer, ready, stop])
           return (seen["sent"] as? Int ?? -1, Set(seen["placed"] as? [String] ?? []), seen["failures"] as? [String] ?? ["no failures list"])
@@ -73,7 +73,7 @@ extension Executables {
             print("order service replaced: no process listened for \(ContinuousClock.now - began)")
             try await Task.sleep(for: .seconds(2))
             traffic.stop.withLock { $0 = true }
-            FileManager.default.createFile(atPath: stop, contents: nil)
+            _ = FileManager.default.createFile(atPath: stop, contents: nil)
             try await group.waitForAll()
           }
         }

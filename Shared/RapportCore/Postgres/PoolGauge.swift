@@ -17,7 +17,7 @@ public enum PoolGauge {
   /// PostgreSQL's 63 bytes.
   public static func applicationName(for service: String) -> String {
     var buffer = [CChar](repeating: 0, count: 256)
-    let host = gethostname(&buffer, buffer.count - 1) == 0 ? String(cString: buffer) : "unknown"
+    let host = gethostname(&buffer, buffer.count - 1) == 0 ? String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown"
     return String("rapport-\(service)@\(host)#\(getpid())".utf8.prefix(63)) ?? "rapport-\(service)"
   }
 
