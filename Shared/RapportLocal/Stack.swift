@@ -121,7 +121,8 @@ public final class Stack: Sendable {
         return try await launchOnce(
           name, port: port, database: database, upstream: upstream, dataDirectory: dataDirectory, settings: settings,
           tlsDirectory: tlsDirectory)
-      } catch let error as ShellError where error.description.contains("Address already in use") && ContinuousClock.now < giveUp {
+      } catch let error as AddressInUse {
+        guard ContinuousClock.now < giveUp else { throw error.failure }
         try await Task.sleep(for: .seconds(2))
       }
     }
@@ -160,12 +161,19 @@ public final class Stack: Sendable {
       logPath: "\(dataDirectory)/logs/\(name).log")
     do {
       let address = try await process.address()
-      try await waitUntilServing(address, security: clientSecurity(tlsDirectory))
+      try await waitUntilServing(address, security: clientSecurity(tlsDirectory), of: process)
       return (process, address)
     } catch {
       await process.stop()
+      // The gRPC or the metrics listener could not bind.
+      if process.logTail().contains("Address already in use") { throw AddressInUse(failure: error) }
       throw error
     }
+  }
+
+  /// A launch that failed because one of the service's addresses was in use.
+  private struct AddressInUse: Error {
+    let failure: any Error
   }
 
   /// Starts a new process for service `name` on the address the old one had (which must have exited).
@@ -214,15 +222,18 @@ public final class Stack: Sendable {
   /// The first service that exited on its own, if any.
   public var exited: String? { processes.first { !$0.process.isRunning }?.name }
 
-  /// Polls `grpc.health.v1.Health/Check` until SERVING (30 s at most).
+  /// Polls `grpc.health.v1.Health/Check` until SERVING (30 s at most; with `process`, until it exits).
   public static func waitUntilServing(
-    _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext
+    _ address: HostPort, security: HTTP2ClientTransport.Posix.TransportSecurity = .plaintext, of process: ChildProcess? = nil
   ) async throws {
     try await withClient(address, security: security) { client in
       let health = Grpc_Health_V1_Health.Client(wrapping: client)
       let deadline = ContinuousClock.now + .seconds(30)
       while ContinuousClock.now < deadline {
         if (try? await health.check(.init()).status) == .serving { return }
+        if let process, !process.isRunning {
+          throw ShellError(description: "\(process.name) exited (\(process.exitStatus ?? -1)) before it served")
+        }
         try await Task.sleep(for: .milliseconds(100))
       }
       throw ShellError(description: "\(address) did not report SERVING within 30 s")
