@@ -33,12 +33,12 @@ public final class MetricsEndpoint: Service {
             wrappingChannelSynchronously: channel)
         }
       }
-    let bound = server.channel.localAddress.flatMap { local in local.ipAddress.map { "\($0):\(local.port ?? 0)" } } ?? "?"
-    if let local = server.channel.localAddress, let host = local.ipAddress, let port = local.port {
-      self.bound.withLock { $0 = HostPort(host: host, port: port) }
-    }
-    logger.info("metrics listening", metadata: ["address": "\(bound)"])
-    FileHandle.standardOutput.write(Data("rapport-\(name) metrics on \(bound)\n".utf8))
+    let local = server.channel.localAddress
+    let address = local.flatMap { local in local.ipAddress.map { HostPort(host: $0, port: local.port ?? 0) } }
+    bound.withLock { $0 = address }
+    let text = address.map { "\($0)" } ?? "?"
+    logger.info("metrics listening", metadata: ["address": "\(text)"])
+    FileHandle.standardOutput.write(Data("rapport-\(name) metrics on \(text)\n".utf8))
     try await withGracefulShutdownHandler {
       try await withThrowingDiscardingTaskGroup { group in
         try await server.executeThenClose { connections in
