@@ -770,6 +770,38 @@ import Testing
     }
   }
 
+  /// A placement whose local month is not its UTC month — the first hours of a month in a zone ahead of
+  /// UTC, the last hours of one in a zone behind it — counts its customer once in that local month when
+  /// the customer already ordered later in it: the orders read to keep a placement cover the local
+  /// periods of every kept zone, not only UTC's.
+  @Test(arguments: [
+    ("Asia/Kathmandu", "2026-01-31T20:00:00Z", "2026-02-15T12:00:00Z", "2026-01-31 18:15:00+00"),
+    ("America/New_York", "2026-03-01T02:00:00Z", "2026-02-10T12:00:00Z", "2026-02-01 05:00:00+00"),
+  ])
+  func aPlacementAtALocalMonthsEdgeCountsItsCustomerOnceInThatMonth(
+    _ zoneName: String, _ edge: String, _ within: String, _ localMonth: String
+  ) async throws {
+    try await AnalyticsRfmTests.withHarness { events, database in
+      let zone = try #require(KeptZone(zoneName))
+      try await events.store.keepZones([zone])
+      let customer = UUID()
+      for at in ["2026-01-10T12:00:00Z", within, edge] {
+        _ = try await events.apply("order", .orderPlaced(.with {
+          $0.orderID = UUID().uuidString
+          $0.customerID = customer.uuidString
+          $0.placedAt = Self.stamp(at)
+          $0.channel = .web
+          $0.total = .money(1_000, "EUR")
+          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 1_000 }]
+        }))
+      }
+      let (kept, computed) = try await Self.keptRows(zone, database)
+      #expect(kept == computed)
+      // Two orders, one customer active, not new.
+      #expect(kept.contains("month \(localMonth) EUR 0 2 2000 1 0"))
+    }
+  }
+
   /// Reads in zones that are not kept are derived from the nearest kept zone's rows (UTC or the
   /// reporting zone); the customers whose answer differs are those with orders, or their first order,
   /// between that zone's period start and the zone's. Orders placed on those edges — first orders among

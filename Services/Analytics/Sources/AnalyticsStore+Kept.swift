@@ -135,7 +135,8 @@ extension AnalyticsStore {
       let fresh = try await unstored(incoming, on: connection)
       let aliased = Set(survivorOf.keys).union(survivorOf.values)
       window = try await placementWindow(
-        for: fresh.filter { !aliased.contains($0.customer) }, of: touched.filter { !aliased.contains($0) }, on: connection)
+        for: fresh.filter { !aliased.contains($0.customer) }, of: touched.filter { !aliased.contains($0) },
+        zones: zones.map(\.zone), on: connection)
       before = try await keptOrders(of: touched.filter { window.firsts[$0] == nil }, on: connection)
         + window.orders
       try await change()
@@ -236,11 +237,12 @@ extension AnalyticsStore {
 
   /// The customers among `customers` whose placements `fresh` can be kept from a window of their orders
   /// (they have kept orders and no new one before their first), with their kept scopes and the orders
-  /// (not cancelled) in the weeks and months of their new orders, a day's margin either side for the
-  /// kept zones' local periods.
-  private func placementWindow(for fresh: [KeptOrder], of customers: [UUID], on connection: PostgresConnection) async throws
-    -> PlacementWindow
-  {
+  /// (not cancelled) in the weeks and months of their new orders as each of `zones` cuts them (a
+  /// placement's local month need not be its UTC month: 31 January 20:00 UTC is 1 February in
+  /// Kathmandu), with a day's margin either side.
+  private func placementWindow(
+    for fresh: [KeptOrder], of customers: [UUID], zones: [KeptZone], on connection: PostgresConnection
+  ) async throws -> PlacementWindow {
     var window = PlacementWindow()
     let placing = Dictionary(grouping: fresh, by: \.customer)
     let candidates = customers.filter { placing[$0] != nil }
@@ -262,10 +264,14 @@ extension AnalyticsStore {
       else { continue }
       window.firsts[customer] = first
       window.scopes[customer] = own
-      let spans = new.map { order -> (Date, Date) in
-        let starts = UTCPeriod.starts(of: order.placed)
-        let nextMonth = UTCPeriod.starts(of: starts[2].addingTimeInterval(32 * 86_400))[2]
-        return (min(starts[1], starts[2]).addingTimeInterval(-86_400), max(starts[1].addingTimeInterval(7 * 86_400), nextMonth).addingTimeInterval(86_400))
+      let spans = new.flatMap { order in
+        zones.map { zone -> (Date, Date) in
+          let starts = zone.starts(of: order.placed)
+          return (
+            min(starts[1], starts[2]).addingTimeInterval(-86_400),
+            max(starts[1].addingTimeInterval(7 * 86_400), zone.monthStart(after: starts[2])).addingTimeInterval(86_400)
+          )
+        }
       }
       ids.append(customer)
       froms.append(spans.map(\.0).min()!)
