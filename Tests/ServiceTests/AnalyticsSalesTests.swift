@@ -381,8 +381,13 @@ import Testing
           }
         }))
       }
-      for index in cancelled.sorted() {
-        _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = orders[index].id.uuidString }))
+      // Cancelled in runs of 4 (one set of statements each).
+      let cancelledInOrder = cancelled.sorted()
+      for start in stride(from: 0, to: cancelledInOrder.count, by: 4) {
+        _ = try await events.apply(
+          "order", all: cancelledInOrder[start..<min(start + 4, cancelledInOrder.count)].map { index in
+            .orderCancelled(.with { $0.orderID = orders[index].id.uuidString })
+          })
       }
       let store = events.store
       /// The start of the UTC month `days` days from now.
@@ -566,22 +571,44 @@ import Testing
         }
         try await checkSegments("placed \(days)", at: now)
       }
-      // Cancellations, among them customers' first orders; a redelivered cancellation changes nothing.
-      for (index, (id, _)) in placed.enumerated() where index % 7 == 0 {
-        _ = try await events.apply("order", .orderCancelled(.with { $0.orderID = id.uuidString }))
+      // Cancellations in runs of about 5 (each run one set of statements), among them customers' first
+      // orders; some runs place an order of the same customer and cancel it too, or place one after a
+      // cancellation; an order cancelled again changes nothing.
+      var outcomes: [Rapport_Events_V1_Event.OneOf_Payload] = []
+      func cancellation(_ id: UUID) -> Rapport_Events_V1_Event.OneOf_Payload { .orderCancelled(.with { $0.orderID = id.uuidString }) }
+      for (index, (id, customer)) in placed.enumerated() where index % 7 == 0 {
+        outcomes.append(cancellation(id))
+        if index % 3 == 0 {
+          let fresh = UUID()
+          outcomes.append(order(fresh, customer, daysAgo: Double(index % 300) + 0.5, n: index))
+          if index % 2 == 0 { outcomes.append(cancellation(fresh)) } else { placed.append((fresh, customer)) }
+        }
+        if outcomes.count >= 5 {
+          try await events.apply("order", all: outcomes)
+          outcomes = []
+        }
       }
+      try await events.apply("order", all: outcomes + [cancellation(placed[0].0)])
       try await check("cancelled")
+      try await checkRows("cancelled")
       try await checkSegments("cancelled", at: now)
-      // Refunds: part of an order, then more of it.
+      // Refunds: part of an order, then more of it, in the same run or the next one.
+      outcomes = []
       for (index, (id, _)) in placed.enumerated() where index % 9 == 1 {
         for amount in [300, 700] as [Int64] {
-          _ = try await events.apply("order", .orderRefunded(.with {
+          outcomes.append(.orderRefunded(.with {
             $0.orderID = id.uuidString
             $0.amountRefunded = .money(amount, index % 5 == 0 ? "GBP" : "EUR")
           }))
+          if outcomes.count == 5 {
+            try await events.apply("order", all: outcomes)
+            outcomes = []
+          }
         }
       }
+      try await events.apply("order", all: outcomes)
       try await check("refunded")
+      try await checkRows("refunded")
       try await checkSegments("refunded", at: now)
       // Two customers merged: their months combine, their cohort is the earlier one.
       _ = try await events.apply(

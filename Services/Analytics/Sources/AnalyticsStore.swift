@@ -41,20 +41,40 @@ struct AnalyticsStore: Sendable {
     profiles: [UUID: Rapport_Customer_V1_Customer?] = [:]
   ) async throws -> Int {
     try await cursors.apply(batch, from: source, client: client, logger: logger) { events, connection in
-      // Runs of OrderPlaced take one statement each; other events apply one by one, in order.
-      var run: [Rapport_Events_V1_Event] = []
+      // A run of order events applies as its placements (one statement), then its cancellations and
+      // refunds (one set of statements): each order's placement precedes its cancellation or refund in
+      // the feed, and what they leave does not depend on the order of different orders' events. Other
+      // events apply one by one, in order.
+      var run = OrderRun()
       for event in events {
-        if case .orderPlaced? = event.payload {
-          run.append(event)
-          continue
+        switch event.payload {
+        case .orderPlaced?: run.placed.append(event)
+        case .orderCancelled(let cancelled)?: if let id = UUID(uuidString: cancelled.orderID) { run.cancelled.insert(id) }
+        case .orderRefunded(let refund)?:
+          // `amount_refunded` is the order's running total: the largest one seen is the order's.
+          if let id = UUID(uuidString: refund.orderID) { run.refunded[id] = max(run.refunded[id] ?? 0, refund.amountRefunded.amountMinor) }
+        default:
+          try await apply(run, on: connection)
+          run = OrderRun()
+          try await applyEffect(event, on: connection)
         }
-        try await applyOrders(run, on: connection)
-        run = []
-        try await applyEffect(event, on: connection)
       }
-      try await applyOrders(run, on: connection)
+      try await apply(run, on: connection)
       try await store(profiles: profiles, on: connection)
     }
+  }
+
+  /// Consecutive order events of a batch.
+  private struct OrderRun {
+    var placed: [Rapport_Events_V1_Event] = []
+    var cancelled: Set<UUID> = []
+    /// Per order, the largest running refund total.
+    var refunded: [UUID: Int64] = [:]
+  }
+
+  private func apply(_ run: OrderRun, on connection: PostgresConnection) async throws {
+    try await applyOrders(run.placed, on: connection)
+    try await applyOutcomes(cancelled: run.cancelled, refunded: run.refunded, on: connection)
   }
 
   /// Adds a run of `OrderPlaced` events to the metrics and revenue of their customers (a merged
@@ -163,23 +183,6 @@ struct AnalyticsStore: Sendable {
     case .ticketRated(let rating)?:
       try await addSupport(
         .init(ratingSum: Int(rating.rating), ratings: 1), customer: rating.customerID, at: occurred, on: connection)
-    case .orderCancelled(let cancelled)?:
-      guard let order = UUID(uuidString: cancelled.orderID) else { return }
-      try await cancel(order, on: connection)
-    case .orderRefunded(let refund)?:
-      // `amount_refunded` is the order's running total: applying it is the same once or twice.
-      guard let order = UUID(uuidString: refund.orderID) else { return }
-      let rows = try await connection.query(
-        "SELECT customer_id FROM analytics.orders WHERE order_id = \(order) FOR UPDATE", logger: logger)
-      var customers: [UUID] = []
-      for try await id in rows.decode(UUID.self) { customers.append(id) }
-      try await keepingAggregates(of: customers, on: connection) {
-        try await connection.query(
-          """
-          UPDATE analytics.orders SET refunded_minor = GREATEST(refunded_minor, \(refund.amountRefunded.amountMinor))
-          WHERE order_id = \(order)
-          """, logger: logger)
-      }
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
@@ -257,31 +260,61 @@ struct AnalyticsStore: Sendable {
     }
   }
 
-  /// Marks the order cancelled (once): its customer's first order not cancelled is found again, and its
-  /// lines leave the product rollups.
-  private func cancel(_ order: UUID, on connection: PostgresConnection) async throws {
+  /// Marks the orders of `cancelled` cancelled (each once) and raises the refunded totals of those of
+  /// `refunded`; orders not applied are skipped. The kept aggregates of their customers move by the
+  /// change, the customers' first orders not cancelled are found again, and the cancelled orders' lines
+  /// leave the product rollups.
+  private func applyOutcomes(cancelled: Set<UUID>, refunded: [UUID: Int64], on connection: PostgresConnection) async throws {
+    let ids = cancelled.union(refunded.keys).sorted { $0.uuidString < $1.uuidString }
+    guard !ids.isEmpty else { return }
+    // Locked in one order, as any other writer of these rows takes them.
     let rows = try await connection.query(
-      "SELECT customer_id FROM analytics.orders WHERE order_id = \(order) AND NOT cancelled FOR UPDATE", logger: logger)
-    var customer: UUID?
-    for try await id in rows.decode(UUID.self) { customer = id }
-    guard let customer else { return }
-    try await keepingAggregates(of: [customer], on: connection) {
-      try await connection.query("UPDATE analytics.orders SET cancelled = true WHERE order_id = \(order)", logger: logger)
+      """
+      SELECT order_id, customer_id, cancelled FROM analytics.orders WHERE order_id = ANY(\(ids)::uuid[])
+      ORDER BY order_id FOR UPDATE
+      """, logger: logger)
+    var customers: Set<UUID> = [], cancelling: [UUID] = [], losing: Set<UUID> = [], refunds: [(UUID, Int64)] = []
+    for try await (order, customer, wasCancelled) in rows.decode((UUID, UUID, Bool).self) {
+      if cancelled.contains(order) && !wasCancelled {
+        cancelling.append(order)
+        losing.insert(customer)
+        customers.insert(customer)
+      }
+      if let amount = refunded[order] {
+        refunds.append((order, amount))
+        customers.insert(customer)
+      }
     }
+    guard !customers.isEmpty else { return }
+    try await keepingAggregates(of: customers.sorted { $0.uuidString < $1.uuidString }, on: connection) {
+      if !cancelling.isEmpty {
+        try await connection.query(
+          "UPDATE analytics.orders SET cancelled = true WHERE order_id = ANY(\(cancelling)::uuid[])", logger: logger)
+      }
+      if !refunds.isEmpty {
+        try await connection.query(
+          """
+          UPDATE analytics.orders o SET refunded_minor = GREATEST(o.refunded_minor, r.amount)
+          FROM unnest(\(refunds.map(\.0))::uuid[], \(refunds.map(\.1))::int8[]) AS r(order_id, amount)
+          WHERE o.order_id = r.order_id
+          """, logger: logger)
+      }
+    }
+    guard !cancelling.isEmpty else { return }
     try await connection.query(
       """
-      UPDATE analytics.customer_metrics SET first_kept_order_at = (
-        SELECT min(placed_at) FROM analytics.orders WHERE customer_id = \(customer) AND NOT cancelled)
-      WHERE customer_id = \(customer)
+      UPDATE analytics.customer_metrics m SET first_kept_order_at = (
+        SELECT min(placed_at) FROM analytics.orders o WHERE o.customer_id = m.customer_id AND NOT o.cancelled)
+      WHERE m.customer_id = ANY(\(losing.sorted { $0.uuidString < $1.uuidString })::uuid[])
       """, logger: logger)
-    // The order's lines as rollup rows (`gone`), taken out; the rows that fall to zero are deleted by a
+    // The orders' lines as rollup rows (`gone`), taken out; the rows that fall to zero are deleted by a
     // second statement: one statement cannot delete the rows it updates (the delete would be skipped).
     let gone = Self.productSalesSQL(from: "lost")
     try await connection.query(
       """
       WITH lost AS (
         SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = ANY(\(cancelling)::uuid[])),
       gone AS (\(unescaped: gone))
       UPDATE analytics.product_sales p SET quantity = p.quantity - g.quantity, net_minor = p.net_minor - g.net_minor,
         orders = p.orders - g.orders
@@ -292,7 +325,7 @@ struct AnalyticsStore: Sendable {
       """
       WITH lost AS (
         SELECT o.order_id, o.placed_at, o.currency, o.channel, l.sku, l.quantity, l.net_minor
-        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = \(order)),
+        FROM analytics.order_lines l JOIN analytics.orders o USING (order_id) WHERE o.order_id = ANY(\(cancelling)::uuid[])),
       gone AS (\(unescaped: gone))
       DELETE FROM analytics.product_sales p USING gone g
       WHERE p.orders = 0 AND (p.grain, p.period, p.currency, p.channel, p.sku) = (g.grain, g.period, g.currency, g.channel, g.sku)
