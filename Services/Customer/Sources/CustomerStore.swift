@@ -199,14 +199,6 @@ struct CustomerStore: Sendable {
   /// Runs `body` in a transaction, retrying up to three times when it lost a race with a concurrent
   /// writer (a unique violation, a deadlock or a serialization failure) — the retry sees the winner.
   func retryingTransaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-    var attempt = 0
-    while true {
-      do {
-        return try await client.transaction(logger: logger, body)
-      } catch let error as PSQLError where ["23505", "40P01", "40001"].contains(error.sqlState ?? "") && attempt < 3 {
-        attempt += 1
-        logger.debug("retrying after a concurrent write", metadata: ["sqlstate": "\(error.sqlState ?? "")"])
-      }
-    }
+    try await client.retryingTransaction(logger: logger, retrying: Database.conflicts.union(["23505"]), body)
   }
 }

@@ -36,6 +36,9 @@ public struct FeedCursors: Sendable {
   /// one, in one transaction. Events at or below the cursor (redeliveries) change nothing. Returns how
   /// many events took effect.
   ///
+  /// A transaction that fails as a deadlock or a serialization failure runs again (up to three more
+  /// times, `Database.retryingTransaction`), so `effect` must act only through the connection.
+  ///
   /// The transaction commits with `synchronous_commit = off`: it holds only state derived from the
   /// source feed together with the cursor, so a commit lost in a crash before its WAL reached disk
   /// loses both at once, and the events are simply applied again from the (durable) source. Producers
@@ -58,7 +61,8 @@ public struct FeedCursors: Sendable {
     effects: ([Rapport_Events_V1_Event], PostgresConnection) async throws -> Void
   ) async throws -> Int {
     guard !batch.isEmpty else { return 0 }
-    return try await client.transaction(logger: logger) { connection in
+    // A deadlock with another writer of the consumer's rows (a scoring pass, say) runs the batch again.
+    return try await client.retryingTransaction(logger: logger) { connection in
       try await connection.query("SET LOCAL synchronous_commit = off", logger: logger)
       try await connection.query(
         """

@@ -57,6 +57,27 @@ public struct Database: Sendable {
     }
   }
 
+  /// SQLSTATEs of a transaction that lost a race with a concurrent one and may simply run again: a
+  /// deadlock (`40P01`) or a serialization failure (`40001`).
+  public static let conflicts: Set<String> = ["40P01", "40001"]
+
+  /// `transaction`, run again (up to three more times) when it failed with one of `retrying` — a lost
+  /// race with a concurrent writer, which the next attempt sees as settled. `body` must have no effect
+  /// outside the transaction.
+  public func retryingTransaction<Result: Sendable>(
+    logger: Logger, retrying: Set<String> = Database.conflicts, _ body: (PostgresConnection) async throws -> Result
+  ) async throws -> Result {
+    var attempt = 0
+    while true {
+      do {
+        return try await transaction(logger: logger, body)
+      } catch let error as PSQLError where retrying.contains(error.sqlState ?? "") && attempt < 3 {
+        attempt += 1
+        logger.debug("retrying after a concurrent write", metadata: ["sqlstate": "\(error.sqlState ?? "")"])
+      }
+    }
+  }
+
   /// Runs `query` and reads its rows; the connection is back in the pool when this returns.
   @discardableResult
   public func query(_ query: PostgresQuery, logger: Logger) async throws -> Rows {
