@@ -60,10 +60,29 @@ struct BenchAnalytics: AsyncParsableCommand {
     } else {
       let shop = SyntheticShop(customers: customers, orders: orders, seed: 14, now: SyntheticShop.today())
       print("seeding \(customers) customers and about \(orders) orders through ImportCustomers and ImportOrders")
-      let loaded = try await shop.load(into: clients.customers, clients.orders, streams: 4, progress: { print($0) })
+      // Analytics' backlog of order events while the import runs, once a second. (Its lag in seconds
+      // means nothing here: imported events carry their orders' original times.)
+      let (loaded, backlogs) = try await withThrowingTaskGroup(of: [Int64]?.self) { group in
+        group.addTask {
+          var seen: [Int64] = []
+          while !Task.isCancelled {
+            if let feed = try? await orderFeed(analytics), feed.reachable { seen.append(feed.backlog) }
+            try? await Task.sleep(for: .seconds(1))
+          }
+          return seen
+        }
+        let loaded = try await shop.load(into: clients.customers, clients.orders, streams: 4, progress: { print($0) })
+        group.cancelAll()
+        return (loaded, try await group.next()!!.sorted())
+      }
       population = Int64(loaded.customers.created)
       lines.append("| ImportCustomers, \(loaded.customers.created) created | \(f1(loaded.customerSeconds)) | \(Int(Double(loaded.customers.rows) / loaded.customerSeconds))/s |")
       lines.append("| ImportOrders (4 streams), \(loaded.orders.created) created, \(loaded.orders.failed) failed | \(f1(loaded.orderSeconds)) | \(Int(Double(loaded.orders.rows) / loaded.orderSeconds))/s |")
+      if !backlogs.isEmpty {
+        let median = backlogs[backlogs.count / 2], p99 = backlogs[min(backlogs.count - 1, backlogs.count * 99 / 100)]
+        lines.append(
+          "| analytics' backlog of order events during the import, \(backlogs.count) samples: median, p99, largest | | \(median), \(p99), \(backlogs.last!) |")
+      }
     }
 
     // Analytics catches up with the order feed, then computes RFM edges (every 5 s here).
