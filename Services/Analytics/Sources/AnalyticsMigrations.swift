@@ -420,5 +420,16 @@ enum AnalyticsMigrations {
           ADD COLUMN built_until timestamptz, ADD COLUMN read_at timestamptz NOT NULL DEFAULT now()
         """
       ]),
+    // Until 2104c04 a placement whose local month is not its UTC month could count its customer twice
+    // in that month in a zone other than UTC (AnalyticsStore+Kept, `placementWindow`). Those zones'
+    // rows are dropped: the service computes its reporting zones again from the orders at start
+    // (`keepZones`), and learns the others again when reads ask for them. UTC's rows were right.
+    Migration(
+      22, "zones other than UTC computed again",
+      [
+        "DELETE FROM analytics.sales_periods WHERE zone <> 'UTC'",
+        "DELETE FROM analytics.cohort_cells WHERE zone <> 'UTC'",
+        "DELETE FROM analytics.kept_zones WHERE zone <> 'UTC'",
+      ]),
   ]
 }
