@@ -267,7 +267,8 @@ struct AnalyticsStore: Sendable {
   private func applyOutcomes(cancelled: Set<UUID>, refunded: [UUID: Int64], on connection: PostgresConnection) async throws {
     let ids = cancelled.union(refunded.keys).sorted { $0.uuidString < $1.uuidString }
     guard !ids.isEmpty else { return }
-    // Locked in one order, as any other writer of these rows takes them.
+    // Locked in id order. A writer that takes some of them in another order (a scoring pass marking
+    // orders) can deadlock with this; the batch then runs again (`FeedCursors.apply`).
     let rows = try await connection.query(
       """
       SELECT order_id, customer_id, cancelled FROM analytics.orders WHERE order_id = ANY(\(ids)::uuid[])
