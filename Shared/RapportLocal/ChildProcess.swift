@@ -69,7 +69,23 @@ public final class ChildProcess: Sendable {
     throw ShellError(description: "\(name) did not \(what) within \(timeout); see \(logPath)")
   }
 
-  public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+  /// Foundation's Process learns of an exit when a socket the child inherited closes: a process that
+  /// got a copy of it (any child spawned by another thread at that moment) delays that until it exits
+  /// itself. A child the kernel holds as a zombie has exited, whatever Foundation says.
+  public var isRunning: Bool {
+    guard process.withLock({ $0?.isRunning ?? false }) else { return false }
+    return !Self.exited(pid)
+  }
+
+  /// Whether the kernel has process `pid` as exited and not yet reaped (state Z or X in /proc/pid/stat).
+  /// False where /proc is not there (macOS): Foundation's answer stands.
+  public static func exited(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let end = stat.lastIndex(of: ")")
+    else { return false }
+    let state = stat[stat.index(after: end)...].drop { $0 == " " }.first
+    return state == "Z" || state == "X"
+  }
   public var exitStatus: Int32? { process.withLock { $0.flatMap { $0.isRunning ? nil : $0.terminationStatus } } }
   public var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
 

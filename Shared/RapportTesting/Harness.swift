@@ -43,7 +43,7 @@ public enum TestDatabase {
   private static func cleanUpStaleClusters() {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
     for entry in entries where entry.hasPrefix("rapport-test-") {
-      guard let pid = Int32(entry.dropFirst("rapport-test-".count)), kill(pid, 0) != 0 else { continue }
+      guard let pid = Int32(entry.dropFirst("rapport-test-".count)), kill(pid, 0) != 0 || ChildProcess.exited(pid) else { continue }
       try? LocalPostgres(directory: "/tmp/\(entry)", port: 0).stop(mode: "immediate")
       try? FileManager.default.removeItem(atPath: "/tmp/\(entry)")
     }
