@@ -4,12 +4,26 @@ import Foundation
 /// Runs local tools (initdb, pg_ctl, child services) for `rapport up` and the test harness.
 public enum Shell {
   /// Runs a program to completion; throws with its output when it fails.
-  ///
-  /// Uses posix_spawn and waitpid rather than Foundation's Process: Process notices a child's exit
-  /// through a pipe the child inherits, so a daemon it leaves behind (pg_ctl starting postgres) would
-  /// make it wait for ever. Output goes to a file for the same reason.
   @discardableResult
   public static func run(_ program: String, _ arguments: [String], asUser user: String? = nil) throws -> String {
+    let result = try outcome(program, arguments, asUser: user)
+    guard result.status == 0 else {
+      throw ShellError(description: "\(([program] + arguments).joined(separator: " ")) failed (status \(result.status)): \(result.output)")
+    }
+    return result.output
+  }
+
+  /// Runs a program to completion and returns its exit status (128 + the signal's number when a signal
+  /// ended it) and its output (stdout and stderr). With `timeout`, a program still running then is
+  /// sent SIGKILL.
+  ///
+  /// Uses posix_spawn and waitpid rather than Foundation's Process: Process notices a child's exit
+  /// through a socket the child inherits, so a daemon it leaves behind (pg_ctl starting postgres), or
+  /// any program another thread spawns meanwhile, would make it wait for ever. Output goes to a file
+  /// for the same reason.
+  public static func outcome(
+    _ program: String, _ arguments: [String], asUser user: String? = nil, timeout: Duration? = nil
+  ) throws -> (status: Int32, output: String) {
     var command = [program] + arguments
     if let user, getuid() == 0 { command = [try which("runuser"), "-u", user, "--"] + command }
     let outputPath = NSTemporaryDirectory() + "rapport-shell-\(UUID().uuidString).log"
@@ -38,14 +52,24 @@ public enum Shell {
     let spawned = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
     guard spawned == 0 else { throw ShellError(description: "could not start \(command[0]): errno \(spawned)") }
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-    let exited = status & 0x7f == 0
-    let code = (status >> 8) & 0xff
-    guard exited && code == 0 else {
-      throw ShellError(description: "\(command.joined(separator: " ")) failed (status \(status)): \(text)")
+    if let timeout {
+      let deadline = ContinuousClock.now + timeout
+      var killed = false
+      while true {
+        let reaped = waitpid(pid, &status, WNOHANG)
+        if reaped == pid || (reaped < 0 && errno != EINTR) { break }
+        if !killed && ContinuousClock.now >= deadline {
+          kill(pid, SIGKILL)
+          killed = true
+        }
+        usleep(10_000)
+      }
+    } else {
+      while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     }
-    return text
+    let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    let signal = status & 0x7f
+    return (signal == 0 ? (status >> 8) & 0xff : 128 + signal, text)
   }
 
   /// `run` on a thread of its own, for async callers: waiting for a child must not hold one of the few

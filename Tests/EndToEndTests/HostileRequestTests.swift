@@ -126,26 +126,10 @@ extension Executables {
       #expect(cli.status == 0 && cli.output.trimmingCharacters(in: .whitespacesAndNewlines) == RapportVersion.description)
     }
 
-    /// Runs an executable to its end (they must not start listening for these), output and status; the
-    /// wait on a thread of its own (`Shell.onOwnThread`).
+    /// Runs an executable to its end (they must not start listening for these; one still running after
+    /// 15 s is killed), output and status; the wait on a thread of its own (`Shell.onOwnThread`).
     private func run(_ path: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-      try await Shell.onOwnThread { try Self.runBlocking(path, arguments) }
-    }
-
-    private static func runBlocking(_ path: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-      let process = Process()
-      process.executableURL = URL(fileURLWithPath: path)
-      process.arguments = arguments
-      let pipe = Pipe()
-      process.standardOutput = pipe
-      process.standardError = pipe
-      try process.run()
-      let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
-      DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: watchdog)
-      defer { watchdog.cancel() }
-      let data = pipe.fileHandleForReading.readDataToEndOfFile()
-      process.waitUntilExit()
-      return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+      try await Shell.onOwnThread { try Shell.outcome(path, arguments, timeout: .seconds(15)) }
     }
   }
 }

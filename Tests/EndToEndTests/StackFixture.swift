@@ -7,7 +7,7 @@ import Testing
 /// Every suite that starts the real executables runs inside this one, one test at a time: each stack is
 /// five processes, and on a shared 2-core machine several at once beside the in-process tests starved
 /// upstream calls past their deadlines.
-@Suite(.serialized) enum Executables {}
+@Suite(.serialized, .hangLimit) enum Executables {}
 
 /// Starts the five executables on a fresh database for `body` and stops them afterwards; prints their
 /// logs when it fails.

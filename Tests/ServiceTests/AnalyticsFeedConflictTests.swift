@@ -9,7 +9,7 @@ import Testing
 @testable import AnalyticsService
 
 /// A consumer's batch that loses a race with another writer of its rows runs again.
-@Suite struct AnalyticsFeedConflictTests {
+@Suite(.hangLimit) struct AnalyticsFeedConflictTests {
   /// A batch of cancellations locks its orders in id order; another writer (as a scoring pass writes
   /// orders) holds the second and then asks for the first. PostgreSQL ends the cycle by failing the
   /// batch's transaction as a deadlock; the batch runs again once the other writer is done, and takes

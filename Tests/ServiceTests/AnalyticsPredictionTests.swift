@@ -13,7 +13,7 @@ import Testing
 /// BG/NBD and Gamma-Gamma (docs/ANALYTICS.md, "Prediction"): populations drawn from known parameters
 /// are fitted back. The closed forms are compared with the `lifetimes` package end to end
 /// (`Tests/EndToEndTests/interop/clv_lifetimes.py`).
-@Suite struct AnalyticsPredictionTests {
+@Suite(.hangLimit) struct AnalyticsPredictionTests {
   typealias Seeded = SeededRandom
 
   @Test func aPopulationDrawnFromKnownBgNbdParametersIsFittedBackWithinTenPercent() {

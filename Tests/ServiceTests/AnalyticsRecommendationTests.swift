@@ -14,7 +14,7 @@ import Testing
 ///
 /// Customers per product: A 3, B 3, C 2, D 2, E 1. Customers per pair: AB 2, AC 1, AD 1, BC 2, BD 1,
 /// CD 1. Jaccard: AB 2/4, AC 1/4, AD 1/4, BC 2/3, BD 1/4, CD 1/3.
-@Suite struct AnalyticsRecommendationTests {
+@Suite(.hangLimit) struct AnalyticsRecommendationTests {
   static func order(_ customer: UUID, daysAgo: Double = 0, _ skus: String...) -> Rapport_Events_V1_Event.OneOf_Payload {
     .orderPlaced(.with {
       $0.orderID = UUID().uuidString

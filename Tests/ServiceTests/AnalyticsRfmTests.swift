@@ -9,7 +9,7 @@ import Testing
 
 /// Net spend, support counters and RFM (docs/ANALYTICS.md), from events applied to the analytics store
 /// exactly as its feed subscriptions apply them, on a real database.
-@Suite struct AnalyticsRfmTests {
+@Suite(.hangLimit) struct AnalyticsRfmTests {
   /// The analytics schema on a fresh database with its pool running, and an event source per feed.
   final class Harness: Sendable {
     let store: AnalyticsStore

@@ -11,7 +11,7 @@ import Testing
 @testable import AnalyticsService
 
 /// `GetSalesSummary` and `GetTopProducts` over events applied to a running analytics service's schema.
-@Suite struct AnalyticsSalesTests {
+@Suite(.hangLimit) struct AnalyticsSalesTests {
   static func at(_ text: String) -> Date { ISO8601DateFormatter().date(from: text)! }
   static func stamp(_ text: String) -> Google_Protobuf_Timestamp { .init(microsecondsOf: at(text)) }
 

@@ -12,7 +12,7 @@ import Testing
 
 /// Rule segments (docs/ANALYTICS.md, "Rule segments"): the rule language, and membership kept current
 /// by events and by time, published as `SegmentMembershipChanged`.
-@Suite struct AnalyticsSegmentTests {
+@Suite(.hangLimit) struct AnalyticsSegmentTests {
   @Test func rulesParseIntoTheirMeaning() throws {
     #expect(
       try SegmentRule.parse("spent(EUR, 90) > 20000 and consented(marketing_email)")

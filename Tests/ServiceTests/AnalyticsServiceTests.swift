@@ -11,7 +11,7 @@ import Testing
 
 @testable import AnalyticsService
 
-@Suite struct AnalyticsServiceTests {
+@Suite(.hangLimit) struct AnalyticsServiceTests {
   @Test func metricsCatchUpFromFeedsThatStartLaterAndReplaysChangeNothing() async throws {
     try await withCustomerService { customers, database, customerAt in
       let customer = try await customers.createCustomer(.with { $0.email = "metrics@example.com" }).customer.id

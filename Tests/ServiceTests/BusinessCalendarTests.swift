@@ -36,7 +36,7 @@ struct DueCase: Sendable, CustomTestStringConvertible {
   var testDescription: String { name }
 }
 
-@Suite struct BusinessCalendarTests {
+@Suite(.hangLimit) struct BusinessCalendarTests {
   @Test(arguments: [
     DueCase(name: "within one day", zone: "Europe/Berlin", windows: officeHours, start: "2026-11-23 10:00", hours: 4, due: "2026-11-23 14:00"),
     DueCase(name: "ends exactly at closing", zone: "Europe/Berlin", windows: officeHours, start: "2026-11-23 09:00", hours: 8, due: "2026-11-23 17:00"),

@@ -5,7 +5,7 @@ import RapportProtos
 import RapportTesting
 import Testing
 
-@Suite struct CompanyTests {
+@Suite(.hangLimit) struct CompanyTests {
   static let acme = Rapport_Customer_V1_Company.with {
     $0.legalName = "ACME Trading GmbH"
     $0.taxID = "de123456789"

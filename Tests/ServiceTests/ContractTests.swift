@@ -6,7 +6,7 @@ import Testing
 
 /// The generated code in Shared/RapportProtos was produced from the protos in Protos/ as they are now
 /// (Protos/generate.sh records their checksum; CI also regenerates and diffs).
-@Test func generatedCodeMatchesTheProtos() async throws {
+@Test(.hangLimit) func generatedCodeMatchesTheProtos() async throws {
   let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   let recorded = try String(contentsOf: root.appendingPathComponent("Shared/RapportProtos/protos.sha256"), encoding: .utf8)
     .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -18,14 +18,14 @@ import Testing
 }
 
 /// docs/PARTNERS.md shows the Python partner example exactly as the end-to-end test runs it.
-@Test func thePartnerGuideShowsThePythonExampleTheInteropTestRuns() throws {
+@Test(.hangLimit) func thePartnerGuideShowsThePythonExampleTheInteropTestRuns() throws {
   let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   let example = try String(contentsOf: root.appendingPathComponent("Tests/EndToEndTests/interop/partner_example.py"), encoding: .utf8)
   let guide = try String(contentsOf: root.appendingPathComponent("docs/PARTNERS.md"), encoding: .utf8)
   #expect(guide.contains("```python\n" + example + "```"), "docs/PARTNERS.md must show partner_example.py unchanged")
 }
 
-@Suite struct EventTypeNameTests {
+@Suite(.hangLimit) struct EventTypeNameTests {
   @Test func theStoredTypeIsThePayloadMessageName() {
     let payloads: [(Rapport_Events_V1_Event.OneOf_Payload, String)] = [
       (.customerCreated(.init()), "CustomerCreated"), (.customerMerged(.init()), "CustomerMerged"),

@@ -34,7 +34,7 @@ struct BadResolve: Sendable, CustomStringConvertible {
   var description: String { field }
 }
 
-@Suite struct CustomerIdentityTests {
+@Suite(.hangLimit) struct CustomerIdentityTests {
   @Test func resolveCreatesOnceThenFindsByAnyIdentityAndAttachesNewOnes() async throws {
     try await withCustomerService { customers, database, _ in
       let first = try await customers.resolveCustomer(.with {

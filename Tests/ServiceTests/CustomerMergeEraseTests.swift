@@ -6,7 +6,7 @@ import RapportTesting
 import SwiftProtobuf
 import Testing
 
-@Suite struct CustomerMergeEraseTests {
+@Suite(.hangLimit) struct CustomerMergeEraseTests {
   @Test func mergeMovesEverythingToTheSurvivorAndLeavesATombstone() async throws {
     try await withCustomerService { customers, database, _ in
       let survivor = try await customers.createCustomer(.with {

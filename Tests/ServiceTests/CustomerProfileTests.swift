@@ -13,7 +13,7 @@ struct BadUpdate: Sendable, CustomStringConvertible {
   var description: String { field }
 }
 
-@Suite struct CustomerProfileTests {
+@Suite(.hangLimit) struct CustomerProfileTests {
   static let address = Rapport_Customer_V1_Address.with {
     $0.kind = .shipping
     $0.line1 = "1 Main Street"

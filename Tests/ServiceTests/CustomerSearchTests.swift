@@ -6,7 +6,7 @@ import RapportTesting
 import SwiftProtobuf
 import Testing
 
-@Suite struct CustomerSearchTests {
+@Suite(.hangLimit) struct CustomerSearchTests {
   @Test func searchFiltersByFragmentTagChannelAndCreatedRange() async throws {
     try await withCustomerService { customers, _, _ in
       let lovelace = try await customers.resolveCustomer(.with {

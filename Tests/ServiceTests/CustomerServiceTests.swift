@@ -22,7 +22,7 @@ func withCustomerService(
   }
 }
 
-@Suite struct CustomerServiceTests {
+@Suite(.hangLimit) struct CustomerServiceTests {
   @Test func createdCustomerCanBeReadByIdAndByEmail() async throws {
     try await withCustomerService { customers, _, _ in
       let created = try await customers.createCustomer(.with {

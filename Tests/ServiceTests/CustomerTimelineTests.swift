@@ -6,7 +6,7 @@ import RapportTesting
 import SwiftProtobuf
 import Testing
 
-@Suite struct CustomerTimelineTests {
+@Suite(.hangLimit) struct CustomerTimelineTests {
   @Test func consentKeepsHistoryAndTheNewestDecisionPerPurposeAndChannelIsCurrent() async throws {
     try await withCustomerService { customers, database, _ in
       let ada = try await customers.createCustomer(.with { $0.email = "ada@example.com" }).customer

@@ -12,7 +12,7 @@ import Testing
 /// Every RPC of every service with a database, walked from the generated descriptors, answers
 /// UNAVAILABLE (never UNKNOWN or INTERNAL) while its database is unreachable, and the metrics count it.
 /// One service at a time: a cut-off service reconnects until it stops, which loads the shared machine.
-@Suite(.serialized) struct DatabaseOutageTests {
+@Suite(.serialized, .hangLimit) struct DatabaseOutageTests {
   /// The services whose every RPC needs their database, with the methods they serve.
   static let services: [(name: String, methods: [MethodDescriptor])] = [
     ("customer", Rapport_Customer_V1_CustomerService.Method.descriptors),

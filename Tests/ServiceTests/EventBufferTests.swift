@@ -3,7 +3,7 @@ import Testing
 
 @testable import RapportCore
 
-@Suite struct EventBufferTests {
+@Suite(.hangLimit) struct EventBufferTests {
   func event(_ sequence: Int64) -> Rapport_Events_V1_Event { .with { $0.sequence = sequence } }
 
   @Test func aBurstIsTakenInOrderInBoundedBatchesAndTheEndIsReported() async throws {

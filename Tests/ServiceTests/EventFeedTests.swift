@@ -8,7 +8,7 @@ import RapportTesting
 import Synchronization
 import Testing
 
-@Suite struct EventFeedTests {
+@Suite(.hangLimit) struct EventFeedTests {
   @Test func feedSendsTheBacklogInOrderThenLiveEventsAndResumesFromACursor() async throws {
     try await withCustomerService { customers, _, address in
       var ids: [String] = []

@@ -79,7 +79,7 @@ func withGateway(
   }
 }
 
-@Suite struct GatewayTests {
+@Suite(.hangLimit) struct GatewayTests {
   @Test func theOpenTicketMetricFollowsSolvingReopeningAndClosing() async throws {
     try await withGateway { gateway, customers, _, support in
       let customer = try await customers.createCustomer(.with { $0.email = "tickets@example.com" }).customer

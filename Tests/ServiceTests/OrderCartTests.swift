@@ -16,7 +16,7 @@ func cart(_ id: String, customer: String = "", anonymous: String = "", lines: In
   }
 }
 
-@Suite struct OrderCartTests {
+@Suite(.hangLimit) struct OrderCartTests {
   @Test func anIdleCartIsAbandonedOnceAndRecoveredWhenItBecomesAnOrder() async throws {
     try await withOrders { env in
       let stored = try await env.orders.upsertCart(cart("c-1", customer: env.customerID)).cart

@@ -8,7 +8,7 @@ import Testing
 
 /// `ImportOrders` (issue 14): past orders with their original times and final status, idempotent by
 /// (channel, reference), each row validated on its own.
-@Suite struct OrderImportTests {
+@Suite(.hangLimit) struct OrderImportTests {
   static func stamp(_ text: String) -> Google_Protobuf_Timestamp {
     .init(microsecondsOf: ISO8601DateFormatter().date(from: text)!)
   }

@@ -15,7 +15,7 @@ func address(_ name: String, country: String = "DE") -> Rapport_Order_V1_PostalA
   }
 }
 
-@Suite struct OrderIngestTests {
+@Suite(.hangLimit) struct OrderIngestTests {
   @Test func totalsIncludeDiscountsTaxAndShippingAndMustMatchTheShopsTotal() async throws {
     try await withOrders { env in
       var request = order("totals", customer: env.customerID, lines: 2)  // 1×1250 + 2×1250

@@ -34,7 +34,7 @@ func refund(_ order: String, _ amount: Int64, reference: String) -> Rapport_Orde
   }
 }
 
-@Suite struct OrderLifecycleTests {
+@Suite(.hangLimit) struct OrderLifecycleTests {
   @Test func anOrderGoesFromPendingThroughPaidAndShippedToDeliveredWithEveryStepInItsHistory() async throws {
     try await withOrders { env in
       let placed = try await env.place("life-1")  // total 3750

@@ -6,7 +6,7 @@ import RapportTesting
 import SwiftProtobuf
 import Testing
 
-@Suite struct OrderQueryTests {
+@Suite(.hangLimit) struct OrderQueryTests {
   @Test func listingFiltersByCustomerStatusChannelAndCreationTimeWithStablePages() async throws {
     try await withOrders { env in
       let other = try await env.customers.createCustomer(.with { $0.email = "other@example.com" }).customer

@@ -86,7 +86,7 @@ func order(_ key: String, customer: String, lines: Int = 2) -> Rapport_Order_V1_
   }
 }
 
-@Suite struct OrderServiceTests {
+@Suite(.hangLimit) struct OrderServiceTests {
   @Test func placingAnOrderComputesTheTotalStoresItAndEmitsOrderPlaced() async throws {
     try await withOrderService { orders, customer, database in
       let placed = try await orders.placeOrder(order("k-1", customer: customer))

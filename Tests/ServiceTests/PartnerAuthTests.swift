@@ -41,7 +41,7 @@ func withPartnerGateway(
 
 /// The partner suites run one test at a time: each starts its own gateway (and some a whole stack) and
 /// fires hundreds of parallel calls; all at once, they starved the rest of the suite on 2 cores.
-@Suite(.serialized) enum PartnerSuites {}
+@Suite(.serialized, .hangLimit) enum PartnerSuites {}
 
 func bearer(_ key: String) -> Metadata { ["authorization": "Bearer \(key)"] }
 
@@ -599,7 +599,7 @@ enum KeySecretFormat {
   }
 }
 
-@Suite struct RateLimiterTests {
+@Suite(.hangLimit) struct RateLimiterTests {
   @Test func twoHundredParallelTakesAgainstABurstOfFiftyAdmitExactlyFifty() async {
     let limiter = RateLimiter()
     let key = KeyRecord(

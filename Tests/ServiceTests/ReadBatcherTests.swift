@@ -4,7 +4,7 @@ import Testing
 @testable import RapportCore
 
 /// `ReadBatcher`'s own rules, with a fetch that records the keys of each statement it would run.
-@Suite struct ReadBatcherTests {
+@Suite(.hangLimit) struct ReadBatcherTests {
   /// A fetch that holds every call until `open` is called, and records each call's keys.
   final class Gate: Sendable {
     let calls = Mutex<[[Int]]>([])

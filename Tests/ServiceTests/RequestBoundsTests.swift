@@ -13,7 +13,7 @@ import Testing
 
 /// What every RPC gets from the platform's interceptors, whatever its handler remembers: bounded text
 /// without NUL characters, page tokens that cannot overflow, request ids, metrics.
-@Suite struct RequestBoundsTests {
+@Suite(.hangLimit) struct RequestBoundsTests {
   @Test func aNulCharacterInAnyTextFieldIsInvalidArgumentNamingTheFieldAndStoresNothing() async throws {
     try await withSupport(orders: true) { env in
       let customer = try await env.customer()

@@ -3,7 +3,7 @@ import Testing
 
 @testable import RapportCore
 
-@Suite struct RequestIDTests {
+@Suite(.hangLimit) struct RequestIDTests {
   @Test func generatedIdsAreDistinctUUIDsAndACallersIdIsKeptWhenPrintable() {
     let ids = (0..<10_000).map { _ in RequestID.accept(nil) }
     #expect(Set(ids).count == ids.count)

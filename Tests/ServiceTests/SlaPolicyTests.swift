@@ -59,7 +59,7 @@ func target(_ ticket: Rapport_Support_V1_Ticket, _ kind: Rapport_Support_V1_SlaT
 /// Friday 2026-03-06 16:00 in Berlin.
 let fridayAfternoon = local("2026-03-06 16:00", "Europe/Berlin")
 
-@Suite struct SlaPolicyTests {
+@Suite(.hangLimit) struct SlaPolicyTests {
   @Test func aBreachReachesTheEventFeedAtItsDueTimeInBusinessHoursAndOnlyOnce() async throws {
     let clock = ManualClock(fridayAfternoon)
     try await withSupport(clock: clock) { env in

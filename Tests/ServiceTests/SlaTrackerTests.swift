@@ -6,7 +6,7 @@ import Testing
 
 /// The SLA rules without a database: Mon–Fri 09:00–17:00 Berlin, first response 2 h, next response
 /// 1 h, resolution 8 h (business time).
-@Suite struct SlaTrackerTests {
+@Suite(.hangLimit) struct SlaTrackerTests {
   static let zone = "Europe/Berlin"
   let policy = SlaPolicy(
     name: "standard", calendar: try! BusinessCalendar(timeZone: zone, windows: officeHours),

@@ -80,7 +80,7 @@ func ticket(_ customer: String, requestID: String = "", subject: String = "Where
   }
 }
 
-@Suite struct SupportServiceTests {
+@Suite(.hangLimit) struct SupportServiceTests {
   @Test func openedTicketIsNewNormalPriorityAndEmitsTicketOpened() async throws {
     try await withSupportService { support, database, env in
       let customer = try await env.customer()

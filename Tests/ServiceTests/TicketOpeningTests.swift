@@ -7,7 +7,7 @@ import Testing
 
 @testable import SupportService
 
-@Suite struct TicketOpeningTests {
+@Suite(.hangLimit) struct TicketOpeningTests {
   @Test func unknownErasedOrForeignReferencesAreRefusedAndStoreNothing() async throws {
     try await withSupport(orders: true) { env in
       let orders = try #require(env.orders)

@@ -30,7 +30,7 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 }
 
-@Suite struct TicketThreadTests {
+@Suite(.hangLimit) struct TicketThreadTests {
   @Test func theFirstPublicAgentReplyIsTheFirstResponseAndACustomerReplyReopensASolvedTicket() async throws {
     try await withSupportService { support, database, env in
       let opened = try await support.openTicket(ticket(try await env.customer())).ticket
@@ -133,7 +133,7 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 }
 
-@Suite struct TicketErasureTests {
+@Suite(.hangLimit) struct TicketErasureTests {
   @Test func erasingTheCustomerRedactsTheThreadAndKeepsTheTimings() async throws {
     try await withSupportService { support, _, env in
       let customer = try await env.customer()
@@ -164,7 +164,7 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 }
 
-@Suite struct TicketAssignmentAndSummaryTests {
+@Suite(.hangLimit) struct TicketAssignmentAndSummaryTests {
   @Test func ticketsAreAssignedToATeamAndAnAgentUntilClosed() async throws {
     try await withSupportService { support, database, env in
       let opened = try await support.openTicket(ticket(try await env.customer())).ticket
@@ -272,7 +272,7 @@ func status(_ ticket: String, _ status: Rapport_Support_V1_TicketStatus) -> Rapp
   }
 }
 
-@Suite struct TicketListingTests {
+@Suite(.hangLimit) struct TicketListingTests {
   @Test func ticketsAreListedByStatusPriorityTeamAssigneeAndTimeWithStablePages() async throws {
     try await withSupportService { support, _, env in
       let alice = try await env.customer()
