@@ -15,7 +15,10 @@ import Testing
   /// batch's transaction as a deadlock; the batch runs again once the other writer is done, and takes
   /// effect once.
   @Test func aBatchThatDeadlocksWithAnotherWriterRunsAgainAndTakesEffectOnce() async throws {
-    try await AnalyticsRfmTests.withHarness { events, database in
+    // PostgreSQL looks for a deadlock once, when a wait has lasted deadlock_timeout. The batch waits
+    // first: it must look after the cycle has formed, or the other writer (looking after 60 s) is the
+    // one that fails. At the default 1 s a loaded machine formed the cycle too late (CI at fcddcbd).
+    try await AnalyticsRfmTests.withHarness(settings: ["deadlock_timeout": "10s"]) { events, database in
       let customer = UUID()
       let (first, second) = {
         let pair = [UUID(), UUID()].sorted { $0.uuidString < $1.uuidString }
@@ -41,8 +44,8 @@ import Testing
         id: 2, logger: logger)
       defer { Task { try? await other.close() } }
       // The other writer waits long before it looks for a deadlock, so the batch's transaction (which
-      // waited first, PostgreSQL's default 1 s) is the one that fails.
-      try await other.query("SET deadlock_timeout = '30s'", logger: logger)
+      // waited first and looks after 10 s) is the one that fails.
+      try await other.query("SET deadlock_timeout = '60s'", logger: logger)
       try await other.query("BEGIN", logger: logger)
       try await other.query("UPDATE analytics.orders SET rfm_segment = rfm_segment WHERE order_id = \(second)", logger: logger)
       let applied = Task {

@@ -1,5 +1,6 @@
 import Foundation
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import Synchronization
@@ -60,8 +61,13 @@ import Testing
 
   /// A fresh database with analytics' schema, no service running on it, and a harness applying events
   /// to it; `body` gets the database too.
-  static func withHarness(_ body: (Harness, DatabaseURL) async throws -> Void) async throws {
+  /// With `settings`, the database's sessions start with them (`ALTER DATABASE … SET`).
+  static func withHarness(settings: [String: String] = [:], _ body: (Harness, DatabaseURL) async throws -> Void) async throws {
     let database = try await TestDatabase.create()
+    for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
+      try await Bootstrap.execute(
+        "ALTER DATABASE \(database.database) SET \(name) = '\(value)'", on: database.with(database: "postgres"), logger: testLogger("settings"))
+    }
     let nowhere = HostPort(host: "127.0.0.1", port: 9)
     let config = testConfig("analytics", database)
     // The service's own migrations (`rapport-analytics migrate`), then a pool of its role for the store.

@@ -46,7 +46,8 @@ func withSupport(
     @Sendable func run(orderAt: HostPort?, orders: OrderClient?) async throws {
       let app = try SupportApp.build(
         config: testConfig("support", database), customerAddress: customerAt, orderAddress: orderAt,
-        upstreamTimeout: .seconds(5), timing: timing, logger: testLogger("support"))
+        // 10 s as in the other harnesses: two calls to customer missed 5 s on a loaded CI machine (fcddcbd).
+        upstreamTimeout: .seconds(10), timing: timing, logger: testLogger("support"))
       try await withRunningService(app) { address in
         try await withClient(to: address) { client in
           try await body(
@@ -57,7 +58,7 @@ func withSupport(
     }
     guard orders else { return try await run(orderAt: nil, orders: nil) }
     let orderApp = try OrderApp.build(
-      config: testConfig("order", database), customerAddress: customerAt, customerTimeout: .seconds(5),
+      config: testConfig("order", database), customerAddress: customerAt, customerTimeout: .seconds(10),
       logger: testLogger("order"))
     try await withRunningService(orderApp) { orderAt in
       try await withClient(to: orderAt) { client in try await run(orderAt: orderAt, orders: OrderClient(wrapping: client)) }
