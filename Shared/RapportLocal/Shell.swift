@@ -34,6 +34,7 @@ public enum Shell {
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    closeInheritedDescriptors(&actions)
     // Spawned from a Dispatch worker thread, the child would inherit a mask blocking every signal
     // (pgbench's -T timer is SIGALRM): start it with no signal blocked and default handlers.
     var attributes = posix_spawnattr_t()
@@ -71,6 +72,21 @@ public enum Shell {
     let signal = status & 0x7f
     return (signal == 0 ? (status >> 8) & 0xff : 128 + signal, text)
   }
+
+  /// The child keeps only its standard descriptors: one that a long-lived program (pg_ctl's postgres)
+  /// inherited from another thread's work in progress, such as the socket by which Foundation's Process
+  /// learns that its child exited, would stay open as long as that program runs. glibc (2.34 and later)
+  /// closes them in the child with `posix_spawn_file_actions_addclosefrom_np`, which Swift's Glibc
+  /// module does not declare: it is looked up by name, and where it is missing nothing changes.
+  private static func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard let symbol = addCloseFrom else { return }
+    _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
+  }
+
+  /// (A constant, looked up once.)
+  nonisolated(unsafe) private static let addCloseFrom: UnsafeMutableRawPointer? = dlsym(
+    UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np")
 
   /// `run` on a thread of its own, for async callers: waiting for a child must not hold one of the few
   /// threads every Swift task runs on (two on a 2-core machine). Tests that waited there froze the

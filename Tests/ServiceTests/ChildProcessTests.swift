@@ -31,4 +31,15 @@ import Testing
     #expect(!child.isRunning)
     #expect(kill(left, 0) == 0, "the process left behind still runs (and holds Foundation's socket)")
   }
+
+  /// A program `Shell` runs keeps only its standard descriptors: one this process opened without
+  /// close-on-exec (as Foundation opens the socket above) is not passed on.
+  @Test func aProgramShellRunsInheritsNoOtherDescriptor() throws {
+    let descriptor = open("/dev/null", O_RDONLY)
+    try #require(descriptor > 2)
+    defer { close(descriptor) }
+    let seen = try Shell.outcome(
+      try Shell.which("sh"), ["-c", "if [ -e /proc/self/fd/\(descriptor) ]; then echo inherited; else echo closed; fi"])
+    #expect(seen.status == 0 && seen.output == "closed\n", "\(seen)")
+  }
 }
