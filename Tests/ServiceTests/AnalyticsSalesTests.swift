@@ -483,6 +483,12 @@ import Testing
           #expect(kept == read, "\(step) \(zone)")
           #expect(!kept.isEmpty, "\(step) \(zone)")
           for (start, end) in ranges {
+            // Days in a zone whose clocks are whole hours from UTC's are derived from the sales hours.
+            if let derived = KeptZone(zone), !zones.contains(zone) {
+              let range = AnalyticsStore.SalesRange(from: start, to: end, currency: "EUR", channel: 0)
+              let hourly = try await store.hourDerivedDays(range, zone: derived, base: .utc)
+              #expect((hourly != nil) == !["Asia/Kathmandu", "Asia/Kolkata"].contains(zone), "\(step) \(zone)")
+            }
             for unit in ["day", "week", "month"] {
               for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
                 let range = AnalyticsStore.SalesRange(from: start, to: end, currency: currency, channel: channel)
@@ -502,6 +508,11 @@ import Testing
         #expect(
           try await rows("SELECT concat_ws(' ', currency, channel, kind, day, customers) FROM analytics.scope_days WHERE customers <> 0 ORDER BY 1")
             == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.scopeDaysSQL)) x(a, b, c, d, e) ORDER BY 1"), "\(step)")
+        #expect(
+          try await rows(
+            "SELECT concat_ws(' ', currency, channel, hour, kind, gap, orders, net_minor) FROM analytics.sales_hours WHERE orders <> 0 ORDER BY 1")
+            == rows("SELECT concat_ws(' ', a, b, c, d, e, f, g) FROM (\(AnalyticsStore.salesHoursSQL)) x(a, b, c, d, e, f, g) ORDER BY 1"),
+          "\(step) hours")
         for zone in zones.compactMap(KeptZone.init) {
           let (kept, computed) = try await Self.keptRows(zone, database)
           #expect(kept == computed, "\(step) \(zone.identifier)")
@@ -571,6 +582,55 @@ import Testing
         }
         try await checkSegments("placed \(days)", at: now)
       }
+      // Orders hours apart (what days in a zone not kept are derived from, by the hours between a
+      // customer's orders): of customers with orders (placed from a window of theirs) and of new ones
+      // (whose first order in GBP or in a channel comes hours after their first), across midnights.
+      var close: [Rapport_Events_V1_Event.OneOf_Payload] = []
+      for k in 0..<24 {
+        let customer = k < 16 ? customers[k] : UUID()
+        let start = 4 + Double(k * 11 % 300) + Double(k % 5) / 24
+        for step in 0..<4 {
+          let id = UUID()
+          placed.append((id, customer))
+          close.append(order(id, customer, daysAgo: start - Double(step * (6 + k % 20)) / 24, n: placed.count - 1))
+        }
+        if close.count >= 12 {
+          try await events.apply("order", all: close)
+          close = []
+        }
+      }
+      // A placement is kept from a window of the customer's orders (their week and month, and more):
+      // one at 01:00 on a Monday that starts a month reaches back to an order 37 hours earlier.
+      let monday = try #require(
+        (10..<1_000).lazy.map { UTCPeriod.starts(of: now.addingTimeInterval(-Double($0) * 86_400)) }.first { $0[1] == $0[2] }?[1])
+      let early = UUID()
+      for hours in [-37.0, 1] {
+        let id = UUID()
+        placed.append((id, early))
+        let at = monday.addingTimeInterval(hours * 3_600)
+        _ = try await events.apply("order", order(id, early, daysAgo: now.timeIntervalSince(at) / 86_400, n: 1))
+      }
+      // New customers whose first order (in EUR) and first in GBP straddle a New York day's end or a UTC
+      // day's: first in the sliver, first in GBP just past the other day's end; and first order in both
+      // days, first in GBP in the sliver.
+      let utcDay = UTCPeriod.starts(of: now.addingTimeInterval(-60 * 86_400))[0]
+      let newYorkEnd = utcDay.addingTimeInterval(86_400 - Double(try #require(TimeZone(identifier: "America/New_York")).secondsFromGMT(for: utcDay)))
+      var straddling: [Rapport_Events_V1_Event.OneOf_Payload] = []
+      for (first, inGBP) in [
+        (newYorkEnd.addingTimeInterval(-5_400), newYorkEnd.addingTimeInterval(600)), (utcDay.addingTimeInterval(3_600), utcDay.addingTimeInterval(87_000)),
+        (utcDay.addingTimeInterval(43_200), utcDay.addingTimeInterval(93_600)),
+      ] {
+        let customer = UUID()
+        for (at, n) in [(first, 1), (inGBP, 5)] {
+          let id = UUID()
+          placed.append((id, customer))
+          straddling.append(order(id, customer, daysAgo: now.timeIntervalSince(at) / 86_400, n: n))
+        }
+      }
+      try await events.apply("order", all: straddling)
+      #expect(try await count("analytics.sales_hours WHERE gap BETWEEN 1 AND \(SalesHour.reach)", database) > 20)
+      try await check("placed hours apart")
+      try await checkRows("placed hours apart")
       // Cancellations in runs of about 5 (each run one set of statements), among them customers' first
       // orders; some runs place an order of the same customer and cancel it too, or place one after a
       // cancellation; an order cancelled again changes nothing.

@@ -431,5 +431,24 @@ enum AnalyticsMigrations {
         "DELETE FROM analytics.cohort_cells WHERE zone <> 'UTC'",
         "DELETE FROM analytics.kept_zones WHERE zone <> 'UTC'",
       ]),
+    // Days in a zone that is not kept, derived from the base zone's rows and these per UTC hour: the
+    // orders near each order and each customer's first, so that no customer is looked up one by one
+    // (AnalyticsStore+Kept, `SalesHour`; docs/ANALYTICS.md, "Sales").
+    Migration(
+      23, "sales hours",
+      [
+        """
+        CREATE TABLE analytics.sales_hours (
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          hour timestamptz NOT NULL,
+          kind smallint NOT NULL CHECK (kind BETWEEN 0 AND 4),
+          gap smallint NOT NULL,
+          orders bigint NOT NULL,
+          net_minor bigint NOT NULL,
+          PRIMARY KEY (currency, channel, hour, kind, gap))
+        """,
+        "INSERT INTO analytics.sales_hours \(AnalyticsStore.salesHoursSQL)",
+      ]),
   ]
 }

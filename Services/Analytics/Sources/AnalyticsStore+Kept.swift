@@ -95,6 +95,35 @@ extension AnalyticsStore {
     """
   }
 
+  /// SQL: the rows of `analytics.sales_hours` (`SalesHour`) of every customer, as `KeptContributions`
+  /// computes them: (currency, channel, hour, kind, gap, orders, net_minor).
+  static let salesHoursSQL = """
+    WITH \(keptOrdersSQL(where: "true")),
+    s AS (
+      SELECT o.customer_id, o.currency, c.channel, date_trunc('hour', o.placed_at, 'UTC') AS hour, o.net,
+             date_trunc('hour', o.first_at, 'UTC') AS first_hour,
+             lag(date_trunc('hour', o.placed_at, 'UTC')) OVER w AS prev_hour, lead(date_trunc('hour', o.placed_at, 'UTC')) OVER w AS next_hour,
+             row_number() OVER w AS n
+      FROM o CROSS JOIN LATERAL (SELECT o.channel UNION SELECT 0) AS c(channel)
+      WINDOW w AS (PARTITION BY o.customer_id, o.currency, c.channel ORDER BY o.placed_at)),
+    g AS (
+      SELECT s.*, least(\(SalesHour.far), extract(epoch FROM hour - prev_hour)::int8 / 3600) AS back,
+             least(\(SalesHour.far), extract(epoch FROM next_hour - hour)::int8 / 3600) AS fwd,
+             extract(epoch FROM hour - first_hour)::int8 / 3600 AS from_first
+      FROM s)
+    SELECT currency, channel, hour, 0::int2, 0::int2, count(*)::int8, sum(net)::int8 FROM g GROUP BY 1, 2, 3
+    UNION ALL
+    SELECT currency, channel, hour, 1::int2, coalesce(back, \(SalesHour.far))::int2, count(*)::int8, 0::int8 FROM g GROUP BY 1, 2, 3, 5
+    UNION ALL
+    SELECT currency, channel, hour, 2::int2, coalesce(fwd, \(SalesHour.far))::int2, count(*)::int8, 0::int8 FROM g GROUP BY 1, 2, 3, 5
+    UNION ALL
+    SELECT currency, channel, hour, 3::int2, from_first::int2, count(*)::int8, 0::int8 FROM g
+    WHERE n = 1 AND from_first <= \(SalesHour.reach) GROUP BY 1, 2, 3, 5
+    UNION ALL
+    SELECT currency, channel, first_hour, 4::int2, from_first::int2, count(*)::int8, 0::int8 FROM g
+    WHERE n = 1 AND from_first <= \(SalesHour.reach) GROUP BY 1, 2, 3, 5
+    """
+
   /// SQL: (customer_id, currency, channel, first_kept_at, last_at, orders, net_minor) of the customers
   /// `filter` selects.
   static func customerScopesSQL(where filter: String) -> String {
@@ -157,7 +186,8 @@ extension AnalyticsStore {
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
     let days = Self.scopeDayChanges(old.scopes, new.scopes)
-    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty else { return }
+    let hours = Self.difference(old.hours, new.hours)
+    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty || !hours.isEmpty else { return }
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
     try await connection.query(
@@ -181,6 +211,13 @@ extension AnalyticsStore {
         SELECT * FROM unnest(\(days.map(\.0.currency))::text[], \(days.map(\.0.channel))::int4[], \(days.map(\.0.kind))::int4[],
                              \(days.map(\.0.day))::timestamptz[], \(days.map(\.1))::int8[])
         ON CONFLICT (currency, channel, kind, day) DO UPDATE SET customers = scope_days.customers + EXCLUDED.customers),
+      hours AS (
+        INSERT INTO analytics.sales_hours (currency, channel, hour, kind, gap, orders, net_minor)
+        SELECT * FROM unnest(\(hours.map(\.0.currency))::text[], \(hours.map(\.0.channel))::int4[], \(hours.map(\.0.hour))::timestamptz[],
+                             \(hours.map { $0.0.kind })::int2[], \(hours.map { $0.0.gap })::int2[],
+                             \(hours.map { $0.1[0] })::int8[], \(hours.map { $0.1[1] })::int8[])
+        ON CONFLICT (currency, channel, hour, kind, gap) DO UPDATE SET
+          orders = sales_hours.orders + EXCLUDED.orders, net_minor = sales_hours.net_minor + EXCLUDED.net_minor),
       -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales): a row marked
       -- again gets a new version, so that a scoring pass that read the old one leaves it pending.
       pending AS (
@@ -239,7 +276,7 @@ extension AnalyticsStore {
   /// (they have kept orders and no new one before their first), with their kept scopes and the orders
   /// (not cancelled) in the weeks and months of their new orders as each of `zones` cuts them (a
   /// placement's local month need not be its UTC month: 31 January 20:00 UTC is 1 February in
-  /// Kathmandu), with a day's margin either side.
+  /// Kathmandu), with a margin either side longer than the gaps `analytics.sales_hours` tells apart.
   private func placementWindow(
     for fresh: [KeptOrder], of customers: [UUID], zones: [KeptZone], on connection: PostgresConnection
   ) async throws -> PlacementWindow {
@@ -268,8 +305,8 @@ extension AnalyticsStore {
         zones.map { zone -> (Date, Date) in
           let starts = zone.starts(of: order.placed)
           return (
-            min(starts[1], starts[2]).addingTimeInterval(-86_400),
-            max(starts[1].addingTimeInterval(7 * 86_400), zone.monthStart(after: starts[2])).addingTimeInterval(86_400)
+            min(starts[1], starts[2]).addingTimeInterval(-Self.windowMargin),
+            max(starts[1].addingTimeInterval(7 * 86_400), zone.monthStart(after: starts[2])).addingTimeInterval(Self.windowMargin)
           )
         }
       }
@@ -291,6 +328,10 @@ extension AnalyticsStore {
     return window
   }
 
+  /// How far past a placement's weeks and months its window reaches: a day, and the hours
+  /// `analytics.sales_hours` tells gaps apart over (`SalesHour.reach`) beyond it.
+  static let windowMargin = TimeInterval(86_400 + (SalesHour.reach + 1) * 3_600)
+
   /// The orders of `customers` that are not cancelled.
   private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws -> [KeptOrder] {
     guard !customers.isEmpty else { return [] }
@@ -308,8 +349,8 @@ extension AnalyticsStore {
 
   /// `after` − `before`, key by key, without the keys that did not change; in key order (so that
   /// concurrent writers lock rows in the same order).
-  private static func difference(_ before: [KeptKey: [Int64]], _ after: [KeptKey: [Int64]]) -> [(KeptKey, [Int64])] {
-    var changes: [(KeptKey, [Int64])] = []
+  private static func difference<Key: Comparable>(_ before: [Key: [Int64]], _ after: [Key: [Int64]]) -> [(Key, [Int64])] {
+    var changes: [(Key, [Int64])] = []
     for key in Set(before.keys).union(after.keys) {
       let old = before[key] ?? [], new = after[key] ?? []
       let delta = (0..<max(old.count, new.count)).map { (new.indices.contains($0) ? new[$0] : 0) - (old.indices.contains($0) ? old[$0] : 0) }
@@ -425,12 +466,15 @@ struct KeptContributions {
   /// Per (cohort, month): customers.
   var cohorts: [KeptKey: [Int64]] = [:]
   var scopes: [ScopeKey: ScopeTimes] = [:]
+  /// Per `SalesHour`: orders and net (kind 0), or customers' orders or customers (kinds 1–4) and 0.
+  var hours: [SalesHour: [Int64]] = [:]
 
-  /// Sales periods and cohort cells cut in each of `zones`; the customer scopes (no periods) once.
-  /// `firsts`: customers' first orders when `orders` holds only part of theirs.
+  /// Sales periods and cohort cells cut in each of `zones`; the customer scopes and sales hours (no
+  /// zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
   init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
       let first = firsts[customer] ?? own.map(\.placed).min()!
+      addHours(own, first: first)
       for order in own {
         for channel in Set([order.channel, 0]) {
           let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
@@ -469,6 +513,71 @@ struct KeptContributions {
         }
       }
     }
+  }
+}
+
+extension KeptContributions {
+  /// A customer's rows of `analytics.sales_hours` (`SalesHour`), from their orders `own` (not cancelled)
+  /// and their first order `first`. With part of their orders (a placement's window, at least
+  /// `SalesHour.reach` either side of the new ones), the rows this computes wrongly near the window's
+  /// edges are the same before and after the placement, and cancel.
+  fileprivate mutating func addHours(_ own: [KeptOrder], first: Date) {
+    let firstHour = SalesHour.hour(of: first)
+    var byScope: [ScopeKey: [KeptOrder]] = [:]
+    for order in own {
+      for channel in Set([order.channel, 0]) {
+        byScope[ScopeKey(customer: order.customer, currency: order.currency, channel: channel), default: []].append(order)
+      }
+    }
+    for (scope, orders) in byScope {
+      let sorted = orders.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }
+      let at = sorted.map { SalesHour.hour(of: $0.placed) }
+      func add(_ hour: Date, _ kind: Int, _ gap: Int, _ values: [Int64]) {
+        let key = SalesHour(currency: scope.currency, channel: scope.channel, hour: hour, kind: kind, gap: gap)
+        hours[key] = zip(hours[key] ?? [0, 0], values).map { $0 + $1 }
+      }
+      for (index, order) in sorted.enumerated() {
+        add(at[index], 0, 0, [1, order.net])
+        add(at[index], 1, index > 0 ? SalesHour.gap(from: at[index - 1], to: at[index]) : SalesHour.far, [1, 0])
+        add(at[index], 2, index + 1 < at.count ? SalesHour.gap(from: at[index], to: at[index + 1]) : SalesHour.far, [1, 0])
+      }
+      let toFirst = SalesHour.gap(from: firstHour, to: at[0])
+      if toFirst < SalesHour.far {
+        add(at[0], 3, toFirst, [1, 0])
+        add(firstHour, 4, toFirst, [1, 0])
+      }
+    }
+  }
+}
+
+/// A row of `analytics.sales_hours`: per UTC hour, currency and channel (0: every channel), what a day
+/// in a zone that is not kept is derived from (docs/ANALYTICS.md, "Sales"). Kind 0: the hour's orders
+/// and net. Kind 1: orders by the hours back to their customer's previous order in the scope (`gap`;
+/// `far` when more than `reach` or none); kind 2: by the hours on to the next one. Kind 3: customers by
+/// the hour of their first order in the scope and the hours back to their first order in any scope
+/// (at most `reach`; none when more); kind 4: the same customers by the hour of that first order.
+struct SalesHour: Hashable, Comparable {
+  let currency: String
+  let channel: Int
+  let hour: Date
+  let kind: Int
+  let gap: Int
+
+  /// The hours a gap is told exactly: a local day and its base zone's together span at most this.
+  static let reach = 48
+  static let far = reach + 1
+
+  static func hour(of date: Date) -> Date {
+    Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 3_600).rounded(.down) * 3_600)
+  }
+
+  /// Whole hours from the hour `from` to the hour `to`, `far` past `reach`.
+  static func gap(from: Date, to: Date) -> Int {
+    min(far, Int((to.timeIntervalSince(from) / 3_600).rounded()))
+  }
+
+  static func < (a: SalesHour, b: SalesHour) -> Bool {
+    (a.currency, a.channel, a.hour, a.kind, a.gap) < (b.currency, b.channel, b.hour, b.kind, b.gap)
   }
 }
 

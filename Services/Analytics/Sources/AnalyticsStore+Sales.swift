@@ -91,13 +91,12 @@ extension AnalyticsStore {
   private func keptSalesPeriods(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone, now: Date) async throws
     -> [Rapport_Analytics_V1_SalesPeriod]
   {
-    let rows = try await client.query(periodRowsSQL(range, unit: unit, zone: zone, base: base), logger: logger)
     var periods: [Rapport_Analytics_V1_SalesPeriod] = []
     var partial: [(index: Int, kept: KeptPeriod)] = []
-    for try await (start, end, orders, net, active, new) in rows.decode((Date, Date, Int64, Int64, Int64, Int64).self) {
-      let kept = KeptPeriod(start: start, end: end, orders: orders, net: net, active: active, new: new)
-      if start < range.from || (end > range.to && range.to <= now) { partial.append((periods.count, kept)) }
-      periods.append(Self.period(start, orders: orders, net: net, new: new, returning: active - new, currency: range.currency))
+    for kept in try await keptPeriods(range, unit: unit, zone: zone, base: base) {
+      if kept.start < range.from || (kept.end > range.to && range.to <= now) { partial.append((periods.count, kept)) }
+      periods.append(
+        Self.period(kept.start, orders: kept.orders, net: kept.net, new: kept.new, returning: kept.active - kept.new, currency: range.currency))
     }
     // The first and the last period, when cut, are read at the same time.
     try await withThrowingTaskGroup(of: (Int, Rapport_Analytics_V1_SalesPeriod?).self) { group in
@@ -116,7 +115,94 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// (start, end, orders, net, active, new) per period of the range in `zone`, from the rows of the kept
+  /// Every period of the range in `zone` from the rows of the kept zone `base`: days derived from
+  /// `analytics.sales_hours` (`hourRowsSQL`) when every boundary is a whole UTC hour, anything else from
+  /// the orders in the slivers (`periodRowsSQL`).
+  private func keptPeriods(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone) async throws -> [KeptPeriod] {
+    if unit == "day", zone != base, let days = try await hourDerivedDays(range, zone: zone, base: base) { return days }
+    return try await keptPeriods(periodRowsSQL(range, unit: unit, zone: zone, base: base)) ?? []
+  }
+
+  /// The days of the range in `zone` derived from `base`'s rows and `analytics.sales_hours`
+  /// (`hourRowsSQL`); nil unless that is exact for every one of them.
+  func hourDerivedDays(_ range: SalesRange, zone: KeptZone, base: KeptZone) async throws -> [KeptPeriod]? {
+    try await keptPeriods(hourRowsSQL(range, zone: zone, base: base))
+  }
+
+  /// The rows of `query` (start, end, orders, net, active, new, exact); nil if a row is not exact.
+  private func keptPeriods(_ query: PostgresQuery) async throws -> [KeptPeriod]? {
+    var periods: [KeptPeriod] = []
+    let rows = try await client.query(query, logger: logger)
+    for try await (start, end, orders, net, active, new, exact) in rows.decode((Date, Date, Int64, Int64, Int64, Int64, Bool).self) {
+      guard exact else { return nil }
+      periods.append(KeptPeriod(start: start, end: end, orders: orders, net: net, active: active, new: new))
+    }
+    return periods
+  }
+
+  /// (start, end, orders, net, active, new, exact) per local day of the range in `zone`, derived from the
+  /// rows of the kept zone `base` and `analytics.sales_hours` (docs/ANALYTICS.md, "Sales"; `SalesHour`).
+  /// A local day L and `base`'s day B of the same date differ by the hours of their slivers. Orders and
+  /// net move by the slivers' hours. A customer counts in one and not the other only through an order in
+  /// a sliver: in L and not B when, for the first such order after B (or the last before it), the hours
+  /// back to their previous order (or on to their next) pass B's far end; and the other way round. A
+  /// customer is new in a day when their first order is in it and their first in the scope is before its
+  /// end: only customers with one of those two in a sliver can differ, and rows of kind 3 and 4 give
+  /// both hours. Exact (`exact`) when every boundary is a whole UTC hour and the two days together span
+  /// at most `SalesHour.reach` hours; otherwise the caller derives from the orders.
+  private func hourRowsSQL(_ range: SalesRange, zone: KeptZone, base: KeptZone) -> PostgresQuery {
+    """
+    WITH periods AS (
+      SELECT p AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ps, (p + interval '1 day') AT TIME ZONE \(unescaped: zone.sqlLiteral) AS pe,
+             p AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (p + interval '1 day') AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
+      FROM generate_series(
+             date_trunc('day', \(range.from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
+             \(range.to)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral) - interval '1 microsecond',
+             interval '1 day') AS p),
+    checked AS (
+      SELECT *, extract(epoch FROM ps) % 3600 = 0 AND extract(epoch FROM pe) % 3600 = 0 AND extract(epoch FROM us) % 3600 = 0
+                AND extract(epoch FROM ue) % 3600 = 0 AND greatest(pe, ue) - least(ps, us) <= interval '\(unescaped: String(SalesHour.reach)) hours'
+                AND greatest(ps, us) <= least(pe, ue) AS exact
+      FROM periods),
+    slivers AS (
+      SELECT ps, pe, us, ue, true AS starts, least(us, ps) AS a, greatest(us, ps) AS b FROM checked WHERE exact AND us <> ps
+      UNION ALL
+      SELECT ps, pe, us, ue, false, least(ue, pe), greatest(ue, pe) FROM checked WHERE exact AND ue <> pe),
+    hours AS (
+      SELECT s.ps, s.pe, s.us, s.ue, s.starts, h.hour, h.kind, h.orders, h.net_minor,
+             (h.hour >= s.ps AND h.hour < s.pe)::int - (h.hour >= s.us AND h.hour < s.ue)::int AS sign,
+             h.hour - make_interval(hours => h.gap) AS back, h.hour + make_interval(hours => h.gap) AS ahead
+      FROM slivers s JOIN analytics.sales_hours h
+        ON h.currency = \(range.currency)::bpchar AND h.channel = \(range.channel) AND h.hour >= s.a AND h.hour < s.b),
+    moved AS (
+      SELECT ps,
+             sum(sign * orders) FILTER (WHERE kind = 0) AS orders, sum(sign * net_minor) FILTER (WHERE kind = 0) AS net,
+             sum(CASE
+                   -- after the start of both: an order whose previous one is before both starts
+                   WHEN kind = 1 AND NOT starts AND back < least(ps, us) THEN sign * orders
+                   -- before the end of both: an order whose next one is at or after the other day's end
+                   WHEN kind = 2 AND starts AND ahead >= CASE WHEN ps < us THEN ue ELSE pe END THEN sign * orders
+                 END) AS active,
+             sum(CASE
+                   -- first order in the sliver (at `hour`), first in the scope at `ahead`
+                   WHEN kind = 4 THEN ((hour >= ps AND hour < pe AND ahead < pe)::int - (hour >= us AND hour < ue AND ahead < ue)::int) * orders
+                   -- first in the scope in the sliver, first order at `back` in both days or in neither
+                   WHEN kind = 3 AND (back >= ps AND back < pe) = (back >= us AND back < ue)
+                     THEN (back >= ps AND back < pe)::int * ((hour < pe)::int - (hour < ue)::int) * orders
+                 END) AS new
+      FROM hours GROUP BY ps)
+    SELECT c.ps, c.pe, (coalesce(s.orders, 0) + coalesce(m.orders, 0))::int8, (coalesce(s.net_minor, 0) + coalesce(m.net, 0))::int8,
+           (coalesce(s.active, 0) + coalesce(m.active, 0))::int8, (coalesce(s.new, 0) + coalesce(m.new, 0))::int8, c.exact
+    FROM checked c
+      LEFT JOIN analytics.sales_periods s
+        ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = 'day' AND s.currency = \(range.currency)::bpchar
+           AND s.channel = \(range.channel) AND s.period = c.us
+      LEFT JOIN moved m USING (ps)
+    ORDER BY c.ps
+    """
+  }
+
+  /// (start, end, orders, net, active, new, true) per period of the range in `zone`, from the rows of the kept
   /// zone `base` (`derivationBase`): `zone`'s own when it is kept. Otherwise derived (docs/ANALYTICS.md,
   /// "Sales"): the local period and `base`'s period of the same calendar name differ only by the orders in
   /// their symmetric difference — a sliver as long as the two zones' clocks are apart at either end — so
@@ -172,7 +258,7 @@ extension AnalyticsStore {
       FROM counted GROUP BY ps),
     orders AS (SELECT ps, sum(sign) AS orders, sum(sign * net) AS net FROM moved GROUP BY ps)
     SELECT p.ps, p.pe, (coalesce(s.orders, 0) + coalesce(o.orders, 0))::int8, (coalesce(s.net_minor, 0) + coalesce(o.net, 0))::int8,
-           (coalesce(s.active, 0) + coalesce(c.active, 0))::int8, (coalesce(s.new, 0) + coalesce(c.new, 0))::int8
+           (coalesce(s.active, 0) + coalesce(c.active, 0))::int8, (coalesce(s.new, 0) + coalesce(c.new, 0))::int8, true
     FROM periods p
       LEFT JOIN analytics.sales_periods s
         ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar
