@@ -510,9 +510,14 @@ import Testing
             == rows("SELECT concat_ws(' ', a, b, c, d, e) FROM (\(AnalyticsStore.scopeDaysSQL)) x(a, b, c, d, e) ORDER BY 1"), "\(step)")
         #expect(
           try await rows(
-            "SELECT concat_ws(' ', currency, channel, hour, kind, gap, orders, net_minor) FROM analytics.sales_hours WHERE orders <> 0 ORDER BY 1")
+            "SELECT concat_ws(' ', currency, channel, hour, orders, net_minor, back, ahead) FROM analytics.sales_hours WHERE orders <> 0 ORDER BY 1")
             == rows("SELECT concat_ws(' ', a, b, c, d, e, f, g) FROM (\(AnalyticsStore.salesHoursSQL)) x(a, b, c, d, e, f, g) ORDER BY 1"),
-          "\(step) hours")
+          "\(step) sales hours")
+        #expect(
+          try await rows(
+            "SELECT concat_ws(' ', currency, channel, hour, kind, gap, customers) FROM analytics.first_hours WHERE customers <> 0 ORDER BY 1")
+            == rows("SELECT concat_ws(' ', a, b, c, d, e, f) FROM (\(AnalyticsStore.firstHoursSQL)) x(a, b, c, d, e, f) ORDER BY 1"),
+          "\(step) first hours")
         for zone in zones.compactMap(KeptZone.init) {
           let (kept, computed) = try await Self.keptRows(zone, database)
           #expect(kept == computed, "\(step) \(zone.identifier)")
@@ -628,7 +633,9 @@ import Testing
         }
       }
       try await events.apply("order", all: straddling)
-      #expect(try await count("analytics.sales_hours WHERE gap BETWEEN 1 AND \(SalesHour.reach)", database) > 20)
+      #expect(try await count("analytics.sales_hours WHERE back[1] < orders", database) > 5)
+      #expect(try await count("analytics.sales_hours WHERE back[1] > back[\(SalesHour.gaps.count)]", database) > 5)
+      #expect(try await count("analytics.first_hours WHERE gap > 0", database) > 2)
       try await check("placed hours apart")
       try await checkRows("placed hours apart")
       // Cancellations in runs of about 5 (each run one set of statements), among them customers' first

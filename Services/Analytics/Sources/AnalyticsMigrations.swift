@@ -431,9 +431,10 @@ enum AnalyticsMigrations {
         "DELETE FROM analytics.cohort_cells WHERE zone <> 'UTC'",
         "DELETE FROM analytics.kept_zones WHERE zone <> 'UTC'",
       ]),
-    // Days in a zone that is not kept, derived from the base zone's rows and these per UTC hour: the
-    // orders near each order and each customer's first, so that no customer is looked up one by one
-    // (AnalyticsStore+Kept, `SalesHour`; docs/ANALYTICS.md, "Sales").
+    // Days in a zone that is not kept, derived from the base zone's rows and these per UTC hour: orders
+    // by how near their customer's previous and next orders are, and customers whose first order in a
+    // scope comes hours after their first, so that no customer is looked up one by one
+    // (AnalyticsStore+Kept, `SalesHour`, `FirstHour`; docs/ANALYTICS.md, "Sales").
     Migration(
       23, "sales hours",
       [
@@ -442,13 +443,24 @@ enum AnalyticsMigrations {
           currency char(3) NOT NULL,
           channel integer NOT NULL,
           hour timestamptz NOT NULL,
-          kind smallint NOT NULL CHECK (kind BETWEEN 0 AND 4),
-          gap smallint NOT NULL,
           orders bigint NOT NULL,
           net_minor bigint NOT NULL,
+          back bigint[] NOT NULL,
+          ahead bigint[] NOT NULL,
+          PRIMARY KEY (currency, channel, hour))
+        """,
+        """
+        CREATE TABLE analytics.first_hours (
+          currency char(3) NOT NULL,
+          channel integer NOT NULL,
+          hour timestamptz NOT NULL,
+          kind smallint NOT NULL CHECK (kind IN (0, 1)),
+          gap smallint NOT NULL,
+          customers bigint NOT NULL,
           PRIMARY KEY (currency, channel, hour, kind, gap))
         """,
         "INSERT INTO analytics.sales_hours \(AnalyticsStore.salesHoursSQL)",
+        "INSERT INTO analytics.first_hours \(AnalyticsStore.firstHoursSQL)",
       ]),
   ]
 }

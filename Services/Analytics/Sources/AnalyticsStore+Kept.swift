@@ -95,32 +95,49 @@ extension AnalyticsStore {
     """
   }
 
-  /// SQL: the rows of `analytics.sales_hours` (`SalesHour`) of every customer, as `KeptContributions`
-  /// computes them: (currency, channel, hour, kind, gap, orders, net_minor).
-  static let salesHoursSQL = """
+  /// SQL: the orders not cancelled of every customer by scope (channel 0 too), with their UTC hour, the
+  /// hours back to the previous order of the scope and on to the next (`SalesHour.far` past
+  /// `SalesHour.reach`, or with none), and the hours from the customer's first order (`from_first`) on the
+  /// first of the scope (`n` = 1).
+  private static let scopeHoursSQL = """
     WITH \(keptOrdersSQL(where: "true")),
     s AS (
-      SELECT o.customer_id, o.currency, c.channel, date_trunc('hour', o.placed_at, 'UTC') AS hour, o.net,
+      SELECT o.currency, c.channel, date_trunc('hour', o.placed_at, 'UTC') AS hour, o.net,
              date_trunc('hour', o.first_at, 'UTC') AS first_hour,
              lag(date_trunc('hour', o.placed_at, 'UTC')) OVER w AS prev_hour, lead(date_trunc('hour', o.placed_at, 'UTC')) OVER w AS next_hour,
              row_number() OVER w AS n
       FROM o CROSS JOIN LATERAL (SELECT o.channel UNION SELECT 0) AS c(channel)
       WINDOW w AS (PARTITION BY o.customer_id, o.currency, c.channel ORDER BY o.placed_at)),
     g AS (
-      SELECT s.*, least(\(SalesHour.far), extract(epoch FROM hour - prev_hour)::int8 / 3600) AS back,
-             least(\(SalesHour.far), extract(epoch FROM next_hour - hour)::int8 / 3600) AS fwd,
+      SELECT currency, channel, hour, net, first_hour, n,
+             coalesce(least(\(SalesHour.far), extract(epoch FROM hour - prev_hour)::int8 / 3600), \(SalesHour.far)) AS back,
+             coalesce(least(\(SalesHour.far), extract(epoch FROM next_hour - hour)::int8 / 3600), \(SalesHour.far)) AS ahead,
              extract(epoch FROM hour - first_hour)::int8 / 3600 AS from_first
       FROM s)
-    SELECT currency, channel, hour, 0::int2, 0::int2, count(*)::int8, sum(net)::int8 FROM g GROUP BY 1, 2, 3
-    UNION ALL
-    SELECT currency, channel, hour, 1::int2, coalesce(back, \(SalesHour.far))::int2, count(*)::int8, 0::int8 FROM g GROUP BY 1, 2, 3, 5
-    UNION ALL
-    SELECT currency, channel, hour, 2::int2, coalesce(fwd, \(SalesHour.far))::int2, count(*)::int8, 0::int8 FROM g GROUP BY 1, 2, 3, 5
-    UNION ALL
-    SELECT currency, channel, hour, 3::int2, from_first::int2, count(*)::int8, 0::int8 FROM g
+    """
+
+  /// SQL: the rows of `analytics.sales_hours` (`SalesHour`) of every customer, as `KeptContributions`
+  /// computes them: (currency, channel, hour, orders, net_minor, back, ahead).
+  static let salesHoursSQL = """
+    \(scopeHoursSQL),
+    h AS (
+      SELECT currency, channel, hour, count(*) AS orders, sum(net) AS net,
+             array_agg(back) AS backs, array_agg(ahead) AS aheads
+      FROM g GROUP BY 1, 2, 3)
+    SELECT currency, channel, hour, orders::int8, net::int8,
+           ARRAY(SELECT count(*) FILTER (WHERE b >= t)::int8 FROM generate_series(\(SalesHour.gaps[0]), \(SalesHour.far)) t, unnest(h.backs) b GROUP BY t ORDER BY t),
+           ARRAY(SELECT count(*) FILTER (WHERE a >= t)::int8 FROM generate_series(\(SalesHour.gaps[0]), \(SalesHour.far)) t, unnest(h.aheads) a GROUP BY t ORDER BY t)
+    FROM h
+    """
+
+  /// SQL: the rows of `analytics.first_hours` (`FirstHour`) of every customer: (currency, channel, hour,
+  /// kind, gap, customers).
+  static let firstHoursSQL = """
+    \(scopeHoursSQL)
+    SELECT currency, channel, hour, 0::int2, from_first::int2, count(*)::int8 FROM g
     WHERE n = 1 AND from_first <= \(SalesHour.reach) GROUP BY 1, 2, 3, 5
     UNION ALL
-    SELECT currency, channel, first_hour, 4::int2, from_first::int2, count(*)::int8, 0::int8 FROM g
+    SELECT currency, channel, first_hour, 1::int2, from_first::int2, count(*)::int8 FROM g
     WHERE n = 1 AND from_first <= \(SalesHour.reach) GROUP BY 1, 2, 3, 5
     """
 
@@ -186,8 +203,8 @@ extension AnalyticsStore {
     let scopes = new.scopes.filter { old.scopes[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
     let days = Self.scopeDayChanges(old.scopes, new.scopes)
-    let hours = Self.difference(old.hours, new.hours)
-    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty || !hours.isEmpty else { return }
+    let (hours, firsts) = (Self.difference(old.hours, new.hours), Self.difference(old.firstHours, new.firstHours))
+    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty || !hours.isEmpty || !firsts.isEmpty else { return }
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
     try await connection.query(
@@ -211,13 +228,24 @@ extension AnalyticsStore {
         SELECT * FROM unnest(\(days.map(\.0.currency))::text[], \(days.map(\.0.channel))::int4[], \(days.map(\.0.kind))::int4[],
                              \(days.map(\.0.day))::timestamptz[], \(days.map(\.1))::int8[])
         ON CONFLICT (currency, channel, kind, day) DO UPDATE SET customers = scope_days.customers + EXCLUDED.customers),
+      -- `back` and `ahead` of every row, one after the other (`SalesHour.gaps` each), added element by element
       hours AS (
-        INSERT INTO analytics.sales_hours (currency, channel, hour, kind, gap, orders, net_minor)
-        SELECT * FROM unnest(\(hours.map(\.0.currency))::text[], \(hours.map(\.0.channel))::int4[], \(hours.map(\.0.hour))::timestamptz[],
-                             \(hours.map { $0.0.kind })::int2[], \(hours.map { $0.0.gap })::int2[],
-                             \(hours.map { $0.1[0] })::int8[], \(hours.map { $0.1[1] })::int8[])
-        ON CONFLICT (currency, channel, hour, kind, gap) DO UPDATE SET
-          orders = sales_hours.orders + EXCLUDED.orders, net_minor = sales_hours.net_minor + EXCLUDED.net_minor),
+        INSERT INTO analytics.sales_hours (currency, channel, hour, orders, net_minor, back, ahead)
+        SELECT u.currency, u.channel, u.hour, u.orders, u.net,
+               (\(hours.flatMap { $0.1[2..<(2 + SalesHour.gaps.count)] })::int8[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)],
+               (\(hours.flatMap { $0.1[(2 + SalesHour.gaps.count)...] })::int8[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)]
+        FROM unnest(\(hours.map(\.0.currency))::text[], \(hours.map(\.0.channel))::int4[], \(hours.map(\.0.hour))::timestamptz[],
+                    \(hours.map { $0.1[0] })::int8[], \(hours.map { $0.1[1] })::int8[])
+               WITH ORDINALITY AS u(currency, channel, hour, orders, net, n)
+        ON CONFLICT (currency, channel, hour) DO UPDATE SET
+          orders = sales_hours.orders + EXCLUDED.orders, net_minor = sales_hours.net_minor + EXCLUDED.net_minor,
+          back = ARRAY(SELECT x + y FROM unnest(sales_hours.back, EXCLUDED.back) WITH ORDINALITY AS t(x, y, i) ORDER BY i),
+          ahead = ARRAY(SELECT x + y FROM unnest(sales_hours.ahead, EXCLUDED.ahead) WITH ORDINALITY AS t(x, y, i) ORDER BY i)),
+      firsts AS (
+        INSERT INTO analytics.first_hours (currency, channel, hour, kind, gap, customers)
+        SELECT * FROM unnest(\(firsts.map(\.0.currency))::text[], \(firsts.map(\.0.channel))::int4[], \(firsts.map(\.0.hour))::timestamptz[],
+                             \(firsts.map { $0.0.kind })::int2[], \(firsts.map { $0.0.gap })::int2[], \(firsts.map { $0.1[0] })::int8[])
+        ON CONFLICT (currency, channel, hour, kind, gap) DO UPDATE SET customers = first_hours.customers + EXCLUDED.customers),
       -- The customers' kept RFM segments are due again (AnalyticsStore+SegmentSales): a row marked
       -- again gets a new version, so that a scoring pass that read the old one leaves it pending.
       pending AS (
@@ -329,8 +357,8 @@ extension AnalyticsStore {
   }
 
   /// How far past a placement's weeks and months its window reaches: a day, and the hours
-  /// `analytics.sales_hours` tells gaps apart over (`SalesHour.reach`) beyond it.
-  static let windowMargin = TimeInterval(86_400 + (SalesHour.reach + 1) * 3_600)
+  /// `analytics.sales_hours` tells gaps apart over (`SalesHour.far`) beyond it.
+  static let windowMargin = TimeInterval(86_400 + SalesHour.far * 3_600)
 
   /// The orders of `customers` that are not cancelled.
   private func keptOrders(of customers: [UUID], on connection: PostgresConnection) async throws -> [KeptOrder] {
@@ -466,11 +494,13 @@ struct KeptContributions {
   /// Per (cohort, month): customers.
   var cohorts: [KeptKey: [Int64]] = [:]
   var scopes: [ScopeKey: ScopeTimes] = [:]
-  /// Per `SalesHour`: orders and net (kind 0), or customers' orders or customers (kinds 1–4) and 0.
+  /// Per `SalesHour`: orders, net, then `back` and `ahead` (`SalesHour.gaps` each).
   var hours: [SalesHour: [Int64]] = [:]
+  /// Per `FirstHour`: customers.
+  var firstHours: [FirstHour: [Int64]] = [:]
 
-  /// Sales periods and cohort cells cut in each of `zones`; the customer scopes and sales hours (no
-  /// zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
+  /// Sales periods and cohort cells cut in each of `zones`; the customer scopes, sales hours and first
+  /// hours (no zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
   init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
       let first = firsts[customer] ?? own.map(\.placed).min()!
@@ -517,10 +547,10 @@ struct KeptContributions {
 }
 
 extension KeptContributions {
-  /// A customer's rows of `analytics.sales_hours` (`SalesHour`), from their orders `own` (not cancelled)
-  /// and their first order `first`. With part of their orders (a placement's window, at least
-  /// `SalesHour.reach` either side of the new ones), the rows this computes wrongly near the window's
-  /// edges are the same before and after the placement, and cancel.
+  /// A customer's rows of `analytics.sales_hours` and `analytics.first_hours`, from their orders `own`
+  /// (not cancelled) and their first order `first`. With part of their orders (a placement's window, at
+  /// least `SalesHour.far` hours either side of the new ones), the rows this computes wrongly near the
+  /// window's edges are the same before and after the placement, and cancel.
   fileprivate mutating func addHours(_ own: [KeptOrder], first: Date) {
     let firstHour = SalesHour.hour(of: first)
     var byScope: [ScopeKey: [KeptOrder]] = [:]
@@ -532,40 +562,39 @@ extension KeptContributions {
     for (scope, orders) in byScope {
       let sorted = orders.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }
       let at = sorted.map { SalesHour.hour(of: $0.placed) }
-      func add(_ hour: Date, _ kind: Int, _ gap: Int, _ values: [Int64]) {
-        let key = SalesHour(currency: scope.currency, channel: scope.channel, hour: hour, kind: kind, gap: gap)
-        hours[key] = zip(hours[key] ?? [0, 0], values).map { $0 + $1 }
-      }
       for (index, order) in sorted.enumerated() {
-        add(at[index], 0, 0, [1, order.net])
-        add(at[index], 1, index > 0 ? SalesHour.gap(from: at[index - 1], to: at[index]) : SalesHour.far, [1, 0])
-        add(at[index], 2, index + 1 < at.count ? SalesHour.gap(from: at[index], to: at[index + 1]) : SalesHour.far, [1, 0])
+        let back = index > 0 ? SalesHour.gap(from: at[index - 1], to: at[index]) : SalesHour.far
+        let ahead = index + 1 < at.count ? SalesHour.gap(from: at[index], to: at[index + 1]) : SalesHour.far
+        let key = SalesHour(currency: scope.currency, channel: scope.channel, hour: at[index])
+        let values = [1, order.net] + SalesHour.gaps.map { back >= $0 ? 1 : 0 } + SalesHour.gaps.map { ahead >= $0 ? 1 : 0 }
+        hours[key] = zip(hours[key] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
       }
       let toFirst = SalesHour.gap(from: firstHour, to: at[0])
       if toFirst < SalesHour.far {
-        add(at[0], 3, toFirst, [1, 0])
-        add(firstHour, 4, toFirst, [1, 0])
+        for (kind, hour) in [(0, at[0]), (1, firstHour)] {
+          firstHours[FirstHour(currency: scope.currency, channel: scope.channel, hour: hour, kind: kind, gap: toFirst), default: [0]][0] += 1
+        }
       }
     }
   }
 }
 
 /// A row of `analytics.sales_hours`: per UTC hour, currency and channel (0: every channel), what a day
-/// in a zone that is not kept is derived from (docs/ANALYTICS.md, "Sales"). Kind 0: the hour's orders
-/// and net. Kind 1: orders by the hours back to their customer's previous order in the scope (`gap`;
-/// `far` when more than `reach` or none); kind 2: by the hours on to the next one. Kind 3: customers by
-/// the hour of their first order in the scope and the hours back to their first order in any scope
-/// (at most `reach`; none when more); kind 4: the same customers by the hour of that first order.
+/// in a zone that is not kept is derived from (docs/ANALYTICS.md, "Sales"): the hour's orders and net,
+/// and for each of `gaps` the hour's orders whose customer's previous order in the scope is at least that
+/// many hours back (`back`; hours between UTC hours; no previous order counts as far), and whose next one
+/// is at least that many hours on (`ahead`).
 struct SalesHour: Hashable, Comparable {
   let currency: String
   let channel: Int
   let hour: Date
-  let kind: Int
-  let gap: Int
 
   /// The hours a gap is told exactly: a local day and its base zone's together span at most this.
   static let reach = 48
   static let far = reach + 1
+  /// The gaps `back` and `ahead` count from: a day that begins or ends in a sliver asks about gaps of
+  /// more than the shorter day, which is at least 19 hours long, up to `far`.
+  static let gaps = Array(20...far)
 
   static func hour(of date: Date) -> Date {
     Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 3_600).rounded(.down) * 3_600)
@@ -577,6 +606,21 @@ struct SalesHour: Hashable, Comparable {
   }
 
   static func < (a: SalesHour, b: SalesHour) -> Bool {
+    (a.currency, a.channel, a.hour) < (b.currency, b.channel, b.hour)
+  }
+}
+
+/// A row of `analytics.first_hours`: customers whose first order in a currency and channel (0: every
+/// channel) is at most `SalesHour.reach` hours (`gap`) after their first order, by the UTC hour of their
+/// first in the scope (kind 0) or of their first order (kind 1).
+struct FirstHour: Hashable, Comparable {
+  let currency: String
+  let channel: Int
+  let hour: Date
+  let kind: Int
+  let gap: Int
+
+  static func < (a: FirstHour, b: FirstHour) -> Bool {
     (a.currency, a.channel, a.hour, a.kind, a.gap) < (b.currency, b.channel, b.hour, b.kind, b.gap)
   }
 }

@@ -141,15 +141,16 @@ extension AnalyticsStore {
   }
 
   /// (start, end, orders, net, active, new, exact) per local day of the range in `zone`, derived from the
-  /// rows of the kept zone `base` and `analytics.sales_hours` (docs/ANALYTICS.md, "Sales"; `SalesHour`).
-  /// A local day L and `base`'s day B of the same date differ by the hours of their slivers. Orders and
-  /// net move by the slivers' hours. A customer counts in one and not the other only through an order in
-  /// a sliver: in L and not B when, for the first such order after B (or the last before it), the hours
-  /// back to their previous order (or on to their next) pass B's far end; and the other way round. A
-  /// customer is new in a day when their first order is in it and their first in the scope is before its
-  /// end: only customers with one of those two in a sliver can differ, and rows of kind 3 and 4 give
-  /// both hours. Exact (`exact`) when every boundary is a whole UTC hour and the two days together span
-  /// at most `SalesHour.reach` hours; otherwise the caller derives from the orders.
+  /// rows of the kept zone `base`, `analytics.sales_hours` and `analytics.first_hours` (docs/ANALYTICS.md,
+  /// "Sales"). A local day L and `base`'s day B of the same date differ by the hours of their slivers.
+  /// Orders and net move by the slivers' hours. A customer counts in one and not the other only through
+  /// an order in a sliver: in the sliver after the other day's end, the orders whose previous one is
+  /// before both starts (`back`); in the sliver before the other day's start, the orders whose next one is
+  /// at or after the other day's end (`ahead`). A customer is new in a day when their first order is in
+  /// it and their first in the scope is before its end: only customers with one of those two in a sliver
+  /// can differ, and `first_hours` gives both hours. Exact (`exact`) when every boundary is a whole UTC
+  /// hour, the shorter day is at least 19 hours long, the two overlap and together span at most
+  /// `SalesHour.reach` hours; otherwise the caller derives from the orders.
   private func hourRowsSQL(_ range: SalesRange, zone: KeptZone, base: KeptZone) -> PostgresQuery {
     """
     WITH periods AS (
@@ -162,42 +163,47 @@ extension AnalyticsStore {
     checked AS (
       SELECT *, extract(epoch FROM ps) % 3600 = 0 AND extract(epoch FROM pe) % 3600 = 0 AND extract(epoch FROM us) % 3600 = 0
                 AND extract(epoch FROM ue) % 3600 = 0 AND greatest(pe, ue) - least(ps, us) <= interval '\(unescaped: String(SalesHour.reach)) hours'
+                AND least(pe - ps, ue - us) >= interval '\(unescaped: String(SalesHour.gaps[0] - 1)) hours'
                 AND greatest(ps, us) <= least(pe, ue) AS exact
       FROM periods),
     slivers AS (
       SELECT ps, pe, us, ue, true AS starts, least(us, ps) AS a, greatest(us, ps) AS b FROM checked WHERE exact AND us <> ps
       UNION ALL
       SELECT ps, pe, us, ue, false, least(ue, pe), greatest(ue, pe) FROM checked WHERE exact AND ue <> pe),
-    hours AS (
-      SELECT s.ps, s.pe, s.us, s.ue, s.starts, h.hour, h.kind, h.orders, h.net_minor,
-             (h.hour >= s.ps AND h.hour < s.pe)::int - (h.hour >= s.us AND h.hour < s.ue)::int AS sign,
-             h.hour - make_interval(hours => h.gap) AS back, h.hour + make_interval(hours => h.gap) AS ahead
-      FROM slivers s JOIN analytics.sales_hours h
-        ON h.currency = \(range.currency)::bpchar AND h.channel = \(range.channel) AND h.hour >= s.a AND h.hour < s.b),
     moved AS (
-      SELECT ps,
-             sum(sign * orders) FILTER (WHERE kind = 0) AS orders, sum(sign * net_minor) FILTER (WHERE kind = 0) AS net,
-             sum(CASE
-                   -- after the start of both: an order whose previous one is before both starts
-                   WHEN kind = 1 AND NOT starts AND back < least(ps, us) THEN sign * orders
-                   -- before the end of both: an order whose next one is at or after the other day's end
-                   WHEN kind = 2 AND starts AND ahead >= CASE WHEN ps < us THEN ue ELSE pe END THEN sign * orders
-                 END) AS active,
-             sum(CASE
-                   -- first order in the sliver (at `hour`), first in the scope at `ahead`
-                   WHEN kind = 4 THEN ((hour >= ps AND hour < pe AND ahead < pe)::int - (hour >= us AND hour < ue AND ahead < ue)::int) * orders
-                   -- first in the scope in the sliver, first order at `back` in both days or in neither
-                   WHEN kind = 3 AND (back >= ps AND back < pe) = (back >= us AND back < ue)
-                     THEN (back >= ps AND back < pe)::int * ((hour < pe)::int - (hour < ue)::int) * orders
+      SELECT s.ps, sum(x.sign * h.orders) AS orders, sum(x.sign * h.net_minor) AS net,
+             -- the orders whose neighbour is at least `gaps[i]` hours away: i = hours to the other day's end, or
+             -- from both starts and one more, less the first gap counted
+             sum(x.sign * CASE
+                   WHEN s.starts THEN h.ahead[extract(epoch FROM CASE WHEN s.ps < s.us THEN s.ue ELSE s.pe END - h.hour)::int / 3600 - \(SalesHour.gaps[0] - 1)]
+                   ELSE h.back[extract(epoch FROM h.hour - least(s.ps, s.us))::int / 3600 + 1 - \(SalesHour.gaps[0] - 1)]
+                 END) AS active
+      FROM slivers s JOIN analytics.sales_hours h
+        ON h.currency = \(range.currency)::bpchar AND h.channel = \(range.channel) AND h.hour >= s.a AND h.hour < s.b
+        CROSS JOIN LATERAL (SELECT (h.hour >= s.ps AND h.hour < s.pe)::int - (h.hour >= s.us AND h.hour < s.ue)::int AS sign) x
+      GROUP BY s.ps),
+    fresh AS (
+      SELECT ps, sum(CASE
+                   -- first order in the sliver (`hour`), first in the scope `gap` hours on
+                   WHEN kind = 1 THEN ((hour >= ps AND hour < pe AND ahead < pe)::int - (hour >= us AND hour < ue AND ahead < ue)::int) * customers
+                   -- first in the scope in the sliver, first order `gap` hours back in both days or in neither
+                   WHEN (back >= ps AND back < pe) = (back >= us AND back < ue)
+                     THEN (back >= ps AND back < pe)::int * ((hour < pe)::int - (hour < ue)::int) * customers
                  END) AS new
-      FROM hours GROUP BY ps)
+      FROM (
+        SELECT s.ps, s.pe, s.us, s.ue, f.hour, f.kind, f.customers,
+               f.hour - make_interval(hours => f.gap) AS back, f.hour + make_interval(hours => f.gap) AS ahead
+        FROM slivers s JOIN analytics.first_hours f
+          ON f.currency = \(range.currency)::bpchar AND f.channel = \(range.channel) AND f.hour >= s.a AND f.hour < s.b) f
+      GROUP BY ps)
     SELECT c.ps, c.pe, (coalesce(s.orders, 0) + coalesce(m.orders, 0))::int8, (coalesce(s.net_minor, 0) + coalesce(m.net, 0))::int8,
-           (coalesce(s.active, 0) + coalesce(m.active, 0))::int8, (coalesce(s.new, 0) + coalesce(m.new, 0))::int8, c.exact
+           (coalesce(s.active, 0) + coalesce(m.active, 0))::int8, (coalesce(s.new, 0) + coalesce(f.new, 0))::int8, c.exact
     FROM checked c
       LEFT JOIN analytics.sales_periods s
         ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = 'day' AND s.currency = \(range.currency)::bpchar
            AND s.channel = \(range.channel) AND s.period = c.us
       LEFT JOIN moved m USING (ps)
+      LEFT JOIN fresh f USING (ps)
     ORDER BY c.ps
     """
   }
