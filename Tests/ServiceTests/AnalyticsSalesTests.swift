@@ -483,11 +483,13 @@ import Testing
           #expect(kept == read, "\(step) \(zone)")
           #expect(!kept.isEmpty, "\(step) \(zone)")
           for (start, end) in ranges {
-            // Days in a zone whose clocks are whole hours from UTC's are derived from the sales hours.
+            // Periods in a zone whose clocks are whole hours from UTC's are derived from the sales hours.
             if let derived = KeptZone(zone), !zones.contains(zone) {
-              let range = AnalyticsStore.SalesRange(from: start, to: end, currency: "EUR", channel: 0)
-              let hourly = try await store.hourDerivedDays(range, zone: derived, base: .utc)
-              #expect((hourly != nil) == !["Asia/Kathmandu", "Asia/Kolkata"].contains(zone), "\(step) \(zone)")
+              for unit in ["day", "week", "month"] {
+                let range = AnalyticsStore.SalesRange(from: start, to: end, currency: "EUR", channel: 0)
+                let hourly = try await store.hourDerivedPeriods(range, unit: unit, zone: derived, base: .utc)
+                #expect((hourly != nil) == !["Asia/Kathmandu", "Asia/Kolkata"].contains(zone), "\(step) \(zone) \(unit)")
+              }
             }
             for unit in ["day", "week", "month"] {
               for (currency, channel) in [("EUR", 0), ("EUR", Rapport_Common_V1_Channel.store.rawValue), ("GBP", 0)] {
@@ -630,6 +632,21 @@ import Testing
           let id = UUID()
           placed.append((id, customer))
           straddling.append(order(id, customer, daysAgo: now.timeIntervalSince(at) / 86_400, n: n))
+        }
+      }
+      // New York's weeks and months from UTC's: a customer with an order in the hour a UTC week (month)
+      // starts, and the next one in the hour before New York's week (month) ends, or in the hour it ends.
+      for utcStart in [UTCPeriod.starts(of: now.addingTimeInterval(-100 * 86_400))[1], UTCPeriod.starts(of: now.addingTimeInterval(-100 * 86_400))[2]] {
+        let utcEnd = utcStart == UTCPeriod.starts(of: utcStart)[1]
+          ? utcStart.addingTimeInterval(7 * 86_400) : UTCPeriod.starts(of: utcStart.addingTimeInterval(32 * 86_400))[2]
+        let newYorkEnd = utcEnd.addingTimeInterval(-Double(try #require(TimeZone(identifier: "America/New_York")).secondsFromGMT(for: utcEnd)))
+        for next in [utcEnd.addingTimeInterval(9_000), newYorkEnd.addingTimeInterval(-1_800), newYorkEnd.addingTimeInterval(1_800)] {
+          let customer = UUID()
+          for at in [utcStart.addingTimeInterval(1_800), next] {
+            let id = UUID()
+            placed.append((id, customer))
+            straddling.append(order(id, customer, daysAgo: now.timeIntervalSince(at) / 86_400, n: 1))
+          }
         }
       }
       try await events.apply("order", all: straddling)

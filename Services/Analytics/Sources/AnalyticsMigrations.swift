@@ -445,8 +445,8 @@ enum AnalyticsMigrations {
           hour timestamptz NOT NULL,
           orders bigint NOT NULL,
           net_minor bigint NOT NULL,
-          back bigint[] NOT NULL,
-          ahead bigint[] NOT NULL,
+          back integer[] NOT NULL,
+          ahead integer[] NOT NULL,
           PRIMARY KEY (currency, channel, hour))
         """,
         """

@@ -125,8 +125,8 @@ extension AnalyticsStore {
              array_agg(back) AS backs, array_agg(ahead) AS aheads
       FROM g GROUP BY 1, 2, 3)
     SELECT currency, channel, hour, orders::int8, net::int8,
-           ARRAY(SELECT count(*) FILTER (WHERE b >= t)::int8 FROM generate_series(\(SalesHour.gaps[0]), \(SalesHour.far)) t, unnest(h.backs) b GROUP BY t ORDER BY t),
-           ARRAY(SELECT count(*) FILTER (WHERE a >= t)::int8 FROM generate_series(\(SalesHour.gaps[0]), \(SalesHour.far)) t, unnest(h.aheads) a GROUP BY t ORDER BY t)
+           ARRAY(SELECT count(*) FILTER (WHERE b >= t)::int4 FROM unnest('{\(SalesHour.gaps.map(String.init).joined(separator: ","))}'::int4[]) WITH ORDINALITY AS g(t, i), unnest(h.backs) b GROUP BY i ORDER BY i),
+           ARRAY(SELECT count(*) FILTER (WHERE a >= t)::int4 FROM unnest('{\(SalesHour.gaps.map(String.init).joined(separator: ","))}'::int4[]) WITH ORDINALITY AS g(t, i), unnest(h.aheads) a GROUP BY i ORDER BY i)
     FROM h
     """
 
@@ -232,8 +232,8 @@ extension AnalyticsStore {
       hours AS (
         INSERT INTO analytics.sales_hours (currency, channel, hour, orders, net_minor, back, ahead)
         SELECT u.currency, u.channel, u.hour, u.orders, u.net,
-               (\(hours.flatMap { $0.1[2..<(2 + SalesHour.gaps.count)] })::int8[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)],
-               (\(hours.flatMap { $0.1[(2 + SalesHour.gaps.count)...] })::int8[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)]
+               (\(hours.flatMap { $0.1[2..<(2 + SalesHour.gaps.count)].map { Int32($0) } })::int4[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)],
+               (\(hours.flatMap { $0.1[(2 + SalesHour.gaps.count)...].map { Int32($0) } })::int4[])[(u.n - 1) * \(SalesHour.gaps.count) + 1 : u.n * \(SalesHour.gaps.count)]
         FROM unnest(\(hours.map(\.0.currency))::text[], \(hours.map(\.0.channel))::int4[], \(hours.map(\.0.hour))::timestamptz[],
                     \(hours.map { $0.1[0] })::int8[], \(hours.map { $0.1[1] })::int8[])
                WITH ORDINALITY AS u(currency, channel, hour, orders, net, n)
@@ -566,7 +566,7 @@ extension KeptContributions {
         let back = index > 0 ? SalesHour.gap(from: at[index - 1], to: at[index]) : SalesHour.far
         let ahead = index + 1 < at.count ? SalesHour.gap(from: at[index], to: at[index + 1]) : SalesHour.far
         let key = SalesHour(currency: scope.currency, channel: scope.channel, hour: at[index])
-        let values = [1, order.net] + SalesHour.gaps.map { back >= $0 ? 1 : 0 } + SalesHour.gaps.map { ahead >= $0 ? 1 : 0 }
+        let values: [Int64] = [1, order.net] + SalesHour.gaps.map { back >= $0 ? 1 : 0 } + SalesHour.gaps.map { ahead >= $0 ? 1 : 0 }
         hours[key] = zip(hours[key] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
       }
       let toFirst = SalesHour.gap(from: firstHour, to: at[0])
@@ -589,12 +589,25 @@ struct SalesHour: Hashable, Comparable {
   let channel: Int
   let hour: Date
 
-  /// The hours a gap is told exactly: a local day and its base zone's together span at most this.
-  static let reach = 48
+  /// The gaps (hours) `back` and `ahead` count orders at, per unit: a period and its base zone's of
+  /// the same name ask about gaps from one more than the shorter one's hours (at least 19 for a day, 159
+  /// for a week and 664 for a month) to the hours they span together (at most 48, 190 and 760: 15 hours
+  /// more than the longest month's, for zones whose clocks are up to 15 hours apart).
+  static let units: [(unit: String, gaps: ClosedRange<Int>)] = [("day", 20...48), ("week", 160...190), ("month", 665...760)]
+  static let gaps = units.flatMap { Array($0.gaps) }
+  /// The hours a gap is told exactly; a gap of `far` counts as any longer one, or none.
+  static let reach = 760
   static let far = reach + 1
-  /// The gaps `back` and `ahead` count from: a day that begins or ends in a sliver asks about gaps of
-  /// more than the shorter day, which is at least 19 hours long, up to `far`.
-  static let gaps = Array(20...far)
+
+  /// `unit`'s gaps, and the (1-based) index in `back` and `ahead` of the first.
+  static func gaps(of unit: String) -> (gaps: ClosedRange<Int>, index: Int)? {
+    var index = 1
+    for (name, gaps) in units {
+      if name == unit { return (gaps, index) }
+      index += gaps.count
+    }
+    return nil
+  }
 
   static func hour(of date: Date) -> Date {
     Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 3_600).rounded(.down) * 3_600)

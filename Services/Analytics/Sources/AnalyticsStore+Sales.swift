@@ -115,18 +115,19 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// Every period of the range in `zone` from the rows of the kept zone `base`: days derived from
-  /// `analytics.sales_hours` (`hourRowsSQL`) when every boundary is a whole UTC hour, anything else from
-  /// the orders in the slivers (`periodRowsSQL`).
+  /// Every period of the range in `zone` from the rows of the kept zone `base`: derived from
+  /// `analytics.sales_hours` (`hourRowsSQL`) when every boundary is a whole UTC hour, otherwise from the
+  /// orders in the slivers (`periodRowsSQL`).
   private func keptPeriods(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone) async throws -> [KeptPeriod] {
-    if unit == "day", zone != base, let days = try await hourDerivedDays(range, zone: zone, base: base) { return days }
+    if zone != base, let periods = try await hourDerivedPeriods(range, unit: unit, zone: zone, base: base) { return periods }
     return try await keptPeriods(periodRowsSQL(range, unit: unit, zone: zone, base: base)) ?? []
   }
 
-  /// The days of the range in `zone` derived from `base`'s rows and `analytics.sales_hours`
+  /// The periods of the range in `zone` derived from `base`'s rows and `analytics.sales_hours`
   /// (`hourRowsSQL`); nil unless that is exact for every one of them.
-  func hourDerivedDays(_ range: SalesRange, zone: KeptZone, base: KeptZone) async throws -> [KeptPeriod]? {
-    try await keptPeriods(hourRowsSQL(range, zone: zone, base: base))
+  func hourDerivedPeriods(_ range: SalesRange, unit: String, zone: KeptZone, base: KeptZone) async throws -> [KeptPeriod]? {
+    guard let gaps = SalesHour.gaps(of: unit) else { return nil }
+    return try await keptPeriods(hourRowsSQL(range, unit: unit, gaps: gaps, zone: zone, base: base))
   }
 
   /// The rows of `query` (start, end, orders, net, active, new, exact); nil if a row is not exact.
@@ -140,30 +141,33 @@ extension AnalyticsStore {
     return periods
   }
 
-  /// (start, end, orders, net, active, new, exact) per local day of the range in `zone`, derived from the
-  /// rows of the kept zone `base`, `analytics.sales_hours` and `analytics.first_hours` (docs/ANALYTICS.md,
-  /// "Sales"). A local day L and `base`'s day B of the same date differ by the hours of their slivers.
-  /// Orders and net move by the slivers' hours. A customer counts in one and not the other only through
-  /// an order in a sliver: in the sliver after the other day's end, the orders whose previous one is
-  /// before both starts (`back`); in the sliver before the other day's start, the orders whose next one is
-  /// at or after the other day's end (`ahead`). A customer is new in a day when their first order is in
-  /// it and their first in the scope is before its end: only customers with one of those two in a sliver
-  /// can differ, and `first_hours` gives both hours. Exact (`exact`) when every boundary is a whole UTC
-  /// hour, the shorter day is at least 19 hours long, the two overlap and together span at most
-  /// `SalesHour.reach` hours; otherwise the caller derives from the orders.
-  private func hourRowsSQL(_ range: SalesRange, zone: KeptZone, base: KeptZone) -> PostgresQuery {
+  /// (start, end, orders, net, active, new, exact) per local period (`unit`) of the range in `zone`,
+  /// derived from the rows of the kept zone `base`, `analytics.sales_hours` and `analytics.first_hours`
+  /// (docs/ANALYTICS.md, "Sales"). A local period L and `base`'s period B of the same name differ by the
+  /// hours of their slivers. Orders and net move by the slivers' hours. A customer counts in one and not
+  /// the other only through an order in a sliver: in the sliver after the other period's end, the orders
+  /// whose previous one is before both starts (`back`); in the sliver before the other period's start,
+  /// the orders whose next one is at or after the other period's end (`ahead`); each counted at the gap
+  /// of hours that asks (`gaps`: the unit's, and where they start in the arrays). A customer is new in a
+  /// period when their first order is in it and their first in the scope is before its end: only
+  /// customers with one of those two in a sliver can differ, and `first_hours` gives both hours. Exact
+  /// (`exact`) when every boundary is a whole UTC hour, the two periods overlap and the gaps asked lie in
+  /// the unit's; otherwise the caller derives from the orders.
+  private func hourRowsSQL(_ range: SalesRange, unit: String, gaps: (gaps: ClosedRange<Int>, index: Int), zone: KeptZone, base: KeptZone)
+    -> PostgresQuery
+  {
     """
     WITH periods AS (
-      SELECT p AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ps, (p + interval '1 day') AT TIME ZONE \(unescaped: zone.sqlLiteral) AS pe,
-             p AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (p + interval '1 day') AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
+      SELECT p AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ps, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(unescaped: zone.sqlLiteral) AS pe,
+             p AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (p + ('1 ' || \(unit))::interval) AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
       FROM generate_series(
-             date_trunc('day', \(range.from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
+             date_trunc(\(unit), \(range.from)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral)),
              \(range.to)::timestamptz AT TIME ZONE \(unescaped: zone.sqlLiteral) - interval '1 microsecond',
-             interval '1 day') AS p),
+             ('1 ' || \(unit))::interval) AS p),
     checked AS (
       SELECT *, extract(epoch FROM ps) % 3600 = 0 AND extract(epoch FROM pe) % 3600 = 0 AND extract(epoch FROM us) % 3600 = 0
-                AND extract(epoch FROM ue) % 3600 = 0 AND greatest(pe, ue) - least(ps, us) <= interval '\(unescaped: String(SalesHour.reach)) hours'
-                AND least(pe - ps, ue - us) >= interval '\(unescaped: String(SalesHour.gaps[0] - 1)) hours'
+                AND extract(epoch FROM ue) % 3600 = 0 AND greatest(pe, ue) - least(ps, us) <= make_interval(hours => \(gaps.gaps.upperBound)::int)
+                AND least(pe - ps, ue - us) >= make_interval(hours => \(gaps.gaps.lowerBound - 1)::int)
                 AND greatest(ps, us) <= least(pe, ue) AS exact
       FROM periods),
     slivers AS (
@@ -175,8 +179,8 @@ extension AnalyticsStore {
              -- the orders whose neighbour is at least `gaps[i]` hours away: i = hours to the other day's end, or
              -- from both starts and one more, less the first gap counted
              sum(x.sign * CASE
-                   WHEN s.starts THEN h.ahead[extract(epoch FROM CASE WHEN s.ps < s.us THEN s.ue ELSE s.pe END - h.hour)::int / 3600 - \(SalesHour.gaps[0] - 1)]
-                   ELSE h.back[extract(epoch FROM h.hour - least(s.ps, s.us))::int / 3600 + 1 - \(SalesHour.gaps[0] - 1)]
+                   WHEN s.starts THEN h.ahead[extract(epoch FROM CASE WHEN s.ps < s.us THEN s.ue ELSE s.pe END - h.hour)::int / 3600 + \(gaps.index - gaps.gaps.lowerBound)]
+                   ELSE h.back[extract(epoch FROM h.hour - least(s.ps, s.us))::int / 3600 + 1 + \(gaps.index - gaps.gaps.lowerBound)]
                  END) AS active
       FROM slivers s JOIN analytics.sales_hours h
         ON h.currency = \(range.currency)::bpchar AND h.channel = \(range.channel) AND h.hour >= s.a AND h.hour < s.b
@@ -200,7 +204,7 @@ extension AnalyticsStore {
            (coalesce(s.active, 0) + coalesce(m.active, 0))::int8, (coalesce(s.new, 0) + coalesce(f.new, 0))::int8, c.exact
     FROM checked c
       LEFT JOIN analytics.sales_periods s
-        ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = 'day' AND s.currency = \(range.currency)::bpchar
+        ON s.zone = \(unescaped: base.sqlLiteral) AND s.unit = \(unit) AND s.currency = \(range.currency)::bpchar
            AND s.channel = \(range.channel) AND s.period = c.us
       LEFT JOIN moved m USING (ps)
       LEFT JOIN fresh f USING (ps)
