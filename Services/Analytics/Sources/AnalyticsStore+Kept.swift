@@ -119,15 +119,11 @@ extension AnalyticsStore {
   /// SQL: the rows of `analytics.sales_hours` (`SalesHour`) of every customer, as `KeptContributions`
   /// computes them: (currency, channel, hour, orders, net_minor, back, ahead).
   static let salesHoursSQL = """
-    \(scopeHoursSQL),
-    h AS (
-      SELECT currency, channel, hour, count(*) AS orders, sum(net) AS net,
-             array_agg(back) AS backs, array_agg(ahead) AS aheads
-      FROM g GROUP BY 1, 2, 3)
-    SELECT currency, channel, hour, orders::int8, net::int8,
-           ARRAY(SELECT count(*) FILTER (WHERE b >= t)::int4 FROM unnest('{\(SalesHour.gaps.map(String.init).joined(separator: ","))}'::int4[]) WITH ORDINALITY AS g(t, i), unnest(h.backs) b GROUP BY i ORDER BY i),
-           ARRAY(SELECT count(*) FILTER (WHERE a >= t)::int4 FROM unnest('{\(SalesHour.gaps.map(String.init).joined(separator: ","))}'::int4[]) WITH ORDINALITY AS g(t, i), unnest(h.aheads) a GROUP BY i ORDER BY i)
-    FROM h
+    \(scopeHoursSQL)
+    SELECT currency, channel, hour, count(*)::int8, sum(net)::int8,
+           ARRAY[\(SalesHour.gaps.map { "count(*) FILTER (WHERE back >= \($0))::int4" }.joined(separator: ", "))],
+           ARRAY[\(SalesHour.gaps.map { "count(*) FILTER (WHERE ahead >= \($0))::int4" }.joined(separator: ", "))]
+    FROM g GROUP BY 1, 2, 3
     """
 
   /// SQL: the rows of `analytics.first_hours` (`FirstHour`) of every customer: (currency, channel, hour,
