@@ -160,7 +160,10 @@ public final class Stack: Sendable {
       name: "rapport-\(name)", executable: "\(try binaryDirectory())/rapport-\(name)", environment: environment,
       logPath: "\(dataDirectory)/logs/\(name).log")
     do {
-      let address = try await process.address()
+      // A service listens once its migrations are applied: on a large shop's first start after an
+      // upgrade that can take minutes (migration 23 fills the sales hours of every order). A process
+      // that exits fails the wait at once.
+      let address = try await process.address(timeout: .seconds(600))
       try await waitUntilServing(address, security: clientSecurity(tlsDirectory), of: process)
       return (process, address)
     } catch {

@@ -118,18 +118,29 @@ extension AnalyticsStore {
 
   /// SQL: the rows of `analytics.sales_hours` (`SalesHour`) of every customer, as `KeptContributions`
   /// computes them: (currency, channel, hour, orders, net_minor, back, ahead).
-  static let salesHoursSQL = """
-    \(scopeHoursSQL)
+  static let salesHoursSQL = "\(scopeHoursSQL)\n\(salesHoursFromScopes)"
+
+  /// SQL: the rows of `analytics.first_hours` (`FirstHour`) of every customer: (currency, channel, hour,
+  /// kind, gap, customers).
+  static let firstHoursSQL = "\(scopeHoursSQL)\n\(firstHoursFromScopes)"
+
+  /// SQL: fills `analytics.sales_hours` and `analytics.first_hours` from every order, reading them once.
+  static let fillHoursSQL = """
+    \(scopeHoursSQL),
+    sales AS (INSERT INTO analytics.sales_hours \(salesHoursFromScopes))
+    INSERT INTO analytics.first_hours \(firstHoursFromScopes)
+    """
+
+  /// The rows of `analytics.sales_hours` from `scopeHoursSQL`'s `g`: one count per gap, in one pass.
+  private static let salesHoursFromScopes = """
     SELECT currency, channel, hour, count(*)::int8, sum(net)::int8,
            ARRAY[\(SalesHour.gaps.map { "count(*) FILTER (WHERE back >= \($0))::int4" }.joined(separator: ", "))],
            ARRAY[\(SalesHour.gaps.map { "count(*) FILTER (WHERE ahead >= \($0))::int4" }.joined(separator: ", "))]
     FROM g GROUP BY 1, 2, 3
     """
 
-  /// SQL: the rows of `analytics.first_hours` (`FirstHour`) of every customer: (currency, channel, hour,
-  /// kind, gap, customers).
-  static let firstHoursSQL = """
-    \(scopeHoursSQL)
+  /// The rows of `analytics.first_hours` from `scopeHoursSQL`'s `g`.
+  private static let firstHoursFromScopes = """
     SELECT currency, channel, hour, 0::int2, from_first::int2, count(*)::int8 FROM g
     WHERE n = 1 AND from_first <= \(SalesHour.reach) GROUP BY 1, 2, 3, 5
     UNION ALL
