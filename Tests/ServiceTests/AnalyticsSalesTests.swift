@@ -520,6 +520,12 @@ import Testing
             "SELECT concat_ws(' ', currency, channel, hour, kind, gap, customers) FROM analytics.first_hours WHERE customers <> 0 ORDER BY 1")
             == rows("SELECT concat_ws(' ', a, b, c, d, e, f) FROM (\(AnalyticsStore.firstHoursSQL)) x(a, b, c, d, e, f) ORDER BY 1"),
           "\(step) first hours")
+        #expect(
+          try await rows(
+            "SELECT concat_ws(' ', hour, cohort, back, ahead) FROM analytics.cohort_hours WHERE back[1] <> 0 OR ahead[1] <> 0 ORDER BY 1")
+            == rows(
+              "SELECT concat_ws(' ', a, b, c, d) FROM (\(AnalyticsStore.cohortHoursSQL)) x(a, b, c, d) WHERE c[1] <> 0 OR d[1] <> 0 ORDER BY 1"),
+          "\(step) cohort hours")
         for zone in zones.compactMap(KeptZone.init) {
           let (kept, computed) = try await Self.keptRows(zone, database)
           #expect(kept == computed, "\(step) \(zone.identifier)")

@@ -459,11 +459,21 @@ enum AnalyticsMigrations {
           customers bigint NOT NULL,
           PRIMARY KEY (currency, channel, hour, kind, gap))
         """,
+        """
+        CREATE TABLE analytics.cohort_hours (
+          hour timestamptz NOT NULL,
+          cohort timestamptz NOT NULL,
+          back integer[] NOT NULL,
+          ahead integer[] NOT NULL,
+          PRIMARY KEY (hour, cohort))
+        """,
         AnalyticsStore.fillHoursSQL,
+        "INSERT INTO analytics.cohort_hours \(AnalyticsStore.cohortHoursSQL)",
         // Reads plan on them at once: without statistics a derived read scanned every hour (5 s at 1M)
         // until autovacuum analyzed them.
         "ANALYZE analytics.sales_hours",
         "ANALYZE analytics.first_hours",
+        "ANALYZE analytics.cohort_hours",
       ]),
   ]
 }

@@ -88,11 +88,14 @@ extension AnalyticsStore {
   ///   `base`, plus all their cells in the zone, from their orders;
   /// - any other customer with orders in slivers: for each month one of those orders falls in only in
   ///   `base` or only in the zone, the difference, unless they have an order in the month in both (one
-  ///   index probe).
+  ///   index probe); or, when `base` is UTC and the month's boundaries are whole hours (`exact`), from
+  ///   `analytics.cohort_hours` (`CohortHour`): per sliver hour and UTC cohort, the orders whose previous
+  ///   (next) order is far enough back (on) that their customer gains or loses the month, as sales
+  ///   periods are derived from `analytics.sales_hours`, less what the movers' orders add to those hours.
   /// Slivers are taken from the first cohort's month to two months after the last order or `now`.
   static func derivedCohortsSQL(from: Date, to: Date, zone: KeptZone, base: KeptZone, now: Date) -> PostgresQuery {
     """
-    WITH months AS (
+    WITH bounds AS (
       SELECT l, l AT TIME ZONE \(unescaped: zone.sqlLiteral) AS zs, (l + interval '1 month') AT TIME ZONE \(unescaped: zone.sqlLiteral) AS ze,
              l AT TIME ZONE \(unescaped: base.sqlLiteral) AS us, (l + interval '1 month') AT TIME ZONE \(unescaped: base.sqlLiteral) AS ue
       FROM generate_series(
@@ -100,6 +103,13 @@ extension AnalyticsStore {
              date_trunc('month', greatest(\(now)::timestamptz, (SELECT max(placed_at) FROM analytics.orders)) AT TIME ZONE \(unescaped: base.sqlLiteral))
                + interval '2 months',
              interval '1 month') AS l),
+    -- months whose customers' moves are read from analytics.cohort_hours (kept in UTC's months)
+    months AS (
+      SELECT *, \(unescaped: base == .utc ? "true" : "false") AND extract(epoch FROM zs) % 3600 = 0 AND extract(epoch FROM ze) % 3600 = 0
+                AND least(ze - zs, ue - us) >= interval '\(unescaped: String(SalesHour.monthGaps[0] - 1)) hours'
+                AND greatest(ze, ue) - least(zs, us) <= interval '\(unescaped: String(SalesHour.reach)) hours'
+                AND greatest(zs, us) <= least(ze, ue) AS exact
+      FROM bounds),
     earliest AS (SELECT least(min(zs), min(us)) AS at FROM months),
     slivers AS (SELECT least(zs, us) AS a, greatest(zs, us) AS b FROM months WHERE zs <> us),
     movers AS MATERIALIZED (
@@ -126,7 +136,32 @@ extension AnalyticsStore {
                THEN 0 ELSE g.z_only::int - g.u_only::int
              END AS customers
       FROM flagged g JOIN months mo ON mo.l = g.month
-      WHERE NOT EXISTS (SELECT 1 FROM movers v WHERE v.customer_id = g.customer_id)),
+      WHERE NOT mo.exact AND NOT EXISTS (SELECT 1 FROM movers v WHERE v.customer_id = g.customer_id)),
+    -- In a month whose moves are kept by the hour: its slivers' hours, each customer who gains or loses
+    -- the month counted once (as sales periods are derived: AnalyticsStore+Sales, `hourRowsSQL`), less
+    -- what the movers (counted whole below) contribute to those hours.
+    month_slivers AS (
+      SELECT l, zs, ze, us, ue, true AS starts, least(zs, us) AS a, greatest(zs, us) AS b FROM months WHERE exact AND zs <> us
+      UNION ALL
+      SELECT l, zs, ze, us, ue, false, least(ze, ue), greatest(ze, ue) FROM months WHERE exact AND ze <> ue),
+    mover_orders AS (
+      SELECT date_trunc('hour', o.placed_at, 'UTC') AS hour, date_trunc('month', v.first, 'UTC') AS cohort,
+             coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM date_trunc('hour', o.placed_at, 'UTC') - lag(date_trunc('hour', o.placed_at, 'UTC')) OVER w)::int8 / 3600), \(unescaped: String(SalesHour.far))) AS back,
+             coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM lead(date_trunc('hour', o.placed_at, 'UTC')) OVER w - date_trunc('hour', o.placed_at, 'UTC'))::int8 / 3600), \(unescaped: String(SalesHour.far))) AS ahead
+      FROM movers v JOIN analytics.orders o ON o.customer_id = v.customer_id AND NOT o.cancelled
+      WINDOW w AS (PARTITION BY o.customer_id ORDER BY o.placed_at)),
+    hour_moves AS (
+      SELECT cohort, l AS month, sum(sign * counted) AS customers FROM (
+        SELECT h.cohort, s.l, (h.hour >= s.zs AND h.hour < s.ze)::int - (h.hour >= s.us AND h.hour < s.ue)::int AS sign,
+               CASE WHEN s.starts THEN h.ahead[extract(epoch FROM CASE WHEN s.zs < s.us THEN s.ue ELSE s.ze END - h.hour)::int / 3600 - \(unescaped: String(SalesHour.monthGaps[0] - 1))]
+                    ELSE h.back[extract(epoch FROM h.hour - least(s.zs, s.us))::int / 3600 + 1 - \(unescaped: String(SalesHour.monthGaps[0] - 1))] END AS counted
+        FROM month_slivers s JOIN analytics.cohort_hours h ON h.hour >= s.a AND h.hour < s.b
+        UNION ALL
+        SELECT m.cohort, s.l, (m.hour >= s.zs AND m.hour < s.ze)::int - (m.hour >= s.us AND m.hour < s.ue)::int,
+               -CASE WHEN s.starts THEN (m.ahead >= extract(epoch FROM CASE WHEN s.zs < s.us THEN s.ue ELSE s.ze END - m.hour)::int / 3600)::int
+                     ELSE (m.back >= extract(epoch FROM m.hour - least(s.zs, s.us))::int / 3600 + 1)::int END
+        FROM month_slivers s JOIN mover_orders m ON m.hour >= s.a AND m.hour < s.b) x
+      GROUP BY 1, 2),
     moves AS MATERIALIZED (
       SELECT cohort, month, sign AS customers FROM (
         SELECT DISTINCT t.customer_id, z.sign, date_trunc('month', t.first AT TIME ZONE z.zone) AS cohort,
@@ -138,6 +173,7 @@ extension AnalyticsStore {
       SELECT cohort AT TIME ZONE \(unescaped: base.sqlLiteral) AS cohort, month AT TIME ZONE \(unescaped: base.sqlLiteral) AS month, customers FROM analytics.cohort_cells
       WHERE zone = \(unescaped: base.sqlLiteral) AND cohort >= (SELECT at FROM earliest)
       UNION ALL SELECT cohort, month, customers FROM stayers
+      UNION ALL SELECT cohort AT TIME ZONE 'UTC', month, customers FROM hour_moves
       UNION ALL SELECT cohort, month, customers FROM moves)
     SELECT cohort AT TIME ZONE \(unescaped: zone.sqlLiteral), month AT TIME ZONE \(unescaped: zone.sqlLiteral), sum(customers)::int8
     FROM cells

@@ -131,6 +131,25 @@ extension AnalyticsStore {
     INSERT INTO analytics.first_hours \(firstHoursFromScopes)
     """
 
+  /// SQL: the rows of `analytics.cohort_hours` (`CohortHour`) of every customer: (hour, cohort, back,
+  /// ahead).
+  static let cohortHoursSQL = """
+    WITH \(keptOrdersSQL(where: "true")),
+    s AS (
+      SELECT date_trunc('hour', placed_at, 'UTC') AS hour, date_trunc('month', first_at, 'UTC') AS cohort,
+             lag(date_trunc('hour', placed_at, 'UTC')) OVER w AS prev_hour, lead(date_trunc('hour', placed_at, 'UTC')) OVER w AS next_hour
+      FROM o WINDOW w AS (PARTITION BY customer_id ORDER BY placed_at)),
+    g AS (
+      SELECT hour, cohort,
+             coalesce(least(\(SalesHour.far), extract(epoch FROM hour - prev_hour)::int8 / 3600), \(SalesHour.far)) AS back,
+             coalesce(least(\(SalesHour.far), extract(epoch FROM next_hour - hour)::int8 / 3600), \(SalesHour.far)) AS ahead
+      FROM s)
+    SELECT hour, cohort,
+           ARRAY[\(SalesHour.monthGaps.map { "count(*) FILTER (WHERE back >= \($0))::int4" }.joined(separator: ", "))],
+           ARRAY[\(SalesHour.monthGaps.map { "count(*) FILTER (WHERE ahead >= \($0))::int4" }.joined(separator: ", "))]
+    FROM g GROUP BY 1, 2
+    """
+
   /// The rows of `analytics.sales_hours` from `scopeHoursSQL`'s `g`: one count per gap, in one pass.
   private static let salesHoursFromScopes = """
     SELECT currency, channel, hour, count(*)::int8, sum(net)::int8,
@@ -211,7 +230,10 @@ extension AnalyticsStore {
     let gone = old.scopes.keys.filter { new.scopes[$0] == nil }.sorted()
     let days = Self.scopeDayChanges(old.scopes, new.scopes)
     let (hours, firsts) = (Self.difference(old.hours, new.hours), Self.difference(old.firstHours, new.firstHours))
-    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty || !hours.isEmpty || !firsts.isEmpty else { return }
+    let cohortHours = Self.difference(old.cohortHours, new.cohortHours)
+    guard !sales.isEmpty || !cohorts.isEmpty || !scopes.isEmpty || !gone.isEmpty || !hours.isEmpty || !firsts.isEmpty || !cohortHours.isEmpty
+    else { return }
+    let months = SalesHour.monthGaps.count
     // Rows that fall to zero stay (reads treat them as absent): one statement cannot delete what it
     // updates, and a second statement per change is not worth it.
     try await connection.query(
@@ -248,6 +270,15 @@ extension AnalyticsStore {
           orders = sales_hours.orders + EXCLUDED.orders, net_minor = sales_hours.net_minor + EXCLUDED.net_minor,
           back = ARRAY(SELECT x + y FROM unnest(sales_hours.back, EXCLUDED.back) WITH ORDINALITY AS t(x, y, i) ORDER BY i),
           ahead = ARRAY(SELECT x + y FROM unnest(sales_hours.ahead, EXCLUDED.ahead) WITH ORDINALITY AS t(x, y, i) ORDER BY i)),
+      cohort_hours AS (
+        INSERT INTO analytics.cohort_hours (hour, cohort, back, ahead)
+        SELECT u.hour, u.cohort,
+               (\(cohortHours.flatMap { $0.1[..<months].map { Int32($0) } })::int4[])[(u.n - 1) * \(months) + 1 : u.n * \(months)],
+               (\(cohortHours.flatMap { $0.1[months...].map { Int32($0) } })::int4[])[(u.n - 1) * \(months) + 1 : u.n * \(months)]
+        FROM unnest(\(cohortHours.map(\.0.hour))::timestamptz[], \(cohortHours.map(\.0.cohort))::timestamptz[]) WITH ORDINALITY AS u(hour, cohort, n)
+        ON CONFLICT (hour, cohort) DO UPDATE SET
+          back = ARRAY(SELECT x + y FROM unnest(cohort_hours.back, EXCLUDED.back) WITH ORDINALITY AS t(x, y, i) ORDER BY i),
+          ahead = ARRAY(SELECT x + y FROM unnest(cohort_hours.ahead, EXCLUDED.ahead) WITH ORDINALITY AS t(x, y, i) ORDER BY i)),
       firsts AS (
         INSERT INTO analytics.first_hours (currency, channel, hour, kind, gap, customers)
         SELECT * FROM unnest(\(firsts.map(\.0.currency))::text[], \(firsts.map(\.0.channel))::int4[], \(firsts.map(\.0.hour))::timestamptz[],
@@ -505,6 +536,8 @@ struct KeptContributions {
   var hours: [SalesHour: [Int64]] = [:]
   /// Per `FirstHour`: customers.
   var firstHours: [FirstHour: [Int64]] = [:]
+  /// Per `CohortHour`: `back` and `ahead` over all of a customer's orders (`SalesHour.monthGaps` each).
+  var cohortHours: [CohortHour: [Int64]] = [:]
 
   /// Sales periods and cohort cells cut in each of `zones`; the customer scopes, sales hours and first
   /// hours (no zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
@@ -560,6 +593,15 @@ extension KeptContributions {
   /// window's edges are the same before and after the placement, and cancel.
   fileprivate mutating func addHours(_ own: [KeptOrder], first: Date) {
     let firstHour = SalesHour.hour(of: first)
+    let cohort = UTCPeriod.starts(of: first)[2]
+    let all = own.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }.map { SalesHour.hour(of: $0.placed) }
+    for (index, hour) in all.enumerated() {
+      let back = index > 0 ? SalesHour.gap(from: all[index - 1], to: hour) : SalesHour.far
+      let ahead = index + 1 < all.count ? SalesHour.gap(from: hour, to: all[index + 1]) : SalesHour.far
+      let values: [Int64] = SalesHour.monthGaps.map { back >= $0 ? 1 : 0 } + SalesHour.monthGaps.map { ahead >= $0 ? 1 : 0 }
+      let key = CohortHour(hour: hour, cohort: cohort)
+      cohortHours[key] = zip(cohortHours[key] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
+    }
     var byScope: [ScopeKey: [KeptOrder]] = [:]
     for order in own {
       for channel in Set([order.channel, 0]) {
@@ -602,6 +644,7 @@ struct SalesHour: Hashable, Comparable {
   /// more than the longest month's, for zones whose clocks are up to 15 hours apart).
   static let units: [(unit: String, gaps: ClosedRange<Int>)] = [("day", 20...48), ("week", 160...190), ("month", 665...760)]
   static let gaps = units.flatMap { Array($0.gaps) }
+  static let monthGaps = Array(gaps(of: "month")!.gaps)
   /// The hours a gap is told exactly; a gap of `far` counts as any longer one, or none.
   static let reach = 760
   static let far = reach + 1
@@ -628,6 +671,17 @@ struct SalesHour: Hashable, Comparable {
   static func < (a: SalesHour, b: SalesHour) -> Bool {
     (a.currency, a.channel, a.hour) < (b.currency, b.channel, b.hour)
   }
+}
+
+/// A row of `analytics.cohort_hours`: per UTC hour and UTC month of the customers' first order (their
+/// cohort in UTC), the hour's orders (any currency or channel) whose customer's previous order is at
+/// least each of `SalesHour.monthGaps` hours back (`back`) and whose next one is at least that many
+/// hours on (`ahead`): what cohorts in a zone that is not kept are derived from (docs/ANALYTICS.md).
+struct CohortHour: Hashable, Comparable {
+  let hour: Date
+  let cohort: Date
+
+  static func < (a: CohortHour, b: CohortHour) -> Bool { (a.hour, a.cohort) < (b.hour, b.cohort) }
 }
 
 /// A row of `analytics.first_hours`: customers whose first order in a currency and channel (0: every
