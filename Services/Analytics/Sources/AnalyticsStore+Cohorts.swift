@@ -137,6 +137,8 @@ extension AnalyticsStore {
              END AS customers
       FROM flagged g JOIN months mo ON mo.l = g.month
       WHERE NOT mo.exact AND NOT EXISTS (SELECT 1 FROM movers v WHERE v.customer_id = g.customer_id)),
+    -- (the lateral subqueries below read by index: the planner cannot know how few rows the slivers and
+    -- the movers are)
     -- In a month whose moves are kept by the hour: its slivers' hours, each customer who gains or loses
     -- the month counted once (as sales periods are derived: AnalyticsStore+Sales, `hourRowsSQL`), less
     -- what the movers (counted whole below) contribute to those hours.
@@ -148,14 +150,16 @@ extension AnalyticsStore {
       SELECT date_trunc('hour', o.placed_at, 'UTC') AS hour, date_trunc('month', v.first, 'UTC') AS cohort,
              coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM date_trunc('hour', o.placed_at, 'UTC') - lag(date_trunc('hour', o.placed_at, 'UTC')) OVER w)::int8 / 3600), \(unescaped: String(SalesHour.far))) AS back,
              coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM lead(date_trunc('hour', o.placed_at, 'UTC')) OVER w - date_trunc('hour', o.placed_at, 'UTC'))::int8 / 3600), \(unescaped: String(SalesHour.far))) AS ahead
-      FROM movers v JOIN analytics.orders o ON o.customer_id = v.customer_id AND NOT o.cancelled
-      WINDOW w AS (PARTITION BY o.customer_id ORDER BY o.placed_at)),
+      FROM movers v
+        CROSS JOIN LATERAL (SELECT placed_at FROM analytics.orders o WHERE o.customer_id = v.customer_id AND NOT o.cancelled OFFSET 0) o
+      WINDOW w AS (PARTITION BY v.customer_id ORDER BY o.placed_at)),
     hour_moves AS (
       SELECT cohort, l AS month, sum(sign * counted) AS customers FROM (
         SELECT h.cohort, s.l, (h.hour >= s.zs AND h.hour < s.ze)::int - (h.hour >= s.us AND h.hour < s.ue)::int AS sign,
                CASE WHEN s.starts THEN h.ahead[extract(epoch FROM CASE WHEN s.zs < s.us THEN s.ue ELSE s.ze END - h.hour)::int / 3600 - \(unescaped: String(SalesHour.monthGaps[0] - 1))]
                     ELSE h.back[extract(epoch FROM h.hour - least(s.zs, s.us))::int / 3600 + 1 - \(unescaped: String(SalesHour.monthGaps[0] - 1))] END AS counted
-        FROM month_slivers s JOIN analytics.cohort_hours h ON h.hour >= s.a AND h.hour < s.b
+        FROM month_slivers s
+          CROSS JOIN LATERAL (SELECT * FROM analytics.cohort_hours h WHERE h.hour >= s.a AND h.hour < s.b OFFSET 0) h
         UNION ALL
         SELECT m.cohort, s.l, (m.hour >= s.zs AND m.hour < s.ze)::int - (m.hour >= s.us AND m.hour < s.ue)::int,
                -CASE WHEN s.starts THEN (m.ahead >= extract(epoch FROM CASE WHEN s.zs < s.us THEN s.ue ELSE s.ze END - m.hour)::int / 3600)::int
