@@ -108,7 +108,8 @@ extension AnalyticsStore {
       SELECT *, \(unescaped: base == .utc ? "true" : "false") AND extract(epoch FROM zs) % 3600 = 0 AND extract(epoch FROM ze) % 3600 = 0
                 AND least(ze - zs, ue - us) >= interval '\(unescaped: String(SalesHour.monthGaps[0] - 1)) hours'
                 AND greatest(ze, ue) - least(zs, us) <= interval '\(unescaped: String(SalesHour.reach)) hours'
-                AND greatest(zs, us) <= least(ze, ue) AS exact
+                AND greatest(zs, us) <= least(ze, ue)
+                AND greatest(zs, us) - least(zs, us) <= interval '14 hours' AND greatest(ze, ue) - least(ze, ue) <= interval '14 hours' AS exact
       FROM bounds),
     earliest AS (SELECT least(min(zs), min(us)) AS at FROM months),
     slivers AS (SELECT least(zs, us) AS a, greatest(zs, us) AS b FROM months WHERE zs <> us),
@@ -143,11 +144,15 @@ extension AnalyticsStore {
     -- the month counted once (as sales periods are derived: AnalyticsStore+Sales, `hourRowsSQL`), less
     -- what the movers (counted whole below) contribute to those hours.
     month_slivers AS (
-      SELECT l, zs, ze, us, ue, true AS starts, least(zs, us) AS a, greatest(zs, us) AS b FROM months WHERE exact AND zs <> us
-      UNION ALL
-      SELECT l, zs, ze, us, ue, false, least(ze, ue), greatest(ze, ue) FROM months WHERE exact AND ze <> ue),
+      SELECT *, date_trunc('month', a + interval '15 hours', 'UTC') AS near FROM (
+        SELECT l, zs, ze, us, ue, true AS starts, least(zs, us) AS a, greatest(zs, us) AS b FROM months WHERE exact AND zs <> us
+        UNION ALL
+        SELECT l, zs, ze, us, ue, false, least(ze, ue), greatest(ze, ue) FROM months WHERE exact AND ze <> ue) s),
+    -- `near`: the UTC month whose start is within 15 hours of the hour (every sliver lies within 14 hours
+    -- of a UTC month's start), so that movers' orders meet their slivers by hash
     mover_orders AS (
       SELECT date_trunc('hour', o.placed_at, 'UTC') AS hour, date_trunc('month', v.first, 'UTC') AS cohort,
+             date_trunc('month', date_trunc('hour', o.placed_at, 'UTC') + interval '15 hours', 'UTC') AS near,
              coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM date_trunc('hour', o.placed_at, 'UTC') - lag(date_trunc('hour', o.placed_at, 'UTC')) OVER w)::int8 / 3600), \(unescaped: String(SalesHour.far))) AS back,
              coalesce(least(\(unescaped: String(SalesHour.far)), extract(epoch FROM lead(date_trunc('hour', o.placed_at, 'UTC')) OVER w - date_trunc('hour', o.placed_at, 'UTC'))::int8 / 3600), \(unescaped: String(SalesHour.far))) AS ahead
       FROM movers v
@@ -164,7 +169,7 @@ extension AnalyticsStore {
         SELECT m.cohort, s.l, (m.hour >= s.zs AND m.hour < s.ze)::int - (m.hour >= s.us AND m.hour < s.ue)::int,
                -CASE WHEN s.starts THEN (m.ahead >= extract(epoch FROM CASE WHEN s.zs < s.us THEN s.ue ELSE s.ze END - m.hour)::int / 3600)::int
                      ELSE (m.back >= extract(epoch FROM m.hour - least(s.zs, s.us))::int / 3600 + 1)::int END
-        FROM month_slivers s JOIN mover_orders m ON m.hour >= s.a AND m.hour < s.b) x
+        FROM month_slivers s JOIN mover_orders m ON m.near = s.near AND m.hour >= s.a AND m.hour < s.b) x
       GROUP BY 1, 2),
     moves AS MATERIALIZED (
       SELECT cohort, month, sign AS customers FROM (
