@@ -83,8 +83,10 @@ import Testing
 
   /// A running analytics service on a fresh database (its feeds pointed at a port that refuses), and a
   /// harness applying events to its schema as its subscriptions do; `body` gets the service's address.
+  /// The sub-hour zones (`sub-hour-time-zones`) are not kept unless asked for: tests that keep zones
+  /// through the store would race the service's own start.
   static func withService(
-    reportTimeZones: [String] = [], _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
+    reportTimeZones: [String] = [], subHourTimeZones: Bool = false, _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
   ) async throws {
     let database = try await TestDatabase.create()
     let refusing = try SilentListener(listening: false)
@@ -93,7 +95,7 @@ import Testing
     let config = testConfig("analytics", database)
     let app = try AnalyticsApp.build(
       config: config, customerAddress: closed, orderAddress: closed, supportAddress: closed, reportTimeZones: reportTimeZones,
-      logger: testLogger("analytics"))
+      subHourTimeZones: subHourTimeZones, logger: testLogger("analytics"))
     try await withRunningService(app) { address in
       let pool = try ServiceApp.makePostgres(config: config, logger: testLogger("events"))
       try await withThrowingDiscardingTaskGroup { group in

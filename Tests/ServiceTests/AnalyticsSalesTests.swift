@@ -999,6 +999,60 @@ import Testing
           }
         }
       }
+      // With the sub-hour zones kept (built in the background, as the service does by default): a zone
+      // with the clocks of one of them is derived from it, New York still from UTC (a whole number of
+      // hours away, not St. John's, nearer but a half hour off), and the kept ones read their own rows.
+      try await store.keepZones([paris], building: KeptZone.subHour)
+      try await store.keepLearnedZones(limit: 0)
+      #expect(try await store.zoneRows().filter(\.ready).count == 2 + KeptZone.subHour.count)
+      for (zone, base) in [
+        ("America/New_York", "UTC"), ("America/St_Johns", "America/St_Johns"), ("Asia/Colombo", "Asia/Kolkata"),
+        ("Australia/Broken_Hill", "Australia/Adelaide"), ("Asia/Kathmandu", "Asia/Kathmandu"), ("Europe/Berlin", "Europe/Paris"),
+      ] {
+        #expect(try await store.derivationBase(for: try #require(KeptZone(zone)), from: year.0, to: year.1).identifier == base, "\(zone)")
+      }
+      for zone in ["Asia/Colombo", "Australia/Broken_Hill", "Asia/Kathmandu", "America/St_Johns"] {
+        #expect(try await store.cohorts(from: from, to: to, timeZone: zone, now: now) == store.cohorts(from: from, to: to, timeZone: zone, now: now, kept: false), "\(zone)")
+        for unit in ["day", "week", "month"] {
+          let range = AnalyticsStore.SalesRange(from: from, to: to, currency: "EUR", channel: 0)
+          let fast = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now)
+          let slow = try await store.salesSummary(range, unit: unit, timeZone: zone, now: now, kept: false)
+          #expect(fast.periods == slow.periods && fast.total == slow.total, "\(zone) \(unit)")
+        }
+      }
+    }
+  }
+
+  /// Every zone of the tzdata this build has whose clocks were or will be a half or quarter hour off
+  /// UTC within a year either side of now has the same clocks as a zone the service keeps by default
+  /// (`KeptZone.subHour`), so its reads are derived without slivers; a tzdata update that adds such a
+  /// clock fails here.
+  @Test func everySubHourClockIsKept() throws {
+    let now = Date()
+    let instants = stride(from: -365.0, through: 365, by: 1).map { now.addingTimeInterval($0 * 86_400) }
+    func clocks(_ zone: TimeZone) -> [Int] { instants.map { zone.secondsFromGMT(for: $0) } }
+    let kept = try KeptZone.subHour.map { try #require(TimeZone(identifier: $0.identifier)) }.map(clocks)
+    var subHour: [String] = []
+    for identifier in TimeZone.knownTimeZoneIdentifiers {
+      guard let zone = TimeZone(identifier: identifier), case let offsets = clocks(zone), offsets.contains(where: { $0 % 3600 != 0 }) else {
+        continue
+      }
+      subHour.append(identifier)
+      #expect(kept.contains(offsets), "\(identifier)")
+    }
+    // The check saw the zones it is about (Foundation's list spells India's zone Asia/Calcutta).
+    #expect(subHour.contains("Asia/Calcutta") && subHour.contains("Asia/Kathmandu") && subHour.contains("America/St_Johns"))
+  }
+
+  /// The service keeps the sub-hour zones by default, built in the background until ready.
+  @Test func theServiceKeepsTheSubHourZones() async throws {
+    try await AnalyticsRfmTests.withService(subHourTimeZones: true) { _, events, _ in
+      let deadline = ContinuousClock.now + .seconds(60)
+      let wanted = Set([.utc] + KeptZone.subHour)
+      while try await Set(events.store.zoneRows().filter(\.ready).map(\.zone)) != wanted, ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(200))
+      }
+      #expect(try await Set(events.store.zoneRows().filter(\.ready).map(\.zone)) == wanted)
     }
   }
 }

@@ -16,7 +16,9 @@ public enum AnalyticsApp {
   /// `monthly-discount-rate` (CLV's, default 0.01), `segment-interval-s` (how often every rule segment
   /// is recomputed for everyone, default 300), `report-time-zones` (comma-separated IANA zones the
   /// sales summaries and cohorts are kept in besides UTC, default none) and `learned-time-zones` (how
-  /// many other zones reads ask for are kept too, default 4; 0: none).
+  /// many other zones reads ask for are kept too, default 4; 0: none) and `sub-hour-time-zones` (whether
+  /// one zone per clock of tzdata a half or quarter hour off UTC is kept too, built in the background:
+  /// `KeptZone.subHour`; default true).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
@@ -31,6 +33,7 @@ public enum AnalyticsApp {
         $0.trimmingCharacters(in: .whitespaces)
       },
       learnedTimeZones: try atLeastZero(settings.int("learned-time-zones", default: defaultLearnedTimeZones), "learned-time-zones"),
+      subHourTimeZones: try settings.bool("sub-hour-time-zones", default: true),
       logger: logger)
   }
 
@@ -66,7 +69,7 @@ public enum AnalyticsApp {
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     rfmInterval: Duration = .seconds(3600), fitInterval: Duration = .seconds(3600), segmentInterval: Duration = .seconds(300),
     monthlyDiscountRate: Double = defaultMonthlyDiscountRate, reportTimeZones: [String] = [],
-    learnedTimeZones: Int = defaultLearnedTimeZones, logger: Logger
+    learnedTimeZones: Int = defaultLearnedTimeZones, subHourTimeZones: Bool = true, logger: Logger
   ) throws -> ServiceApp {
     let reportZones = try reportTimeZones.map { name in
       guard let zone = KeptZone(name) else {
@@ -129,7 +132,7 @@ public enum AnalyticsApp {
           // Once, at start (a new zone's rows are computed then); again a minute later if that failed.
           Periodic("kept zones", every: .seconds(60), logger: logger) {
             guard !zonesKept.withLock({ $0 }) else { return }
-            try await store.keepZones(reportZones)
+            try await store.keepZones(reportZones, building: subHourTimeZones ? KeptZone.subHour : [])
             zonesKept.withLock { $0 = true }
           },
           // Zones reads asked for: kept (built a month at a time), or dropped when no longer read.

@@ -14,6 +14,18 @@ struct KeptZone: Hashable, Comparable, Sendable {
 
   static let utc = KeptZone("UTC")!
 
+  /// One zone per clock of tzdata whose UTC offset is not a whole number of hours (kept by default:
+  /// `sub-hour-time-zones`). Any other zone's periods are derived from the kept zone with the nearest
+  /// clocks, from `analytics.sales_hours` when every boundary of both is a whole UTC hour; a zone a half
+  /// or a quarter hour off every kept one would be derived from its orders near every boundary instead
+  /// (seconds a year of days at a million orders). With these kept, every zone of tzdata has a kept zone
+  /// with the same clocks (Asia/Colombo: Asia/Kolkata's; Australia/Broken_Hill: Australia/Adelaide's)
+  /// or a whole number of hours from one. A test checks that against the tzdata the build has.
+  static let subHour = [
+    "America/St_Johns", "Asia/Kabul", "Asia/Kathmandu", "Asia/Kolkata", "Asia/Tehran", "Asia/Yangon", "Australia/Adelaide",
+    "Australia/Darwin", "Australia/Eucla", "Australia/Lord_Howe", "Pacific/Chatham", "Pacific/Marquesas",
+  ].map { KeptZone($0)! }
+
   /// nil unless an IANA name Foundation knows, spelled with letters, digits and `/_+-` only (so that
   /// `sqlLiteral` is a safe SQL literal).
   init?(_ identifier: String) {
@@ -49,12 +61,16 @@ struct KeptZone: Hashable, Comparable, Sendable {
     return wall.addingTimeInterval(-Double(min(first, second)))
   }
 
-  /// How far apart this zone's clocks and `other`'s are over [from, to): the mean of the absolute
-  /// difference of their UTC offsets, in seconds, at 24 instants spread over the range.
-  func offsetDistance(to other: KeptZone, from: Date, to: Date) -> Double {
+  /// How far apart this zone's clocks and `other`'s are over [from, to), at 24 instants spread over the
+  /// range: at how many of them the difference of their UTC offsets is not a whole number of hours
+  /// (`offHour`), and its mean absolute value in seconds (`mean`).
+  func offsetDistance(to other: KeptZone, from: Date, to: Date) -> (offHour: Int, mean: Double) {
     let span = max(to.timeIntervalSince(from), 0)
-    let instants = (0..<24).map { from.addingTimeInterval(span * (Double($0) + 0.5) / 24) }
-    return instants.reduce(0) { $0 + Double(abs(timeZone.secondsFromGMT(for: $1) - other.timeZone.secondsFromGMT(for: $1))) } / 24
+    let differences = (0..<24).map { n in
+      let instant = from.addingTimeInterval(span * (Double(n) + 0.5) / 24)
+      return abs(timeZone.secondsFromGMT(for: instant) - other.timeZone.secondsFromGMT(for: instant))
+    }
+    return (differences.count { $0 % 3600 != 0 }, Double(differences.reduce(0, +)) / 24)
   }
 
   /// The start of the local month of `date`.
@@ -132,14 +148,19 @@ extension AnalyticsStore {
   /// The kept zone `zone`'s sales periods and cohort cells are read from for [from, to): `zone` itself
   /// when it is kept and ready; otherwise the ready zone whose clocks are nearest to it over the range
   /// (UTC on a tie), from which they are derived — the nearer, the fewer orders the derivation reads
-  /// (none between zones with the same clocks, such as Europe/Paris and Europe/Berlin). Notes the zone
-  /// as asked for (`keepLearnedZones`).
+  /// (none between zones with the same clocks, such as Europe/Paris and Europe/Berlin). Nearest among
+  /// those a whole number of hours away first: the periods of those are derived from the hour rows
+  /// (`analytics.sales_hours`), which a zone a half hour nearer but off the hour cannot be (New York's
+  /// from UTC, not from St. John's). Notes the zone as asked for (`keepLearnedZones`).
   func derivationBase(for zone: KeptZone, from: Date, to: Date) async throws -> KeptZone {
     zoneRequests.note(zone)
     let kept = try await zoneRows().filter(\.ready).map(\.zone)
     if kept.contains(zone) { return zone }
     let ranked = kept.map { (distance: zone.offsetDistance(to: $0, from: from, to: to), notUTC: $0 != .utc, zone: $0) }
-    return ranked.min { ($0.distance, $0.notUTC ? 1 : 0, $0.zone.identifier) < ($1.distance, $1.notUTC ? 1 : 0, $1.zone.identifier) }?.zone ?? .utc
+    return ranked.min {
+      ($0.distance.offHour, $0.distance.mean, $0.notUTC ? 1 : 0, $0.zone.identifier)
+        < ($1.distance.offHour, $1.distance.mean, $1.notUTC ? 1 : 0, $1.zone.identifier)
+    }?.zone ?? .utc
   }
 
   /// `read` of the rows of the kept zone `zone`'s reads take (`derivationBase`), and again, with the
@@ -165,12 +186,13 @@ extension AnalyticsStore {
     try await zoneRows().first { $0.zone.identifier == name && $0.ready }?.zone
   }
 
-  /// Keeps the sales periods and cohort cells in UTC and `zones` (configured), and in learned zones: a
-  /// configured zone not kept yet is computed from the orders, with every change to orders waiting for
-  /// it; one kept as learned becomes configured; a configured zone no longer wanted is dropped. One read
-  /// when nothing changes.
-  func keepZones(_ zones: [KeptZone]) async throws {
-    let wanted = Set(zones + [.utc])
+  /// Keeps the sales periods and cohort cells in UTC, `zones` and `building` (configured), and in learned
+  /// zones: a zone of `zones` not kept yet is computed from the orders, with every change to orders
+  /// waiting for it; one of `building` is built in the background like a learned zone
+  /// (`keepLearnedZones`); one kept as learned becomes configured; a configured zone no longer wanted is
+  /// dropped. One read when nothing changes.
+  func keepZones(_ zones: [KeptZone], building: [KeptZone] = []) async throws {
+    let wanted = Set(zones + building + [.utc])
     func settled(_ rows: [KeptZoneRow]) -> Bool {
       wanted.allSatisfy { zone in rows.contains { $0.zone == zone && !$0.learned } }
         && rows.allSatisfy { $0.learned || wanted.contains($0.zone) }
@@ -183,6 +205,10 @@ extension AnalyticsStore {
         if rows.contains(where: { $0.zone == zone }) {
           try await connection.query(
             "UPDATE analytics.kept_zones SET learned = false WHERE zone = \(zone.identifier) AND learned", logger: logger)
+          continue
+        }
+        if !zones.contains(zone) && zone != .utc {
+          try await startBuilding(zone, learned: false, now: Date(), on: connection)
           continue
         }
         try await connection.query(
@@ -250,21 +276,26 @@ extension AnalyticsStore {
       try await connection.query("SELECT pg_advisory_xact_lock(\(Self.keptZonesLock)::int8)", logger: logger)
       let (idle, fresh) = plan(try await zoneRows(on: connection))
       try await drop(idle, on: connection)
-      guard !fresh.isEmpty else { return }
-      // Built from the month of the oldest order's week (a week can start in the month before); an order
-      // placed before that later is a change like any other (its months count as built: nothing was there).
-      var oldest: Date? = nil
-      for try await first in try await connection.query("SELECT min(placed_at) FROM analytics.orders", logger: logger)
-        .decode(Date?.self) { oldest = first }
-      for zone in fresh {
-        try await connection.query(
-          """
-          INSERT INTO analytics.kept_zones (zone, learned, built_until, read_at)
-          VALUES (\(zone.identifier), true, \(zone.monthStart(of: zone.starts(of: oldest ?? now)[1])), \(now))
-          """, logger: logger)
-        logger.info("sales periods and cohort cells kept in a zone reads asked for", metadata: ["zone": "\(zone.identifier)"])
-      }
+      for zone in fresh { try await startBuilding(zone, learned: true, now: now, on: connection) }
     }
+  }
+
+  /// Keeps `zone` from now on, not ready: `keepLearnedZones` builds it a local month at a time. Built
+  /// from the month of the oldest order's week (a week can start in the month before); an order placed
+  /// before that later is a change like any other (its months count as built: nothing was there). The
+  /// caller holds `keptZonesLock` alone.
+  private func startBuilding(_ zone: KeptZone, learned: Bool, now: Date, on connection: PostgresConnection) async throws {
+    var oldest: Date? = nil
+    for try await first in try await connection.query("SELECT min(placed_at) FROM analytics.orders", logger: logger)
+      .decode(Date?.self) { oldest = first }
+    try await connection.query(
+      """
+      INSERT INTO analytics.kept_zones (zone, learned, built_until, read_at)
+      VALUES (\(zone.identifier), \(learned), \(zone.monthStart(of: zone.starts(of: oldest ?? now)[1])), \(now))
+      """, logger: logger)
+    logger.info(
+      learned ? "sales periods and cohort cells kept in a zone reads asked for" : "sales periods and cohort cells kept in a new zone, built in the background",
+      metadata: ["zone": "\(zone.identifier)"])
   }
 
   /// Computes the rows of the next local month of `zone` not built yet — the sales periods starting in
