@@ -83,8 +83,8 @@ import Testing
 
   /// A running analytics service on a fresh database (its feeds pointed at a port that refuses), and a
   /// harness applying events to its schema as its subscriptions do; `body` gets the service's address.
-  /// The sub-hour zones (`sub-hour-time-zones`) are not kept unless asked for: tests that keep zones
-  /// through the store would race the service's own start.
+  /// The sub-hour zones (`sub-hour-time-zones`) are kept only when asked for (tests that keep zones
+  /// through the store would race the service's own start).
   static func withService(
     reportTimeZones: [String] = [], subHourTimeZones: Bool = false, _ body: @Sendable (HostPort, Harness, DatabaseURL) async throws -> Void
   ) async throws {

@@ -999,9 +999,10 @@ import Testing
           }
         }
       }
-      // With the sub-hour zones kept (built in the background, as the service does by default): a zone
-      // with the clocks of one of them is derived from it, New York still from UTC (a whole number of
-      // hours away, not St. John's, nearer but a half hour off), and the kept ones read their own rows.
+      // With the sub-hour zones kept (built in the background, as the service does with
+      // `sub-hour-time-zones`): a zone with the clocks of one of them is derived from it, New York still
+      // from UTC (a whole number of hours away, not St. John's, nearer but a half hour off), and the kept
+      // ones read their own rows.
       try await store.keepZones([paris], building: KeptZone.subHour)
       try await store.keepLearnedZones(limit: 0)
       #expect(try await store.zoneRows().filter(\.ready).count == 2 + KeptZone.subHour.count)
@@ -1024,9 +1025,9 @@ import Testing
   }
 
   /// Every zone of the tzdata this build has whose clocks were or will be a half or quarter hour off
-  /// UTC within a year either side of now has the same clocks as a zone the service keeps by default
-  /// (`KeptZone.subHour`), so its reads are derived without slivers; a tzdata update that adds such a
-  /// clock fails here.
+  /// UTC within a year either side of now has the same clocks as a zone the service keeps with
+  /// `sub-hour-time-zones` (`KeptZone.subHour`), so its reads are derived without slivers; a tzdata
+  /// update that adds such a clock fails here.
   @Test func everySubHourClockIsKept() throws {
     let now = Date()
     let instants = stride(from: -365.0, through: 365, by: 1).map { now.addingTimeInterval($0 * 86_400) }
@@ -1044,7 +1045,7 @@ import Testing
     #expect(subHour.contains("Asia/Calcutta") && subHour.contains("Asia/Kathmandu") && subHour.contains("America/St_Johns"))
   }
 
-  /// The service keeps the sub-hour zones by default, built in the background until ready.
+  /// With `sub-hour-time-zones`, the service keeps the sub-hour zones, built in the background until ready.
   @Test func theServiceKeepsTheSubHourZones() async throws {
     try await AnalyticsRfmTests.withService(subHourTimeZones: true) { _, events, _ in
       let deadline = ContinuousClock.now + .seconds(60)

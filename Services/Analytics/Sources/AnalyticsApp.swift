@@ -18,7 +18,9 @@ public enum AnalyticsApp {
   /// sales summaries and cohorts are kept in besides UTC, default none) and `learned-time-zones` (how
   /// many other zones reads ask for are kept too, default 4; 0: none) and `sub-hour-time-zones` (whether
   /// one zone per clock of tzdata a half or quarter hour off UTC is kept too, built in the background:
-  /// `KeptZone.subHour`; default true).
+  /// `KeptZone.subHour`; default false: the twelve zones make reads in those clocks fast from the first
+  /// one, but every order the feed applies moves their rows too, and on the bench machine analytics then
+  /// fell behind the order service's maximum rate — docs/BENCHMARKS.md).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
@@ -33,7 +35,7 @@ public enum AnalyticsApp {
         $0.trimmingCharacters(in: .whitespaces)
       },
       learnedTimeZones: try atLeastZero(settings.int("learned-time-zones", default: defaultLearnedTimeZones), "learned-time-zones"),
-      subHourTimeZones: try settings.bool("sub-hour-time-zones", default: true),
+      subHourTimeZones: try settings.bool("sub-hour-time-zones", default: false),
       logger: logger)
   }
 
@@ -69,7 +71,7 @@ public enum AnalyticsApp {
     config: CommonConfig, customerAddress: HostPort? = nil, orderAddress: HostPort, supportAddress: HostPort,
     rfmInterval: Duration = .seconds(3600), fitInterval: Duration = .seconds(3600), segmentInterval: Duration = .seconds(300),
     monthlyDiscountRate: Double = defaultMonthlyDiscountRate, reportTimeZones: [String] = [],
-    learnedTimeZones: Int = defaultLearnedTimeZones, subHourTimeZones: Bool = true, logger: Logger
+    learnedTimeZones: Int = defaultLearnedTimeZones, subHourTimeZones: Bool = false, logger: Logger
   ) throws -> ServiceApp {
     let reportZones = try reportTimeZones.map { name in
       guard let zone = KeptZone(name) else {

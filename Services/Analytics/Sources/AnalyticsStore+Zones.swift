@@ -14,7 +14,7 @@ struct KeptZone: Hashable, Comparable, Sendable {
 
   static let utc = KeptZone("UTC")!
 
-  /// One zone per clock of tzdata whose UTC offset is not a whole number of hours (kept by default:
+  /// One zone per clock of tzdata whose UTC offset is not a whole number of hours (kept with
   /// `sub-hour-time-zones`). Any other zone's periods are derived from the kept zone with the nearest
   /// clocks, from `analytics.sales_hours` when every boundary of both is a whole UTC hour; a zone a half
   /// or a quarter hour off every kept one would be derived from its orders near every boundary instead
