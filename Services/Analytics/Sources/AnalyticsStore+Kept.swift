@@ -539,6 +539,14 @@ struct KeptContributions {
   /// Per `CohortHour`: `back` and `ahead` over all of a customer's orders (`SalesHour.monthGaps` each).
   var cohortHours: [CohortHour: [Int64]] = [:]
 
+  /// `UTCPeriod`'s names, in `allCases` order.
+  private static let units = UTCPeriod.allCases.map(\.rawValue)
+
+  /// `values` added to `sums`, element by element.
+  private static func add(_ values: [Int64], to sums: inout [Int64]) {
+    for index in values.indices { sums[index] += values[index] }
+  }
+
   /// Sales periods and cohort cells cut in each of `zones`; the customer scopes, sales hours and first
   /// hours (no zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
   init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:]) {
@@ -557,25 +565,27 @@ struct KeptContributions {
       }
       for zone in zones {
         let firstStarts = zone.starts(of: first)
-        var active: Set<KeptKey> = []
+        // The customer's orders and net per period of each unit (an index into `UTCPeriod.allCases`),
+        // currency and channel: each such period counts the customer once, as new when it is the one of
+        // their first order. Summed under keys without the zone first, so each `KeptKey` (whose zone
+        // name is the costly part to hash) is looked up once per customer.
+        var periods: [OwnPeriod: OwnPeriod.Sums] = [:]
         var months: Set<Date> = []
         for order in own {
           let starts = zone.starts(of: order.placed)
           months.insert(starts[2])
-          for channel in Set([order.channel, 0]) {
-            for (index, unit) in UTCPeriod.allCases.enumerated() {
-              let key = KeptKey(
-                zone: zone.identifier, unit: unit.rawValue, period: starts[index], currency: order.currency, channel: channel)
-              var values = sales[key] ?? [0, 0, 0, 0]
-              values[0] += 1
-              values[1] += order.net
-              if active.insert(key).inserted {
-                values[2] += 1
-                if firstStarts[index] == key.period { values[3] += 1 }
-              }
-              sales[key] = values
+          for channel in order.channel == 0 ? [0] : [order.channel, 0] {
+            for index in starts.indices {
+              periods[OwnPeriod(unit: index, period: starts[index], currency: order.currency, channel: channel), default: .init()]
+                .add(order.net)
             }
           }
+        }
+        for (period, sums) in periods {
+          let key = KeptKey(
+            zone: zone.identifier, unit: Self.units[period.unit], period: period.period, currency: period.currency, channel: period.channel)
+          Self.add(
+            [sums.orders, sums.net, 1, firstStarts[period.unit] == period.period ? 1 : 0], to: &sales[key, default: [0, 0, 0, 0]])
         }
         for month in months {
           let cell = KeptKey(zone: zone.identifier, unit: "month", period: month, currency: "", channel: 0, cohort: firstStarts[2])
@@ -624,6 +634,23 @@ extension KeptContributions {
           firstHours[FirstHour(currency: scope.currency, channel: scope.channel, hour: hour, kind: kind, gap: toFirst), default: [0]][0] += 1
         }
       }
+    }
+  }
+}
+
+/// A customer's period of one unit (an index into `UTCPeriod.allCases`), currency and channel in one
+/// zone, while `KeptContributions` sums their orders in it.
+private struct OwnPeriod: Hashable {
+  let unit: Int
+  let period: Date
+  let currency: String
+  let channel: Int
+
+  struct Sums {
+    var orders: Int64 = 0, net: Int64 = 0
+    mutating func add(_ net: Int64) {
+      orders += 1
+      self.net += net
     }
   }
 }
