@@ -298,7 +298,8 @@ import Testing
 
   /// The integer calendar arithmetic of the kept aggregates cuts days, weeks (from Monday) and months
   /// as the Gregorian calendar does, before and after 1970 and across leap days — in UTC, and in zones
-  /// with summer time (both hemispheres), a half-hour offset and a changed offset.
+  /// with summer time (both hemispheres), a half-hour offset and a changed offset — when a local day is
+  /// first cut and when it is found among those cut before; a midnight passed twice as PostgreSQL reads it.
   @Test(arguments: ["UTC", "Europe/Paris", "America/Sao_Paulo", "Asia/Kolkata", "Australia/Sydney", "Pacific/Apia"])
   func keptPeriodsStartWhereTheCalendarSays(zone: String) throws {
     var calendar = Calendar(identifier: .iso8601)
@@ -307,14 +308,26 @@ import Testing
     var random = SeededRandom(seed: 3)
     let days = (0..<3_000).map { _ in Double(Int(random.next() % 146_000) - 73_000) * 86_400 + Double(random.next() % 86_400) }
       + [Self.at("2024-02-29T23:59:59Z"), Self.at("2000-03-01T00:00:00Z"), Self.at("1969-12-31T12:00:00Z"),
-         Self.at("2024-03-31T00:30:00Z"), Self.at("2024-10-27T00:30:00Z"), Self.at("2011-12-30T10:00:00Z")].map(\.timeIntervalSince1970)
-    for seconds in days {
+         Self.at("2024-03-31T00:30:00Z"), Self.at("2024-10-27T00:30:00Z"), Self.at("2011-12-30T10:00:00Z"),
+         Self.at("1944-10-07T12:00:00Z"), Self.at("1944-10-07T22:30:00Z")].map(\.timeIntervalSince1970)
+    // Twice: the second pass, and instants near each date, find the local days the first one cut.
+    for seconds in days + days.flatMap({ day in [0, 1, -1, 3_599, -3_600, 39_600, -39_600].map { day + $0 } }) {
       let date = Date(timeIntervalSince1970: seconds)
-      let expected = [Calendar.Component.day, .weekOfYear, .month].map { calendar.dateInterval(of: $0, for: date)!.start }
+      let expected = [Calendar.Component.day, .weekOfYear, .month].map { Self.laterMidnight(calendar.dateInterval(of: $0, for: date)!.start, calendar.timeZone) }
       #expect(kept.starts(of: date) == expected, "\(zone) \(date)")
     }
     #expect(KeptZone("Europe/Paris'; DROP TABLE x; --") == nil)
     #expect(KeptZone("Mars/Olympus_Mons") == nil)
+  }
+
+  /// The instant PostgreSQL reads the local midnight starting at `start` (Foundation's reading) as: a
+  /// midnight the clocks passed twice (Paris, 8 October 1944: 01:00 back to 00:00) is the later one.
+  static func laterMidnight(_ start: Date, _ zone: TimeZone) -> Date {
+    let wall = start.addingTimeInterval(Double(zone.secondsFromGMT(for: start)))
+    let offsets = Set([-86_400.0, 0, 86_400].map { zone.secondsFromGMT(for: start.addingTimeInterval($0)) })
+    return ([start] + offsets.map { wall.addingTimeInterval(-Double($0)) }.filter {
+      Double(zone.secondsFromGMT(for: $0)) == wall.timeIntervalSince($0)
+    }).max()!
   }
 
   /// 240 orders at seeded random times over 100 days (two channels, two currencies, a product twice in

@@ -219,8 +219,12 @@ extension AnalyticsStore {
       after = try await keptOrders(of: touched, on: connection)
     }
     let cut = zones.map(\.zone)
+    // The window's customers only gain orders: their periods without one of those stay as they are.
+    let placing = Dictionary(grouping: (incoming ?? []).filter { window.firsts[$0.customer] != nil }, by: \.customer)
+      .mapValues { $0.map(\.placed) }
     var (old, new) = (
-      KeptContributions(before, zones: cut, firsts: window.firsts), KeptContributions(after, zones: cut, firsts: window.firsts)
+      KeptContributions(before, zones: cut, firsts: window.firsts, placing: placing),
+      KeptContributions(after, zones: cut, firsts: window.firsts, placing: placing)
     )
     window.replaceScopes(old: &old, new: &new, placed: after)
     // Rows of a zone being built count once their month is built (AnalyticsStore+Zones).
@@ -549,10 +553,13 @@ struct KeptContributions {
 
   /// Sales periods and cohort cells cut in each of `zones`; the customer scopes, sales hours and first
   /// hours (no zone) once. `firsts`: customers' first orders when `orders` holds only part of theirs.
-  init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:]) {
+  /// `placing`: customers who only gain orders placed at these instants (and keep their first), whose
+  /// sales periods and cohort cells are computed only where those orders fall — the only ones whose
+  /// rows differ between before and after.
+  init(_ orders: [KeptOrder], zones: [KeptZone] = [.utc], firsts: [UUID: Date] = [:], placing: [UUID: [Date]] = [:]) {
     for (customer, own) in Dictionary(grouping: orders, by: \.customer) {
       let first = firsts[customer] ?? own.map(\.placed).min()!
-      addHours(own, first: first)
+      addHours(own, first: first, placing: placing[customer])
       for order in own {
         for channel in Set([order.channel, 0]) {
           let scope = ScopeKey(customer: customer, currency: order.currency, channel: channel)
@@ -563,19 +570,26 @@ struct KeptContributions {
           scopes[scope] = times
         }
       }
+      // With `placing`, only orders that can share a day, week or month with one the customer gains (a
+      // month lasts 31 days and a few hours at most).
+      let near = placing[customer].map { placed in
+        own.filter { order in placed.contains { abs($0.timeIntervalSince(order.placed)) < 35 * 86_400 } }
+      } ?? own
       for zone in zones {
         let firstStarts = zone.starts(of: first)
+        let placed = placing[customer]?.map { zone.starts(of: $0) }
         // The customer's orders and net per period of each unit (an index into `UTCPeriod.allCases`),
         // currency and channel: each such period counts the customer once, as new when it is the one of
         // their first order. Summed under keys without the zone first, so each `KeptKey` (whose zone
         // name is the costly part to hash) is looked up once per customer.
         var periods: [OwnPeriod: OwnPeriod.Sums] = [:]
         var months: Set<Date> = []
-        for order in own {
+        for order in near {
           let starts = zone.starts(of: order.placed)
-          months.insert(starts[2])
+          let units = starts.indices.filter { index in placed?.contains { $0[index] == starts[index] } ?? true }
+          if units.contains(2) { months.insert(starts[2]) }
           for channel in order.channel == 0 ? [0] : [order.channel, 0] {
-            for index in starts.indices {
+            for index in units {
               periods[OwnPeriod(unit: index, period: starts[index], currency: order.currency, channel: channel), default: .init()]
                 .add(order.net)
             }
@@ -600,33 +614,55 @@ extension KeptContributions {
   /// A customer's rows of `analytics.sales_hours` and `analytics.first_hours`, from their orders `own`
   /// (not cancelled) and their first order `first`. With part of their orders (a placement's window, at
   /// least `SalesHour.far` hours either side of the new ones), the rows this computes wrongly near the
-  /// window's edges are the same before and after the placement, and cancel.
-  fileprivate mutating func addHours(_ own: [KeptOrder], first: Date) {
+  /// window's edges are the same before and after the placement, and cancel. With `placing` (the
+  /// instants of the only orders the customer gains), an order's row is computed only when one of those
+  /// lies between its neighbours: any other order has the same neighbours, so the same row, before and after.
+  fileprivate mutating func addHours(_ own: [KeptOrder], first: Date, placing: [Date]?) {
     let firstHour = SalesHour.hour(of: first)
     let cohort = UTCPeriod.starts(of: first)[2]
-    let all = own.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }.map { SalesHour.hour(of: $0.placed) }
-    for (index, hour) in all.enumerated() {
-      let back = index > 0 ? SalesHour.gap(from: all[index - 1], to: hour) : SalesHour.far
-      let ahead = index + 1 < all.count ? SalesHour.gap(from: hour, to: all[index + 1]) : SalesHour.far
-      let values: [Int64] = SalesHour.monthGaps.map { back >= $0 ? 1 : 0 } + SalesHour.monthGaps.map { ahead >= $0 ? 1 : 0 }
+    func changes(_ index: Int, of sorted: [KeptOrder]) -> Bool {
+      guard let placing else { return true }
+      let from = index > 0 ? sorted[index - 1].placed : .distantPast
+      let to = index + 1 < sorted.count ? sorted[index + 1].placed : .distantFuture
+      return placing.contains { from <= $0 && $0 <= to }
+    }
+    let all = own.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }
+    let allHours = all.map { SalesHour.hour(of: $0.placed) }
+    let months = SalesHour.monthGaps
+    for (index, hour) in allHours.enumerated() where changes(index, of: all) {
+      let back = index > 0 ? SalesHour.gap(from: allHours[index - 1], to: hour) : SalesHour.far
+      let ahead = index + 1 < allHours.count ? SalesHour.gap(from: hour, to: allHours[index + 1]) : SalesHour.far
       let key = CohortHour(hour: hour, cohort: cohort)
-      cohortHours[key] = zip(cohortHours[key] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
+      // Added in place: `back` then `ahead`.
+      cohortHours[key, default: Array(repeating: 0, count: 2 * months.count)].withUnsafeMutableBufferPointer { row in
+        for (offset, gap) in months.enumerated() {
+          if back >= gap { row[offset] += 1 }
+          if ahead >= gap { row[months.count + offset] += 1 }
+        }
+      }
     }
     var byScope: [ScopeKey: [KeptOrder]] = [:]
-    for order in own {
+    for order in all {
       for channel in Set([order.channel, 0]) {
         byScope[ScopeKey(customer: order.customer, currency: order.currency, channel: channel), default: []].append(order)
       }
     }
-    for (scope, orders) in byScope {
-      let sorted = orders.sorted { ($0.placed, $0.id.uuidString) < ($1.placed, $1.id.uuidString) }
+    let gaps = SalesHour.gaps
+    for (scope, sorted) in byScope {
       let at = sorted.map { SalesHour.hour(of: $0.placed) }
-      for (index, order) in sorted.enumerated() {
+      for (index, order) in sorted.enumerated() where changes(index, of: sorted) {
         let back = index > 0 ? SalesHour.gap(from: at[index - 1], to: at[index]) : SalesHour.far
         let ahead = index + 1 < at.count ? SalesHour.gap(from: at[index], to: at[index + 1]) : SalesHour.far
         let key = SalesHour(currency: scope.currency, channel: scope.channel, hour: at[index])
-        let values: [Int64] = [1, order.net] + SalesHour.gaps.map { back >= $0 ? 1 : 0 } + SalesHour.gaps.map { ahead >= $0 ? 1 : 0 }
-        hours[key] = zip(hours[key] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
+        // Added in place: orders, net, `back`, then `ahead`.
+        hours[key, default: Array(repeating: 0, count: 2 + 2 * gaps.count)].withUnsafeMutableBufferPointer { row in
+          row[0] += 1
+          row[1] += order.net
+          for (offset, gap) in gaps.enumerated() {
+            if back >= gap { row[2 + offset] += 1 }
+            if ahead >= gap { row[2 + gaps.count + offset] += 1 }
+          }
+        }
       }
       let toFirst = SalesHour.gap(from: firstHour, to: at[0])
       if toFirst < SalesHour.far {

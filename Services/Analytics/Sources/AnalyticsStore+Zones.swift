@@ -11,6 +11,8 @@ import Synchronization
 struct KeptZone: Hashable, Comparable, Sendable {
   let identifier: String
   private let timeZone: TimeZone
+  /// The zone's local days cut so far, shared by every `KeptZone` of the same name.
+  private let days: LocalDays
 
   static let utc = KeptZone("UTC")!
 
@@ -35,6 +37,7 @@ struct KeptZone: Hashable, Comparable, Sendable {
     else { return nil }
     self.identifier = identifier
     self.timeZone = timeZone
+    self.days = LocalDays.of(identifier)
   }
 
   /// The zone as a SQL string literal (the characters `init` admits need no escaping).
@@ -43,8 +46,24 @@ struct KeptZone: Hashable, Comparable, Sendable {
   /// The starts of the day, week (from Monday) and month of `date` in this zone, in `UTCPeriod.allCases`
   /// order, as PostgreSQL's `date_trunc(unit, t, zone)` cuts them: the local wall time is cut with
   /// `UTCPeriod`'s arithmetic and the local midnight found turned back into an instant.
+  /// The local day of `date` is cut once (`cut`, eight offset lookups in the zone's rules) and then
+  /// found in `days`: this runs for every order of every customer a change touches, in every kept zone.
   func starts(of date: Date) -> [Date] {
     if identifier == "UTC" { return UTCPeriod.starts(of: date) }
+    if let day = days.day(containing: date.timeIntervalSince1970) { return day.starts }
+    let starts = cut(date)
+    // The day ends where the next one starts: the one of an instant 36 hours on (days last 23 to 25
+    // hours; a skipped date, as Apia's 30 December 2011, makes the next day start a day later).
+    // Kept only when the second before that still lies in this day (so the day is one interval).
+    let end = cut(starts[0].addingTimeInterval(36 * 3_600))[0]
+    if end > starts[0], end > date, cut(end.addingTimeInterval(-1))[0] == starts[0] {
+      days.insert(LocalDays.Day(from: starts[0].timeIntervalSince1970, to: end.timeIntervalSince1970, starts: starts))
+    }
+    return starts
+  }
+
+  /// `starts(of:)` from the zone's rules.
+  private func cut(_ date: Date) -> [Date] {
     let local = date.addingTimeInterval(Double(timeZone.secondsFromGMT(for: date)))
     return UTCPeriod.starts(of: local).map(instant(atWallTime:))
   }
@@ -82,6 +101,45 @@ struct KeptZone: Hashable, Comparable, Sendable {
   static func == (a: KeptZone, b: KeptZone) -> Bool { a.identifier == b.identifier }
   func hash(into hasher: inout Hasher) { hasher.combine(identifier) }
   static func < (a: KeptZone, b: KeptZone) -> Bool { a.identifier < b.identifier }
+}
+
+/// The local days of a zone `KeptZone.starts(of:)` has cut, with the starts of their day, week and
+/// month: per UTC day (days since 1970), the local days that overlap it. One per zone name, for the
+/// life of the process; emptied past `limit` days (about 270 years of one zone's).
+final class LocalDays: Sendable {
+  struct Day: Sendable {
+    /// [from, to): the day's instants, in seconds since 1970.
+    let from: Double, to: Double
+    let starts: [Date]
+  }
+
+  private let days = Mutex<[Int: [Day]]>([:])
+  static let limit = 100_000
+  private static let zones = Mutex<[String: LocalDays]>([:])
+
+  static func of(_ identifier: String) -> LocalDays {
+    zones.withLock { zones in
+      if let days = zones[identifier] { return days }
+      let days = LocalDays()
+      zones[identifier] = days
+      return days
+    }
+  }
+
+  private static func utcDay(_ seconds: Double) -> Int { Int((seconds / 86_400).rounded(.down)) }
+
+  func day(containing seconds: Double) -> Day? {
+    days.withLock { $0[Self.utcDay(seconds)]?.first { $0.from <= seconds && seconds < $0.to } }
+  }
+
+  func insert(_ day: Day) {
+    days.withLock { days in
+      if days.count >= Self.limit { days = [:] }
+      for utcDay in Self.utcDay(day.from)...Self.utcDay(day.to - 1) where !(days[utcDay]?.contains { $0.from == day.from } ?? false) {
+        days[utcDay, default: []].append(day)
+      }
+    }
+  }
 }
 
 /// A row of `analytics.kept_zones`.
