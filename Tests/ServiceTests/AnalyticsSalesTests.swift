@@ -320,6 +320,39 @@ import Testing
     #expect(KeptZone("Mars/Olympus_Mons") == nil)
   }
 
+  /// Days, weeks and months start where PostgreSQL's `date_trunc(unit, t, zone)` puts them, every half
+  /// hour from 26 hours before to 26 hours after each change of offset from 1940 to 2030, in zones whose
+  /// clocks pass a midnight twice (Havana and Tunis, either side of UTC; Goose Bay at 00:01), skip one
+  /// (São Paulo), skip a day (Apia), or moved a half hour (Kolkata).
+  @Test func keptPeriodsStartWherePostgreSQLCutsThem() async throws {
+    let database = try await TestDatabase.create()
+    let pool = try ServiceApp.makePostgres(config: testConfig("analytics", database), logger: testLogger("zones"))
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask { await pool.client.run() }
+      for name in ["America/Havana", "Africa/Tunis", "America/Goose_Bay", "Europe/Paris", "America/Sao_Paulo", "Pacific/Apia", "Asia/Kolkata"] {
+        let zone = try #require(KeptZone(name)), timeZone = try #require(TimeZone(identifier: name))
+        var instants: [Date] = [], after = Self.at("1940-01-01T00:00:00Z")
+        while let change = timeZone.nextDaylightSavingTimeTransition(after: after), change < Self.at("2030-01-01T00:00:00Z") {
+          instants += stride(from: -26.0, through: 26, by: 0.5).map { change.addingTimeInterval($0 * 3_600) }
+          after = change
+        }
+        #expect(instants.count > 400, "\(name)")
+        let rows = try await pool.client.query(
+          """
+          SELECT date_trunc('day', t, \(name)), date_trunc('week', t, \(name)), date_trunc('month', t, \(name))
+          FROM unnest(\(instants)::timestamptz[]) WITH ORDINALITY AS u(t, n) ORDER BY n
+          """, logger: testLogger("zones"))
+        var index = 0
+        for try await (day, week, month) in rows.decode((Date, Date, Date).self) {
+          #expect(zone.starts(of: instants[index]) == [day, week, month], "\(name) \(instants[index])")
+          index += 1
+        }
+        #expect(index == instants.count)
+      }
+      group.cancelAll()
+    }
+  }
+
   /// The instant PostgreSQL reads the local midnight starting at `start` (Foundation's reading) as: a
   /// midnight the clocks passed twice (Paris, 8 October 1944: 01:00 back to 00:00) is the later one.
   static func laterMidnight(_ start: Date, _ zone: TimeZone) -> Date {
@@ -916,14 +949,7 @@ import Testing
       try await events.store.keepZones([zone])
       let customer = UUID()
       for at in ["2026-01-10T12:00:00Z", within, edge] {
-        _ = try await events.apply("order", .orderPlaced(.with {
-          $0.orderID = UUID().uuidString
-          $0.customerID = customer.uuidString
-          $0.placedAt = Self.stamp(at)
-          $0.channel = .web
-          $0.total = .money(1_000, "EUR")
-          $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 1_000 }]
-        }))
+        _ = try await events.apply("order", Self.teaOrder(customer, at: at))
       }
       let (kept, computed) = try await Self.keptRows(zone, database)
       #expect(kept == computed)
@@ -940,6 +966,45 @@ import Testing
       #expect(try await events.store.keptZone(zoneName) == nil)
       try await events.store.keepZones([zone])
       #expect(try await Self.keptRows(zone, database) == (kept, computed))
+    }
+  }
+
+  /// An order of one tea at 10 EUR on the web, placed at `at`.
+  static func teaOrder(_ customer: UUID, at: String) -> Rapport_Events_V1_Event.OneOf_Payload {
+    .orderPlaced(.with {
+      $0.orderID = UUID().uuidString
+      $0.customerID = customer.uuidString
+      $0.placedAt = Self.stamp(at)
+      $0.channel = .web
+      $0.total = .money(1_000, "EUR")
+      $0.lines = [.with { $0.sku = "TEA"; $0.quantity = 1; $0.unitPriceMinor = 1_000 }]
+    })
+  }
+
+  /// Havana's clocks pass midnight twice when summer time ends (2 November 2025, 01:00 back to 00:00),
+  /// and PostgreSQL reads that midnight as the later instant (05:00 UTC): kept, Havana's rows are those
+  /// SQL computes. Migration 24 drops the rows of kept zones with such a midnight within the orders'
+  /// span (Havana's, not Paris's, whose clocks change at 03:00), and they are computed again the same.
+  @Test func aMidnightPassedTwiceIsCutAsPostgreSQLCutsIt() async throws {
+    try await AnalyticsRfmTests.withHarness { events, database in
+      let havana = try #require(KeptZone("America/Havana")), paris = try #require(KeptZone("Europe/Paris"))
+      try await events.store.keepZones([havana, paris])
+      let customer = UUID()
+      for at in ["2025-10-20T12:00:00Z", "2025-11-02T04:30:00Z", "2025-11-02T05:30:00Z", "2025-11-03T12:00:00Z"] {
+        _ = try await events.apply("order", Self.teaOrder(customer, at: at))
+      }
+      let (kept, computed) = try await Self.keptRows(havana, database)
+      #expect(kept == computed)
+      // 04:30 and 05:30 UTC are both 2 November, 00:30 there: the day PostgreSQL starts at 05:00.
+      #expect(kept.contains("day 2025-11-02 05:00:00+00 EUR 0 2 2000 1 0"), "\(kept)")
+      let parisRows = try await Self.keptRows(paris, database)
+      let repair = try #require(AnalyticsMigrations.all.first { $0.version == 24 })
+      for statement in repair.statements { _ = try await TestDatabase.column("\(statement) RETURNING ''", on: database) }
+      #expect(try await events.store.keptZone("America/Havana") == nil)
+      #expect(try await events.store.keptZone("Europe/Paris") != nil)
+      #expect(try await Self.keptRows(paris, database) == parisRows)
+      try await events.store.keepZones([havana, paris])
+      #expect(try await Self.keptRows(havana, database) == (kept, computed))
     }
   }
 

@@ -475,5 +475,13 @@ enum AnalyticsMigrations {
         "ANALYZE analytics.first_hours",
         "ANALYZE analytics.cohort_hours",
       ]),
+    // Until this version a local midnight the clocks pass twice (Havana's, when summer time ends at
+    // 01:00) was read as the earlier instant in zones behind UTC; PostgreSQL reads the later one
+    // (`KeptZone.instant(atWallTime:)`). The rows of kept zones with such a midnight within the orders'
+    // span are dropped and computed again (at start for reporting zones, when reads ask for the others);
+    // other zones' rows were right.
+    Migration(
+      24, "zones with a midnight passed twice computed again",
+      ["sales_periods", "cohort_cells", "kept_zones"].map { "DELETE FROM analytics.\($0) WHERE zone IN (\(AnalyticsStore.zonesPassingAMidnightTwiceSQL))" }),
   ]
 }

@@ -68,15 +68,20 @@ struct KeptZone: Hashable, Comparable, Sendable {
     return UTCPeriod.starts(of: local).map(instant(atWallTime:))
   }
 
-  /// The instant whose wall time here is `wall` (a wall time read as UTC). The offset in force is guessed
-  /// from the one at `wall` read as an instant, then taken at the guess. A wall time the clocks skipped
-  /// (a midnight where summer time starts) is read with the offset before the change, as PostgreSQL
-  /// reads it: the first instant of that day.
+  /// The instant whose wall time here is `wall` (a wall time read as UTC), as PostgreSQL reads a local
+  /// time: the offsets in force within a day of `wall` read as an instant are tried, and of the instants
+  /// that give `wall` back, the later one is taken (a wall time the clocks passed twice: Havana's
+  /// midnight when summer time ends at 01:00, whichever side of UTC the zone lies). A wall time the
+  /// clocks skipped (a midnight where summer time starts) is read with the offset before the change:
+  /// the first instant of that day.
   private func instant(atWallTime wall: Date) -> Date {
+    let offsets = Set([-86_400.0, -43_200, 0, 43_200, 86_400].map { timeZone.secondsFromGMT(for: wall.addingTimeInterval($0)) })
+    let readings = offsets.map { wall.addingTimeInterval(-Double($0)) }.filter {
+      Double(timeZone.secondsFromGMT(for: $0)) == wall.timeIntervalSince($0)
+    }
+    if let later = readings.max() { return later }
     let first = timeZone.secondsFromGMT(for: wall)
     let second = timeZone.secondsFromGMT(for: wall.addingTimeInterval(-Double(first)))
-    let candidate = wall.addingTimeInterval(-Double(second))
-    if timeZone.secondsFromGMT(for: candidate) == second { return candidate }
     return wall.addingTimeInterval(-Double(min(first, second)))
   }
 
@@ -220,6 +225,18 @@ extension AnalyticsStore {
         < ($1.distance.offHour, $1.distance.mean, $1.notUTC ? 1 : 0, $1.zone.identifier)
     }?.zone ?? .utc
   }
+
+  /// SQL: the kept zones other than UTC whose clocks pass a local midnight twice within two days of the
+  /// orders' span (the later reading of that midnight, less a half hour, an hour or two, has the same
+  /// wall time).
+  static let zonesPassingAMidnightTwiceSQL = """
+    SELECT k.zone FROM analytics.kept_zones k
+    CROSS JOIN (SELECT min(placed_at)::date - 2 AS first, max(placed_at)::date + 2 AS last FROM analytics.orders) span
+    CROSS JOIN LATERAL generate_series(span.first::timestamp, span.last::timestamp, interval '1 day') AS w(wall)
+    WHERE k.zone <> 'UTC' AND EXISTS (
+      SELECT 1 FROM unnest(ARRAY[interval '30 minutes', interval '1 hour', interval '2 hours']) AS s(shift)
+      WHERE ((w.wall AT TIME ZONE k.zone) - s.shift) AT TIME ZONE k.zone = w.wall)
+    """
 
   /// `read` of the rows of the kept zone `zone`'s reads take (`derivationBase`), and again, with the
   /// base chosen anew, when that base stopped being kept meanwhile (a learned zone dropped, a configured
