@@ -46,8 +46,11 @@ struct KeptZone: Hashable, Comparable, Sendable {
   /// The starts of the day, week (from Monday) and month of `date` in this zone, in `UTCPeriod.allCases`
   /// order, as PostgreSQL's `date_trunc(unit, t, zone)` cuts them: the local wall time is cut with
   /// `UTCPeriod`'s arithmetic and the local midnight found turned back into an instant.
-  /// The local day of `date` is cut once (`cut`, eight offset lookups in the zone's rules) and then
-  /// found in `days`: this runs for every order of every customer a change touches, in every kept zone.
+  /// The local day of `date` is cut once (`cut`, a few dozen offset lookups in the zone's rules) and
+  /// then found in `days`: this runs for every order of every customer a change touches, in every kept
+  /// zone. A day that is not one interval of instants (the day before Havana's midnight passed twice
+  /// ends after the first pass of it, where the next day, read at the later pass, has not started) is
+  /// cut every time.
   func starts(of date: Date) -> [Date] {
     if identifier == "UTC" { return UTCPeriod.starts(of: date) }
     if let day = days.day(containing: date.timeIntervalSince1970) { return day.starts }
