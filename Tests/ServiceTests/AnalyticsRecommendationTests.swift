@@ -38,6 +38,7 @@ import Testing
       let (u1, u2, u3, u4, u5, newcomer) = (UUID(), UUID(), UUID(), UUID(), UUID(), UUID())
       // In two batches, the second adding to the first: the counts are incremental.
       try await harness.apply("order", Self.order(u1, "A", "B"), Self.order(u2, "A", "B"), Self.order(u4, daysAgo: 60, "A"))
+      try await harness.store.addingPendingPurchases()  // the service's pass
       try await harness.apply(
         "order", Self.order(u1, "C"), Self.order(u3, "B", "C", "D"), Self.order(u4, "D"), Self.order(u5, "E"),
         Self.order(u2, "A"))  // a repeat purchase: no new pair
@@ -78,6 +79,48 @@ import Testing
       #expect(try await store.metrics(customerID: u4).recommendations == (try await store.recommend(u4, limit: 3)))
       #expect(try await store.metrics(customerID: newcomer).recommendations.isEmpty)
       #expect(try await store.metrics(customerID: u2, withRecommendations: false).recommendations.isEmpty)
+    }
+  }
+
+  /// The order feed only marks its orders pending; passes add them (here one order per pass), a merge
+  /// adds what is pending first (the duplicate's purchases count as theirs), and a read adds the rest:
+  ///
+  ///     u1: A B    u2: A C    u3: B C    u4: A D, then merged into u1    u1 (with u4's): C
+  ///
+  /// Customers per product: A 3 (u1, u2, u4), B 2, C 3, D 1; per pair: AC 2, BC 2, CD 1 (u1 had D from
+  /// u4). Similar to C: B 2/3, A 2/4, D 1/3. Had u4's order been added after the merge, as u1's, A would
+  /// count 2 customers and tie with B.
+  @Test func pendingPurchasesAreAddedByPassesBeforeMergesAndBeforeReads() async throws {
+    try await AnalyticsRfmTests().withHarness { harness in
+      let store = harness.store
+      let pending = {
+        let rows = try await store.client.query("SELECT count(*) FROM analytics.purchases_pending", logger: testLogger("test"))
+        var count = -1
+        for try await n in rows.decode(Int.self) { count = n }
+        return count
+      }
+      let (u1, u2, u3, u4) = (UUID(), UUID(), UUID(), UUID())
+      try await harness.apply(
+        "order", Self.order(u1, "A", "B"), Self.order(u2, "A", "C"), Self.order(u3, "B", "C"), Self.order(u4, "A", "D"))
+      #expect(try await pending() == 4)
+      try await store.addingPendingPurchases(limit: 1)
+      try await store.addingPendingPurchases(limit: 1)
+      #expect(try await pending() == 2)
+      try await harness.apply("customer", .customerMerged(.with { $0.survivorID = u1.uuidString; $0.duplicateID = u4.uuidString }))
+      #expect(try await pending() == 0)
+      try await harness.apply("order", Self.order(u1, "C"))
+      #expect(try await pending() == 1)
+
+      let likeC = try #require(try await store.similarProducts("C", limit: 10))
+      #expect(try await pending() == 0)
+      #expect(likeC.map(\.sku) == ["B", "A", "D"] && likeC.map(\.commonCustomers) == [2, 2, 1])
+      #expect(zip(likeC.map(\.similarity), [2.0 / 3, 0.5, 1.0 / 3]).allSatisfy { abs($0 - $1) < 1e-12 })
+      // u1 holds all four products now (u4's moved to them): only top sellers are left, and none.
+      #expect(try await store.recommend(u1, limit: 10).isEmpty)
+      // A read of the metrics adds what is pending too.
+      try await harness.apply("order", Self.order(u2, "E"))
+      #expect(try await store.metrics(customerID: u3).recommendations.map(\.sku) == ["A", "D", "E"])
+      #expect(try await pending() == 0)
     }
   }
 }

@@ -144,6 +144,9 @@ public enum AnalyticsApp {
           },
           Periodic("rfm edges", every: rfmInterval, logger: logger) { try await store.computeRfmEdges() },
           Periodic("rfm segments", every: .seconds(1), logger: logger) { try await store.scorePendingSegments() },
+          Periodic("recommendations", every: .milliseconds(250), logger: logger) {
+            try await store.addingPendingPurchases(limit: 5_000)
+          },
           Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },
           Periodic("segments", every: segmentInterval, logger: logger) { try await store.evaluateAllSegments(customers: nil) },
         ]

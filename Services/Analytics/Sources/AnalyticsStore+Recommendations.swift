@@ -6,8 +6,45 @@ import RapportProtos
 /// Item-to-item recommendations after Microsoft's SAR (docs/ANALYTICS.md, "Recommendations"):
 /// co-occurrence counted per customer (two products co-occur once for each customer who bought both),
 /// Jaccard similarity, and a customer's affinity to a product that halves every 30 days. Everything is
-/// updated incrementally by each batch of `OrderPlaced`; nothing is retrained.
+/// updated incrementally; nothing is retrained. The order feed only marks the orders it stores pending
+/// (`analytics.purchases_pending`, in its transaction); their lines are added by a pass every 250 ms, and
+/// before every read of these tables and every merge, so that reads answer for every order applied.
 extension AnalyticsStore {
+  /// Passes adding purchases (and merges moving affinities) take turns on this lock (transaction-scoped).
+  static let purchasesLock = Migrator.lockKey("analytics.customer_items")
+
+  /// Adds the purchases of the pending orders (at most `limit` of them) in one transaction.
+  private func addPendingPurchases(limit: Int?) async throws {
+    try await client.transaction(logger: logger) { connection in
+      try await addPendingPurchases(limit: limit, on: connection)
+    }
+  }
+
+  /// Adds the purchases of the pending orders (at most `limit`) in the caller's transaction, after the
+  /// passes holding `purchasesLock`. Orders a feed marks meanwhile (not yet committed) stay pending.
+  func addPendingPurchases(limit: Int? = nil, on connection: PostgresConnection) async throws {
+    try await connection.query("SELECT pg_advisory_xact_lock(\(Self.purchasesLock)::int8)", logger: logger)
+    let rows = try await connection.query(
+      """
+      DELETE FROM analytics.purchases_pending WHERE order_id IN (
+        SELECT order_id FROM analytics.purchases_pending LIMIT \(limit ?? Int.max)::int8)
+      RETURNING order_id
+      """, logger: logger)
+    var orders: [UUID] = []
+    for try await id in rows.decode(UUID.self) { orders.append(id) }
+    try await addPurchases(orders, on: connection)
+  }
+
+  /// Adds the pending purchases (at most `limit`) if there are any: before a read of the recommendation
+  /// tables (every one of them), and every 250 ms.
+  func addingPendingPurchases(limit: Int? = nil) async throws {
+    let rows = try await client.query("SELECT EXISTS (SELECT 1 FROM analytics.purchases_pending)", logger: logger)
+    var pending = false
+    for try await any in rows.decode(Bool.self) { pending = any }
+    if pending { try await addPendingPurchases(limit: limit) }
+  }
+
+
   /// Affinity half-life.
   static let halfLifeDays = 30.0
 
@@ -68,6 +105,7 @@ extension AnalyticsStore {
   /// Up to `limit` products for `customer`: by affinity-weighted Jaccard similarity to what they bought,
   /// then top sellers; none they bought.
   func recommend(_ customer: UUID, limit: Int) async throws -> [Rapport_Analytics_V1_RecommendedProduct] {
+    try await addingPendingPurchases()
     let rows = try await client.prepared(RecommendText.self, Self.recommendQuery(customer, limit: limit), logger: logger)
     var products: [Rapport_Analytics_V1_RecommendedProduct] = []
     for try await (sku, title, score, similar, _) in rows.decode((String, String, Double, Bool, Int64).self) {
@@ -131,6 +169,7 @@ extension AnalyticsStore {
 
   /// Up to `limit` products by Jaccard similarity to `sku`; nil when nobody bought `sku`.
   func similarProducts(_ sku: String, limit: Int) async throws -> [Rapport_Analytics_V1_SimilarProduct]? {
+    try await addingPendingPurchases()
     let known = try await client.query("SELECT 1 FROM analytics.items WHERE sku = \(sku)", logger: logger)
     var found = false
     for try await _ in known.decode(Int.self) { found = true }

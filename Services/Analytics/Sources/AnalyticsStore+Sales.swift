@@ -471,6 +471,7 @@ extension AnalyticsStore {
   func topProducts(_ range: SalesRange, limit: Int, customers: [UUID]? = nil, segment: Int? = nil, now: Date = Date())
     async throws -> [Rapport_Analytics_V1_ProductSales]
   {
+    try await addingPendingPurchases()  // the products' titles
     let cover = customers == nil ? RollupCover(from: range.from, to: range.to, now: now) : .ordersOnly(to: range.to)
     let (days, months) = (cover.days, cover.months)
     let rows = try await client.query(

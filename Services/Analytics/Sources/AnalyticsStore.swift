@@ -118,6 +118,7 @@ struct AnalyticsStore: Sendable {
           SELECT order_id, customer_id, placed_at, currency, amount, channel FROM e
           ON CONFLICT (order_id) DO NOTHING
           RETURNING order_id),
+        pending AS (INSERT INTO analytics.purchases_pending (order_id) SELECT order_id FROM facts),
         lines AS (
           INSERT INTO analytics.order_lines (order_id, line, sku, title, quantity, net_minor)
           SELECT l.order_id, l.line, l.sku, l.title, l.quantity, l.net
@@ -147,7 +148,6 @@ struct AnalyticsStore: Sendable {
         SET amount_minor = customer_revenue.amount_minor + EXCLUDED.amount_minor
         """, logger: logger)
     }
-    try await addPurchases(orders, on: connection)
   }
 
   /// Order lines as column arrays, to bind into one `unnest(…)`.
@@ -186,6 +186,9 @@ struct AnalyticsStore: Sendable {
     case .customerMerged(let merge)?:
       guard let (survivor, duplicate) = try await aliases.record(merge, at: occurred, on: connection, logger: logger)
       else { return }
+      // The duplicate's purchases so far count as theirs, as if they had been added at once: added
+      // before their orders move to the survivor.
+      try await addPendingPurchases(on: connection)
       try await connection.query(
         """
         INSERT INTO analytics.customer_metrics (
@@ -375,6 +378,7 @@ struct AnalyticsStore: Sendable {
   func metrics(
     customerIDs: [UUID], withRecommendations: Bool = true
   ) async throws -> [UUID: Rapport_Analytics_V1_CustomerMetrics] {
+    if withRecommendations { try await addingPendingPurchases() }
     let rows = try await (genericPlans ?? client).prepared(
       MetricsText.self, Self.metricsQuery(customerIDs, withRecommendations: withRecommendations), logger: logger)
     var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend])] = [:]
