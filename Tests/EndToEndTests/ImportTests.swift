@@ -112,6 +112,12 @@ extension Executables {
               $0.reachable && $0.backlog == 0 && $0.cursor > 1500
             } ?? false
           }
+          // By default analytics keeps the zones a half or quarter hour off UTC (`--sub-hour-time-zones`),
+          // built in the background over what is loaded.
+          try await eventually(within: .seconds(60), "the sub-hour zones are kept and built") {
+            let kept = try await analytics.getPipelineStatus(.init()).keptZones.filter(\.ready).map(\.zone)
+            return ["Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"].allSatisfy(kept.contains)
+          }
         }
       }
     }

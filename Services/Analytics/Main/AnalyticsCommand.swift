@@ -21,7 +21,7 @@ struct AnalyticsCommand: ServiceCommand {
   @Option(name: .customLong("monthly-discount-rate"), help: "CLV's monthly discount rate, in [0, 1) (default 0.01).") var monthlyDiscountRate: String?
   @Option(name: .customLong("report-time-zones"), help: "Comma-separated IANA time zones the shop reports in: sales summaries and cohorts in them are kept like UTC's; other zones are derived from their rows (default none).") var reportTimeZones: String?
   @Option(name: .customLong("learned-time-zones"), help: "How many other zones reads ask for are kept too, built in the background and dropped after 30 days unread (default 4; 0: none).") var learnedTimeZones: Int?
-  @Option(name: .customLong("sub-hour-time-zones"), help: "true: also keep one zone per clock a half or quarter hour off UTC (twelve, Asia/Kolkata among them), built in the background, so reads in those clocks are fast from the first; each adds work to every order applied (default false).") var subHourTimeZones: String?
+  @Option(name: .customLong("sub-hour-time-zones"), help: "true: also keep one zone per clock a half or quarter hour off UTC (twelve, Asia/Kolkata among them), built in the background, so reads in those clocks are fast from the first; each adds work to every order applied (default true; false drops them).") var subHourTimeZones: String?
 
   var ownFlags: [String: String?] {
     [

@@ -18,9 +18,9 @@ public enum AnalyticsApp {
   /// sales summaries and cohorts are kept in besides UTC, default none) and `learned-time-zones` (how
   /// many other zones reads ask for are kept too, default 4; 0: none) and `sub-hour-time-zones` (whether
   /// one zone per clock of tzdata a half or quarter hour off UTC is kept too, built in the background:
-  /// `KeptZone.subHour`; default false: the twelve zones make reads in those clocks fast from the first
-  /// one, but every order the feed applies moves their rows too, and on the bench machine analytics then
-  /// fell behind the order service's maximum rate — docs/BENCHMARKS.md).
+  /// `KeptZone.subHour`; default true: the twelve zones make reads in those clocks fast from the first
+  /// one; every order the feed applies moves their rows too, and on the bench machine analytics keeps up
+  /// with the order service's maximum rate with them — docs/BENCHMARKS.md; false drops them).
   public static func build(settings: Settings, logger: Logger) throws -> ServiceApp {
     try build(
       config: CommonConfig(settings: settings, name: "analytics", defaultPort: defaultPort),
@@ -35,7 +35,7 @@ public enum AnalyticsApp {
         $0.trimmingCharacters(in: .whitespaces)
       },
       learnedTimeZones: try atLeastZero(settings.int("learned-time-zones", default: defaultLearnedTimeZones), "learned-time-zones"),
-      subHourTimeZones: try settings.bool("sub-hour-time-zones", default: false),
+      subHourTimeZones: try settings.bool("sub-hour-time-zones", default: true),
       logger: logger)
   }
 
