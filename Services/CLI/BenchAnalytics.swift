@@ -174,6 +174,9 @@ struct BenchAnalytics: AsyncParsableCommand {
     let sameClocksRow = subHourTimeZones ? "not kept, same clocks as \(Self.subHourZone)" : "not kept, a half hour off UTC"
     let reads: [(String, @Sendable (Int) async throws -> Void)] = [
       ("GetCustomerMetrics (RFM, prediction, segments, recommendations)", { n in _ = try await analytics.getCustomerMetrics(.with { $0.customerID = ids[n % ids.count] }) }),
+      ("BatchGetCustomerMetrics (100 customers)", { n in
+        _ = try await analytics.batchGetCustomerMetrics(.with { $0.customerIds = (0..<100).map { ids[(n * 100 + $0) % ids.count] } })
+      }),
       ("GetCustomerPrediction", { n in _ = try await analytics.getCustomerPrediction(.with { $0.customerID = ids[n % ids.count] }) }),
       ("Recommend (10)", { n in _ = try await analytics.recommend(.with { $0.customerID = ids[n % ids.count] }) }),
       ("GetSimilarProducts (10)", { n in _ = try await analytics.getSimilarProducts(.with { $0.sku = "SKU-\(1 + n % 50)" }) }),
@@ -198,6 +201,12 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetCohortRetention (24 months, \(Self.subHourZone), \(subHourRow))", { _ in _ = try await analytics.getCohortRetention(cohorts(Self.subHourZone)) }),
       ("GetCohortRetention (24 months, \(Self.sameClocksZone), \(sameClocksRow))", { _ in _ = try await analytics.getCohortRetention(cohorts(Self.sameClocksZone)) }),
       ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
+      // The whole stream, to its last member.
+      ("ListSegmentMembers (\(segment.segment.memberCount) members, streamed to the end)", { _ in
+        try await analytics.listSegmentMembers(.with { $0.segmentID = segment.segment.id }) { response in
+          for try await _ in response.messages {}
+        }
+      }),
       ("GetPipelineStatus", { _ in _ = try await analytics.getPipelineStatus(.init()) }),
     ]
     lines += [

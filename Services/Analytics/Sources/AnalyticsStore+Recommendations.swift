@@ -44,7 +44,6 @@ extension AnalyticsStore {
     if pending { try await addPendingPurchases(limit: limit) }
   }
 
-
   /// Affinity half-life.
   static let halfLifeDays = 30.0
 
