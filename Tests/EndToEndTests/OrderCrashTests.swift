@@ -41,10 +41,16 @@ extension Executables {
         #expect(acknowledged.count >= 50, "the load placed only \(acknowledged.count) orders before the kill")
         #expect(attempted.count > acknowledged.count, "no request was interrupted by the kill")
 
-        let orders = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.orders", on: database)
-        let events = try await TestDatabase.scalar(
-          "SELECT count(*)::bigint FROM orders.outbox WHERE type = 'OrderPlaced'", on: database)
-        let lines = try await TestDatabase.scalar("SELECT count(*)::bigint FROM orders.order_lines", on: database)
+        // One statement, so one snapshot: a PlaceOrder the kill interrupted may still commit (its backend
+        // finishes the statement), and three counts one after the other could straddle it.
+        let counts = try await TestDatabase.column(
+          """
+          SELECT n FROM unnest(ARRAY[
+            (SELECT count(*) FROM orders.orders), (SELECT count(*) FROM orders.outbox WHERE type = 'OrderPlaced'),
+            (SELECT count(*) FROM orders.order_lines)]) WITH ORDINALITY AS c(n, i) ORDER BY i
+          """, as: Int.self, on: database)
+        try #require(counts.count == 3)
+        let (orders, events, lines) = (counts[0], counts[1], counts[2])
         print("crash test: \(acknowledged.count) acknowledged, \(attempted.count) attempted, \(orders) orders and \(events) OrderPlaced stored at the kill")
         #expect(orders == events)
         #expect(lines == 2 * orders)
