@@ -123,4 +123,54 @@ import Testing
       #expect(try await pending() == 0)
     }
   }
+
+  /// Ranking reads products and pairs held in memory. This process's passes change them in place; a
+  /// pass of another replica (another store, with its own model) moves the tables' version past the one
+  /// held, and the next read loads them. Either way the model equals one loaded from the tables.
+  @Test func theModelInMemoryFollowsThisProcessesPassesAndLoadsAnotherReplicas() async throws {
+    try await AnalyticsRfmTests().withHarness { harness in
+      let store = harness.store
+      var replica = store
+      replica.recommendations = RecommendationCache()
+      let customers = (0..<6).map { _ in UUID() }
+      try await harness.apply("order", Self.order(customers[0], "A", "B"), Self.order(customers[1], "A", "C"))
+      #expect(store.recommendations.version == nil)
+      #expect(try await store.similarProducts("A", limit: 10)?.map(\.sku) == ["B", "C"])  // adds them, then loads
+      let loaded = try #require(store.recommendations.version)
+
+      // This process's passes: applied in place, one version each.
+      try await harness.apply("order", Self.order(customers[2], "B", "C", "D"))
+      try await store.addingPendingPurchases()
+      try await harness.apply("order", Self.order(customers[0], "D"), Self.order(customers[3], "E", "A"))
+      try await store.addingPendingPurchases()
+      #expect(store.recommendations.version == loaded + 2)
+      try await Self.expectSameRanking(store, customers: customers)
+
+      // Another replica's pass: the model held is behind; the next read loads the tables.
+      try await harness.apply("order", Self.order(customers[4], "D", "E"), Self.order(customers[5], "A"))
+      try await replica.addingPendingPurchases()
+      #expect(store.recommendations.version == loaded + 2)
+      let likeD = try #require(try await store.similarProducts("D", limit: 10))
+      #expect(store.recommendations.version == loaded + 3)
+      #expect(likeD.first { $0.sku == "E" }?.commonCustomers == 1)  // customers[4]'s, counted by the replica
+
+      try await Self.expectSameRanking(store, replica, customers: customers)
+    }
+  }
+
+  /// `stores` rank every product and every customer as a model loaded from the tables now does.
+  static func expectSameRanking(_ stores: AnalyticsStore..., customers: [UUID]) async throws {
+    var fresh = stores[0]
+    fresh.recommendations = RecommendationCache()
+    for store in stores {
+      for sku in ["A", "B", "C", "D", "E"] {
+        let (held, loaded) = (try await store.similarProducts(sku, limit: 10), try await fresh.similarProducts(sku, limit: 10))
+        #expect(held != nil && held == loaded, "similar to \(sku)")
+      }
+      for customer in customers {
+        let (held, loaded) = (try await store.recommend(customer, limit: 10), try await fresh.recommend(customer, limit: 10))
+        #expect(!held.isEmpty && held == loaded)
+      }
+    }
+  }
 }

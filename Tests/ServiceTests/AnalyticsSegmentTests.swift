@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RapportCore
+import RapportLocal
 import RapportProtos
 import RapportTesting
 import SwiftProtobuf
@@ -76,6 +77,31 @@ import Testing
       var ids = Set<UUID>()
       for try await member in response.messages { ids.insert(UUID(uuidString: member.customerID)!) }
       return ids
+    }
+  }
+
+  /// ListSegmentMembers streams a segment of several pages (`AnalyticsRPCs.membersPage`) whole: every
+  /// member once, in (since, customer) order, though every page ends inside the run of members who
+  /// entered together.
+  @Test func aSegmentOfSeveralPagesStreamsWholeAndInOrder() async throws {
+    try await AnalyticsRfmTests.withService { address, _, database in
+      let count = AnalyticsRPCs.membersPage * 2 + 345
+      try await Bootstrap.execute(
+        "INSERT INTO analytics.customer_metrics (customer_id, as_of) SELECT gen_random_uuid(), now() FROM generate_series(1, \(count))",
+        on: database, logger: testLogger("test"))
+      try await withClient(to: address) { client in
+        let api = Rapport_Analytics_V1_AnalyticsService.Client(wrapping: client)
+        let everyone = try await api.putSegment(.with { $0.id = "everyone"; $0.rule = "orders >= 0" })
+        #expect(everyone.entered == count)
+        let streamed = try await api.listSegmentMembers(.with { $0.segmentID = "everyone" }) { response in
+          var members: [Rapport_Analytics_V1_SegmentMember] = []
+          for try await member in response.messages { members.append(member) }
+          return members
+        }
+        #expect(streamed.count == count && Set(streamed.map(\.customerID)).count == count)
+        #expect(Set(streamed.map(\.since)).count == 1)  // entered together: pages break ties by customer
+        #expect(zip(streamed, streamed.dropFirst()).allSatisfy { $0.customerID < $1.customerID })
+      }
     }
   }
 

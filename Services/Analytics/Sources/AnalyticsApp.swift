@@ -81,6 +81,7 @@ public enum AnalyticsApp {
     }
     let scheduled = ScheduledValues()
     let zoneRequests = ZoneRequests()
+    let recommendations = RecommendationCache()
     var sources = [
       (
         "order", try GRPCClientService.client(to: orderAddress, config: config),
@@ -115,7 +116,7 @@ public enum AnalyticsApp {
       workers: { postgres in
         let store = AnalyticsStore(
           client: postgres, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
-          zoneRequests: zoneRequests)
+          recommendations: recommendations, zoneRequests: zoneRequests)
         let segments = SegmentEvaluator(store: store, logger: logger)
         let zonesKept = Mutex(false)
         let profiles = sources.first { $0.0 == "customer" }.map { CustomerProfiles.reading(from: $0.1) }
@@ -156,7 +157,7 @@ public enum AnalyticsApp {
           AnalyticsRPCs(
             store: AnalyticsStore(
               client: pools.main, logger: logger, monthlyDiscountRate: monthlyDiscountRate, scheduled: scheduled,
-              zoneRequests: zoneRequests, genericPlans: pools.genericPlans),
+              recommendations: recommendations, zoneRequests: zoneRequests, genericPlans: pools.genericPlans),
             feeds: sources.map { .init(source: $0.0, feed: .init(wrapping: $0.1), types: $0.2) }, failures: failures,
             logger: logger)
         ]

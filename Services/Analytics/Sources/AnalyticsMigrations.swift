@@ -487,5 +487,13 @@ enum AnalyticsMigrations {
     // marks them, a pass adds them (AnalyticsStore+Recommendations). Replicas of earlier versions add
     // their orders' lines at once, as before; both ways count each order once.
     Migration(25, "purchases pending", ["CREATE TABLE analytics.purchases_pending (order_id uuid PRIMARY KEY)"]),
+    // The version of `items` and `item_pairs`, bumped by every pass adding purchases in its transaction:
+    // a process's `RecommendationModel` holding an older one loads them again before ranking.
+    Migration(
+      26, "recommendation version",
+      [
+        "CREATE TABLE analytics.recommendation_version (one boolean PRIMARY KEY DEFAULT true CHECK (one), version bigint NOT NULL)",
+        "INSERT INTO analytics.recommendation_version (version) VALUES (0)",
+      ]),
   ]
 }

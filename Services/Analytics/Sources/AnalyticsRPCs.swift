@@ -242,19 +242,26 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
   ) async throws {
     let id = try Self.segmentID(request.segmentID, field: "segment_id")
     guard try await !store.segments(id: id).isEmpty else { throw RPCFailure.notFound("segment", id) }
-    var after: (Date, UUID)?
-    while true {
-      let page = try await store.segmentMembers(id, after: after, limit: 1_000)
-      try await response.write(contentsOf: page.map { customer, since in
+    // Pages in (since, customer) order; the next page is read while this one is written.
+    @Sendable func page(after last: (UUID, Date)?) async throws -> [(UUID, Date)] {
+      try await store.segmentMembers(id, after: last.map { ($0.1, $0.0) }, limit: Self.membersPage)
+    }
+    var members = try await page(after: nil)
+    while !members.isEmpty {
+      let last = members.count == Self.membersPage ? members.last : nil
+      async let following = last == nil ? [] : page(after: last)
+      try await response.write(contentsOf: members.map { customer, since in
         .with {
           $0.customerID = customer.uuidString.lowercased()
           $0.since = .init(microsecondsOf: since)
         }
       })
-      guard page.count == 1_000, let last = page.last else { return }
-      after = (last.1, last.0)
+      members = try await following
     }
   }
+
+  /// Members read per query by `ListSegmentMembers`.
+  static let membersPage = 5_000
 
   /// A segment id: lower-case letters, digits, '-' and '_', 1 to 64 characters.
   static func segmentID(_ raw: String, field: String = "id") throws -> String {

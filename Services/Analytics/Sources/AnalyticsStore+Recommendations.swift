@@ -13,16 +13,20 @@ extension AnalyticsStore {
   /// Passes adding purchases (and merges moving affinities) take turns on this lock (transaction-scoped).
   static let purchasesLock = Migrator.lockKey("analytics.customer_items")
 
-  /// Adds the purchases of the pending orders (at most `limit` of them) in one transaction.
+  /// Adds the purchases of the pending orders (at most `limit` of them) in one transaction, then the
+  /// changes to the process's model.
   private func addPendingPurchases(limit: Int?) async throws {
-    try await client.transaction(logger: logger) { connection in
+    let changes = try await client.transaction(logger: logger) { connection in
       try await addPendingPurchases(limit: limit, on: connection)
     }
+    if let changes { recommendations.apply(changes) }
   }
 
   /// Adds the purchases of the pending orders (at most `limit`) in the caller's transaction, after the
   /// passes holding `purchasesLock`. Orders a feed marks meanwhile (not yet committed) stay pending.
-  func addPendingPurchases(limit: Int? = nil, on connection: PostgresConnection) async throws {
+  /// Returns what changed (nil when nothing was pending), for the process's model once committed.
+  @discardableResult
+  func addPendingPurchases(limit: Int? = nil, on connection: PostgresConnection) async throws -> RecommendationChanges? {
     try await connection.query("SELECT pg_advisory_xact_lock(\(Self.purchasesLock)::int8)", logger: logger)
     let rows = try await connection.query(
       """
@@ -32,7 +36,7 @@ extension AnalyticsStore {
       """, logger: logger)
     var orders: [UUID] = []
     for try await id in rows.decode(UUID.self) { orders.append(id) }
-    try await addPurchases(orders, on: connection)
+    return try await addPurchases(orders, on: connection)
   }
 
   /// Adds the pending purchases (at most `limit`) if there are any: before a read of the recommendation
@@ -55,10 +59,11 @@ extension AnalyticsStore {
   }
 
   /// Adds the lines of `orders` (just stored) to the customers' affinities, the products' customer and
-  /// unit counts, and — for each product new to a customer — its pairs with the customer's other products.
-  func addPurchases(_ orders: [UUID], on connection: PostgresConnection) async throws {
-    guard !orders.isEmpty else { return }
-    try await connection.query(
+  /// unit counts, and — for each product new to a customer — its pairs with the customer's other products;
+  /// bumps the tables' version. Returns the products and pairs changed, with their new counts.
+  func addPurchases(_ orders: [UUID], on connection: PostgresConnection) async throws -> RecommendationChanges? {
+    guard !orders.isEmpty else { return nil }
+    let rows = try await connection.query(
       """
       WITH l AS (
         SELECT o.customer_id, l.sku, (array_agg(l.title ORDER BY o.placed_at DESC))[1] AS title,
@@ -77,17 +82,60 @@ extension AnalyticsStore {
         FROM l LEFT JOIN fresh f USING (customer_id, sku) GROUP BY l.sku
         ON CONFLICT (sku) DO UPDATE SET
           customers = items.customers + EXCLUDED.customers, units = items.units + EXCLUDED.units,
-          title = EXCLUDED.title),
+          title = EXCLUDED.title
+        RETURNING sku, title, customers, units),
       pairs AS (
         -- a product new to the customer with each product they had (the table as before this statement)
         SELECT f.sku AS a, e.sku AS b FROM fresh f JOIN analytics.customer_items e ON e.customer_id = f.customer_id
         UNION ALL
         -- two products both new to the customer, once
-        SELECT f1.sku, f2.sku FROM fresh f1 JOIN fresh f2 ON f2.customer_id = f1.customer_id AND f1.sku < f2.sku)
-      INSERT INTO analytics.item_pairs (a, b, customers)
-      SELECT a, b, count(*) FROM (SELECT a, b FROM pairs UNION ALL SELECT b, a FROM pairs) both_ways GROUP BY a, b
-      ON CONFLICT (a, b) DO UPDATE SET customers = item_pairs.customers + EXCLUDED.customers
+        SELECT f1.sku, f2.sku FROM fresh f1 JOIN fresh f2 ON f2.customer_id = f1.customer_id AND f1.sku < f2.sku),
+      counted AS (
+        INSERT INTO analytics.item_pairs (a, b, customers)
+        SELECT a, b, count(*) FROM (SELECT a, b FROM pairs UNION ALL SELECT b, a FROM pairs) both_ways GROUP BY a, b
+        ON CONFLICT (a, b) DO UPDATE SET customers = item_pairs.customers + EXCLUDED.customers
+        RETURNING a, b, customers),
+      version AS (UPDATE analytics.recommendation_version SET version = version + 1 RETURNING version)
+      SELECT v.version, c.* FROM version v LEFT JOIN (
+        SELECT sku, title, customers, units, NULL::text AS b FROM items
+        UNION ALL SELECT a, NULL, customers, NULL, b FROM counted) c ON true
       """, logger: logger)
+    return try await Self.changes(Rows(rows.collect()))
+  }
+
+  /// Rows of (version, sku, title, customers, units, NULL) for products and (version, a, NULL, customers,
+  /// NULL, b) for pairs, as the products and pairs at that version; nil without a row.
+  private static func changes(_ rows: Rows) async throws -> RecommendationChanges? {
+    var changes: RecommendationChanges?
+    for try await (version, sku, title, customers, units, b) in rows.decode((Int64, String?, String?, Int64?, Int64?, String?).self) {
+      if changes == nil { changes = RecommendationChanges(version: version) }
+      guard let sku, let customers else { continue }
+      if let b {
+        changes?.pairs.append((sku, b, customers))
+      } else if let title, let units {
+        changes?.items.append(.init(sku: sku, title: title, customers: customers, units: units))
+      }
+    }
+    return changes
+  }
+
+  /// The products, their pairs and the tables' version, in one statement (one snapshot).
+  func loadRecommendationModel() async throws -> RecommendationModel {
+    let rows = try await client.query(
+      """
+      SELECT v.version, c.* FROM analytics.recommendation_version v LEFT JOIN (
+        SELECT sku, title, customers, units, NULL::text AS b FROM analytics.items
+        UNION ALL SELECT a, NULL, customers, NULL, b FROM analytics.item_pairs) c ON true
+      """, logger: logger)
+    guard let all = try await Self.changes(rows) else { throw RPCFailure.internal("the recommendation version is missing") }
+    var model = RecommendationModel(version: all.version)
+    model.apply(all)
+    return model
+  }
+
+  /// The process's model at `version` or newer.
+  func recommendationModel(atLeast version: Int64) async throws -> RecommendationModel {
+    try await recommendations.model(atLeast: version) { try await loadRecommendationModel() }
   }
 
   /// Moves a merged customer's affinities to the survivor (product and pair counts stay as counted).
@@ -101,93 +149,33 @@ extension AnalyticsStore {
       """, logger: logger)
   }
 
-  /// Up to `limit` products for `customer`: by affinity-weighted Jaccard similarity to what they bought,
-  /// then top sellers; none they bought.
-  func recommend(_ customer: UUID, limit: Int) async throws -> [Rapport_Analytics_V1_RecommendedProduct] {
-    try await addingPendingPurchases()
-    let rows = try await client.prepared(RecommendText.self, Self.recommendQuery(customer, limit: limit), logger: logger)
-    var products: [Rapport_Analytics_V1_RecommendedProduct] = []
-    for try await (sku, title, score, similar, _) in rows.decode((String, String, Double, Bool, Int64).self) {
-      products.append(Self.recommended(sku, title, score, similar))
-    }
-    return products
-  }
-
-  static func recommended(_ sku: String, _ title: String, _ score: Double, _ similar: Bool) -> Rapport_Analytics_V1_RecommendedProduct {
-    .with {
-      $0.sku = sku
-      $0.title = title
-      $0.score = score
-      $0.reason = similar ? .similar : .topSeller
-    }
-  }
-
-  /// The ranking cut at `limit` (at most `Self.mostRecommended`): the same first `limit` as a ranking
-  /// of `limit`, since similar products come first and top sellers only fill up after them.
-  static func recommendQuery(_ customer: UUID, limit: Int) -> PostgresQuery {
-    """
-    SELECT r.* FROM (SELECT \(customer)::uuid AS id) k
-    CROSS JOIN LATERAL (\(unescaped: recommendSelect(customer: "k.id", limit: String(mostRecommended)))) r
-    WHERE r.rank <= \(limit)::int8 ORDER BY r.rank
-    """
-  }
-
   /// The largest `limit` of `Recommend`.
   static let mostRecommended = 100
 
-  /// The ranking as rows of (sku, title, score, by similarity, rank) for the customer whose id is the SQL
-  /// expression `customer`, at most `limit` (an SQL expression) of them.
-  static func recommendSelect(customer: String, limit: String) -> String {
-    """
-    WITH mine AS (SELECT sku, affinity FROM analytics.customer_items WHERE customer_id = \(customer)),
-    total AS (SELECT sum(affinity) AS affinity FROM mine),
-    alike AS (
-      SELECT p.b AS sku,
-             sum(m.affinity * p.customers::float8 / (ia.customers + ib.customers - p.customers)) / (SELECT affinity FROM total)
-               AS score
-      FROM mine m JOIN analytics.item_pairs p ON p.a = m.sku
-      JOIN analytics.items ia ON ia.sku = p.a JOIN analytics.items ib ON ib.sku = p.b
-      WHERE p.b NOT IN (SELECT sku FROM mine) GROUP BY p.b
-      ORDER BY score DESC, sku LIMIT \(limit)),
-    sellers AS (
-      SELECT sku, 0::float8 AS score FROM analytics.items
-      WHERE sku NOT IN (SELECT sku FROM mine) AND sku NOT IN (SELECT sku FROM alike)
-      ORDER BY customers DESC, units DESC, sku LIMIT \(limit))
-    SELECT r.sku, i.title, r.score, r.by_similarity,
-      row_number() OVER (ORDER BY r.part, r.score DESC, i.customers DESC, i.units DESC, r.sku) AS rank
-    FROM (
-      SELECT sku, score, true AS by_similarity, 0 AS part FROM alike
-      UNION ALL SELECT sku, score, false, 1 FROM sellers) r
-    JOIN analytics.items i USING (sku)
-    ORDER BY rank LIMIT \(limit)
-    """
+  /// Up to `limit` products for `customer`: by affinity-weighted Jaccard similarity to what they bought,
+  /// then top sellers; none they bought (`RecommendationModel.recommend`).
+  func recommend(_ customer: UUID, limit: Int) async throws -> [Rapport_Analytics_V1_RecommendedProduct] {
+    try await addingPendingPurchases()
+    let rows = try await client.query(
+      """
+      SELECT (SELECT version FROM analytics.recommendation_version), sku, affinity
+      FROM (SELECT 1) one LEFT JOIN analytics.customer_items ON customer_id = \(customer)
+      """, logger: logger)
+    var version: Int64 = 0
+    var mine: [(sku: String, affinity: Double)] = []
+    for try await (at, sku, affinity) in rows.decode((Int64, String?, Double?).self) {
+      version = at
+      if let sku, let affinity { mine.append((sku, affinity)) }
+    }
+    return try await recommendationModel(atLeast: version).recommend(mine, limit: limit)
   }
-
-  enum RecommendText: StatementText { static let sql = AnalyticsStore.recommendQuery(UUID(), limit: 0).sql }
-
 
   /// Up to `limit` products by Jaccard similarity to `sku`; nil when nobody bought `sku`.
   func similarProducts(_ sku: String, limit: Int) async throws -> [Rapport_Analytics_V1_SimilarProduct]? {
     try await addingPendingPurchases()
-    let known = try await client.query("SELECT 1 FROM analytics.items WHERE sku = \(sku)", logger: logger)
-    var found = false
-    for try await _ in known.decode(Int.self) { found = true }
-    guard found else { return nil }
-    let rows = try await client.query(
-      """
-      SELECT p.b, ib.title, p.customers::float8 / (ia.customers + ib.customers - p.customers), p.customers
-      FROM analytics.item_pairs p JOIN analytics.items ia ON ia.sku = p.a JOIN analytics.items ib ON ib.sku = p.b
-      WHERE p.a = \(sku) ORDER BY 3 DESC, 1 LIMIT \(limit)
-      """, logger: logger)
-    var products: [Rapport_Analytics_V1_SimilarProduct] = []
-    for try await (other, title, similarity, common) in rows.decode((String, String, Double, Int64).self) {
-      products.append(.with {
-        $0.sku = other
-        $0.title = title
-        $0.similarity = similarity
-        $0.commonCustomers = common
-      })
-    }
-    return products
+    let rows = try await client.query("SELECT version FROM analytics.recommendation_version", logger: logger)
+    var version: Int64 = 0
+    for try await at in rows.decode(Int64.self) { version = at }
+    return try await recommendationModel(atLeast: version).similar(to: sku, limit: limit)
   }
 }

@@ -12,6 +12,8 @@ struct AnalyticsStore: Sendable {
   var monthlyDiscountRate = AnalyticsApp.defaultMonthlyDiscountRate
   /// Edges and models, shared by the process's stores (`AnalyticsApp`).
   var scheduled = ScheduledValues()
+  /// Products and pairs in memory, shared by the process's stores (`RecommendationModel`).
+  var recommendations = RecommendationCache()
   /// Zones reads asked for, shared by the process's stores (`keepLearnedZones`).
   var zoneRequests = ZoneRequests()
   /// The generic-plan pool (`Pools.genericPlans`) for metrics by customer; the main pool when nil (tests).
@@ -381,7 +383,8 @@ struct AnalyticsStore: Sendable {
     if withRecommendations { try await addingPendingPurchases() }
     let rows = try await (genericPlans ?? client).prepared(
       MetricsText.self, Self.metricsQuery(customerIDs, withRecommendations: withRecommendations), logger: logger)
-    var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend])] = [:]
+    var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend], bought: [(sku: String, affinity: Double)])] = [:]
+    var version: Int64 = 0
     for try await row in rows {
       var r = RowReader(row)
       let id = try r.next(UUID.self)
@@ -394,8 +397,8 @@ struct AnalyticsStore: Sendable {
       let segments = try r.next([String]?.self) ?? []
       let revenueCurrencies = try r.next([String]?.self) ?? []
       let revenueAmounts = try r.next([Int64]?.self) ?? []
-      let skus = try r.next([String]?.self) ?? [], titles = try r.next([String]?.self) ?? []
-      let scores = try r.next([Double]?.self) ?? [], similar = try r.next([Bool]?.self) ?? []
+      let skus = try r.next([String]?.self) ?? [], affinities = try r.next([Double]?.self) ?? []
+      version = try r.next(Int64.self)
       var spend = found[id]?.spend ?? []
       if let currency = try r.next(String?.self) {
         spend.append(Spend(
@@ -423,16 +426,16 @@ struct AnalyticsStore: Sendable {
       metrics.segmentIds = segments
       guard revenueAmounts.count == revenueCurrencies.count else { throw RPCFailure.internal("revenue arrays differ in length") }
       metrics.revenue = zip(revenueCurrencies, revenueAmounts).map { .money($1, $0) }
-      guard titles.count == skus.count, scores.count == skus.count, similar.count == skus.count else {
-        throw RPCFailure.internal("recommendation arrays differ in length")
-      }
-      metrics.recommendations = skus.indices.map { Self.recommended(skus[$0], titles[$0], scores[$0], similar[$0]) }
-      found[id] = (metrics, spend)
+      guard affinities.count == skus.count else { throw RPCFailure.internal("recommendation arrays differ in length") }
+      found[id] = (metrics, spend, zip(skus, affinities).map { (sku: $0, affinity: $1) })
     }
+    // Three recommendations for each customer with orders, from the model at the statement's version.
+    let model = found.values.contains { !$0.bought.isEmpty } ? try await recommendationModel(atLeast: version) : nil
     var answers: [UUID: Rapport_Analytics_V1_CustomerMetrics] = [:]
     for id in customerIDs where answers[id] == nil {
       var metrics = found[id]?.metrics ?? .with { $0.customerID = id.uuidString.lowercased() }
       let spend = found[id]?.spend ?? []
+      if let model, let bought = found[id]?.bought, !bought.isEmpty { metrics.recommendations = model.recommend(bought, limit: 3) }
       metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
       metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
       metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
@@ -448,7 +451,8 @@ struct AnalyticsStore: Sendable {
 
   /// One row per currency the customer ordered in (one row with no currency when none), each with the
   /// counters (NULL when no event mentioned the customer), the segment ids, the revenue per currency and
-  /// three recommendations (none for a customer without orders: they start with the first).
+  /// the products bought with their affinities and the recommendation tables' version (no products for
+  /// a customer without orders: recommendations start with the first).
   static func metricsQuery(_ customerIDs: [UUID], withRecommendations: Bool) -> PostgresQuery {
     """
     SELECT k.id, m.as_of, m.order_count, m.first_order_at, m.last_order_at, m.open_tickets, m.tickets_opened,
@@ -456,14 +460,13 @@ struct AnalyticsStore: Sendable {
       (SELECT array_agg(segment_id ORDER BY segment_id) FROM analytics.segment_members WHERE customer_id = k.id),
       (SELECT array_agg(currency::text ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
       (SELECT array_agg(amount_minor ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
-      rec.*, s.*
+      rec.*, v.version, s.*
     FROM unnest(\(customerIDs)::uuid[]) k(id)
     LEFT JOIN analytics.customer_metrics m ON m.customer_id = k.id
     CROSS JOIN LATERAL (
-      SELECT array_agg(sku ORDER BY rank), array_agg(title ORDER BY rank), array_agg(score ORDER BY rank),
-        array_agg(by_similarity ORDER BY rank)
-      FROM (\(unescaped: recommendSelect(customer: "k.id", limit: "3"))) r
-      WHERE \(withRecommendations)::bool AND m.order_count > 0) rec
+      SELECT array_agg(sku ORDER BY sku), array_agg(affinity ORDER BY sku) FROM analytics.customer_items
+      WHERE \(withRecommendations)::bool AND m.order_count > 0 AND customer_id = k.id) rec
+    CROSS JOIN (SELECT version FROM analytics.recommendation_version) v
     LEFT JOIN LATERAL (
       SELECT currency::text, \(unescaped: spendColumns) FROM analytics.orders WHERE customer_id = k.id GROUP BY currency
     ) s ON true
