@@ -175,8 +175,9 @@ import Testing
         })
       }
       var payloads: [Rapport_Events_V1_Event.OneOf_Payload] = []
+      let population = (0..<40).map { _ in UUID() }
       for i in 0..<40 {
-        let customer = UUID()
+        let customer = population[i]
         for k in 0...(i % 5) { payloads.append(placed(UUID(), customer, Int64(1_000 + 100 * i), daysAgo(Double(200 - i - k * (5 + i % 11))))) }
       }
       let followed = UUID(), refunded = UUID(), cancelled = UUID()
@@ -215,6 +216,15 @@ import Testing
         #expect(abs(prediction.churnProbability + prediction.probabilityAlive - 1) < 1e-12)
         let metrics = try await api.getCustomerMetrics(.with { $0.customerID = followed.uuidString }).metrics
         #expect(metrics.prediction == expected)
+        // A batch reads the histories once per currency; every customer's prediction is the one asked alone
+        // (none for an unknown customer).
+        let asked = [followed, UUID()] + population.prefix(10)
+        let batch = try await api.batchGetCustomerMetrics(.with { $0.customerIds = asked.map(\.uuidString) }).results
+        #expect(batch.count == asked.count && batch[0].metrics.prediction == expected && !batch[1].metrics.hasPrediction)
+        for (id, result) in zip(asked.dropFirst(2), batch.dropFirst(2)) {
+          let alone = try await api.getCustomerPrediction(.with { $0.customerID = id.uuidString }).prediction
+          #expect(result.metrics.hasPrediction && result.metrics.prediction == alone)
+        }
         // A fit at an earlier end of observation is returned and kept, not put in use: 150 days ago the
         // followed customer had not bought yet; the 40 others had (their first orders are 161–200 days old).
         let earlier = try await api.fitPredictionModel(.with {

@@ -495,5 +495,7 @@ enum AnalyticsMigrations {
         "CREATE TABLE analytics.recommendation_version (one boolean PRIMARY KEY DEFAULT true CHECK (one), version bigint NOT NULL)",
         "INSERT INTO analytics.recommendation_version (version) VALUES (0)",
       ]),
+    // A customer's segments (`GetCustomerMetrics`) were read by scanning every segment's members.
+    Migration(27, "segment members by customer", ["CREATE INDEX segment_members_customer ON analytics.segment_members (customer_id)"]),
   ]
 }

@@ -128,10 +128,29 @@ extension AnalyticsStore {
       guard let main = Self.mainCurrency(spend) else { return nil }
       currency = main.currency
     }
-    guard let model = try await scheduled.model(currency, { try await predictionModel(currency: currency) }),
-      let history = try await histories(currency: currency, asOf: now, customers: [customer])[customer]
-    else { return nil }
-    return Self.prediction(history, model: model, discountRate: monthlyDiscountRate)
+    return try await predictions([currency: [customer]], now: now)[customer]
+  }
+
+  /// The predictions of several customers, each in the main currency of their `spend`; one read of the
+  /// purchase histories per currency.
+  func predictions(spend: [UUID: [Spend]], now: Date = Date()) async throws -> [UUID: Rapport_Analytics_V1_CustomerPrediction] {
+    var customers: [String: [UUID]] = [:]
+    for (id, spend) in spend {
+      if let main = Self.mainCurrency(spend) { customers[main.currency, default: []].append(id) }
+    }
+    return try await predictions(customers, now: now)
+  }
+
+  /// The predictions of `customers` (by currency) with a model in use for their currency.
+  private func predictions(_ customers: [String: [UUID]], now: Date) async throws -> [UUID: Rapport_Analytics_V1_CustomerPrediction] {
+    var predictions: [UUID: Rapport_Analytics_V1_CustomerPrediction] = [:]
+    for (currency, ids) in customers {
+      guard let model = try await scheduled.model(currency, { try await predictionModel(currency: currency) }) else { continue }
+      for (id, history) in try await histories(currency: currency, asOf: now, customers: ids) {
+        predictions[id] = Self.prediction(history, model: model, discountRate: monthlyDiscountRate)
+      }
+    }
+    return predictions
   }
 
   static func prediction(

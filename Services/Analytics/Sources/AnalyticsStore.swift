@@ -431,6 +431,7 @@ struct AnalyticsStore: Sendable {
     }
     // Three recommendations for each customer with orders, from the model at the statement's version.
     let model = found.values.contains { !$0.bought.isEmpty } ? try await recommendationModel(atLeast: version) : nil
+    let predictions = try await predictions(spend: found.mapValues(\.spend))
     var answers: [UUID: Rapport_Analytics_V1_CustomerMetrics] = [:]
     for id in customerIDs where answers[id] == nil {
       var metrics = found[id]?.metrics ?? .with { $0.customerID = id.uuidString.lowercased() }
@@ -443,7 +444,7 @@ struct AnalyticsStore: Sendable {
       }
       metrics.cancelledOrderCount = spend.reduce(0) { $0 + $1.cancelled }
       if let rfm = try await rfm(spend) { metrics.rfm = rfm }
-      if let prediction = try await prediction(id, spend: spend) { metrics.prediction = prediction }
+      if let prediction = predictions[id] { metrics.prediction = prediction }
       answers[id] = metrics
     }
     return answers
@@ -460,13 +461,12 @@ struct AnalyticsStore: Sendable {
       (SELECT array_agg(segment_id ORDER BY segment_id) FROM analytics.segment_members WHERE customer_id = k.id),
       (SELECT array_agg(currency::text ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
       (SELECT array_agg(amount_minor ORDER BY currency) FROM analytics.customer_revenue WHERE customer_id = k.id),
-      rec.*, v.version, s.*
+      rec.*, (SELECT version FROM analytics.recommendation_version), s.*
     FROM unnest(\(customerIDs)::uuid[]) k(id)
     LEFT JOIN analytics.customer_metrics m ON m.customer_id = k.id
     CROSS JOIN LATERAL (
       SELECT array_agg(sku ORDER BY sku), array_agg(affinity ORDER BY sku) FROM analytics.customer_items
       WHERE \(withRecommendations)::bool AND m.order_count > 0 AND customer_id = k.id) rec
-    CROSS JOIN (SELECT version FROM analytics.recommendation_version) v
     LEFT JOIN LATERAL (
       SELECT currency::text, \(unescaped: spendColumns) FROM analytics.orders WHERE customer_id = k.id GROUP BY currency
     ) s ON true
