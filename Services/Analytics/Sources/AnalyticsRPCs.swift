@@ -243,17 +243,19 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     let id = try Self.segmentID(request.segmentID, field: "segment_id")
     guard try await !store.segments(id: id).isEmpty else { throw RPCFailure.notFound("segment", id) }
     // Pages in (since, customer) order; the next page is read while this one is written.
-    @Sendable func page(after last: (UUID, Date)?) async throws -> [(UUID, Date)] {
-      try await store.segmentMembers(id, after: last.map { ($0.1, $0.0) }, limit: Self.membersPage)
+    @Sendable func page(after last: (customer: String, since: Date)?) async throws -> [(customer: String, since: Date)] {
+      guard let last else { return try await store.segmentMembers(id, after: nil, limit: Self.membersPage) }
+      guard let customer = UUID(uuidString: last.customer) else { throw RPCFailure.internal("a member id is not a UUID") }
+      return try await store.segmentMembers(id, after: (last.since, customer), limit: Self.membersPage)
     }
     var members = try await page(after: nil)
     while !members.isEmpty {
       let last = members.count == Self.membersPage ? members.last : nil
       async let following = last == nil ? [] : page(after: last)
-      try await response.write(contentsOf: members.map { customer, since in
+      try await response.write(contentsOf: members.map { member in
         .with {
-          $0.customerID = customer.uuidString.lowercased()
-          $0.since = .init(microsecondsOf: since)
+          $0.customerID = member.customer
+          $0.since = .init(microsecondsOf: member.since)
         }
       })
       members = try await following
