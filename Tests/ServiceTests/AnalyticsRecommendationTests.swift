@@ -79,6 +79,10 @@ import Testing
       #expect(try await store.metrics(customerID: u4).recommendations == (try await store.recommend(u4, limit: 3)))
       #expect(try await store.metrics(customerID: newcomer).recommendations.isEmpty)
       #expect(try await store.metrics(customerID: u2, withRecommendations: false).recommendations.isEmpty)
+      // A customer whose only order has no lines has an order: top sellers.
+      let lineless = UUID()
+      try await harness.apply("order", Self.order(lineless))
+      #expect(try await store.metrics(customerID: lineless).recommendations.map(\.sku) == ["A", "B", "C"])
     }
   }
 

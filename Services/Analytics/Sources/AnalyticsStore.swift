@@ -383,7 +383,8 @@ struct AnalyticsStore: Sendable {
     if withRecommendations { try await addingPendingPurchases() }
     let rows = try await (genericPlans ?? client).prepared(
       MetricsText.self, Self.metricsQuery(customerIDs, withRecommendations: withRecommendations), logger: logger)
-    var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend], bought: [(sku: String, affinity: Double)])] = [:]
+    // `bought` is nil for a customer given no recommendations (not asked for, or no order yet).
+    var found: [UUID: (metrics: Rapport_Analytics_V1_CustomerMetrics, spend: [Spend], bought: [(sku: String, affinity: Double)]?)] = [:]
     var version: Int64 = 0
     for try await row in rows {
       var r = RowReader(row)
@@ -427,16 +428,17 @@ struct AnalyticsStore: Sendable {
       guard revenueAmounts.count == revenueCurrencies.count else { throw RPCFailure.internal("revenue arrays differ in length") }
       metrics.revenue = zip(revenueCurrencies, revenueAmounts).map { .money($1, $0) }
       guard affinities.count == skus.count else { throw RPCFailure.internal("recommendation arrays differ in length") }
-      found[id] = (metrics, spend, zip(skus, affinities).map { (sku: $0, affinity: $1) })
+      let recommended = withRecommendations && asOf != nil && counters.count > 0
+      found[id] = (metrics, spend, recommended ? zip(skus, affinities).map { (sku: $0, affinity: $1) } : nil)
     }
     // Three recommendations for each customer with orders, from the model at the statement's version.
-    let model = found.values.contains { !$0.bought.isEmpty } ? try await recommendationModel(atLeast: version) : nil
+    let model = found.values.contains { $0.bought != nil } ? try await recommendationModel(atLeast: version) : nil
     let predictions = try await predictions(spend: found.mapValues(\.spend))
     var answers: [UUID: Rapport_Analytics_V1_CustomerMetrics] = [:]
     for id in customerIDs where answers[id] == nil {
       var metrics = found[id]?.metrics ?? .with { $0.customerID = id.uuidString.lowercased() }
       let spend = found[id]?.spend ?? []
-      if let model, let bought = found[id]?.bought, !bought.isEmpty { metrics.recommendations = model.recommend(bought, limit: 3) }
+      if let model, let bought = found[id]?.bought { metrics.recommendations = model.recommend(bought, limit: 3) }
       metrics.netRevenue = spend.map { .money($0.net, $0.currency) }
       metrics.refunded = spend.map { .money($0.refunded, $0.currency) }
       metrics.averageOrderValue = spend.filter { $0.orders > 0 }.map {
