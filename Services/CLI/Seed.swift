@@ -143,7 +143,8 @@ struct SyntheticShop: Sendable {
     return rows
   }
 
-  /// Imports the customers, then the orders on `streams` parallel streams (each customer's orders on one).
+  /// Imports the customers, then the orders on `streams` parallel streams (each customer's orders on one;
+  /// a stream refused as UNAVAILABLE is sent again, up to five times: `retryingUnavailable`).
   func load(
     into customerAPI: Rapport_Customer_V1_CustomerService.Client<HTTP2ClientTransport.Posix>,
     _ orderAPI: Rapport_Order_V1_OrderService.Client<HTTP2ClientTransport.Posix>, streams: Int,
@@ -170,8 +171,14 @@ struct SyntheticShop: Sendable {
     let responses = try await withThrowingTaskGroup(of: Rapport_Order_V1_ImportOrdersResponse.self) { group in
       for lane in 0..<lanes {
         group.addTask {
-          try await orderAPI.importOrders { writer in
-            for row in rows where Self.lane(of: row, lanes) == lane { try await writer.write(row) }
+          // A lane refused as UNAVAILABLE (the customer service too slow to resolve a batch's customers,
+          // say) is sent again whole: its rows stored already count as existing the second time.
+          try await retryingUnavailable(retrying: { error, attempt in
+            progress("orders stream \(lane + 1) of \(lanes): \(error.message); sending it again (attempt \(attempt))\n")
+          }) {
+            try await orderAPI.importOrders { writer in
+              for row in rows where Self.lane(of: row, lanes) == lane { try await writer.write(row) }
+            }
           }
         }
       }
