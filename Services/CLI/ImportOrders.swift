@@ -61,84 +61,91 @@ enum OrderCSV {
   ) async throws -> (response: Rapport_Order_V1_ImportOrdersResponse, seconds: Double) {
     let size = try CustomerCSV.fileSize(path)
     let started = ContinuousClock.now
-    let local = LocalFailures()
-    var response = try await orders.importOrders { writer in
-      let (reader, column) = try CustomerCSV.open(path)
-      var number: Int64 = 1  // the header is row 1
-      var bytes: Int64 = 0
-      var pending: Rapport_Order_V1_ImportOrdersRequest?
-      var pendingKey = ""
-      var broken: String?
-      func flush() async throws {
-        defer { (pending, broken) = (nil, nil) }
-        guard let order = pending else { return }
-        if let broken {
-          local.add(order.rowNumber, broken)
-        } else {
-          try await writer.write(order)
-        }
-      }
-      while let fields = reader.next() {
-        number += 1
-        bytes += Int64(fields.reduce(fields.count) { $0 + $1.utf8.count })
-        func value(_ name: String) -> String {
-          (column[name].flatMap { $0 < fields.count ? fields[$0] : nil } ?? "").trimmingCharacters(in: .whitespaces)
-        }
-        func integer(_ name: String) -> Int64 {
-          let raw = value(name)
-          if raw.isEmpty { return 0 }
-          guard let parsed = Int64(raw) else {
-            broken = broken ?? "\(name): '\(raw.prefix(40))' is not an integer"
-            return 0
-          }
-          return parsed
-        }
-        let key = value("channel").lowercased() + "\u{1}" + value("reference")
-        if pending == nil || key != pendingKey || value("reference").isEmpty {
-          try await flush()
-          pendingKey = key
-          var row = Rapport_Order_V1_ImportOrdersRequest()
-          row.rowNumber = number
-          let channel = value("channel").lowercased()
-          row.order.channel = channel.isEmpty ? .unspecified : CustomerCSV.channels[channel] ?? .UNRECOGNIZED(-1)
-          row.order.channelOrderReference = value("reference")
-          row.order.currency = value("currency").uppercased()
-          row.order.shippingMinor = integer("shipping_minor")
-          row.order.customerID = value("customer_id")
-          for (kind, name) in [(Rapport_Customer_V1_IdentityKind.email, "email"), (.phone, "phone"), (.externalID, "external_id")]
-          where !value(name).isEmpty {
-            row.order.customerIdentities.append(.with {
-              $0.kind = kind
-              $0.value = value(name)
-              $0.channel = row.order.channel
-            })
-          }
-          let placed = value("placed_at")
-          if let date = try? Date(placed, strategy: .iso8601) {
-            row.placedTime = .init(date: date)
-          } else if !placed.isEmpty {
-            broken = "placed_at: '\(placed.prefix(40))' is not an RFC 3339 time"
-          }
-          if let status = statuses[value("status").lowercased()] {
-            row.status = status
+    // Refused as UNAVAILABLE (the customer service too slow to resolve a batch's customers, say), the
+    // file is sent again whole: the rows stored already count as existing the second time.
+    var (response, local) = try await retryingUnavailable(retrying: { error, attempt in
+      FileHandle.standardError.write(Data("\n\(error.message); sending the file again (attempt \(attempt))\n".utf8))
+    }) {
+      let local = LocalFailures()
+      let response = try await orders.importOrders { writer in
+        let (reader, column) = try CustomerCSV.open(path)
+        var number: Int64 = 1  // the header is row 1
+        var bytes: Int64 = 0
+        var pending: Rapport_Order_V1_ImportOrdersRequest?
+        var pendingKey = ""
+        var broken: String?
+        func flush() async throws {
+          defer { (pending, broken) = (nil, nil) }
+          guard let order = pending else { return }
+          if let broken {
+            local.add(order.rowNumber, broken)
           } else {
-            broken = "status: '\(value("status").prefix(40))' is not one of pending, paid, fulfilled, delivered, cancelled, refunded"
+            try await writer.write(order)
           }
-          pending = row
         }
-        pending?.order.lines.append(.with {
-          $0.sku = value("sku")
-          $0.title = value("title")
-          $0.quantity = integer("quantity")
-          $0.unitPriceMinor = integer("unit_price_minor")
-          $0.discountMinor = integer("discount_minor")
-          $0.taxMinor = integer("tax_minor")
-        })
-        if number % 1000 == 0 { progress(bytes, size) }
+        while let fields = reader.next() {
+          number += 1
+          bytes += Int64(fields.reduce(fields.count) { $0 + $1.utf8.count })
+          func value(_ name: String) -> String {
+            (column[name].flatMap { $0 < fields.count ? fields[$0] : nil } ?? "").trimmingCharacters(in: .whitespaces)
+          }
+          func integer(_ name: String) -> Int64 {
+            let raw = value(name)
+            if raw.isEmpty { return 0 }
+            guard let parsed = Int64(raw) else {
+              broken = broken ?? "\(name): '\(raw.prefix(40))' is not an integer"
+              return 0
+            }
+            return parsed
+          }
+          let key = value("channel").lowercased() + "\u{1}" + value("reference")
+          if pending == nil || key != pendingKey || value("reference").isEmpty {
+            try await flush()
+            pendingKey = key
+            var row = Rapport_Order_V1_ImportOrdersRequest()
+            row.rowNumber = number
+            let channel = value("channel").lowercased()
+            row.order.channel = channel.isEmpty ? .unspecified : CustomerCSV.channels[channel] ?? .UNRECOGNIZED(-1)
+            row.order.channelOrderReference = value("reference")
+            row.order.currency = value("currency").uppercased()
+            row.order.shippingMinor = integer("shipping_minor")
+            row.order.customerID = value("customer_id")
+            for (kind, name) in [(Rapport_Customer_V1_IdentityKind.email, "email"), (.phone, "phone"), (.externalID, "external_id")]
+            where !value(name).isEmpty {
+              row.order.customerIdentities.append(.with {
+                $0.kind = kind
+                $0.value = value(name)
+                $0.channel = row.order.channel
+              })
+            }
+            let placed = value("placed_at")
+            if let date = try? Date(placed, strategy: .iso8601) {
+              row.placedTime = .init(date: date)
+            } else if !placed.isEmpty {
+              broken = "placed_at: '\(placed.prefix(40))' is not an RFC 3339 time"
+            }
+            if let status = statuses[value("status").lowercased()] {
+              row.status = status
+            } else {
+              broken = "status: '\(value("status").prefix(40))' is not one of pending, paid, fulfilled, delivered, cancelled, refunded"
+            }
+            pending = row
+          }
+          pending?.order.lines.append(.with {
+            $0.sku = value("sku")
+            $0.title = value("title")
+            $0.quantity = integer("quantity")
+            $0.unitPriceMinor = integer("unit_price_minor")
+            $0.discountMinor = integer("discount_minor")
+            $0.taxMinor = integer("tax_minor")
+          })
+          if number % 1000 == 0 { progress(bytes, size) }
+        }
+        try await flush()
+        if let error = reader.error { throw ValidationError("\(path): \(error)") }
+        progress(size, size)
       }
-      try await flush()
-      if let error = reader.error { throw ValidationError("\(path): \(error)") }
-      progress(size, size)
+      return (response, local)
     }
     local.merge(into: &response)
     let elapsed = ContinuousClock.now - started
