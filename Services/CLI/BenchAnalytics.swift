@@ -202,7 +202,7 @@ struct BenchAnalytics: AsyncParsableCommand {
       ("GetCohortRetention (24 months, \(Self.sameClocksZone), \(sameClocksRow))", { _ in _ = try await analytics.getCohortRetention(cohorts(Self.sameClocksZone)) }),
       ("ListSegments", { _ in _ = try await analytics.listSegments(.init()) }),
       // The whole stream, to its last member.
-      ("ListSegmentMembers (\(segment.segment.memberCount) members, streamed to the end)", { _ in
+      ("ListSegmentMembers (\(segment.segment.memberCount) members, streamed to the end, decoded by the Swift client)", { _ in
         try await analytics.listSegmentMembers(.with { $0.segmentID = segment.segment.id }) { response in
           for try await _ in response.messages {}
         }
@@ -234,6 +234,19 @@ struct BenchAnalytics: AsyncParsableCommand {
       let p99 = Double(histogram.valueAtPercentile(99)) / 1000
       lines.append("| \(name) | \(f1(first)) | \(ms(histogram.valueAtPercentile(50))) | \(ms(histogram.valueAtPercentile(99))) | \(ms(histogram.max)) | \(p99 < 100 ? "met" : "missed") |")
     }
+    // The same whole stream received by a C HTTP/2 client that does not decode the members: how long
+    // the service takes to send it, apart from a client's cost per message.
+    print("measuring ListSegmentMembers with h2load")
+    let stream = Bench.H2LoadTarget(
+      name: "ListSegmentMembers", service: "analytics", address: stack.address("analytics"),
+      path: "/rapport.analytics.v1.AnalyticsService/ListSegmentMembers",
+      message: try Rapport_Analytics_V1_ListSegmentMembersRequest.with { $0.segmentID = segment.segment.id }.serializedBytes())
+    let (streamedOK, streamed) = try await Bench.h2loadLatencies(stream, requests: calls)
+    var received = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+    for micros in streamed { _ = received.record(micros) }
+    let receivedP99 = Double(received.valueAtPercentile(99)) / 1000
+    lines.append(
+      "| ListSegmentMembers (\(segment.segment.memberCount) members, to the end) received by h2load, a C HTTP/2 client that does not decode them: \(calls) calls one at a time, \(streamedOK) counted OK by the service | | \(ms(received.valueAtPercentile(50))) | \(ms(received.valueAtPercentile(99))) | \(ms(received.max)) | \(receivedP99 < 100 && streamedOK == calls ? "met" : "missed") |")
 
     // Event→metric lag while writers place orders as fast as the order service takes them: a probe
     // customer orders every 250 ms and the time until GetCustomerMetrics counts it is the lag.

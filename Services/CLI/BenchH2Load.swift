@@ -31,21 +31,7 @@ extension Bench {
   /// server's own.
   func h2load(_ target: H2LoadTarget, requests: Int, streams: Int = 64) async throws -> Row {
     print("measuring \(target.name) with h2load")
-    let body = NSTemporaryDirectory() + "rapport-h2load-\(UUID().uuidString).bin"
-    defer { try? FileManager.default.removeItem(atPath: body) }
-    let length = UInt32(target.message.count)
-    let frame = [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
-    try Data(frame + target.message).write(to: URL(fileURLWithPath: body))
-    let method = String(target.path.dropFirst())
-    let port = Self.metricsPorts[target.service]!
-    let okBefore = try await Self.okCount(method, metricsPort: port)
-    let output = try await Shell.run(
-      try Shell.which("h2load"),
-      [
-        "-n", "\(requests)", "-c", "1", "-m", "\(streams)", "-d", body, "-H", "content-type: application/grpc",
-        "-H", "te: trailers", "http://\(target.address.host):\(target.address.port)\(target.path)",
-      ])
-    let ok = try await Self.okCount(method, metricsPort: port) - okBefore
+    let (output, ok) = try await Self.runH2Load(target, requests: requests, streams: streams)
     // "finished in 2.61s, 7654.32 req/s, 1.2MB/s"
     guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("finished in") }),
       let secondsText = line.split(separator: " ").dropFirst(2).first?.dropLast(2), let seconds = Double(secondsText)
@@ -53,6 +39,44 @@ extension Bench {
     return Row(
       name: "\(target.name) (h2load -c 1 -m \(streams) -n \(requests))", ok: ok, errors: requests - ok,
       seconds: seconds, p50: nil, p90: nil, p99: nil, max: nil, benchCPU: nil, serverCPU: nil)
+  }
+
+  /// Runs h2load for `requests` requests one at a time (`-c 1 -m 1`) and returns the server's OK count
+  /// and each request's time until the end of its response (h2load's `--log-file`), in microseconds.
+  static func h2loadLatencies(_ target: H2LoadTarget, requests: Int) async throws -> (ok: Int, microseconds: [UInt64]) {
+    let log = NSTemporaryDirectory() + "rapport-h2load-\(UUID().uuidString).log"
+    defer { try? FileManager.default.removeItem(atPath: log) }
+    let (output, ok) = try await runH2Load(target, requests: requests, streams: 1, extra: ["--log-file", log])
+    // start time (µs since the epoch), HTTP status, µs until the end of the response
+    let durations = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap {
+      $0.split(separator: "\t").dropFirst(2).first.flatMap { UInt64($0) }
+    }
+    guard durations.count == requests else {
+      throw ShellError(description: "h2load logged \(durations.count) of \(requests) requests:\n\(output)")
+    }
+    return (ok, durations)
+  }
+
+  /// Sends the target's request `requests` times with h2load; returns its output and how many calls the
+  /// service counted as OK meanwhile.
+  private static func runH2Load(
+    _ target: H2LoadTarget, requests: Int, streams: Int, extra: [String] = []
+  ) async throws -> (output: String, ok: Int) {
+    let body = NSTemporaryDirectory() + "rapport-h2load-\(UUID().uuidString).bin"
+    defer { try? FileManager.default.removeItem(atPath: body) }
+    let length = UInt32(target.message.count)
+    let frame = [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
+    try Data(frame + target.message).write(to: URL(fileURLWithPath: body))
+    let method = String(target.path.dropFirst())
+    let port = metricsPorts[target.service]!
+    let okBefore = try await okCount(method, metricsPort: port)
+    let output = try await Shell.run(
+      try Shell.which("h2load"),
+      [
+        "-n", "\(requests)", "-c", "1", "-m", "\(streams)", "-d", body, "-H", "content-type: application/grpc",
+        "-H", "te: trailers",
+      ] + extra + ["http://\(target.address.host):\(target.address.port)\(target.path)"])
+    return (output, try await okCount(method, metricsPort: port) - okBefore)
   }
 
   /// `rpc_server_calls_total{method=…,code="OK"}` from a service's `/metrics`.
