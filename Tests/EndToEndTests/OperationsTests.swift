@@ -276,6 +276,12 @@ extension Executables {
           let cursors = (try? await query("rapport_feed_cursor_sequence{job=\"rapport-analytics\",source=\"order\"} > 0")) ?? []
           return !heads.isEmpty && !cursors.isEmpty
         }
+        // Analytics' ranking model in memory: products and pairs held (a gauge every 5 s).
+        try await eventually(within: .seconds(20), "the recommendation model's size is exported") {
+          let products = (try? await query("rapport_analytics_recommendation_products{job=\"rapport-analytics\"}")) ?? []
+          let pairs = (try? await query("rapport_analytics_recommendation_pairs{job=\"rapport-analytics\"}")) ?? []
+          return products.count == 1 && pairs.count == 1
+        }
         // Each service says what it is: rapport_build_info{service, version, commit}.
         let builds = try await query("rapport_build_info")
         #expect(Set(builds.compactMap { ($0["metric"] as? [String: String])?["service"] }) == Set(Stack.order))

@@ -175,6 +175,13 @@ import Testing
         let (held, loaded) = (try await store.recommend(customer, limit: 10), try await fresh.recommend(customer, limit: 10))
         #expect(!held.isEmpty && held == loaded)
       }
+      // What the metrics export: every product and pair of the tables, no more.
+      var rows = (products: -1, pairs: -1)
+      for try await (products, pairs) in try await store.client.query(
+        "SELECT (SELECT count(*)::int FROM analytics.items), (SELECT count(*)::int FROM analytics.item_pairs)",
+        logger: testLogger("test")
+      ).decode((Int, Int).self) { rows = (products, pairs) }
+      #expect(store.recommendations.size == rows && fresh.recommendations.size == rows)
     }
   }
 }

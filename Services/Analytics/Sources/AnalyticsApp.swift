@@ -148,6 +148,12 @@ public enum AnalyticsApp {
           Periodic("recommendations", every: .milliseconds(250), logger: logger) {
             try await store.addingPendingPurchases(limit: 5_000)
           },
+          // The ranking model's size in memory (it grows with the pairs counted; 0 until a read loads it).
+          Periodic("recommendation model size", every: .seconds(5), logger: logger) {
+            let size = recommendations.size
+            RPCMetrics.current?.gauge("rapport_analytics_recommendation_products", []).record(size.products)
+            RPCMetrics.current?.gauge("rapport_analytics_recommendation_pairs", []).record(size.pairs)
+          },
           Periodic("prediction fit", every: fitInterval, logger: logger) { try await store.fitAllPredictionModels() },
           Periodic("segments", every: segmentInterval, logger: logger) { try await store.evaluateAllSegments(customers: nil) },
         ]

@@ -22,6 +22,8 @@ struct RecommendationModel: Sendable {
   private var pairs: [[Int: Int64]] = []
   /// Positions by customers, then units (descending), then SKU: top sellers first.
   private var sellers: [Int] = []
+  /// The pairs held (rows of `analytics.item_pairs`).
+  private(set) var pairCount = 0
 
   init(version: Int64) { self.version = version }
 
@@ -39,7 +41,7 @@ struct RecommendationModel: Sendable {
   /// Sets how many customers bought both `a` and `b` (a row of `analytics.item_pairs`; both products set).
   private mutating func set(pair a: String, _ b: String, customers: Int64) {
     guard let x = positions[a], let y = positions[b] else { return }
-    pairs[x][y] = customers
+    if pairs[x].updateValue(customers, forKey: y) == nil { pairCount += 1 }
   }
 
   /// Sets the products, then the pairs, of `changes`, and orders the top sellers.
@@ -129,6 +131,9 @@ final class RecommendationCache: Sendable {
 
   /// The version of the model held; nil before the first read or after a change it did not follow.
   var version: Int64? { model.withLock { $0?.version } }
+
+  /// The products and pairs held (none when no model is).
+  var size: (products: Int, pairs: Int) { model.withLock { ($0?.items.count ?? 0, $0?.pairCount ?? 0) } }
 
   /// The model at `version` or newer: the one held, or `load()`'s.
   func model(atLeast version: Int64, _ load: () async throws -> RecommendationModel) async throws -> RecommendationModel {
