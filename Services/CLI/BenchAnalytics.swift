@@ -207,6 +207,12 @@ struct BenchAnalytics: AsyncParsableCommand {
           for try await _ in response.messages {}
         }
       }),
+      // The same members, a thousand per message.
+      ("ListSegmentMemberPages (\(segment.segment.memberCount) members in pages of 1,000, streamed to the end, decoded by the Swift client)", { _ in
+        try await analytics.listSegmentMemberPages(.with { $0.segmentID = segment.segment.id }) { response in
+          for try await _ in response.messages {}
+        }
+      }),
       // The same stream to its first member, then cancelled: when a caller starts receiving.
       ("ListSegmentMembers (the first member, then cancelled)", { _ in
         try await analytics.listSegmentMembers(.with { $0.segmentID = segment.segment.id }) { response in

@@ -64,8 +64,10 @@ struct Segments: AsyncParsableCommand {
 
     func run() async throws {
       try await connection.run { analytics in
-        try await analytics.listSegmentMembers(.with { $0.segmentID = id }) { response in
-          for try await member in response.messages { print(member.customerID) }
+        try await analytics.listSegmentMemberPages(.with { $0.segmentID = id }) { response in
+          for try await page in response.messages {
+            print(page.members.map(\.customerID).joined(separator: "\n"))
+          }
         }
       }
     }

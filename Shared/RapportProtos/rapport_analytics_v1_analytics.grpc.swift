@@ -217,6 +217,19 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "ListSegmentMemberPages" metadata.
+        public enum ListSegmentMemberPages: Sendable {
+            /// Request type for "ListSegmentMemberPages".
+            public typealias Input = Rapport_Analytics_V1_ListSegmentMemberPagesRequest
+            /// Response type for "ListSegmentMemberPages".
+            public typealias Output = Rapport_Analytics_V1_SegmentMemberPage
+            /// Descriptor for "ListSegmentMemberPages".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "rapport.analytics.v1.AnalyticsService"),
+                method: "ListSegmentMemberPages",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "rapport.analytics.v1.AnalyticsService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             GetCustomerMetrics.descriptor,
@@ -233,7 +246,8 @@ public enum Rapport_Analytics_V1_AnalyticsService: Sendable {
             GetCustomerPrediction.descriptor,
             PutSegment.descriptor,
             ListSegments.descriptor,
-            ListSegmentMembers.descriptor
+            ListSegmentMembers.descriptor,
+            ListSegmentMemberPages.descriptor
         ]
     }
 }
@@ -539,6 +553,27 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember>
+
+        /// Handle the "ListSegmentMemberPages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same members in the same order, many per message: for callers that read whole segments, whose
+        /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+        /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+        /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_SegmentMemberPage` messages.
+        func listSegmentMemberPages(
+            request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMemberPage>
     }
 
     /// Service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -828,6 +863,27 @@ extension Rapport_Analytics_V1_AnalyticsService {
             request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentMembersRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember>
+
+        /// Handle the "ListSegmentMemberPages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same members in the same order, many per message: for callers that read whole segments, whose
+        /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+        /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+        /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Rapport_Analytics_V1_SegmentMemberPage` messages.
+        func listSegmentMemberPages(
+            request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMemberPage>
     }
 
     /// Simple service protocol for the "rapport.analytics.v1.AnalyticsService" service.
@@ -1116,6 +1172,28 @@ extension Rapport_Analytics_V1_AnalyticsService {
             response: GRPCCore.RPCWriter<Rapport_Analytics_V1_SegmentMember>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "ListSegmentMemberPages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same members in the same order, many per message: for callers that read whole segments, whose
+        /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+        /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+        /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+        ///
+        /// - Parameters:
+        ///   - request: A `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` message.
+        ///   - response: A response stream of `Rapport_Analytics_V1_SegmentMemberPage` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func listSegmentMemberPages(
+            request: Rapport_Analytics_V1_ListSegmentMemberPagesRequest,
+            response: GRPCCore.RPCWriter<Rapport_Analytics_V1_SegmentMemberPage>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -1288,6 +1366,17 @@ extension Rapport_Analytics_V1_AnalyticsService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Rapport_Analytics_V1_AnalyticsService.Method.ListSegmentMemberPages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_SegmentMemberPage>(),
+            handler: { request, context in
+                try await self.listSegmentMemberPages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1453,6 +1542,17 @@ extension Rapport_Analytics_V1_AnalyticsService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMember> {
         let response = try await self.listSegmentMembers(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func listSegmentMemberPages(
+        request: GRPCCore.StreamingServerRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMemberPage> {
+        let response = try await self.listSegmentMemberPages(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1653,6 +1753,23 @@ extension Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtocol {
             metadata: [:],
             producer: { writer in
                 try await self.listSegmentMembers(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func listSegmentMemberPages(
+        request: GRPCCore.ServerRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMemberPage> {
+        return GRPCCore.StreamingServerResponse<Rapport_Analytics_V1_SegmentMemberPage>(
+            metadata: [:],
+            producer: { writer in
+                try await self.listSegmentMemberPages(
                     request: request.message,
                     response: writer,
                     context: context
@@ -2025,6 +2142,32 @@ extension Rapport_Analytics_V1_AnalyticsService {
             deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_SegmentMember>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMember>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSegmentMemberPages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same members in the same order, many per message: for callers that read whole segments, whose
+        /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+        /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+        /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_SegmentMemberPage` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSegmentMemberPages<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_SegmentMemberPage>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMemberPage>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2561,6 +2704,41 @@ extension Rapport_Analytics_V1_AnalyticsService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "ListSegmentMemberPages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The same members in the same order, many per message: for callers that read whole segments, whose
+        /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+        /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+        /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` message.
+        ///   - serializer: A serializer for `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` messages.
+        ///   - deserializer: A deserializer for `Rapport_Analytics_V1_SegmentMemberPage` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSegmentMemberPages<Result>(
+            request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Rapport_Analytics_V1_SegmentMemberPage>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMemberPage>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Rapport_Analytics_V1_AnalyticsService.Method.ListSegmentMemberPages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3005,6 +3183,36 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_ListSegmentMembersRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_SegmentMember>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegmentMemberPages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same members in the same order, many per message: for callers that read whole segments, whose
+    /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+    /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+    /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Rapport_Analytics_V1_ListSegmentMemberPagesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegmentMemberPages<Result>(
+        request: GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMemberPage>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSegmentMemberPages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Rapport_Analytics_V1_SegmentMemberPage>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3511,6 +3719,40 @@ extension Rapport_Analytics_V1_AnalyticsService.ClientProtocol {
             metadata: metadata
         )
         return try await self.listSegmentMembers(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSegmentMemberPages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The same members in the same order, many per message: for callers that read whole segments, whose
+    /// > cost per received message (not the service) sets how long a stream of one member per message takes.
+    /// > Every page but the last holds page_size members; an empty segment streams no page. NOT_FOUND for an
+    /// > unknown segment; INVALID_ARGUMENT for a page_size out of bounds.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSegmentMemberPages<Result>(
+        _ message: Rapport_Analytics_V1_ListSegmentMemberPagesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Rapport_Analytics_V1_SegmentMemberPage>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Rapport_Analytics_V1_ListSegmentMemberPagesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSegmentMemberPages(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -80,6 +80,17 @@ import Testing
     }
   }
 
+  /// The pages of segment `id`, read with ListSegmentMemberPages.
+  static func memberPages(
+    of id: String, size: Int32 = 0, _ api: Rapport_Analytics_V1_AnalyticsService.Client<HTTP2ClientTransport.Posix>
+  ) async throws -> [[Rapport_Analytics_V1_SegmentMember]] {
+    try await api.listSegmentMemberPages(.with { $0.segmentID = id; $0.pageSize = size }) { response in
+      var pages: [[Rapport_Analytics_V1_SegmentMember]] = []
+      for try await page in response.messages { pages.append(page.members) }
+      return pages
+    }
+  }
+
   /// ListSegmentMembers streams a segment of several pages (`AnalyticsRPCs.membersPage`) whole: every
   /// member once, in (since, customer) order, though every page ends inside the run of members who
   /// entered together.
@@ -101,6 +112,15 @@ import Testing
         #expect(streamed.count == count && Set(streamed.map(\.customerID)).count == count)
         #expect(Set(streamed.map(\.since)).count == 1)  // entered together: pages break ties by customer
         #expect(zip(streamed, streamed.dropFirst()).allSatisfy { $0.customerID < $1.customerID })
+        // The same members in the same order, many per message: full pages but the last, across the
+        // service's own pages (count = 2 × 5,000 + 345).
+        let pages = try await Self.memberPages(of: "everyone", size: 4_000, api)
+        #expect(pages.map(\.count) == [4_000, 4_000, count - 8_000])
+        #expect(pages.flatMap { $0 } == streamed)
+        let byDefault = try await Self.memberPages(of: "everyone", api)
+        #expect(byDefault.map(\.count) == Array(repeating: 1_000, count: count / 1_000) + [count % 1_000])
+        #expect(byDefault.flatMap { $0 } == streamed)
+        #expect(try await Self.memberPages(of: "everyone", size: 10_000, api).map(\.count) == [10_000, count - 10_000])
       }
     }
   }
@@ -187,6 +207,7 @@ import Testing
 
         let listed = try await api.listSegments(.init()).segments
         #expect(listed.map(\.id) == ["big-spenders", "lapsed"] && listed.map(\.memberCount) == [0, 0])
+        #expect(try await Self.memberPages(of: "big-spenders", api).isEmpty)  // no members: no page
 
         // Bad input: nothing stored.
         await expectStatus(.invalidArgument, field: "rule", mentioning: "'orderz' at position 1") {
@@ -198,6 +219,11 @@ import Testing
         }
         await expectStatus(.notFound) { try await members("nope") }
         await expectStatus(.invalidArgument, field: "segment_id") { try await members("No Such/Id") }
+        await expectStatus(.notFound) { try await Self.memberPages(of: "nope", api) }
+        await expectStatus(.invalidArgument, field: "segment_id") { try await Self.memberPages(of: "No Such/Id", api) }
+        for size: Int32 in [-1, 10_001] {
+          await expectStatus(.invalidArgument, field: "page_size") { try await Self.memberPages(of: "lapsed", size: size, api) }
+        }
         await expectStatus(.invalidArgument, field: "rule", mentioning: "NUL") {
           try await api.putSegment(.with { $0.id = "nul"; $0.rule = "orders > 1\u{0}" })
         }

@@ -240,9 +240,36 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     request: Rapport_Analytics_V1_ListSegmentMembersRequest, response: RPCWriter<Rapport_Analytics_V1_SegmentMember>,
     context: ServerContext
   ) async throws {
-    let id = try Self.segmentID(request.segmentID, field: "segment_id")
+    try await forEachMemberPage(of: request.segmentID) { members in
+      try await response.write(contentsOf: members.map(Self.member))
+    }
+  }
+
+  func listSegmentMemberPages(
+    request: Rapport_Analytics_V1_ListSegmentMemberPagesRequest, response: RPCWriter<Rapport_Analytics_V1_SegmentMemberPage>,
+    context: ServerContext
+  ) async throws {
+    let size = try Validate.pageSize(request.pageSize, default: 1_000, max: 10_000)
+    var pending: [Rapport_Analytics_V1_SegmentMember] = []
+    try await forEachMemberPage(of: request.segmentID) { members in
+      pending += members.map(Self.member)
+      let full = pending.count / size * size
+      guard full > 0 else { return }
+      try await response.write(contentsOf: stride(from: 0, to: full, by: size).map { start in
+        .with { $0.members = Array(pending[start..<start + size]) }
+      })
+      pending.removeFirst(full)
+    }
+    if !pending.isEmpty { try await response.write(.with { $0.members = pending }) }
+  }
+
+  /// Reads a segment's members in (since, customer) order, `membersPage` at a time, and hands each page to
+  /// `body`; the next page is read while `body` writes this one. NOT_FOUND for an unknown segment.
+  private func forEachMemberPage(
+    of segmentID: String, _ body: ([(customer: String, since: Date)]) async throws -> Void
+  ) async throws {
+    let id = try Self.segmentID(segmentID, field: "segment_id")
     guard try await !store.segments(id: id).isEmpty else { throw RPCFailure.notFound("segment", id) }
-    // Pages in (since, customer) order; the next page is read while this one is written.
     @Sendable func page(after last: (customer: String, since: Date)?) async throws -> [(customer: String, since: Date)] {
       guard let last else { return try await store.segmentMembers(id, after: nil, limit: Self.membersPage) }
       guard let customer = UUID(uuidString: last.customer) else { throw RPCFailure.internal("a member id is not a UUID") }
@@ -252,17 +279,19 @@ struct AnalyticsRPCs: Rapport_Analytics_V1_AnalyticsService.SimpleServiceProtoco
     while !members.isEmpty {
       let last = members.count == Self.membersPage ? members.last : nil
       async let following = last == nil ? [] : page(after: last)
-      try await response.write(contentsOf: members.map { member in
-        .with {
-          $0.customerID = member.customer
-          $0.since = .init(microsecondsOf: member.since)
-        }
-      })
+      try await body(members)
       members = try await following
     }
   }
 
-  /// Members read per query by `ListSegmentMembers`.
+  private static func member(_ member: (customer: String, since: Date)) -> Rapport_Analytics_V1_SegmentMember {
+    .with {
+      $0.customerID = member.customer
+      $0.since = .init(microsecondsOf: member.since)
+    }
+  }
+
+  /// Members read per query by `ListSegmentMembers` and `ListSegmentMemberPages`.
   static let membersPage = 5_000
 
   /// A segment id: lower-case letters, digits, '-' and '_', 1 to 64 characters.
