@@ -89,6 +89,34 @@ extension Executables {
       }
     }
 
+    /// While the customer service does not answer, ImportOrders refuses the stream as UNAVAILABLE (its
+    /// customer lookups miss their 1 s deadline; nothing stored); `rapport import orders` sends the file
+    /// again after waiting, and once the customer service answers, every row is imported, once.
+    @Test func anImportRefusedAsUnavailableIsSentAgainUntilItCompletes() async throws {
+      try await withStack("import-retry") { stack in
+        let csv = NSTemporaryDirectory() + "orders-\(UUID().uuidString).csv"
+        try """
+          reference,channel,placed_at,status,currency,email,sku,title,quantity,unit_price_minor,shipping_minor
+          #7001,web,2025-01-15T10:00:00Z,delivered,EUR,retry-1@example.com,TEA,Green tea,2,1500,0
+          #7002,web,2025-02-20T09:30:00Z,paid,EUR,retry-2@example.com,MUG,Mug,1,2000,0
+          #7003,store,2025-03-05T18:00:00Z,paid,EUR,retry-1@example.com,MUG,Mug,1,2000,0
+          """.write(toFile: csv, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: csv) }
+        let binary = try Stack.binaryDirectory() + "/rapport"
+        let customers = stack.process("customer")
+        customers.signal(SIGSTOP)
+        let importing = Task { try await Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"]) }
+        // The first stream is refused after the 1 s deadline; the command waits 2 s before the next.
+        try? await Task.sleep(for: .seconds(3))
+        customers.signal(SIGCONT)
+        let output = try await importing.value
+        #expect(output.contains("sending the file again (attempt 2)"), "\(output)")
+        #expect(output.contains("3 orders") && output.contains("3 created, 0 already known, 0 failed"), "\(output)")
+        let again = try await Shell.run(binary, ["import", "orders", csv, "--order", "\(stack.address("order"))"])
+        #expect(again.contains("0 created, 3 already known, 0 failed") && !again.contains("sending the file again"), "\(again)")
+      }
+    }
+
     /// `rapport seed` loads a synthetic shop through the import RPCs; a second run imports nothing twice.
     /// The order service runs with a 500 ms request idle limit: a long import stream whose client waits
     /// on flow control while the service works through what it has is not an idle client (before, the
