@@ -189,6 +189,15 @@ extension Executables {
           let members = try await Shell.run(rapport, ["segments", "members", "poets", "--analytics", "\(stack.address("analytics"))"])
           return Set(members.split(separator: "\n").map(String.init)) == [percy.id, survivor.id]
         }
+        // The same segment read from Python grpcio, a member per message and in pages.
+        let python = try await runInterop(
+          "segment_pages.py", ["\(stack.address("analytics"))", "poets"] + (stack.tlsDirectory.map { [$0] } ?? []))
+        let streamed = python["members"] as? [String] ?? []
+        #expect(Set(streamed) == [percy.id, survivor.id] && streamed.count == 2, "\(python)")
+        #expect(python["pages"] as? [[String]] == streamed.map { [$0] }, "\(python)")
+        #expect(python["whole"] as? [[String]] == [streamed], "\(python)")
+        let bad = python["bad_page_size"] as? [String: String]
+        #expect(bad?["code"] == "INVALID_ARGUMENT" && bad?["details"]?.contains("page_size") == true, "\(python)")
         // `rapport view` by the duplicate's email shows the survivor with all of it.
         let cli = try await Shell.run(
           try Stack.binaryDirectory() + "/rapport", ["view", "m.shelley@example.org", "--gateway", "\(stack.address("gateway"))"])
