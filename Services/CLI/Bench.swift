@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+  @preconcurrency import Glibc
+#endif
 import ArgumentParser
 import Foundation
 import GRPCCore
@@ -55,6 +58,8 @@ struct Bench: AsyncParsableCommand {
     dataDir: String, out: String?, settings: [String: [String: String]] = [:], keep: Bool = false,
     _ body: (Stack, String) async throws -> String
   ) async throws {
+    // Progress lines as they happen, also when the output goes to a file or a pipe (fully buffered there).
+    setvbuf(stdout, nil, _IOLBF, 0)
     var logger = Logger(label: "rapport-bench")
     logger.logLevel = .warning
     let directory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
