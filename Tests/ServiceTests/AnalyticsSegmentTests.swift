@@ -224,6 +224,10 @@ import Testing
         for size: Int32 in [-1, 10_001] {
           await expectStatus(.invalidArgument, field: "page_size") { try await Self.memberPages(of: "lapsed", size: size, api) }
         }
+        for id in ["lapsed\u{0}", String(repeating: "a", count: 65), ""] {
+          await expectStatus(.invalidArgument, field: "segment_id") { try await members(id) }
+          await expectStatus(.invalidArgument, field: "segment_id") { try await Self.memberPages(of: id, api) }
+        }
         await expectStatus(.invalidArgument, field: "rule", mentioning: "NUL") {
           try await api.putSegment(.with { $0.id = "nul"; $0.rule = "orders > 1\u{0}" })
         }
