@@ -32,17 +32,27 @@ public final class ChildProcess: Sendable {
     process.standardError = log
     process.standardInput = FileHandle.nullDevice
     self.process = Mutex(process)
-    let scanner = self.scanner
-    pipe.fileHandleForReading.readabilityHandler = { handle in
-      let data = handle.availableData
-      if data.isEmpty {
-        handle.readabilityHandler = nil
-        return
-      }
-      log.write(data)
-      scanner.consume(data)
-    }
     try process.run()
+    Self.copy(pipe.fileHandleForReading, to: log, scanning: scanner)
+  }
+
+  /// Copies the child's output into its log until the child closes it, on a thread of its own with
+  /// blocking reads. Not Foundation's `readabilityHandler`: its libdispatch source on the pipe crashed
+  /// the test process once in CI (SIGSEGV in `_dispatch_event_loop_drain` on libdispatch's manager
+  /// thread while another child was being spawned; the same crash as swiftlang/swift-subprocess#47).
+  private static func copy(_ output: FileHandle, to log: FileHandle, scanning scanner: AnnouncementScanner) {
+    Thread {
+      var buffer = [UInt8](repeating: 0, count: 1 << 16)
+      while true {
+        let count = buffer.withUnsafeMutableBytes { read(output.fileDescriptor, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        let data = Data(buffer[..<count])
+        log.write(data)
+        scanner.consume(data)
+      }
+      try? output.close()
+    }.start()
   }
 
   /// Waits until the process printed its address, or fails when it exits first or time runs out.
